@@ -1,0 +1,99 @@
+"""``lsnc reproduce``: the set of runs a reproduction needs, trained if missing, resumed if interrupted.
+
+A run folder whose status is "done" is skipped; "running" or "failed" is resumed from its checkpoint; a
+missing one is trained. One failing run is reported and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, TrainConfig
+
+PAPER_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9)
+MAIN_DELTA = 0.05
+UFM_DELTAS = (0.0, 0.05, 0.1)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, data_root: str | None = None, download: bool = False) -> TrainConfig:
+        from .presets import preset_config
+        extra: dict[str, Any] = {}
+        if data_root:
+            extra["data_root"] = data_root
+        if download:
+            extra["download"] = True
+        return preset_config(self.preset, **{**self.overrides, **extra}).resolved()
+
+
+def _matrix(preset: str, main_seeds, sweep_seeds, ufm_seeds=(0,), sweep=PAPER_SWEEP) -> list[RunSpec]:
+    specs: list[RunSpec] = []
+    for seed in main_seeds:
+        for delta in (0.0, MAIN_DELTA):
+            specs.append(RunSpec(preset, {"delta": delta, "seed": seed}))
+    for seed in sweep_seeds:
+        for delta in sweep:
+            spec = RunSpec(preset, {"delta": delta, "seed": seed})
+            if spec not in specs:
+                specs.append(spec)
+    for seed in ufm_seeds:
+        for delta in UFM_DELTAS:
+            specs.append(RunSpec(preset, {"delta": delta, "seed": seed, "ufm": True}))
+    return specs
+
+
+def reproduction_runs(name: str) -> list[RunSpec]:
+    """The runs of a reproduction preset, in the order they are trained."""
+    if name == "smoke":
+        return [RunSpec("smoke", {"delta": 0.0}), RunSpec("smoke", {"delta": MAIN_DELTA}),
+                RunSpec("smoke", {"delta": MAIN_DELTA, "ufm": True})]
+    if name == "cpu":
+        return (_matrix("cpu-mnist1d", main_seeds=range(5), sweep_seeds=range(3))
+                + _matrix("cpu-cifar10", main_seeds=range(2), sweep_seeds=range(1)))
+    if name == "paper":
+        specs = _matrix("paper-cifar10", main_seeds=(0,), sweep_seeds=(0,))
+        for preset in ("paper-cifar100", "paper-stl10", "paper-tinyimagenet"):
+            specs += _matrix(preset, main_seeds=(0,), sweep_seeds=(), ufm_seeds=())
+        return specs
+    raise ConfigError(f"unknown reproduction preset {name!r}; choose one of: paper, cpu, smoke")
+
+
+def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None = None, download: bool = False,
+              dry_run: bool = False, only: str | None = None, progress: bool = True, log=print) -> int:
+    """Train what is missing; return 0 if every run ends done, 1 otherwise."""
+    from .runs import read_json, run_dir
+    from .train import run_group, train
+
+    configs = [s.config(data_root, download) for s in reproduction_runs(name)]
+    if only:
+        configs = [c for c in configs if only in f"{run_group(c)}/{c.name}"]
+    outcome: dict[str, list[str]] = {"skipped (done)": [], "trained": [], "resumed": [], "failed": []}
+    for cfg in configs:
+        folder = run_dir(runs_dir, run_group(cfg), cfg.name)
+        status = read_json(folder / "status.json")["status"] if (folder / "status.json").exists() else None
+        key = f"{run_group(cfg)}/{cfg.name}"
+        if status == "done":
+            outcome["skipped (done)"].append(key)
+            continue
+        action = "resumed" if status else "trained"
+        if dry_run:
+            log(f"would {'resume' if status else 'train'}: {key}")
+            continue
+        try:
+            train(cfg, runs_dir, resume=True, progress=progress, log=log)
+            outcome[action].append(key)
+        except Exception as exc:  # one failure must not stop the rest of the matrix
+            outcome["failed"].append(f"{key}: {type(exc).__name__}: {exc}")
+            log(traceback.format_exc(limit=3))
+    for what, keys in outcome.items():
+        log(f"{what}: {len(keys)}")
+        for k in keys if what != "skipped (done)" else []:
+            log(f"  {k}")
+    return 1 if outcome["failed"] else 0

@@ -1,0 +1,67 @@
+"""Low-dimensional views of the penultimate geometry at a few epochs (what collapse looks like).
+
+At each snapshot epoch, a fixed set of training samples (the first ``per_class`` of each class) is passed
+through the model; their features, the class means of that set and the classifier rows are projected onto
+the top-3 principal directions of the centred class means. Only these few coordinates are stored, so a
+committed run stays small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import write_atomic
+
+
+def snapshot_indices(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    idx = [torch.nonzero(labels == k).flatten()[:per_class] for k in torch.unique(labels)]
+    return torch.cat(idx)
+
+
+@torch.no_grad()
+def take_snapshot(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, np.ndarray]:
+    was_training = model.training
+    model.eval()
+    try:
+        _, feats = model(x)
+    finally:
+        model.train(was_training)
+    h = feats.double().cpu()
+    labels = y.cpu()
+    means = torch.stack([h[labels == k].mean(0) for k in range(num_classes)])
+    centre = means.mean(0)
+    # Principal directions of the centred class means (at most K-1 carry signal).
+    _, _, vt = torch.linalg.svd(means - centre, full_matrices=False)
+    basis = vt[:3].T  # d x 3
+    w = model.classifier.weight.detach().double().cpu()
+    return {
+        "features": ((h - centre) @ basis).numpy().astype(np.float32),
+        "labels": labels.numpy().astype(np.int16),
+        "means": ((means - centre) @ basis).numpy().astype(np.float32),
+        # W rows are compared with the means up to scale: project them on the same basis.
+        "classifier": (w @ basis).numpy().astype(np.float32),
+    }
+
+
+def save_snapshots(path: Path, snapshots: dict[int, dict[str, np.ndarray]]) -> None:
+    arrays = {f"e{epoch}_{key}": value for epoch, snap in snapshots.items() for key, value in snap.items()}
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    write_atomic(path, write)
+
+
+def load_snapshots(path: str | Path) -> dict[int, dict[str, np.ndarray]]:
+    out: dict[int, dict[str, np.ndarray]] = {}
+    if not Path(path).exists():
+        return out
+    with np.load(path) as z:
+        for key in z.files:
+            epoch, name = key[1:].split("_", 1)
+            out.setdefault(int(epoch), {})[name] = z[key]
+    return dict(sorted(out.items()))

@@ -1,0 +1,186 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lsnc.cli import main
+from lsnc.config import ConfigError, TrainConfig, dense_then_sparse_epochs
+from lsnc.presets import preset_config
+from lsnc.runs import RunError, find_runs, load_run, runs_table
+from lsnc.train import train
+
+TIMING_COLUMNS = {"train_seconds", "eval_seconds", "seconds"}
+
+
+def _smoke(**kw) -> TrainConfig:
+    return preset_config("smoke", threads=1, **kw)
+
+
+def test_smoke_run_writes_a_complete_run_folder(tmp_path):
+    folder = train(_smoke(), tmp_path, progress=False)
+    assert folder == tmp_path / "synthetic" / "ce-mlpw32-s0"
+    for f in ("config.json", "provenance.json", "status.json", "metrics.csv", "epochs.csv", "snapshots.npz",
+              "checkpoint.pt"):
+        assert (folder / f).exists(), f
+    run = load_run(folder)
+    assert run.status["status"] == "done"
+    assert list(run.metrics["epoch"]) == [0, 1, 2, 3]
+    assert list(run.epochs["epoch"]) == [1, 2, 3]
+    # lr decays x0.1 at the milestone (epoch 2): epoch 3 trains at 0.005
+    assert run.epochs["lr"].tolist() == pytest.approx([0.05, 0.05, 0.005])
+    prov = run.provenance
+    assert prov["packages"]["torch"] and prov["device"]["type"] == "cpu"
+    assert prov["dataset"]["fingerprint" if "fingerprint" in prov["dataset"] else "label"]
+    assert "synthetic" in run.describe() and "3 epochs" in run.describe()
+    assert {"train_acc", "test_acc"} <= set(run.metrics.columns) or any("acc" in c for c in run.metrics.columns)
+
+
+def test_same_seed_same_table_different_seed_differs(tmp_path):
+    a = load_run(train(_smoke(), tmp_path / "a", progress=False)).metrics
+    b = load_run(train(_smoke(), tmp_path / "b", progress=False)).metrics
+    c = load_run(train(_smoke(seed=1), tmp_path / "c", progress=False)).metrics
+    cols = [k for k in a.columns if k not in TIMING_COLUMNS]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert not a[cols].equals(c[cols])
+
+
+def _resume_cfg() -> TrainConfig:
+    # Big enough that an epoch takes a noticeable time, so the kill lands mid-training.
+    return _smoke(epochs=14, milestones=[6, 11], eval_epochs=[1, 2, 3, 5, 8, 13], train_per_class=400,
+                  data_options={"num_classes": 4, "image_size": 16}, width=256, batch_size=32)
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
+    cfg = _resume_cfg()
+    reference = load_run(train(cfg, tmp_path / "ref", progress=False))
+
+    killed_dir = tmp_path / "killed"
+    code = ("import sys, json; from lsnc.config import TrainConfig; from lsnc.train import train; "
+            "train(TrainConfig.from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg.to_dict()), str(killed_dir)])
+    status_file = killed_dir / "synthetic" / cfg.resolved().name / "status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if status_file.exists():
+            try:
+                if json.loads(status_file.read_text())["epoch"] >= 4:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    status = json.loads(status_file.read_text())
+    assert status["status"] == "running" and 4 <= status["epoch"] < 14, status
+
+    with pytest.raises(RunError, match="--resume"):
+        train(cfg, killed_dir, progress=False)
+    resumed = load_run(train(cfg, killed_dir, resume=True, progress=False))
+    assert resumed.status["status"] == "done"
+    for table in ("metrics", "epochs"):
+        ref, got = getattr(reference, table), getattr(resumed, table)
+        cols = [k for k in ref.columns if k not in TIMING_COLUMNS]
+        pd.testing.assert_frame_equal(ref[cols], got[cols])  # no epoch lost, none repeated, same numbers
+    # A finished run is left alone.
+    before = (resumed.path / "metrics.csv").read_text()
+    train(cfg, killed_dir, resume=True, progress=False, log=lambda *_: None)
+    assert (resumed.path / "metrics.csv").read_text() == before
+
+
+def test_resume_with_a_different_recipe_is_refused(tmp_path):
+    train(_smoke(), tmp_path, progress=False)
+    with pytest.raises(RunError, match="different configuration.*lr"):
+        train(_smoke(lr=0.1, name="ce-mlpw32-s0"), tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(delta=1.0), "delta"), (dict(delta=-0.1), "delta"), (dict(milestones=[5]), "milestones"),
+    (dict(milestones=[2, 1]), "milestones"), (dict(epochs=0), "epochs"), (dict(lr=0.0), "lr"),
+    (dict(amp="fp8"), "amp"), (dict(name="../x"), "name"),
+])
+def test_bad_config_refused_before_anything_is_written(tmp_path, kw, match):
+    with pytest.raises(ConfigError, match=match):
+        train(_smoke(**kw), tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_dense_then_sparse_eval_epochs():
+    e = dense_then_sparse_epochs(800)
+    assert e[:12] == list(range(12)) or e[:11] == list(range(11))
+    assert e[0] == 0 and e[-1] == 800 and 150 in e and 325 in e and 333 not in e
+
+
+def _cli(tmp_path, *args) -> int:
+    return main(["train", "--runs-dir", str(tmp_path), "--quiet", "--threads", "1", *args])
+
+
+def test_cli_errors_exit_2_with_readable_messages(tmp_path, capsys):
+    assert _cli(tmp_path, "--preset", "nope") == 2
+    assert "choose one of" in capsys.readouterr().err
+    assert _cli(tmp_path, "--preset", "smoke", "--dataset", "imagenet22k") == 2
+    err = capsys.readouterr().err
+    assert "mnist1d" in err and "cifar10" in err  # lists the valid datasets
+    assert _cli(tmp_path, "--preset", "smoke", "--model", "vgg") == 2
+    assert "resnet18" in capsys.readouterr().err
+    assert _cli(tmp_path, "--preset", "smoke", "--delta", "1.5") == 2
+    assert "[0, 1)" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_missing_data_names_the_download_flag(tmp_path, capsys):
+    root = tmp_path / "data"
+    root.mkdir()
+    assert _cli(tmp_path / "runs", "--preset", "paper-cifar10", "--data-root", str(root), "--epochs", "1",
+                "--milestones") == 2
+    err = capsys.readouterr().err
+    assert "--download" in err and str(root) in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_cli_existing_run_not_overwritten_unless_asked(tmp_path, capsys):
+    assert _cli(tmp_path, "--preset", "smoke") == 0
+    first = (tmp_path / "synthetic" / "ce-mlpw32-s0" / "metrics.csv").read_text()
+    assert _cli(tmp_path, "--preset", "smoke") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "synthetic" / "ce-mlpw32-s0" / "metrics.csv").read_text() == first
+    assert _cli(tmp_path, "--preset", "smoke", "--overwrite") == 0
+
+
+def test_nonfinite_loss_marks_run_failed_and_exits_1(tmp_path, capsys):
+    assert _cli(tmp_path, "--preset", "smoke", "--lr", "1e30", "--name", "diverge") == 1
+    assert "epoch" in capsys.readouterr().err
+    status = json.loads((tmp_path / "synthetic" / "diverge" / "status.json").read_text())
+    assert status["status"] == "failed" and status["epoch"] >= 1 and "NonFiniteLoss" in status["error"]
+
+
+def test_ufm_style_training_logs_theory_norms(tmp_path):
+    run = load_run(train(_smoke(ufm=True, delta=0.05), tmp_path, progress=False))
+    assert run.name == "ls0.05-ufm-mlpw32-s0"
+    assert run.metrics["ufm_theory_w_norm"].gt(0).all() and run.metrics["ufm_theory_h_norm"].gt(0).all()
+    assert run.config["ufm"] is True
+
+
+def test_runs_table_and_find_runs(tmp_path):
+    train(_smoke(), tmp_path, progress=False)
+    train(_smoke(delta=0.05), tmp_path, progress=False)
+    runs = find_runs(tmp_path)
+    assert [r.name for r in runs] == ["ce-mlpw32-s0", "ls0.05-mlpw32-s0"]
+    table = runs_table(runs)
+    assert set(table["delta"]) == {0.0, 0.05} and len(table) == 8
+    assert find_runs(tmp_path / "missing") == []
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--dataset", "--model", "--delta", "--epochs", "--seed", "--data-root", "--runs-dir", "--resume",
+                "--download", "--train-per-class", "--ufm", "--amp", "--compile", "--deterministic"):
+        assert opt in out
