@@ -6,6 +6,10 @@ missing one is trained. One failing run is reported and does not stop the others
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import socket
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +69,50 @@ def reproduction_runs(name: str) -> list[RunSpec]:
     raise ConfigError(f"unknown reproduction preset {name!r}; choose one of: paper, cpu, smoke")
 
 
+class RunClaimed(RuntimeError):
+    """Another live process is training this run."""
+
+
+@contextlib.contextmanager
+def claim_run(folder: Path):
+    """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host and pid.
+    A claim left by a dead process on this host (a killed run) is taken over."""
+    lock = folder.parent / f".{folder.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text())
+            except (OSError, json.JSONDecodeError):
+                owner = {}
+            if owner.get("host") == me["host"] and not _pid_alive(owner.get("pid", -1)):
+                lock.unlink(missing_ok=True)
+                continue
+            raise RunClaimed(f"{folder} is being trained by {owner or 'another process'}")
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise RunClaimed(f"could not claim {folder}")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
 def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None = None, download: bool = False,
               dry_run: bool = False, only: str | None = None, progress: bool = True, log=print) -> int:
     """Train what is missing; return 0 if every run ends done, 1 otherwise."""
@@ -74,7 +122,8 @@ def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None
     configs = [s.config(data_root, download) for s in reproduction_runs(name)]
     if only:
         configs = [c for c in configs if only in f"{run_group(c)}/{c.name}"]
-    outcome: dict[str, list[str]] = {"skipped (done)": [], "trained": [], "resumed": [], "failed": []}
+    outcome: dict[str, list[str]] = {"skipped (done)": [], "trained": [], "resumed": [], "claimed elsewhere": [],
+                                     "failed": []}
     for cfg in configs:
         folder = run_dir(runs_dir, run_group(cfg), cfg.name)
         status = read_json(folder / "status.json")["status"] if (folder / "status.json").exists() else None
@@ -87,8 +136,12 @@ def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None
             log(f"would {'resume' if status else 'train'}: {key}")
             continue
         try:
-            train(cfg, runs_dir, resume=True, progress=progress, log=log)
+            with claim_run(folder):
+                # Re-read: another process may have finished it between the check above and the claim.
+                train(cfg, runs_dir, resume=True, progress=progress, log=log)
             outcome[action].append(key)
+        except RunClaimed:
+            outcome["claimed elsewhere"].append(key)
         except Exception as exc:  # one failure must not stop the rest of the matrix
             outcome["failed"].append(f"{key}: {type(exc).__name__}: {exc}")
             log(traceback.format_exc(limit=3))

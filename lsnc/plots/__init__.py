@@ -1,0 +1,1 @@
+"""Figure functions that the book's notebooks call; each returns a matplotlib Figure."""

@@ -1,0 +1,236 @@
+"""Tests of lsnc.ufm: the closed form against numerics, the Hessian's symmetry, GD bookkeeping."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lsnc import ufm
+from lsnc.metrics import collapse_metrics_from_features
+
+# (K, n, d, lambda_w, lambda_h, delta, lambda_b): includes CE (delta = 0), unequal lambdas, d > K - 1,
+# d = K - 1, K = 2 and a bias penalty
+CASES = [
+    (4, 3, 5, 5e-3, 5e-3, 0.0, 0.0),
+    (4, 3, 5, 5e-3, 5e-3, 0.2, 0.0),
+    (3, 4, 2, 1e-2, 2e-3, 0.0, 1e-2),
+    (3, 4, 4, 1e-2, 2e-3, 0.5, 0.0),
+    (5, 2, 6, 2e-3, 1e-2, 0.1, 0.0),
+    (2, 5, 3, 1e-2, 1e-2, 0.3, 0.0),
+]
+
+
+def make(case):
+    K, n, d, lw, lh, delta, lb = case
+    return ufm.UFMProblem(K, n, d, lw, lh, delta, lambda_b=lb)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_closed_form_matches_lbfgs(case):
+    problem = make(case)
+    sol = problem.solution()
+    assert sol.exists
+    W, H, b = ufm.minimize_lbfgs(problem, seed=3)
+    assert float(problem.objective(W, H, b)) == pytest.approx(sol.objective, rel=1e-10)
+    assert W.norm(dim=1).numpy() == pytest.approx(sol.w_norm, rel=1e-5)
+    assert H.norm(dim=1).numpy() == pytest.approx(sol.h_norm, rel=1e-5)
+    assert ufm.logit_distance(problem, W, H, b) < 1e-6
+    assert ufm.parameter_distance(problem, W, H, b) < 1e-5
+    Z = (H @ W.T + b).numpy()
+    Z = Z - Z.mean(axis=1, keepdims=True)
+    y = problem.labels().numpy()
+    correct = Z[np.arange(len(y)), y]
+    assert correct == pytest.approx(sol.logit_correct, rel=1e-5)
+    assert (correct - Z.min(axis=1)) == pytest.approx(sol.logit_gap, rel=1e-5)
+    assert torch.softmax(torch.as_tensor(Z), 1)[0, y[0]].item() == pytest.approx(sol.p_y, rel=1e-7)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1], CASES[3]])
+def test_gradient_descent_reaches_closed_form_and_collapse(case):
+    problem = make(case)
+    sol = problem.solution()
+    traj = ufm.gradient_descent(problem, lr=4.0, steps=20000, seed=1, stop_below=1e-9, record_every=10)
+    assert traj.logit_distance[-1] < 1e-9
+    assert traj.objective[-1] == pytest.approx(sol.objective, rel=1e-12)
+    assert traj.w_norm[-1] == pytest.approx(sol.w_norm, rel=1e-7)
+    assert traj.h_norm[-1] == pytest.approx(sol.h_norm, rel=1e-7)
+    m = collapse_metrics_from_features(traj.H, problem.labels(), traj.W, traj.b, num_classes=problem.num_classes)
+    # distances of order 1e-9 in the logits: NC1 is quadratic in them, NC2/NC3 at most linear
+    assert m["nc1_within_between"] < 1e-14
+    assert m["nc2_wh_etf"] < 1e-7
+    assert m["nc3_duality_sq"] < 1e-14
+    assert m["mean_classifier_norm"] == pytest.approx(sol.w_norm, rel=1e-7)
+    assert m["mean_feature_norm"] == pytest.approx(sol.h_norm, rel=1e-7)
+    # GD descends monotonically at this step size once recorded every 10 steps
+    assert np.all(np.diff(traj.objective) <= 1e-15)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_constructed_optimum_is_stationary_and_consistent(case):
+    problem = make(case)
+    for seed in (0, 1):
+        W, H, b, y = ufm.optimal_point(problem, seed)
+        params = [t.clone().requires_grad_() for t in (W, H, b)]
+        value = problem.objective(*params, y)
+        grad_sq = sum(g.pow(2).sum() for g in torch.autograd.grad(value, params))
+        assert float(grad_sq.sqrt()) < 1e-12
+        assert float(value.detach()) == pytest.approx(problem.solution().objective, rel=1e-13)
+        assert ufm.logit_distance(problem, W, H, b) < 1e-13
+        m = collapse_metrics_from_features(H, y, W, b, num_classes=problem.num_classes)
+        assert m["nc2_wh_etf"] < 1e-12 and m["nc1_within_between"] < 1e-20
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[4]])
+def test_perturbations_increase_objective(case):
+    problem = make(case)
+    W, H, b, y = ufm.optimal_point(problem)
+    best = float(problem.objective(W, H, b, y))
+    g = torch.Generator().manual_seed(0)
+    for scale in (1e-3, 1e-2, 1e-1, 1.0):
+        for _ in range(20):
+            dW, dH, db = (torch.randn(t.shape, generator=g, dtype=ufm.DTYPE) * scale for t in (W, H, b))
+            assert float(problem.objective(W + dW, H + dH, b + db, y)) > best
+    # along the collapsed family: other products rho and other norm ratios are worse
+    for factor in (0.9, 1.1):
+        assert float(problem.objective(W * factor, H * factor, b, y)) > best
+        assert float(problem.objective(W * factor, H / factor, b, y)) > best
+
+
+def test_existence_boundary():
+    K, n, d, lam = 4, 3, 4, 5e-2
+    s = math.sqrt(K * K * n * lam * lam)  # = 0.6
+    inside = ufm.UFMProblem(K, n, d, lam, lam, delta=1 - s - 0.05)
+    outside = ufm.UFMProblem(K, n, d, lam, lam, delta=1 - s + 0.05)
+    sol_in, sol_out = inside.solution(), outside.solution()
+    assert sol_in.s == pytest.approx(s) and sol_in.exists and 0 < sol_in.a_delta
+    assert not sol_out.exists
+    assert sol_out.w_norm == sol_out.h_norm == sol_out.a_delta == 0.0
+    assert sol_out.objective == pytest.approx(math.log(K))
+    assert sol_out.p_y == pytest.approx(1 / K)
+    # a_delta -> 0 continuously at the boundary
+    near = ufm.closed_form(K, K * n, lam, lam, delta=1 - s - 1e-6)
+    assert 0 < near.a_delta < 1e-4
+    # below the boundary the optimum beats the zero point; above it GD goes to zero
+    assert sol_in.objective < math.log(K)
+    W, H, b, _ = ufm.optimal_point(outside)
+    assert float(W.abs().max()) == float(H.abs().max()) == 0.0
+    traj = ufm.gradient_descent(outside, lr=2.0, steps=3000, seed=0, record_every=50)
+    assert traj.w_norm[-1] < 1e-6 and traj.h_norm[-1] < 1e-6
+    assert traj.objective[-1] == pytest.approx(math.log(K), abs=1e-10)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(num_classes=1), "num_classes"),
+        (dict(num_samples=13), "multiple of num_classes"),
+        (dict(num_samples=2), "multiple of num_classes"),
+        (dict(lambda_w=-1e-3), "lambda_w"),
+        (dict(lambda_h=0.0), "lambda_h"),
+        (dict(lambda_b=-1.0), "lambda_b"),
+        (dict(delta=1.0), "delta"),
+        (dict(delta=-0.1), "delta"),
+        (dict(delta=float("nan")), "delta"),
+    ],
+)
+def test_invalid_parameters_raise(kwargs, match):
+    args = dict(num_classes=4, num_samples=12, lambda_w=1e-3, lambda_h=1e-3, delta=0.1, lambda_b=0.0)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        ufm.closed_form(**args)
+
+
+def test_problem_needs_room_for_the_simplex():
+    with pytest.raises(ValueError, match="dim must be"):
+        ufm.UFMProblem(5, 2, 3, 1e-3, 1e-3, 0.1)
+    with pytest.raises(ValueError, match="n_per_class"):
+        ufm.UFMProblem(5, 0, 4, 1e-3, 1e-3, 0.1)
+    with pytest.raises(ValueError, match="zero"):
+        ufm.hessian_spectrum(ufm.UFMProblem(4, 3, 4, 5e-2, 5e-2, 0.7))
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[2], CASES[5]])
+def test_symmetry_directions_are_hessian_null_directions(case):
+    problem = make(case)
+    W, H, b, _ = ufm.optimal_point(problem, seed=2)
+    hess = ufm.full_hessian(problem, W, H, b)
+    T = ufm.symmetry_tangent_basis(problem, W, H)
+    assert T.shape[1] == ufm.expected_symmetry_dimension(problem)
+    assert np.abs(hess @ T).max() < 1e-12 * np.abs(hess).max()
+    spectrum = ufm.hessian_spectrum(problem, seed=2)
+    # nothing else is flat: the minimizer is non-degenerate modulo the symmetry
+    assert spectrum.num_dropped == spectrum.symmetry_dim
+    assert spectrum.restricted_min > 1e-6 * spectrum.restricted_max
+    assert spectrum.kappa_restricted == pytest.approx(spectrum.kappa_drop_zero, rel=1e-8)
+
+
+def test_softmax_hessian_spectrum_matches_formula():
+    # on the sum-zero subspace diag(p) - pp^T has eigenvalues K p_y p_o and p_o (K-2 times)
+    problem = ufm.UFMProblem(5, 2, 4, 2e-3, 1e-2, 0.1)
+    sol = problem.solution()
+    spectrum = ufm.hessian_spectrum(problem)
+    assert spectrum.softmax_min == pytest.approx(sol.p_wrong, rel=1e-10)
+    assert spectrum.softmax_min == pytest.approx((sol.s + sol.delta) / 5, rel=1e-10)
+    assert spectrum.kappa_softmax == pytest.approx(5 * sol.p_y, rel=1e-10)
+
+
+def test_label_smoothing_shrinks_both_norms():
+    deltas = np.linspace(0.0, 0.9, 10)
+    sols = [ufm.closed_form(4, 40, 1e-3, 1e-4, dl) for dl in deltas]
+    for key in ("w_norm", "h_norm", "a_delta", "p_y", "logit_gap"):
+        values = np.array([getattr(s, key) for s in sols])
+        assert np.all(np.diff(values) < 0), key
+    for s in sols:
+        assert s.p_y == pytest.approx(1 - 3 * (s.s + s.delta) / 4, rel=1e-12)
+        assert s.w_norm / s.h_norm == pytest.approx(math.sqrt(10 * 1e-4 / 1e-3), rel=1e-12)
+
+
+def test_distances_are_rotation_and_shift_invariant():
+    problem = make(CASES[1])
+    W, H, b, _ = ufm.optimal_point(problem, seed=0)
+    W2, H2, b2, _ = ufm.optimal_point(problem, seed=7)  # another point of the optimal orbit
+    assert ufm.parameter_distance(problem, W2, H2, b2 + 3.0) < 1e-12
+    assert ufm.logit_distance(problem, W2, H2, b2 + 3.0) < 1e-12
+    assert float((W - W2).norm()) > 0.1  # really a different point
+    assert ufm.logit_distance(problem, 1.1 * W, H, b) == pytest.approx(0.1, rel=1e-12)
+
+
+def test_first_step_below_counts_from_the_last_excursion():
+    problem = make(CASES[0])
+    traj = ufm.gradient_descent(problem, lr=1.0, steps=3, seed=0)
+    traj.step = np.array([0, 10, 20, 30])
+    traj.logit_distance = np.array([1.0, 0.05, 0.2, 0.01])
+    assert traj.first_step_below(0.1) == 30
+    assert traj.first_step_below(0.5) == 10
+    assert traj.first_step_below(2.0) == 0
+    assert traj.first_step_below(0.001) is None
+
+
+def test_convergence_comparison_follows_the_local_rate():
+    problem = ufm.UFMProblem(3, 2, 2, 1e-2, 1e-2, 0.0)
+    comp = ufm.compare_convergence(problem, [0.0, 0.3], seeds=[0, 1], lr=4.0, steps=4000,
+                                   loose=1e-3, tight=1e-7)
+    assert comp.iters_tight.shape == (2, 2) and np.all(np.isfinite(comp.iters_tight))
+    assert not comp.diverged.any()
+    # after the loose threshold GD is in the linear regime: |1 - lr lambda_min| predicts its length
+    assert comp.measured_tight_phase == pytest.approx(comp.predicted_tight_phase, rel=0.25)
+    verdict = comp.verdict()
+    assert verdict["ls_higher_smallest_curvature"] == bool(
+        comp.spectrum["restricted_min"][1] > comp.spectrum["restricted_min"][0])
+    faster = bool(np.all(comp.iters_tight[1] < comp.iters_tight[0]) and np.all(comp.iters_loose[1] < comp.iters_loose[0]))
+    assert verdict["supports_claim"] == (faster and verdict["ls_lower_full_condition_number"])
+    tuned = ufm.compare_convergence(problem, [0.0, 0.3], seeds=[0], lr=0.5, steps=50,
+                                    lr_rule="inverse_max_curvature")
+    assert tuned.lrs == pytest.approx(0.5 / tuned.spectrum["restricted_max"])
+    text = ufm.verdict_summary(comp, tuned)
+    assert ("numbers support the claim" in text) == verdict["supports_claim"]
+    with pytest.raises(ValueError, match="lr_rule"):
+        ufm.compare_convergence(problem, [0.0], [0], lr=1.0, steps=1, lr_rule="adaptive")
+
+
+def test_divergence_is_recorded_not_raised():
+    problem = make(CASES[0])
+    traj = ufm.gradient_descent(problem, lr=1e4, steps=500, seed=0)
+    assert not np.isfinite(traj.objective[-1]) and len(traj.step) < 501
+    assert traj.first_step_below(1e-2) is None
