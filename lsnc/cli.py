@@ -94,8 +94,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="train only runs whose group/name contains this text")
     p.add_argument("--quiet", action="store_true")
 
+    p = sub.add_parser("book", help="the whole job: train what the default runs miss, then build the book")
+    p.add_argument("--preset", default="cpu", help="reproduction preset whose runs the book shows")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--no-train", action="store_true", help="build from the runs present; train nothing")
+    p.add_argument("--quiet", action="store_true")
+
     sub.add_parser("presets", help="list the training presets")
     return parser
+
+
+def build_book(preset: str, runs_dir: str, *, train_missing: bool, progress: bool) -> int:
+    """Train the preset's missing runs (finished ones are skipped), then `jupyter-book build book`."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from .reproduce import reproduce
+    root = Path(__file__).resolve().parent.parent
+    if train_missing and reproduce(preset, runs_dir=runs_dir, progress=progress) != 0:
+        print("lsnc: some runs failed (see above); building the book from the runs that finished", file=sys.stderr)
+    exe = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
+    if subprocess.run([exe, "build", str(root / "book")]).returncode != 0:
+        print("lsnc: error: jupyter-book build failed (see above)", file=sys.stderr)
+        return 1
+    print(root / "book" / "_build" / "html" / "index.html")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             from .reproduce import reproduce
             return reproduce(args.preset, runs_dir=args.runs_dir, data_root=args.data_root, download=args.download,
                              dry_run=args.dry_run, only=args.only, progress=not args.quiet)
+        if args.command == "book":
+            return build_book(args.preset, args.runs_dir, train_missing=not args.no_train, progress=not args.quiet)
         cfg = config_from_args(args)
         folder = train(cfg, args.runs_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
         print(folder)
