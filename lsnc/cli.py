@@ -93,6 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="only list what would be trained")
     p.add_argument("--only", help="train only runs whose group/name contains this text")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--status", action="store_true", help="only report the state of every run")
+    g = p.add_argument_group("cluster (submitit)")
+    g.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
+                   help="inline: train here, one run after another; local: submitit local processes (one per GPU, "
+                        "or one sequential job on CPU); slurm: one SLURM job per run, requeued on preemption")
+    g.add_argument("--executor-config", help="JSON file with executor options (partition, gpus, cpus, time_min, "
+                                             "mem_gb, account, qos, log_dir, extra)")
+    g.add_argument("--partition")
+    g.add_argument("--gpus", type=int, help="GPUs per job (slurm)")
+    g.add_argument("--cpus", type=int, help="CPUs per job (slurm)")
+    g.add_argument("--time-min", type=int, help="job time limit in minutes; longer runs are requeued and resume")
+    g.add_argument("--mem-gb", type=int)
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and report (local always waits)")
 
     p = sub.add_parser("book", help="the whole job: train what the default runs miss, then build the book")
     p.add_argument("--preset", default="cpu", help="reproduction preset whose runs the book shows")
@@ -102,6 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the training presets")
     return parser
+
+
+def _executor_options(args: argparse.Namespace):
+    if args.executor == "inline":
+        return None
+    from pathlib import Path
+
+    from .cluster import ExecutorOptions
+    given = {"kind": args.executor, "partition": args.partition, "gpus": args.gpus, "cpus": args.cpus,
+             "time_min": args.time_min, "mem_gb": args.mem_gb, "account": args.account, "qos": args.qos,
+             "log_dir": str(Path(args.runs_dir) / ".jobs" / "logs")}
+    if args.executor_config:
+        return ExecutorOptions.from_file(args.executor_config, **given)
+    return ExecutorOptions(**{k: v for k, v in given.items() if v is not None})
 
 
 def build_book(preset: str, runs_dir: str, *, train_missing: bool, progress: bool) -> int:
@@ -137,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "reproduce":
             from .reproduce import reproduce
             return reproduce(args.preset, runs_dir=args.runs_dir, data_root=args.data_root, download=args.download,
-                             dry_run=args.dry_run, only=args.only, progress=not args.quiet)
+                             dry_run=args.dry_run, only=args.only, progress=not args.quiet,
+                             executor=_executor_options(args), wait=args.wait, status_only=args.status)
         if args.command == "book":
             return build_book(args.preset, args.runs_dir, train_missing=not args.no_train, progress=not args.quiet)
         cfg = config_from_args(args)

@@ -287,12 +287,23 @@ def _check_batch(features: Tensor, labels: Tensor, dim: int) -> None:
         raise ValueError(f"labels must have shape ({features.shape[0]},), got {tuple(labels.shape)}")
 
 
+# Rows per chunk inside update(): bounds the B x K one-hot matrix when a caller passes one huge batch.
+_UPDATE_CHUNK = 8192
+
+
+def _one_hot(groups: Tensor, num_groups: int) -> Tensor:
+    """B x K float64 indicator. Group sums are taken as one_hot^T @ values: a deterministic BLAS call. (CPU
+    ``index_add_`` with few distinct rows was measured 10-100x slower and erratic with 2 threads, and on
+    CUDA it sums with atomics in a nondeterministic order.)"""
+    return F.one_hot(groups, num_groups).to(torch.float64)
+
+
 class _ShiftedClassSums:
-    """Per-class counts, sums and one d x d second moment of features shifted by a per-class reference.
+    """Per-group reference points that keep the d x d second moment accurate near collapse.
 
     Accumulating sum_i h_i h_i^T and subtracting sum_k n_k mu_k mu_k^T cancels catastrophically near
     collapse, where ||h|| >> within-class spread. Instead each feature is shifted by a reference point c_k of
-    its group (the mean of that group in the first batch where it appears): with x_i = h_i - c_{g_i} and
+    its group (the first sample of that group ever seen): with x_i = h_i - c_{g_i} and
     m_k = mu_k - c_k = s_k / n_k (s_k = sum of x_i in group k),
         sum_{i in k} (h_i - mu_k)(h_i - mu_k)^T = sum_{i in k} x_i x_i^T - n_k m_k m_k^T,
     and summing over k still needs only the one d x d matrix sum_i x_i x_i^T. The references are set with
@@ -300,19 +311,19 @@ class _ShiftedClassSums:
     """
 
     def __init__(self, num_groups: int, dim: int, device):
-        kw = dict(dtype=torch.float64, device=device)
-        self.reference = torch.zeros(num_groups, dim, **kw)
+        self.reference = torch.zeros(num_groups, dim, dtype=torch.float64, device=device)
         self.has_reference = torch.zeros(num_groups, dtype=torch.bool, device=device)
         self.num_groups = num_groups
 
     def shift(self, h: Tensor, groups: Tensor) -> Tensor:
         """Set references for groups seen for the first time, return h - c_{groups}."""
-        counts = torch.zeros(self.num_groups, dtype=torch.float64, device=h.device)
-        counts.index_add_(0, groups, torch.ones_like(groups, dtype=torch.float64))
-        sums = torch.zeros_like(self.reference).index_add_(0, groups, h)
-        new = (~self.has_reference) & (counts > 0)
-        batch_means = sums / counts.clamp_min(1.0).unsqueeze(1)
-        self.reference = torch.where(new.unsqueeze(1), batch_means, self.reference)
+        batch = h.shape[0]
+        positions = torch.arange(batch, device=h.device)
+        first = torch.full((self.num_groups,), batch, dtype=torch.long, device=h.device)
+        first.scatter_reduce_(0, groups, positions, reduce="amin")  # first row of each group; batch if absent
+        new = (~self.has_reference) & (first < batch)
+        candidates = h[first.clamp(max=batch - 1)]
+        self.reference = torch.where(new.unsqueeze(1), candidates, self.reference)
         self.has_reference |= new
         return h - self.reference[groups]
 
@@ -368,7 +379,9 @@ class FeatureAccumulator:
 
     def update(self, features: Tensor, labels: Tensor, logits: Tensor | None = None) -> None:
         _check_batch(features, labels, self.dim)
-        with torch.no_grad():
+        # inference_mode (not no_grad): in-place updates then work whether the state was created inside or
+        # outside an inference_mode block
+        with torch.inference_mode():
             h = features.detach().to(self.device, torch.float64)
             y = labels.detach().to(self.device, torch.long)
             valid = (y >= 0) & (y < self.num_classes)
@@ -376,10 +389,13 @@ class FeatureAccumulator:
             y = y.clamp(0, self.num_classes - 1)  # keeps indexing in bounds; the error is raised later
             self._nonfinite += (~torch.isfinite(h)).sum()
 
-            x = self._shifter.shift(h, y)
-            self._counts.index_add_(0, y, torch.ones_like(y, dtype=torch.float64))
-            self._shifted_sums.index_add_(0, y, x)
-            self._shifted_second_moment.addmm_(x.T, x)
+            for start in range(0, h.shape[0], _UPDATE_CHUNK):
+                yc = y[start:start + _UPDATE_CHUNK]
+                x = self._shifter.shift(h[start:start + _UPDATE_CHUNK], yc)
+                one_hot = _one_hot(yc, self.num_classes)
+                self._counts += one_hot.sum(0)
+                self._shifted_sums.addmm_(one_hot.T, x)
+                self._shifted_second_moment.addmm_(x.T, x)
             self._feature_norm_sum += torch.linalg.vector_norm(h, dim=1).sum()
 
             take = min(h.shape[0], self.ncc_samples - self._num_ncc)
@@ -433,8 +449,10 @@ class FeatureAccumulator:
             sigma_w=sigma_w,
             num_samples=n,
             mean_feature_norm=self._feature_norm_sum / n,
-            ncc_features=torch.cat(self._ncc_features),
-            ncc_labels=torch.cat(self._ncc_labels),
+            ncc_features=torch.cat(self._ncc_features) if self._ncc_features else
+            torch.zeros(0, self.dim, dtype=torch.float64, device=self.device),
+            ncc_labels=torch.cat(self._ncc_labels) if self._ncc_labels else
+            torch.zeros(0, dtype=torch.long, device=self.device),
             logit_metrics=logit_metrics,
         )
 
@@ -508,7 +526,7 @@ class PredictedClassAccumulator:
         if logits.shape != (features.shape[0], self.num_classes):
             raise ValueError(f"logits must have shape ({features.shape[0]}, {self.num_classes}), "
                              f"got {tuple(logits.shape)}")
-        with torch.no_grad():
+        with torch.inference_mode():
             h = features.detach().to(self.device, torch.float64)
             y = labels.detach().to(self.device, torch.long)
             valid = (y >= 0) & (y < self.num_classes)
@@ -520,14 +538,19 @@ class PredictedClassAccumulator:
             log_probs = F.log_softmax(z, dim=1)
             loss = -log_probs.gather(1, y.unsqueeze(1)).squeeze(1)
             entropy = -(log_probs.exp() * log_probs).sum(1)
-            x = self._shifter.shift(h, pred)
             is_correct = pred == y
+            for start in range(0, h.shape[0], _UPDATE_CHUNK):
+                chunk = slice(start, start + _UPDATE_CHUNK)
+                x = self._shifter.shift(h[chunk], pred[chunk])
+                one_hot = _one_hot(pred[chunk], self.num_classes)
+                for group, mask in (("correct", is_correct[chunk]), ("incorrect", ~is_correct[chunk])):
+                    weight = mask.to(torch.float64).unsqueeze(1)  # masking by product: no data-dependent shape
+                    masked_one_hot = one_hot * weight
+                    self._counts[group] += masked_one_hot.sum(0)
+                    self._sums[group].addmm_(masked_one_hot.T, x)
+                    self._second_moments[group].addmm_((x * weight).T, x)
             for group, mask in (("correct", is_correct), ("incorrect", ~is_correct)):
                 weight = mask.to(torch.float64)
-                xm = x * weight.unsqueeze(1)  # masking by multiplication avoids a data-dependent shape
-                self._counts[group].index_add_(0, pred, weight)
-                self._sums[group].index_add_(0, pred, xm)
-                self._second_moments[group].addmm_(xm.T, x)
                 self._loss_sums[group] += (loss * weight).sum()
                 self._entropy_sums[group] += (entropy * weight).sum()
             self.num_samples += h.shape[0]

@@ -114,14 +114,36 @@ def _pid_alive(pid: int) -> bool:
 
 
 def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None = None, download: bool = False,
-              dry_run: bool = False, only: str | None = None, progress: bool = True, log=print) -> int:
-    """Train what is missing; return 0 if every run ends done, 1 otherwise."""
-    from .runs import read_json, run_dir
-    from .train import run_group, train
+              dry_run: bool = False, only: str | None = None, progress: bool = True, log=print,
+              executor=None, wait: bool = True, status_only: bool = False) -> int:
+    """Train what is missing; return 0 if every run ends done, 1 otherwise.
+
+    ``executor`` (a ``lsnc.cluster.ExecutorOptions``) sends the runs to SLURM or local processes through
+    submitit instead of training them in this process; ``status_only`` just reports every run's state.
+    """
+    from .train import run_group
 
     configs = [s.config(data_root, download) for s in reproduction_runs(name)]
     if only:
         configs = [c for c in configs if only in f"{run_group(c)}/{c.name}"]
+    if status_only or executor is not None:
+        from . import cluster
+        if executor is not None and not dry_run and not status_only:
+            jobs = cluster.submit(configs, runs_dir, executor, log=log)
+            if not (wait or executor.kind == "local"):
+                return 0
+            for job in jobs:
+                job.wait()
+        counts = cluster.report(configs, runs_dir, log=log)
+        return 0 if set(counts) <= {"done"} else 1
+    return train_inline(configs, runs_dir, dry_run=dry_run, progress=progress, log=log)
+
+
+def train_inline(configs: list[TrainConfig], runs_dir: str | Path, *, dry_run: bool = False, progress: bool = True,
+                 log=print) -> int:
+    """Train the configs one after another in this process (skip done, resume interrupted)."""
+    from .runs import read_json, run_dir
+    from .train import run_group, train
     outcome: dict[str, list[str]] = {"skipped (done)": [], "trained": [], "resumed": [], "claimed elsewhere": [],
                                      "failed": []}
     for cfg in configs:

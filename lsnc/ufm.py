@@ -638,6 +638,14 @@ def _seed_count(mask: np.ndarray) -> str:
     return "every seed" if mask.all() else f"{int(mask.sum())} of {mask.size} seed-runs"
 
 
+def _not_arrived_note(comp: ConvergenceComparison) -> str:
+    missing = ~np.isfinite(comp.iters_tight)
+    if not missing.any():
+        return ""
+    return (f" (did not arrive, diverged or out of steps: CE {int(missing[0].sum())} of {missing.shape[1]}, "
+            f"LS {int(missing[1:].sum())} of {missing[1:].size}; counted as slowest)")
+
+
 def verdict_summary(same_step: ConvergenceComparison, tuned_step: ConvergenceComparison | None = None) -> str:
     """A plain-language (Markdown) verdict on the claim "LS has a lower condition number and therefore
     converges faster", written from the numbers of the comparisons (deltas[0] is the CE baseline)."""
@@ -666,7 +674,8 @@ def verdict_summary(same_step: ConvergenceComparison, tuned_step: ConvergenceCom
         f"* **Full UFM Hessian** (symmetry directions removed): its condition number is {kappa_word} for LS "
         f"(CE: {sp['kappa_restricted'][0]:.3g}; LS: {sp['kappa_restricted'][1:].min():.3g} to "
         f"{sp['kappa_restricted'][1:].max():.3g})"
-        + (", because the largest curvature grows with δ faster than the smallest one" if kappa_word == "higher" else "")
+        + (", because the largest curvature grows with δ faster than the smallest one"
+           if kappa_word == "higher" else "")
         + f". The smallest curvature is {'higher' if v['ls_higher_smallest_curvature'] else 'not higher'} "
         f"for LS (CE: {sp['restricted_min'][0]:.3g}; LS: up to {sp['restricted_min'][1:].max():.3g})."
     )
@@ -686,7 +695,8 @@ def verdict_summary(same_step: ConvergenceComparison, tuned_step: ConvergenceCom
         lines.append(
             f"* **Step matched to each δ** (η = {tuned_step.lrs[0] * tuned_step.spectrum['restricted_max'][0]:g}"
             f" / λ_max(δ)), where the rate is set by the condition number: LS needed more iterations than CE to "
-            f"reach the tight distance for {_seed_count(s_tuned)}."
+            f"reach the tight distance for {_seed_count(s_tuned)}"
+            f"{_not_arrived_note(tuned_step)}."
         )
     if v["supports_claim"]:
         verdict = ("**Verdict: the numbers support the claim**: LS converges faster and its full-Hessian "

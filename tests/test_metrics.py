@@ -221,6 +221,27 @@ def test_streaming_is_independent_of_batch_split():
             assert other[key] == pytest.approx(value, rel=1e-10, abs=1e-10), key
 
 
+def test_large_batches_are_chunked_without_changing_results(monkeypatch):
+    import lsnc.metrics as metrics
+
+    K, d, N = 4, 5, 100
+    H, y, W, b = random_problem(K, d, N, seed=41)
+    whole = collapse_metrics_from_features(H, y, W, b)
+    monkeypatch.setattr(metrics, "_UPDATE_CHUNK", 7)
+    chunked = collapse_metrics_from_features(H, y, W, b)
+    for key, value in whole.items():
+        assert chunked[key] == pytest.approx(value, rel=1e-10, abs=1e-12), key
+
+
+def test_no_ncc_subset_gives_nan_nc4():
+    H, y, W, b = random_problem(3, 4, 40)
+    acc = FeatureAccumulator(3, 4, ncc_samples=0)
+    acc.update(H, y)
+    got = acc.compute(W, b)
+    assert got["ncc_samples_used"] == 0 and math.isnan(got["nc4_ncc_accuracy"])
+    assert math.isfinite(got["nc1_within_between"])
+
+
 def test_logit_metrics():
     K, d, N = 5, 6, 150
     H, y, W, b = random_problem(K, d, N, seed=11)

@@ -218,7 +218,8 @@ def test_convergence_comparison_follows_the_local_rate():
     verdict = comp.verdict()
     assert verdict["ls_higher_smallest_curvature"] == bool(
         comp.spectrum["restricted_min"][1] > comp.spectrum["restricted_min"][0])
-    faster = bool(np.all(comp.iters_tight[1] < comp.iters_tight[0]) and np.all(comp.iters_loose[1] < comp.iters_loose[0]))
+    faster = bool(np.all(comp.iters_tight[1] < comp.iters_tight[0])
+                  and np.all(comp.iters_loose[1] < comp.iters_loose[0]))
     assert verdict["supports_claim"] == (faster and verdict["ls_lower_full_condition_number"])
     tuned = ufm.compare_convergence(problem, [0.0, 0.3], seeds=[0], lr=0.5, steps=50,
                                     lr_rule="inverse_max_curvature")

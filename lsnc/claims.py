@@ -1,0 +1,623 @@
+"""The paper's claims C1-C6 as measurable tests on run folders, each with a verdict and the numbers behind it.
+
+Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (0.05) inside one dataset
+group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. One row of :func:`claims_table` is one
+test::
+
+    dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values
+
+``ce`` / ``ls`` are the numbers in readable form (per seed for epoch counts, ``mean [min, max]`` otherwise),
+``ce_values`` / ``ls_values`` the same numbers as ``{seed: value}`` dicts.
+
+Verdict rules (:func:`judge`), for a test where the paper predicts LS "lower" (or "higher") than CE:
+
+* ``supported``: at least 2 seed pairs and every pair goes the paper's way; without pairs (no common seeds)
+  but at least 2 seeds per side: the full min-max ranges of the two sides do not overlap, in the paper's way.
+* ``not supported``: the same, every pair (or the non-overlapping ranges) the other way.
+* ``inconclusive``: mixed pairs or ties, overlapping ranges, or fewer than 2 seeds on a side; with one seed the
+  note says "1 seed: direction only" and which way that seed goes.
+* ``inconclusive (missing runs)``: no finished CE or no finished LS run (or the measurement is undefined).
+
+The tests (``test`` column; the exact definitions are in each function's docstring):
+
+* C1 :func:`epochs_to_zero_error`: first evaluated epoch with train error = 0, and with train error <= 0.1 %.
+* C2 :func:`epochs_to_level`: epoch from which NC1 / NC2 / NC3 stay at or below a level set per dataset.
+* C3 final NC1 and NC2 (last evaluated epoch).
+* C4 :func:`nc2_at_matched_nc1`: mean NC2 over a grid of NC1 values both trajectories pass through.
+* C5 final test ECE (20 bins) before temperature scaling; whether TS (held-out fit, and the test-fit variant
+  of the paper's code, labelled) narrows the CE-LS gap; final mean class-mean norm and classifier-row norm.
+* C6 :func:`theory_claims`: from :mod:`lsnc.ufm`: closed-form norms, two candidate condition numbers, and
+  gradient descent from the same start (a small, fast instance; the theory page has the full study).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .runs import Run, find_runs
+
+CLAIMS: dict[str, str] = {
+    "C1": "LS reaches zero training error faster than CE",
+    "C2": "LS converges faster in NC1, NC2 and NC3",
+    "C3": "LS ends at a stronger collapse (lower final NC1 and NC2)",
+    "C4": "At the same NC1, LS has a lower NC2",
+    "C5": "LS is better calibrated; temperature scaling narrows the gap; LS shrinks the norms",
+    "C6": "UFM theory: closed-form minimizers; LS has a lower condition number, so GD converges faster",
+}
+
+MAIN_LS_DELTA = 0.05
+#: the paper's names -> our metric columns (DESIGN.md section 3)
+NC_COLUMNS = {"NC1": "train_nc1_within_between", "NC2": "train_nc2_wh_etf", "NC3": "train_nc3_duality_sq"}
+#: C2 levels: the fraction of the way (in log space) from the epoch-0 value to the worst final value
+C2_FRACTIONS = (0.5, 0.9)
+#: C1 looser variant: train error at or below this
+C1_LOOSE_ERROR = 0.001
+#: C4: number of NC1 levels in the common range
+C4_GRID = 25
+
+VERDICTS = ("supported", "not supported", "inconclusive", "inconclusive (missing runs)")
+TABLE_COLUMNS = ["dataset", "label", "claim", "test", "ce", "ls", "verdict", "n_seeds", "note",
+                 "ce_values", "ls_values"]
+DISPLAY_COLUMNS = ["claim", "test", "ce", "ls", "verdict", "n_seeds", "note"]
+THEORY_GROUP = "ufm-theory"
+
+
+class ClaimsError(ValueError):
+    """The selection of runs cannot be used; the message names what is available."""
+
+
+def default_runs_dir() -> Path:
+    """The repository's ``runs/`` folder, located from the installed package."""
+    import lsnc
+
+    return Path(lsnc.__file__).resolve().parent.parent / "runs"
+
+
+# ----------------------------------------------------------------------------------------------
+# verdicts
+# ----------------------------------------------------------------------------------------------
+def _clean(values: Mapping[Any, Any] | None) -> dict[Any, float]:
+    """Drop missing measurements (None / NaN); keep +inf ("never reached")."""
+    out = {}
+    for k, v in (values or {}).items():
+        if v is None:
+            continue
+        v = float(v)
+        if not math.isnan(v):
+            out[k] = v
+    return out
+
+
+def _direction_word(diff: float, better: str) -> str:
+    if diff == 0 or math.isnan(diff):
+        return "LS equal to CE"
+    lower = diff < 0
+    agrees = lower == (better == "lower")
+    return f"LS {'lower' if lower else 'higher'} than CE ({'the paper' if agrees else 'against the paper'}'s direction)"
+
+
+def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower") -> tuple[str, int, str]:
+    """Verdict on "LS is ``better`` (lower / higher) than CE" from per-seed values (``{seed: value}``).
+
+    Returns ``(verdict, n_seeds, note)``; n_seeds is the number of seed pairs compared (the smaller side when
+    unpaired). None / NaN values count as missing; +inf is a value ("never reached") that compares normally,
+    and two infinities tie. See the module docstring for the rules."""
+    if better not in ("lower", "higher"):
+        raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
+    sign = 1.0 if better == "lower" else -1.0
+    ce, ls = _clean(ce), _clean(ls)
+    if not ce or not ls:
+        missing = " and ".join(side for side, vals in (("CE", ce), ("LS", ls)) if not vals)
+        return "inconclusive (missing runs)", 0, f"no finished {missing} run with this measurement"
+    paired = sorted(set(ce) & set(ls), key=str)
+    if len(paired) >= 2:
+        diffs = [sign * (ls[s] - ce[s]) for s in paired]  # < 0: the paper's direction
+        n = len(paired)
+        good = sum(d < 0 for d in diffs)
+        bad = sum(d > 0 for d in diffs)
+        if good == n:
+            return "supported", n, f"all {n} seed pairs go the paper's way"
+        if bad == n:
+            return "not supported", n, f"all {n} seed pairs go against the paper"
+        return "inconclusive", n, f"seed pairs: {good} the paper's way, {bad} against, {n - good - bad} tied"
+    n_ce, n_ls = len(ce), len(ls)
+    if min(n_ce, n_ls) >= 2:
+        lo_ce, hi_ce, lo_ls, hi_ls = min(ce.values()), max(ce.values()), min(ls.values()), max(ls.values())
+        unpaired = f"unpaired ({n_ce} CE, {n_ls} LS seeds): "
+        ls_below = hi_ls < lo_ce
+        ls_above = lo_ls > hi_ce
+        if (ls_below and better == "lower") or (ls_above and better == "higher"):
+            return "supported", min(n_ce, n_ls), unpaired + "min-max ranges do not overlap, the paper's way"
+        if ls_below or ls_above:
+            return "not supported", min(n_ce, n_ls), unpaired + "min-max ranges do not overlap, against the paper"
+        return "inconclusive", min(n_ce, n_ls), unpaired + "min-max ranges overlap"
+    diff = float(np.mean(list(ls.values())) - np.mean(list(ce.values()))) if not (
+        all(math.isinf(v) for v in ce.values()) and all(math.isinf(v) for v in ls.values())) else 0.0
+    return "inconclusive", min(n_ce, n_ls), f"1 seed: direction only ({_direction_word(diff, better)})"
+
+
+def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
+    """How many rows have each verdict (both inconclusive kinds counted under "inconclusive")."""
+    out = {"supported": 0, "not supported": 0, "inconclusive": 0}
+    if table is None or table.empty:
+        return out
+    for v in table["verdict"]:
+        out["inconclusive" if str(v).startswith("inconclusive") else str(v)] += 1
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# formatting
+# ----------------------------------------------------------------------------------------------
+def _num(v: float, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if math.isinf(v):
+        return "never"
+    if float(v).is_integer() and abs(v) < 1e6:
+        return str(int(v))
+    return f"{v:.{digits}g}"
+
+
+def format_per_seed(values: Mapping[Any, float]) -> str:
+    """``s0: 20, s1: 35`` (seed order); "never" for +inf."""
+    vals = {k: v for k, v in values.items() if v is not None}
+    if not vals:
+        return "n/a"
+    return ", ".join(f"s{k}: {_num(v)}" if isinstance(k, (int, np.integer)) else f"{k}: {_num(v)}"
+                     for k, v in sorted(vals.items(), key=lambda kv: str(kv[0])))
+
+
+def format_spread(values: Mapping[Any, float]) -> str:
+    """``mean [min, max] (n)`` over seeds; a single value alone."""
+    vals = [v for v in _clean(values).values()]
+    if not vals:
+        return "n/a"
+    if len(vals) == 1:
+        return f"{_num(vals[0])} (1 seed)"
+    return f"{_num(float(np.mean(vals)))} [{_num(min(vals))}, {_num(max(vals))}] ({len(vals)} seeds)"
+
+
+# ----------------------------------------------------------------------------------------------
+# selecting the runs of one comparison
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Comparison:
+    """The CE and LS runs of one dataset group, keyed by seed (UFM-style runs excluded)."""
+
+    dataset: str
+    label: str
+    ls_delta: float
+    ce: dict[int, Any] = field(default_factory=dict)
+    ls: dict[int, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def runs(self) -> list[Any]:
+        return list(self.ce.values()) + list(self.ls.values())
+
+
+def _setting(run) -> tuple:
+    c = run.config
+    return (c.get("model"), c.get("width"), c.get("epochs"), c.get("train_per_class"), c.get("weight_decay"))
+
+
+def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_LS_DELTA) -> Comparison:
+    """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, with metrics, one per seed.
+
+    When runs of several settings (model, width, epochs, subset, weight decay) are present, the setting with
+    the most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed
+    is skipped (noted)."""
+    runs = [r for r in runs if not r.config.get("ufm") and r.metrics is not None and not r.metrics.empty]
+    if not runs:
+        return Comparison(dataset="?", label="?", ls_delta=ls_delta)
+    dataset, label = runs[0].dataset, runs[0].label
+    cand = [r for r in runs if math.isclose(float(r.config["delta"]), 0.0, abs_tol=1e-12)
+            or math.isclose(float(r.config["delta"]), ls_delta, abs_tol=1e-12)]
+    comp = Comparison(dataset=dataset, label=label, ls_delta=ls_delta)
+    if not cand:
+        return comp
+    settings = pd.Series([_setting(r) for r in cand]).value_counts()
+    main = settings.index[0]
+    for r in cand:
+        if _setting(r) != main:
+            comp.notes.append(f"skipped {r.name} (another setting)")
+            continue
+        side = comp.ce if float(r.config["delta"]) == 0 else comp.ls
+        seed = int(r.config["seed"])
+        if seed in side:
+            comp.notes.append(f"skipped {r.name} (duplicate of seed {seed})")
+            continue
+        side[seed] = r
+    return comp
+
+
+# ----------------------------------------------------------------------------------------------
+# per-run measurements
+# ----------------------------------------------------------------------------------------------
+def _series(run, column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values) of one metric column, rows with a missing value dropped, sorted by epoch."""
+    m = run.metrics
+    if column not in m.columns:
+        return np.array([]), np.array([])
+    df = m[["epoch", column]].dropna().sort_values("epoch")
+    return df["epoch"].to_numpy(dtype=float), df[column].to_numpy(dtype=float)
+
+
+def final_value(run, column: str) -> float:
+    """The value at the last evaluated epoch (NaN if the column is absent or empty)."""
+    _, v = _series(run, column)
+    return float(v[-1]) if len(v) else float("nan")
+
+
+def epochs_to_zero_error(run, threshold: float = 0.0, column: str = "train_error") -> float:
+    """First evaluated epoch with ``column`` <= ``threshold`` (+inf if never; NaN if not logged).
+
+    The resolution is that of the evaluation schedule (every epoch early on, sparser later)."""
+    e, v = _series(run, column)
+    if not len(v):
+        return float("nan")
+    hit = np.nonzero(v <= threshold + 1e-12)[0]
+    return float(e[hit[0]]) if len(hit) else float("inf")
+
+
+def epochs_to_level(run, column: str, level: float) -> float:
+    """First evaluated epoch from which ``column`` stays at or below ``level`` until the end of the run
+    (+inf if the final value is above it; NaN if not logged or the level is undefined).
+
+    "Stays" rather than "first touches" so that a transient dip does not count as convergence."""
+    e, v = _series(run, column)
+    if not len(v) or level is None or not np.isfinite(level):
+        return float("nan")
+    above = np.nonzero(v > level)[0]
+    if not len(above):
+        return float(e[0])
+    last_above = above[-1]
+    return float(e[last_above + 1]) if last_above + 1 < len(e) else float("inf")
+
+
+def c2_level(runs: Sequence[Any], column: str, fraction: float) -> tuple[float, float, float]:
+    """The C2 level of one metric for one comparison (CE and LS runs together).
+
+    ``start`` = geometric mean of the epoch-0 values over the runs, ``worst`` = the largest final value over
+    the runs (so every run ends at or below it), and the level is ``fraction`` of the way from ``start`` to
+    ``worst`` in log space: ``exp(log start + fraction (log worst - log start))``. ``fraction = 1`` is the
+    worst final value itself. Returns ``(level, start, worst)``; the level is NaN when the metric does not
+    decrease (``worst >= start``) or a value is not positive."""
+    starts, finals = [], []
+    for r in runs:
+        _, v = _series(r, column)
+        if len(v):
+            starts.append(v[0])
+            finals.append(v[-1])
+    if not starts:
+        return float("nan"), float("nan"), float("nan")
+    starts, finals = np.asarray(starts), np.asarray(finals)
+    if np.any(starts <= 0) or np.any(finals <= 0):
+        return float("nan"), float("nan"), float("nan")
+    start, worst = float(np.exp(np.mean(np.log(starts)))), float(finals.max())
+    if worst >= start:
+        return float("nan"), start, worst
+    return float(np.exp(np.log(start) + fraction * (np.log(worst) - np.log(start)))), start, worst
+
+
+def record_trajectory(run, x_column: str = NC_COLUMNS["NC1"], y_column: str = NC_COLUMNS["NC2"]):
+    """(log x, y) at the evaluated epochs where x sets a new low (the trajectory's first passage through each
+    x level), in increasing log x (for interpolation)."""
+    m = run.metrics
+    if x_column not in m.columns or y_column not in m.columns:
+        return np.array([]), np.array([])
+    df = m[["epoch", x_column, y_column]].dropna().sort_values("epoch")
+    x, y = df[x_column].to_numpy(dtype=float), df[y_column].to_numpy(dtype=float)
+    keep = x > 0
+    x, y = x[keep], y[keep]
+    if not len(x):
+        return np.array([]), np.array([])
+    is_record = x < np.minimum.accumulate(np.concatenate([[np.inf], x[:-1]]))
+    lx, yy = np.log(x[is_record]), y[is_record]
+    return lx[::-1], yy[::-1]
+
+
+def nc2_at_matched_nc1(ce_run, ls_run, grid: int = C4_GRID) -> tuple[float, float, float, tuple[float, float]]:
+    """NC2 of the two runs compared at the same NC1.
+
+    Each trajectory is reduced to its first passage through each NC1 value (the evaluated epochs where NC1
+    sets a new low); NC2 is interpolated linearly in log NC1 between them, on ``grid`` log-spaced NC1 values
+    spanning the range both runs pass through. Returns ``(mean CE NC2, mean LS NC2, fraction of the grid where
+    LS is lower, (NC1 low, NC1 high))``; NaNs when the ranges do not overlap."""
+    xc, yc = record_trajectory(ce_run)
+    xl, yl = record_trajectory(ls_run)
+    nan = (float("nan"),) * 3 + ((float("nan"), float("nan")),)
+    if len(xc) < 2 or len(xl) < 2:
+        return nan
+    lo, hi = max(xc[0], xl[0]), min(xc[-1], xl[-1])
+    if not hi > lo:
+        return nan
+    g = np.linspace(lo, hi, grid)
+    nc2_ce, nc2_ls = np.interp(g, xc, yc), np.interp(g, xl, yl)
+    return (float(nc2_ce.mean()), float(nc2_ls.mean()), float(np.mean(nc2_ls < nc2_ce)),
+            (float(np.exp(lo)), float(np.exp(hi))))
+
+
+# ----------------------------------------------------------------------------------------------
+# the claims on one comparison
+# ----------------------------------------------------------------------------------------------
+def _row(comp: Comparison, claim: str, test: str, ce: Mapping, ls: Mapping, better: str = "lower",
+         note: str = "", per_seed: bool = False, verdict: tuple[str, int, str] | None = None,
+         ce_text: str | None = None, ls_text: str | None = None) -> dict[str, Any]:
+    v, n, why = verdict if verdict is not None else judge(ce, ls, better)
+    fmt = format_per_seed if per_seed else format_spread
+    return dict(dataset=comp.dataset, label=comp.label, claim=claim, test=test,
+                ce=ce_text if ce_text is not None else fmt(ce), ls=ls_text if ls_text is not None else fmt(ls),
+                verdict=v, n_seeds=n, note="; ".join(s for s in (why, note) if s),
+                ce_values=dict(ce), ls_values=dict(ls))
+
+
+def _per_seed(side: Mapping[int, Any], fn) -> dict[int, float]:
+    return {s: fn(r) for s, r in sorted(side.items())}
+
+
+def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
+    """Rows for C1-C5 on one comparison (see the module docstring and each measurement's docstring)."""
+    rows = []
+    d = f"{comp.ls_delta:g}"
+    # C1
+    for thr, name in ((0.0, "= 0"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}")):
+        ce = _per_seed(comp.ce, lambda r: epochs_to_zero_error(r, thr))
+        ls = _per_seed(comp.ls, lambda r: epochs_to_zero_error(r, thr))
+        rows.append(_row(comp, "C1", f"first evaluated epoch with train error {name}", ce, ls, "lower",
+                         "resolution = the evaluation schedule", per_seed=True))
+    # C2
+    for nc, col in NC_COLUMNS.items():
+        for frac in C2_FRACTIONS:
+            level, start, worst = c2_level(comp.runs, col, frac)
+            ce = _per_seed(comp.ce, lambda r: epochs_to_level(r, col, level))
+            ls = _per_seed(comp.ls, lambda r: epochs_to_level(r, col, level))
+            test = (f"epoch from which {nc} stays <= its level at {frac:.0%} of the way (log scale) from the "
+                    f"epoch-0 value to the worst final value")
+            if math.isnan(level):
+                why = (f"{nc} does not decrease from initialisation (start {_num(start)}, worst final "
+                       f"{_num(worst)}): level undefined") if not math.isnan(start) else ""
+                verdict = ("inconclusive (missing runs)", 0, "no finished CE or LS run") if not comp.runs \
+                    else ("inconclusive", 0, why)
+                rows.append(_row(comp, "C2", test, ce, ls, "lower", per_seed=True, verdict=verdict))
+                continue
+            note = f"level {_num(level)} (epoch 0: {_num(start)}, worst final: {_num(worst)})"
+            if nc == "NC3":
+                fin_ce = _per_seed(comp.ce, lambda r: final_value(r, col))
+                fin_ls = _per_seed(comp.ls, lambda r: final_value(r, col))
+                note += f"; final NC3 CE {format_spread(fin_ce)}, LS {format_spread(fin_ls)}"
+            rows.append(_row(comp, "C2", test, ce, ls, "lower", note, per_seed=True))
+    # C3
+    for nc in ("NC1", "NC2"):
+        col = NC_COLUMNS[nc]
+        ce = _per_seed(comp.ce, lambda r: final_value(r, col))
+        ls = _per_seed(comp.ls, lambda r: final_value(r, col))
+        rows.append(_row(comp, "C3", f"final {nc} ({col}, last evaluated epoch)", ce, ls, "lower"))
+    # C4
+    ce4, ls4, fracs, ranges = {}, {}, [], []
+    for s in sorted(set(comp.ce) & set(comp.ls)):
+        a, b, f, rng = nc2_at_matched_nc1(comp.ce[s], comp.ls[s])
+        ce4[s], ls4[s] = a, b
+        if not math.isnan(f):
+            fracs.append(f"s{s}: {f:.0%}")
+            ranges.append(rng)
+    note4 = ""
+    if fracs:
+        note4 = (f"LS lower on {', '.join(fracs)} of the NC1 grid; common NC1 range "
+                 f"{_num(min(r[0] for r in ranges))} to {_num(max(r[1] for r in ranges))}")
+    elif comp.ce and comp.ls:
+        note4 = "no seed pair with an overlapping NC1 range"
+    rows.append(_row(comp, "C4", f"mean NC2 over {C4_GRID} NC1 values both runs pass through (NC2 interpolated "
+                     "in log NC1 at first passage), per seed pair", ce4, ls4, "lower", note4))
+    # C5
+    ece = {side: _per_seed(getattr(comp, side), lambda r: final_value(r, "test_ece20")) for side in ("ce", "ls")}
+    rows.append(_row(comp, "C5", "final test ECE (20 bins), before temperature scaling", ece["ce"], ece["ls"],
+                     "lower"))
+    for col, label in (("test_ece20_ts_holdout", "T fitted on a held-out split"),
+                       ("test_ece20_ts_testfit", "T fitted on the test set, as in the paper's code")):
+        ts = {side: _per_seed(getattr(comp, side), lambda r: final_value(r, col)) for side in ("ce", "ls")}
+        pairs = sorted(set(_clean(ece["ce"])) & set(_clean(ece["ls"])) & set(_clean(ts["ce"])) & set(_clean(ts["ls"])))
+        before = {s: abs(ece["ls"][s] - ece["ce"][s]) for s in pairs}
+        after = {s: abs(ts["ls"][s] - ts["ce"][s]) for s in pairs}
+        if pairs:
+            verdict = judge(before, after, "lower")
+            note = (f"|LS - CE| ECE gap before -> after TS: {format_spread(before)} -> {format_spread(after)}; "
+                    f"ce / ls columns: ECE after TS")
+        else:
+            verdict = judge({}, {}) if not (comp.ce and comp.ls) else (
+                "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")
+            note = "ce / ls columns: ECE after TS"
+        rows.append(_row(comp, "C5", f"TS narrows the CE-LS ECE gap ({label})", ts["ce"], ts["ls"], "lower", note,
+                         verdict=verdict))
+    for col, what in (("train_mean_class_mean_norm", "mean class-mean norm ||mu_k - mu_G||"),
+                      ("train_mean_classifier_norm", "mean classifier-row norm ||w_k||")):
+        ce = _per_seed(comp.ce, lambda r: final_value(r, col))
+        ls = _per_seed(comp.ls, lambda r: final_value(r, col))
+        rows.append(_row(comp, "C5", f"final {what} (train)", ce, ls, "lower"))
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    if comp.notes:
+        df["note"] = df["note"] + "; " + ", ".join(comp.notes)
+    df["n_seeds"] = df["n_seeds"].astype("Int64")
+    return df
+
+
+def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_LS_DELTA) -> pd.DataFrame:
+    """The C1-C5 table for any collection of runs (Run or Run-like objects with ``dataset``, ``label``,
+    ``name``, ``config`` and ``metrics``), one block per dataset group, groups in sorted order."""
+    by_group: dict[str, list] = {}
+    for r in runs:
+        by_group.setdefault(r.dataset, []).append(r)
+    frames = []
+    for group in sorted(by_group):
+        comp = select_comparison(by_group[group], ls_delta)
+        if comp.dataset == "?":  # only UFM-style or empty runs: still name the group
+            comp.dataset, comp.label = group, by_group[group][0].label
+        frames.append(claims_for_comparison(comp))
+    if not frames:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def selection_problem(runs_dir: str | Path | None = None, dataset: str | None = None) -> str | None:
+    """None when ``claims_table(runs_dir, dataset)`` has runs to use; otherwise a readable message naming
+    what is available."""
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    present = sorted({r.dataset for r in find_runs(root)})
+    if not present:
+        running = sorted({r.dataset for r in find_runs(root, status=None)})
+        extra = f" (runs not finished yet in: {', '.join(running)})" if running else ""
+        return f"No finished runs under {root}{extra}. Train some with `lsnc train` or `lsnc reproduce`."
+    if dataset is not None and dataset not in present:
+        return f"No finished runs for dataset {dataset!r} under {root}. Available: {', '.join(present)}."
+    return None
+
+
+def claims_table(runs_dir: str | Path | None = None, dataset: str | None = None,
+                 ls_delta: float = MAIN_LS_DELTA) -> pd.DataFrame:
+    """C1-C5 for the finished runs under ``runs_dir`` (default: the repository's runs/), all dataset groups or
+    one. Raises :class:`ClaimsError` (naming what is available) when there is nothing to use."""
+    problem = selection_problem(runs_dir, dataset)
+    if problem:
+        raise ClaimsError(problem)
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    return evaluate_claims(find_runs(root, dataset), ls_delta)
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The readable columns only (drops dataset / label and the raw value dicts)."""
+    return table[DISPLAY_COLUMNS].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# scale of a dataset group
+# ----------------------------------------------------------------------------------------------
+def _seed_list(seeds: Iterable[int]) -> str:
+    s = sorted(set(int(x) for x in seeds))
+    if not s:
+        return "none"
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}–{s[-1]}"
+    return ", ".join(map(str, s))
+
+
+def _data_and_model(run) -> str:
+    """The data / model / epochs part of ``run.describe()`` (loss and seed removed)."""
+    c = run.config
+    text = run.describe()
+    loss = ("CE" if float(c["delta"]) == 0 else f"LS δ={float(c['delta']):g}") + (" UFM-style" if c.get("ufm") else "")
+    head, sep, _ = text.rpartition(", seed ")
+    if sep and f", {loss}, " in head:
+        return head.replace(f", {loss}, ", ", ", 1)
+    return f"{run.label}, {c.get('model')} (width {c.get('width')}), {c.get('epochs')} epochs"
+
+
+def scale_line(runs: Sequence[Any], ls_delta: float = MAIN_LS_DELTA) -> str:
+    """One line saying the scale of one dataset group: data (subset), model, epochs, and which seeds each
+    setting has (main CE / LS comparison, δ sweep, UFM-style), from the runs' ``describe()``."""
+    runs = list(runs)
+    if not runs:
+        return "no finished runs"
+    main = [r for r in runs if not r.config.get("ufm")]
+    rep = next((r for r in main if float(r.config["delta"]) == 0), main[0] if main else runs[0])
+    by_delta: dict[float, list[int]] = {}
+    for r in main:
+        by_delta.setdefault(float(r.config["delta"]), []).append(int(r.config["seed"]))
+    ce = by_delta.get(0.0, [])
+    ls = next((v for k, v in by_delta.items() if math.isclose(k, ls_delta)), [])
+    parts = [_data_and_model(rep),
+             f"CE seeds {_seed_list(ce)}, LS δ={ls_delta:g} seeds {_seed_list(ls)}"]
+    others = sorted(by_delta)
+    if len(others) > 2 or (others and not set(others) <= {0.0, ls_delta}):
+        parts.append("δ sweep {" + ", ".join(f"{k:g}" for k in others) + "}")
+    ufm = sorted({float(r.config["delta"]) for r in runs if r.config.get("ufm")})
+    if ufm:
+        parts.append("UFM-style δ {" + ", ".join(f"{k:g}" for k in ufm) + "}")
+    parts.append(f"{len(runs)} finished runs")
+    return "; ".join(parts)
+
+
+def scale_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
+    """``{dataset group: scale_line}`` for the finished runs under ``runs_dir``."""
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    groups: dict[str, list] = {}
+    for r in find_runs(root, dataset):
+        groups.setdefault(r.dataset, []).append(r)
+    return {g: scale_line(rs) for g, rs in sorted(groups.items())}
+
+
+# ----------------------------------------------------------------------------------------------
+# C6: theory (lsnc.ufm)
+# ----------------------------------------------------------------------------------------------
+def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lambda_w: float = 5e-3,
+                  lambda_h: float = 5e-3, deltas: Sequence[float] = (0.0, 0.05, 0.1), seeds: Sequence[int] = (0, 1),
+                  lr: float = 5.0, lr_over_max_curvature: float = 0.5, steps: int = 3000,
+                  loose: float = 1e-2, tight: float = 1e-6) -> pd.DataFrame:
+    """C6 on one small UFM instance (the defaults are the theory page's; a few seconds on one core).
+
+    Rows: (1) closed-form norms ||w_k||, ||h_i|| lower for every LS δ than for CE; (2) condition number of the
+    full UFM Hessian at the minimizer, symmetry directions removed (the Hessian that governs gradient descent,
+    so the one the claim is about); (3) condition number of the softmax Hessian diag(p) - pp^T in logit space;
+    (4) gradient-descent iterations to the ``tight`` logit distance from the same start and a common step
+    ``lr``, per seed; (5) the same with each δ given the step ``lr_over_max_curvature / λ_max(δ)``, where the
+    rate is set by the condition number. Rows 4-5 compare CE with the first LS δ > 0 (the main δ = 0.05);
+    the deterministic rows (1-3) are judged over all δ > 0 and have no seeds."""
+    from . import ufm
+
+    deltas = [float(x) for x in deltas]
+    if deltas[0] != 0.0 or len(deltas) < 2:
+        raise ValueError("deltas must start with 0 (the CE baseline) and contain at least one LS δ")
+    problem = ufm.UFMProblem(num_classes, n_per_class, dim, lambda_w, lambda_h, delta=0.0)
+    label = f"UFM (K={num_classes}, n={n_per_class}, d={dim}, λ_W={lambda_w:g}, λ_H={lambda_h:g})"
+    comp = Comparison(dataset=THEORY_GROUP, label=label, ls_delta=deltas[1])
+    rows = []
+
+    def det_row(test, ce_val, ls_vals, note=""):
+        ls_map = {f"δ={d:g}": v for d, v in zip(deltas[1:], ls_vals)}
+        good = all(v < ce_val for v in ls_vals)
+        bad = all(v > ce_val for v in ls_vals)
+        v = "supported" if good else ("not supported" if bad else "inconclusive")
+        why = ("deterministic: LS " + ("lower" if good else "higher" if bad else "not uniformly lower")
+               + " than CE for every δ in " + ", ".join(f"{d:g}" for d in deltas[1:]))
+        row = _row(comp, "C6", test, {"δ=0": ce_val}, ls_map, verdict=(v, 0, why), note=note,
+                   ce_text=_num(ce_val), ls_text=format_per_seed(ls_map))
+        row["n_seeds"] = None
+        return row
+
+    sols = [problem.with_delta(d).solution() for d in deltas]
+    rows.append(det_row("closed-form classifier-row norm ||w_k|| at the global minimizer", sols[0].w_norm,
+                        [s.w_norm for s in sols[1:]]))
+    rows.append(det_row("closed-form feature norm ||h_i|| at the global minimizer", sols[0].h_norm,
+                        [s.h_norm for s in sols[1:]]))
+    with ufm.single_thread():
+        spectrum = ufm.condition_numbers_vs_delta(problem, deltas)
+        rows.append(det_row("condition number of the full UFM Hessian at the minimizer (symmetry directions "
+                            "removed): the one that governs GD", spectrum["kappa_restricted"][0],
+                            list(spectrum["kappa_restricted"][1:]),
+                            note=f"smallest curvature CE {_num(spectrum['restricted_min'][0])}, LS up to "
+                                 f"{_num(spectrum['restricted_min'][1:].max())}"))
+        rows.append(det_row("condition number of the softmax Hessian diag(p) - pp^T in logit space",
+                            spectrum["kappa_softmax"][0], list(spectrum["kappa_softmax"][1:])))
+        pair = [0.0, deltas[1]]
+        for rule, step, what in (("same", lr, f"common step {lr:g}"),
+                                 ("inverse_max_curvature", lr_over_max_curvature,
+                                  f"step {lr_over_max_curvature:g} / λ_max(δ) per δ")):
+            cmp_ = ufm.compare_convergence(problem, pair, list(seeds), lr=step, steps=steps, loose=loose,
+                                           tight=tight, lr_rule=rule, record_every=1)
+            it = np.where(np.isfinite(cmp_.iters_tight), cmp_.iters_tight, np.inf)
+            ce = {int(s): float(it[0, j]) for j, s in enumerate(cmp_.seeds)}
+            ls = {int(s): float(it[1, j]) for j, s in enumerate(cmp_.seeds)}
+            diverged = int(cmp_.diverged.sum())
+            rows.append(_row(comp, "C6", f"GD iterations to logit distance {tight:g}, same start, {what} "
+                             f"(CE vs LS δ={deltas[1]:g})", ce, ls, "lower",
+                             (f"{diverged} runs diverged; " if diverged else "") + f"budget {steps} iterations",
+                             per_seed=True))
+    df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+    df["n_seeds"] = df["n_seeds"].astype("Int64")
+    return df

@@ -1,0 +1,681 @@
+"""Figures of the training runs (book/fig1 ... fig9 and the explorer); each function returns a matplotlib Figure.
+
+Every function takes a list of :class:`lsnc.runs.Run` (already selected: finished, one or several datasets)
+and draws one row of panels per dataset, in the order the datasets first appear in the list. Where several
+seeds share a setting, the line is their mean and the shaded band their min-max range. CE is always blue,
+LS red; a sweep over delta uses one colour per delta from a fixed colour map. A metric that a run did not log
+gives an annotated panel ("not logged"), never a silently empty one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from lsnc.runs import Run, runs_table
+
+CE_COLOUR = "tab:blue"
+LS_COLOUR = "tab:red"
+SUBSET_STYLES = {"all": "-", "correct": "--", "incorrect": ":"}
+NC_LABELS = {
+    "train_nc1_within_between": r"NC1 = tr($\Sigma_W\Sigma_B^+$)",
+    "train_nc2_wh_etf": r"NC2 = $\|WM^\top/\|WM^\top\| - E\|$",
+    "train_nc3_duality_sq": r"NC3 = $\|W/\|W\| - M/\|M\|\|^2$",
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------
+def loss_name(delta: float) -> str:
+    return "CE" if delta == 0 else f"LS δ={delta:g}"
+
+
+def loss_colour(delta: float) -> str:
+    return CE_COLOUR if delta == 0 else LS_COLOUR
+
+
+def delta_colours(deltas: Sequence[float]) -> dict[float, tuple]:
+    """One colour per delta (viridis, CE darkest); the same delta gets the same colour in every figure that
+    is drawn from the same set of deltas."""
+    deltas = sorted(set(float(d) for d in deltas))
+    cmap = plt.get_cmap("viridis")
+    positions = np.linspace(0.0, 0.9, len(deltas)) if len(deltas) > 1 else [0.0]
+    return {d: cmap(p) for d, p in zip(deltas, positions)}
+
+
+def _table(runs: Sequence[Run]) -> pd.DataFrame:
+    df = runs_table(runs)
+    if df.empty:
+        raise ValueError("no runs to draw (the selection is empty, or the runs have no metrics yet)")
+    df["delta"] = df["delta"].astype(float)
+    return df
+
+
+def _datasets(df: pd.DataFrame) -> list[str]:
+    return list(dict.fromkeys(df["dataset"]))
+
+
+def _label_of(df: pd.DataFrame, dataset: str) -> str:
+    return str(df.loc[df["dataset"] == dataset, "label"].iloc[0])
+
+
+def _has(df: pd.DataFrame, col: str) -> bool:
+    return col in df.columns and bool(pd.to_numeric(df[col], errors="coerce").notna().any())
+
+
+def _not_logged(ax, what: str) -> None:
+    ax.text(0.5, 0.5, f"{what}\nnot logged by these runs", ha="center", va="center", transform=ax.transAxes,
+            color="grey", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
+    """Mean, min, max and count over seeds of ``col`` at each ``x`` (rows with NaN ignored)."""
+    values = pd.to_numeric(df[col], errors="coerce")
+    grouped = values.groupby(df[x])
+    return pd.DataFrame({"mean": grouped.mean(), "min": grouped.min(), "max": grouped.max(),
+                         "n": grouped.count()}).dropna(subset=["mean"])
+
+
+def _line_band(ax, df: pd.DataFrame, col: str, colour, label=None, ls="-", x="epoch", band_alpha=0.2, lw=1.6,
+               marker=None):
+    stats = _seed_stats(df, col, x)
+    if stats.empty:
+        return None
+    (line,) = ax.plot(stats.index, stats["mean"], color=colour, ls=ls, label=label, lw=lw, marker=marker,
+                      markersize=4)
+    if stats["n"].max() > 1:
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=band_alpha, lw=0)
+    return line
+
+
+def _grid(nrows: int, ncols: int, width: float = 3.3, height: float = 2.8, **kw):
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False,
+                             constrained_layout=True, **kw)
+    return fig, axes
+
+
+def _row_title(ax, label: str) -> None:
+    """Dataset label at the left of a row of panels."""
+    ax.annotate(label, xy=(0, 0.5), xytext=(-ax.yaxis.labelpad - 38, 0), xycoords=ax.yaxis.label,
+                textcoords="offset points", ha="right", va="center", rotation=90, fontsize=11,
+                fontweight="bold")
+
+
+def _seeds_note(df: pd.DataFrame) -> str:
+    n = df.groupby(["dataset", "delta"])["seed"].nunique()
+    if n.empty:
+        return ""
+    lo, hi = int(n.min()), int(n.max())
+    seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return f"lines: mean over {seeds} seed(s); bands: min-max over seeds" if hi > 1 else "one seed per setting"
+
+
+def _select(df: pd.DataFrame, deltas: Sequence[float] | None) -> pd.DataFrame:
+    if deltas is None:
+        return df
+    keep = np.zeros(len(df), dtype=bool)
+    for d in deltas:
+        keep |= np.isclose(df["delta"].to_numpy(), float(d))
+    return df[keep]
+
+
+def _delta_legend(fig, colours: dict[float, tuple], title: str = "") -> None:
+    handles = [Line2D([], [], color=c, lw=2, label=loss_name(d)) for d, c in colours.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 8), frameon=False,
+               title=title or None)
+
+
+# ------------------------------------------------------------------------------------------------
+# fig1: what collapse looks like
+# ------------------------------------------------------------------------------------------------
+def _snapshots(run: Run) -> dict[int, dict[str, np.ndarray]]:
+    from lsnc.snapshots import load_snapshots
+    return load_snapshots(run.path / "snapshots.npz")
+
+
+def snapshot_epochs(runs: Sequence[Run], max_epochs: int = 5) -> list[int]:
+    """Snapshot epochs shared by all ``runs`` (at most ``max_epochs``, spread over training)."""
+    common = None
+    for r in runs:
+        e = set(_snapshots(r))
+        common = e if common is None else common & e
+    epochs = sorted(common or [])
+    if len(epochs) > max_epochs:
+        idx = np.unique(np.linspace(0, len(epochs) - 1, max_epochs).round().astype(int))
+        epochs = [epochs[i] for i in idx]
+    return epochs
+
+
+def plot_geometry(runs: Sequence[Run], epochs: Sequence[int] | None = None):
+    """Penultimate geometry at a few epochs, one row per run: training features (dots, coloured by class),
+    class means (large circles) and classifier rows (arrows, rescaled to the size of the means), projected
+    on the top-2 principal directions of the centred class means of that epoch."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("no runs to draw")
+    epochs = list(epochs) if epochs is not None else snapshot_epochs(runs)
+    if not epochs:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        _not_logged(ax, "geometry snapshots")
+        return fig
+    fig, axes = _grid(len(runs), len(epochs), width=2.9, height=2.9)
+    cmap = plt.get_cmap("tab10" if max(len(np.unique(_snapshots(r)[epochs[0]]["labels"])) for r in runs) <= 10
+                        else "tab20")
+    for i, run in enumerate(runs):
+        snaps = _snapshots(run)
+        for j, epoch in enumerate(epochs):
+            ax = axes[i, j]
+            s = snaps.get(epoch)
+            if s is None:
+                _not_logged(ax, f"epoch {epoch}")
+                continue
+            f, y, m, w = s["features"], s["labels"], s["means"], s["classifier"]
+            ax.scatter(f[:, 0], f[:, 1], c=cmap(y % cmap.N), s=9, alpha=0.55, lw=0, rasterized=True)
+            ax.scatter(m[:, 0], m[:, 1], c=cmap(np.arange(len(m)) % cmap.N), s=70, edgecolors="black", lw=0.8,
+                       zorder=3)
+            scale = np.linalg.norm(m[:, :2], axis=1).max() / max(np.linalg.norm(w[:, :2], axis=1).max(), 1e-12)
+            for k, row in enumerate(w[:, :2] * scale):
+                ax.annotate("", xy=row, xytext=(0, 0), zorder=4,
+                            arrowprops=dict(arrowstyle="-|>", color=cmap(k % cmap.N), lw=1.2, shrinkA=0, shrinkB=0))
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.tick_params(labelsize=7)
+            if i == 0:
+                ax.set_title(f"epoch {epoch}")
+            if j == 0:
+                ax.set_ylabel(f"{loss_name(run.config['delta'])}, seed {run.config['seed']}\nPC 2")
+            if i == len(runs) - 1:
+                ax.set_xlabel("PC 1")
+    handles = [Line2D([], [], marker="o", ls="", color="grey", alpha=0.5, markersize=4, label="training features"),
+               Line2D([], [], marker="o", ls="", color="grey", markeredgecolor="black", markersize=9,
+                      label="class means"),
+               Line2D([], [], marker=r"$\rightarrow$", ls="", color="grey", markersize=12,
+                      label="classifier rows (rescaled)")]
+    fig.legend(handles=handles, loc="outside upper center", ncol=3, frameon=False)
+    return fig
+
+
+def plot_geometry_3d(runs: Sequence[Run], epoch: int | None = None):
+    """3-D view (top-3 principal directions) of features, class means and classifier rows at one epoch
+    (default: the last snapshot shared by all runs), one panel per run."""
+    runs = list(runs)
+    if not runs:
+        raise ValueError("no runs to draw")
+    epochs = snapshot_epochs(runs, max_epochs=10 ** 6)
+    if epoch is None and not epochs:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        _not_logged(ax, "geometry snapshots")
+        return fig
+    epoch = epochs[-1] if epoch is None else epoch
+    fig = plt.figure(figsize=(4.2 * len(runs), 4.2), constrained_layout=True)
+    cmap = plt.get_cmap("tab10")
+    for i, run in enumerate(runs):
+        ax = fig.add_subplot(1, len(runs), i + 1, projection="3d")
+        s = _snapshots(run)[epoch]
+        f, y, m, w = s["features"], s["labels"], s["means"], s["classifier"]
+        ax.scatter(f[:, 0], f[:, 1], f[:, 2], c=cmap(y % 10), s=4, alpha=0.3, depthshade=False)
+        ax.scatter(m[:, 0], m[:, 1], m[:, 2], c=cmap(np.arange(len(m)) % 10), s=60, edgecolors="black",
+                   depthshade=False)
+        scale = np.linalg.norm(m, axis=1).max() / max(np.linalg.norm(w, axis=1).max(), 1e-12)
+        for k, row in enumerate(w * scale):
+            ax.plot([0, row[0]], [0, row[1]], [0, row[2]], color=cmap(k % 10), lw=1.5)
+        ax.set_title(f"{loss_name(run.config['delta'])}, seed {run.config['seed']}, epoch {epoch}", fontsize=10)
+        ax.set_xlabel("PC 1", fontsize=8)
+        ax.set_ylabel("PC 2", fontsize=8)
+        ax.set_zlabel("PC 3", fontsize=8)
+        ax.tick_params(labelsize=6)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# fig2: training dynamics CE vs LS
+# ------------------------------------------------------------------------------------------------
+def plot_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
+    """Rows = datasets; columns = train/test error, NC1 (log), NC2, NC3 vs epoch, CE vs LS."""
+    df = _select(_table(runs), deltas)
+    datasets = _datasets(df)
+    cols = ["error", "train_nc1_within_between", "train_nc2_wh_etf", "train_nc3_duality_sq"]
+    fig, axes = _grid(len(datasets), len(cols))
+    for i, ds in enumerate(datasets):
+        sub = df[df["dataset"] == ds]
+        for delta, g in sub.groupby("delta"):
+            c = loss_colour(delta)
+            _line_band(axes[i, 0], g, "train_error", c, f"{loss_name(delta)} train")
+            _line_band(axes[i, 0], g, "test_error", c, f"{loss_name(delta)} test", ls="--")
+            for j, col in enumerate(cols[1:], start=1):
+                _line_band(axes[i, j], g, col, c, loss_name(delta))
+        axes[i, 0].set_ylabel("error")
+        axes[i, 0].legend(fontsize=8, frameon=False)
+        for j, col in enumerate(cols[1:], start=1):
+            axes[i, j].set_ylabel(NC_LABELS[col], fontsize=9)
+        axes[i, 1].set_yscale("log")
+        _row_title(axes[i, 0], _label_of(df, ds))
+        for ax in axes[i]:
+            ax.set_xlabel("epoch")
+    for ax, t in zip(axes[0], ["train (solid) / test (dashed) error", "NC1 (log scale)", "NC2", "NC3"]):
+        ax.set_title(t, fontsize=10)
+    fig.suptitle(_seeds_note(df), fontsize=9, color="dimgrey")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# fig3: NC1 vs NC2
+# ------------------------------------------------------------------------------------------------
+def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
+    """One panel per dataset: NC1 (log y) against NC2 (x), one point per evaluated epoch and run; CE '+',
+    LS '^'; colour = test error at that epoch."""
+    df = _select(_table(runs), deltas)
+    datasets = _datasets(df)
+    fig, axes = _grid(1, len(datasets), width=4.6, height=3.8)
+    markers = {True: "+", False: "^"}
+    for ax, ds in zip(axes[0], datasets):
+        sub = df[df["dataset"] == ds]
+        sub = sub[(sub["epoch"] > 0)] if (sub["epoch"] > 0).any() else sub
+        norm = plt.Normalize(sub["test_error"].min(), sub["test_error"].max())
+        for delta, g in sub.groupby("delta"):
+            colours = plt.cm.plasma(norm(g["test_error"].to_numpy(dtype=float)))
+            if delta == 0:
+                ax.scatter(g["train_nc2_wh_etf"], g["train_nc1_within_between"], color=colours, marker="+", s=45,
+                           lw=1.2)
+            else:
+                ax.scatter(g["train_nc2_wh_etf"], g["train_nc1_within_between"], facecolors="none",
+                           edgecolors=colours, marker="^", s=30, lw=1.0)
+        ax.set_yscale("log")
+        ax.set_xlabel("NC2 (train)")
+        ax.set_ylabel("NC1 (train, log scale)")
+        ax.set_title(_label_of(df, ds), fontsize=10)
+        fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="plasma"), ax=ax, label="test error")
+        handles = [Line2D([], [], marker=markers[d == 0], ls="", color="black", markerfacecolor="none",
+                          label=loss_name(d)) for d in sorted(sub["delta"].unique())]
+        ax.legend(handles=handles, frameon=False, loc="lower right")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# fig4: training-loss convergence
+# ------------------------------------------------------------------------------------------------
+def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05), first_epochs: int | None = None,
+                          eps: float = 1e-6):
+    """Rows = datasets. Left: the loss each run optimises (CE, or LS with its own delta), on the full training
+    set at the evaluated epochs (model in eval mode). Right: loss - min loss + eps (log scale) over the first
+    ``first_epochs`` epochs (default: up to the first learning-rate decay), min = the run's smallest logged
+    value."""
+    df = _select(_table(runs), deltas).copy()
+    datasets = _datasets(df)
+    col = "train_loss_ls" if _has(df, "train_loss_ls") else "train_loss_ce"
+    df["_loss"] = pd.to_numeric(df[col], errors="coerce")
+    df["_gap"] = df["_loss"] - df.groupby("run")["_loss"].transform("min") + eps
+    fig, axes = _grid(len(datasets), 2, width=4.4, height=3.0)
+    for i, ds in enumerate(datasets):
+        sub = df[df["dataset"] == ds]
+        horizon = first_epochs
+        if horizon is None:
+            ms = [m for r in runs if r.dataset == ds for m in (r.config.get("milestones") or [])]
+            horizon = min(ms) if ms else int(sub["epoch"].max())
+        for delta, g in sub.groupby("delta"):
+            c = loss_colour(delta)
+            _line_band(axes[i, 0], g, "_loss", c, loss_name(delta), marker=".")
+            _line_band(axes[i, 1], g[g["epoch"] <= horizon], "_gap", c, loss_name(delta), marker=".")
+        axes[i, 0].set_yscale("log")
+        axes[i, 0].set_ylabel("training loss (log scale)")
+        axes[i, 1].set_yscale("log")
+        axes[i, 1].set_ylabel(f"loss − min loss + {eps:g}")
+        axes[i, 0].set_title("loss being optimised, full training set", fontsize=10)
+        axes[i, 1].set_title(f"first {horizon} epochs: distance to the run's minimum", fontsize=10)
+        for ax in axes[i]:
+            ax.set_xlabel("epoch")
+            ax.legend(frameon=False, fontsize=8)
+        _row_title(axes[i, 0], _label_of(df, ds))
+    fig.suptitle(_seeds_note(df), fontsize=9, color="dimgrey")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# fig5: effect of delta on convergence
+# ------------------------------------------------------------------------------------------------
+def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = None,
+                        columns: Sequence[str] = ("train_error", "train_nc1_within_between", "train_nc2_wh_etf",
+                                                  "train_nc3_duality_sq"), bands: bool = True):
+    """Rows = datasets; columns = train error, NC1 (log), NC2, NC3 vs epoch; one colour per delta."""
+    df = _select(_table(runs), deltas)
+    datasets = _datasets(df)
+    colours = delta_colours(df["delta"].unique())
+    titles = {"train_error": "train error", "test_error": "test error", "train_nc1_within_between": "NC1 (log scale)",
+              "train_nc2_wh_etf": "NC2", "train_nc3_duality_sq": "NC3", "test_ece20": "ECE (20 bins)"}
+    fig, axes = _grid(len(datasets), len(columns))
+    for i, ds in enumerate(datasets):
+        sub = df[df["dataset"] == ds]
+        for j, col in enumerate(columns):
+            ax = axes[i, j]
+            if not _has(sub, col):
+                _not_logged(ax, titles.get(col, col))
+                continue
+            for delta, g in sub.groupby("delta"):
+                _line_band(ax, g, col, colours[delta], band_alpha=0.12 if bands else 0.0, lw=1.3)
+            if col in ("train_nc1_within_between",):
+                ax.set_yscale("log")
+            if col == "train_error":
+                ax.set_yscale("symlog", linthresh=1e-3)
+                ax.set_ylim(bottom=0)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(titles.get(col, col))
+        _row_title(axes[i, 0], _label_of(df, ds))
+    for ax, col in zip(axes[0], columns):
+        ax.set_title(titles.get(col, col), fontsize=10)
+    _delta_legend(fig, colours, title=_seeds_note(df))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# fig6 / fig7: end-of-training metrics vs delta
+# ------------------------------------------------------------------------------------------------
+def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
+    """The last evaluated epoch of every run (one row per run)."""
+    df = _table(runs)
+    return df.loc[df.groupby(["dataset", "run"])["epoch"].idxmax()].reset_index(drop=True)
+
+
+def _vs_delta(ax, final: pd.DataFrame, col: str, colour, label=None, marker="o", ls="-"):
+    vals = pd.to_numeric(final[col], errors="coerce")
+    ok = vals.notna()
+    if not ok.any():
+        return False
+    ax.scatter(final.loc[ok, "delta"], vals[ok], color=colour, s=14, alpha=0.55, marker=marker, lw=0)
+    mean = vals[ok].groupby(final.loc[ok, "delta"]).mean()
+    ax.plot(mean.index, mean.values, color=colour, marker=marker, ls=ls, label=label, lw=1.4, markersize=5)
+    return True
+
+
+def plot_final_vs_delta(runs: Sequence[Run]):
+    """Rows = datasets; end-of-training NC1 (log), NC2, NC3, norms of the centred class means and of the
+    classifier rows, and test error against delta; dots = seeds, line = mean over seeds."""
+    final = final_rows(runs)
+    datasets = _datasets(final)
+    fig, axes = _grid(len(datasets), 5, width=3.1)
+    for i, ds in enumerate(datasets):
+        sub = final[final["dataset"] == ds]
+        for j, (col, title) in enumerate([("train_nc1_within_between", "NC1 (log scale)"), ("train_nc2_wh_etf", "NC2"),
+                                          ("train_nc3_duality_sq", "NC3")]):
+            if not _vs_delta(axes[i, j], sub, col, "black"):
+                _not_logged(axes[i, j], title)
+            axes[i, j].set_ylabel(title)
+        axes[i, 0].set_yscale("log")
+        ax = axes[i, 3]
+        a = _vs_delta(ax, sub, "train_mean_class_mean_norm", "tab:green", r"mean $\|\mu_k-\mu_G\|$")
+        b = _vs_delta(ax, sub, "train_mean_classifier_norm", "tab:purple", r"mean $\|w_k\|$", marker="s")
+        if a or b:
+            ax.legend(frameon=False, fontsize=8)
+            ax.set_ylabel("norm")
+        else:
+            _not_logged(ax, "norms")
+        ax = axes[i, 4]
+        if not _vs_delta(ax, sub, "test_error", "tab:orange", "test"):
+            _not_logged(ax, "test error")
+        ax.set_ylabel("test error")
+        for ax in axes[i]:
+            ax.set_xlabel(r"label smoothing $\delta$")
+        _row_title(axes[i, 0], _label_of(final, ds))
+    for ax, t in zip(axes[0], ["NC1", "NC2", "NC3", "class-mean and classifier norms", "test error"]):
+        ax.set_title(t, fontsize=10)
+    n = final.groupby(["dataset", "delta"])["seed"].nunique()
+    fig.suptitle(f"end of training (last evaluated epoch); dots: single seeds, line: mean over {int(n.min())}"
+                 f"{'' if n.min() == n.max() else '-' + str(int(n.max()))} seed(s)", fontsize=9, color="dimgrey")
+    return fig
+
+
+def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
+    """Rows = datasets; end-of-training ECE before and after temperature scaling (T fitted on the held-out
+    split, and the paper's variant fitted on the test set itself), the fitted temperatures, and the norms."""
+    final = final_rows(runs)
+    datasets = _datasets(final)
+    fig, axes = _grid(len(datasets), 3, width=4.0, height=3.0)
+    for i, ds in enumerate(datasets):
+        sub = final[final["dataset"] == ds]
+        ax = axes[i, 0]
+        drawn = [_vs_delta(ax, sub, f"test_ece{bins}", "black", "before scaling"),
+                 _vs_delta(ax, sub, f"test_ece{bins}_ts_holdout", "tab:green", "after TS, T fitted on held-out split",
+                           marker="s"),
+                 _vs_delta(ax, sub, f"test_ece{bins}_ts_testfit", "tab:gray", "after TS, T fitted on test set (paper)",
+                           marker="D", ls=":")]
+        if any(drawn):
+            ax.legend(frameon=False, fontsize=7.5)
+            ax.set_ylabel(f"test ECE ({bins} bins)")
+        else:
+            _not_logged(ax, "ECE")
+        ax = axes[i, 1]
+        drawn = [_vs_delta(ax, sub, "test_temperature_holdout", "tab:green", "fitted on held-out split", marker="s"),
+                 _vs_delta(ax, sub, "test_temperature_testfit", "tab:gray", "fitted on test set", marker="D", ls=":")]
+        if any(drawn):
+            ax.axhline(1.0, color="lightgrey", lw=1, zorder=0)
+            ax.set_yscale("log")
+            ax.legend(frameon=False, fontsize=8)
+            ax.set_ylabel("optimal temperature T (log scale)")
+        else:
+            _not_logged(ax, "temperature")
+        ax = axes[i, 2]
+        a = _vs_delta(ax, sub, "train_mean_class_mean_norm", "tab:green", r"mean $\|\mu_k-\mu_G\|$")
+        b = _vs_delta(ax, sub, "train_mean_classifier_norm", "tab:purple", r"mean $\|w_k\|$", marker="s")
+        if a or b:
+            ax.legend(frameon=False, fontsize=8)
+            ax.set_ylabel("norm")
+        else:
+            _not_logged(ax, "norms")
+        for ax in axes[i]:
+            ax.set_xlabel(r"label smoothing $\delta$")
+        _row_title(axes[i, 0], _label_of(final, ds))
+    for ax, t in zip(axes[0], ["calibration error", "temperature scaling", "norms"]):
+        ax.set_title(t, fontsize=10)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# fig8: calibration and NC1 dynamics CE vs LS
+# ------------------------------------------------------------------------------------------------
+def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05), bins: int = 20):
+    """Rows = datasets; columns: test CE loss and predictive entropy (all / correct / incorrect test samples),
+    train NC1 and test NC1 by predicted class (all / correct / incorrect), train / test error, ECE before and
+    after temperature scaling (T fitted on the held-out split); colour = loss, line style = subset."""
+    df = _select(_table(runs), deltas)
+    datasets = _datasets(df)
+    titles = ["test loss (CE)", "test predictive entropy", "NC1 (log scale)", "error", f"test ECE ({bins} bins)"]
+    fig, axes = _grid(len(datasets), 5, width=3.2, height=3.0)
+    for i, ds in enumerate(datasets):
+        sub = df[df["dataset"] == ds]
+        for delta, g in sub.groupby("delta"):
+            c = loss_colour(delta)
+            for subset, ls in SUBSET_STYLES.items():
+                _line_band(axes[i, 0], g, f"test_loss_ce_{subset}", c, ls=ls, band_alpha=0.1)
+                _line_band(axes[i, 1], g, f"test_entropy_{subset}", c, ls=ls, band_alpha=0.1)
+                _line_band(axes[i, 2], g, f"test_nc1_by_prediction_{subset}", c, ls=ls, band_alpha=0.1, lw=1.2)
+            _line_band(axes[i, 2], g, "train_nc1_within_between", c, ls="-", lw=3.0, band_alpha=0.1)
+            _line_band(axes[i, 3], g, "train_error", c, ls="-")
+            _line_band(axes[i, 3], g, "test_error", c, ls="--")
+            _line_band(axes[i, 4], g, f"test_ece{bins}", c, ls="-")
+            _line_band(axes[i, 4], g, f"test_ece{bins}_ts_holdout", c, ls="--")
+        axes[i, 0].set_yscale("log")
+        axes[i, 2].set_yscale("log")
+        subset_handles = [Line2D([], [], color="grey", ls=ls, label=s) for s, ls in SUBSET_STYLES.items()]
+        axes[i, 0].legend(handles=subset_handles, frameon=False, fontsize=8, title="test samples",
+                          title_fontsize=8)
+        axes[i, 2].legend(handles=[Line2D([], [], color="grey", lw=3, label="train")] + [
+            Line2D([], [], color="grey", ls=ls, label=f"test, {s}") for s, ls in SUBSET_STYLES.items()],
+            frameon=False, fontsize=7.5)
+        axes[i, 3].legend(handles=[Line2D([], [], color="grey", ls="-", label="train"),
+                                   Line2D([], [], color="grey", ls="--", label="test")], frameon=False, fontsize=8)
+        axes[i, 4].legend(handles=[Line2D([], [], color="grey", ls="-", label="before scaling"),
+                                   Line2D([], [], color="grey", ls="--", label="after TS (held-out T)")],
+                          frameon=False, fontsize=8)
+        for ax, t in zip(axes[i], titles):
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(t, fontsize=9)
+        _row_title(axes[i, 0], _label_of(df, ds))
+    for ax, t in zip(axes[0], titles):
+        ax.set_title(t, fontsize=10)
+    _delta_legend(fig, {d: loss_colour(d) for d in sorted(df["delta"].unique())}, title=_seeds_note(df))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# fig9: UFM-style training against the closed form
+# ------------------------------------------------------------------------------------------------
+def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
+    """Per evaluated epoch of each UFM-style run: measured mean ||w_k||, ||h_i||, the closed form, and the
+    relative errors |measured - closed form| / closed form."""
+    df = _table(runs)
+    for what, measured in (("w", "train_mean_classifier_norm"), ("h", "train_mean_feature_norm")):
+        theory = pd.to_numeric(df.get(f"ufm_theory_{what}_norm"), errors="coerce")
+        df[f"rel_err_{what}"] = (pd.to_numeric(df[measured], errors="coerce") - theory).abs() / theory
+    return df
+
+
+def plot_ufm_norms(runs: Sequence[Run]):
+    """Rows = datasets; relative error of the measured mean ||w_k|| and ||h_i|| against the UFM closed form
+    (log scale), and the measured norms with the closed form as dashed lines, one colour per delta."""
+    df = ufm_errors(runs)
+    datasets = _datasets(df)
+    colours = delta_colours(df["delta"].unique())
+    fig, axes = _grid(len(datasets), 3, width=3.8, height=3.0)
+    for i, ds in enumerate(datasets):
+        sub = df[df["dataset"] == ds]
+        if not _has(sub, "ufm_theory_w_norm"):
+            for ax in axes[i]:
+                _not_logged(ax, "closed-form norms")
+            continue
+        for delta, g in sub.groupby("delta"):
+            c = colours[delta]
+            _line_band(axes[i, 0], g, "rel_err_w", c)
+            _line_band(axes[i, 1], g, "rel_err_h", c)
+            _line_band(axes[i, 2], g, "train_mean_classifier_norm", c)
+            _line_band(axes[i, 2], g, "train_mean_feature_norm", c, ls="-.")
+            for col, ls in (("ufm_theory_w_norm", "--"), ("ufm_theory_h_norm", ":")):
+                axes[i, 2].axhline(float(pd.to_numeric(g[col]).iloc[0]), color=c, ls=ls, lw=1)
+        for ax, t in zip(axes[i], [r"rel. error of mean $\|w_k\|$", r"rel. error of mean $\|h_i\|$", "norm"]):
+            ax.set_yscale("log")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(t)
+        axes[i, 2].legend(handles=[
+            Line2D([], [], color="grey", ls="-", label=r"measured $\|w_k\|$"),
+            Line2D([], [], color="grey", ls="-.", label=r"measured $\|h_i\|$"),
+            Line2D([], [], color="grey", ls="--", label=r"closed form $\|w_k\|$"),
+            Line2D([], [], color="grey", ls=":", label=r"closed form $\|h_i\|$")], frameon=False, fontsize=7.5)
+        _row_title(axes[i, 0], _label_of(df, ds))
+    for ax, t in zip(axes[0], ["classifier rows vs closed form", "features vs closed form", "norms"]):
+        ax.set_title(t, fontsize=10)
+    _delta_legend(fig, colours, title=_seeds_note(df))
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# explorer: one run, and the closed form
+# ------------------------------------------------------------------------------------------------
+def plot_run(run: Run, bins: int = 20):
+    """Every curve of one run: error, losses, NC1, NC2/NC3, calibration, norms."""
+    df = _table([run])
+    c = loss_colour(run.config["delta"])
+    fig, axes = _grid(2, 3, width=3.6, height=2.7)
+    ax = axes[0, 0]
+    ax.plot(df["epoch"], df["train_error"], color=c, label="train")
+    ax.plot(df["epoch"], df["test_error"], color=c, ls="--", label="test")
+    ax.set_ylabel("error")
+    ax = axes[0, 1]
+    for col, ls, label in (("train_loss_ls", "-", "train, loss optimised"), ("train_loss_ce", ":", "train, CE"),
+                           ("test_loss_ce_all", "--", "test, CE")):
+        if _has(df, col):
+            ax.plot(df["epoch"], df[col], color=c, ls=ls, label=label)
+    ax.set_yscale("log")
+    ax.set_ylabel("loss (log scale)")
+    ax = axes[0, 2]
+    ax.plot(df["epoch"], df["train_nc1_within_between"], color=c, label="train")
+    if _has(df, "test_nc1_by_prediction_all"):
+        ax.plot(df["epoch"], df["test_nc1_by_prediction_all"], color=c, ls="--", label="test (by prediction)")
+    ax.set_yscale("log")
+    ax.set_ylabel("NC1 (log scale)")
+    ax = axes[1, 0]
+    ax.plot(df["epoch"], df["train_nc2_wh_etf"], color=c, label="NC2")
+    ax.plot(df["epoch"], df["train_nc3_duality_sq"], color=c, ls="--", label="NC3")
+    ax.set_ylabel("NC2, NC3")
+    ax = axes[1, 1]
+    for col, ls, label in ((f"test_ece{bins}", "-", "before scaling"),
+                           (f"test_ece{bins}_ts_holdout", "--", "after TS (held-out T)"),
+                           (f"test_ece{bins}_ts_testfit", ":", "after TS (test-fitted T)")):
+        if _has(df, col):
+            ax.plot(df["epoch"], df[col], color=c, ls=ls, label=label)
+    ax.set_ylabel(f"test ECE ({bins} bins)")
+    ax = axes[1, 2]
+    ax.plot(df["epoch"], df["train_mean_class_mean_norm"], color="tab:green", label=r"$\|\mu_k-\mu_G\|$")
+    ax.plot(df["epoch"], df["train_mean_classifier_norm"], color="tab:purple", label=r"$\|w_k\|$")
+    ax.plot(df["epoch"], df["train_mean_feature_norm"], color="tab:olive", ls="-.", label=r"$\|h_i\|$")
+    ax.set_yscale("log")
+    ax.set_ylabel("mean norm (log scale)")
+    for ax in axes.flat:
+        ax.set_xlabel("epoch")
+        ax.legend(frameon=False, fontsize=7.5)
+    fig.suptitle(run.describe(), fontsize=10)
+    return fig
+
+
+def plot_closed_form(num_classes: int, n_per_class: int, lambda_w: float, lambda_h: float, delta: float,
+                     lambda_b: float = 0.0, num_deltas: int = 200):
+    """The UFM closed form against delta (norms, and p_y with the smoothed target), with the chosen delta
+    marked and its values printed."""
+    from lsnc.ufm import closed_form, closed_form_vs_delta
+    N = num_classes * n_per_class
+    grid = np.linspace(0.0, 0.999, num_deltas)
+    t = closed_form_vs_delta(num_classes, N, lambda_w, lambda_h, grid, lambda_b)
+    sol = closed_form(num_classes, N, lambda_w, lambda_h, delta, lambda_b)
+    fig, (ax_n, ax_p) = plt.subplots(1, 2, figsize=(9.5, 3.3), constrained_layout=True)
+    ax_n.plot(grid, t["w_norm"], color="tab:purple", label=r"$\|w_k\|$")
+    ax_n.plot(grid, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
+    ax_n.plot([delta, delta], [sol.w_norm, sol.h_norm], "o", color="black")
+    ax_p.plot(grid, t["p_y"], color="tab:green", label=r"$p_y$ at the minimizer")
+    ax_p.plot(grid, 1 - grid + grid / num_classes, color="tab:green", ls=":", label=r"target $1-\delta+\delta/K$")
+    ax_p.plot([delta], [sol.p_y], "o", color="black")
+    for ax in (ax_n, ax_p):
+        ax.axvline(delta, color="black", lw=0.8, alpha=0.5)
+        if sol.s < 1:
+            ax.axvline(1 - sol.s, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel(r"label smoothing $\delta$")
+        ax.legend(frameon=False, fontsize=8)
+    ax_n.set_ylabel("norm at the global minimizer")
+    ax_p.set_ylabel("probability")
+    state = (f"‖w‖={sol.w_norm:.3g}, ‖h‖={sol.h_norm:.3g}, p_y={sol.p_y:.3g}" if sol.exists
+             else "s + δ ≥ 1: the minimizer is W = H = 0")
+    fig.suptitle(f"K={num_classes}, n={n_per_class}, λ_W={lambda_w:g}, λ_H={lambda_h:g}, δ={delta:g}:  {state}",
+                 fontsize=10)
+    return fig
+
+
+def plot_closed_form_grid(settings: Sequence[dict], deltas: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5),
+                          num_deltas: int = 200):
+    """Static view of the closed form: one column per setting (dict with num_classes, n_per_class, lambda_w,
+    lambda_h); top row the norms, bottom row p_y, against delta, with the given deltas marked."""
+    from lsnc.ufm import closed_form_vs_delta
+    fig, axes = _grid(2, len(settings), width=3.4, height=2.6, sharex=True)
+    grid = np.linspace(0.0, 0.999, num_deltas)
+    colours = delta_colours(deltas)
+    for j, st in enumerate(settings):
+        K, n = st["num_classes"], st["n_per_class"]
+        t = closed_form_vs_delta(K, K * n, st["lambda_w"], st["lambda_h"], grid)
+        marks = closed_form_vs_delta(K, K * n, st["lambda_w"], st["lambda_h"], list(deltas))
+        axes[0, j].plot(grid, t["w_norm"], color="tab:purple", label=r"$\|w_k\|$")
+        axes[0, j].plot(grid, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
+        axes[1, j].plot(grid, t["p_y"], color="tab:green", label=r"$p_y$")
+        axes[1, j].plot(grid, 1 - grid + grid / K, color="tab:green", ls=":", label="smoothed target")
+        for d, w, h, p in zip(marks["delta"], marks["w_norm"], marks["h_norm"], marks["p_y"]):
+            axes[0, j].plot([d, d], [w, h], "o", color=colours[float(d)], markersize=5, zorder=3)
+            axes[1, j].plot([d], [p], "o", color=colours[float(d)], markersize=5, zorder=3)
+        axes[0, j].set_title(f"K={K}, n={n}\nλ_W={st['lambda_w']:g}, λ_H={st['lambda_h']:g}", fontsize=9)
+        axes[1, j].set_xlabel(r"$\delta$")
+    axes[0, 0].set_ylabel("norm at the minimizer")
+    axes[1, 0].set_ylabel("probability")
+    axes[0, 0].legend(frameon=False, fontsize=8)
+    axes[1, 0].legend(frameon=False, fontsize=8)
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=f"δ={d:g}") for d, c in colours.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+    return fig

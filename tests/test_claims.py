@@ -1,0 +1,229 @@
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lsnc import claims
+from lsnc.claims import ClaimsError, judge
+
+ALLOWED = set(claims.VERDICTS)
+EPOCHS = [0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40]
+
+
+@dataclass
+class FakeRun:
+    """What lsnc.claims reads from a Run: dataset, label, name, config, metrics, describe()."""
+
+    config: dict
+    metrics: pd.DataFrame
+    dataset: str = "fake"
+    label: str = "Fake data"
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def name(self):
+        c = self.config
+        return f"{'ce' if c['delta'] == 0 else 'ls' + format(c['delta'], 'g')}-s{c['seed']}"
+
+    def describe(self):
+        c = self.config
+        loss = "CE" if c["delta"] == 0 else f"LS δ={c['delta']:g}"
+        return f"{self.label} [train 100], mlp (width 8), {loss}, {c['epochs']} epochs, seed {c['seed']}"
+
+
+def fake_run(delta, seed, fast, *, ece=0.1, ece_ts=0.03, norm=2.0, nc_final=(1.0, 0.3, 0.2), ufm=False,
+             epochs=EPOCHS):
+    """A trajectory decaying with time constant ``fast`` (smaller = faster), ending at ``nc_final``."""
+    t = np.asarray(epochs, dtype=float)
+    jitter = 1 + 0.01 * seed
+    decay = np.exp(-t / (fast * jitter))
+    err = np.where(t >= 3 * fast * jitter, 0.0, 0.9 * decay)
+    nc1 = 100 * decay + nc_final[0]
+    nc2 = 1.3 * decay + nc_final[1]
+    nc3 = 1.9 * decay + nc_final[2]
+    m = pd.DataFrame(dict(
+        epoch=epochs, train_error=err, train_nc1_within_between=nc1, train_nc2_wh_etf=nc2,
+        train_nc3_duality_sq=nc3, test_ece20=np.full(len(t), ece), test_ece20_ts_holdout=np.full(len(t), ece_ts),
+        test_ece20_ts_testfit=np.full(len(t), ece_ts * 0.9), train_mean_class_mean_norm=np.full(len(t), norm * 2),
+        train_mean_classifier_norm=np.full(len(t), norm),
+    ))
+    cfg = dict(delta=delta, seed=seed, ufm=ufm, epochs=epochs[-1], model="mlp", width=8, train_per_class=None,
+               weight_decay=5e-4)
+    return FakeRun(cfg, m)
+
+
+def paper_like(seeds=(0, 1, 2)):
+    """LS faster, stronger collapse, better calibrated, smaller norms; TS narrows the ECE gap."""
+    ce = [fake_run(0.0, s, fast=4.0, ece=0.15, ece_ts=0.04, norm=3.0, nc_final=(4.0, 0.6, 0.3)) for s in seeds]
+    ls = [fake_run(0.05, s, fast=2.0, ece=0.05, ece_ts=0.038, norm=2.0, nc_final=(2.0, 0.15, 0.2)) for s in seeds]
+    return ce, ls
+
+
+def by_test(table):
+    return dict(zip(table["test"], table["verdict"]))
+
+
+# ---------------------------------------------------------------- judge
+def test_judge_paired_both_directions_and_mixed():
+    assert judge({0: 5, 1: 6}, {0: 3, 1: 4})[0] == "supported"
+    assert judge({0: 5, 1: 6}, {0: 7, 1: 8})[0] == "not supported"
+    assert judge({0: 5, 1: 6}, {0: 7, 1: 8}, better="higher")[0] == "supported"
+    v, n, note = judge({0: 5, 1: 6, 2: 7}, {0: 3, 1: 8, 2: 7})
+    assert (v, n) == ("inconclusive", 3) and "1 the paper's way, 1 against, 1 tied" in note
+
+
+def test_judge_infinity_means_never_reached():
+    assert judge({0: math.inf, 1: math.inf}, {0: 10, 1: 12})[0] == "supported"
+    assert judge({0: math.inf, 1: math.inf}, {0: math.inf, 1: math.inf})[0] == "inconclusive"
+
+
+def test_judge_unpaired_uses_full_ranges():
+    assert judge({0: 5, 1: 6}, {2: 3, 3: 4})[0] == "supported"
+    assert judge({0: 5, 1: 6}, {2: 7, 3: 9})[0] == "not supported"
+    v, n, note = judge({0: 5, 1: 8}, {2: 4, 3: 6})  # means go the paper's way, ranges overlap
+    assert v == "inconclusive" and "overlap" in note and n == 2
+
+
+def test_judge_single_seed_and_missing():
+    v, n, note = judge({0: 5}, {0: 3})
+    assert v == "inconclusive" and n == 1 and note.startswith("1 seed: direction only") and "LS lower" in note
+    v, _, note = judge({0: 5, 1: 6}, {0: 9})
+    assert v == "inconclusive" and "1 seed: direction only" in note and "against" in note
+    assert judge({0: 5}, {})[0] == "inconclusive (missing runs)"
+    v, n, note = judge({0: float("nan")}, {0: 1.0})
+    assert v == "inconclusive (missing runs)" and n == 0 and "CE" in note
+    with pytest.raises(ValueError):
+        judge({0: 1}, {0: 2}, better="smaller")
+
+
+# ---------------------------------------------------------------- measurements
+def test_epoch_measurements():
+    r = fake_run(0.0, 0, fast=2.0)
+    assert claims.epochs_to_zero_error(r) == 6  # first evaluated epoch >= 3 * 2
+    assert claims.epochs_to_zero_error(r, threshold=2.0) == 0
+    m = r.metrics.copy()
+    m["train_error"] = 0.5
+    assert claims.epochs_to_zero_error(FakeRun(r.config, m)) == math.inf
+    # "stays below": a dip and a rise do not count
+    m["train_nc2_wh_etf"] = [1.0, 0.2, 0.9, 0.5, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
+    run = FakeRun(r.config, m)
+    assert claims.epochs_to_level(run, "train_nc2_wh_etf", 0.5) == 3
+    assert claims.epochs_to_level(run, "train_nc2_wh_etf", 0.1) == math.inf
+    level, start, worst = claims.c2_level([run], "train_nc2_wh_etf", 1.0)
+    assert (start, worst) == (1.0, 0.3) and level == pytest.approx(0.3)
+    m["train_nc2_wh_etf"] = np.linspace(1, 2, len(m))  # increases: level undefined
+    assert math.isnan(claims.c2_level([FakeRun(r.config, m)], "train_nc2_wh_etf", 0.5)[0])
+
+
+def test_nc2_at_matched_nc1_uses_the_common_range():
+    ce, ls = paper_like(seeds=(0,))
+    a, b, frac, (lo, hi) = claims.nc2_at_matched_nc1(ce[0], ls[0])
+    assert b < a and frac == 1.0
+    assert lo == pytest.approx(4.0 + 100 * math.exp(-40 / 4.0)) and hi == pytest.approx(102.0)  # LS starts at 100 + 2
+    # no overlap in NC1: NaN
+    far = fake_run(0.05, 0, fast=2.0, nc_final=(500.0, 0.1, 0.1))
+    far.metrics["train_nc1_within_between"] = np.linspace(1000, 900, len(far.metrics))
+    assert math.isnan(claims.nc2_at_matched_nc1(ce[0], far)[0])
+
+
+# ---------------------------------------------------------------- whole table
+def test_paper_like_runs_support_every_claim():
+    ce, ls = paper_like()
+    table = claims.evaluate_claims(ce + ls + [fake_run(0.05, 0, fast=9.0, ufm=True)])  # UFM-style run ignored
+    assert list(table.columns) == claims.TABLE_COLUMNS
+    assert set(table["claim"]) == {"C1", "C2", "C3", "C4", "C5"}
+    assert set(table["verdict"]) == {"supported"}, table[["test", "verdict", "note"]].to_string()
+    assert set(table["n_seeds"]) == {3}
+    assert claims.verdict_counts(table) == {"supported": len(table), "not supported": 0, "inconclusive": 0}
+
+
+def test_reversed_runs_support_no_claim():
+    ce, ls = paper_like()
+    swapped = []
+    for r in ce:
+        swapped.append(FakeRun(dict(r.config, delta=0.05), r.metrics))
+    for r in ls:
+        m = r.metrics.copy()
+        # keep the TS gap widening so that that row flips too
+        m["test_ece20_ts_holdout"] = 0.2
+        m["test_ece20_ts_testfit"] = 0.2
+        swapped.append(FakeRun(dict(r.config, delta=0.0), m))
+    table = claims.evaluate_claims(swapped)
+    assert set(table["verdict"]) == {"not supported"}, table[["test", "verdict", "note"]].to_string()
+
+
+def test_overlapping_seeds_give_inconclusive():
+    ce, ls = paper_like()
+    # seed 2 of LS is slower and less collapsed than its CE partner: mixed pairs
+    ls[2] = fake_run(0.05, 2, fast=6.0, ece=0.2, ece_ts=0.01, norm=4.0, nc_final=(6.0, 0.9, 0.5))
+    table = claims.evaluate_claims(ce + ls)
+    assert (table["verdict"] == "inconclusive").all(), table[["test", "verdict", "note"]].to_string()
+    assert table["note"].str.contains("2 the paper's way, 1 against").any()
+
+
+def test_missing_and_single_seed_runs_do_not_crash():
+    ce, ls = paper_like()
+    only_ce = claims.evaluate_claims(ce)
+    assert set(only_ce["claim"]) == {"C1", "C2", "C3", "C4", "C5"}
+    assert set(only_ce["verdict"]) == {"inconclusive (missing runs)"}
+    single = claims.evaluate_claims(ce[:1] + ls[:1])
+    assert set(single["verdict"]) == {"inconclusive"}
+    assert single["note"].str.contains("1 seed: direction only").all(), single["note"].tolist()
+    assert claims.evaluate_claims([]).empty
+    # only UFM-style runs: still one (empty-handed) block naming the group
+    ufm_only = claims.evaluate_claims([fake_run(0.0, 0, 2.0, ufm=True)])
+    assert set(ufm_only["verdict"]) == {"inconclusive (missing runs)"} and set(ufm_only["dataset"]) == {"fake"}
+
+
+def test_missing_metric_column_is_inconclusive():
+    ce, ls = paper_like()
+    for r in ce + ls:
+        r.metrics = r.metrics.drop(columns=["test_ece20_ts_testfit"])
+    table = claims.evaluate_claims(ce + ls)
+    row = table[table["test"].str.contains("test set")].iloc[0]
+    assert row["verdict"].startswith("inconclusive")
+
+
+def test_scale_line_names_data_model_epochs_and_seeds():
+    ce, ls = paper_like()
+    line = claims.scale_line(ce + ls + [fake_run(0.1, 0, 2.0), fake_run(0.05, 0, 2.0, ufm=True)])
+    assert line.startswith("Fake data [train 100], mlp (width 8), 40 epochs")
+    assert "CE seeds 0–2" in line and "LS δ=0.05 seeds 0–2" in line
+    assert "δ sweep {0, 0.05, 0.1}" in line and "UFM-style δ {0.05}" in line and "8 finished runs" in line
+
+
+def test_empty_or_unknown_selection_gives_a_readable_message(tmp_path):
+    assert "No finished runs" in claims.selection_problem(tmp_path)
+    with pytest.raises(ClaimsError, match="No finished runs"):
+        claims.claims_table(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- integration
+def test_claims_on_tiny_trained_runs(tmp_path):
+    from lsnc.presets import preset_config
+    from lsnc.train import train
+
+    for delta in (0.0, 0.05):
+        for seed in (0, 1):
+            train(preset_config("smoke", delta=delta, seed=seed, threads=1), tmp_path, progress=False)
+    table = claims.claims_table(tmp_path)
+    assert set(table["dataset"]) == {"synthetic"}
+    assert set(table["claim"]) == {"C1", "C2", "C3", "C4", "C5"}
+    assert set(table["verdict"]) <= ALLOWED
+    assert (table["n_seeds"].dropna() <= 2).all()
+    assert claims.claims_table(tmp_path, "synthetic").equals(table)
+    msg = claims.selection_problem(tmp_path, "cifar10")
+    assert "cifar10" in msg and "Available: synthetic" in msg
+    line = claims.scale_lines(tmp_path)["synthetic"]
+    assert "CE seeds 0, 1" in line and "3 epochs" in line and "4 finished runs" in line
+
+
+def test_theory_rows_are_cheap_and_complete():
+    table = claims.theory_claims(seeds=(0,), steps=1500)
+    assert set(table["claim"]) == {"C6"} and len(table) == 6
+    assert set(table["verdict"]) <= ALLOWED
+    closed = table[table["test"].str.startswith("closed-form")]
+    assert (closed["verdict"] == "supported").all()  # LS shrinks both closed-form norms

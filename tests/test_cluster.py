@@ -1,0 +1,89 @@
+"""submitit executors on the smoke preset, with submitit's local executor (real subprocesses)."""
+
+import json
+import os
+import signal
+import time
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("submitit")
+
+from lsnc import cluster  # noqa: E402
+from lsnc.presets import preset_config  # noqa: E402
+from lsnc.runs import load_run  # noqa: E402
+from lsnc.train import train  # noqa: E402
+
+TIMING = {"train_seconds", "eval_seconds", "seconds"}
+
+
+def _opts(tmp_path):
+    return cluster.ExecutorOptions(kind="local", log_dir=str(tmp_path / "logs"), time_min=10)
+
+
+def _wait(jobs):
+    for job in jobs:
+        job.wait()
+    return [job.result() for job in jobs]
+
+
+def test_local_sweep_completes_and_failures_are_reported_not_fatal(tmp_path):
+    runs = tmp_path / "runs"
+    configs = [preset_config("smoke", delta=d, threads=1).resolved() for d in (0.0, 0.05)]
+    configs.insert(1, preset_config("smoke", lr=1e30, name="diverges", threads=1).resolved())
+    results = _wait(cluster.submit(configs, runs, _opts(tmp_path), log=lambda *_: None))
+    flat = {r["run"]: r for res in results for r in res}
+    assert flat["synthetic/ce-mlpw32-s0"]["status"] == "done"
+    assert flat["synthetic/ls0.05-mlpw32-s0"]["status"] == "done"  # after the failing one, in the same job
+    assert flat["synthetic/diverges"]["status"] == "failed" and "NonFiniteLoss" in flat["synthetic/diverges"]["error"]
+    lines = []
+    counts = cluster.report(configs, runs, log=lines.append)
+    assert counts == {"done": 2, "failed": 1}
+    assert any(line.startswith("failed") and "NonFiniteLoss" in line for line in lines)
+    # Idempotent: a second submission submits only the failed run.
+    logged = []
+    jobs = cluster.submit(configs, runs, _opts(tmp_path), log=logged.append)
+    _wait(jobs)
+    assert sum(line.startswith("submitted") for line in logged) == 1
+    assert sum(line.startswith("done") for line in logged) == 2
+
+
+def test_killed_job_is_resumed_with_an_identical_table(tmp_path):
+    cfg = preset_config("smoke", epochs=14, milestones=[6, 11], eval_epochs=[1, 2, 3, 5, 8, 13],
+                        train_per_class=400, data_options={"num_classes": 4, "image_size": 16}, width=256,
+                        batch_size=32, threads=1).resolved()
+    reference = load_run(train(cfg, tmp_path / "ref", progress=False))
+    runs = tmp_path / "runs"
+    (job,) = cluster.submit([cfg], runs, _opts(tmp_path), log=lambda *_: None)
+    status = runs / "synthetic" / cfg.name / "status.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if json.loads(status.read_text())["epoch"] >= 4:
+                break
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    os.kill(int(job.job_id), signal.SIGKILL)
+    while not job.done():  # reaps the killed process (no zombie left to look alive)
+        time.sleep(0.05)
+    state, _ = cluster.run_state(runs, cfg)
+    assert state == "failed"  # stopped mid-run, its job gone
+    _wait(cluster.submit([cfg], runs, _opts(tmp_path), log=lambda *_: None))
+    resumed = load_run(runs / "synthetic" / cfg.name)
+    assert resumed.status["status"] == "done"
+    cols = [c for c in reference.metrics.columns if c not in TIMING]
+    pd.testing.assert_frame_equal(reference.metrics[cols], resumed.metrics[cols])
+    cols = [c for c in reference.epochs.columns if c not in TIMING]
+    pd.testing.assert_frame_equal(reference.epochs[cols], resumed.epochs[cols])
+
+
+def test_executor_options_file(tmp_path):
+    f = tmp_path / "slurm.json"
+    f.write_text(json.dumps({"partition": "gpu", "gpus": 1, "time_min": 240, "extra": {"constraint": "a100"}}))
+    opts = cluster.ExecutorOptions.from_file(f, kind="slurm", account="lab")
+    assert opts.partition == "gpu" and opts.account == "lab" and opts.extra == {"constraint": "a100"}
+    f.write_text(json.dumps({"partiton": "gpu"}))
+    with pytest.raises(ValueError, match="partiton"):
+        cluster.ExecutorOptions.from_file(f)
