@@ -75,6 +75,14 @@ def git_commit() -> dict[str, Any]:
         return {"commit": None, "lsnc_modified": None}
 
 
+def portable_paths(text: str) -> str:
+    """Paths inside this checkout (or beside it) written relative to the repository root, so committed run
+    folders carry no machine-specific absolute paths."""
+    root = Path(__file__).resolve().parent.parent
+    text = text.replace(f"{root}/../", "../").replace(f"{root}/", "").replace(str(root), ".")
+    return text.replace(f"{root.parent}/", "../")
+
+
 def provenance(cfg: TrainConfig, data: Dataset, device: torch.device) -> dict[str, Any]:
     import numpy
     import torchvision
@@ -88,8 +96,9 @@ def provenance(cfg: TrainConfig, data: Dataset, device: torch.device) -> dict[st
         "platform": platform.platform(),
         "device": dev,
         "seed": cfg.seed,
-        "dataset": {"label": data.label, **data.description},
-        "command": " ".join(sys.argv),
+        "dataset": {"label": data.label, **data.description,
+                    "source": portable_paths(str(data.description.get("source", "")))},
+        "command": portable_paths(" ".join(sys.argv)),
     }
 
 

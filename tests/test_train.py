@@ -184,3 +184,24 @@ def test_help_documents_every_option(capsys):
     for opt in ("--dataset", "--model", "--delta", "--epochs", "--seed", "--data-root", "--runs-dir", "--resume",
                 "--download", "--train-per-class", "--ufm", "--amp", "--compile", "--deterministic"):
         assert opt in out
+
+
+def test_provenance_paths_are_portable():
+    from lsnc.presets import REPO_ROOT
+    from lsnc.train import portable_paths
+    assert portable_paths(f"{REPO_ROOT}/../shared/data/x") == "../shared/data/x"
+    assert portable_paths(f"{REPO_ROOT}/runs") == "runs"
+    assert portable_paths(f"{REPO_ROOT.parent}/other") == "../other"
+
+
+def test_fast_path_switches_keep_the_results(tmp_path):
+    """channels_last changes only memory layout: same seed, fp32 -> the same metrics to a tight tolerance.
+    (A small lr keeps the few-step training from amplifying float rounding differences of the kernels.)"""
+    kw = dict(model="resnet18", width=8, epochs=2, milestones=[1], lr=0.005,
+              data_options={"num_classes": 3, "image_size": 8}, deterministic=True)
+    plain = load_run(train(_smoke(**kw), tmp_path / "plain", progress=False)).metrics
+    fast = load_run(train(_smoke(channels_last=True, **kw), tmp_path / "fast", progress=False)).metrics
+    cols = [c for c in plain.columns if c not in TIMING_COLUMNS and plain[c].dtype.kind == "f"]
+    for c in ("train_nc1_within_between", "train_nc2_wh_etf", "test_accuracy", "train_loss_ce"):
+        assert c in cols
+    pd.testing.assert_frame_equal(plain[cols], fast[cols], rtol=1e-4, atol=1e-6)
