@@ -40,7 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .runs import Run, find_runs
+from .runs import find_runs
 
 CLAIMS: dict[str, str] = {
     "C1": "LS reaches zero training error faster than CE",
@@ -431,7 +431,7 @@ def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
             note = (f"|LS - CE| ECE gap before -> after TS: {format_spread(before)} -> {format_spread(after)}; "
                     f"ce / ls columns: ECE after TS")
         else:
-            verdict = judge({}, {}) if not (comp.ce and comp.ls) else (
+            verdict = judge(ts["ce"], ts["ls"]) if not (_clean(ts["ce"]) and _clean(ts["ls"])) else (
                 "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")
             note = "ce / ls columns: ECE after TS"
         rows.append(_row(comp, "C5", f"TS narrows the CE-LS ECE gap ({label})", ts["ce"], ts["ls"], "lower", note,

@@ -1,6 +1,5 @@
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,7 +157,7 @@ def test_reversed_runs_support_no_claim():
 def test_overlapping_seeds_give_inconclusive():
     ce, ls = paper_like()
     # seed 2 of LS is slower and less collapsed than its CE partner: mixed pairs
-    ls[2] = fake_run(0.05, 2, fast=6.0, ece=0.2, ece_ts=0.01, norm=4.0, nc_final=(6.0, 0.9, 0.5))
+    ls[2] = fake_run(0.05, 2, fast=6.0, ece=0.2, ece_ts=0.2, norm=4.0, nc_final=(6.0, 0.9, 0.5))
     table = claims.evaluate_claims(ce + ls)
     assert (table["verdict"] == "inconclusive").all(), table[["test", "verdict", "note"]].to_string()
     assert table["note"].str.contains("2 the paper's way, 1 against").any()
