@@ -366,7 +366,6 @@ class FeatureAccumulator:
         self._shifted_sums = torch.zeros(num_classes, dim, **kw)
         self._shifted_second_moment = torch.zeros(dim, dim, **kw)
         self._feature_norm_sum = torch.zeros((), **kw)
-        self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)
         self._invalid_labels = torch.zeros((), dtype=torch.int64, device=self.device)
         self._ncc_features: list[Tensor] = []
         self._ncc_labels: list[Tensor] = []
@@ -387,7 +386,6 @@ class FeatureAccumulator:
             valid = (y >= 0) & (y < self.num_classes)
             self._invalid_labels += (~valid).sum()
             y = y.clamp(0, self.num_classes - 1)  # keeps indexing in bounds; the error is raised later
-            self._nonfinite += (~torch.isfinite(h)).sum()
 
             for start in range(0, h.shape[0], _UPDATE_CHUNK):
                 yc = y[start:start + _UPDATE_CHUNK]
@@ -423,11 +421,14 @@ class FeatureAccumulator:
         """Finalize: class means and Sigma_W (divided by N); raises ValueError on degenerate input."""
         if self.num_samples == 0:
             raise ValueError("no samples were accumulated")
-        invalid, nonfinite = torch.stack([self._invalid_labels, self._nonfinite]).cpu().tolist()
+        # A NaN or inf feature makes the sum of feature norms non-finite (float64 cannot overflow on features
+        # that came from float32/bf16), so no per-element check is needed during updates.
+        invalid, finite = torch.stack([self._invalid_labels.double(),
+                                       torch.isfinite(self._feature_norm_sum).double()]).cpu().tolist()
         if invalid:
-            raise ValueError(f"{invalid} labels were outside [0, {self.num_classes})")
-        if nonfinite:
-            raise ValueError(f"features contained {nonfinite} non-finite (NaN or inf) values")
+            raise ValueError(f"{int(invalid)} labels were outside [0, {self.num_classes})")
+        if not finite:
+            raise ValueError("features contained non-finite (NaN or inf) values")
         empty = (self._counts == 0).nonzero().flatten().cpu().tolist()
         if empty:
             raise ValueError(f"class(es) {empty} have no samples: their class means, and so the NC metrics, "
@@ -517,7 +518,7 @@ class PredictedClassAccumulator:
         self._second_moments = {g: torch.zeros(dim, dim, **kw) for g in self.GROUPS}
         self._loss_sums = {g: torch.zeros((), **kw) for g in self.GROUPS}
         self._entropy_sums = {g: torch.zeros((), **kw) for g in self.GROUPS}
-        self._nonfinite = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._feature_norm_sum = torch.zeros((), **kw)  # only to detect non-finite features
         self._invalid_labels = torch.zeros((), dtype=torch.int64, device=self.device)
         self.num_samples = 0
 
@@ -532,7 +533,7 @@ class PredictedClassAccumulator:
             valid = (y >= 0) & (y < self.num_classes)
             self._invalid_labels += (~valid).sum()
             y = y.clamp(0, self.num_classes - 1)
-            self._nonfinite += (~torch.isfinite(h)).sum()
+            self._feature_norm_sum += torch.linalg.vector_norm(h, dim=1).sum()
             z = logits.detach().to(self.device, torch.float64)
             pred = z.argmax(1)
             log_probs = F.log_softmax(z, dim=1)
@@ -560,11 +561,12 @@ class PredictedClassAccumulator:
         num_samples, num_correct, num_incorrect, num_predicted_classes."""
         if self.num_samples == 0:
             raise ValueError("no samples were accumulated")
-        invalid, nonfinite = torch.stack([self._invalid_labels, self._nonfinite]).cpu().tolist()
+        invalid, finite = torch.stack([self._invalid_labels.double(),
+                                       torch.isfinite(self._feature_norm_sum).double()]).cpu().tolist()
         if invalid:
-            raise ValueError(f"{invalid} labels were outside [0, {self.num_classes})")
-        if nonfinite:
-            raise ValueError(f"features contained {nonfinite} non-finite (NaN or inf) values")
+            raise ValueError(f"{int(invalid)} labels were outside [0, {self.num_classes})")
+        if not finite:
+            raise ValueError("features contained non-finite (NaN or inf) values")
         device = self.device
         nan = torch.tensor(math.nan, dtype=torch.float64, device=device)
         groups = {g: (self._counts[g], self._sums[g], self._second_moments[g], self._loss_sums[g],
