@@ -25,6 +25,12 @@ class UnknownDataset(ValueError):
     """The dataset asked for has no finished runs; the message names those that have."""
 
 
+def setup() -> None:
+    """Matplotlib settings shared by the book's pages (resolution and font sizes for wide figures)."""
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"figure.dpi": 100, "font.size": 10.5, "axes.titlesize": 11, "legend.fontsize": 9})
+
+
 def default_runs_dir() -> Path:
     """The repository's runs/ folder, found from the installed lsnc package (works from any cwd)."""
     return Path(__file__).resolve().parent.parent / "runs"
@@ -56,10 +62,10 @@ class Selection:
         return bool(self.runs)
 
     def note(self) -> None:
-        """Display the message (Markdown) when the selection is empty; nothing otherwise."""
+        """Display the message (Markdown) when the selection is empty or left a dataset out; nothing otherwise."""
         if self.message:
             from IPython.display import Markdown, display
-            display(Markdown(f"> **Nothing to draw.** {self.message}"))
+            display(Markdown(f"> **{'Note.' if self.runs else 'Nothing to draw.'}** {self.message}"))
 
     def of(self, dataset: str) -> list[Run]:
         return [r for r in self.runs if r.dataset == dataset]
@@ -320,32 +326,49 @@ def compare_sentence(runs: Sequence[Run] | Selection, deltas: Sequence[float] = 
 # ------------------------------------------------------------------------------------------------
 def closed_form_explorer(num_classes: int = 10, n_per_class: int = 380, lambda_w: float = 1e-3,
                          lambda_h: float = 1e-6, delta: float = 0.05):
-    """Sliders for delta, log10 lambda_W, log10 lambda_H, K and n driving :func:`plots.training.plot_closed_form`."""
+    """Sliders for delta, log10 lambda_W, log10 lambda_H, K and n driving :func:`plots.training.plot_closed_form`
+    (a VBox of sliders above the figure)."""
     import ipywidgets as w
     import matplotlib.pyplot as plt
     from IPython.display import display
 
     from .plots.training import plot_closed_form
 
-    def draw(delta, log10_lambda_w, log10_lambda_h, num_classes, n_per_class):
-        fig = plot_closed_form(num_classes, n_per_class, 10 ** log10_lambda_w, 10 ** log10_lambda_h, delta)
-        display(fig)
-        plt.close(fig)
-
     style = {"description_width": "110px"}
     layout = w.Layout(width="420px")
-    return w.interactive(
-        draw,
-        delta=w.FloatSlider(value=delta, min=0.0, max=0.99, step=0.01, description="δ", style=style, layout=layout),
-        log10_lambda_w=w.FloatSlider(value=float(np.log10(lambda_w)), min=-6, max=-1, step=0.1,
-                                     description="log10 λ_W", style=style, layout=layout),
-        log10_lambda_h=w.FloatSlider(value=float(np.log10(lambda_h)), min=-8, max=-1, step=0.1,
-                                     description="log10 λ_H", style=style, layout=layout),
-        num_classes=w.IntSlider(value=num_classes, min=2, max=200, description="K classes", style=style,
-                                layout=layout),
-        n_per_class=w.IntSlider(value=n_per_class, min=1, max=5000, description="n per class", style=style,
-                                layout=layout),
-    )
+    sliders = {
+        "delta": w.FloatSlider(value=delta, min=0.0, max=0.99, step=0.01, description="δ", style=style,
+                               layout=layout),
+        "log10_lambda_w": w.FloatSlider(value=float(np.log10(lambda_w)), min=-6, max=-1, step=0.1,
+                                        description="log10 λ_W", style=style, layout=layout),
+        "log10_lambda_h": w.FloatSlider(value=float(np.log10(lambda_h)), min=-8, max=-1, step=0.1,
+                                        description="log10 λ_H", style=style, layout=layout),
+        "num_classes": w.IntSlider(value=num_classes, min=2, max=200, description="K classes", style=style,
+                                   layout=layout),
+        "n_per_class": w.IntSlider(value=n_per_class, min=1, max=5000, description="n per class", style=style,
+                                   layout=layout),
+    }
+    out = w.Output()
+
+    # An explicit Output + observe rather than ipywidgets.interactive: interactive's first draw blocks
+    # notebook execution by nbclient (the book build) until the cell timeout.
+    def redraw(*_):
+        v = {k: s.value for k, s in sliders.items()}
+        out.clear_output(wait=True)
+        with out:
+            try:
+                fig = plot_closed_form(v["num_classes"], v["n_per_class"], 10 ** v["log10_lambda_w"],
+                                       10 ** v["log10_lambda_h"], v["delta"])
+            except ValueError as exc:  # e.g. an invalid combination: say so instead of a traceback
+                print(exc)
+                return
+            display(fig)
+            plt.close(fig)
+
+    for s in sliders.values():
+        s.observe(redraw, "value")
+    redraw()
+    return w.VBox([*sliders.values(), out])
 
 
 def run_browser(selection: Selection):

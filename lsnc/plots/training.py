@@ -444,7 +444,7 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
                  _vs_delta(ax, sub, f"test_ece{bins}_ts_testfit", "tab:gray", "after TS, T fitted on test set (paper)",
                            marker="D", ls=":")]
         if any(drawn):
-            ax.legend(frameon=False, fontsize=7.5)
+            ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
             ax.set_ylabel(f"test ECE ({bins} bins)")
         else:
             _not_logged(ax, "ECE")
@@ -454,7 +454,7 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
         if any(drawn):
             ax.axhline(1.0, color="lightgrey", lw=1, zorder=0)
             ax.set_yscale("log")
-            ax.legend(frameon=False, fontsize=8)
+            ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
             ax.set_ylabel("optimal temperature T (log scale)")
         else:
             _not_logged(ax, "temperature")
@@ -483,7 +483,8 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.
     after temperature scaling (T fitted on the held-out split); colour = loss, line style = subset."""
     df = _select(_table(runs), deltas)
     datasets = _datasets(df)
-    titles = ["test loss (CE)", "test predictive entropy", "NC1 (log scale)", "error", f"test ECE ({bins} bins)"]
+    titles = ["test loss (CE, log scale)", "test predictive entropy", "NC1 (log scale)",
+              "error: train ─, test ‒ ‒", f"ECE ({bins} bins): before ─, after TS ‒ ‒"]
     fig, axes = _grid(len(datasets), 5, width=3.2, height=3.0)
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
@@ -500,24 +501,17 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.
             _line_band(axes[i, 4], g, f"test_ece{bins}_ts_holdout", c, ls="--")
         axes[i, 0].set_yscale("log")
         axes[i, 2].set_yscale("log")
-        subset_handles = [Line2D([], [], color="grey", ls=ls, label=s) for s, ls in SUBSET_STYLES.items()]
-        axes[i, 0].legend(handles=subset_handles, frameon=False, fontsize=8, title="test samples",
-                          title_fontsize=8)
-        axes[i, 2].legend(handles=[Line2D([], [], color="grey", lw=3, label="train")] + [
-            Line2D([], [], color="grey", ls=ls, label=f"test, {s}") for s, ls in SUBSET_STYLES.items()],
-            frameon=False, fontsize=7.5)
-        axes[i, 3].legend(handles=[Line2D([], [], color="grey", ls="-", label="train"),
-                                   Line2D([], [], color="grey", ls="--", label="test")], frameon=False, fontsize=8)
-        axes[i, 4].legend(handles=[Line2D([], [], color="grey", ls="-", label="before scaling"),
-                                   Line2D([], [], color="grey", ls="--", label="after TS (held-out T)")],
-                          frameon=False, fontsize=8)
         for ax, t in zip(axes[i], titles):
             ax.set_xlabel("epoch")
             ax.set_ylabel(t, fontsize=9)
         _row_title(axes[i, 0], _label_of(df, ds))
     for ax, t in zip(axes[0], titles):
         ax.set_title(t, fontsize=10)
-    _delta_legend(fig, {d: loss_colour(d) for d in sorted(df["delta"].unique())}, title=_seeds_note(df))
+    handles = [Line2D([], [], color=loss_colour(d), lw=2, label=loss_name(d)) for d in sorted(df["delta"].unique())]
+    handles += [Line2D([], [], color="grey", ls=ls, label=f"test samples: {s}") for s, ls in SUBSET_STYLES.items()]
+    handles.append(Line2D([], [], color="grey", lw=3, label="train NC1"))
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False,
+               title=_seeds_note(df) + "; TS: temperature fitted on the held-out split")
     return fig
 
 

@@ -1,0 +1,170 @@
+"""The figure functions (lsnc.plots.training) and the book helpers (lsnc.book) on tiny runs made on the spot."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from lsnc import book  # noqa: E402
+from lsnc.plots import training as T  # noqa: E402
+from lsnc.presets import preset_config  # noqa: E402
+from lsnc.train import train  # noqa: E402
+
+DELTAS = (0.0, 0.05, 0.1)
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for seed in SEEDS:
+        for delta in DELTAS:
+            train(preset_config("smoke", delta=delta, seed=seed, threads=1), root, progress=False)
+    for delta in (0.0, 0.05):
+        train(preset_config("smoke", delta=delta, seed=0, ufm=True, threads=1), root, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def sel(runs_dir):
+    return book.select(None, runs_dir)
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def lines_with_data(ax):
+    return [ln for ln in ax.get_lines() if len(ln.get_xdata()) > 1]
+
+
+def test_select(runs_dir, sel):
+    assert sel and sel.message is None
+    assert sel.datasets == ["synthetic"]
+    assert len(sel.runs) == len(DELTAS) * len(SEEDS)  # UFM-style runs left out by default
+    ufm = book.select("synthetic", runs_dir, ufm=True)
+    assert len(ufm.runs) == 2 and all(r.config["ufm"] for r in ufm.runs)
+    assert len(book.select(None, runs_dir, ufm=None).runs) == len(DELTAS) * len(SEEDS) + 2
+    pair = sel.pick("synthetic", (0.0, 0.05))
+    assert [r.config["delta"] for r in pair] == [0.0, 0.05] and {r.config["seed"] for r in pair} == {0}
+
+
+def test_unknown_dataset_and_empty_folder(runs_dir, tmp_path):
+    s = book.select("nope", runs_dir)
+    assert not s and s.runs == []
+    assert "nope" in s.message and "synthetic" in s.message  # names what is available
+    with pytest.raises(book.UnknownDataset, match="synthetic"):
+        book.resolve_datasets(runs_dir, "nope")
+    empty = book.select(None, tmp_path / "nothing")
+    assert not empty and "No finished runs" in empty.message
+    s = book.select("synthetic", runs_dir, deltas=[0.7])
+    assert not s and "0.05" in s.message  # says which deltas exist
+    s = book.select(None, runs_dir, min_deltas=5)
+    assert not s and "at least 5" in s.message
+    s.note()  # displays, never raises
+    assert book.caption(s) == ""
+
+
+def test_caption_and_tables(sel):
+    text = book.caption(sel, "test")
+    for part in ("seeds {0, 1}", "δ ∈ {0, 0.05, 0.1}", "lsnc commit", "epochs"):
+        assert part in text
+    table = book.scales_table(sel)
+    assert len(table) == 1 and table["runs"].iloc[0] == 6
+    summary = book.summary_by_loss(sel, "synthetic")
+    assert list(summary.index) == [0.0, 0.05] and (summary["seeds"] == 2).all()
+    assert "synthetic" in book.compare_sentence(sel).lower() or book.compare_sentence(sel).startswith("- **")
+
+
+def test_geometry(sel):
+    pair = sel.pick("synthetic", (0.0, 0.05))
+    epochs = T.snapshot_epochs(pair)
+    fig = T.plot_geometry(pair)
+    assert len(fig.axes) == 2 * len(epochs) and epochs
+    fig = T.plot_geometry_3d(pair)
+    assert len(fig.axes) == 2
+
+
+def test_dynamics(sel):
+    fig = T.plot_dynamics(sel.runs)
+    assert len(fig.axes) == 4
+    error, nc1, nc2, nc3 = fig.axes
+    assert len(lines_with_data(error)) == 4  # train + test for CE and LS
+    assert all(len(lines_with_data(ax)) == 2 for ax in (nc1, nc2, nc3))
+    assert nc1.get_yscale() == "log"
+    assert len(error.collections) == 4  # min-max bands: two seeds per loss
+
+
+def test_nc1_vs_nc2(sel):
+    fig = T.plot_nc1_vs_nc2(sel.runs)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    assert len(ax.collections) == 2  # CE '+' and LS '^'
+    assert len(fig.axes) == 2  # panel + colour bar
+
+
+def test_loss_convergence(sel):
+    fig = T.plot_loss_convergence(sel.runs, first_epochs=2)
+    assert len(fig.axes) == 2
+    assert all(len(lines_with_data(ax)) == 2 for ax in fig.axes)
+
+
+def test_delta_figures(sel):
+    fig = T.plot_delta_dynamics(sel.runs)
+    assert len(fig.axes) == 4
+    assert all(len(lines_with_data(ax)) == len(DELTAS) for ax in fig.axes)
+    fig = T.plot_final_vs_delta(sel.runs)
+    assert len(fig.axes) == 5
+    assert len(lines_with_data(fig.axes[3])) == 2  # class-mean and classifier norms
+    fig = T.plot_calibration_vs_delta(sel.runs)
+    assert len(fig.axes) == 3
+    assert len(lines_with_data(fig.axes[0])) == 3  # ECE before, after TS (held-out), after TS (test-fitted)
+
+
+def test_calibration_dynamics(sel):
+    fig = T.plot_calibration_dynamics(sel.runs)
+    assert len(fig.axes) == 5
+    loss, entropy, nc1, error, ece = fig.axes
+    assert len(lines_with_data(loss)) <= 6 and len(lines_with_data(loss)) >= 4  # incorrect may be empty
+    assert len(lines_with_data(error)) == 4
+    assert len(lines_with_data(ece)) == 4
+
+
+def test_ufm_norms(runs_dir):
+    ufm = book.select(None, runs_dir, ufm=True)
+    fig = T.plot_ufm_norms(ufm.runs)
+    assert len(fig.axes) == 3
+    assert len(lines_with_data(fig.axes[0])) == 2  # one per delta
+    err = T.ufm_errors(ufm.runs)
+    assert (err["rel_err_w"] >= 0).all()
+
+
+def test_missing_metric_is_annotated(sel):
+    run = sel.runs[0]
+    stripped = type(run)(run.path, run.config, run.provenance, run.status,
+                         run.metrics.drop(columns=["train_nc3_duality_sq"]), run.epochs)
+    fig = T.plot_delta_dynamics([stripped])
+    assert any("not logged" in t.get_text() for t in fig.axes[3].texts)
+
+
+def test_run_and_closed_form():
+    fig = T.plot_closed_form(10, 50, 1e-3, 1e-4, 0.1)
+    assert len(fig.axes) == 2
+    fig = T.plot_closed_form_grid([dict(num_classes=10, n_per_class=50, lambda_w=1e-3, lambda_h=1e-4),
+                                   dict(num_classes=4, n_per_class=3, lambda_w=5e-3, lambda_h=5e-3)])
+    assert len(fig.axes) == 4
+
+
+def test_plot_run_and_widgets(sel):
+    fig = T.plot_run(sel.runs[0])
+    assert len(fig.axes) == 6
+    pytest.importorskip("ipywidgets")
+    assert book.closed_form_explorer() is not None
+    assert book.run_browser(sel) is not None
+    assert "Nothing to browse" in book.run_browser(book.select("nope", sel.runs_dir)).value
