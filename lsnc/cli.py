@@ -144,7 +144,7 @@ def build_book(preset: str, runs_dir: str, *, train_missing: bool, progress: boo
     if train_missing and reproduce(preset, runs_dir=runs_dir, progress=progress) != 0:
         print("lsnc: some runs failed (see above); building the book from the runs that finished", file=sys.stderr)
     exe = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
-    if subprocess.run([exe, "build", str(root / "book")]).returncode != 0:
+    if subprocess.run([exe, "build", "--all", str(root / "book")]).returncode != 0:
         print("lsnc: error: jupyter-book build failed (see above)", file=sys.stderr)
         return 1
     print(root / "book" / "_build" / "html" / "index.html")
