@@ -291,6 +291,20 @@ def _check_batch(features: Tensor, labels: Tensor, dim: int) -> None:
 _UPDATE_CHUNK = 8192
 
 
+def _check_accumulated(acc) -> None:
+    """Raise on what the accumulators defer checking until the end (one host sync instead of one per batch)."""
+    if acc.num_samples == 0:
+        raise ValueError("no samples were accumulated")
+    # A NaN or inf feature makes the sum of feature norms non-finite (float64 cannot overflow on features
+    # that came from float32/bf16), so no per-element check is needed during updates.
+    invalid, finite = torch.stack([acc._invalid_labels.double(),
+                                   torch.isfinite(acc._feature_norm_sum).double()]).cpu().tolist()
+    if invalid:
+        raise ValueError(f"{int(invalid)} labels were outside [0, {acc.num_classes})")
+    if not finite:
+        raise ValueError("features contained non-finite (NaN or inf) values")
+
+
 def _one_hot(groups: Tensor, num_groups: int) -> Tensor:
     """B x K float64 indicator. Group sums are taken as one_hot^T @ values: a deterministic BLAS call. (CPU
     ``index_add_`` with few distinct rows was measured 10-100x slower and erratic with 2 threads, and on
@@ -419,16 +433,7 @@ class FeatureAccumulator:
 
     def statistics(self) -> ClassStatistics:
         """Finalize: class means and Sigma_W (divided by N); raises ValueError on degenerate input."""
-        if self.num_samples == 0:
-            raise ValueError("no samples were accumulated")
-        # A NaN or inf feature makes the sum of feature norms non-finite (float64 cannot overflow on features
-        # that came from float32/bf16), so no per-element check is needed during updates.
-        invalid, finite = torch.stack([self._invalid_labels.double(),
-                                       torch.isfinite(self._feature_norm_sum).double()]).cpu().tolist()
-        if invalid:
-            raise ValueError(f"{int(invalid)} labels were outside [0, {self.num_classes})")
-        if not finite:
-            raise ValueError("features contained non-finite (NaN or inf) values")
+        _check_accumulated(self)
         empty = (self._counts == 0).nonzero().flatten().cpu().tolist()
         if empty:
             raise ValueError(f"class(es) {empty} have no samples: their class means, and so the NC metrics, "
@@ -559,14 +564,7 @@ class PredictedClassAccumulator:
     def compute(self, *, rtol: float | None = None) -> dict[str, float]:
         """Keys: nc1_by_prediction_{all,correct,incorrect}, loss_ce_{...}, entropy_{...}, accuracy, error,
         num_samples, num_correct, num_incorrect, num_predicted_classes."""
-        if self.num_samples == 0:
-            raise ValueError("no samples were accumulated")
-        invalid, finite = torch.stack([self._invalid_labels.double(),
-                                       torch.isfinite(self._feature_norm_sum).double()]).cpu().tolist()
-        if invalid:
-            raise ValueError(f"{int(invalid)} labels were outside [0, {self.num_classes})")
-        if not finite:
-            raise ValueError("features contained non-finite (NaN or inf) values")
+        _check_accumulated(self)
         device = self.device
         nan = torch.tensor(math.nan, dtype=torch.float64, device=device)
         groups = {g: (self._counts[g], self._sums[g], self._second_moments[g], self._loss_sums[g],

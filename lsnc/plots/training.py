@@ -407,13 +407,7 @@ def plot_final_vs_delta(runs: Sequence[Run]):
             axes[i, j].set_ylabel(title)
         axes[i, 0].set_yscale("log")
         ax = axes[i, 3]
-        a = _vs_delta(ax, sub, "train_mean_class_mean_norm", "tab:green", r"mean $\|\mu_k-\mu_G\|$")
-        b = _vs_delta(ax, sub, "train_mean_classifier_norm", "tab:purple", r"mean $\|w_k\|$", marker="s")
-        if a or b:
-            ax.legend(frameon=False, fontsize=8)
-            ax.set_ylabel("norm")
-        else:
-            _not_logged(ax, "norms")
+        _norms_vs_delta(ax, sub)
         ax = axes[i, 4]
         if not _vs_delta(ax, sub, "test_error", "tab:orange", "test"):
             _not_logged(ax, "test error")
@@ -427,6 +421,17 @@ def plot_final_vs_delta(runs: Sequence[Run]):
     fig.suptitle(f"end of training (last evaluated epoch); dots: single seeds, line: mean over {int(n.min())}"
                  f"{'' if n.min() == n.max() else '-' + str(int(n.max()))} seed(s)", fontsize=9, color="dimgrey")
     return fig
+
+
+def _norms_vs_delta(ax, sub) -> None:
+    """Mean class-mean norm and classifier-row norm at the end of training, against δ."""
+    a = _vs_delta(ax, sub, "train_mean_class_mean_norm", "tab:green", r"mean $\|\mu_k-\mu_G\|$")
+    b = _vs_delta(ax, sub, "train_mean_classifier_norm", "tab:purple", r"mean $\|w_k\|$", marker="s")
+    if a or b:
+        ax.legend(frameon=False, fontsize=8)
+        ax.set_ylabel("norm")
+    else:
+        _not_logged(ax, "norms")
 
 
 def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
@@ -459,13 +464,7 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
         else:
             _not_logged(ax, "temperature")
         ax = axes[i, 2]
-        a = _vs_delta(ax, sub, "train_mean_class_mean_norm", "tab:green", r"mean $\|\mu_k-\mu_G\|$")
-        b = _vs_delta(ax, sub, "train_mean_classifier_norm", "tab:purple", r"mean $\|w_k\|$", marker="s")
-        if a or b:
-            ax.legend(frameon=False, fontsize=8)
-            ax.set_ylabel("norm")
-        else:
-            _not_logged(ax, "norms")
+        _norms_vs_delta(ax, sub)
         for ax in axes[i]:
             ax.set_xlabel(r"label smoothing $\delta$")
         _row_title(axes[i, 0], _label_of(final, ds))
