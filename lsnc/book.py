@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .runs import Run, find_runs, runs_table
+from .runs import Run, default_runs_dir, find_runs, runs_table
 
 __all__ = ["UnknownDataset", "Selection", "default_runs_dir", "select", "caption", "scales_table",
            "first_epoch_below", "summary_by_loss", "show", "show_caption", "compare_sentence", "closed_form_explorer", "run_browser"]
@@ -29,11 +29,6 @@ def setup() -> None:
     """Matplotlib settings shared by the book's pages (resolution and font sizes for wide figures)."""
     import matplotlib.pyplot as plt
     plt.rcParams.update({"figure.dpi": 100, "font.size": 10.5, "axes.titlesize": 11, "legend.fontsize": 9})
-
-
-def default_runs_dir() -> Path:
-    """The repository's runs/ folder, found from the installed lsnc package (works from any cwd)."""
-    return Path(__file__).resolve().parent.parent / "runs"
 
 
 def _fmt_list(values: Iterable) -> str:
@@ -92,7 +87,7 @@ class Selection:
 
 def select(dataset: str | Sequence[str] | None = None, runs_dir: str | Path | None = None, *, ufm: bool | None = False,
            deltas: Sequence[float] | None = None, seeds: Sequence[int] | None = None,
-           min_deltas: int = 1) -> Selection:
+           min_deltas: int = 1, amp: str | None = "none") -> Selection:
     """Finished runs under ``runs_dir`` (None: the repository's runs/) for ``dataset`` (None: every dataset
     present; a name or a list of names), UFM-style or not (``ufm=None``: both), optionally only some deltas
     and seeds. Datasets with fewer than ``min_deltas`` distinct deltas are left out (e.g. a sweep figure).
@@ -110,6 +105,8 @@ def select(dataset: str | Sequence[str] | None = None, runs_dir: str | Path | No
         return Selection([], root, str(exc))
     runs = [r for r in all_runs if r.dataset in wanted]
     what = []
+    if amp is not None:  # the figures use the paper's fp32 runs; bf16 runs are compared on the runs page
+        runs = [r for r in runs if r.config.get("amp", "none") == amp]
     if ufm is not None:
         runs = [r for r in runs if bool(r.config.get("ufm")) == ufm]
         what.append("UFM-style" if ufm else "standard (not UFM-style)")
@@ -425,3 +422,31 @@ def run_browser(selection: Selection):
     seed_dd.observe(redraw, "value")
     refresh_delta()
     return w.VBox([w.HBox([ds_dd, kind_dd]), w.HBox([delta_dd, seed_dd]), out])
+
+
+PRECISION_COLUMNS = {"train_nc1_within_between": "NC1", "train_nc2_wh_etf": "NC2", "train_nc3_duality_sq": "NC3",
+                     "test_accuracy": "test accuracy", "test_ece20": "ECE20"}
+
+
+def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """Final metrics of each bf16-autocast run beside its fp32 twin (same dataset, δ, seed, setting), with
+    the relative difference (bf16 − fp32) / |fp32|. Empty when no bf16 run has finished."""
+    runs = find_runs(default_runs_dir() if runs_dir is None else runs_dir)
+
+    def key(r: Run) -> tuple:
+        c = r.config
+        return (r.dataset, c["delta"], c["seed"], c["model"], c.get("width"), c["epochs"], bool(c.get("ufm")))
+
+    fp32 = {key(r): r for r in runs if r.config.get("amp", "none") == "none"}
+    rows = []
+    for r in runs:
+        twin = fp32.get(key(r))
+        if r.config.get("amp") != "bf16" or twin is None:
+            continue
+        a, b = twin.metrics.iloc[-1], r.metrics.iloc[-1]
+        row = {"dataset": r.label, "δ": r.config["delta"], "seed": r.config["seed"]}
+        for col, name in PRECISION_COLUMNS.items():
+            row[f"{name} fp32"], row[f"{name} bf16"] = a[col], b[col]
+            row[f"{name} rel. diff"] = (b[col] - a[col]) / abs(a[col]) if a[col] else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

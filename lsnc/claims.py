@@ -40,7 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .runs import find_runs
+from .runs import default_runs_dir, find_runs
 
 CLAIMS: dict[str, str] = {
     "C1": "LS reaches zero training error faster than CE",
@@ -70,13 +70,6 @@ THEORY_GROUP = "ufm-theory"
 
 class ClaimsError(ValueError):
     """The selection of runs cannot be used; the message names what is available."""
-
-
-def default_runs_dir() -> Path:
-    """The repository's ``runs/`` folder, located from the installed package."""
-    import lsnc
-
-    return Path(lsnc.__file__).resolve().parent.parent / "runs"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,7 +198,8 @@ class Comparison:
 
 def _setting(run) -> tuple:
     c = run.config
-    return (c.get("model"), c.get("width"), c.get("epochs"), c.get("train_per_class"), c.get("weight_decay"))
+    return (c.get("model"), c.get("width"), c.get("epochs"), c.get("train_per_class"), c.get("weight_decay"),
+            c.get("amp", "none"))
 
 
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_LS_DELTA) -> Comparison:

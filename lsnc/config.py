@@ -132,5 +132,5 @@ class TrainConfig:
 def default_run_name(cfg: TrainConfig) -> str:
     loss = "ce" if cfg.delta == 0 else f"ls{cfg.delta:g}"
     model = cfg.model + (f"w{cfg.width}" if cfg.width else "")
-    tag = "-ufm" if cfg.ufm else ""
+    tag = ("-ufm" if cfg.ufm else "") + ("-bf16" if cfg.amp == "bf16" else "")
     return f"{loss}{tag}-{model}-s{cfg.seed}"

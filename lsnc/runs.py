@@ -33,6 +33,11 @@ class RunError(RuntimeError):
     """A run folder that cannot be used as asked; the message says what to do."""
 
 
+def default_runs_dir() -> Path:
+    """The repository's runs/ folder, found from the installed lsnc package (works from any cwd)."""
+    return Path(__file__).resolve().parent.parent / "runs"
+
+
 def run_dir(runs_dir: str | Path, dataset: str, name: str) -> Path:
     return Path(runs_dir) / dataset / name
 
