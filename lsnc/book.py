@@ -450,3 +450,66 @@ def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
             row[f"{name} rel. diff"] = (b[col] - a[col]) / abs(a[col]) if a[col] else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def ufm_dynamics(num_classes: int = 4, n_per_class: int = 3, lambda_wh: float = 5e-3, delta: float = 0.05,
+                 lr: float = 5.0, steps: int = 1000, seed: int = 0):
+    """Gradient descent on a small UFM from one random start, CE against LS(δ), same step size; returns the
+    figure (distance to the optimum against iteration) and a one-line summary with both Hessians' condition
+    numbers (the full Hessian with the symmetry directions removed, and the softmax Hessian)."""
+    import matplotlib.pyplot as plt
+
+    from . import ufm
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    parts = []
+    for d, colour in ((0.0, "tab:blue"), (delta, "tab:red")):
+        problem = ufm.UFMProblem(num_classes, n_per_class, num_classes + 1, lambda_wh, lambda_wh, d)
+        traj = ufm.gradient_descent(problem, lr=lr, steps=steps, seed=seed, record_every=5)
+        spec = ufm.hessian_spectrum(problem, seed=seed)
+        name = "CE" if d == 0 else f"LS δ={d:g}"
+        ax.semilogy(traj.step, traj.logit_distance, color=colour, label=name)
+        parts.append(f"{name}: κ(full Hessian, symmetry removed) = {spec.kappa_restricted:.3g}, "
+                     f"κ(softmax Hessian) = {spec.kappa_softmax:.3g}, p_y = {spec.p_y:.3f}")
+    ax.set_xlabel("gradient-descent iteration")
+    ax.set_ylabel("relative logit distance to optimum")
+    ax.set_title(f"UFM, K={num_classes}, n={n_per_class}, λ_W=λ_H={lambda_wh:g}, step {lr:g}, seed {seed}",
+                 fontsize=9)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig, "; ".join(parts)
+
+
+def ufm_dynamics_explorer():
+    """Sliders for δ, λ (= λ_W = λ_H), K and the step size driving :func:`ufm_dynamics`."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    style, layout = {"description_width": "110px"}, w.Layout(width="420px")
+    sliders = {
+        "delta": w.FloatSlider(value=0.05, min=0.0, max=0.9, step=0.01, description="δ", style=style, layout=layout),
+        "log10_lambda": w.FloatSlider(value=float(np.log10(5e-3)), min=-4, max=-1.5, step=0.1,
+                                      description="log10 λ_W = λ_H", style=style, layout=layout),
+        "num_classes": w.IntSlider(value=4, min=2, max=8, description="K classes", style=style, layout=layout),
+        "lr": w.FloatSlider(value=5.0, min=0.5, max=10.0, step=0.5, description="step size", style=style,
+                            layout=layout),
+    }
+    out = w.Output()
+
+    def redraw(*_):
+        v = {k: s.value for k, s in sliders.items()}
+        out.clear_output(wait=True)
+        with out:
+            try:
+                fig, text = ufm_dynamics(v["num_classes"], 3, 10 ** v["log10_lambda"], v["delta"], v["lr"])
+            except ValueError as exc:  # e.g. beyond the existence condition s + δ < 1
+                print(exc)
+                return
+            print(text)
+            display(fig)
+            plt.close(fig)
+
+    for s in sliders.values():
+        s.observe(redraw, "value")
+    redraw()
+    return w.VBox([*sliders.values(), out])

@@ -168,3 +168,11 @@ def test_plot_run_and_widgets(sel):
     assert book.closed_form_explorer() is not None
     assert book.run_browser(sel) is not None
     assert "Nothing to browse" in book.run_browser(book.select("nope", sel.runs_dir)).value
+
+
+def test_ufm_dynamics_view_reports_both_condition_numbers():
+    from lsnc.book import ufm_dynamics
+    fig, text = ufm_dynamics(num_classes=3, n_per_class=2, lambda_wh=5e-3, delta=0.1, lr=2.0, steps=50)
+    ax = fig.axes[0]
+    assert [l.get_label() for l in ax.get_lines()] == ["CE", "LS δ=0.1"]
+    assert text.count("κ(full Hessian") == 2 and text.count("κ(softmax") == 2
