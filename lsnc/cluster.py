@@ -84,7 +84,11 @@ def make_executor(opts: ExecutorOptions):
     submitit = _submitit()
     if opts.kind not in ("slurm", "local"):
         raise ConfigError(f"unknown executor {opts.kind!r}; choose slurm or local")
-    ex = submitit.AutoExecutor(folder=opts.log_dir, cluster=opts.kind)
+    try:
+        ex = submitit.AutoExecutor(folder=opts.log_dir, cluster=opts.kind)
+    except RuntimeError as exc:  # e.g. no srun/sbatch on this machine
+        raise ConfigError(f"cannot use the {opts.kind} executor here: {exc} "
+                          "(run on a SLURM login node, or use --executor local / inline)") from exc
     params: dict[str, Any] = {"timeout_min": opts.time_min}
     if opts.kind == "slurm":
         params.update(slurm_partition=opts.partition, gpus_per_node=opts.gpus, cpus_per_task=opts.cpus,

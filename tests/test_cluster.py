@@ -87,3 +87,13 @@ def test_executor_options_file(tmp_path):
     f.write_text(json.dumps({"partiton": "gpu"}))
     with pytest.raises(ValueError, match="partiton"):
         cluster.ExecutorOptions.from_file(f)
+
+
+def test_slurm_executor_without_slurm_is_a_clean_error(tmp_path, capsys):
+    import shutil
+
+    from lsnc.cli import main
+    if shutil.which("srun"):
+        pytest.skip("this machine has SLURM")
+    assert main(["reproduce", "--preset", "smoke", "--executor", "slurm", "--runs-dir", str(tmp_path)]) == 2
+    assert "SLURM" in capsys.readouterr().err
