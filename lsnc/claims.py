@@ -198,17 +198,18 @@ class Comparison:
 
 def _setting(run) -> tuple:
     c = run.config
-    return (c.get("model"), c.get("width"), c.get("epochs"), c.get("train_per_class"), c.get("weight_decay"),
-            c.get("amp", "none"))
+    return (c.get("model"), c.get("width"), c.get("epochs"), c.get("train_per_class"), c.get("weight_decay"))
 
 
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_LS_DELTA) -> Comparison:
-    """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, with metrics, one per seed.
+    """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, fp32, with metrics, one per seed.
 
     When runs of several settings (model, width, epochs, subset, weight decay) are present, the setting with
     the most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed
     is skipped (noted)."""
-    runs = [r for r in runs if not r.config.get("ufm") and r.metrics is not None and not r.metrics.empty]
+    # The claims are about the paper's recipe: UFM-style and bf16-autocast runs are compared elsewhere.
+    runs = [r for r in runs if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
+            and r.metrics is not None and not r.metrics.empty]
     if not runs:
         return Comparison(dataset="?", label="?", ls_delta=ls_delta)
     dataset, label = runs[0].dataset, runs[0].label
