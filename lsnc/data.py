@@ -361,12 +361,13 @@ _CIFAR_JPEG_NOTE = ("JPEG-compressed copy of CIFAR-10 (quality about 75; RMSE ab
 def _read_imagefolder(req: _Request) -> _Pool:
     if req.root is None:
         hint = shared_cifar10_jpeg_dir()
-        raise DataError("imagefolder needs root=<folder with train/<class>/ and test/<class>/>"
+        raise DataError("imagefolder needs --data-root (root=) <folder with train/<class>/ and test/<class>/>"
                         + (f" (the CIFAR-10 JPEG copy is at {hint}, or use the name 'cifar10-jpeg')"
                            if hint.exists() else ""))
     root = Path(req.root).expanduser().absolute()
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; pass root= a folder with train/ and test/")
+        raise DataError(f"image folder {root} does not exist; pass --data-root (root=) a folder with train/ and "
+                        "test/")
     image_size = req.options.pop("image_size", None)
     workers = req.options.pop("workers", None)
     arrays, classes = _read_image_tree(root, root / "train", root / "test", req.cache_dir, image_size, workers)
@@ -385,7 +386,7 @@ def _read_cifar10_jpeg(req: _Request) -> _Pool:
     if req.root is None:
         req.root = shared_cifar10_jpeg_dir()
         if not req.root.is_dir():
-            raise DataError(f"the CIFAR-10 JPEG copy is not at {req.root}; pass root= the folder holding "
+            raise DataError(f"the CIFAR-10 JPEG copy is not at {req.root}; pass --data-root (root=) the folder holding "
                             "its train/ and test/")
     return _read_imagefolder(req)
 
