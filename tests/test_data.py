@@ -183,7 +183,7 @@ def test_malformed_imagefolder(tmp_path, cache, breakage, message):
 
 
 def test_imagefolder_missing_root_and_mixed_sizes(tmp_path, cache):
-    with pytest.raises(DataError, match="needs root="):
+    with pytest.raises(DataError, match="needs --data-root"):
         load_dataset("imagefolder", cache_dir=cache)
     with pytest.raises(DataError, match="does not exist"):
         load_dataset("imagefolder", root=tmp_path / "nope", cache_dir=cache)
