@@ -519,10 +519,14 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.
 # ------------------------------------------------------------------------------------------------
 def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
     """Per evaluated epoch of each UFM-style run: measured mean ||w_k||, ||h_i||, the closed form, and the
-    relative errors |measured - closed form| / closed form."""
+    relative errors |measured - closed form| / closed form. ``rel_err_h_centred`` compares the closed-form
+    ||h_i|| with the mean centred class-mean norm ||mu_k - mu_G||: at the UFM minimizer features are
+    collapsed and centred (mu_G = 0), while a ReLU network's features have a nonzero global mean."""
     df = _table(runs)
-    for what, measured in (("w", "train_mean_classifier_norm"), ("h", "train_mean_feature_norm")):
-        theory = pd.to_numeric(df.get(f"ufm_theory_{what}_norm"), errors="coerce")
+    for what, measured, theory_col in (("w", "train_mean_classifier_norm", "ufm_theory_w_norm"),
+                                       ("h", "train_mean_feature_norm", "ufm_theory_h_norm"),
+                                       ("h_centred", "train_mean_class_mean_norm", "ufm_theory_h_norm")):
+        theory = pd.to_numeric(df.get(theory_col), errors="coerce")
         df[f"rel_err_{what}"] = (pd.to_numeric(df[measured], errors="coerce") - theory).abs() / theory
     return df
 
@@ -544,11 +548,15 @@ def plot_ufm_norms(runs: Sequence[Run]):
             c = colours[delta]
             _line_band(axes[i, 0], g, "rel_err_w", c)
             _line_band(axes[i, 1], g, "rel_err_h", c)
+            _line_band(axes[i, 1], g, "rel_err_h_centred", c, ls="-.")
             _line_band(axes[i, 2], g, "train_mean_classifier_norm", c)
             _line_band(axes[i, 2], g, "train_mean_feature_norm", c, ls="-.")
             for col, ls in (("ufm_theory_w_norm", "--"), ("ufm_theory_h_norm", ":")):
                 axes[i, 2].axhline(float(pd.to_numeric(g[col]).iloc[0]), color=c, ls=ls, lw=1)
-        for ax, t in zip(axes[i], [r"rel. error of mean $\|w_k\|$", r"rel. error of mean $\|h_i\|$", "norm"]):
+        axes[i, 1].legend(handles=[
+            Line2D([], [], color="grey", ls="-", label=r"mean $\|h_i\|$"),
+            Line2D([], [], color="grey", ls="-.", label=r"mean $\|\mu_k-\mu_G\|$")], frameon=False, fontsize=7.5)
+        for ax, t in zip(axes[i], [r"rel. error of mean $\|w_k\|$", "rel. error vs closed-form $\\|h_i\\|$", "norm"]):
             ax.set_yscale("log")
             ax.set_xlabel("epoch")
             ax.set_ylabel(t)
