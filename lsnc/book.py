@@ -326,8 +326,6 @@ def closed_form_explorer(num_classes: int = 10, n_per_class: int = 380, lambda_w
     """Sliders for delta, log10 lambda_W, log10 lambda_H, K and n driving :func:`plots.training.plot_closed_form`
     (a VBox of sliders above the figure)."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from .plots.training import plot_closed_form
 
@@ -345,27 +343,13 @@ def closed_form_explorer(num_classes: int = 10, n_per_class: int = 380, lambda_w
         "n_per_class": w.IntSlider(value=n_per_class, min=1, max=5000, description="n per class", style=style,
                                    layout=layout),
     }
-    out = w.Output()
 
-    # An explicit Output + observe rather than ipywidgets.interactive: interactive's first draw blocks
-    # notebook execution by nbclient (the book build) until the cell timeout.
-    def redraw(*_):
-        v = {k: s.value for k, s in sliders.items()}
-        out.clear_output(wait=True)
-        with out:
-            try:
-                fig = plot_closed_form(v["num_classes"], v["n_per_class"], 10 ** v["log10_lambda_w"],
-                                       10 ** v["log10_lambda_h"], v["delta"])
-            except ValueError as exc:  # e.g. an invalid combination: say so instead of a traceback
-                print(exc)
-                return
-            display(fig)
-            plt.close(fig)
+    def draw(v):
+        fig = plot_closed_form(v["num_classes"], v["n_per_class"], 10 ** v["log10_lambda_w"],
+                               10 ** v["log10_lambda_h"], v["delta"])
+        return fig, None
 
-    for s in sliders.values():
-        s.observe(redraw, "value")
-    redraw()
-    return w.VBox([*sliders.values(), out])
+    return _slider_panel(sliders, draw)
 
 
 def run_browser(selection: Selection):
@@ -482,8 +466,6 @@ def ufm_dynamics(num_classes: int = 4, n_per_class: int = 3, lambda_wh: float = 
 def ufm_dynamics_explorer():
     """Sliders for δ, λ (= λ_W = λ_H), K and the step size driving :func:`ufm_dynamics`."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     style, layout = {"description_width": "110px"}, w.Layout(width="420px")
     sliders = {
@@ -494,18 +476,31 @@ def ufm_dynamics_explorer():
         "lr": w.FloatSlider(value=5.0, min=0.5, max=10.0, step=0.5, description="step size", style=style,
                             layout=layout),
     }
+    return _slider_panel(sliders, lambda v: ufm_dynamics(v["num_classes"], 3, 10 ** v["log10_lambda"],
+                                                         v["delta"], v["lr"]))
+
+
+def _slider_panel(sliders: dict, draw):
+    """Sliders above an output area; ``draw(values) -> (figure, text or None)`` is re-run on every change.
+
+    An explicit Output + observe rather than ipywidgets.interactive: interactive's first draw blocks
+    notebook execution by nbclient (the book build) until the cell timeout."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
     out = w.Output()
 
     def redraw(*_):
-        v = {k: s.value for k, s in sliders.items()}
         out.clear_output(wait=True)
         with out:
             try:
-                fig, text = ufm_dynamics(v["num_classes"], 3, 10 ** v["log10_lambda"], v["delta"], v["lr"])
-            except ValueError as exc:  # e.g. beyond the existence condition s + δ < 1
+                fig, text = draw({k: s.value for k, s in sliders.items()})
+            except ValueError as exc:  # an invalid combination (e.g. s + δ >= 1): say so, no traceback
                 print(exc)
                 return
-            print(text)
+            if text:
+                print(text)
             display(fig)
             plt.close(fig)
 

@@ -361,7 +361,6 @@ def _per_seed(side: Mapping[int, Any], fn) -> dict[int, float]:
 def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
     """Rows for C1-C5 on one comparison (see the module docstring and each measurement's docstring)."""
     rows = []
-    d = f"{comp.ls_delta:g}"
     # C1
     for thr, name in ((0.0, "= 0"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}")):
         ce = _per_seed(comp.ce, lambda r: epochs_to_zero_error(r, thr))
