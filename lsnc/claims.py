@@ -489,6 +489,14 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return table[DISPLAY_COLUMNS].reset_index(drop=True)
 
 
+def styled_table(table: pd.DataFrame):
+    """``display_table`` for a page: no index, text left-aligned, the note column given room to read."""
+    return (display_table(table).style.hide(axis="index")
+            .set_properties(**{"text-align": "left", "vertical-align": "top", "font-size": "0.85em"})
+            .set_properties(subset=["note"], **{"min-width": "16em"})
+            .set_properties(subset=["test"], **{"min-width": "11em"}))
+
+
 # ----------------------------------------------------------------------------------------------
 # scale of a dataset group
 # ----------------------------------------------------------------------------------------------

@@ -226,3 +226,12 @@ def test_theory_rows_are_cheap_and_complete():
     assert set(table["verdict"]) <= ALLOWED
     closed = table[table["test"].str.startswith("closed-form")]
     assert (closed["verdict"] == "supported").all()  # LS shrinks both closed-form norms
+
+
+def test_styled_table_renders_html_without_index():
+    import pandas as pd
+
+    from lsnc import claims
+    row = {c: "x" for c in claims.DISPLAY_COLUMNS}
+    html = claims.styled_table(pd.DataFrame([row])).to_html()
+    assert "min-width: 16em" in html and "<th class=\"blank" not in html
