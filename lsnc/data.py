@@ -56,22 +56,23 @@ class DataError(Exception):
 
 # --------------------------------------------------------------------------- locations
 
-def default_cache_dir() -> Path:
-    """``$LSNC_CACHE``, else ``<repo>/.cache/lsnc-data`` (``~/.cache/lsnc-data`` outside a checkout)."""
-    if os.environ.get("LSNC_CACHE"):
-        return Path(os.environ["LSNC_CACHE"]).expanduser()
+def _location(env: str, in_repo: str, in_home: str) -> Path:
+    """``$env`` if set, else ``<repo>/.cache/<in_repo>`` inside a checkout, else ``~/.cache/<in_home>``."""
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
     if (_REPO / "pyproject.toml").exists():
-        return _REPO / ".cache" / "lsnc-data"
-    return Path.home() / ".cache" / "lsnc-data"
+        return _REPO / ".cache" / in_repo
+    return Path.home() / ".cache" / in_home
+
+
+def default_cache_dir() -> Path:
+    """Decoded-image cache: ``$LSNC_CACHE``, else ``<repo>/.cache/lsnc-data`` (``~/.cache/lsnc-data``)."""
+    return _location("LSNC_CACHE", "lsnc-data", "lsnc-data")
 
 
 def default_data_root() -> Path:
     """Where downloadable datasets live when no root is given: ``$LSNC_DATA``, else ``<repo>/.cache/datasets``."""
-    if os.environ.get("LSNC_DATA"):
-        return Path(os.environ["LSNC_DATA"]).expanduser()
-    if (_REPO / "pyproject.toml").exists():
-        return _REPO / ".cache" / "datasets"
-    return Path.home() / ".cache" / "lsnc-datasets"
+    return _location("LSNC_DATA", "datasets", "lsnc-datasets")
 
 
 def shared_cifar10_jpeg_dir() -> Path:
