@@ -18,7 +18,7 @@ import pandas as pd
 from .runs import Run, default_runs_dir, find_runs, runs_table
 
 __all__ = ["UnknownDataset", "Selection", "default_runs_dir", "select", "caption", "scales_table",
-           "first_epoch_below", "summary_by_loss", "show", "show_caption", "compare_sentence", "closed_form_explorer", "run_browser"]
+           "summary_by_loss", "show", "show_caption", "compare_sentence", "closed_form_explorer", "run_browser"]
 
 
 class UnknownDataset(ValueError):
@@ -254,14 +254,6 @@ def scales_table(runs: Sequence[Run] | Selection) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 # summary numbers (for glue)
 # ------------------------------------------------------------------------------------------------
-def first_epoch_below(df: pd.DataFrame, col: str, threshold: float) -> pd.Series:
-    """Per run: the first evaluated epoch at which ``col`` <= threshold (NaN if never)."""
-    def first(g):
-        hit = g.loc[pd.to_numeric(g[col], errors="coerce") <= threshold, "epoch"]
-        return float(hit.min()) if len(hit) else np.nan
-    return df.groupby("run")[["epoch", col]].apply(first)
-
-
 def summary_by_loss(runs: Sequence[Run] | Selection, dataset: str, deltas: Sequence[float] = (0.0, 0.05),
                     error_threshold: float = 0.0) -> pd.DataFrame:
     """For one dataset, per delta (rows), medians over seeds of: the first evaluated epoch with train error <=
@@ -271,27 +263,17 @@ def summary_by_loss(runs: Sequence[Run] | Selection, dataset: str, deltas: Seque
     df = runs_table(runs)
     if df.empty:
         return pd.DataFrame()
-    first = first_epoch_below(df, "train_error", error_threshold)
+    from .claims import epochs_to_zero_error
     last = df.loc[df.groupby("run")["epoch"].idxmax()].set_index("run")
-    last["first_zero_error_epoch"] = first
+    # inf (never reached) is shown as "never"; NaN keeps the medians well defined.
+    last["first_zero_error_epoch"] = pd.Series({r.name: epochs_to_zero_error(r, error_threshold)
+                                                for r in runs}).replace(np.inf, np.nan)
     cols = {"first_zero_error_epoch": "first_zero_error_epoch", "train_nc1_within_between": "nc1",
             "train_nc2_wh_etf": "nc2", "train_nc3_duality_sq": "nc3", "test_error": "test_error",
             "test_ece20": "ece20", "test_ece20_ts_holdout": "ece20_ts_holdout"}
     out = last[list(cols) + ["delta"]].rename(columns=cols).apply(pd.to_numeric, errors="coerce")
     res = out.groupby("delta").median()
     res["seeds"] = out.groupby("delta").size()
-    return res
-
-
-def glue_summary(runs: Sequence[Run] | Selection, dataset: str, prefix: str = "",
-                 deltas: Sequence[float] = (0.0, 0.05)) -> pd.DataFrame:
-    """Glue the numbers of :func:`summary_by_loss` as ``{prefix}{quantity}_{ce|ls}`` (display=False)."""
-    from myst_nb import glue
-    res = summary_by_loss(runs, dataset, deltas)
-    for delta, row in res.iterrows():
-        tag = "ce" if delta == 0 else "ls"
-        for key, value in row.items():
-            glue(f"{prefix}{key}_{tag}", float(value), display=False)
     return res
 
 

@@ -28,8 +28,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper-cifar10-jpeg": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18",
                                epochs=800, milestones=[150, 350]),
     # CPU scale: 500 training images per class of the JPEG copy, ResNet-18 at base width 16, 50 epochs with the
-    # lr decays at the same fractions of training as the paper's 150/350 of 800 (rounded). ~15 min a run on
-    # one core.
+    # lr decays at the same fractions of training as the paper's 150/350 of 800 (rounded). 8-13 min of
+    # training a run on one core (measured, runs/cifar10-jpeg).
     "cpu-cifar10": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18", width=16,
                         train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=50,
                         milestones=[9, 22], eval_batch_size=500, channels_last=True),

@@ -141,10 +141,6 @@ def find_runs(runs_dir: str | Path, dataset: str | None = None, status: str | No
     return [r for r in runs if status is None or r.status.get("status") == status]
 
 
-def datasets_present(runs_dir: str | Path) -> list[str]:
-    return sorted({r.dataset for r in find_runs(runs_dir)})
-
-
 CONFIG_COLUMNS = ("delta", "seed", "model", "width", "ufm", "epochs", "lambda_w", "lambda_h", "lambda_b",
                   "weight_decay", "train_per_class")
 

@@ -211,11 +211,11 @@ def train(cfg: TrainConfig, runs_dir: str | Path = "runs", *, resume: bool = Fal
 
     def evaluate(epoch: int, lr: float) -> None:
         t0 = time.perf_counter()
-        with autocast():
-            row = evaluate_model(
-                net, data.train.batches(cfg.eval_batch_size), data.test.batches(cfg.eval_batch_size),
-                data.num_classes, delta=cfg.delta, device=device,
-                holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
+        row = evaluate_model(
+            net, data.train.batches(cfg.eval_batch_size), data.test.batches(cfg.eval_batch_size),
+            data.num_classes, delta=cfg.delta, device=device,
+            autocast_dtype=torch.bfloat16 if cfg.amp == "bf16" else None,
+            holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
         if cfg.ufm:
             row.update(theory)
         if epoch in snap_epochs:

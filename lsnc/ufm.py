@@ -388,13 +388,6 @@ def minimize_lbfgs(problem: UFMProblem, seed: int = 0, init_scale: float = 1.0, 
     return W.detach(), H.detach(), b.detach()
 
 
-def geometry_metrics(W, H, b, y, num_classes: int) -> dict[str, float]:
-    """NC metrics of a UFM point via the project's metrics module (H has samples as rows)."""
-    from lsnc.metrics import collapse_metrics_from_features
-
-    return collapse_metrics_from_features(H, y, W, b, num_classes=num_classes)
-
-
 # ----------------------------------------------------------------------------------------------
 # Hessian and condition numbers
 # ----------------------------------------------------------------------------------------------
