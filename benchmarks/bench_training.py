@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pipeline as ref  # noqa: E402
 
 from lsnc.data import load_dataset  # noqa: E402
-from lsnc.evaluate import evaluate_model  # noqa: E402
+from lsnc.training.evaluate import evaluate_model  # noqa: E402
 from lsnc.models import build_model  # noqa: E402
-from lsnc.presets import resolve_data_root, CIFAR10_JPEG  # noqa: E402
+from lsnc.paths import CIFAR10_JPEG, resolve_data_root  # noqa: E402
 
 
 def sync(device):

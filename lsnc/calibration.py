@@ -1,5 +1,5 @@
 """Calibration: expected calibration error (equal-width and equal-mass bins), reliability-diagram data and
-temperature scaling (DESIGN.md section 3).
+temperature scaling, as the paper defines them.
 
 ECE = sum_b (|B_b|/n) |acc(B_b) - conf(B_b)| with the top-1 softmax confidence. Equal-width bins are
 (lower, upper] with edges linspace(0, 1, B+1); a confidence of exactly 0 goes to the first bin and exactly 1.0

@@ -7,78 +7,79 @@ and exit with status 2; a run that fails while training exits with status 1 and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from .config import ConfigError, TrainConfig
 
 
+#: Fields that take several values on the command line; their cross product is trained as one fused network.
+MULTI = ("delta", "seed")
+_CHOICES = {"amp": ("none", "bf16")}
+
+
+def _choices(name: str):
+    if name == "dataset":
+        from .data import DATASETS
+        return sorted(DATASETS)
+    if name == "model":
+        from .models import MODELS
+        return list(MODELS)
+    return _CHOICES.get(name)
+
+
+def _cli_fields():
+    """The TrainConfig fields that are command-line options (those with a section), in declaration order."""
+    return [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("section")]
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", help="cifar10 | cifar100 | stl10 | tinyimagenet | imagefolder | mnist1d | synthetic")
-    g.add_argument("--data-root", help="folder holding (or receiving, with --download) the dataset")
-    g.add_argument("--download", action="store_true", default=None,
-                   help="fetch the dataset into --data-root if it is missing (never done implicitly)")
-    g.add_argument("--train-per-class", type=int, help="balanced, seeded training subset: images per class")
-    g.add_argument("--test-per-class", type=int, help="balanced, seeded test subset: images per class")
-    g.add_argument("--holdout-per-class", type=int,
-                   help="images per class held out of the training pool to fit the temperature (calibration)")
-    g.add_argument("--group", help="folder under --runs-dir for these runs (default: the dataset name)")
-    g = p.add_argument_group("model and loss")
-    g.add_argument("--model", help="resnet18 | resnet50 | mlp")
-    g.add_argument("--width", type=int, help="ResNet base width (64 = paper) or MLP hidden width")
-    g.add_argument("--delta", type=float, help="label smoothing δ in [0, 1); 0 = cross-entropy")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float)
-    g.add_argument("--momentum", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--milestones", type=int, nargs="*", help="epochs at which lr is multiplied by 0.1")
-    g.add_argument("--seed", type=int)
-    g.add_argument("--eval-epochs", type=int, nargs="+", help="epochs with a metrics row (0 and the last always)")
-    g.add_argument("--eval-batch-size", type=int)
-    g.add_argument("--ufm", action="store_true", default=None,
-                   help="UFM-style training: no weight decay, explicit penalties on W, b and the features")
-    g.add_argument("--lambda-w", type=float)
-    g.add_argument("--lambda-h", type=float)
-    g.add_argument("--lambda-b", type=float)
-    g = p.add_argument_group("execution (speed only; the recipe is unchanged)")
-    g.add_argument("--device", help="auto (default) | cpu | cuda | cuda:N")
-    g.add_argument("--amp", choices=["none", "bf16"], help="bf16 autocast (default none = fp32)")
-    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
-    g.add_argument("--channels-last", action="store_true", default=None)
-    g.add_argument("--deterministic", action="store_true", default=None, help="bit-reproducible kernels")
-    g.add_argument("--threads", type=int, help="CPU threads for torch")
+    """One option per TrainConfig field, typed from its annotation, documented by its metadata."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in _cli_fields():
+        g = groups.setdefault(f.metadata["section"], p.add_argument_group(f.metadata["section"]))
+        flag, kind, kw = "--" + f.name.replace("_", "-"), str(f.type), {"help": f.metadata["help"]}
+        if kind == "bool":
+            g.add_argument(flag, action="store_true", default=None, **kw)
+            continue
+        kw["type"] = int if "int" in kind else float if "float" in kind else str
+        if kind.startswith("list"):
+            kw["nargs"] = "+" if "None" in kind else "*"
+        elif f.name in MULTI:
+            kw["nargs"] = "+"
+        if _choices(f.name):
+            kw["choices"] = _choices(f.name)
+        g.add_argument(flag, **kw)
 
 
-_CONFIG_KEYS = ("dataset", "data_root", "download", "train_per_class", "test_per_class", "holdout_per_class",
-                "model", "width", "delta", "epochs", "lr", "momentum", "weight_decay", "batch_size", "milestones",
-                "seed", "eval_epochs", "eval_batch_size", "ufm", "lambda_w", "lambda_h", "lambda_b", "device",
-                "amp", "compile", "channels_last", "deterministic", "threads", "name")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
+def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
+    """The configs of ``lsnc train``: the preset (if any) with the options given, one per (δ, seed) pair."""
     from .presets import preset_config
-    overrides = {k: getattr(args, k, None) for k in _CONFIG_KEYS}
-    if getattr(args, "group", None):
-        overrides["data_options"] = {"group": args.group}
-    if args.preset:
-        return preset_config(args.preset, **overrides)
-    if not args.dataset:
+    overrides = {f.name: getattr(args, f.name, None) for f in _cli_fields()}
+    overrides["name"] = args.name
+    if not args.preset and not args.dataset:
         raise ConfigError("give --preset NAME (see `lsnc presets`) or at least --dataset")
-    values = {k: v for k, v in overrides.items() if v is not None}
-    return TrainConfig(**values)
+    deltas, seeds = overrides.pop("delta") or [None], overrides.pop("seed") or [None]
+    if args.name and len(deltas) * len(seeds) > 1:
+        raise ConfigError("--name names one run; leave it out when several --delta/--seed values are given")
+    configs = []
+    for seed in seeds:
+        for delta in deltas:
+            one = {**overrides, "delta": delta, "seed": seed}
+            if args.preset:
+                configs.append(preset_config(args.preset, **one))
+            else:
+                configs.append(TrainConfig(**{k: v for k, v in one.items() if v is not None}))
+    return configs
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsnc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("train", help="train one run into <runs-dir>/<dataset>/<name>/",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = sub.add_parser("train", help="train runs into <runs-dir>/<group>/<name>/ (several --delta/--seed: fused)")
     p.add_argument("--preset", help="start from a named setting (see `lsnc presets`)")
-    p.add_argument("--name", help="run folder name (default: from loss, model and seed)")
     p.add_argument("--runs-dir", default="runs", help="where run folders are written")
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder of that name first")
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="train only runs whose group/name contains this text")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--status", action="store_true", help="only report the state of every run")
+    p.add_argument("--fuse", type=int, default=1, help="train up to this many runs that differ only in δ and seed "
+                                                      "as one fused network (faster on a GPU)")
     g = p.add_argument_group("cluster (submitit)")
     g.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
                    help="inline: train here, one run after another; local: submitit local processes (one per GPU, "
@@ -124,7 +127,7 @@ def _executor_options(args: argparse.Namespace):
         return None
     from pathlib import Path
 
-    from .cluster import ExecutorOptions
+    from .orchestrate.cluster import ExecutorOptions
     given = {"kind": args.executor, "partition": args.partition, "gpus": args.gpus, "cpus": args.cpus,
              "time_min": args.time_min, "mem_gb": args.mem_gb, "account": args.account, "qos": args.qos,
              "log_dir": str(Path(args.runs_dir) / ".jobs" / "logs")}
@@ -139,24 +142,27 @@ def build_book(preset: str, runs_dir: str, *, train_missing: bool, progress: boo
     import subprocess
     from pathlib import Path
 
-    from .reproduce import reproduce
-    root = Path(__file__).resolve().parent.parent
+    from .orchestrate.reproduce import reproduce
+    from .paths import book_dir
     if train_missing and reproduce(preset, runs_dir=runs_dir, progress=progress) != 0:
         print("lsnc: some runs failed (see above); building the book from the runs that finished", file=sys.stderr)
     exe = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
-    if subprocess.run([exe, "build", "--all", str(root / "book")]).returncode != 0:
+    if subprocess.run([exe, "build", "--all", str(book_dir())]).returncode != 0:
         print("lsnc: error: jupyter-book build failed (see above)", file=sys.stderr)
         return 1
-    print(root / "book" / "_build" / "html" / "index.html")
+    print(book_dir() / "_build" / "html" / "index.html")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .runs import RunError
-    from .train import NonFiniteLoss, train
+    from .training import NonFiniteLoss, train_many
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse's usage errors (exit 2) and --help (exit 0), as a return code
+        return int(exc.code or 0)
     try:
         if args.command == "presets":
             from .presets import PRESETS
@@ -164,15 +170,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name}: {json.dumps(values, sort_keys=True)}")
             return 0
         if args.command == "reproduce":
-            from .reproduce import reproduce
+            from .orchestrate.reproduce import reproduce
             return reproduce(args.preset, runs_dir=args.runs_dir, data_root=args.data_root, download=args.download,
                              dry_run=args.dry_run, only=args.only, progress=not args.quiet,
-                             executor=_executor_options(args), wait=args.wait, status_only=args.status)
+                             executor=_executor_options(args), wait=args.wait, status_only=args.status,
+                             fuse=args.fuse)
         if args.command == "book":
             return build_book(args.preset, args.runs_dir, train_missing=not args.no_train, progress=not args.quiet)
-        cfg = config_from_args(args)
-        folder = train(cfg, args.runs_dir, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet)
-        print(folder)
+        folders = train_many(configs_from_args(args), args.runs_dir, resume=args.resume, overwrite=args.overwrite,
+                             progress=not args.quiet)
+        print("\n".join(map(str, folders)))
         return 0
     except (ConfigError, DataError, RunError) as exc:
         print(f"lsnc: error: {exc}", file=sys.stderr)

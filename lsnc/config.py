@@ -21,48 +21,61 @@ def dense_then_sparse_epochs(epochs: int) -> list[int]:
     return sorted(chosen)
 
 
+def _opt(default: Any = None, section: str = "", help: str = "", *, factory=None) -> Any:
+    """A config field with its command-line section and help (``lsnc train`` is generated from these)."""
+    meta = {"section": section, "help": help}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+DATA, MODEL, OPTIM, EVAL, UFM, EXEC, STOP, NAMING = ("data", "model and loss", "optimisation (the paper's recipe)",
+                                                    "evaluation", "UFM-style training",
+                                                    "execution (speed only; the recipe is unchanged)",
+                                                    "stopping early (a finished prefix of the recipe)", "naming")
+
+
 @dataclass
 class TrainConfig:
-    # data
-    dataset: str = "synthetic"
-    data_root: str | None = None
-    download: bool = False
-    train_per_class: int | None = None
-    test_per_class: int | None = None
-    holdout_per_class: int = 0
-    data_options: dict[str, Any] = field(default_factory=dict)
-    # model
-    model: str = "resnet18"
-    width: int | None = None
-    # loss: F.cross_entropy(..., label_smoothing=delta); delta = 0 is plain cross-entropy
-    delta: float = 0.0
-    # optimisation (the paper's recipe by default)
-    epochs: int = 800
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    milestones: list[int] = field(default_factory=lambda: [150, 350])
-    gamma: float = 0.1
-    seed: int = 0
-    # evaluation: the epochs at which a metrics row is written (None = dense_then_sparse_epochs(epochs))
-    eval_epochs: list[int] | None = None
-    eval_batch_size: int = 1024
-    # "UFM-style" training: no weight decay; explicit penalties on W, b and the batch features
-    ufm: bool = False
-    lambda_w: float = 1e-3
-    lambda_h: float = 1e-6
-    lambda_b: float = 1e-2
-    # execution (these change speed, not the recipe; fp32 unless asked)
-    device: str = "auto"
-    amp: str = "none"  # "none" | "bf16"
-    compile: bool = False
-    channels_last: bool = False
-    deterministic: bool = False
-    threads: int | None = None
-    # naming
-    name: str | None = None
-    preset: str | None = None
+    dataset: str = _opt("synthetic", DATA, "dataset key (see the list of choices)")
+    data_root: str | None = _opt(None, DATA, "folder holding (or receiving, with --download) the dataset")
+    download: bool = _opt(False, DATA, "fetch the dataset into --data-root if it is missing (never done implicitly)")
+    train_per_class: int | None = _opt(None, DATA, "balanced, seeded training subset: images per class (default all)")
+    test_per_class: int | None = _opt(None, DATA, "balanced, seeded test subset: images per class (default all)")
+    holdout_per_class: int = _opt(0, DATA, "images per class held out of the training pool to fit the temperature")
+    data_options: dict[str, Any] = _opt(section="", factory=dict)  # loader options (Python API only)
+    group: str | None = _opt(None, DATA, "folder under the runs folder for these runs (default: the dataset key)")
+    model: str = _opt("resnet18", MODEL, "network")
+    width: int | None = _opt(None, MODEL, "ResNet base width (64 = the paper's) or MLP hidden width")
+    delta: float = _opt(0.0, MODEL, "label smoothing δ in [0, 1); 0 = cross-entropy "
+                                    "(several values: trained together as one fused network)")
+    epochs: int = _opt(800, OPTIM, "epochs of the recipe")
+    lr: float = _opt(0.05, OPTIM, "SGD learning rate")
+    momentum: float = _opt(0.9, OPTIM, "SGD momentum")
+    weight_decay: float = _opt(5e-4, OPTIM, "SGD weight decay")
+    batch_size: int = _opt(128, OPTIM, "training batch size (the incomplete last batch is dropped)")
+    milestones: list[int] = _opt(section=OPTIM, help="epochs at which the lr is multiplied by --gamma",
+                                 factory=lambda: [150, 350])
+    gamma: float = _opt(0.1, OPTIM, "lr decay factor at each milestone")
+    seed: int = _opt(0, OPTIM, "initialisation and batch-order seed (several values: trained together)")
+    eval_epochs: list[int] | None = _opt(None, EVAL, "epochs with a metrics row (0 and the last always; default "
+                                                     "every epoch to 10, every 5 to 50, 10 to 200, then 25)")
+    eval_batch_size: int = _opt(1024, EVAL, "batch size of the evaluation passes")
+    ufm: bool = _opt(False, UFM, "no weight decay; explicit penalties on W, b and the features instead")
+    lambda_w: float = _opt(1e-3, UFM, "penalty λ_W on the classifier weights")
+    lambda_h: float = _opt(1e-6, UFM, "penalty λ_H on the features")
+    lambda_b: float = _opt(1e-2, UFM, "penalty λ_b on the classifier bias")
+    device: str = _opt("auto", EXEC, "auto | cpu | cuda | cuda:N")
+    amp: str = _opt("none", EXEC, "none (fp32, the paper's) | bf16 (autocast)")
+    compile: bool = _opt(False, EXEC, "torch.compile the training step")
+    channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images")
+    deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels")
+    tf32: bool = _opt(False, EXEC, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)")
+    threads: int | None = _opt(None, EXEC, "CPU threads for torch")
+    time_budget_s: float | None = _opt(None, STOP, "stop at the last evaluated epoch that fits in this many seconds")
+    stop_epoch: int | None = _opt(None, STOP, "stop after this evaluated epoch")
+    name: str | None = _opt(None, NAMING, "run folder name (default: from loss, model and seed)")
+    preset: str | None = _opt(None, "", "")  # set by lsnc.presets
 
     def resolved(self) -> "TrainConfig":
         """A copy with derived fields filled in (eval epochs, run name), validated."""
@@ -114,6 +127,13 @@ class TrainConfig:
             raise ConfigError(f"--amp must be 'none' or 'bf16'; got {self.amp!r}")
         if self.ufm and min(self.lambda_w, self.lambda_h, self.lambda_b) < 0:
             raise ConfigError("UFM penalties --lambda-w/--lambda-h/--lambda-b must be non-negative")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"--time-budget-s must be positive; got {self.time_budget_s}")
+        if self.stop_epoch is not None and self.eval_epochs is not None and self.stop_epoch not in self.eval_epochs:
+            raise ConfigError(f"--stop-epoch {self.stop_epoch} is not an evaluated epoch; choose one of "
+                              f"{self.eval_epochs} (a prefix run ends on a metrics row)")
+        if self.group is not None and (not self.group or "/" in self.group or self.group.startswith(".")):
+            raise ConfigError(f"--group must be a plain folder name; got {self.group!r}")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
             raise ConfigError(f"--name must be a plain folder name; got {self.name!r}")
 
@@ -130,7 +150,8 @@ class TrainConfig:
 
 
 def default_run_name(cfg: TrainConfig) -> str:
-    loss = "ce" if cfg.delta == 0 else f"ls{cfg.delta:g}"
+    from .vocab import loss_slug
+    loss = loss_slug(cfg.delta)
     model = cfg.model + (f"w{cfg.width}" if cfg.width else "")
     tag = ("-ufm" if cfg.ufm else "") + ("-bf16" if cfg.amp == "bf16" else "")
     return f"{loss}{tag}-{model}-s{cfg.seed}"

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +28,12 @@ import multiprocessing
 import numpy as np
 import torch
 
+from .atomic import write_atomic
+from .paths import default_cache_dir, default_data_root, shared_cifar10_jpeg_dir
+
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD", "DATASETS", "DataError", "Dataset",
-    "Split", "load_dataset", "prepare_tinyimagenet", "reorganize_tinyimagenet_val", "default_cache_dir",
-    "default_data_root", "shared_cifar10_jpeg_dir",
+    "Split", "load_dataset", "prepare_tinyimagenet", "reorganize_tinyimagenet_val",
 ]
 
 # The paper's normalization statistics (also used for STL-10 and the CIFAR-10 JPEG copy).
@@ -47,37 +48,10 @@ TINYIMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
 _PARALLEL_MIN_FILES = 2000  # below this, a process pool costs more than it saves
 CACHE_VERSION = 1  # bump when the cached array layout changes
-_REPO = Path(__file__).resolve().parents[1]
 
 
 class DataError(Exception):
     """A user-facing data problem; the message names the problem and the fix."""
-
-
-# --------------------------------------------------------------------------- locations
-
-def _location(env: str, in_repo: str, in_home: str) -> Path:
-    """``$env`` if set, else ``<repo>/.cache/<in_repo>`` inside a checkout, else ``~/.cache/<in_home>``."""
-    if os.environ.get(env):
-        return Path(os.environ[env]).expanduser()
-    if (_REPO / "pyproject.toml").exists():
-        return _REPO / ".cache" / in_repo
-    return Path.home() / ".cache" / in_home
-
-
-def default_cache_dir() -> Path:
-    """Decoded-image cache: ``$LSNC_CACHE``, else ``<repo>/.cache/lsnc-data`` (``~/.cache/lsnc-data``)."""
-    return _location("LSNC_CACHE", "lsnc-data", "lsnc-data")
-
-
-def default_data_root() -> Path:
-    """Where downloadable datasets live when no root is given: ``$LSNC_DATA``, else ``<repo>/.cache/datasets``."""
-    return _location("LSNC_DATA", "datasets", "lsnc-datasets")
-
-
-def shared_cifar10_jpeg_dir() -> Path:
-    """The offline CIFAR-10 JPEG copy next to the repository (``../shared/data/cifar10-jpeg``)."""
-    return _REPO.parent / "shared" / "data" / "cifar10-jpeg"
 
 
 # --------------------------------------------------------------------------- containers
@@ -203,15 +177,11 @@ def _cached(cache_dir: Path | None, prefix: str, parts: dict,
                    else [str(t) for t in v]) for k, v in arrays.items()}
     payload["_key"] = json.dumps(parts, sort_keys=True, default=str)
     # Atomic: a reader never sees a half-written file; concurrent writers just race to os.replace.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
+    def save(tmp: Path) -> None:
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        os.chmod(tmp, 0o644)  # the temporary file is private; the cache may be shared
+
+    write_atomic(path, save)
     return arrays
 
 

@@ -1,6 +1,6 @@
 """Neural-collapse metrics from one streaming evaluation pass.
 
-Two steps, as in DESIGN.md section 3:
+Two steps:
 
 1. *Accumulate* sufficient statistics batch by batch, in float64, on the device the model runs on
    (:class:`FeatureAccumulator` for the training set grouped by label, :class:`PredictedClassAccumulator`
@@ -492,7 +492,7 @@ def collapse_metrics_from_features(H: Tensor, y: Tensor, W: Tensor, b: Tensor | 
 class PredictedClassAccumulator:
     """Streaming test-set statistics grouped by *predicted* class, split into correct / incorrect samples.
 
-    Per DESIGN.md ("test NC1, correct / incorrect"): with p_i = argmax logits_i and nu_p the mean of all
+    As in the paper's test-set analysis (NC1 of correct / incorrect predictions): with p_i = argmax logits_i and nu_p the mean of all
     samples predicted as p, for each group g in {all, correct, incorrect}
         Sigma_W^g = (1/N_g) sum_{i in g} (h_i - nu_{p_i})(h_i - nu_{p_i})^T,
     and NC1^g = tr(Sigma_W^g Sigma_B^+) with Sigma_B = (1/K') sum_p (nu_p - nu_G)(nu_p - nu_G)^T over the K'

@@ -1,20 +1,16 @@
 """Named training settings. ``lsnc train --preset NAME`` starts from one; command-line options override it.
 
-- ``paper-*``: the paper's exact recipe (DESIGN.md section 2), for a GPU with the dataset downloaded.
+- ``paper-*``: the paper's exact recipe (the experimental setup of arXiv 2402.03979), for a GPU with the dataset downloaded.
 - ``cpu-*``: the reduced scale committed in runs/ (2 CPU cores), with the paper's optimizer and loss.
 - ``smoke``: seconds, on synthetic data, for tests.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from .config import ConfigError, TrainConfig
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# The offline CIFAR-10 JPEG copy beside this checkout (read its README: results on it are labelled as such).
-CIFAR10_JPEG = "../shared/data/cifar10-jpeg"
+from .paths import CIFAR10_JPEG
 
 _PAPER_COMMON: dict[str, Any] = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128, delta=0.0)
 
@@ -50,11 +46,3 @@ def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
     if overrides.get("data_options") is not None:
         values["data_options"] = {**PRESETS[preset].get("data_options", {}), **overrides["data_options"]}
     return TrainConfig(**values)
-
-
-def resolve_data_root(root: str | None) -> str | None:
-    """A relative data root is looked up from the working directory, then from the repository root, so the
-    presets' ``../shared/...`` works from anywhere while config.json keeps the portable relative form."""
-    if root and not Path(root).is_absolute() and not Path(root).exists() and (REPO_ROOT / root).exists():
-        return str((REPO_ROOT / root).resolve())
-    return root

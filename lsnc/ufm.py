@@ -23,7 +23,7 @@ every wrong logit is -rho/(K-1), so the logit gap is g = rho K/(K-1).
   So g = a_delta = log(K/(s+delta) - K + 1), rho = (K-1)/K a_delta, and
   ||w_k|| = sqrt((K-1)/K a_delta) (n lambda_h/lambda_w)^{1/4},
   ||h_i|| = sqrt((K-1)/K a_delta) (n lambda_h/lambda_w)^{-1/4}
-  (these agree with DESIGN.md section 4).
+  (these agree with the paper's UFM analysis).
 * f'(0) = s + delta - 1, so a nonzero minimizer exists iff s + delta < 1. Otherwise the global
   minimizer is W = 0, H = 0, b = 0 (objective log K); with lambda_b = 0 the bias is only fixed up to
   b + c 1, which does not change any softmax output.

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("submitit")
 
-from lsnc import cluster  # noqa: E402
+from lsnc.orchestrate import cluster  # noqa: E402
 from lsnc.presets import preset_config  # noqa: E402
 from lsnc.runs import load_run  # noqa: E402
-from lsnc.train import train  # noqa: E402
+from lsnc.training import train  # noqa: E402
 
 TIMING = {"train_seconds", "eval_seconds", "seconds"}
 

@@ -13,7 +13,9 @@ import lsnc.data as D
 from lsnc.data import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, Split, load_dataset,
                        reorganize_tinyimagenet_val)
 
-SHARED_CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-jpeg"
+from lsnc.paths import shared_cifar10_jpeg_dir
+
+SHARED_CIFAR = shared_cifar10_jpeg_dir()
 
 
 def _pixel_image(cls: int, idx: int, size: int = 4) -> Image.Image:
@@ -388,9 +390,10 @@ def test_unknown_name_and_option(tmp_path, cache):
 def test_registry_and_default_cache_dir(monkeypatch, tmp_path):
     assert {"cifar10", "cifar100", "stl10", "tinyimagenet", "imagefolder", "mnist1d", "synthetic"} <= set(D.DATASETS)
     monkeypatch.setenv("LSNC_CACHE", str(tmp_path / "c"))
-    assert D.default_cache_dir() == tmp_path / "c"
+    from lsnc.paths import default_cache_dir
+    assert default_cache_dir() == tmp_path / "c"
     monkeypatch.delenv("LSNC_CACHE")
-    assert D.default_cache_dir().parts[-2:] == (".cache", "lsnc-data")
+    assert default_cache_dir().parts[-2:] == (".cache", "lsnc-data")
 
 
 @pytest.mark.skipif(not SHARED_CIFAR.is_dir(), reason="shared CIFAR-10 JPEG copy not present")

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsnc.calibration import calibration_metrics
-from lsnc.evaluate import evaluate_model
+from lsnc.training.evaluate import evaluate_model
 from lsnc.metrics import collapse_metrics_from_features
 
 

@@ -1,4 +1,4 @@
-from lsnc.reproduce import reproduce, reproduction_runs
+from lsnc.orchestrate.reproduce import reproduce, reproduction_runs
 
 
 def test_smoke_reproduction_trains_then_skips_everything(tmp_path):

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from .calibration import calibration_metrics
-from .metrics import FeatureAccumulator, PredictedClassAccumulator
+from ..calibration import calibration_metrics
+from ..metrics import FeatureAccumulator, PredictedClassAccumulator
 
 __all__ = ["evaluate_model"]
 

@@ -4,7 +4,7 @@ One job per run on SLURM (several runs per job locally: one job per GPU, or a si
 Jobs are checkpointable: on preemption or timeout submitit requeues them, and the requeued job resumes the
 run from its checkpoint. Submission is idempotent: a run that is done is skipped, a run whose recorded job is
 still pending or running is left alone, and anything else (missing, failed, or its job gone) is submitted.
-While training, a run holds an exclusive claim (see ``lsnc.reproduce.claim_run``), so two jobs never write
+While training, a run holds an exclusive claim (see ``lsnc.runs.lifecycle.claim_run``), so two jobs never write
 into the same run folder at once.
 """
 
@@ -16,8 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json_atomic
-from .config import ConfigError, TrainConfig
+from ..atomic import write_json_atomic
+from ..config import ConfigError, TrainConfig
+from ..runs.format import read_status
+from ..runs.lifecycle import pid_alive, run_folder, run_key
+from .inline import fusable_groups, train_configs
 
 ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "READY"}
 
@@ -31,29 +34,22 @@ def _submitit():
 
 
 class TrainJob:
-    """The callable a job runs: train each config in turn (resuming), one failure not stopping the others."""
+    """The callable a job runs: :func:`lsnc.orchestrate.inline.train_configs` on its share of the runs."""
 
-    def __call__(self, configs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, Any]]:
-        from .reproduce import RunClaimed, claim_run
-        from .runs import run_dir
-        from .train import run_group, train
+    def __call__(self, configs: list[dict[str, Any]], runs_dir: str, fuse: int = 1) -> list[dict[str, Any]]:
+        outcome = train_configs([TrainConfig.from_dict(c) for c in configs], runs_dir, fuse=fuse, progress=False,
+                                log=lambda *_: None)
         results = []
-        for c in configs:
-            cfg = TrainConfig.from_dict(c)
-            key = f"{run_group(cfg)}/{cfg.name}"
-            try:
-                with claim_run(run_dir(runs_dir, run_group(cfg), cfg.name)):
-                    train(cfg, runs_dir, resume=True, progress=False)
-                results.append({"run": key, "status": "done"})
-            except RunClaimed as exc:
-                results.append({"run": key, "status": "claimed elsewhere", "error": str(exc)})
-            except Exception as exc:  # reported, and the next run goes on
-                results.append({"run": key, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        for what, items in outcome.items():
+            for item in items:
+                key, _, error = item.partition(": ")
+                status = "done" if what in ("trained", "resumed", "skipped (done)") else what
+                results.append({"run": key, "status": status, **({"error": error} if error else {})})
         return results
 
-    def checkpoint(self, configs, runs_dir):
-        # Called by submitit on preemption / timeout: requeue the same call; train() resumes each run.
-        return _submitit().helpers.DelayedSubmission(self, configs, runs_dir)
+    def checkpoint(self, configs, runs_dir, fuse: int = 1):
+        # Called by submitit on preemption / timeout: requeue the same call; training resumes each run.
+        return _submitit().helpers.DelayedSubmission(self, configs, runs_dir, fuse)
 
 
 @dataclass
@@ -119,8 +115,7 @@ def job_state(runs_dir: str | Path, key: str) -> str | None:
     rec = json.loads(path.read_text())
     if rec["kind"] == "local":
         # A local job's id is its process id; submitit cannot re-attach to it from another process.
-        from .reproduce import _pid_alive
-        return "RUNNING" if _pid_alive(int(rec["job_id"])) else "FINISHED"
+        return "RUNNING" if pid_alive(int(rec["job_id"])) else "FINISHED"
     try:
         return _submitit().SlurmJob(rec["log_dir"], rec["job_id"]).state
     except Exception:  # a job the scheduler no longer knows
@@ -129,11 +124,8 @@ def job_state(runs_dir: str | Path, key: str) -> str | None:
 
 def run_state(runs_dir: str | Path, cfg: TrainConfig) -> tuple[str, str | None]:
     """(state, detail) of one run: done / running / pending / failed / missing."""
-    from .runs import read_json, run_dir
-    from .train import run_group
-    key = f"{run_group(cfg)}/{cfg.name}"
-    folder = run_dir(runs_dir, run_group(cfg), cfg.name)
-    status = read_json(folder / "status.json") if (folder / "status.json").exists() else None
+    key = run_key(cfg)
+    status = read_status(run_folder(runs_dir, cfg))
     if status and status["status"] == "done":
         return "done", None
     js = job_state(runs_dir, key)
@@ -146,13 +138,13 @@ def run_state(runs_dir: str | Path, cfg: TrainConfig) -> tuple[str, str | None]:
     return "missing", None
 
 
-def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptions, log=print) -> list:
+def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptions, *, fuse: int = 1,
+           log=print) -> list:
     """Submit what is missing or failed; leave done and in-flight runs alone. Returns the submitted jobs."""
-    from .train import run_group
     todo = []
     for cfg in configs:
         state, detail = run_state(runs_dir, cfg)
-        key = f"{run_group(cfg)}/{cfg.name}"
+        key = run_key(cfg)
         if state in ("done", "running", "pending"):
             log(f"{state:<8} {key}" + (f" ({detail})" if detail else ""))
         else:
@@ -161,17 +153,17 @@ def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptio
         return []
     ex = make_executor(opts)
     if opts.kind == "slurm":
-        chunks = [[c] for c in todo]
+        chunks = fusable_groups(todo, fuse)  # one job per run, or per fused group
     else:
         import torch
         n = max(1, torch.cuda.device_count())
         chunks = [todo[i::n] for i in range(n)]
     jobs = []
     for chunk in (c for c in chunks if c):
-        job = ex.submit(TrainJob(), [c.to_dict() for c in chunk], str(runs_dir))
+        job = ex.submit(TrainJob(), [c.to_dict() for c in chunk], str(runs_dir), fuse)
         jobs.append(job)
         for c in chunk:
-            key = f"{run_group(c)}/{c.name}"
+            key = run_key(c)
             write_json_atomic(_record_path(runs_dir, key), {"kind": opts.kind, "job_id": str(job.job_id),
                                                             "log_dir": os.fspath(opts.log_dir)})
             log(f"submitted {key} as job {job.job_id}")
@@ -180,11 +172,10 @@ def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptio
 
 def report(configs: list[TrainConfig], runs_dir: str | Path, log=print) -> dict[str, int]:
     """Print the state of every run; return counts per state."""
-    from .train import run_group
     counts: dict[str, int] = {}
     for cfg in configs:
         state, detail = run_state(runs_dir, cfg)
         counts[state] = counts.get(state, 0) + 1
-        log(f"{state:<8} {run_group(cfg)}/{cfg.name}" + (f": {detail}" if detail else ""))
+        log(f"{state:<8} {run_key(cfg)}" + (f": {detail}" if detail else ""))
     log(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     return counts

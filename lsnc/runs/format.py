@@ -4,7 +4,10 @@ A run lives in ``<runs_dir>/<dataset>/<run-name>/``::
 
     config.json      the full resolved TrainConfig
     provenance.json  lsnc commit, package versions, device, dataset description (source, copy, subsets, fingerprint)
-    status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...}
+    status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...};
+                     a "done" run whose epoch is below config.json's "epochs" is a finished *prefix* of its
+                     recipe (stopped by a time budget or --stop-epoch at an evaluated epoch; "stopped_by" says
+                     which): its rows are the recipe's run up to that epoch, never a rescaled schedule
     metrics.csv      one row per evaluated epoch (epoch 0 = initialisation): train-set NC, test metrics, calibration
     epochs.csv       one row per trained epoch: lr, running train loss / accuracy, wall seconds
     snapshots.npz    low-dimensional views of features, class means and classifier rows at a few epochs
@@ -24,22 +27,13 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from .atomic import write_json_atomic, write_text_atomic
+from ..atomic import write_json_atomic, write_text_atomic
 
 STATUSES = ("running", "done", "failed")
 
 
 class RunError(RuntimeError):
     """A run folder that cannot be used as asked; the message says what to do."""
-
-
-def default_runs_dir() -> Path:
-    """The repository's runs/ folder, found from the installed lsnc package (works from any cwd)."""
-    return Path(__file__).resolve().parent.parent / "runs"
-
-
-def run_dir(runs_dir: str | Path, dataset: str, name: str) -> Path:
-    return Path(runs_dir) / dataset / name
 
 
 def write_status(folder: Path, status: str, epoch: int, error: str | None = None, **extra: Any) -> None:
@@ -49,6 +43,12 @@ def write_status(folder: Path, status: str, epoch: int, error: str | None = None
 
 def read_json(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text())
+
+
+def read_status(folder: Path) -> dict[str, Any] | None:
+    """The run's status.json, or None when the folder has none (never started)."""
+    path = Path(folder) / "status.json"
+    return read_json(path) if path.exists() else None
 
 
 def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -105,6 +105,16 @@ class Run:
         return self.path.parent.name
 
     @property
+    def epochs_reached(self) -> int:
+        """The last completed epoch: the recipe's ``epochs`` for a complete run, fewer for a prefix."""
+        return int(self.status.get("epoch", self.config["epochs"]))
+
+    @property
+    def is_prefix(self) -> bool:
+        """A finished run stopped before the recipe's last epoch (epochs 0-E of the recipe, exactly)."""
+        return self.status.get("status") == "done" and self.epochs_reached < int(self.config["epochs"])
+
+    @property
     def label(self) -> str:
         """The dataset label to print beside every figure (e.g. "CIFAR-10 (JPEG copy)")."""
         return self.provenance.get("dataset", {}).get("label", self.dataset)
@@ -127,7 +137,7 @@ def load_run(path: str | Path) -> Run:
     metrics = pd.DataFrame(read_rows_csv(path / "metrics.csv"))
     epochs = pd.DataFrame(read_rows_csv(path / "epochs.csv"))
     prov = read_json(path / "provenance.json") if (path / "provenance.json").exists() else {}
-    status = read_json(path / "status.json") if (path / "status.json").exists() else {"status": "unknown"}
+    status = read_status(path) or {"status": "unknown"}
     return Run(path, read_json(path / "config.json"), prov, status, metrics, epochs)
 
 

@@ -1,0 +1,7 @@
+"""``python -m lsnc``: the command line, for machines where lsnc is on PYTHONPATH but not installed."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Train a list of runs in this process: skip the done, resume the interrupted, claim each run while it trains,
+fuse runs that differ only in δ and seed (up to ``fuse`` at a time), and keep going when one fails.
+Used by ``lsnc reproduce`` directly and by every cluster job."""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..runs.lifecycle import RunClaimed, claim_run, run_folder, run_key, run_status
+from ..training import train_many
+from ..training.engine import FUSABLE_FIELDS
+
+OUTCOMES = ("skipped (done)", "trained", "resumed", "claimed elsewhere", "failed")
+
+
+def fusable_groups(configs: list[TrainConfig], fuse: int) -> list[list[TrainConfig]]:
+    """Consecutive chunks of at most ``fuse`` configs that share everything but δ and seed."""
+    groups: dict[str, list[TrainConfig]] = {}
+    for c in configs:
+        key = repr(sorted((k, v) for k, v in c.to_dict().items() if k not in FUSABLE_FIELDS))
+        groups.setdefault(key, []).append(c)
+    return [g[i:i + max(1, fuse)] for g in groups.values() for i in range(0, len(g), max(1, fuse))]
+
+
+def train_configs(configs: list[TrainConfig], runs_dir: str | Path, *, fuse: int = 1, dry_run: bool = False,
+                  progress: bool = True, log=print) -> dict[str, list[str]]:
+    """Train what is not done; returns the run keys per outcome (see OUTCOMES)."""
+    outcome: dict[str, list[str]] = {k: [] for k in OUTCOMES}
+    todo = []
+    for cfg in configs:
+        status = run_status(runs_dir, cfg)
+        if status == "done":
+            outcome["skipped (done)"].append(run_key(cfg))
+        elif dry_run:
+            log(f"would {'resume' if status else 'train'}: {run_key(cfg)}")
+        else:
+            todo.append((cfg, "resumed" if status else "trained"))
+    action = {run_key(c): a for c, a in todo}
+    for group in fusable_groups([c for c, _ in todo], fuse):
+        keys = [run_key(c) for c in group]
+        try:
+            with contextlib.ExitStack() as claims:  # all of the group's runs, or none
+                for c in group:
+                    claims.enter_context(claim_run(run_folder(runs_dir, c)))
+                train_many(group, runs_dir, resume=True, progress=progress, log=log)
+            for k in keys:
+                outcome[action[k]].append(k)
+        except RunClaimed:
+            outcome["claimed elsewhere"] += keys
+        except Exception as exc:  # one failure must not stop the rest of the matrix
+            outcome["failed"] += [f"{k}: {type(exc).__name__}: {exc}" for k in keys]
+            log(traceback.format_exc(limit=3))
+    return outcome
+
+
+def log_outcome(outcome: dict[str, list[str]], log=print) -> None:
+    for what, keys in outcome.items():
+        log(f"{what}: {len(keys)}")
+        for k in keys if what != "skipped (done)" else []:
+            log(f"  {k}")

@@ -1,0 +1,55 @@
+"""Which runs a reproduction needs: the run matrix of each reproduction preset (``paper``, ``cpu``, ``smoke``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ConfigError, TrainConfig
+from ..vocab import CE_VS_LS, MAIN_DELTA, PAPER_SWEEP, UFM_DELTAS
+
+REPRODUCTIONS = ("paper", "cpu", "smoke")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    preset: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def config(self, data_root: str | None = None, download: bool = False) -> TrainConfig:
+        from ..presets import preset_config
+        extra: dict[str, Any] = {}
+        if data_root:
+            extra["data_root"] = data_root
+        if download:
+            extra["download"] = True
+        return preset_config(self.preset, **{**self.overrides, **extra}).resolved()
+
+
+def _matrix(preset: str, main_seeds, sweep_seeds, ufm_seeds=(0,), sweep=PAPER_SWEEP) -> list[RunSpec]:
+    specs = [RunSpec(preset, {"delta": d, "seed": s}) for s in main_seeds for d in CE_VS_LS]
+    for seed in sweep_seeds:
+        for delta in sweep:
+            spec = RunSpec(preset, {"delta": delta, "seed": seed})
+            if spec not in specs:
+                specs.append(spec)
+    specs += [RunSpec(preset, {"delta": d, "seed": s, "ufm": True}) for s in ufm_seeds for d in UFM_DELTAS]
+    return specs
+
+
+def reproduction_runs(name: str) -> list[RunSpec]:
+    """The runs of a reproduction preset, in the order they are trained."""
+    if name == "smoke":
+        return [RunSpec("smoke", {"delta": 0.0}), RunSpec("smoke", {"delta": MAIN_DELTA}),
+                RunSpec("smoke", {"delta": MAIN_DELTA, "ufm": True})]
+    if name == "cpu":
+        # bf16 autocast twins of three CE/LS seed pairs: how much the fast path's precision moves the results.
+        bf16 = [RunSpec("cpu-mnist1d", {"delta": d, "seed": s, "amp": "bf16"}) for s in range(3) for d in CE_VS_LS]
+        return (_matrix("cpu-mnist1d", main_seeds=range(5), sweep_seeds=range(3))
+                + _matrix("cpu-cifar10", main_seeds=range(2), sweep_seeds=range(1)) + bf16)
+    if name == "paper":
+        specs = _matrix("paper-cifar10", main_seeds=(0,), sweep_seeds=(0,))
+        for preset in ("paper-cifar100", "paper-stl10", "paper-tinyimagenet"):
+            specs += _matrix(preset, main_seeds=(0,), sweep_seeds=(), ufm_seeds=())
+        return specs
+    raise ConfigError(f"unknown reproduction preset {name!r}; choose one of: {', '.join(REPRODUCTIONS)}")

@@ -1,0 +1,37 @@
+"""``lsnc reproduce``: the runs a reproduction preset needs (:mod:`.matrix`), trained here (:mod:`.inline`) or
+sent to SLURM / local processes (:mod:`.cluster`). Done runs are skipped, interrupted ones resumed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .inline import log_outcome, train_configs
+from .matrix import reproduction_runs
+from ..runs.lifecycle import run_key
+
+
+def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None = None, download: bool = False,
+              dry_run: bool = False, only: str | None = None, progress: bool = True, log=print,
+              executor=None, wait: bool = True, status_only: bool = False, fuse: int = 1) -> int:
+    """Train what is missing; return 0 if every run ends done, 1 otherwise.
+
+    ``executor`` (a ``lsnc.orchestrate.cluster.ExecutorOptions``) sends the runs to SLURM or local processes
+    through submitit instead of training them in this process; ``status_only`` just reports every run's
+    state; ``fuse`` trains up to that many runs that differ only in δ and seed as one fused network.
+    """
+    configs = [s.config(data_root, download) for s in reproduction_runs(name)]
+    if only:
+        configs = [c for c in configs if only in run_key(c)]
+    if status_only or executor is not None:
+        from . import cluster
+        if executor is not None and not dry_run and not status_only:
+            jobs = cluster.submit(configs, runs_dir, executor, fuse=fuse, log=log)
+            if not (wait or executor.kind == "local"):
+                return 0
+            for job in jobs:
+                job.wait()
+        counts = cluster.report(configs, runs_dir, log=log)
+        return 0 if set(counts) <= {"done"} else 1
+    outcome = train_configs(configs, runs_dir, fuse=fuse, dry_run=dry_run, progress=progress, log=log)
+    log_outcome(outcome, log)
+    return 1 if outcome["failed"] else 0

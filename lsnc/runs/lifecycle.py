@@ -1,0 +1,132 @@
+"""The life of a run folder: where a config's run lives, who may write it, what it was made with, and whether
+it may be resumed. Training (``lsnc.training``) and orchestration (``lsnc.orchestrate``) both go through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..config import TrainConfig
+from ..paths import REPO_ROOT, portable_paths
+from .format import RunError, read_json, read_status
+
+#: Options that change how fast a run goes, not what it computes: they may differ when a run is resumed.
+EXECUTION_ONLY = frozenset({"device", "threads", "compile", "eval_batch_size", "download", "data_root", "group",
+                            "time_budget_s", "stop_epoch", "cuda_graphs", "tf32"})
+
+
+def run_key(cfg: TrainConfig) -> str:
+    """``<group>/<name>``: the run's folder relative to the runs folder, and its name in every report."""
+    return f"{cfg.group or cfg.dataset}/{cfg.name}"
+
+
+def run_folder(runs_dir: str | Path, cfg: TrainConfig) -> Path:
+    return Path(runs_dir) / run_key(cfg)
+
+
+def run_status(runs_dir: str | Path, cfg: TrainConfig) -> str | None:
+    """"done" / "running" / "failed" from the run's status.json, or None when it was never started."""
+    status = read_status(run_folder(runs_dir, cfg))
+    return status["status"] if status else None
+
+
+def check_resumable(folder: Path, cfg: TrainConfig) -> None:
+    """Refuse to resume a folder started with another recipe (execution-only options may change)."""
+    stored, mine = read_json(folder / "config.json"), cfg.to_dict()
+    diff = sorted(k for k in set(stored) | set(mine) if k not in EXECUTION_ONLY and stored.get(k) != mine.get(k))
+    if diff:
+        raise RunError(f"{folder} was started with a different configuration ({', '.join(diff)} differ); "
+                       "resume it with the same options, or choose another --name / --runs-dir.")
+
+
+# --------------------------------------------------------------------------- provenance
+
+def git_commit() -> dict[str, Any]:
+    """The checkout's commit, and whether lsnc/ has uncommitted changes."""
+    try:
+        run = lambda *args: subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                                           timeout=10).stdout.strip()
+        commit = run("rev-parse", "HEAD")
+        dirty = run("status", "--porcelain", "--untracked-files=no", "lsnc")
+        return {"commit": commit or None, "lsnc_modified": bool(dirty) if commit else None}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "lsnc_modified": None}
+
+
+def provenance(cfg: TrainConfig, data_description: dict[str, Any], label: str, device) -> dict[str, Any]:
+    """What a run was made with: lsnc commit, package versions, device and precision, dataset description."""
+    import numpy
+    import torch
+    import torchvision
+
+    from .. import __version__
+    dev: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        dev["name"] = torch.cuda.get_device_name(device)
+        dev["cuda"] = torch.version.cuda
+    return {
+        "lsnc": {"version": __version__, **git_commit()},
+        "packages": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "numpy": numpy.__version__},
+        "platform": platform.platform(),
+        "device": dev,
+        "precision": {"autocast": cfg.amp, "tf32": bool(cfg.tf32 and device.type == "cuda")},
+        "seed": cfg.seed,
+        "dataset": {"label": label, **data_description,
+                    "source": portable_paths(str(data_description.get("source", "")))},
+        "command": portable_paths(" ".join(sys.argv)),
+    }
+
+
+# --------------------------------------------------------------------------- exclusive claims
+
+class RunClaimed(RuntimeError):
+    """Another live process is training this run."""
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+@contextlib.contextmanager
+def claim_run(folder: Path):
+    """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host and pid.
+    A claim left by a dead process on this host (a killed run) is taken over."""
+    lock = folder.parent / f".{folder.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                owner = json.loads(lock.read_text())
+            except (OSError, json.JSONDecodeError):
+                owner = {}
+            if owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1)):
+                lock.unlink(missing_ok=True)
+                continue
+            raise RunClaimed(f"{folder} is being trained by {owner or 'another process'}")
+        with os.fdopen(fd, "w") as f:
+            json.dump(me, f)
+        break
+    else:
+        raise RunClaimed(f"could not claim {folder}")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)

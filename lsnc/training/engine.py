@@ -1,0 +1,103 @@
+"""What trains: one network, or K runs fused into one (:mod:`.fused`), with its SGD optimizer and lr schedule.
+
+Both cases expose the same small interface to the loop: ``losses(batches)`` for a step, ``member(k)`` for
+evaluation, and per-member checkpoint states in the plain-model format, so a fused run's checkpoints are
+ordinary run checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..config import ConfigError, TrainConfig
+from ..data import Dataset
+from .fused import FusedNet
+from .prepare import build_net
+from .step import objective
+
+#: The fields fused runs may differ in; everything else (data, model, recipe, execution) must be shared.
+FUSABLE_FIELDS = ("delta", "seed", "name")
+
+
+def check_fusable(cfgs: list[TrainConfig]) -> None:
+    first = {k: v for k, v in cfgs[0].to_dict().items() if k not in FUSABLE_FIELDS}
+    for c in cfgs[1:]:
+        diff = sorted(k for k, v in c.to_dict().items() if k not in FUSABLE_FIELDS and first.get(k) != v)
+        if diff:
+            raise ConfigError(f"runs trained together may differ only in δ and seed; {c.name} also differs in "
+                              f"{', '.join(diff)}. Train them in separate commands.")
+    names = [c.name for c in cfgs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"runs trained together need distinct names; got {names}")
+
+
+def _optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
+    # UFM-style training replaces weight decay by the explicit penalties of the UFM objective.
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "momentum": cfg.momentum,
+                              "weight_decay": 0.0 if cfg.ufm else cfg.weight_decay}
+    if device.type == "cuda":
+        kwargs["fused"] = True
+    return torch.optim.SGD(params, **kwargs)
+
+
+class Engine:
+    def __init__(self, cfgs: list[TrainConfig], data: list[Dataset], device: torch.device):
+        self.configs, self.data, self.device = cfgs, data, device
+        nets = [build_net(c, d, device) for c, d in zip(cfgs, data)]
+        self.fused = len(nets) > 1
+        if self.fused:
+            self.net = FusedNet(nets).to(device)
+            if cfgs[0].channels_last and len(data[0].input_shape) == 3:
+                self.net.to_channels_last()
+        else:
+            self.net = nets[0]
+        cfg = cfgs[0]
+        self.optimizer = _optimizer(self.net.parameters(), cfg, device)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
+                                                              gamma=cfg.gamma)
+        self.step_fn = torch.compile(self.net) if cfg.compile else self.net
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def _classifier(self, k: int) -> tuple[Tensor, Tensor]:
+        head = self.net.body.classifier if self.fused else self.net.classifier
+        return (head.weight[k], head.bias[k]) if self.fused else (head.weight, head.bias)
+
+    def losses(self, batches: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[Tensor]]:
+        """Each member's loss on its own batch (a K-vector) and its logits."""
+        if self.fused:
+            logits, feats = self.step_fn(torch.stack([x for x, _ in batches]))
+        else:
+            logits, feats = self.step_fn(batches[0][0])
+            logits, feats = logits.unsqueeze(0), feats.unsqueeze(0)
+        losses = [objective(logits[k], feats[k], y, c, self._classifier(k), len(d.train))
+                  for k, ((_, y), c, d) in enumerate(zip(batches, self.configs, self.data))]
+        return torch.stack(losses), list(logits)
+
+    def member(self, k: int) -> torch.nn.Module:
+        """Run k's network as a plain model (for evaluation and snapshots)."""
+        return self.net.member(k) if self.fused else self.net
+
+    # ------------------------------------------------------------------ checkpoints, plain format per run
+
+    def checkpoint_state(self, k: int) -> dict[str, Any]:
+        if not self.fused:
+            return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict()}
+        return {"model": self.net.member_state_dict(k),
+                "optimizer": self.net.member_optimizer_state(self.optimizer, k),
+                "scheduler": self.scheduler.state_dict()}
+
+    def load_checkpoint_state(self, k: int, state: dict[str, Any]) -> None:
+        if self.fused:
+            self.net.load_member_state_dict(k, state["model"])
+            self.net.load_member_optimizer_state(self.optimizer, k, state["optimizer"])
+        else:
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])

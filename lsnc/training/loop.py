@@ -1,0 +1,180 @@
+"""The training loop: set up, then per epoch train, evaluate on the evaluation epochs, checkpoint; stop at the
+recipe's last epoch or, as a finished prefix, at an evaluated epoch (``stop_epoch`` / ``time_budget_s``).
+
+``train(cfg)`` trains one run; ``train_many(cfgs)`` trains runs that differ only in δ and seed as one fused
+network (:mod:`.fused`), each written to its own ordinary run folder. A prefix stopped at epoch E *is* the
+recipe's run up to E: the milestones are never rescaled.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import ConfigError, TrainConfig
+from ..runs.lifecycle import run_folder
+from ..runs.record import RunRecord
+from ..snapshots import snapshot_indices, take_snapshot
+from .engine import Engine, check_fusable
+from .evaluate import evaluate_model
+from .prepare import configure_backends, load_data, pick_device
+from .step import NonFiniteLoss, train_epoch
+
+__all__ = ["NonFiniteLoss", "train", "train_many", "snapshot_epochs"]
+
+SNAPSHOT_PER_CLASS = 20
+
+
+def snapshot_epochs(cfg: TrainConfig) -> set[int]:
+    """A few epochs for the geometry snapshots: start, early, middle and the end."""
+    ev = cfg.eval_epochs or []
+    wanted = [0, cfg.epochs // 20, cfg.epochs // 5, cfg.epochs // 2, cfg.epochs]
+    return {min(ev, key=lambda e: abs(e - w)) for w in wanted} if ev else set()
+
+
+def ufm_theory_norms(cfg: TrainConfig, data) -> dict[str, float]:
+    """Closed-form ‖w_k‖ and ‖h_i‖ of the UFM minimizer for this run's penalties, δ, K and N."""
+    from ..ufm import closed_form
+    sol = closed_form(data.num_classes, len(data.train), cfg.lambda_w, cfg.lambda_h, cfg.delta, lambda_b=cfg.lambda_b)
+    return {"ufm_theory_w_norm": float(sol.w_norm), "ufm_theory_h_norm": float(sol.h_norm)}
+
+
+def train(cfg: TrainConfig, runs_dir: str | Path = "runs", *, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, log=print) -> Path:
+    """Train one run into ``<runs_dir>/<group>/<name>/`` and return that folder.
+
+    Raises ConfigError / DataError / RunError before anything is written when the input is bad;
+    NonFiniteLoss (after marking the run failed) when training diverges.
+    """
+    return train_many([cfg], runs_dir, resume=resume, overwrite=overwrite, progress=progress, log=log)[0]
+
+
+def train_many(cfgs: list[TrainConfig], runs_dir: str | Path = "runs", *, resume: bool = False,
+               overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
+    """Train runs that differ only in δ and seed together, one fused network; return their folders."""
+    wall_start = time.perf_counter()
+    cfgs = [c.resolved() for c in cfgs]
+    check_fusable(cfgs)
+    modes = [RunRecord.check(c, runs_dir, resume=resume, overwrite=overwrite) for c in cfgs]
+    for c, m in zip(cfgs, modes):
+        if m == "done":
+            log(f"{run_folder(runs_dir, c)}: already done, nothing to do")
+    todo = [c for c, m in zip(cfgs, modes) if m != "done"]
+    if todo:
+        _Training(todo, runs_dir, [m for m in modes if m != "done"], wall_start, log).run(progress)
+    return [run_folder(runs_dir, c) for c in cfgs]
+
+
+class _Training:
+    """One training session of K >= 1 runs (set up once, then the epoch loop)."""
+
+    def __init__(self, cfgs: list[TrainConfig], runs_dir, modes: list[str], wall_start: float, log):
+        self.cfgs, self.log, self.wall_start = cfgs, log, wall_start
+        self.device = pick_device(cfgs[0].device)
+        configure_backends(cfgs[0], self.device)
+        cache: dict = {}
+        self.data = [load_data(c, self.device, cache) for c in cfgs]
+        self.engine = Engine(cfgs, self.data, self.device)
+        load = lambda p: torch.load(p, map_location=self.device, weights_only=False)
+        self.records = [RunRecord.open(c, runs_dir, m, load) for c, m in zip(cfgs, modes)]
+        starts = {r.start_epoch for r in self.records}
+        if len(starts) > 1:
+            raise ConfigError(f"these runs stopped at different epochs {sorted(starts)}; resume them one at a time")
+        self.start_epoch = starts.pop()
+        for k, r in enumerate(self.records):
+            if r.resume_state is not None:
+                self.engine.load_checkpoint_state(k, r.resume_state)
+                log(f"{r.folder}: resuming after epoch {self.start_epoch}")
+            r.start(self.data[k], self.device)
+        self.snap_idx = [snapshot_indices(d.train.y, SNAPSHOT_PER_CLASS) for d in self.data]
+        self.theory = [ufm_theory_norms(c, d) if c.ufm else {} for c, d in zip(cfgs, self.data)]
+        self.epoch_seconds: list[float] = []
+        self.eval_seconds: list[float] = []
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, progress: bool) -> None:
+        cfg, epoch, stopped_by = self.cfgs[0], self.start_epoch, None
+        try:
+            if epoch == 0:
+                self.evaluate(0)
+                self.checkpoint(0)
+            for epoch in _progress(range(self.start_epoch + 1, cfg.epochs + 1), progress, self.records[0].folder.name):
+                self.train_one_epoch(epoch)
+                if epoch in cfg.eval_epochs:
+                    self.evaluate(epoch)
+                self.checkpoint(epoch)
+                stopped_by = self.stop_reason(epoch)
+                if stopped_by:
+                    break
+        except BaseException as exc:
+            for r in self.records:
+                r.failed(epoch, exc)
+            raise
+        for r in self.records:
+            r.done(epoch, stopped_by)
+        if stopped_by:
+            self.log(f"stopped after epoch {epoch} of {cfg.epochs} ({stopped_by}): a finished prefix of the recipe")
+
+    def train_one_epoch(self, epoch: int) -> None:
+        lr = self.engine.lr
+        t0 = time.perf_counter()
+        stats = train_epoch(self.engine, epoch)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        self.epoch_seconds.append(seconds)
+        for r, s in zip(self.records, stats):
+            r.train_seconds += seconds
+            r.add_epoch({"epoch": epoch, "lr": lr, **s, "seconds": seconds})
+
+    def evaluate(self, epoch: int) -> None:
+        t_all = time.perf_counter()
+        for k, (cfg, data, rec) in enumerate(zip(self.cfgs, self.data, self.records)):
+            t0 = time.perf_counter()
+            net = self.engine.member(k)
+            row = evaluate_model(
+                net, data.train.batches(cfg.eval_batch_size), data.test.batches(cfg.eval_batch_size),
+                data.num_classes, delta=cfg.delta, device=self.device,
+                autocast_dtype=torch.bfloat16 if cfg.amp == "bf16" else None,
+                holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
+            row.update(self.theory[k])
+            if epoch in snapshot_epochs(cfg):
+                idx = self.snap_idx[k]
+                rec.add_snapshot(epoch, take_snapshot(net, data.train.x[idx], data.train.y[idx], data.num_classes))
+            rec.add_metrics({"epoch": epoch, "lr": self.engine.lr, "train_seconds": rec.train_seconds,
+                             "eval_seconds": time.perf_counter() - t0, **row})
+        self.eval_seconds.append(time.perf_counter() - t_all)
+
+    def checkpoint(self, epoch: int) -> None:
+        for k, r in enumerate(self.records):
+            r.save_checkpoint({**self.engine.checkpoint_state(k), "epoch": epoch, "train_seconds": r.train_seconds})
+            r.running(epoch)
+
+    def stop_reason(self, epoch: int) -> str | None:
+        """Stop here (an evaluated epoch) if asked to, or if the next evaluated epoch would not fit the budget."""
+        cfg = self.cfgs[0]
+        if epoch not in cfg.eval_epochs or epoch == cfg.epochs:
+            return None
+        if cfg.stop_epoch is not None and epoch >= cfg.stop_epoch:
+            return f"stop epoch {cfg.stop_epoch}"
+        if cfg.time_budget_s is None:
+            return None
+        following = min(e for e in cfg.eval_epochs if e > epoch)
+        per_epoch = max(self.epoch_seconds[-3:])  # the slowest recent epoch, to stay inside the budget
+        needed = 1.1 * ((following - epoch) * per_epoch + max(self.eval_seconds))
+        elapsed = time.perf_counter() - self.wall_start
+        if elapsed + needed > cfg.time_budget_s:
+            return f"time budget {cfg.time_budget_s:g} s"
+        return None
+
+
+def _progress(it, enabled: bool, desc: str):
+    if not enabled or os.environ.get("CI"):
+        return it
+    from tqdm.auto import tqdm
+    return tqdm(it, desc=desc, unit="epoch", leave=False)

@@ -1,0 +1,75 @@
+"""Before the first step: the device and its numeric settings, the data on it, and the networks.
+
+Data are loaded once per distinct data setting (runs that differ only in δ, or in a seed that selects no
+subset, share one copy on the device).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..config import ConfigError, TrainConfig
+from ..data import Dataset, load_dataset
+from ..models import build_model
+from ..paths import resolve_data_root
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    return torch.device(name)
+
+
+def configure_backends(cfg: TrainConfig, device: torch.device) -> None:
+    """Threads, determinism and TF32: execution settings that never change the recipe."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=False)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
+        torch.backends.cudnn.allow_tf32 = cfg.tf32
+
+
+def data_key(cfg: TrainConfig) -> tuple:
+    """What determines a run's data: the seed matters only when it selects a subset or a held-out split."""
+    seeded = cfg.train_per_class is not None or cfg.test_per_class is not None or cfg.holdout_per_class > 0
+    return (cfg.dataset, cfg.data_root, cfg.train_per_class, cfg.test_per_class, cfg.holdout_per_class,
+            repr(sorted(cfg.data_options.items())), cfg.seed if seeded else None)
+
+
+def load_data(cfg: TrainConfig, device: torch.device, cache: dict | None = None) -> Dataset:
+    key = data_key(cfg)
+    if cache is not None and key in cache:
+        return cache[key]
+    data = load_dataset(cfg.dataset, root=resolve_data_root(cfg.data_root), download=cfg.download,
+                        train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class,
+                        holdout_per_class=cfg.holdout_per_class, seed=cfg.seed, device=device,
+                        **cfg.data_options)
+    if len(data.train) < cfg.batch_size:
+        raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {len(data.train)} training samples; with the "
+                          "incomplete last batch dropped no step would be taken. Lower --batch-size.")
+    if cfg.channels_last and len(data.input_shape) == 3:
+        for split in (data.train, data.test, data.holdout):
+            if split is not None:
+                split.x = split.x.contiguous(memory_format=torch.channels_last)
+    if cache is not None:
+        cache[key] = data
+    return data
+
+
+def build_net(cfg: TrainConfig, data: Dataset, device: torch.device) -> torch.nn.Module:
+    """The run's network, initialised from its seed exactly as a separate run would be."""
+    torch.manual_seed(cfg.seed)
+    net = build_model(cfg.model, data.num_classes, data.input_shape, width=cfg.width).to(device)
+    if cfg.channels_last and len(data.input_shape) == 3:
+        net = net.to(memory_format=torch.channels_last)
+    return net

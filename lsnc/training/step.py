@@ -1,0 +1,79 @@
+"""The training objective and one epoch of SGD, for one network or K fused ones.
+
+The loss is ``F.cross_entropy(logits, y, label_smoothing=δ)`` (δ = 0: cross-entropy), plus, for UFM-style
+runs, the UFM penalties. The batch order of epoch e is a permutation drawn from a generator seeded by
+(seed, e): nothing else random happens after initialisation, so a resumed run replays its epochs exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..config import TrainConfig
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of epoch ``epoch``'s batch order: distinct per (seed, epoch), fixed so a resumed run replays it."""
+    return (seed * 1_000_003 + epoch) % (2**63 - 1)
+
+
+def ufm_penalty(classifier_weight: Tensor, classifier_bias: Tensor, feats: Tensor, cfg: TrainConfig,
+                n_train: int) -> Tensor:
+    """λ_W‖W‖²/2 + λ_b‖b‖²/2 + λ_H (N/B) Σ_batch ‖h_i‖²/2: an unbiased batch estimate of the UFM penalties."""
+    feats = feats.float()
+    return (cfg.lambda_w / 2 * classifier_weight.pow(2).sum() + cfg.lambda_b / 2 * classifier_bias.pow(2).sum()
+            + cfg.lambda_h / 2 * (n_train / len(feats)) * feats.pow(2).sum())
+
+
+def objective(logits: Tensor, feats: Tensor, y: Tensor, cfg: TrainConfig, classifier, n_train: int) -> Tensor:
+    """One run's loss on one batch (the weights for the UFM penalty are the run's own classifier)."""
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.delta)
+    if cfg.ufm:
+        loss = loss + ufm_penalty(classifier[0], classifier[1], feats, cfg, n_train)
+    return loss
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """A fresh context manager per use: bf16 autocast, or nothing (fp32)."""
+    if cfg.amp == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_epoch(engine, epoch: int) -> list[dict[str, Any]]:
+    """One epoch over every member's own batch order; returns each member's running loss and accuracy."""
+    cfgs, device, k = engine.configs, engine.device, len(engine.configs)
+    loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
+    correct = torch.zeros(k, device=device, dtype=torch.int64)
+    seen = 0
+    engine.net.train()
+    streams = [d.train.batches(c.batch_size, shuffle=True, seed=epoch_seed(c.seed, epoch), drop_last=True)
+               for c, d in zip(cfgs, engine.data)]
+    for batches in zip(*streams):
+        ys = [y for _, y in batches]
+        with autocast_for(cfgs[0], device):
+            losses, logits = engine.losses(batches)
+            total = losses.sum()
+        engine.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        engine.optimizer.step()
+        loss_sum += losses.detach().double() * len(ys[0])
+        correct += torch.stack([(lg.detach().argmax(1) == y).sum() for lg, y in zip(logits, ys)])
+        seen += len(ys[0])
+    engine.scheduler.step()
+    means = (loss_sum / seen).tolist()
+    accs = (correct.double() / seen).tolist()
+    for m in means:
+        if not math.isfinite(m):
+            raise NonFiniteLoss(f"training loss became {m} in epoch {epoch}; lower --lr or check the data")
+    return [{"train_loss_running": m, "train_acc_running": a} for m, a in zip(means, accs)]

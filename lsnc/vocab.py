@@ -1,0 +1,36 @@
+"""The paper's vocabulary, defined once: loss names, the main smoothing value, the NC metric names.
+
+Everything that prints "CE" or "LS δ=…", compares CE against the paper's main LS setting, or maps the paper's
+NC1/NC2/NC3 to metric columns imports it from here.
+"""
+
+from __future__ import annotations
+
+from .metrics import PAPER_NAMES
+
+#: The label-smoothing value the paper compares against cross-entropy in its main figures.
+MAIN_DELTA = 0.05
+#: Cross-entropy (δ = 0) and the main label-smoothing setting, in that order.
+CE_VS_LS = (0.0, MAIN_DELTA)
+#: The δ sweep of the paper's figures 5-6.
+PAPER_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9)
+#: δ values of the UFM-style runs.
+UFM_DELTAS = (0.0, 0.05, 0.1)
+
+#: The paper's names -> metric columns of a run's metrics.csv (train-set metrics carry the ``train_`` prefix).
+NC_COLUMNS = {name: f"train_{key}" for name, key in PAPER_NAMES.items()}
+
+
+def loss_label(delta: float, ufm: bool = False, tex: bool = False) -> str:
+    """"CE" for δ = 0, else "LS δ=0.05"; " UFM-style" appended for UFM-style runs; ``tex`` for matplotlib."""
+    delta = float(delta)
+    if delta == 0:
+        name = "CE"
+    else:
+        name = rf"LS $\delta$={delta:g}" if tex else f"LS δ={delta:g}"
+    return name + (" UFM-style" if ufm else "")
+
+
+def loss_slug(delta: float) -> str:
+    """The loss part of a run folder name: "ce" or "ls0.05"."""
+    return "ce" if float(delta) == 0 else f"ls{float(delta):g}"
