@@ -127,7 +127,9 @@ def run_state(runs_dir: str | Path, cfg: TrainConfig) -> tuple[str, str | None]:
     key = run_key(cfg)
     status = read_status(run_folder(runs_dir, cfg))
     if status and status["status"] == "done":
-        return "done", None
+        reached = status.get("epoch", cfg.epochs)
+        return "done", (f"prefix: epochs 0-{reached} of the {cfg.epochs}-epoch recipe" if reached < cfg.epochs
+                        else None)
     js = job_state(runs_dir, key)
     if js in ACTIVE_STATES:
         return ("running" if status else "pending"), f"job {js.lower()}"

@@ -1,0 +1,117 @@
+"""Fused K-model training equals K separate runs; runs stopped early are exact prefixes of the recipe."""
+
+import numpy as np
+import pytest
+import torch
+
+from lsnc.cli import main
+from lsnc.config import ConfigError, TrainConfig
+from lsnc.models import build_model
+from lsnc.runs import RunError, load_run
+from lsnc.training import train, train_many
+from lsnc.training.fused import FusedNet
+
+BASE = dict(dataset="synthetic", model="resnet18", width=4, epochs=4, milestones=[2], batch_size=16,
+            holdout_per_class=2, eval_batch_size=64, deterministic=True, threads=1,
+            data_options={"num_classes": 4, "image_size": 8, "n_train_per_class": 24, "n_test_per_class": 8})
+PAIRS = [(0.0, 0), (0.05, 0), (0.1, 1)]  # (δ, seed): K = 3 runs differing in both
+
+
+def _numeric(df):
+    cols = [c for c in df.columns if df[c].dtype.kind == "f" and "seconds" not in c]
+    return df[cols].to_numpy()
+
+
+def _assert_same_tables(a, b, rtol=1e-3):
+    """fp32 summation order differs between one grouped convolution and K plain ones: measured relative
+    differences after 4 epochs are at most ~2e-4 (largest in temperature-fitted columns); 1e-3 fails any bug."""
+    ma, mb = load_run(a).metrics, load_run(b).metrics
+    assert list(ma.columns) == list(mb.columns) and list(ma.epoch) == list(mb.epoch)
+    np.testing.assert_allclose(_numeric(ma), _numeric(mb), rtol=rtol, atol=1e-6)
+    ea, eb = load_run(a).epochs, load_run(b).epochs
+    np.testing.assert_allclose(ea.train_loss_running, eb.train_loss_running, rtol=1e-4)
+    np.testing.assert_array_equal(ea.train_acc_running, eb.train_acc_running)
+
+
+@pytest.mark.parametrize("model,shape", [("resnet18", (3, 8, 8)), ("mlp", (10,))])
+def test_fused_forward_equals_each_member(model, shape):
+    torch.manual_seed(0)
+    members = [build_model(model, 5, shape, width=8) for _ in range(3)]
+    fused = FusedNet(members).eval()
+    xs = torch.randn(3, 6, *shape)
+    logits, feats = fused(xs)
+    assert logits.shape == (3, 6, 5) and feats.shape[:2] == (3, 6)
+    for k, m in enumerate(members):
+        lk, hk = m.eval()(xs[k])
+        torch.testing.assert_close(logits[k], lk, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(feats[k], hk, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(fused.member(k)(xs[k])[0], lk, rtol=1e-5, atol=1e-5)
+        assert fused.member_state_dict(k).keys() == m.state_dict().keys()
+
+
+def test_fused_training_equals_separate_runs(tmp_path):
+    fused = train_many([TrainConfig(**BASE, delta=d, seed=s, group="fused") for d, s in PAIRS], tmp_path,
+                       progress=False)
+    separate = [train(TrainConfig(**BASE, delta=d, seed=s, group="separate"), tmp_path, progress=False)
+                for d, s in PAIRS]
+    for f, s in zip(fused, separate):
+        assert load_run(f).status["status"] == "done"
+        assert (f / "snapshots.npz").exists() and (f / "checkpoint.pt").exists()
+        _assert_same_tables(f, s)
+
+
+def test_fused_prefix_then_plain_resume_equals_uninterrupted(tmp_path):
+    """A fused run's checkpoints are ordinary ones: stop the fused set at epoch 2, continue one member alone."""
+    cfgs = [TrainConfig(**BASE, delta=d, seed=s, group="g", stop_epoch=2) for d, s in PAIRS[:2]]
+    folders = train_many(cfgs, tmp_path, progress=False)
+    run = load_run(folders[1])
+    assert run.is_prefix and run.epochs_reached == 2 and run.status["stopped_by"] == "stop epoch 2"
+    assert list(run.metrics.epoch) == [0, 1, 2]
+    rest = TrainConfig(**BASE, delta=PAIRS[1][0], seed=PAIRS[1][1], group="g")
+    train(rest, tmp_path, resume=True, progress=False)
+    whole = train(TrainConfig(**BASE, delta=PAIRS[1][0], seed=PAIRS[1][1], group="whole"), tmp_path, progress=False)
+    assert not load_run(folders[1]).is_prefix
+    _assert_same_tables(folders[1], whole, rtol=1e-3)
+
+
+def test_time_budget_stops_at_an_evaluated_epoch_as_a_prefix(tmp_path):
+    six = {**BASE, "epochs": 6, "milestones": [3], "eval_epochs": [2, 4]}
+    whole = train(TrainConfig(**six, group="whole"), tmp_path, progress=False)
+    cut = train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, progress=False)
+    run = load_run(cut)
+    assert run.status["status"] == "done" and run.is_prefix
+    assert run.epochs_reached in run.config["eval_epochs"] and run.epochs_reached < 6
+    assert run.status["recipe_epochs"] == 6 and run.status["stopped_by"].startswith("time budget")
+    assert run.config["milestones"] == [3]  # the recipe's schedule, never rescaled
+    full = load_run(whole).metrics
+    prefix = full[full.epoch <= run.epochs_reached]
+    np.testing.assert_array_equal(_numeric(run.metrics), _numeric(prefix))  # same code path: bit-identical
+    # resumed with a budget, the prefix grows by at least one evaluation interval, still exact
+    train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, resume=True, progress=False)
+    longer = load_run(cut)
+    assert longer.epochs_reached == 4 and longer.is_prefix
+    np.testing.assert_array_equal(_numeric(longer.metrics), _numeric(full[full.epoch <= 4]))
+    # without its checkpoint (a run carried back from a GPU window) a prefix is left as it is, or refused
+    (cut / "checkpoint.pt").unlink()
+    train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, resume=True, progress=False)
+    assert load_run(cut).epochs_reached == 4
+    with pytest.raises(RunError, match="--overwrite"):
+        train(TrainConfig(**six, group="cut"), tmp_path, resume=True, progress=False)
+
+
+def test_runs_that_differ_in_more_than_delta_and_seed_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="width"):
+        train_many([TrainConfig(**BASE), TrainConfig(**{**BASE, "width": 8}, delta=0.1)], tmp_path)
+    with pytest.raises(ConfigError, match="not an evaluated epoch"):
+        TrainConfig(**BASE, stop_epoch=3, eval_epochs=[2]).resolved()
+    assert not any(tmp_path.iterdir())
+
+
+def test_cli_trains_the_cross_product_of_deltas_and_seeds(tmp_path, capsys):
+    assert main(["train", "--preset", "smoke", "--runs-dir", str(tmp_path), "--quiet", "--delta", "0", "0.05",
+                 "--seed", "0", "1"]) == 0
+    names = sorted(p.name for p in (tmp_path / "synthetic").iterdir())
+    assert names == ["ce-mlpw32-s0", "ce-mlpw32-s1", "ls0.05-mlpw32-s0", "ls0.05-mlpw32-s1"]
+    assert main(["train", "--preset", "smoke", "--runs-dir", str(tmp_path), "--delta", "0", "0.1",
+                 "--name", "x"]) == 2
+    assert "--name" in capsys.readouterr().err
