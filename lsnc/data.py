@@ -611,6 +611,33 @@ def _to_split(x: np.ndarray, y: np.ndarray, mean, std, device) -> Split:
     return Split(xt, torch.tensor(y, dtype=torch.int64, device=device))
 
 
+def _describe(name: str, label: str | None, pool: _Pool, raw: dict, mean, std, seed: int, train: Split,
+              given_options: dict, requested: dict) -> dict:
+    """The dataset part of a run's provenance: source, copy note, subset sizes and counts, fingerprints."""
+    return {
+        "name": name,
+        "label": label or pool.label,
+        "source": pool.source,
+        "copy_note": pool.copy_note,
+        "classes": list(pool.classes),
+        "num_classes": len(pool.classes),
+        "seed": seed,
+        "requested": requested,
+        "pool_sizes": {"train": int(len(pool.train_y)), "test": int(len(pool.test_y))},
+        "sizes": {k: int(len(y)) for k, (_, y) in raw.items()},
+        "per_class_counts": {k: {c: int(n) for c, n in zip(pool.classes, np.bincount(y, minlength=len(pool.classes)))}
+                             for k, (_, y) in raw.items()},
+        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
+                          "formula": ("x = (uint8/255 - mean) / std per channel" if pool.train_x.dtype == np.uint8
+                                      else "x = (x - mean) / std, statistics of the selected training subset")},
+        "input_shape": list(train.x.shape[1:]),
+        "stored_dtype": str(pool.train_x.dtype),
+        "sha256": {k: _fingerprint(x, y) for k, (x, y) in raw.items()},
+        "options": json.loads(json.dumps(given_options, default=str)),
+        **pool.extra,
+    }
+
+
 def load_dataset(name: str, *, root: str | Path | None = None, download: bool = False,
                  train_per_class: int | None = None, test_per_class: int | None = None,
                  holdout_per_class: int = 0, seed: int = 0, device="cpu",
@@ -658,29 +685,9 @@ def load_dataset(name: str, *, root: str | Path | None = None, download: bool = 
         mean, std = (float(xtr.mean()),), (float(xtr.std()),)
     splits = {k: _to_split(x, y, mean, std, device) for k, (x, y) in raw.items()}
 
-    description = {
-        "name": name,
-        "label": label or pool.label,
-        "source": pool.source,
-        "copy_note": pool.copy_note,
-        "classes": list(pool.classes),
-        "num_classes": len(pool.classes),
-        "seed": int(seed),
-        "requested": {"train_per_class": train_per_class, "test_per_class": test_per_class,
-                      "holdout_per_class": holdout_per_class},
-        "pool_sizes": {"train": int(len(pool.train_y)), "test": int(len(pool.test_y))},
-        "sizes": {k: int(len(y)) for k, (_, y) in raw.items()},
-        "per_class_counts": {k: {c: int(n) for c, n in zip(pool.classes, np.bincount(y, minlength=len(pool.classes)))}
-                             for k, (_, y) in raw.items()},
-        "normalization": {"mean": [float(v) for v in mean], "std": [float(v) for v in std],
-                          "formula": ("x = (uint8/255 - mean) / std per channel" if pool.train_x.dtype == np.uint8
-                                      else "x = (x - mean) / std, statistics of the selected training subset")},
-        "input_shape": list(splits["train"].x.shape[1:]),
-        "stored_dtype": str(pool.train_x.dtype),
-        "sha256": {k: _fingerprint(x, y) for k, (x, y) in raw.items()},
-        "options": json.loads(json.dumps(given_options, default=str)),
-        **pool.extra,
-    }
+    description = _describe(name, label, pool, raw, mean, std, int(seed), splits["train"], given_options,
+                            {"train_per_class": train_per_class, "test_per_class": test_per_class,
+                             "holdout_per_class": holdout_per_class})
     json.dumps(description)  # fail here, not in the caller's run log, if something is not serialisable
     return Dataset(name=name, label=label or pool.label, classes=list(pool.classes), train=splits["train"],
                    test=splits["test"], holdout=splits.get("holdout"), description=description)

@@ -43,44 +43,24 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
     device = torch.device(device)
     classifier = model.classifier
     dim = getattr(model, "feature_dim", classifier.in_features)
-    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
-                else contextlib.nullcontext())
 
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            train_acc = FeatureAccumulator(num_classes, dim, device=device, ncc_samples=ncc_samples,
-                                           delta=delta)
+            forward = lambda x: _forward(model, x, device, autocast_dtype)
+            train_acc = FeatureAccumulator(num_classes, dim, device=device, ncc_samples=ncc_samples, delta=delta)
             for x, y in train_batches:
-                with autocast:
-                    logits, features = model(x)
+                logits, features = forward(x)
                 train_acc.update(features, y, logits)
-
             test_acc = PredictedClassAccumulator(num_classes, dim, device=device)
-            test_logits, test_labels = [], []
-            for x, y in test_batches:
-                with autocast:
-                    logits, features = model(x)
-                test_acc.update(features, y, logits)
-                test_logits.append(logits.float())
-                test_labels.append(y)
-
-            holdout_logits = holdout_labels = None
-            if holdout_batches is not None:
-                pairs = []
-                for x, y in holdout_batches:
-                    with autocast:
-                        logits, _ = model(x)
-                    pairs.append((logits.float(), y))
-                if pairs:
-                    holdout_logits = torch.cat([p[0] for p in pairs])
-                    holdout_labels = torch.cat([p[1] for p in pairs])
-
+            test_logits, test_labels = _logits(forward, test_batches, test_acc)
+            holdout_logits, holdout_labels = (_logits(forward, holdout_batches) if holdout_batches is not None
+                                              else (None, None))
             train = train_acc.compute(classifier.weight, classifier.bias)
             test = test_acc.compute()
-            calibration = calibration_metrics(torch.cat(test_logits), torch.cat(test_labels),
-                                              holdout_logits=holdout_logits, holdout_labels=holdout_labels)
+            calibration = calibration_metrics(test_logits, test_labels, holdout_logits=holdout_logits,
+                                              holdout_labels=holdout_labels)
     finally:
         model.train(was_training)
 
@@ -88,3 +68,24 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
     row.update({f"test_{k}": v for k, v in test.items()})
     row.update({f"test_{k}": v for k, v in calibration.items()})
     return {k: float(v) for k, v in row.items()}
+
+
+def _forward(model: nn.Module, x: Tensor, device: torch.device, autocast_dtype) -> tuple[Tensor, Tensor]:
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else contextlib.nullcontext())
+    with autocast:
+        return model(x)
+
+
+def _logits(forward, batches, accumulator=None) -> tuple[Tensor | None, Tensor | None]:
+    """All logits (float32) and labels of ``batches``; features also go to ``accumulator`` when given."""
+    logits_all, labels = [], []
+    for x, y in batches:
+        logits, features = forward(x)
+        if accumulator is not None:
+            accumulator.update(features, y, logits)
+        logits_all.append(logits.float())
+        labels.append(y)
+    if not logits_all:
+        return None, None
+    return torch.cat(logits_all), torch.cat(labels)
