@@ -166,7 +166,7 @@ class _Training:
             return None
         following = min(e for e in cfg.eval_epochs if e > epoch)
         per_epoch = max(self.epoch_seconds[-3:])  # the slowest recent epoch, to stay inside the budget
-        needed = 1.1 * ((following - epoch) * per_epoch + max(self.eval_seconds))
+        needed = 1.1 * ((following - epoch) * per_epoch + self.eval_seconds[-1])
         elapsed = time.perf_counter() - self.wall_start
         if elapsed + needed > cfg.time_budget_s:
             return f"time budget {cfg.time_budget_s:g} s"
