@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lsnc import claims
-from lsnc.claims import ClaimsError, judge
+from lsnc.book import claims, scale
+from lsnc.book.claims import ClaimsError, judge
 
 ALLOWED = set(claims.VERDICTS)
 EPOCHS = [0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40]
@@ -14,23 +14,19 @@ EPOCHS = [0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40]
 
 @dataclass
 class FakeRun:
-    """What lsnc.claims reads from a Run: dataset, label, name, config, metrics, describe()."""
+    """What lsnc.book.claims and lsnc.book.scale read from a Run: dataset, label, name, config, metrics,
+    provenance (no status: a complete run)."""
 
     config: dict
     metrics: pd.DataFrame
     dataset: str = "fake"
     label: str = "Fake data"
-    provenance: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=lambda: {"dataset": {"sizes": {"train": 100}}})
 
     @property
     def name(self):
         c = self.config
         return f"{'ce' if c['delta'] == 0 else 'ls' + format(c['delta'], 'g')}-s{c['seed']}"
-
-    def describe(self):
-        c = self.config
-        loss = "CE" if c["delta"] == 0 else f"LS δ={c['delta']:g}"
-        return f"{self.label} [train 100], mlp (width 8), {loss}, {c['epochs']} epochs, seed {c['seed']}"
 
 
 def fake_run(delta, seed, fast, *, ece=0.1, ece_ts=0.03, norm=2.0, nc_final=(1.0, 0.3, 0.2), ufm=False,
@@ -186,14 +182,6 @@ def test_missing_metric_column_is_inconclusive():
     assert row["verdict"].startswith("inconclusive")
 
 
-def test_scale_line_names_data_model_epochs_and_seeds():
-    ce, ls = paper_like()
-    line = claims.scale_line(ce + ls + [fake_run(0.1, 0, 2.0), fake_run(0.05, 0, 2.0, ufm=True)])
-    assert line.startswith("Fake data [train 100], mlp (width 8), 40 epochs")
-    assert "CE seeds 0–2" in line and "LS δ=0.05 seeds 0–2" in line
-    assert "δ sweep {0, 0.05, 0.1}" in line and "UFM-style δ {0.05}" in line and "8 finished runs" in line
-
-
 def test_empty_or_unknown_selection_gives_a_readable_message(tmp_path):
     assert "No finished runs" in claims.selection_problem(tmp_path)
     with pytest.raises(ClaimsError, match="No finished runs"):
@@ -203,7 +191,7 @@ def test_empty_or_unknown_selection_gives_a_readable_message(tmp_path):
 # ---------------------------------------------------------------- integration
 def test_claims_on_tiny_trained_runs(tmp_path):
     from lsnc.presets import preset_config
-    from lsnc.train import train
+    from lsnc.training import train
 
     for delta in (0.0, 0.05):
         for seed in (0, 1):
@@ -216,7 +204,7 @@ def test_claims_on_tiny_trained_runs(tmp_path):
     assert claims.claims_table(tmp_path, "synthetic").equals(table)
     msg = claims.selection_problem(tmp_path, "cifar10")
     assert "cifar10" in msg and "Available: synthetic" in msg
-    line = claims.scale_lines(tmp_path)["synthetic"]
+    line = scale.group_lines(tmp_path)["synthetic"]
     assert "CE seeds 0, 1" in line and "3 epochs" in line and "4 finished runs" in line
 
 
@@ -229,9 +217,6 @@ def test_theory_rows_are_cheap_and_complete():
 
 
 def test_styled_table_renders_html_without_index():
-    import pandas as pd
-
-    from lsnc import claims
     row = {c: "x" for c in claims.DISPLAY_COLUMNS}
     html = claims.styled_table(pd.DataFrame([row])).to_html()
     assert "min-width: 16em" in html and "<th class=\"blank" not in html

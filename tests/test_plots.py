@@ -1,4 +1,4 @@
-"""The figure functions (lsnc.plots.training) and the book helpers (lsnc.book) on tiny runs made on the spot."""
+"""The figure functions (lsnc.book.plots) and the book helpers (lsnc.book) on tiny runs made on the spot."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 from lsnc import book  # noqa: E402
-from lsnc.plots import training as T  # noqa: E402
+from lsnc.book.plots import theory as TP  # noqa: E402
+from lsnc.book.plots import training as T  # noqa: E402
 from lsnc.presets import preset_config  # noqa: E402
-from lsnc.train import train  # noqa: E402
+from lsnc.training import train  # noqa: E402
 
 DELTAS = (0.0, 0.05, 0.1)
 SEEDS = (0, 1)
@@ -141,7 +142,7 @@ def test_ufm_norms(runs_dir):
     fig = T.plot_ufm_norms(ufm.runs)
     assert len(fig.axes) == 3
     assert len(lines_with_data(fig.axes[0])) == 2  # one per delta
-    err = T.ufm_errors(ufm.runs)
+    err = book.summary.ufm_errors(ufm.runs)
     assert (err["rel_err_w"] >= 0).all()
 
 
@@ -154,9 +155,9 @@ def test_missing_metric_is_annotated(sel):
 
 
 def test_run_and_closed_form():
-    fig = T.plot_closed_form(10, 50, 1e-3, 1e-4, 0.1)
+    fig = TP.plot_closed_form(10, 50, 1e-3, 1e-4, 0.1)
     assert len(fig.axes) == 2
-    fig = T.plot_closed_form_grid([dict(num_classes=10, n_per_class=50, lambda_w=1e-3, lambda_h=1e-4),
+    fig = TP.plot_closed_form_grid([dict(num_classes=10, n_per_class=50, lambda_w=1e-3, lambda_h=1e-4),
                                    dict(num_classes=4, n_per_class=3, lambda_w=5e-3, lambda_h=5e-3)])
     assert len(fig.axes) == 4
 
@@ -171,8 +172,7 @@ def test_plot_run_and_widgets(sel):
 
 
 def test_ufm_dynamics_view_reports_both_condition_numbers():
-    from lsnc.book import ufm_dynamics
-    fig, text = ufm_dynamics(num_classes=3, n_per_class=2, lambda_wh=5e-3, delta=0.1, lr=2.0, steps=50)
+    fig, text = TP.ufm_dynamics(num_classes=3, n_per_class=2, lambda_wh=5e-3, delta=0.1, lr=2.0, steps=50)
     ax = fig.axes[0]
     assert [l.get_label() for l in ax.get_lines()] == ["CE", "LS δ=0.1"]
     assert text.count("κ(full Hessian") == 2 and text.count("κ(softmax") == 2

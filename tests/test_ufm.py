@@ -224,7 +224,8 @@ def test_convergence_comparison_follows_the_local_rate():
     tuned = ufm.compare_convergence(problem, [0.0, 0.3], seeds=[0], lr=0.5, steps=50,
                                     lr_rule="inverse_max_curvature")
     assert tuned.lrs == pytest.approx(0.5 / tuned.spectrum["restricted_max"])
-    text = ufm.verdict_summary(comp, tuned)
+    from lsnc.book.theory import verdict_summary
+    text = verdict_summary(comp, tuned)
     assert ("numbers support the claim" in text) == verdict["supports_claim"]
     with pytest.raises(ValueError, match="lr_rule"):
         ufm.compare_convergence(problem, [0.0], [0], lr=1.0, steps=1, lr_rule="adaptive")

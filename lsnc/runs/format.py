@@ -119,16 +119,6 @@ class Run:
         """The dataset label to print beside every figure (e.g. "CIFAR-10 (JPEG copy)")."""
         return self.provenance.get("dataset", {}).get("label", self.dataset)
 
-    def describe(self) -> str:
-        """One line saying what this run is: data (copy, subset), model, loss, epochs, seed."""
-        c, d = self.config, self.provenance.get("dataset", {})
-        sizes = d.get("sizes", {})
-        subset = ", ".join(f"{k} {v}" for k, v in sizes.items()) if sizes else "full splits"
-        model = c["model"] + (f" (width {c['width']})" if c.get("width") else "")
-        loss = "CE" if c["delta"] == 0 else f"LS δ={c['delta']:g}"
-        return f"{self.label} [{subset}], {model}, {loss}{' UFM-style' if c.get('ufm') else ''}, " \
-               f"{c['epochs']} epochs, seed {c['seed']}"
-
 
 def load_run(path: str | Path) -> Run:
     path = Path(path)

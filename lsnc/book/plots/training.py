@@ -16,63 +16,28 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from lsnc.runs import Run, runs_table
+from ...runs import Run
+from ...vocab import CE_VS_LS, NC_COLUMNS, loss_label
+from ..scale import describe_run
+from ..summary import final_rows, metrics_table, ufm_errors
+from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, grid, has, loss_colour, not_logged,
+                    row_title)
 
-CE_COLOUR = "tab:blue"
-LS_COLOUR = "tab:red"
 SUBSET_STYLES = {"all": "-", "correct": "--", "incorrect": ":"}
-NC_LABELS = {
-    "train_nc1_within_between": r"NC1 = tr($\Sigma_W\Sigma_B^+$)",
-    "train_nc2_wh_etf": r"NC2 = $\|WM^\top/\|WM^\top\| - E\|$",
-    "train_nc3_duality_sq": r"NC3 = $\|W/\|W\| - M/\|M\|\|^2$",
-}
+NC1, NC2, NC3 = NC_COLUMNS.values()
+#: the explorer's overview of every run: error, NC1 and calibration
+OVERVIEW_COLUMNS = ("train_error", "test_error", NC1, "test_ece20")
 
 
 # ------------------------------------------------------------------------------------------------
 # helpers
 # ------------------------------------------------------------------------------------------------
-def loss_name(delta: float) -> str:
-    return "CE" if delta == 0 else f"LS δ={delta:g}"
-
-
-def loss_colour(delta: float) -> str:
-    return CE_COLOUR if delta == 0 else LS_COLOUR
-
-
-def delta_colours(deltas: Sequence[float]) -> dict[float, tuple]:
-    """One colour per delta (viridis, CE darkest); the same delta gets the same colour in every figure that
-    is drawn from the same set of deltas."""
-    deltas = sorted(set(float(d) for d in deltas))
-    cmap = plt.get_cmap("viridis")
-    positions = np.linspace(0.0, 0.9, len(deltas)) if len(deltas) > 1 else [0.0]
-    return {d: cmap(p) for d, p in zip(deltas, positions)}
-
-
-def _table(runs: Sequence[Run]) -> pd.DataFrame:
-    df = runs_table(runs)
-    if df.empty:
-        raise ValueError("no runs to draw (the selection is empty, or the runs have no metrics yet)")
-    df["delta"] = df["delta"].astype(float)
-    return df
-
-
 def _datasets(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["dataset"]))
 
 
 def _label_of(df: pd.DataFrame, dataset: str) -> str:
     return str(df.loc[df["dataset"] == dataset, "label"].iloc[0])
-
-
-def _has(df: pd.DataFrame, col: str) -> bool:
-    return col in df.columns and bool(pd.to_numeric(df[col], errors="coerce").notna().any())
-
-
-def _not_logged(ax, what: str) -> None:
-    ax.text(0.5, 0.5, f"{what}\nnot logged by these runs", ha="center", va="center", transform=ax.transAxes,
-            color="grey", fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
@@ -95,19 +60,6 @@ def _line_band(ax, df: pd.DataFrame, col: str, colour, label=None, ls="-", x="ep
     return line
 
 
-def _grid(nrows: int, ncols: int, width: float = 3.3, height: float = 2.8, **kw):
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False,
-                             constrained_layout=True, **kw)
-    return fig, axes
-
-
-def _row_title(ax, label: str) -> None:
-    """Dataset label at the left of a row of panels."""
-    ax.annotate(label, xy=(0, 0.5), xytext=(-ax.yaxis.labelpad - 38, 0), xycoords=ax.yaxis.label,
-                textcoords="offset points", ha="right", va="center", rotation=90, fontsize=11,
-                fontweight="bold")
-
-
 def _seeds_note(df: pd.DataFrame) -> str:
     n = df.groupby(["dataset", "delta"])["seed"].nunique()
     if n.empty:
@@ -124,12 +76,6 @@ def _select(df: pd.DataFrame, deltas: Sequence[float] | None) -> pd.DataFrame:
     for d in deltas:
         keep |= np.isclose(df["delta"].to_numpy(), float(d))
     return df[keep]
-
-
-def _delta_legend(fig, colours: dict[float, tuple], title: str = "") -> None:
-    handles = [Line2D([], [], color=c, lw=2, label=loss_name(d)) for d, c in colours.items()]
-    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 8), frameon=False,
-               title=title or None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -163,9 +109,9 @@ def plot_geometry(runs: Sequence[Run], epochs: Sequence[int] | None = None):
     epochs = list(epochs) if epochs is not None else snapshot_epochs(runs)
     if not epochs:
         fig, ax = plt.subplots(figsize=(6, 1.5))
-        _not_logged(ax, "geometry snapshots")
+        not_logged(ax, "geometry snapshots")
         return fig
-    fig, axes = _grid(len(runs), len(epochs), width=2.9, height=2.9)
+    fig, axes = grid(len(runs), len(epochs), width=2.9, height=2.9)
     cmap = plt.get_cmap("tab10" if max(len(np.unique(_snapshots(r)[epochs[0]]["labels"])) for r in runs) <= 10
                         else "tab20")
     for i, run in enumerate(runs):
@@ -174,7 +120,7 @@ def plot_geometry(runs: Sequence[Run], epochs: Sequence[int] | None = None):
             ax = axes[i, j]
             s = snaps.get(epoch)
             if s is None:
-                _not_logged(ax, f"epoch {epoch}")
+                not_logged(ax, f"epoch {epoch}")
                 continue
             f, y, m, w = s["features"], s["labels"], s["means"], s["classifier"]
             ax.scatter(f[:, 0], f[:, 1], c=cmap(y % cmap.N), s=9, alpha=0.55, lw=0, rasterized=True)
@@ -189,7 +135,7 @@ def plot_geometry(runs: Sequence[Run], epochs: Sequence[int] | None = None):
             if i == 0:
                 ax.set_title(f"epoch {epoch}")
             if j == 0:
-                ax.set_ylabel(f"{loss_name(run.config['delta'])}, seed {run.config['seed']}\nPC 2")
+                ax.set_ylabel(f"{loss_label(run.config['delta'])}, seed {run.config['seed']}\nPC 2")
             if i == len(runs) - 1:
                 ax.set_xlabel("PC 1")
     handles = [Line2D([], [], marker="o", ls="", color="grey", alpha=0.5, markersize=4, label="training features"),
@@ -210,7 +156,7 @@ def plot_geometry_3d(runs: Sequence[Run], epoch: int | None = None):
     epochs = snapshot_epochs(runs, max_epochs=10 ** 6)
     if epoch is None and not epochs:
         fig, ax = plt.subplots(figsize=(6, 1.5))
-        _not_logged(ax, "geometry snapshots")
+        not_logged(ax, "geometry snapshots")
         return fig
     epoch = epochs[-1] if epoch is None else epoch
     fig = plt.figure(figsize=(4.2 * len(runs), 4.2), constrained_layout=True)
@@ -225,7 +171,7 @@ def plot_geometry_3d(runs: Sequence[Run], epoch: int | None = None):
         scale = np.linalg.norm(m, axis=1).max() / max(np.linalg.norm(w, axis=1).max(), 1e-12)
         for k, row in enumerate(w * scale):
             ax.plot([0, row[0]], [0, row[1]], [0, row[2]], color=cmap(k % 10), lw=1.5)
-        ax.set_title(f"{loss_name(run.config['delta'])}, seed {run.config['seed']}, epoch {epoch}", fontsize=10)
+        ax.set_title(f"{loss_label(run.config['delta'])}, seed {run.config['seed']}, epoch {epoch}", fontsize=10)
         ax.set_xlabel("PC 1", fontsize=8)
         ax.set_ylabel("PC 2", fontsize=8)
         ax.set_zlabel("PC 3", fontsize=8)
@@ -236,26 +182,26 @@ def plot_geometry_3d(runs: Sequence[Run], epoch: int | None = None):
 # ------------------------------------------------------------------------------------------------
 # fig2: training dynamics CE vs LS
 # ------------------------------------------------------------------------------------------------
-def plot_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
+def plot_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS):
     """Rows = datasets; columns = train/test error, NC1 (log), NC2, NC3 vs epoch, CE vs LS."""
-    df = _select(_table(runs), deltas)
+    df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
-    cols = ["error", "train_nc1_within_between", "train_nc2_wh_etf", "train_nc3_duality_sq"]
-    fig, axes = _grid(len(datasets), len(cols))
+    cols = ["error", *NC_COLUMNS.values()]
+    fig, axes = grid(len(datasets), len(cols))
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
         for delta, g in sub.groupby("delta"):
             c = loss_colour(delta)
-            _line_band(axes[i, 0], g, "train_error", c, f"{loss_name(delta)} train")
-            _line_band(axes[i, 0], g, "test_error", c, f"{loss_name(delta)} test", ls="--")
+            _line_band(axes[i, 0], g, "train_error", c, f"{loss_label(delta)} train")
+            _line_band(axes[i, 0], g, "test_error", c, f"{loss_label(delta)} test", ls="--")
             for j, col in enumerate(cols[1:], start=1):
-                _line_band(axes[i, j], g, col, c, loss_name(delta))
+                _line_band(axes[i, j], g, col, c, loss_label(delta))
         axes[i, 0].set_ylabel("error")
         axes[i, 0].legend(fontsize=8, frameon=False)
         for j, col in enumerate(cols[1:], start=1):
             axes[i, j].set_ylabel(NC_LABELS[col], fontsize=9)
         axes[i, 1].set_yscale("log")
-        _row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], _label_of(df, ds))
         for ax in axes[i]:
             ax.set_xlabel("epoch")
     for ax, t in zip(axes[0], ["train (solid) / test (dashed) error", "NC1 (log scale)", "NC2", "NC3"]):
@@ -267,12 +213,12 @@ def plot_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
 # ------------------------------------------------------------------------------------------------
 # fig3: NC1 vs NC2
 # ------------------------------------------------------------------------------------------------
-def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
+def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS):
     """One panel per dataset: NC1 (log y) against NC2 (x), one point per evaluated epoch and run; CE '+',
     LS '^'; colour = test error at that epoch."""
-    df = _select(_table(runs), deltas)
+    df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
-    fig, axes = _grid(1, len(datasets), width=4.6, height=3.8)
+    fig, axes = grid(1, len(datasets), width=4.6, height=3.8)
     markers = {True: "+", False: "^"}
     for ax, ds in zip(axes[0], datasets):
         sub = df[df["dataset"] == ds]
@@ -281,10 +227,10 @@ def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
         for delta, g in sub.groupby("delta"):
             colours = plt.cm.plasma(norm(g["test_error"].to_numpy(dtype=float)))
             if delta == 0:
-                ax.scatter(g["train_nc2_wh_etf"], g["train_nc1_within_between"], color=colours, marker="+", s=45,
+                ax.scatter(g[NC2], g[NC1], color=colours, marker="+", s=45,
                            lw=1.2)
             else:
-                ax.scatter(g["train_nc2_wh_etf"], g["train_nc1_within_between"], facecolors="none",
+                ax.scatter(g[NC2], g[NC1], facecolors="none",
                            edgecolors=colours, marker="^", s=30, lw=1.0)
         ax.set_yscale("log")
         ax.set_xlabel("NC2 (train)")
@@ -292,7 +238,7 @@ def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
         ax.set_title(_label_of(df, ds), fontsize=10)
         fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="plasma"), ax=ax, label="test error")
         handles = [Line2D([], [], marker=markers[d == 0], ls="", color="black", markerfacecolor="none",
-                          label=loss_name(d)) for d in sorted(sub["delta"].unique())]
+                          label=loss_label(d)) for d in sorted(sub["delta"].unique())]
         ax.legend(handles=handles, frameon=False, loc="lower right")
     return fig
 
@@ -300,18 +246,18 @@ def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05)):
 # ------------------------------------------------------------------------------------------------
 # fig4: training-loss convergence
 # ------------------------------------------------------------------------------------------------
-def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05), first_epochs: int | None = None,
+def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, first_epochs: int | None = None,
                           eps: float = 1e-6):
     """Rows = datasets. Left: the loss each run optimises (CE, or LS with its own delta), on the full training
     set at the evaluated epochs (model in eval mode). Right: loss - min loss + eps (log scale) over the first
     ``first_epochs`` epochs (default: up to the first learning-rate decay), min = the run's smallest logged
     value."""
-    df = _select(_table(runs), deltas).copy()
+    df = _select(metrics_table(runs), deltas).copy()
     datasets = _datasets(df)
-    col = "train_loss_ls" if _has(df, "train_loss_ls") else "train_loss_ce"
+    col = "train_loss_ls" if has(df, "train_loss_ls") else "train_loss_ce"
     df["_loss"] = pd.to_numeric(df[col], errors="coerce")
     df["_gap"] = df["_loss"] - df.groupby("run")["_loss"].transform("min") + eps
-    fig, axes = _grid(len(datasets), 2, width=4.4, height=3.0)
+    fig, axes = grid(len(datasets), 2, width=4.4, height=3.0)
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
         horizon = first_epochs
@@ -320,8 +266,8 @@ def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0
             horizon = min(ms) if ms else int(sub["epoch"].max())
         for delta, g in sub.groupby("delta"):
             c = loss_colour(delta)
-            _line_band(axes[i, 0], g, "_loss", c, loss_name(delta), marker=".")
-            _line_band(axes[i, 1], g[g["epoch"] <= horizon], "_gap", c, loss_name(delta), marker=".")
+            _line_band(axes[i, 0], g, "_loss", c, loss_label(delta), marker=".")
+            _line_band(axes[i, 1], g[g["epoch"] <= horizon], "_gap", c, loss_label(delta), marker=".")
         axes[i, 0].set_yscale("log")
         axes[i, 0].set_ylabel("training loss (log scale)")
         axes[i, 1].set_yscale("log")
@@ -331,7 +277,7 @@ def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0
         for ax in axes[i]:
             ax.set_xlabel("epoch")
             ax.legend(frameon=False, fontsize=8)
-        _row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], _label_of(df, ds))
     fig.suptitle(_seeds_note(df), fontsize=9, color="dimgrey")
     return fig
 
@@ -340,47 +286,39 @@ def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0
 # fig5: effect of delta on convergence
 # ------------------------------------------------------------------------------------------------
 def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = None,
-                        columns: Sequence[str] = ("train_error", "train_nc1_within_between", "train_nc2_wh_etf",
-                                                  "train_nc3_duality_sq"), bands: bool = True):
+                        columns: Sequence[str] = ("train_error", *NC_COLUMNS.values()), bands: bool = True):
     """Rows = datasets; columns = train error, NC1 (log), NC2, NC3 vs epoch; one colour per delta."""
-    df = _select(_table(runs), deltas)
+    df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
     colours = delta_colours(df["delta"].unique())
-    titles = {"train_error": "train error", "test_error": "test error", "train_nc1_within_between": "NC1 (log scale)",
-              "train_nc2_wh_etf": "NC2", "train_nc3_duality_sq": "NC3", "test_ece20": "ECE (20 bins)"}
-    fig, axes = _grid(len(datasets), len(columns))
+    titles = {"train_error": "train error", "test_error": "test error", **NC_TITLES, "test_ece20": "ECE (20 bins)"}
+    fig, axes = grid(len(datasets), len(columns))
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
         for j, col in enumerate(columns):
             ax = axes[i, j]
-            if not _has(sub, col):
-                _not_logged(ax, titles.get(col, col))
+            if not has(sub, col):
+                not_logged(ax, titles.get(col, col))
                 continue
             for delta, g in sub.groupby("delta"):
                 _line_band(ax, g, col, colours[delta], band_alpha=0.12 if bands else 0.0, lw=1.3)
-            if col in ("train_nc1_within_between",):
+            if col == NC1:
                 ax.set_yscale("log")
             if col == "train_error":
                 ax.set_yscale("symlog", linthresh=1e-3)
                 ax.set_ylim(bottom=0)
             ax.set_xlabel("epoch")
             ax.set_ylabel(titles.get(col, col))
-        _row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], _label_of(df, ds))
     for ax, col in zip(axes[0], columns):
         ax.set_title(titles.get(col, col), fontsize=10)
-    _delta_legend(fig, colours, title=_seeds_note(df))
+    delta_legend(fig, colours, title=_seeds_note(df))
     return fig
 
 
 # ------------------------------------------------------------------------------------------------
 # fig6 / fig7: end-of-training metrics vs delta
 # ------------------------------------------------------------------------------------------------
-def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
-    """The last evaluated epoch of every run (one row per run)."""
-    df = _table(runs)
-    return df.loc[df.groupby(["dataset", "run"])["epoch"].idxmax()].reset_index(drop=True)
-
-
 def _vs_delta(ax, final: pd.DataFrame, col: str, colour, label=None, marker="o", ls="-"):
     vals = pd.to_numeric(final[col], errors="coerce")
     ok = vals.notna()
@@ -397,24 +335,23 @@ def plot_final_vs_delta(runs: Sequence[Run]):
     classifier rows, and test error against delta; dots = seeds, line = mean over seeds."""
     final = final_rows(runs)
     datasets = _datasets(final)
-    fig, axes = _grid(len(datasets), 5, width=3.1)
+    fig, axes = grid(len(datasets), 5, width=3.1)
     for i, ds in enumerate(datasets):
         sub = final[final["dataset"] == ds]
-        for j, (col, title) in enumerate([("train_nc1_within_between", "NC1 (log scale)"), ("train_nc2_wh_etf", "NC2"),
-                                          ("train_nc3_duality_sq", "NC3")]):
+        for j, (col, title) in enumerate(NC_TITLES.items()):
             if not _vs_delta(axes[i, j], sub, col, "black"):
-                _not_logged(axes[i, j], title)
+                not_logged(axes[i, j], title)
             axes[i, j].set_ylabel(title)
         axes[i, 0].set_yscale("log")
         ax = axes[i, 3]
         _norms_vs_delta(ax, sub)
         ax = axes[i, 4]
         if not _vs_delta(ax, sub, "test_error", "tab:orange", "test"):
-            _not_logged(ax, "test error")
+            not_logged(ax, "test error")
         ax.set_ylabel("test error")
         for ax in axes[i]:
             ax.set_xlabel(r"label smoothing $\delta$")
-        _row_title(axes[i, 0], _label_of(final, ds))
+        row_title(axes[i, 0], _label_of(final, ds))
     for ax, t in zip(axes[0], ["NC1", "NC2", "NC3", "class-mean and classifier norms", "test error"]):
         ax.set_title(t, fontsize=10)
     n = final.groupby(["dataset", "delta"])["seed"].nunique()
@@ -431,7 +368,7 @@ def _norms_vs_delta(ax, sub) -> None:
         ax.legend(frameon=False, fontsize=8)
         ax.set_ylabel("norm")
     else:
-        _not_logged(ax, "norms")
+        not_logged(ax, "norms")
 
 
 def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
@@ -439,7 +376,7 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
     split, and the paper's variant fitted on the test set itself), the fitted temperatures, and the norms."""
     final = final_rows(runs)
     datasets = _datasets(final)
-    fig, axes = _grid(len(datasets), 3, width=4.0, height=3.0)
+    fig, axes = grid(len(datasets), 3, width=4.0, height=3.0)
     for i, ds in enumerate(datasets):
         sub = final[final["dataset"] == ds]
         ax = axes[i, 0]
@@ -452,7 +389,7 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
             ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
             ax.set_ylabel(f"test ECE ({bins} bins)")
         else:
-            _not_logged(ax, "ECE")
+            not_logged(ax, "ECE")
         ax = axes[i, 1]
         drawn = [_vs_delta(ax, sub, "test_temperature_holdout", "tab:green", "fitted on held-out split", marker="s"),
                  _vs_delta(ax, sub, "test_temperature_testfit", "tab:gray", "fitted on test set", marker="D", ls=":")]
@@ -462,12 +399,12 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
             ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
             ax.set_ylabel("optimal temperature T (log scale)")
         else:
-            _not_logged(ax, "temperature")
+            not_logged(ax, "temperature")
         ax = axes[i, 2]
         _norms_vs_delta(ax, sub)
         for ax in axes[i]:
             ax.set_xlabel(r"label smoothing $\delta$")
-        _row_title(axes[i, 0], _label_of(final, ds))
+        row_title(axes[i, 0], _label_of(final, ds))
     for ax, t in zip(axes[0], ["calibration error", "temperature scaling", "norms"]):
         ax.set_title(t, fontsize=10)
     return fig
@@ -476,15 +413,15 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
 # ------------------------------------------------------------------------------------------------
 # fig8: calibration and NC1 dynamics CE vs LS
 # ------------------------------------------------------------------------------------------------
-def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.0, 0.05), bins: int = 20):
+def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, bins: int = 20):
     """Rows = datasets; columns: test CE loss and predictive entropy (all / correct / incorrect test samples),
     train NC1 and test NC1 by predicted class (all / correct / incorrect), train / test error, ECE before and
     after temperature scaling (T fitted on the held-out split); colour = loss, line style = subset."""
-    df = _select(_table(runs), deltas)
+    df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
     titles = ["test loss (CE, log scale)", "test predictive entropy", "NC1 (log scale)",
               "error: train ─, test ‒ ‒", f"ECE ({bins} bins): before ─, after TS ‒ ‒"]
-    fig, axes = _grid(len(datasets), 5, width=3.2, height=3.0)
+    fig, axes = grid(len(datasets), 5, width=3.2, height=3.0)
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
         for delta, g in sub.groupby("delta"):
@@ -493,7 +430,7 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.
                 _line_band(axes[i, 0], g, f"test_loss_ce_{subset}", c, ls=ls, band_alpha=0.1)
                 _line_band(axes[i, 1], g, f"test_entropy_{subset}", c, ls=ls, band_alpha=0.1)
                 _line_band(axes[i, 2], g, f"test_nc1_by_prediction_{subset}", c, ls=ls, band_alpha=0.1, lw=1.2)
-            _line_band(axes[i, 2], g, "train_nc1_within_between", c, ls="-", lw=3.0, band_alpha=0.1)
+            _line_band(axes[i, 2], g, NC1, c, ls="-", lw=3.0, band_alpha=0.1)
             _line_band(axes[i, 3], g, "train_error", c, ls="-")
             _line_band(axes[i, 3], g, "test_error", c, ls="--")
             _line_band(axes[i, 4], g, f"test_ece{bins}", c, ls="-")
@@ -503,10 +440,10 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.
         for ax, t in zip(axes[i], titles):
             ax.set_xlabel("epoch")
             ax.set_ylabel(t, fontsize=9)
-        _row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], _label_of(df, ds))
     for ax, t in zip(axes[0], titles):
         ax.set_title(t, fontsize=10)
-    handles = [Line2D([], [], color=loss_colour(d), lw=2, label=loss_name(d)) for d in sorted(df["delta"].unique())]
+    handles = [Line2D([], [], color=loss_colour(d), lw=2, label=loss_label(d)) for d in sorted(df["delta"].unique())]
     handles += [Line2D([], [], color="grey", ls=ls, label=f"test samples: {s}") for s, ls in SUBSET_STYLES.items()]
     handles.append(Line2D([], [], color="grey", lw=3, label="train NC1"))
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False,
@@ -517,32 +454,18 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = (0.
 # ------------------------------------------------------------------------------------------------
 # fig9: UFM-style training against the closed form
 # ------------------------------------------------------------------------------------------------
-def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
-    """Per evaluated epoch of each UFM-style run: measured mean ||w_k||, ||h_i||, the closed form, and the
-    relative errors |measured - closed form| / closed form. ``rel_err_h_centred`` compares the closed-form
-    ||h_i|| with the mean centred class-mean norm ||mu_k - mu_G||: at the UFM minimizer features are
-    collapsed and centred (mu_G = 0), while a ReLU network's features have a nonzero global mean."""
-    df = _table(runs)
-    for what, measured, theory_col in (("w", "train_mean_classifier_norm", "ufm_theory_w_norm"),
-                                       ("h", "train_mean_feature_norm", "ufm_theory_h_norm"),
-                                       ("h_centred", "train_mean_class_mean_norm", "ufm_theory_h_norm")):
-        theory = pd.to_numeric(df.get(theory_col), errors="coerce")
-        df[f"rel_err_{what}"] = (pd.to_numeric(df[measured], errors="coerce") - theory).abs() / theory
-    return df
-
-
 def plot_ufm_norms(runs: Sequence[Run]):
     """Rows = datasets; relative error of the measured mean ||w_k|| and ||h_i|| against the UFM closed form
     (log scale), and the measured norms with the closed form as dashed lines, one colour per delta."""
     df = ufm_errors(runs)
     datasets = _datasets(df)
     colours = delta_colours(df["delta"].unique())
-    fig, axes = _grid(len(datasets), 3, width=3.8, height=3.0)
+    fig, axes = grid(len(datasets), 3, width=3.8, height=3.0)
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
-        if not _has(sub, "ufm_theory_w_norm"):
+        if not has(sub, "ufm_theory_w_norm"):
             for ax in axes[i]:
-                _not_logged(ax, "closed-form norms")
+                not_logged(ax, "closed-form norms")
             continue
         for delta, g in sub.groupby("delta"):
             c = colours[delta]
@@ -565,10 +488,10 @@ def plot_ufm_norms(runs: Sequence[Run]):
             Line2D([], [], color="grey", ls="-.", label=r"measured $\|h_i\|$"),
             Line2D([], [], color="grey", ls="--", label=r"closed form $\|w_k\|$"),
             Line2D([], [], color="grey", ls=":", label=r"closed form $\|h_i\|$")], frameon=False, fontsize=7.5)
-        _row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], _label_of(df, ds))
     for ax, t in zip(axes[0], ["classifier rows vs closed form", "features vs closed form", "norms"]):
         ax.set_title(t, fontsize=10)
-    _delta_legend(fig, colours, title=_seeds_note(df))
+    delta_legend(fig, colours, title=_seeds_note(df))
     return fig
 
 
@@ -577,9 +500,9 @@ def plot_ufm_norms(runs: Sequence[Run]):
 # ------------------------------------------------------------------------------------------------
 def plot_run(run: Run, bins: int = 20):
     """Every curve of one run: error, losses, NC1, NC2/NC3, calibration, norms."""
-    df = _table([run])
+    df = metrics_table([run])
     c = loss_colour(run.config["delta"])
-    fig, axes = _grid(2, 3, width=3.6, height=2.7)
+    fig, axes = grid(2, 3, width=3.6, height=2.7)
     ax = axes[0, 0]
     ax.plot(df["epoch"], df["train_error"], color=c, label="train")
     ax.plot(df["epoch"], df["test_error"], color=c, ls="--", label="test")
@@ -587,25 +510,25 @@ def plot_run(run: Run, bins: int = 20):
     ax = axes[0, 1]
     for col, ls, label in (("train_loss_ls", "-", "train, loss optimised"), ("train_loss_ce", ":", "train, CE"),
                            ("test_loss_ce_all", "--", "test, CE")):
-        if _has(df, col):
+        if has(df, col):
             ax.plot(df["epoch"], df[col], color=c, ls=ls, label=label)
     ax.set_yscale("log")
     ax.set_ylabel("loss (log scale)")
     ax = axes[0, 2]
-    ax.plot(df["epoch"], df["train_nc1_within_between"], color=c, label="train")
-    if _has(df, "test_nc1_by_prediction_all"):
+    ax.plot(df["epoch"], df[NC1], color=c, label="train")
+    if has(df, "test_nc1_by_prediction_all"):
         ax.plot(df["epoch"], df["test_nc1_by_prediction_all"], color=c, ls="--", label="test (by prediction)")
     ax.set_yscale("log")
     ax.set_ylabel("NC1 (log scale)")
     ax = axes[1, 0]
-    ax.plot(df["epoch"], df["train_nc2_wh_etf"], color=c, label="NC2")
-    ax.plot(df["epoch"], df["train_nc3_duality_sq"], color=c, ls="--", label="NC3")
+    ax.plot(df["epoch"], df[NC2], color=c, label="NC2")
+    ax.plot(df["epoch"], df[NC3], color=c, ls="--", label="NC3")
     ax.set_ylabel("NC2, NC3")
     ax = axes[1, 1]
     for col, ls, label in ((f"test_ece{bins}", "-", "before scaling"),
                            (f"test_ece{bins}_ts_holdout", "--", "after TS (held-out T)"),
                            (f"test_ece{bins}_ts_testfit", ":", "after TS (test-fitted T)")):
-        if _has(df, col):
+        if has(df, col):
             ax.plot(df["epoch"], df[col], color=c, ls=ls, label=label)
     ax.set_ylabel(f"test ECE ({bins} bins)")
     ax = axes[1, 2]
@@ -617,66 +540,5 @@ def plot_run(run: Run, bins: int = 20):
     for ax in axes.flat:
         ax.set_xlabel("epoch")
         ax.legend(frameon=False, fontsize=7.5)
-    fig.suptitle(run.describe(), fontsize=10)
-    return fig
-
-
-def plot_closed_form(num_classes: int, n_per_class: int, lambda_w: float, lambda_h: float, delta: float,
-                     lambda_b: float = 0.0, num_deltas: int = 200):
-    """The UFM closed form against delta (norms, and p_y with the smoothed target), with the chosen delta
-    marked and its values printed."""
-    from lsnc.ufm import closed_form, closed_form_vs_delta
-    N = num_classes * n_per_class
-    grid = np.linspace(0.0, 0.999, num_deltas)
-    t = closed_form_vs_delta(num_classes, N, lambda_w, lambda_h, grid, lambda_b)
-    sol = closed_form(num_classes, N, lambda_w, lambda_h, delta, lambda_b)
-    fig, (ax_n, ax_p) = plt.subplots(1, 2, figsize=(9.5, 3.3), constrained_layout=True)
-    ax_n.plot(grid, t["w_norm"], color="tab:purple", label=r"$\|w_k\|$")
-    ax_n.plot(grid, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
-    ax_n.plot([delta, delta], [sol.w_norm, sol.h_norm], "o", color="black")
-    ax_p.plot(grid, t["p_y"], color="tab:green", label=r"$p_y$ at the minimizer")
-    ax_p.plot(grid, 1 - grid + grid / num_classes, color="tab:green", ls=":", label=r"target $1-\delta+\delta/K$")
-    ax_p.plot([delta], [sol.p_y], "o", color="black")
-    for ax in (ax_n, ax_p):
-        ax.axvline(delta, color="black", lw=0.8, alpha=0.5)
-        if sol.s < 1:
-            ax.axvline(1 - sol.s, color="grey", ls="--", lw=0.8)
-        ax.set_xlabel(r"label smoothing $\delta$")
-        ax.legend(frameon=False, fontsize=8)
-    ax_n.set_ylabel("norm at the global minimizer")
-    ax_p.set_ylabel("probability")
-    state = (f"‖w‖={sol.w_norm:.3g}, ‖h‖={sol.h_norm:.3g}, p_y={sol.p_y:.3g}" if sol.exists
-             else "s + δ ≥ 1: the minimizer is W = H = 0")
-    fig.suptitle(f"K={num_classes}, n={n_per_class}, λ_W={lambda_w:g}, λ_H={lambda_h:g}, δ={delta:g}:  {state}",
-                 fontsize=10)
-    return fig
-
-
-def plot_closed_form_grid(settings: Sequence[dict], deltas: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5),
-                          num_deltas: int = 200):
-    """Static view of the closed form: one column per setting (dict with num_classes, n_per_class, lambda_w,
-    lambda_h); top row the norms, bottom row p_y, against delta, with the given deltas marked."""
-    from lsnc.ufm import closed_form_vs_delta
-    fig, axes = _grid(2, len(settings), width=3.4, height=2.6, sharex=True)
-    grid = np.linspace(0.0, 0.999, num_deltas)
-    colours = delta_colours(deltas)
-    for j, st in enumerate(settings):
-        K, n = st["num_classes"], st["n_per_class"]
-        t = closed_form_vs_delta(K, K * n, st["lambda_w"], st["lambda_h"], grid)
-        marks = closed_form_vs_delta(K, K * n, st["lambda_w"], st["lambda_h"], list(deltas))
-        axes[0, j].plot(grid, t["w_norm"], color="tab:purple", label=r"$\|w_k\|$")
-        axes[0, j].plot(grid, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
-        axes[1, j].plot(grid, t["p_y"], color="tab:green", label=r"$p_y$")
-        axes[1, j].plot(grid, 1 - grid + grid / K, color="tab:green", ls=":", label="smoothed target")
-        for d, w, h, p in zip(marks["delta"], marks["w_norm"], marks["h_norm"], marks["p_y"]):
-            axes[0, j].plot([d, d], [w, h], "o", color=colours[float(d)], markersize=5, zorder=3)
-            axes[1, j].plot([d], [p], "o", color=colours[float(d)], markersize=5, zorder=3)
-        axes[0, j].set_title(f"K={K}, n={n}\nλ_W={st['lambda_w']:g}, λ_H={st['lambda_h']:g}", fontsize=9)
-        axes[1, j].set_xlabel(r"$\delta$")
-    axes[0, 0].set_ylabel("norm at the minimizer")
-    axes[1, 0].set_ylabel("probability")
-    axes[0, 0].legend(frameon=False, fontsize=8)
-    axes[1, 0].legend(frameon=False, fontsize=8)
-    handles = [Line2D([], [], marker="o", ls="", color=c, label=f"δ={d:g}") for d, c in colours.items()]
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+    fig.suptitle(describe_run(run), fontsize=10)
     return fig

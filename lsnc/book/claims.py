@@ -1,8 +1,8 @@
 """The paper's claims C1-C6 as measurable tests on run folders, each with a verdict and the numbers behind it.
 
-Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (0.05) inside one dataset
-group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. One row of :func:`claims_table` is one
-test::
+Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (``vocab.MAIN_DELTA``) inside
+one dataset group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. One row of
+:func:`claims_table` is one test::
 
     dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values
 
@@ -40,7 +40,9 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .runs import default_runs_dir, find_runs
+from ..runs import default_runs_dir, find_runs
+from ..vocab import MAIN_DELTA, NC_COLUMNS, UFM_DELTAS, loss_label
+from .scale import reach
 
 CLAIMS: dict[str, str] = {
     "C1": "LS reaches zero training error faster than CE",
@@ -51,9 +53,6 @@ CLAIMS: dict[str, str] = {
     "C6": "UFM theory: closed-form minimizers; LS has a lower condition number, so GD converges faster",
 }
 
-MAIN_LS_DELTA = 0.05
-#: the paper's names -> our metric columns (DESIGN.md section 3)
-NC_COLUMNS = {"NC1": "train_nc1_within_between", "NC2": "train_nc2_wh_etf", "NC3": "train_nc3_duality_sq"}
 #: C2 levels: the fraction of the way (in log space) from the epoch-0 value to the worst final value
 C2_FRACTIONS = (0.5, 0.9)
 #: C1 looser variant: train error at or below this
@@ -145,6 +144,12 @@ def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
     return out
 
 
+def verdict_glue(table: pd.DataFrame, prefix: str) -> dict[str, int]:
+    """:func:`verdict_counts` named for the page's text: ``{prefix}supported``, ``{prefix}not_supported``,
+    ``{prefix}inconclusive``."""
+    return {prefix + verdict.replace(" ", "_"): n for verdict, n in verdict_counts(table).items()}
+
+
 # ----------------------------------------------------------------------------------------------
 # formatting
 # ----------------------------------------------------------------------------------------------
@@ -197,16 +202,18 @@ class Comparison:
 
 
 def _setting(run) -> tuple:
+    """What must match for two runs to be compared: model, width, how far in which recipe (a prefix is another
+    setting than the complete run), subset, weight decay."""
     c = run.config
-    return (c.get("model"), c.get("width"), c.get("epochs"), c.get("train_per_class"), c.get("weight_decay"))
+    return (c.get("model"), c.get("width"), reach(run), c.get("train_per_class"), c.get("weight_decay"))
 
 
-def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_LS_DELTA) -> Comparison:
+def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:
     """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, fp32, with metrics, one per seed.
 
-    When runs of several settings (model, width, epochs, subset, weight decay) are present, the setting with
-    the most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed
-    is skipped (noted)."""
+    When runs of several settings (model, width, epochs reached of which recipe, subset, weight decay) are
+    present, the setting with the most CE + LS runs is used and the others are named in ``notes``. A second run
+    with the same δ and seed is skipped (noted)."""
     # The claims are about the paper's recipe: UFM-style and bf16-autocast runs are compared elsewhere.
     runs = [r for r in runs if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
             and r.metrics is not None and not r.metrics.empty]
@@ -358,43 +365,49 @@ def _per_seed(side: Mapping[int, Any], fn) -> dict[int, float]:
     return {s: fn(r) for s, r in sorted(side.items())}
 
 
-def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
-    """Rows for C1-C5 on one comparison (see the module docstring and each measurement's docstring)."""
+def _both(comp: Comparison, fn) -> tuple[dict[int, float], dict[int, float]]:
+    """``fn`` of every CE run and of every LS run, per seed."""
+    return _per_seed(comp.ce, fn), _per_seed(comp.ls, fn)
+
+
+def _c1_rows(comp: Comparison) -> list[dict[str, Any]]:
     rows = []
-    # C1
     for thr, name in ((0.0, "= 0"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}")):
-        ce = _per_seed(comp.ce, lambda r: epochs_to_zero_error(r, thr))
-        ls = _per_seed(comp.ls, lambda r: epochs_to_zero_error(r, thr))
+        ce, ls = _both(comp, lambda r: epochs_to_zero_error(r, thr))
         rows.append(_row(comp, "C1", f"first evaluated epoch with train error {name}", ce, ls, "lower",
                          "resolution = the evaluation schedule", per_seed=True))
-    # C2
-    for nc, col in NC_COLUMNS.items():
-        for frac in C2_FRACTIONS:
-            level, start, worst = c2_level(comp.runs, col, frac)
-            ce = _per_seed(comp.ce, lambda r: epochs_to_level(r, col, level))
-            ls = _per_seed(comp.ls, lambda r: epochs_to_level(r, col, level))
-            test = (f"epoch from which {nc} stays <= its level at {frac:.0%} of the way (log scale) from the "
-                    f"epoch-0 value to the worst final value")
-            if math.isnan(level):
-                why = (f"{nc} does not decrease from initialisation (start {_num(start)}, worst final "
-                       f"{_num(worst)}): level undefined") if not math.isnan(start) else ""
-                verdict = ("inconclusive (missing runs)", 0, "no finished CE or LS run") if not comp.runs \
-                    else ("inconclusive", 0, why)
-                rows.append(_row(comp, "C2", test, ce, ls, "lower", per_seed=True, verdict=verdict))
-                continue
-            note = f"level {_num(level)} (epoch 0: {_num(start)}, worst final: {_num(worst)})"
-            if nc == "NC3":
-                fin_ce = _per_seed(comp.ce, lambda r: final_value(r, col))
-                fin_ls = _per_seed(comp.ls, lambda r: final_value(r, col))
-                note += f"; final NC3 CE {format_spread(fin_ce)}, LS {format_spread(fin_ls)}"
-            rows.append(_row(comp, "C2", test, ce, ls, "lower", note, per_seed=True))
-    # C3
+    return rows
+
+
+def _c2_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
+    col = NC_COLUMNS[nc]
+    level, start, worst = c2_level(comp.runs, col, frac)
+    ce, ls = _both(comp, lambda r: epochs_to_level(r, col, level))
+    test = (f"epoch from which {nc} stays <= its level at {frac:.0%} of the way (log scale) from the "
+            f"epoch-0 value to the worst final value")
+    if math.isnan(level):
+        why = (f"{nc} does not decrease from initialisation (start {_num(start)}, worst final "
+               f"{_num(worst)}): level undefined") if not math.isnan(start) else ""
+        verdict = ("inconclusive (missing runs)", 0, "no finished CE or LS run") if not comp.runs \
+            else ("inconclusive", 0, why)
+        return _row(comp, "C2", test, ce, ls, "lower", per_seed=True, verdict=verdict)
+    note = f"level {_num(level)} (epoch 0: {_num(start)}, worst final: {_num(worst)})"
+    if nc == "NC3":
+        fin_ce, fin_ls = _both(comp, lambda r: final_value(r, col))
+        note += f"; final NC3 CE {format_spread(fin_ce)}, LS {format_spread(fin_ls)}"
+    return _row(comp, "C2", test, ce, ls, "lower", note, per_seed=True)
+
+
+def _c3_rows(comp: Comparison) -> list[dict[str, Any]]:
+    rows = []
     for nc in ("NC1", "NC2"):
         col = NC_COLUMNS[nc]
-        ce = _per_seed(comp.ce, lambda r: final_value(r, col))
-        ls = _per_seed(comp.ls, lambda r: final_value(r, col))
+        ce, ls = _both(comp, lambda r: final_value(r, col))
         rows.append(_row(comp, "C3", f"final {nc} ({col}, last evaluated epoch)", ce, ls, "lower"))
-    # C4
+    return rows
+
+
+def _c4_row(comp: Comparison) -> dict[str, Any]:
     ce4, ls4, fracs, ranges = {}, {}, [], []
     for s in sorted(set(comp.ce) & set(comp.ls)):
         a, b, f, rng = nc2_at_matched_nc1(comp.ce[s], comp.ls[s])
@@ -402,39 +415,50 @@ def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
         if not math.isnan(f):
             fracs.append(f"s{s}: {f:.0%}")
             ranges.append(rng)
-    note4 = ""
+    note = ""
     if fracs:
-        note4 = (f"LS lower on {', '.join(fracs)} of the NC1 grid; common NC1 range "
-                 f"{_num(min(r[0] for r in ranges))} to {_num(max(r[1] for r in ranges))}")
+        note = (f"LS lower on {', '.join(fracs)} of the NC1 grid; common NC1 range "
+                f"{_num(min(r[0] for r in ranges))} to {_num(max(r[1] for r in ranges))}")
     elif comp.ce and comp.ls:
-        note4 = "no seed pair with an overlapping NC1 range"
-    rows.append(_row(comp, "C4", f"mean NC2 over {C4_GRID} NC1 values both runs pass through (NC2 interpolated "
-                     "in log NC1 at first passage), per seed pair", ce4, ls4, "lower", note4))
-    # C5
-    ece = {side: _per_seed(getattr(comp, side), lambda r: final_value(r, "test_ece20")) for side in ("ce", "ls")}
-    rows.append(_row(comp, "C5", "final test ECE (20 bins), before temperature scaling", ece["ce"], ece["ls"],
-                     "lower"))
+        note = "no seed pair with an overlapping NC1 range"
+    return _row(comp, "C4", f"mean NC2 over {C4_GRID} NC1 values both runs pass through (NC2 interpolated "
+                "in log NC1 at first passage), per seed pair", ce4, ls4, "lower", note)
+
+
+def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str) -> dict[str, Any]:
+    """C5, "temperature scaling narrows the gap": the |LS - CE| ECE gap before against after TS, per seed pair."""
+    ts = _both(comp, lambda r: final_value(r, col))
+    pairs = sorted(set(_clean(ece[0])) & set(_clean(ece[1])) & set(_clean(ts[0])) & set(_clean(ts[1])))
+    before = {s: abs(ece[1][s] - ece[0][s]) for s in pairs}
+    after = {s: abs(ts[1][s] - ts[0][s]) for s in pairs}
+    if pairs:
+        verdict = judge(before, after, "lower")
+        note = (f"|LS - CE| ECE gap before -> after TS: {format_spread(before)} -> {format_spread(after)}; "
+                f"ce / ls columns: ECE after TS")
+    else:
+        verdict = judge(*ts) if not (_clean(ts[0]) and _clean(ts[1])) else (
+            "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")
+        note = "ce / ls columns: ECE after TS"
+    return _row(comp, "C5", f"TS narrows the CE-LS ECE gap ({label})", *ts, "lower", note, verdict=verdict)
+
+
+def _c5_rows(comp: Comparison) -> list[dict[str, Any]]:
+    ece = _both(comp, lambda r: final_value(r, "test_ece20"))
+    rows = [_row(comp, "C5", "final test ECE (20 bins), before temperature scaling", *ece, "lower")]
     for col, label in (("test_ece20_ts_holdout", "T fitted on a held-out split"),
                        ("test_ece20_ts_testfit", "T fitted on the test set, as in the paper's code")):
-        ts = {side: _per_seed(getattr(comp, side), lambda r: final_value(r, col)) for side in ("ce", "ls")}
-        pairs = sorted(set(_clean(ece["ce"])) & set(_clean(ece["ls"])) & set(_clean(ts["ce"])) & set(_clean(ts["ls"])))
-        before = {s: abs(ece["ls"][s] - ece["ce"][s]) for s in pairs}
-        after = {s: abs(ts["ls"][s] - ts["ce"][s]) for s in pairs}
-        if pairs:
-            verdict = judge(before, after, "lower")
-            note = (f"|LS - CE| ECE gap before -> after TS: {format_spread(before)} -> {format_spread(after)}; "
-                    f"ce / ls columns: ECE after TS")
-        else:
-            verdict = judge(ts["ce"], ts["ls"]) if not (_clean(ts["ce"]) and _clean(ts["ls"])) else (
-                "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")
-            note = "ce / ls columns: ECE after TS"
-        rows.append(_row(comp, "C5", f"TS narrows the CE-LS ECE gap ({label})", ts["ce"], ts["ls"], "lower", note,
-                         verdict=verdict))
+        rows.append(_ts_row(comp, ece, col, label))
     for col, what in (("train_mean_class_mean_norm", "mean class-mean norm ||mu_k - mu_G||"),
                       ("train_mean_classifier_norm", "mean classifier-row norm ||w_k||")):
-        ce = _per_seed(comp.ce, lambda r: final_value(r, col))
-        ls = _per_seed(comp.ls, lambda r: final_value(r, col))
-        rows.append(_row(comp, "C5", f"final {what} (train)", ce, ls, "lower"))
+        rows.append(_row(comp, "C5", f"final {what} (train)", *_both(comp, lambda r: final_value(r, col)), "lower"))
+    return rows
+
+
+def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
+    """Rows for C1-C5 on one comparison (see the module docstring and each measurement's docstring)."""
+    rows = _c1_rows(comp)
+    rows += [_c2_row(comp, nc, frac) for nc in NC_COLUMNS for frac in C2_FRACTIONS]
+    rows += _c3_rows(comp) + [_c4_row(comp)] + _c5_rows(comp)
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     if comp.notes:
         df["note"] = df["note"] + "; " + ", ".join(comp.notes)
@@ -442,7 +466,7 @@ def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
     return df
 
 
-def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_LS_DELTA) -> pd.DataFrame:
+def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> pd.DataFrame:
     """The C1-C5 table for any collection of runs (Run or Run-like objects with ``dataset``, ``label``,
     ``name``, ``config`` and ``metrics``), one block per dataset group, groups in sorted order."""
     by_group: dict[str, list] = {}
@@ -474,7 +498,7 @@ def selection_problem(runs_dir: str | Path | None = None, dataset: str | None = 
 
 
 def claims_table(runs_dir: str | Path | None = None, dataset: str | None = None,
-                 ls_delta: float = MAIN_LS_DELTA) -> pd.DataFrame:
+                 ls_delta: float = MAIN_DELTA) -> pd.DataFrame:
     """C1-C5 for the finished runs under ``runs_dir`` (default: the repository's runs/), all dataset groups or
     one. Raises :class:`ClaimsError` (naming what is available) when there is nothing to use."""
     problem = selection_problem(runs_dir, dataset)
@@ -498,67 +522,10 @@ def styled_table(table: pd.DataFrame):
 
 
 # ----------------------------------------------------------------------------------------------
-# scale of a dataset group
-# ----------------------------------------------------------------------------------------------
-def _seed_list(seeds: Iterable[int]) -> str:
-    s = sorted(set(int(x) for x in seeds))
-    if not s:
-        return "none"
-    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
-        return f"{s[0]}–{s[-1]}"
-    return ", ".join(map(str, s))
-
-
-def _data_and_model(run) -> str:
-    """The data / model / epochs part of ``run.describe()`` (loss and seed removed)."""
-    c = run.config
-    text = run.describe()
-    loss = ("CE" if float(c["delta"]) == 0 else f"LS δ={float(c['delta']):g}") + (" UFM-style" if c.get("ufm") else "")
-    head, sep, _ = text.rpartition(", seed ")
-    if sep and f", {loss}, " in head:
-        return head.replace(f", {loss}, ", ", ", 1)
-    return f"{run.label}, {c.get('model')} (width {c.get('width')}), {c.get('epochs')} epochs"
-
-
-def scale_line(runs: Sequence[Any], ls_delta: float = MAIN_LS_DELTA) -> str:
-    """One line saying the scale of one dataset group: data (subset), model, epochs, and which seeds each
-    setting has (main CE / LS comparison, δ sweep, UFM-style), from the runs' ``describe()``."""
-    runs = list(runs)
-    if not runs:
-        return "no finished runs"
-    main = [r for r in runs if not r.config.get("ufm")]
-    rep = next((r for r in main if float(r.config["delta"]) == 0), main[0] if main else runs[0])
-    by_delta: dict[float, list[int]] = {}
-    for r in main:
-        by_delta.setdefault(float(r.config["delta"]), []).append(int(r.config["seed"]))
-    ce = by_delta.get(0.0, [])
-    ls = next((v for k, v in by_delta.items() if math.isclose(k, ls_delta)), [])
-    parts = [_data_and_model(rep),
-             f"CE seeds {_seed_list(ce)}, LS δ={ls_delta:g} seeds {_seed_list(ls)}"]
-    others = sorted(by_delta)
-    if len(others) > 2 or (others and not set(others) <= {0.0, ls_delta}):
-        parts.append("δ sweep {" + ", ".join(f"{k:g}" for k in others) + "}")
-    ufm = sorted({float(r.config["delta"]) for r in runs if r.config.get("ufm")})
-    if ufm:
-        parts.append("UFM-style δ {" + ", ".join(f"{k:g}" for k in ufm) + "}")
-    parts.append(f"{len(runs)} finished runs")
-    return "; ".join(parts)
-
-
-def scale_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
-    """``{dataset group: scale_line}`` for the finished runs under ``runs_dir``."""
-    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    groups: dict[str, list] = {}
-    for r in find_runs(root, dataset):
-        groups.setdefault(r.dataset, []).append(r)
-    return {g: scale_line(rs) for g, rs in sorted(groups.items())}
-
-
-# ----------------------------------------------------------------------------------------------
 # C6: theory (lsnc.ufm)
 # ----------------------------------------------------------------------------------------------
 def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lambda_w: float = 5e-3,
-                  lambda_h: float = 5e-3, deltas: Sequence[float] = (0.0, 0.05, 0.1), seeds: Sequence[int] = (0, 1),
+                  lambda_h: float = 5e-3, deltas: Sequence[float] = UFM_DELTAS, seeds: Sequence[int] = (0, 1),
                   lr: float = 5.0, lr_over_max_curvature: float = 0.5, steps: int = 3000,
                   loose: float = 1e-2, tight: float = 1e-6) -> pd.DataFrame:
     """C6 on one small UFM instance (the defaults are the theory page's; a few seconds on one core).
@@ -568,9 +535,9 @@ def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lamb
     so the one the claim is about); (3) condition number of the softmax Hessian diag(p) - pp^T in logit space;
     (4) gradient-descent iterations to the ``tight`` logit distance from the same start and a common step
     ``lr``, per seed; (5) the same with each δ given the step ``lr_over_max_curvature / λ_max(δ)``, where the
-    rate is set by the condition number. Rows 4-5 compare CE with the first LS δ > 0 (the main δ = 0.05);
+    rate is set by the condition number. Rows 4-5 compare CE with the first LS δ > 0 (the main δ);
     the deterministic rows (1-3) are judged over all δ > 0 and have no seeds."""
-    from . import ufm
+    from .. import ufm
 
     deltas = [float(x) for x in deltas]
     if deltas[0] != 0.0 or len(deltas) < 2:
@@ -578,48 +545,62 @@ def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lamb
     problem = ufm.UFMProblem(num_classes, n_per_class, dim, lambda_w, lambda_h, delta=0.0)
     label = f"UFM (K={num_classes}, n={n_per_class}, d={dim}, λ_W={lambda_w:g}, λ_H={lambda_h:g})"
     comp = Comparison(dataset=THEORY_GROUP, label=label, ls_delta=deltas[1])
-    rows = []
-
-    def det_row(test, ce_val, ls_vals, note=""):
-        ls_map = {f"δ={d:g}": v for d, v in zip(deltas[1:], ls_vals)}
-        good = all(v < ce_val for v in ls_vals)
-        bad = all(v > ce_val for v in ls_vals)
-        v = "supported" if good else ("not supported" if bad else "inconclusive")
-        why = ("deterministic: LS " + ("lower" if good else "higher" if bad else "not uniformly lower")
-               + " than CE for every δ in " + ", ".join(f"{d:g}" for d in deltas[1:]))
-        row = _row(comp, "C6", test, {"δ=0": ce_val}, ls_map, verdict=(v, 0, why), note=note,
-                   ce_text=_num(ce_val), ls_text=format_per_seed(ls_map))
-        row["n_seeds"] = None
-        return row
-
-    sols = [problem.with_delta(d).solution() for d in deltas]
-    rows.append(det_row("closed-form classifier-row norm ||w_k|| at the global minimizer", sols[0].w_norm,
-                        [s.w_norm for s in sols[1:]]))
-    rows.append(det_row("closed-form feature norm ||h_i|| at the global minimizer", sols[0].h_norm,
-                        [s.h_norm for s in sols[1:]]))
     with ufm.single_thread():
-        spectrum = ufm.condition_numbers_vs_delta(problem, deltas)
-        rows.append(det_row("condition number of the full UFM Hessian at the minimizer (symmetry directions "
-                            "removed): the one that governs GD", spectrum["kappa_restricted"][0],
-                            list(spectrum["kappa_restricted"][1:]),
-                            note=f"smallest curvature CE {_num(spectrum['restricted_min'][0])}, LS up to "
-                                 f"{_num(spectrum['restricted_min'][1:].max())}"))
-        rows.append(det_row("condition number of the softmax Hessian diag(p) - pp^T in logit space",
-                            spectrum["kappa_softmax"][0], list(spectrum["kappa_softmax"][1:])))
-        pair = [0.0, deltas[1]]
+        rows = _closed_form_rows(comp, problem, deltas) + _hessian_rows(comp, problem, deltas)
         for rule, step, what in (("same", lr, f"common step {lr:g}"),
                                  ("inverse_max_curvature", lr_over_max_curvature,
                                   f"step {lr_over_max_curvature:g} / λ_max(δ) per δ")):
-            cmp_ = ufm.compare_convergence(problem, pair, list(seeds), lr=step, steps=steps, loose=loose,
-                                           tight=tight, lr_rule=rule, record_every=1)
-            it = np.where(np.isfinite(cmp_.iters_tight), cmp_.iters_tight, np.inf)
-            ce = {int(s): float(it[0, j]) for j, s in enumerate(cmp_.seeds)}
-            ls = {int(s): float(it[1, j]) for j, s in enumerate(cmp_.seeds)}
-            diverged = int(cmp_.diverged.sum())
-            rows.append(_row(comp, "C6", f"GD iterations to logit distance {tight:g}, same start, {what} "
-                             f"(CE vs LS δ={deltas[1]:g})", ce, ls, "lower",
-                             (f"{diverged} runs diverged; " if diverged else "") + f"budget {steps} iterations",
-                             per_seed=True))
+            cmp_ = ufm.compare_convergence(problem, [0.0, deltas[1]], list(seeds), lr=step, steps=steps,
+                                           loose=loose, tight=tight, lr_rule=rule, record_every=1)
+            rows.append(_gd_row(comp, cmp_, what, steps))
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df["n_seeds"] = df["n_seeds"].astype("Int64")
     return df
+
+
+def _deterministic_row(comp: Comparison, deltas: Sequence[float], test: str, ce_val: float,
+                       ls_vals: Sequence[float], note: str = "") -> dict[str, Any]:
+    """A C6 row without seeds: LS (every δ > 0) against CE, judged on the exact values."""
+    ls_map = {f"δ={d:g}": v for d, v in zip(deltas[1:], ls_vals)}
+    good = all(v < ce_val for v in ls_vals)
+    bad = all(v > ce_val for v in ls_vals)
+    v = "supported" if good else ("not supported" if bad else "inconclusive")
+    why = ("deterministic: LS " + ("lower" if good else "higher" if bad else "not uniformly lower")
+           + " than CE for every δ in " + ", ".join(f"{d:g}" for d in deltas[1:]))
+    row = _row(comp, "C6", test, {"δ=0": ce_val}, ls_map, verdict=(v, 0, why), note=note,
+               ce_text=_num(ce_val), ls_text=format_per_seed(ls_map))
+    row["n_seeds"] = None
+    return row
+
+
+def _closed_form_rows(comp: Comparison, problem, deltas: Sequence[float]) -> list[dict[str, Any]]:
+    sols = [problem.with_delta(d).solution() for d in deltas]
+    return [_deterministic_row(comp, deltas, f"closed-form {what} at the global minimizer",
+                               getattr(sols[0], key), [getattr(s, key) for s in sols[1:]])
+            for key, what in (("w_norm", "classifier-row norm ||w_k||"), ("h_norm", "feature norm ||h_i||"))]
+
+
+def _hessian_rows(comp: Comparison, problem, deltas: Sequence[float]) -> list[dict[str, Any]]:
+    from .. import ufm
+
+    spectrum = ufm.condition_numbers_vs_delta(problem, deltas)
+    return [
+        _deterministic_row(comp, deltas, "condition number of the full UFM Hessian at the minimizer (symmetry "
+                           "directions removed): the one that governs GD", spectrum["kappa_restricted"][0],
+                           list(spectrum["kappa_restricted"][1:]),
+                           note=f"smallest curvature CE {_num(spectrum['restricted_min'][0])}, LS up to "
+                                f"{_num(spectrum['restricted_min'][1:].max())}"),
+        _deterministic_row(comp, deltas, "condition number of the softmax Hessian diag(p) - pp^T in logit space",
+                           spectrum["kappa_softmax"][0], list(spectrum["kappa_softmax"][1:])),
+    ]
+
+
+def _gd_row(comp: Comparison, result, what: str, steps: int) -> dict[str, Any]:
+    """Iterations to the tight distance, CE against LS per seed (never arrived: +inf)."""
+    it = np.where(np.isfinite(result.iters_tight), result.iters_tight, np.inf)
+    ce = {int(s): float(it[0, j]) for j, s in enumerate(result.seeds)}
+    ls = {int(s): float(it[1, j]) for j, s in enumerate(result.seeds)}
+    diverged = int(result.diverged.sum())
+    return _row(comp, "C6", f"GD iterations to logit distance {result.tight:g}, same start, {what} "
+                f"({loss_label(0)} vs {loss_label(result.deltas[1])})", ce, ls, "lower",
+                (f"{diverged} runs diverged; " if diverged else "") + f"budget {steps} iterations", per_seed=True)

@@ -1,0 +1,33 @@
+"""The library behind the book (book/*.ipynb): which runs a page draws, what they are, their numbers, figures.
+
+One module per concept:
+
+- :mod:`.select`: :func:`select` the runs of a page (a :class:`Selection`; never raises for unknown data);
+- :mod:`.scale`: the one home for describing runs: data, copy and subset, model and width, loss, epochs
+  (or "epochs 0–E of the N-epoch recipe" for a prefix), seeds, recipe, provenance;
+- :mod:`.captions`: the caption under every figure, and :func:`show`;
+- :mod:`.summary`: numbers the pages print or glue (medians per loss, end-of-training tables, bf16 vs fp32);
+- :mod:`.claims`: the paper's claims C1-C6 as tests with verdicts;
+- :mod:`.theory`: the theory page's numbers and its verdict on C6;
+- :mod:`.plots`: figure functions (:mod:`.plots.training`, :mod:`.plots.theory`, shared :mod:`.plots.style`);
+- :mod:`.widgets`: the explorers (ipywidgets);
+- :mod:`.notebook`: a page's preamble (:func:`start`) and glue helpers.
+
+``from lsnc import book`` gives the names a notebook calls (below); the modules are ``book.scale`` etc.
+"""
+
+from ..runs import default_runs_dir
+from . import scale
+from .captions import caption, show, show_caption
+from .notebook import glue_markdown, glue_values, or_note, setup, start
+from .scale import scales_table
+from .select import Selection, UnknownDataset, resolve_datasets, select
+from .summary import (compare_sentence, final_calibration_table, final_collapse_table, precision_comparison,
+                      summary_by_loss, ufm_error_maxima, ufm_error_table)
+from .widgets import closed_form_explorer, run_browser, ufm_dynamics_explorer
+
+__all__ = ["Selection", "UnknownDataset", "caption", "closed_form_explorer", "compare_sentence", "default_runs_dir",
+           "final_calibration_table", "final_collapse_table", "glue_markdown", "glue_values", "or_note",
+           "precision_comparison", "resolve_datasets", "run_browser", "scale", "scales_table", "select", "setup",
+           "show", "show_caption", "start", "summary_by_loss", "ufm_dynamics_explorer", "ufm_error_maxima",
+           "ufm_error_table"]

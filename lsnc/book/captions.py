@@ -1,0 +1,36 @@
+"""Captions: below every figure, what it was computed from (one :func:`lsnc.book.scale.provenance_line` per
+dataset), and the display helpers the notebooks call."""
+
+from __future__ import annotations
+
+from .scale import as_runs, by_dataset, provenance_line
+
+
+def caption(runs, what: str = "") -> str:
+    """Markdown saying what a figure was computed from (``runs``: a Selection or a list of runs), one line per
+    dataset; empty when there are no runs."""
+    runs = as_runs(runs)
+    if not runs:
+        return ""
+    lines = [f"*Computed from:* {what}" if what else "*Computed from:*"]
+    lines += [f"- {provenance_line(rs)}" for rs in by_dataset(runs).values()]
+    return "\n".join(lines)
+
+
+def show(fig, runs, what: str = "") -> None:
+    """Display ``fig`` (then close it) followed by its caption; nothing when ``fig`` is None."""
+    if fig is None:
+        return
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+    display(fig)
+    plt.close(fig)
+    show_caption(runs, what)
+
+
+def show_caption(runs, what: str = "") -> None:
+    """Display the caption of ``runs`` (nothing when there are none)."""
+    from IPython.display import Markdown, display
+    text = caption(runs, what)
+    if text:
+        display(Markdown(text))

@@ -1,0 +1,7 @@
+"""Figure functions that the book's notebooks call; each returns a matplotlib Figure.
+
+- :mod:`lsnc.book.plots.training`: figures of the training runs (book/fig1 ... fig9, the explorer).
+- :mod:`lsnc.book.plots.theory`: every figure of the UFM theory (book/theory, the explorer): closed form,
+  condition numbers, gradient-descent convergence.
+- :mod:`lsnc.book.plots.style`: what both share: loss colours, axis labels of the NC metrics, panel grids.
+"""

@@ -1,0 +1,68 @@
+"""What every figure shares: loss colours, the NC metrics' axis labels, panel grids, "not logged" panels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from ...vocab import NC_COLUMNS, loss_label
+
+CE_COLOUR = "tab:blue"
+LS_COLOUR = "tab:red"
+#: axis label (with the formula) of each NC metric column, keyed by vocab.NC_COLUMNS
+NC_LABELS = dict(zip(NC_COLUMNS.values(), (r"NC1 = tr($\Sigma_W\Sigma_B^+$)", r"NC2 = $\|WM^\top/\|WM^\top\| - E\|$",
+                                           r"NC3 = $\|W/\|W\| - M/\|M\|\|^2$")))
+#: short panel title of each NC metric column (NC1 is drawn on a log scale)
+NC_TITLES = {col: name + (" (log scale)" if name == "NC1" else "") for name, col in NC_COLUMNS.items()}
+
+
+def loss_colour(delta: float) -> str:
+    """CE blue, LS red."""
+    return CE_COLOUR if delta == 0 else LS_COLOUR
+
+
+def delta_colours(deltas: Sequence[float]) -> dict[float, tuple]:
+    """One colour per delta (viridis, CE darkest); the same delta gets the same colour in every figure that
+    is drawn from the same set of deltas."""
+    deltas = sorted(set(float(d) for d in deltas))
+    cmap = plt.get_cmap("viridis")
+    positions = np.linspace(0.0, 0.9, len(deltas)) if len(deltas) > 1 else [0.0]
+    return {d: cmap(p) for d, p in zip(deltas, positions)}
+
+
+def delta_legend(fig, colours: dict[float, tuple], title: str = "") -> None:
+    """A figure legend naming each delta's loss (``vocab.loss_label``) in its colour."""
+    handles = [Line2D([], [], color=c, lw=2, label=loss_label(d)) for d, c in colours.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 8), frameon=False,
+               title=title or None)
+
+
+def grid(nrows: int, ncols: int, width: float = 3.3, height: float = 2.8, **kw):
+    """``(fig, axes)`` with ``axes[row, column]`` always two-dimensional."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + 0.5), squeeze=False,
+                             constrained_layout=True, **kw)
+    return fig, axes
+
+
+def row_title(ax, label: str) -> None:
+    """Dataset label at the left of a row of panels."""
+    ax.annotate(label, xy=(0, 0.5), xytext=(-ax.yaxis.labelpad - 38, 0), xycoords=ax.yaxis.label,
+                textcoords="offset points", ha="right", va="center", rotation=90, fontsize=11,
+                fontweight="bold")
+
+
+def not_logged(ax, what: str) -> None:
+    """Annotate a panel whose metric the runs did not log (never leave it silently empty)."""
+    ax.text(0.5, 0.5, f"{what}\nnot logged by these runs", ha="center", va="center", transform=ax.transAxes,
+            color="grey", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def has(df: pd.DataFrame, col: str) -> bool:
+    """Whether ``col`` exists and holds at least one number."""
+    return col in df.columns and bool(pd.to_numeric(df[col], errors="coerce").notna().any())

@@ -1,0 +1,225 @@
+"""Every figure of the UFM theory (book/theory and the explorer): the closed form against δ, the condition
+numbers, gradient descent CE against LS. Each function returns a matplotlib Figure (:func:`ufm_dynamics`: the
+figure and a one-line summary)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.lines import Line2D
+
+from ... import ufm
+from ...vocab import MAIN_DELTA, loss_label
+from .style import CE_COLOUR, LS_COLOUR, delta_colours, grid
+
+DELTA_AXIS = r"label smoothing $\delta$"
+
+
+# ------------------------------------------------------------------------------------------------
+# the closed form
+# ------------------------------------------------------------------------------------------------
+def plot_closed_form_norms(problem: ufm.UFMProblem, max_delta: float = 0.99, num_deltas: int = 199):
+    """||w_k||, ||h_i|| and p_y of the minimizer of ``problem`` (its K, N, λ_W, λ_H) against δ in
+    [0, ``max_delta``], with the boundary δ = 1 - s where the minimizer collapses to zero."""
+    table = ufm.closed_form_vs_delta(problem.num_classes, problem.num_samples, problem.lambda_w, problem.lambda_h,
+                                     np.linspace(0, max_delta, num_deltas))
+    fig, (ax_norm, ax_p) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    delta = table["delta"]
+    ax_norm.plot(delta, table["w_norm"], label=r"$\|w_k\|$")
+    ax_norm.plot(delta, table["h_norm"], label=r"$\|h_i\|$")
+    ax_p.plot(delta, table["p_y"], color="C2", label=r"$p_y$ (true class)")
+    ax_p.plot(delta, 1 - delta + delta / table["num_classes"], color="C2", ls=":", label="smoothed target")
+    boundary = 1 - table["s"]
+    for ax in (ax_norm, ax_p):
+        ax.axvline(boundary, color="grey", ls="--", lw=1)
+        ax.set_xlabel(DELTA_AXIS)
+        ax.legend(frameon=False)
+    ax_norm.text(boundary, ax_norm.get_ylim()[1] * 0.95, r" $\delta = 1 - s$", va="top", color="grey")
+    ax_norm.set_ylabel("norm at the global minimizer")
+    ax_p.set_ylabel("probability")
+    ax_norm.set_title("closed-form norms")
+    ax_p.set_title("confidence at the minimizer")
+    return fig
+
+
+def plot_closed_form(num_classes: int, n_per_class: int, lambda_w: float, lambda_h: float, delta: float,
+                     lambda_b: float = 0.0, num_deltas: int = 200):
+    """The UFM closed form against delta (norms, and p_y with the smoothed target), with the chosen delta
+    marked and its values printed (the explorer's sliders redraw it)."""
+    N = num_classes * n_per_class
+    deltas = np.linspace(0.0, 0.999, num_deltas)
+    t = ufm.closed_form_vs_delta(num_classes, N, lambda_w, lambda_h, deltas, lambda_b)
+    sol = ufm.closed_form(num_classes, N, lambda_w, lambda_h, delta, lambda_b)
+    fig, (ax_n, ax_p) = plt.subplots(1, 2, figsize=(9.5, 3.3), constrained_layout=True)
+    ax_n.plot(deltas, t["w_norm"], color="tab:purple", label=r"$\|w_k\|$")
+    ax_n.plot(deltas, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
+    ax_n.plot([delta, delta], [sol.w_norm, sol.h_norm], "o", color="black")
+    ax_p.plot(deltas, t["p_y"], color="tab:green", label=r"$p_y$ at the minimizer")
+    ax_p.plot(deltas, 1 - deltas + deltas / num_classes, color="tab:green", ls=":", label=r"target $1-\delta+\delta/K$")
+    ax_p.plot([delta], [sol.p_y], "o", color="black")
+    for ax in (ax_n, ax_p):
+        ax.axvline(delta, color="black", lw=0.8, alpha=0.5)
+        if sol.s < 1:
+            ax.axvline(1 - sol.s, color="grey", ls="--", lw=0.8)
+        ax.set_xlabel(DELTA_AXIS)
+        ax.legend(frameon=False, fontsize=8)
+    ax_n.set_ylabel("norm at the global minimizer")
+    ax_p.set_ylabel("probability")
+    state = (f"‖w‖={sol.w_norm:.3g}, ‖h‖={sol.h_norm:.3g}, p_y={sol.p_y:.3g}" if sol.exists
+             else "s + δ ≥ 1: the minimizer is W = H = 0")
+    fig.suptitle(f"K={num_classes}, n={n_per_class}, λ_W={lambda_w:g}, λ_H={lambda_h:g}, δ={delta:g}:  {state}",
+                 fontsize=10)
+    return fig
+
+
+def _closed_form_column(ax_norm, ax_p, setting: dict, deltas: np.ndarray, colours: dict) -> None:
+    """One setting of :func:`plot_closed_form_grid`: norms (top) and p_y (bottom), the marked δ as dots."""
+    K, n = setting["num_classes"], setting["n_per_class"]
+    t = ufm.closed_form_vs_delta(K, K * n, setting["lambda_w"], setting["lambda_h"], deltas)
+    marks = ufm.closed_form_vs_delta(K, K * n, setting["lambda_w"], setting["lambda_h"], list(colours))
+    ax_norm.plot(deltas, t["w_norm"], color="tab:purple", label=r"$\|w_k\|$")
+    ax_norm.plot(deltas, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
+    ax_p.plot(deltas, t["p_y"], color="tab:green", label=r"$p_y$")
+    ax_p.plot(deltas, 1 - deltas + deltas / K, color="tab:green", ls=":", label="smoothed target")
+    for d, w, h, p in zip(marks["delta"], marks["w_norm"], marks["h_norm"], marks["p_y"]):
+        ax_norm.plot([d, d], [w, h], "o", color=colours[float(d)], markersize=5, zorder=3)
+        ax_p.plot([d], [p], "o", color=colours[float(d)], markersize=5, zorder=3)
+    ax_norm.set_title(f"K={K}, n={n}\nλ_W={setting['lambda_w']:g}, λ_H={setting['lambda_h']:g}", fontsize=9)
+    ax_p.set_xlabel(r"$\delta$")
+
+
+def plot_closed_form_grid(settings: Sequence[dict], deltas: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5),
+                          num_deltas: int = 200):
+    """Static view of the closed form: one column per setting (dict with num_classes, n_per_class, lambda_w,
+    lambda_h); top row the norms, bottom row p_y, against delta, with the given deltas marked."""
+    fig, axes = grid(2, len(settings), width=3.4, height=2.6, sharex=True)
+    colours = delta_colours(deltas)
+    for j, setting in enumerate(settings):
+        _closed_form_column(axes[0, j], axes[1, j], setting, np.linspace(0.0, 0.999, num_deltas), colours)
+    axes[0, 0].set_ylabel("norm at the minimizer")
+    axes[1, 0].set_ylabel("probability")
+    axes[0, 0].legend(frameon=False, fontsize=8)
+    axes[1, 0].legend(frameon=False, fontsize=8)
+    handles = [Line2D([], [], marker="o", ls="", color=c, label=f"δ={d:g}") for d, c in colours.items()]
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# condition numbers
+# ------------------------------------------------------------------------------------------------
+def plot_condition_numbers(spectrum: dict):
+    """``spectrum`` from ``ufm.condition_numbers_vs_delta``: candidate condition numbers and the extreme
+    eigenvalues of the full Hessian restricted to the complement of the symmetry directions."""
+    fig, (ax_k, ax_e) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    delta = spectrum["delta"]
+    ax_k.plot(delta, spectrum["kappa_restricted"], "o-", label="(a) full UFM Hessian, symmetry removed")
+    ax_k.plot(delta, spectrum["kappa_features_block"], "s--", label="(c) H-block at fixed W*")
+    ax_k.plot(delta, spectrum["kappa_softmax"], "^-", label=r"(b) softmax $\mathrm{diag}(p)-pp^\top$")
+    ax_k.set_yscale("log")
+    ax_k.set_xlabel(DELTA_AXIS)
+    ax_k.set_ylabel("condition number")
+    ax_k.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    ax_k.set_title("condition number at the minimizer")
+    ax_e.plot(delta, spectrum["restricted_min"], "o-", color="C3", label=r"$\lambda_{\min}$ (a)")
+    ax_e.plot(delta, spectrum["restricted_max"], "o-", color="C4", label=r"$\lambda_{\max}$ (a)")
+    ax_e.set_yscale("log")
+    ax_e.set_xlabel(DELTA_AXIS)
+    ax_e.set_ylabel("eigenvalue")
+    ax_e.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
+    ax_e.set_title("extreme curvatures (a)")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------
+# gradient descent
+# ------------------------------------------------------------------------------------------------
+def _distance_matrix(comparison: ufm.ConvergenceComparison, delta: float) -> np.ndarray:
+    """[seed, iteration] logit distance, NaN after a run stopped (needs record_every = 1)."""
+    trajs = [comparison.trajectories[(float(delta), int(seed))] for seed in comparison.seeds]
+    length = max(int(t.step[-1]) + 1 for t in trajs)
+    out = np.full((len(trajs), length), np.nan)
+    for row, t in zip(out, trajs):
+        row[t.step] = t.logit_distance
+    return out
+
+
+def _distance_panel(ax, comparison: ufm.ConvergenceComparison) -> None:
+    """Logit distance to the optimum against iteration: median over seeds, min-max band, one colour per δ."""
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(comparison.deltas)))
+    for colour, delta in zip(colours, comparison.deltas):
+        dist = _distance_matrix(comparison, delta)
+        steps = np.arange(dist.shape[1])
+        with np.errstate(all="ignore"):
+            finite = np.isfinite(dist).any(axis=0)
+            lo = np.nanmin(np.where(finite, dist, 0), axis=0)
+            hi = np.nanmax(np.where(finite, dist, 0), axis=0)
+            med = np.nanmedian(np.where(finite, dist, 0), axis=0)
+        ax.plot(steps[finite], med[finite], color=colour, label=loss_label(delta, tex=True))
+        ax.fill_between(steps[finite], lo[finite], hi[finite], color=colour, alpha=0.25, lw=0)
+    for thr in (comparison.loose, comparison.tight):
+        ax.axhline(thr, color="grey", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.set_ylim(comparison.tight * 1e-2, 1e2)  # diverged runs would otherwise stretch the axis
+    ax.set_xlabel("gradient-descent iteration")
+    ax.set_ylabel(r"$\|Z - Z^*\|_F / \|Z^*\|_F$")
+    rule = "same step" if comparison.lr_rule == "same" else r"step $\propto 1/\lambda_{\max}(\delta)$"
+    ax.set_title(f"distance to the optimum ({rule}, {len(comparison.seeds)} seeds)")
+    ax.legend(frameon=False, fontsize=8)
+
+
+def _iterations_panel(ax, comparison: ufm.ConvergenceComparison) -> None:
+    """Iterations to the loose / tight distance against δ: median line, one dot per seed that arrived."""
+    rng = np.random.default_rng(0)  # horizontal jitter of the seed dots only
+    width = 0.15 * (np.ptp(comparison.deltas) / max(len(comparison.deltas) - 1, 1) or 1.0)
+    for arr, marker, label in ((comparison.iters_loose, "o", f"to {comparison.loose:g}"),
+                               (comparison.iters_tight, "^", f"to {comparison.tight:g}")):
+        # median over the seeds that arrived (those that did not are counted in the note below)
+        arrived = np.isfinite(arr)
+        median = np.array([np.median(row[ok]) if ok.any() else np.nan for row, ok in zip(arr, arrived)])
+        line, = ax.plot(comparison.deltas, median, marker=marker, label=f"median iterations {label}")
+        x = comparison.deltas[:, None] + rng.uniform(-width, width, arr.shape)
+        ax.scatter(x[arrived], arr[arrived], s=12, color=line.get_color(), alpha=0.5)
+    missing = (~np.isfinite(comparison.iters_tight)).sum(axis=1)
+    if missing.any():
+        note = ", ".join(f"δ={dl:g}: {m}/{len(comparison.seeds)}" for dl, m in zip(comparison.deltas, missing) if m)
+        ax.text(0.02, 0.98, f"not arrived (diverged or out of steps): {note}", transform=ax.transAxes,
+                va="top", fontsize=8, color="C3")
+    ax.set_xlabel(DELTA_AXIS)
+    ax.set_ylabel("iterations")
+    ax.set_title("iterations to reach the distance")
+    ax.legend(frameon=False, fontsize=8)
+
+
+def plot_gd_convergence(comparison: ufm.ConvergenceComparison):
+    """Left: logit distance to the optimum vs iteration, median over seeds with the min-max band, one
+    colour per delta. Right: iterations to the loose / tight distance vs delta, one dot per seed."""
+    fig, (ax_t, ax_i) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    _distance_panel(ax_t, comparison)
+    _iterations_panel(ax_i, comparison)
+    return fig
+
+
+def ufm_dynamics(num_classes: int = 4, n_per_class: int = 3, lambda_wh: float = 5e-3, delta: float = MAIN_DELTA,
+                 lr: float = 5.0, steps: int = 1000, seed: int = 0):
+    """Gradient descent on a small UFM from one random start, CE against LS(δ), same step size; returns the
+    figure (distance to the optimum against iteration) and a one-line summary with both Hessians' condition
+    numbers (the full Hessian with the symmetry directions removed, and the softmax Hessian)."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    parts = []
+    for d, colour in ((0.0, CE_COLOUR), (delta, LS_COLOUR)):
+        problem = ufm.UFMProblem(num_classes, n_per_class, num_classes + 1, lambda_wh, lambda_wh, d)
+        traj = ufm.gradient_descent(problem, lr=lr, steps=steps, seed=seed, record_every=5)
+        spec = ufm.hessian_spectrum(problem, seed=seed)
+        ax.semilogy(traj.step, traj.logit_distance, color=colour, label=loss_label(d))
+        parts.append(f"{loss_label(d)}: κ(full Hessian, symmetry removed) = {spec.kappa_restricted:.3g}, "
+                     f"κ(softmax Hessian) = {spec.kappa_softmax:.3g}, p_y = {spec.p_y:.3f}")
+    ax.set_xlabel("gradient-descent iteration")
+    ax.set_ylabel("relative logit distance to optimum")
+    ax.set_title(f"UFM, K={num_classes}, n={n_per_class}, λ_W=λ_H={lambda_wh:g}, step {lr:g}, seed {seed}",
+                 fontsize=9)
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig, "; ".join(parts)

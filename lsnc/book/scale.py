@@ -1,0 +1,235 @@
+"""What runs are, said once: data (copy, subset), model (width), loss, epochs, seeds, recipe, provenance.
+
+Every sentence or table cell that tells the reader what something was computed from is built here, from the
+runs' config.json, provenance.json and status.json (never by parsing another description):
+
+* :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (width 256), CE, 150 epochs,
+  seed 0" (figure titles);
+* :func:`describe_setting`: what the runs of one group share (data, model, epochs);
+* :func:`group_line` / :func:`group_lines`: one dataset group of the claims page (its setting, and which seeds
+  each δ has);
+* :func:`provenance_line`: one dataset of a figure caption (sizes, classes, model, epochs, recipe, δ values,
+  seeds, lsnc commit, device);
+* :func:`scales_table`: the runs page's table, one row per dataset and kind of run.
+
+A finished run that stopped before its recipe's last epoch (a *prefix*, see ``lsnc.runs.Run.is_prefix``) is
+always described as "epochs 0–E of the N-epoch recipe", never as an E-epoch run: its learning-rate schedule is
+that of the N-epoch recipe. Run-like objects without a status (tests, the claims' inputs) count as complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..runs import default_runs_dir, find_runs
+from ..vocab import MAIN_DELTA, loss_label
+
+
+# ------------------------------------------------------------------------------------------------
+# words for lists
+# ------------------------------------------------------------------------------------------------
+def as_runs(runs: Any) -> list:
+    """A Selection (anything with ``.runs``) or an iterable of runs, as a list of runs."""
+    return list(getattr(runs, "runs", runs))
+
+
+def fmt_list(values: Iterable) -> str:
+    """``0, 0.05, 0.1`` (floats written with ``:g``); "none" when empty."""
+    vals = [f"{v:g}" if isinstance(v, float) else str(v) for v in values]
+    return ", ".join(vals) if vals else "none"
+
+
+def seeds_text(seeds: Iterable[int]) -> str:
+    """``0–4`` for three or more consecutive seeds, else ``0, 2``; "none" when empty."""
+    s = sorted({int(x) for x in seeds})
+    if not s:
+        return "none"
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}–{s[-1]}"
+    return ", ".join(map(str, s))
+
+
+def by_dataset(runs: Sequence) -> dict[str, list]:
+    """``{dataset group: its runs}``, groups in the order they first appear."""
+    groups: dict[str, list] = {}
+    for r in runs:
+        groups.setdefault(r.dataset, []).append(r)
+    return groups
+
+
+# ------------------------------------------------------------------------------------------------
+# one run
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reach:
+    """How far a run went in its recipe: ``reached`` of ``epochs`` (equal for a complete run)."""
+
+    reached: int
+    epochs: int
+    prefix: bool
+
+    @property
+    def text(self) -> str:
+        if self.prefix:
+            return f"epochs 0–{self.reached} of the {self.epochs}-epoch recipe"
+        return f"{self.epochs} epochs"
+
+
+def reach(run) -> Reach:
+    """The run's :class:`Reach`, from ``Run.epochs_reached`` / ``Run.is_prefix`` (complete when absent)."""
+    epochs = int(run.config["epochs"])
+    return Reach(int(getattr(run, "epochs_reached", epochs)), epochs, bool(getattr(run, "is_prefix", False)))
+
+
+def dataset_info(run) -> dict[str, Any]:
+    """The dataset description recorded in the run's provenance.json (empty when not recorded)."""
+    return (getattr(run, "provenance", None) or {}).get("dataset", {})
+
+
+def sizes_text(run) -> str:
+    """``train 4000, test 1000, holdout 500`` (the subset sizes used); "sizes not recorded" otherwise."""
+    sizes = dataset_info(run).get("sizes", {})
+    return ", ".join(f"{k} {v}" for k, v in sizes.items()) if sizes else "sizes not recorded"
+
+
+def data_text(run) -> str:
+    """``CIFAR-10 (JPEG copy) [train 3800, test 1000, holdout 500]``: the dataset label and subset sizes."""
+    return f"{run.label} [{sizes_text(run)}]"
+
+
+def model_text(config: dict) -> str:
+    """``resnet18 (width 16)``, or the model name alone when it has no width."""
+    return config["model"] + (f" (width {config['width']})" if config.get("width") else "")
+
+
+def run_loss(run) -> str:
+    """The run's loss (``vocab.loss_label``), marked " UFM-style" for UFM-style runs."""
+    return loss_label(run.config["delta"], ufm=bool(run.config.get("ufm")))
+
+
+def describe_run(run) -> str:
+    """One line saying what this run is: data (copy, subset), model, loss, epochs, seed."""
+    return f"{data_text(run)}, {model_text(run.config)}, {run_loss(run)}, {reach(run).text}, seed {run.config['seed']}"
+
+
+# ------------------------------------------------------------------------------------------------
+# several runs
+# ------------------------------------------------------------------------------------------------
+def epochs_text(runs: Sequence) -> str:
+    """``150 epochs``; ``50, 150 epochs`` for complete runs of several recipes; prefixes as
+    ``epochs 0–40 of the 800-epoch recipe`` (joined with "and" when complete runs are present too)."""
+    reaches = [reach(r) for r in runs]
+    complete = sorted({x.epochs for x in reaches if not x.prefix})
+    parts = [f"{fmt_list(complete)} epochs"] if complete else []
+    parts += [x.text for x in sorted({x for x in reaches if x.prefix}, key=lambda x: (x.epochs, x.reached))]
+    return " and ".join(parts)
+
+
+def models_text(runs: Sequence) -> str:
+    return fmt_list(sorted({model_text(r.config) for r in runs}))
+
+
+def describe_setting(runs: Sequence) -> str:
+    """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (width 256), 150 epochs`` (data of the
+    first run: the runs of one dataset group share it)."""
+    runs = list(runs)
+    return f"{data_text(runs[0])}, {models_text(runs)}, {epochs_text(runs)}"
+
+
+def recipe_text(runs: Sequence) -> str:
+    """The optimiser settings of the first run: SGD, penalties (weight decay or the UFM-style ones), batch,
+    learning-rate decay."""
+    opt = runs[0].config
+    if {bool(r.config.get("ufm")) for r in runs} == {True}:
+        penalty = (f"UFM-style penalties λ_W {opt.get('lambda_w'):g}, λ_H {opt.get('lambda_h'):g}, "
+                   f"λ_b {opt.get('lambda_b'):g}")
+    else:
+        penalty = f"weight decay {opt.get('weight_decay'):g}"
+    return (f"SGD lr {opt.get('lr'):g}, momentum {opt.get('momentum'):g}, {penalty}, batch {opt.get('batch_size')}, "
+            f"lr ×{opt.get('gamma', 0.1):g} at epochs {fmt_list(opt.get('milestones') or [])}")
+
+
+def _commit(run) -> str:
+    info = run.provenance.get("lsnc", {})
+    return (info.get("commit") or "unknown")[:10] + ("+modified" if info.get("lsnc_modified") else "")
+
+
+def provenance_line(runs: Sequence) -> str:
+    """Markdown for the runs of one dataset: label, sizes, classes, model, epochs, recipe, number of runs, δ
+    values, seeds, lsnc commit, device, and the data copy's note when there is one."""
+    runs = list(runs)
+    info = dataset_info(runs[0])
+    n = len(runs)
+    line = (f"**{runs[0].label}** ({sizes_text(runs[0])} samples; {info.get('num_classes', '?')} classes): "
+            f"{models_text(runs)}, {epochs_text(runs)}, {recipe_text(runs)}; {n} run{'s' if n != 1 else ''}: "
+            f"δ ∈ {{{fmt_list(sorted({float(r.config['delta']) for r in runs}))}}}, "
+            f"seeds {{{seeds_text(r.config['seed'] for r in runs)}}}; "
+            f"lsnc commit {fmt_list(sorted({_commit(r) for r in runs}))}, "
+            f"device {fmt_list(sorted({r.provenance.get('device', {}).get('type', '?') for r in runs}))}.")
+    if info.get("copy_note"):
+        line += f" *Data: {info['copy_note']}*"
+    return line
+
+
+def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
+    """One line saying the scale of one dataset group: its setting (data, model, epochs), the seeds of the main
+    CE / LS comparison, the δ sweep and the UFM-style δ values when present, the number of finished runs."""
+    runs = list(runs)
+    if not runs:
+        return "no finished runs"
+    main = [r for r in runs if not r.config.get("ufm")]
+    by_delta: dict[float, list[int]] = {}
+    for r in main:
+        by_delta.setdefault(float(r.config["delta"]), []).append(int(r.config["seed"]))
+    ls = next((v for k, v in by_delta.items() if np.isclose(k, ls_delta)), [])
+    parts = [describe_setting(main or runs), f"{loss_label(0)} seeds {seeds_text(by_delta.get(0.0, []))}, "
+                                             f"{loss_label(ls_delta)} seeds {seeds_text(ls)}"]
+    deltas = sorted(by_delta)
+    if len(deltas) > 2 or (deltas and not set(deltas) <= {0.0, ls_delta}):
+        parts.append("δ sweep {" + fmt_list(deltas) + "}")
+    ufm = sorted({float(r.config["delta"]) for r in runs if r.config.get("ufm")})
+    if ufm:
+        parts.append("UFM-style δ {" + fmt_list(ufm) + "}")
+    parts.append(f"{len(runs)} finished runs")
+    return "; ".join(parts)
+
+
+def group_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
+    """``{dataset group: group_line}`` for the finished runs under ``runs_dir`` (None: the repository's runs/)."""
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    return {g: group_line(rs) for g, rs in sorted(by_dataset(find_runs(root, dataset)).items())}
+
+
+# ------------------------------------------------------------------------------------------------
+# the runs page's table
+# ------------------------------------------------------------------------------------------------
+def _scale_row(run) -> dict[str, Any]:
+    info = dataset_info(run)
+    sizes = info.get("sizes", {})
+    x = reach(run)
+    return {"dataset": run.label, "kind": "UFM-style" if run.config.get("ufm") else "standard",
+            "classes": info.get("num_classes"), "train": sizes.get("train"), "test": sizes.get("test"),
+            "held-out": sizes.get("holdout"), "model": model_text(run.config),
+            "epochs": x.text if x.prefix else x.epochs, "delta": float(run.config["delta"]),
+            "seed": run.config["seed"], "device": run.provenance.get("device", {}).get("type"),
+            "train minutes": (run.status.get("train_seconds") or np.nan) / 60}
+
+
+def scales_table(runs) -> pd.DataFrame:
+    """One row per dataset and kind of run (standard / UFM-style): the scale of what was run. ``epochs`` is the
+    recipe's epochs, or "epochs 0–E of the N-epoch recipe" for a prefix."""
+    rows = [_scale_row(r) for r in as_runs(runs)]
+    if not rows:
+        return pd.DataFrame()
+    keys = ["dataset", "kind", "classes", "train", "test", "held-out", "model", "epochs"]
+    out = pd.DataFrame(rows).groupby(keys, sort=False, dropna=False).agg(
+        runs=("seed", "size"), deltas=("delta", lambda s: fmt_list(sorted(set(s)))),
+        seeds=("seed", seeds_text), device=("device", lambda s: fmt_list(sorted(set(s)))),
+        minutes_per_run=("train minutes", "median")).reset_index()
+    return out.rename(columns={"deltas": "δ values", "minutes_per_run": "median training minutes per run"})

@@ -1,0 +1,178 @@
+"""Numbers the pages print or glue: end-of-training tables, medians per loss, CE-vs-LS sentences, bf16 vs fp32.
+
+Every function takes runs (a list, or a Selection) already chosen by :func:`lsnc.book.select`; the figures in
+:mod:`lsnc.book.plots` draw from the same tables (:func:`metrics_table`, :func:`final_rows`, :func:`ufm_errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..runs import Run, default_runs_dir, find_runs, runs_table
+from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
+from .claims import epochs_to_zero_error
+from .scale import as_runs, reach
+
+#: summary_by_loss: metric column -> its column in the summary
+SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
+                   **{col: name.lower() for name, col in NC_COLUMNS.items()},
+                   "test_error": "test_error", "test_ece20": "ece20", "test_ece20_ts_holdout": "ece20_ts_holdout"}
+#: precision_comparison: metric column -> its name in the table
+PRECISION_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_accuracy": "test accuracy",
+                     "test_ece20": "ECE20"}
+#: the end-of-training collapse table (fig6)
+FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), "train_mean_class_mean_norm", "train_mean_classifier_norm",
+                          "test_error")
+#: the UFM-style table (fig9): closed form, measured, relative error
+UFM_ERROR_COLUMNS = ("ufm_theory_w_norm", "train_mean_classifier_norm", "rel_err_w", "ufm_theory_h_norm",
+                     "train_mean_feature_norm", "rel_err_h", "train_mean_class_mean_norm", "rel_err_h_centred")
+
+
+# ------------------------------------------------------------------------------------------------
+# tables the figures draw
+# ------------------------------------------------------------------------------------------------
+def metrics_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """Every evaluated epoch of every run (:func:`lsnc.runs.runs_table`), delta as float; raises ValueError
+    when there is nothing to draw."""
+    df = runs_table(runs)
+    if df.empty:
+        raise ValueError("no runs to draw (the selection is empty, or the runs have no metrics yet)")
+    df["delta"] = df["delta"].astype(float)
+    return df
+
+
+def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
+    """The last evaluated epoch of every run (one row per run)."""
+    df = metrics_table(runs)
+    return df.loc[df.groupby(["dataset", "run"])["epoch"].idxmax()].reset_index(drop=True)
+
+
+def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
+    """Per evaluated epoch of each UFM-style run: measured mean ||w_k||, ||h_i||, the closed form, and the
+    relative errors |measured - closed form| / closed form. ``rel_err_h_centred`` compares the closed-form
+    ||h_i|| with the mean centred class-mean norm ||mu_k - mu_G||: at the UFM minimizer features are
+    collapsed and centred (mu_G = 0), while a ReLU network's features have a nonzero global mean."""
+    df = metrics_table(runs)
+    for what, measured, theory_col in (("w", "train_mean_classifier_norm", "ufm_theory_w_norm"),
+                                       ("h", "train_mean_feature_norm", "ufm_theory_h_norm"),
+                                       ("h_centred", "train_mean_class_mean_norm", "ufm_theory_h_norm")):
+        theory = pd.to_numeric(df.get(theory_col), errors="coerce")
+        df[f"rel_err_{what}"] = (pd.to_numeric(df[measured], errors="coerce") - theory).abs() / theory
+    return df
+
+
+# ------------------------------------------------------------------------------------------------
+# end-of-training tables of the pages
+# ------------------------------------------------------------------------------------------------
+def _final_means(final: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    return final.groupby(["label", "delta"])[list(columns)].mean().round(4)
+
+
+def final_collapse_table(runs) -> pd.DataFrame:
+    """Mean over seeds, per dataset and δ, of the end-of-training NC1-NC3, norms and test error."""
+    table = _final_means(final_rows(as_runs(runs)), FINAL_COLLAPSE_COLUMNS)
+    return table.rename(columns=lambda c: c.replace("train_", ""))
+
+
+def final_calibration_table(runs, bins: int = 20) -> pd.DataFrame:
+    """Mean over seeds, per dataset and δ, of the end-of-training ECE (before / after temperature scaling)
+    and the fitted temperatures."""
+    cols = [f"test_ece{bins}", f"test_ece{bins}_ts_holdout", f"test_ece{bins}_ts_testfit", "test_temperature_holdout",
+            "test_temperature_testfit"]
+    return _final_means(final_rows(as_runs(runs)), cols)
+
+
+def _last_ufm_rows(runs) -> pd.DataFrame:
+    err = ufm_errors(as_runs(runs))
+    return err.loc[err.groupby(["dataset", "run"])["epoch"].idxmax()]
+
+
+def ufm_error_table(runs) -> pd.DataFrame:
+    """Mean over seeds, per dataset and δ, of the UFM-style runs' final norms against the closed form."""
+    return _final_means(_last_ufm_rows(runs), UFM_ERROR_COLUMNS)
+
+
+def ufm_error_maxima(runs) -> dict[str, float]:
+    """The largest end-of-training relative error over the UFM-style runs: ``max_rel_err_w``, ``_h``,
+    ``_h_centred``."""
+    last = _last_ufm_rows(runs)
+    return {f"max_rel_err_{w}": float(last[f"rel_err_{w}"].max()) for w in ("w", "h", "h_centred")}
+
+
+# ------------------------------------------------------------------------------------------------
+# CE against LS
+# ------------------------------------------------------------------------------------------------
+def summary_by_loss(runs, dataset: str, deltas: Sequence[float] = CE_VS_LS,
+                    error_threshold: float = 0.0) -> pd.DataFrame:
+    """For one dataset, per delta (rows), medians over seeds of: the first evaluated epoch with train error <=
+    threshold, and the end-of-training NC1, NC2, NC3, test error, ECE (20 bins), number of seeds."""
+    runs = [r for r in as_runs(runs) if r.dataset == dataset and any(np.isclose(r.config["delta"], d) for d in deltas)]
+    df = runs_table(runs)
+    if df.empty:
+        return pd.DataFrame()
+    last = df.loc[df.groupby("run")["epoch"].idxmax()].set_index("run")
+    # inf (never reached) is shown as "never"; NaN keeps the medians well defined.
+    last["first_zero_error_epoch"] = pd.Series({r.name: epochs_to_zero_error(r, error_threshold)
+                                                for r in runs}).replace(np.inf, np.nan)
+    out = (last[list(SUMMARY_COLUMNS) + ["delta"]].rename(columns=SUMMARY_COLUMNS)
+           .apply(pd.to_numeric, errors="coerce"))
+    res = out.groupby("delta").median()
+    res["seeds"] = out.groupby("delta").size()
+    return res
+
+
+def _epoch_text(v: float) -> str:
+    return "never" if np.isnan(v) else f"epoch {v:.0f}"
+
+
+def _compare_bullet(label: str, delta: float, ce: pd.Series, ls: pd.Series) -> str:
+    pairs = ", ".join(f"{n} {ce[n.lower()]:.3g} vs {ls[n.lower()]:.3g}" for n in NC_COLUMNS)
+    return (f"- **{label}** (medians over {int(ce['seeds'])} CE / {int(ls['seeds'])} LS seeds): zero training "
+            f"error at {_epoch_text(ce['first_zero_error_epoch'])} ({loss_label(0)}) vs "
+            f"{_epoch_text(ls['first_zero_error_epoch'])} ({loss_label(delta)}); final {pairs}; test error "
+            f"{ce['test_error']:.3g} vs {ls['test_error']:.3g}; ECE {ce['ece20']:.3g} vs {ls['ece20']:.3g}.")
+
+
+def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
+    """Markdown, one bullet per dataset: epoch of zero train error and end-of-training NC1/NC2/NC3, test error,
+    CE vs LS (medians over seeds), generated from the runs."""
+    runs = as_runs(runs)
+    lines = []
+    for ds in dict.fromkeys(r.dataset for r in runs):
+        res = summary_by_loss(runs, ds, deltas)
+        if len(res) < 2 or 0.0 not in res.index:
+            continue
+        label = next(r.label for r in runs if r.dataset == ds)
+        lines += [_compare_bullet(label, delta, res.loc[0.0], ls) for delta, ls in res.drop(index=0.0).iterrows()]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------
+# bf16 against fp32
+# ------------------------------------------------------------------------------------------------
+def _twin_key(r: Run) -> tuple:
+    c = r.config
+    return (r.dataset, c["delta"], c["seed"], c["model"], c.get("width"), reach(r), bool(c.get("ufm")))
+
+
+def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
+    """Final metrics of each bf16-autocast run beside its fp32 twin (same dataset, δ, seed, setting), with
+    the relative difference (bf16 − fp32) / |fp32|. Empty when no bf16 run has finished."""
+    runs = find_runs(default_runs_dir() if runs_dir is None else runs_dir)
+    fp32 = {_twin_key(r): r for r in runs if r.config.get("amp", "none") == "none"}
+    rows = []
+    for r in runs:
+        twin = fp32.get(_twin_key(r))
+        if r.config.get("amp") != "bf16" or twin is None:
+            continue
+        a, b = twin.metrics.iloc[-1], r.metrics.iloc[-1]
+        row = {"dataset": r.label, "δ": r.config["delta"], "seed": r.config["seed"]}
+        for col, name in PRECISION_COLUMNS.items():
+            row[f"{name} fp32"], row[f"{name} bf16"] = a[col], b[col]
+            row[f"{name} rel. diff"] = (b[col] - a[col]) / abs(a[col]) if a[col] else float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)

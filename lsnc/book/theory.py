@@ -1,0 +1,142 @@
+"""The numbers and the verdict of the theory page (book/theory.ipynb), computed from :mod:`lsnc.ufm`.
+
+Each function returns ``{glue name: value}`` for the page's text (see :func:`lsnc.book.notebook.glue_values`),
+or, for :func:`verdict_summary`, the Markdown verdict on claim C6. The figures are in
+:mod:`lsnc.book.plots.theory`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ufm
+from ..metrics import PAPER_NAMES, collapse_metrics_from_features
+
+
+def closed_form_numbers(problem: ufm.UFMProblem, ls_delta: float) -> dict[str, float]:
+    """The closed form of CE (``problem`` at δ = 0) against LS at ``ls_delta``: ``s``, the boundary 1 - s,
+    ``delta_ls``, the norm ratios LS / CE (``w_ratio``, ``h_ratio``) and p_y of both (``py_ce``, ``py_ls``)."""
+    ce, ls = problem.with_delta(0.0).solution(), problem.with_delta(ls_delta).solution()
+    return {"s": ce.s, "boundary": 1 - ce.s, "delta_ls": ls_delta, "w_ratio": ls.w_norm / ce.w_norm,
+            "h_ratio": ls.h_norm / ce.h_norm, "py_ce": ce.p_y, "py_ls": ls.p_y}
+
+
+def kappa_deltas(problem: ufm.UFMProblem, num: int) -> np.ndarray:
+    """``num`` δ values from 0 to 90 % of the boundary 1 - s (beyond it the minimizer is zero)."""
+    return np.linspace(0, 0.9 * (1 - problem.with_delta(0.0).solution().s), num)
+
+
+def spectrum_numbers(spectrum: dict) -> dict[str, float]:
+    """From ``ufm.condition_numbers_vs_delta`` (``delta[0]`` = 0 is CE): the symmetry basis (``sym_dim``,
+    its largest curvature ``sym_curv``), and for each of κ (full Hessian), λ_min, λ_max, κ (softmax) the CE
+    value and the LS maximum and minimum (``kappa_restricted_ce``, ``_max``, ``_min``, ...). Raises when a
+    direction other than the symmetries is flat."""
+    if not np.all(spectrum["num_dropped"] == spectrum["symmetry_dim"]):
+        raise ValueError("the Hessian has flat directions beyond the symmetry basis")
+    out = {"sym_dim": int(spectrum["symmetry_dim"][0]), "sym_curv": float(spectrum["symmetry_curvature"].max())}
+    for key in ("kappa_restricted", "restricted_min", "restricted_max", "kappa_softmax"):
+        out[f"{key}_ce"] = float(spectrum[key][0])
+        out[f"{key}_max"] = float(spectrum[key][1:].max())
+        out[f"{key}_min"] = float(spectrum[key][1:].min())
+    out["kappa_delta_max"] = float(spectrum["delta"][-1])
+    return out
+
+
+def endpoint_numbers(problem: ufm.UFMProblem, comparison: ufm.ConvergenceComparison) -> dict[str, float]:
+    """How close the last gradient-descent iterates are to the closed form, over every (δ, seed) run:
+    ``max_rel_err`` (largest relative error of the objective, ||w_k|| and ||h_i||) and the largest final
+    NC1, NC2, NC3 (``max_nc1`` ...)."""
+    rel_err, nc = [], []
+    for (delta, _seed), traj in comparison.trajectories.items():
+        sol = problem.with_delta(delta).solution()
+        rel_err += [abs(traj.objective[-1] - sol.objective) / sol.objective,
+                    abs(traj.w_norm[-1] - sol.w_norm) / sol.w_norm, abs(traj.h_norm[-1] - sol.h_norm) / sol.h_norm]
+        m = collapse_metrics_from_features(traj.H, problem.labels(), traj.W, traj.b, num_classes=problem.num_classes)
+        nc.append([m[key] for key in PAPER_NAMES.values()])
+    worst = np.max(nc, axis=0)
+    return {"max_rel_err": float(max(rel_err)),
+            **{f"max_{name.lower()}": float(v) for name, v in zip(PAPER_NAMES, worst)}}
+
+
+def iteration_numbers(comparison: ufm.ConvergenceComparison, name: str) -> dict[str, float]:
+    """Median iterations to the tight distance: ``{name}_ce`` and the LS range ``{name}_ls_min`` / ``_ls_max``."""
+    med = comparison.median_iters("tight")
+    return {f"{name}_ce": float(med[0]), f"{name}_ls_min": float(np.nanmin(med[1:])),
+            f"{name}_ls_max": float(np.nanmax(med[1:]))}
+
+
+# ------------------------------------------------------------------------------------------------
+# the verdict on C6
+# ------------------------------------------------------------------------------------------------
+def _seed_count(mask: np.ndarray) -> str:
+    return "every seed" if mask.all() else f"{int(mask.sum())} of {mask.size} seed-runs"
+
+
+def _not_arrived_note(comp: ufm.ConvergenceComparison) -> str:
+    missing = ~np.isfinite(comp.iters_tight)
+    if not missing.any():
+        return ""
+    return (f" (did not arrive, diverged or out of steps: CE {int(missing[0].sum())} of {missing.shape[1]}, "
+            f"LS {int(missing[1:].sum())} of {missing[1:].size}; counted as slowest)")
+
+
+def _faster(comp: ufm.ConvergenceComparison) -> np.ndarray:
+    """[LS δ, seed]: reached both distances in fewer iterations than CE (never arriving counts as slowest)."""
+    iters = {k: np.where(np.isfinite(a), a, np.inf) for k, a in
+             (("loose", comp.iters_loose), ("tight", comp.iters_tight))}
+    return (iters["loose"][1:] < iters["loose"][0]) & (iters["tight"][1:] < iters["tight"][0])
+
+
+def _kappa_word(comp: ufm.ConvergenceComparison) -> str:
+    sp = comp.spectrum
+    if comp.verdict()["ls_lower_full_condition_number"]:
+        return "lower"
+    return "higher" if np.all(sp["kappa_restricted"][1:] > sp["kappa_restricted"][0]) else "not uniformly lower"
+
+
+def _same_step_lines(same: ufm.ConvergenceComparison) -> list[str]:
+    v, sp, kappa = same.verdict(), same.spectrum, _kappa_word(same)
+    ls = ", ".join(f"{d:g}" for d in same.deltas[1:])
+    pred, meas = same.predicted_tight_phase, same.measured_tight_phase
+    return [
+        f"* **Same step size** ({same.lrs[0]:g}), same start: LS (δ = {ls}) reached both distances in fewer "
+        f"iterations than CE for {_seed_count(_faster(same))}.",
+        f"* **Full UFM Hessian** (symmetry directions removed): its condition number is {kappa} for LS "
+        f"(CE: {sp['kappa_restricted'][0]:.3g}; LS: {sp['kappa_restricted'][1:].min():.3g} to "
+        f"{sp['kappa_restricted'][1:].max():.3g})"
+        + (", because the largest curvature grows with δ faster than the smallest one" if kappa == "higher" else "")
+        + f". The smallest curvature is {'higher' if v['ls_higher_smallest_curvature'] else 'not higher'} "
+        f"for LS (CE: {sp['restricted_min'][0]:.3g}; LS: up to {sp['restricted_min'][1:].max():.3g}).",
+        f"* **Softmax Hessian** diag(p) − ppᵀ in logit space: condition number "
+        f"{'lower' if v['ls_lower_softmax_condition_number'] else 'not lower'} for LS "
+        f"(CE: {sp['kappa_softmax'][0]:.3g}; LS: down to {sp['kappa_softmax'][1:].min():.3g}).",
+        f"* At a common step the local rate is |1 − η λ_min|: it predicts {pred[0]:.0f} (CE) and "
+        f"{pred[1:].min():.0f} to {pred[1:].max():.0f} (LS) iterations between the two distances; measured "
+        f"medians: {meas[0]:.0f} (CE) and {np.nanmin(meas[1:]):.0f} to {np.nanmax(meas[1:]):.0f} (LS).",
+    ]
+
+
+def _tuned_line(tuned: ufm.ConvergenceComparison) -> str:
+    iters = np.where(np.isfinite(tuned.iters_tight), tuned.iters_tight, np.inf)
+    return (f"* **Step matched to each δ** (η = {tuned.lrs[0] * tuned.spectrum['restricted_max'][0]:g}"
+            f" / λ_max(δ)), where the rate is set by the condition number: LS needed more iterations than CE to "
+            f"reach the tight distance for {_seed_count(iters[1:] > iters[0])}{_not_arrived_note(tuned)}.")
+
+
+def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.ConvergenceComparison | None = None) -> str:
+    """A plain-language (Markdown) verdict on the claim "LS has a lower condition number and therefore
+    converges faster", written from the numbers of the comparisons (deltas[0] is the CE baseline)."""
+    lines = _same_step_lines(same_step) + ([_tuned_line(tuned_step)] if tuned_step is not None else [])
+    v = same_step.verdict()
+    if v["supports_claim"]:
+        verdict = ("**Verdict: the numbers support the claim**: LS converges faster and its full-Hessian "
+                   "condition number is lower.")
+    elif _faster(same_step).all() and _kappa_word(same_step) == "higher" and v["ls_higher_smallest_curvature"]:
+        verdict = ("**Verdict: the numbers do not support the claim as stated.** LS does converge faster at a "
+                   "common step size, but not because of a lower condition number of the UFM Hessian, which is "
+                   "higher for LS; the speed-up comes from LS's larger smallest curvature. Only the logit-space "
+                   "softmax Hessian has a lower condition number under LS.")
+    else:
+        verdict = ("**Verdict: the numbers do not support the claim**: LS is not faster than CE on every run "
+                   "at a common step size.")
+    return "\n".join(lines) + "\n\n" + verdict

@@ -1,0 +1,137 @@
+"""Interactive explorers (ipywidgets): live only in a running kernel; the book shows static views beside them.
+
+Every explorer is sliders or dropdowns above one output area that a draw function refills on every change
+(:func:`slider_panel`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..vocab import MAIN_DELTA
+
+
+def slider_panel(sliders: dict, draw):
+    """Sliders above an output area; ``draw(values) -> (figure, text or None)`` is re-run on every change.
+
+    An explicit Output + observe rather than ipywidgets.interactive: interactive's first draw blocks
+    notebook execution by nbclient (the book build) until the cell timeout."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    out = w.Output()
+
+    def redraw(*_):
+        out.clear_output(wait=True)
+        with out:
+            try:
+                fig, text = draw({k: s.value for k, s in sliders.items()})
+            except ValueError as exc:  # an invalid combination (e.g. s + δ >= 1): say so, no traceback
+                print(exc)
+                return
+            if text:
+                print(text)
+            display(fig)
+            plt.close(fig)
+
+    for s in sliders.values():
+        s.observe(redraw, "value")
+    redraw()
+    return w.VBox([*sliders.values(), out])
+
+
+def _float_slider(value: float, lo: float, hi: float, step: float, description: str):
+    import ipywidgets as w
+    return w.FloatSlider(value=value, min=lo, max=hi, step=step, description=description,
+                         style={"description_width": "110px"}, layout=w.Layout(width="420px"))
+
+
+def _int_slider(value: int, lo: int, hi: int, description: str):
+    import ipywidgets as w
+    return w.IntSlider(value=value, min=lo, max=hi, description=description, style={"description_width": "110px"},
+                       layout=w.Layout(width="420px"))
+
+
+def closed_form_explorer(num_classes: int = 10, n_per_class: int = 380, lambda_w: float = 1e-3,
+                         lambda_h: float = 1e-6, delta: float = MAIN_DELTA):
+    """Sliders for δ, log10 λ_W, log10 λ_H, K and n driving :func:`lsnc.book.plots.theory.plot_closed_form`."""
+    from .plots.theory import plot_closed_form
+
+    sliders = {
+        "delta": _float_slider(delta, 0.0, 0.99, 0.01, "δ"),
+        "log10_lambda_w": _float_slider(float(np.log10(lambda_w)), -6, -1, 0.1, "log10 λ_W"),
+        "log10_lambda_h": _float_slider(float(np.log10(lambda_h)), -8, -1, 0.1, "log10 λ_H"),
+        "num_classes": _int_slider(num_classes, 2, 200, "K classes"),
+        "n_per_class": _int_slider(n_per_class, 1, 5000, "n per class"),
+    }
+    return slider_panel(sliders, lambda v: (plot_closed_form(v["num_classes"], v["n_per_class"],
+                                                             10 ** v["log10_lambda_w"], 10 ** v["log10_lambda_h"],
+                                                             v["delta"]), None))
+
+
+def ufm_dynamics_explorer():
+    """Sliders for δ, λ (= λ_W = λ_H), K and the step size driving :func:`lsnc.book.plots.theory.ufm_dynamics`."""
+    from .plots.theory import ufm_dynamics
+
+    sliders = {
+        "delta": _float_slider(MAIN_DELTA, 0.0, 0.9, 0.01, "δ"),
+        "log10_lambda": _float_slider(float(np.log10(5e-3)), -4, -1.5, 0.1, "log10 λ_W = λ_H"),
+        "num_classes": _int_slider(4, 2, 8, "K classes"),
+        "lr": _float_slider(5.0, 0.5, 10.0, 0.5, "step size"),
+    }
+    return slider_panel(sliders, lambda v: ufm_dynamics(v["num_classes"], 3, 10 ** v["log10_lambda"], v["delta"],
+                                                        v["lr"]))
+
+
+def run_browser(selection):
+    """Dropdowns (dataset, kind, δ, seed) showing every curve of the chosen run
+    (:func:`lsnc.book.plots.training.plot_run`)."""
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    from .plots.training import plot_run
+
+    runs = selection.runs
+    if not runs:
+        return w.HTML(f"<b>Nothing to browse.</b> {selection.message or ''}")
+    ds_dd = w.Dropdown(options=selection.datasets, description="dataset")
+    kind_dd = w.Dropdown(options=["standard", "UFM-style"], description="kind")
+    delta_dd = w.Dropdown(description="δ")
+    seed_dd = w.Dropdown(description="seed")
+    out = w.Output()
+
+    def matching(delta=None):
+        ufm = kind_dd.value == "UFM-style"
+        rs = [r for r in runs if r.dataset == ds_dd.value and bool(r.config.get("ufm")) == ufm]
+        return rs if delta is None else [r for r in rs if r.config["delta"] == delta]
+
+    def refresh_delta(*_):
+        deltas = sorted({r.config["delta"] for r in matching()})
+        delta_dd.options = [(f"{d:g}", d) for d in deltas]
+        if deltas:
+            delta_dd.value = deltas[0]
+        refresh_seed()
+
+    def refresh_seed(*_):
+        seeds = sorted({r.config["seed"] for r in matching(delta_dd.value)})
+        seed_dd.options = seeds
+        if seeds:
+            seed_dd.value = seeds[0]
+        redraw()
+
+    def redraw(*_):
+        out.clear_output(wait=True)
+        chosen = [r for r in matching(delta_dd.value) if r.config["seed"] == seed_dd.value]
+        with out:
+            if not chosen:
+                print("no finished run with these settings")
+                return
+            fig = plot_run(chosen[0])
+            display(fig)
+            plt.close(fig)
+
+    for dd, fn in ((ds_dd, refresh_delta), (kind_dd, refresh_delta), (delta_dd, refresh_seed), (seed_dd, redraw)):
+        dd.observe(fn, "value")
+    refresh_delta()
+    return w.VBox([w.HBox([ds_dd, kind_dd]), w.HBox([delta_dd, seed_dd]), out])

@@ -1,0 +1,109 @@
+"""lsnc.book.scale: the one description of what runs are (data, model, loss, epochs or prefix, seeds)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lsnc.book import caption, scale, scales_table
+from lsnc.paths import REPO_ROOT
+from lsnc.runs import Run, find_runs, load_run
+
+from test_claims import fake_run, paper_like
+
+PROVENANCE = {"dataset": {"label": "MNIST-1D", "num_classes": 10,
+                          "sizes": {"train": 4000, "test": 1000, "holdout": 200}}}
+
+
+def hand_run(delta=0.0, seed=0, *, epochs=800, reached=None, ufm=False, width=256, status="done") -> Run:
+    """A Run built in memory: a prefix when ``reached`` < ``epochs``."""
+    config = {"model": "mlp", "width": width, "delta": delta, "seed": seed, "epochs": epochs, "ufm": ufm,
+              "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 128, "milestones": [280, 660]}
+    status = {"status": status, "epoch": epochs if reached is None else reached}
+    return Run(Path("runs/mnist1d") / f"run-{delta:g}-{seed}", config, PROVENANCE, status, pd.DataFrame(),
+               pd.DataFrame())
+
+
+def test_describe_run_complete_and_prefix():
+    full = hand_run(0.05, 3)
+    assert not full.is_prefix
+    assert scale.describe_run(full) == ("MNIST-1D [train 4000, test 1000, holdout 200], mlp (width 256), LS δ=0.05, "
+                                        "800 epochs, seed 3")
+    prefix = hand_run(0.0, 1, reached=40)
+    assert prefix.is_prefix and prefix.epochs_reached == 40
+    text = scale.describe_run(prefix)
+    assert "epochs 0–40 of the 800-epoch recipe" in text and "800 epochs" not in text and ", CE," in text
+    assert "UFM-style" in scale.describe_run(hand_run(0.1, ufm=True))
+    assert scale.model_text({"model": "resnet18", "width": None}) == "resnet18"
+    # a running run at epoch 40 is not a finished prefix
+    assert scale.reach(hand_run(reached=40, status="running")).text == "800 epochs"
+
+
+def test_epochs_and_seeds_text():
+    assert scale.epochs_text([hand_run(), hand_run(seed=1)]) == "800 epochs"
+    assert scale.epochs_text([hand_run(epochs=50), hand_run(epochs=150)]) == "50, 150 epochs"
+    mixed = scale.epochs_text([hand_run(), hand_run(reached=40), hand_run(seed=1, reached=40)])
+    assert mixed == "800 epochs and epochs 0–40 of the 800-epoch recipe"
+    assert scale.seeds_text([2, 0, 1, 3]) == "0–3"
+    assert scale.seeds_text([0, 1]) == "0, 1" and scale.seeds_text([0, 2, 5]) == "0, 2, 5"
+    assert scale.seeds_text([]) == "none"
+
+
+def test_group_line_names_data_model_epochs_and_seeds():
+    ce, ls = paper_like()
+    line = scale.group_line(ce + ls + [fake_run(0.1, 0, 2.0), fake_run(0.05, 0, 2.0, ufm=True)])
+    assert line.startswith("Fake data [train 100], mlp (width 8), 40 epochs")
+    assert "CE seeds 0–2" in line and "LS δ=0.05 seeds 0–2" in line
+    assert "δ sweep {0, 0.05, 0.1}" in line and "UFM-style δ {0.05}" in line and "8 finished runs" in line
+    prefix = scale.group_line([hand_run(0.0, s, reached=40) for s in (0, 1)] + [hand_run(0.05, 0, reached=40)])
+    assert "epochs 0–40 of the 800-epoch recipe" in prefix and "CE seeds 0, 1, LS δ=0.05 seeds 0" in prefix
+
+
+def test_caption_and_table_of_a_prefix_run():
+    runs = [hand_run(0.0, 0, reached=40), hand_run(0.05, 0, reached=40)]
+    text = caption(runs, "test")
+    assert "mlp (width 256), epochs 0–40 of the 800-epoch recipe, SGD lr 0.05" in text
+    assert "seeds {0}" in text and "δ ∈ {0, 0.05}" in text
+    table = scales_table(runs)
+    assert table["epochs"].tolist() == ["epochs 0–40 of the 800-epoch recipe"] and table["runs"].tolist() == [2]
+    assert scales_table([hand_run()])["epochs"].tolist() == [800]
+
+
+@pytest.mark.skipif(not (REPO_ROOT / "runs" / "mnist1d").is_dir(), reason="needs the committed MNIST-1D runs")
+def test_prefix_from_an_edited_status_json(tmp_path):
+    """A committed run whose status.json says it stopped at an evaluated epoch before the recipe's last."""
+    src = REPO_ROOT / "runs" / "mnist1d" / "ce-mlpw256-s0"
+    dst = tmp_path / "mnist1d" / src.name
+    dst.mkdir(parents=True)
+    for name in ("config.json", "provenance.json", "status.json", "metrics.csv", "epochs.csv"):
+        shutil.copy(src / name, dst / name)
+    status = json.loads((dst / "status.json").read_text())
+    recipe = json.loads((dst / "config.json").read_text())["epochs"]
+    status.update(epoch=recipe // 3, stopped_by="time_budget")
+    (dst / "status.json").write_text(json.dumps(status))
+    run = load_run(dst)
+    assert run.is_prefix and find_runs(tmp_path) != []
+    wording = f"epochs 0–{recipe // 3} of the {recipe}-epoch recipe"
+    assert wording in scale.describe_run(run)
+    assert wording in scale.group_lines(tmp_path)["mnist1d"]
+    assert wording in caption(find_runs(tmp_path))
+    assert f"{recipe} epochs" not in caption(find_runs(tmp_path))
+
+
+
+def test_claims_do_not_mix_a_prefix_with_complete_runs():
+    from lsnc.book import claims
+
+    def with_metrics(run, delta, seed):
+        return Run(run.path.parent / f"{'prefix-' if run.is_prefix else ''}{delta:g}-s{seed}", run.config,
+                   run.provenance, run.status, fake_run(delta, seed, fast=2.0).metrics, run.epochs)
+
+    complete = [with_metrics(hand_run(d, s), d, s) for d in (0.0, 0.05) for s in (0, 1)]
+    prefix = with_metrics(hand_run(0.05, 2, reached=40), 0.05, 2)
+    comp = claims.select_comparison(complete + [prefix])
+    assert sorted(comp.ce) == [0, 1] and sorted(comp.ls) == [0, 1]
+    assert comp.notes == [f"skipped {prefix.name} (another setting)"]
