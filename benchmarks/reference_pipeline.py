@@ -42,17 +42,22 @@ def smoothed_one_hot(labels: torch.Tensor, num_classes: int, delta: float) -> to
     return F.one_hot(labels, num_classes).float() * (1 - delta) + delta / num_classes
 
 
+def train_step(model, x, y, optimizer, num_classes, delta, device) -> None:
+    """One SGD step on a CPU batch from the loader."""
+    targets = smoothed_one_hot(y, num_classes, delta)  # built on the CPU, as the paper's code does
+    x, targets = x.to(device), targets.to(device)
+    logits, _ = model(x)
+    loss = -(targets * F.log_softmax(logits, 1)).sum(1).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+
 def train_epoch(model, loader, optimizer, num_classes, delta, device) -> int:
     model.train()
     seen = 0
     for x, y in loader:
-        targets = smoothed_one_hot(y, num_classes, delta)  # built on the CPU, as the paper's code does
-        x, targets = x.to(device), targets.to(device)
-        logits, _ = model(x)
-        loss = -(targets * F.log_softmax(logits, 1)).sum(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        train_step(model, x, y, optimizer, num_classes, delta, device)
         seen += len(y)
     return seen
 

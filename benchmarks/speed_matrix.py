@@ -1,0 +1,547 @@
+"""Speed matrix for a short GPU window: images/s of a training step per pipeline, precision and fused K,
+plus one full evaluation against a bare forward pass, all within a hard wall cap.
+
+    python benchmarks/speed_matrix.py --data-root DIR [--width 64] [--batch-size 128] [--wall-s 90]
+                                      [--skip compile cudagraph ...] --out-dir DIR
+
+The whole training set is resident on the device (lsnc's load_dataset). Every cell times a few SGD steps
+(ResNet, batch --batch-size, δ = 0.05) after --warmup untimed steps, on random batches gathered on the device;
+the reference cell does the same through reference_pipeline.py (DataLoader workers, per-sample ToTensor and
+Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the order they run:
+
+  lsnc fp32 / tf32 / bf16        one model, channels-last, eager (fp32 = TF32 off for matmuls and cuDNN)
+  reference                      the paper-style pipeline
+  fused tf32 K=1,2,4,8, bf16 ... K models as one FusedNet (lsnc.training.fused), one forward/backward a step
+  evaluation                     lsnc evaluate_model on all train + test images vs a bare forward pass
+  cudagraph tf32 / bf16          the whole step (forward, backward, fused SGD) captured once, replayed
+  compile bf16 / tf32 / fp32     torch.compile (default mode) of the model, compile time in the warm-up
+
+Each cell is failure-isolated: an exception (or the wall cap, enforced with SIGALRM) is recorded in the cell and
+the matrix goes on; cells that no longer fit are recorded as skipped. After every cell the output folder gets
+speed.json, speed.md (a readable table) and plan.env (the training set the results suggest, see
+:func:`training_plan`), so a process killed from outside still leaves what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reference_pipeline as ref  # noqa: E402
+from bench_training import bare_forward, sync, to_uint8_hwc  # noqa: E402
+
+from lsnc.data import load_dataset  # noqa: E402
+from lsnc.models import build_model  # noqa: E402
+from lsnc.paths import resolve_data_root  # noqa: E402
+from lsnc.training.evaluate import evaluate_model  # noqa: E402
+
+DELTA = 0.05
+FUSED_DELTAS = (0.0, 0.05, 0.1, 0.2)  # the members' δ in fused cells, cycled (costs do not depend on δ)
+KS = (1, 2, 4, 8)
+# Training plan rule (see training_plan).
+K_KEEP = 0.8        # a larger K is taken while each member gets >= K_KEEP x the epochs it gets at K = 2
+BF16_FACTOR = 1.3   # bf16 is used for training only when its per-model img/s is >= BF16_FACTOR x tf32's
+PLAN_SETS = {2: ((0.0, 0.05), (0,)), 4: ((0.0, 0.05), (0, 1)), 8: ((0.0, 0.05, 0.1, 0.2), (0, 1))}
+MIN_SECONDS = {"compile": 15.0}  # a cell of this kind starts only with this much wall time left (others: 1 s)
+
+
+class CellTimeout(BaseException):
+    """Raised by SIGALRM inside a cell at the wall cap (a BaseException so library code does not swallow it)."""
+
+
+@contextlib.contextmanager
+def alarm(seconds: float):
+    """Raise CellTimeout in the main thread after ``seconds`` (no-op where SIGALRM is unavailable)."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise CellTimeout(f"stopped at the matrix wall cap ({seconds:.0f} s were left for this cell)")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.01))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def set_precision(device: torch.device, mode: str) -> None:
+    """fp32: TF32 off for matmuls and cuDNN; tf32 / bf16: TF32 on; default: torch's defaults (cuDNN TF32 on,
+    matmul TF32 off), which is what the reference pipeline runs with. No effect off CUDA."""
+    if device.type != "cuda":
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.backends.cuda.matmul.allow_tf32 = mode in ("tf32", "bf16")
+        torch.backends.cudnn.allow_tf32 = mode != "fp32"
+
+
+def autocast(device: torch.device, precision: str, **kw):
+    return torch.autocast(device.type, dtype=torch.bfloat16, **kw) if precision == "bf16" \
+        else contextlib.nullcontext()
+
+
+class Bench:
+    """The data, the device and the settings shared by the cells."""
+
+    def __init__(self, args, data, device):
+        self.a, self.data, self.device = args, data, device
+        self.K = data.num_classes
+        self.B = args.batch_size
+        self.n_steps = args.warmup + args.steps
+        self.x = data.train.x.contiguous(memory_format=torch.channels_last) if data.train.x.ndim == 4 \
+            else data.train.x
+        self.y = data.train.y
+
+    def model(self, seed: int = 0):
+        torch.manual_seed(seed)
+        m = build_model(self.a.model, self.K, self.data.input_shape, width=self.a.width).to(self.device)
+        return m.to(memory_format=torch.channels_last) if self.x.ndim == 4 else m
+
+    def sgd(self, params):
+        kw = {"fused": True} if self.device.type == "cuda" else {}
+        return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4, **kw)
+
+    def indices(self, *shape):
+        g = torch.Generator().manual_seed(0)
+        return torch.randint(len(self.y), (self.n_steps, *shape), generator=g).to(self.device)
+
+    def timed(self, step) -> dict:
+        """Run ``step(i)`` for the warm-up then the timed steps; seconds of each phase."""
+        t0 = time.perf_counter()
+        for i in range(self.a.warmup):
+            step(i)
+        sync(self.device)
+        t1 = time.perf_counter()
+        for i in range(self.a.warmup, self.n_steps):
+            step(i)
+        sync(self.device)
+        t2 = time.perf_counter()
+        return {"warmup_s": t1 - t0, "timed_s": t2 - t1, "steps": self.a.steps}
+
+
+def rates(timing: dict, batch: int, k: int = 1) -> dict:
+    per_model = batch * timing["steps"] / timing["timed_s"]
+    return {**timing, "img_s": per_model * k, "img_s_per_model": per_model}
+
+
+# --------------------------------------------------------------------------- cells
+
+def cell_lsnc(b: Bench, precision: str, compiled: bool = False) -> dict:
+    set_precision(b.device, precision)
+    model = b.model()
+    opt = b.sgd(model.parameters())
+    fwd = torch.compile(model) if compiled else model
+    idx = b.indices(b.B)
+    model.train()
+
+    def step(i):
+        x, y = b.x[idx[i]], b.y[idx[i]]
+        with autocast(b.device, precision):
+            logits, _ = fwd(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=DELTA)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return rates(b.timed(step), b.B)
+
+
+def cell_cudagraph(b: Bench, precision: str) -> dict:
+    """The whole training step captured as one CUDA graph (PyTorch's whole-network capture recipe): inputs are
+    copied into static tensors, then the graph replays forward, backward and the fused SGD update."""
+    if b.device.type != "cuda":
+        raise RuntimeError("CUDA graphs need a CUDA device")
+    set_precision(b.device, precision)
+    model = b.model()
+    opt = b.sgd(model.parameters())
+    idx = b.indices(b.B)
+    static_x = b.x[idx[0]].clone()
+    static_y = b.y[idx[0]].clone()
+    model.train()
+
+    def eager_step():
+        # autocast's weight-cast cache must be off inside a capture
+        with autocast(b.device, precision, cache_enabled=False):
+            logits, _ = model(static_x)
+            loss = F.cross_entropy(logits.float(), static_y, label_smoothing=DELTA)
+        loss.backward()
+        opt.step()
+
+    t0 = time.perf_counter()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream: cuDNN autotuning, momentum buffers allocated
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            eager_step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)
+    with torch.cuda.graph(graph):
+        eager_step()
+    capture_s = time.perf_counter() - t0
+
+    def step(i):
+        static_x.copy_(b.x[idx[i]])
+        static_y.copy_(b.y[idx[i]])
+        graph.replay()
+
+    out = rates(b.timed(step), b.B)
+    out["capture_s"] = capture_s
+    return out
+
+
+def cell_fused(b: Bench, precision: str, k: int) -> dict:
+    try:
+        from lsnc.training.fused import FusedNet
+    except ImportError as e:
+        raise ModuleNotFoundError(f"no fused engine yet (lsnc.training.fused: {e})") from None
+    set_precision(b.device, precision)
+    net = FusedNet([b.model(seed) for seed in range(k)]).to(b.device)
+    if b.x.ndim == 4 and hasattr(net, "to_channels_last"):
+        net.to_channels_last()
+    opt = b.sgd(net.parameters())
+    idx = b.indices(k, b.B)
+    deltas = [FUSED_DELTAS[j % len(FUSED_DELTAS)] for j in range(k)]
+    net.train()
+
+    def step(i):
+        xs, ys = b.x[idx[i]], b.y[idx[i]]  # (k, B, C, H, W), (k, B)
+        with autocast(b.device, precision):
+            logits, _ = net(xs)
+            loss = sum(F.cross_entropy(logits[j].float(), ys[j], label_smoothing=deltas[j]) for j in range(k))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return rates(b.timed(step), b.B, k)
+
+
+def cell_reference(b: Bench, uint8: tuple) -> dict:
+    set_precision(b.device, "default")
+    model = b.model()
+    model = model.to(memory_format=torch.contiguous_format)  # the reference runs the plain NCHW model
+    opt = b.sgd(model.parameters())
+    norm = b.data.description["normalization"]
+    xs, ys = uint8
+    g = torch.Generator().manual_seed(0)
+    pick = torch.randint(len(ys), (b.n_steps * b.B,), generator=g).numpy()
+    loader = ref.make_loader(xs[pick], ys[pick], norm["mean"], norm["std"], b.B, workers=b.a.workers)
+    model.train()
+    it = iter(loader)
+
+    def step(i):
+        x, y = next(it)
+        ref.train_step(model, x, y, opt, b.K, DELTA, b.device)
+
+    try:
+        out = rates(b.timed(step), b.B)
+    finally:
+        del it
+    out["note"] = f"DataLoader {b.a.workers} workers, torch default precision"
+    return out
+
+
+def cell_eval(b: Bench, precision: str) -> dict:
+    set_precision(b.device, precision)
+    model = b.model()
+    bs, train, test = b.a.eval_batch_size, b.data.train, b.data.test
+    if train.x.ndim == 4:
+        train = type(train)(b.x, train.y)
+        test = type(test)(test.x.contiguous(memory_format=torch.channels_last), test.y)
+    t0 = time.perf_counter()
+    bare_forward(model, [train, test], bs, b.device)  # warm-up: cuDNN autotuning for these shapes
+    warm = time.perf_counter() - t0
+    forward_s = bare_forward(model, [train, test], bs, b.device)
+    sync(b.device)
+    t0 = time.perf_counter()
+    evaluate_model(model, train.batches(bs), test.batches(bs), b.K, delta=DELTA, device=b.device)
+    sync(b.device)
+    eval_s = time.perf_counter() - t0
+    n = len(train) + len(test)
+    return {"evaluate_s": eval_s, "bare_forward_s": forward_s, "eval_over_forward": eval_s / forward_s,
+            "warmup_s": warm, "images": n, "eval_img_s": n / eval_s, "forward_img_s": n / forward_s,
+            "eval_batch_size": bs}
+
+
+# --------------------------------------------------------------------------- the matrix
+
+def cell_plan(args) -> list[dict]:
+    """Every cell: name, kind (for --skip), pipeline, precision, compile, cuda_graphs, k, and the call."""
+    cells = []
+
+    def add(name, kind, pipeline, precision, fn, k=1, compiled=False, graphs=False):
+        cells.append({"name": name, "kind": kind, "pipeline": pipeline, "precision": precision, "k": k,
+                      "compile": compiled, "cuda_graphs": graphs, "fn": fn})
+
+    def fused(p, ks):
+        for k in ks:
+            add(f"fused {p} K={k}", "fused", "fused", p, lambda b, p=p, k=k: cell_fused(b, p, k), k=k)
+
+    def compiled(p):
+        add(f"compile {p}", "compile", "lsnc", p, lambda b, p=p: cell_lsnc(b, p, compiled=True), compiled=True)
+
+    # Ordered by what the training plan needs first; what the wall cap cuts is the least needed.
+    for p in ("fp32", "tf32", "bf16"):
+        add(f"lsnc {p}", "lsnc", "lsnc", p, lambda b, p=p: cell_lsnc(b, p))
+    add("reference", "reference", "reference", "default", None)
+    fused("tf32", args.ks)
+    fused("bf16", [k for k in args.ks if k > 1])
+    add("evaluation", "eval", "evaluation", "tf32", lambda b: cell_eval(b, "tf32"))
+    compiled("bf16")
+    for p in ("tf32", "bf16"):
+        add(f"cudagraph {p}", "cudagraph", "lsnc", p, lambda b, p=p: cell_cudagraph(b, p), graphs=True)
+    compiled("tf32")
+    compiled("fp32")
+    fused("bf16", [k for k in args.ks if k == 1])
+    return cells
+
+
+def run_cells(cells: list[dict], bench, deadline: float, records: list | None = None, on_update=lambda: None,
+              log=print) -> list[dict]:
+    """Run each cell within the wall cap, isolating failures; each cell's record is appended to ``records``
+    before it runs (``on_update`` is called after each), and the list is returned."""
+    records = [] if records is None else records
+    for c in cells:
+        rec = {k: v for k, v in c.items() if k != "fn"}
+        records.append(rec)
+        left = deadline - time.perf_counter()
+        if c.get("skip"):
+            rec.update(status="skipped", error=c["skip"])
+        elif left < MIN_SECONDS.get(c["kind"], 1.0):
+            rec.update(status="skipped", error=f"wall cap: {max(left, 0):.0f} s left")
+        else:
+            device = getattr(bench, "device", None)
+            if device is not None and device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            try:
+                with alarm(left - 1.0):  # 1 s kept for the cleanup and the write-out
+                    rec.update(c["fn"](bench))
+                rec["status"] = "ok"
+            except CellTimeout as e:
+                rec.update(status="timeout", error=str(e))
+            except Exception as e:  # noqa: BLE001 - a failing cell is a result, not the end of the matrix
+                rec.update(status="error", error=f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+                           if str(e).strip() else type(e).__name__)
+                log(f"[speed] {c['name']} failed:\n{traceback.format_exc()}")
+            rec["cell_s"] = time.perf_counter() - t0
+            rec["max_mem_gb"] = None
+            if device is not None and device.type == "cuda":
+                with contextlib.suppress(Exception):
+                    rec["max_mem_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+            cleanup(device, c.get("compile", False))
+        log(f"[speed] {rec['name']}: {rec['status']}"
+            + (f", {rec['img_s']:.0f} img/s" if "img_s" in rec else "")
+            + (f" ({rec['error']})" if rec.get("error") else ""))
+        on_update()
+    return records
+
+
+def cleanup(device, compiled: bool) -> None:
+    gc.collect()
+    if compiled:
+        with contextlib.suppress(Exception):
+            torch._dynamo.reset()
+    if device is not None:
+        set_precision(device, "default")
+        if device.type == "cuda":
+            with contextlib.suppress(Exception):
+                torch.cuda.synchronize(device)
+                torch.cuda.empty_cache()
+
+
+def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
+    """The fused training set the matrix suggests.
+
+    Precision: bf16 if its per-model img/s at K = 2 (fused; the eager single-model cells when no fused cell
+    ran) is >= BF16_FACTOR x tf32's, else tf32; a bf16 plan adds one tf32 twin (CE, seed 0).
+    K: a member's wall time per epoch with K fused models is ``train_images / per-model img/s + K x eval_s``
+    (the members are evaluated one after another, on every epoch early in training; eval_s from the evaluation
+    cell, 0 when it did not run or ``train_images`` is not given). K = the largest of 4, 8 whose epoch time is
+    <= that of K = 2 / K_KEEP (each member loses at most 1 - K_KEEP of the epochs it would get at K = 2 in the
+    same wall time), else 2. K picks the δ x seed set: 2: δ {0, 0.05} x seed {0}; 4: δ {0, 0.05} x seeds
+    {0, 1}; 8: δ {0, 0.05, 0.1, 0.2} x seeds {0, 1}.
+    """
+    ok = [c for c in cells if c.get("status") == "ok" and not c.get("compile") and not c.get("cuda_graphs")]
+    fused = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok if c["pipeline"] == "fused"}
+    single = {c["precision"]: c["img_s_per_model"] for c in ok if c["pipeline"] == "lsnc"}
+    ev = next((c for c in ok if c["pipeline"] == "evaluation"), None)
+    why = []
+    if ("bf16", 2) in fused and ("tf32", 2) in fused:
+        bf, tf, where = fused[("bf16", 2)], fused[("tf32", 2)], "fused K=2"
+    else:
+        bf, tf, where = single.get("bf16"), single.get("tf32"), "single model"
+    amp = "bf16" if bf and tf and bf >= BF16_FACTOR * tf else "none"
+    if bf and tf:
+        why.append(f"bf16/tf32 per-model img/s ({where}) = {bf / tf:.2f} ({'>=' if amp == 'bf16' else '<'} "
+                   f"{BF16_FACTOR}): {'bf16' if amp == 'bf16' else 'tf32'}")
+    else:
+        why.append("no bf16/tf32 comparison measured: tf32")
+    prec = "bf16" if amp == "bf16" else "tf32"
+    eval_s = ev["evaluate_s"] if ev and train_images else 0.0
+    n = train_images or 1
+
+    def epoch_s(k):  # a member's wall seconds per epoch with k fused models
+        return n / fused[(prec, k)] + k * eval_s
+
+    k = 2
+    if (prec, 2) in fused:
+        for cand in (4, 8):
+            if (prec, cand) in fused and epoch_s(cand) <= epoch_s(2) / K_KEEP:
+                k = cand
+        what = "epochs per member" + (f" (eval {eval_s:.1f} s a member)" if eval_s else " (img/s only)")
+        why.append(f"{what} vs K=2: " + ", ".join(
+            f"K={c} {epoch_s(2) / epoch_s(c):.2f}" for c in KS if (prec, c) in fused) + f" -> K={k}")
+    else:
+        why.append(f"no fused {prec} K=2 measurement: K=2")
+    deltas, seeds = PLAN_SETS[k]
+    return {"k": k, "amp": amp, "deltas": list(deltas), "seeds": list(seeds), "tf32_twin": amp == "bf16",
+            "fused_measured": bool(fused), "reasons": why}
+
+
+def plan_env(plan: dict) -> str:
+    """Shell assignments for device/window.sh (numbers and plain words only)."""
+    return "".join([f'PLAN_K="{plan["k"]}"\n', f'PLAN_AMP="{plan["amp"]}"\n',
+                    f'PLAN_DELTAS="{" ".join(f"{d:g}" for d in plan["deltas"])}"\n',
+                    f'PLAN_SEEDS="{" ".join(str(s) for s in plan["seeds"])}"\n',
+                    f'PLAN_TWIN="{int(plan["tf32_twin"])}"\n'])
+
+
+def render_markdown(result: dict) -> str:
+    r = result
+    lines = [f"# Speed matrix: {r['model']}, batch {r['batch_size']}, {r['dataset']}",
+             "",
+             f"Device: {r['device']} ({r['platform']}); python {r['python']}, torch {r['torch']}"
+             + (f", CUDA {r['cuda']}, cuDNN {r['cudnn']}" if r.get("cuda") else "") + ".",
+             f"Training set resident on the device: {r['train_images']} train / {r['test_images']} test images "
+             f"(loaded in {r['load_s']:.1f} s). Each cell: {r['warmup']} warm-up + {r['steps']} timed steps "
+             f"(random batches, δ = {DELTA}); wall cap {r['wall_cap_s']:.0f} s, used {r.get('matrix_s', 0):.0f} s.",
+             "fp32 = TF32 off, tf32 = TF32 matmuls and convolutions, bf16 = bf16 autocast (on CUDA; on a CPU fp32 "
+             "and tf32 are the same). Reference: DataLoader + per-sample transforms, torch's default precision. "
+             "K = models fused into one network; per model = all models / K.",
+             "", "| cell | precision | K | img/s (all models) | img/s per model | vs reference | warm-up s | "
+                 "peak GiB | status |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    refc = next((c for c in r["cells"] if c["name"] == "reference" and c.get("status") == "ok"), None)
+    for c in r["cells"]:
+        if c["pipeline"] == "evaluation":
+            continue
+        ok = c.get("status") == "ok"
+        vs = f"{c['img_s_per_model'] / refc['img_s']:.2f}x" if ok and refc else ""
+        warm = c.get("warmup_s", 0) + c.get("capture_s", 0)
+        status = c.get("status", "?") + (f": {c['error']}" if c.get("error") else "")
+        mem = f"{c['max_mem_gb']:.1f}" if c.get("max_mem_gb") is not None else ""
+        cols = [f"{c['img_s']:.0f}", f"{c['img_s_per_model']:.0f}", vs, f"{warm:.1f}", mem] if ok else [""] * 5
+        lines.append("| " + " | ".join([c["name"], c["precision"], str(c["k"]), *cols, status.replace("|", "/")])
+                     + " |")
+    ev = next((c for c in r["cells"] if c["pipeline"] == "evaluation"), None)
+    lines.append("")
+    if ev and ev.get("status") == "ok":
+        lines.append(f"Full evaluation ({ev['images']} images, batch {ev['eval_batch_size']}, tf32): lsnc "
+                     f"evaluate_model {ev['evaluate_s']:.2f} s vs bare forward {ev['bare_forward_s']:.2f} s "
+                     f"(evaluation / forward = {ev['eval_over_forward']:.2f}).")
+    elif ev:
+        lines.append(f"Full evaluation: {ev.get('status')} {ev.get('error', '')}")
+    plan = r.get("plan")
+    if plan:
+        lines += ["", f"Training plan: K = {plan['k']} fused models, "
+                      f"{'bf16 autocast (+ one tf32 twin)' if plan['amp'] == 'bf16' else 'tf32'}, "
+                      f"δ {plan['deltas']} x seeds {plan['seeds']}. " + "; ".join(plan["reasons"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result["plan"] = training_plan(result["cells"], result.get("train_images"))
+    for name, text in (("speed.json", json.dumps(result, indent=2, default=str)),
+                       ("speed.md", render_markdown(result)), ("plan.env", plan_env(result["plan"]))):
+        tmp = out_dir / f".{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out_dir / name)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="cifar10-jpeg")
+    p.add_argument("--data-root")
+    p.add_argument("--train-per-class", type=int)
+    p.add_argument("--test-per-class", type=int)
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--eval-batch-size", type=int, default=1024)
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps per cell (compile/capture happen here)")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per cell")
+    p.add_argument("--ks", type=int, nargs="+", default=list(KS), help="fused K values")
+    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="reference DataLoader workers")
+    p.add_argument("--wall-s", type=float, default=90.0, help="hard cap on the cells' total wall time")
+    p.add_argument("--skip", nargs="*", default=[],
+                   help="cell kinds to skip: lsnc reference fused eval cudagraph compile")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out-dir", required=True)
+    a = p.parse_args(argv)
+
+    out = Path(a.out_dir)
+    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if a.device == "auto" else a.device))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    t0 = time.perf_counter()
+    data = load_dataset(a.dataset, root=resolve_data_root(a.data_root), train_per_class=a.train_per_class,
+                        test_per_class=a.test_per_class, device=device)
+    sync(device)
+    cells = cell_plan(a)
+    for c in cells:
+        if c["kind"] in a.skip:
+            c["skip"] = "skipped by --skip"
+        elif c["kind"] == "cudagraph" and device.type != "cuda":
+            c["skip"] = "CUDA graphs need a CUDA device"
+        elif c["kind"] == "reference":
+            norm = data.description["normalization"]
+            uint8 = to_uint8_hwc(data.train, norm["mean"], norm["std"])
+            c["fn"] = lambda b, uint8=uint8: cell_reference(b, uint8)
+    load_s = time.perf_counter() - t0
+    start = time.perf_counter()
+    deadline = start + a.wall_s
+    result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else
+              f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+              "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+              "cuda": torch.version.cuda if device.type == "cuda" else None,
+              "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
+              "dataset": data.label, "train_images": len(data.train), "test_images": len(data.test),
+              "model": f"{a.model} width {a.width}", "batch_size": a.batch_size, "warmup": a.warmup,
+              "steps": a.steps, "wall_cap_s": a.wall_s, "load_s": load_s, "cells": []}
+    bench = Bench(a, data, device)
+
+    def update():
+        result["matrix_s"] = time.perf_counter() - start
+        write_outputs(result, out)
+
+    run_cells(cells, bench, deadline, records=result["cells"], on_update=update, log=lambda s: print(s, flush=True))
+    update()
+    print(render_markdown(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# One GPU window in one command (see device/README.md):
+#   1. data: unpack the carried CIFAR-10 JPEG copy (.device/cifar10-jpeg.tar.gz), describe the machine;
+#   2. speed matrix (benchmarks/speed_matrix.py) under a hard wall cap;
+#   3. train the fused δ x seed set the matrix suggests with the paper's recipe, as a prefix of its 800 epochs,
+#      for the rest of the wall budget (python -m lsnc train --time-budget-s ...);
+#   4. pack run folders (no checkpoints), speed table, logs and env into $OUT/window.tar.gz (+ $OUT/speed.md),
+#      also when a stage fails or the script is interrupted.
+#
+# Settings (environment; defaults are the GPU window's):
+#   OUT                      where the archive goes (default /tmp/lsnc-window-out)
+#   PYTHON                   the python to run (default python3); lsnc runs from this checkout via PYTHONPATH
+#   LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 480)
+#   LSNC_WINDOW_MATRIX_S     wall cap of the speed matrix's cells (default 90)
+#   LSNC_WINDOW_WIDTH        ResNet-18 base width (default 64, the paper's)
+#   LSNC_WINDOW_DATA         an image folder (train/<class>/, test/<class>/) or a .tar.gz of one, instead of
+#                            the CIFAR-10 JPEG copy
+#   LSNC_WINDOW_GROUP        runs group (default cifar10-jpeg-full-resnet18-gpu)
+#   LSNC_WINDOW_RUNS_DIR     scratch runs folder, emptied first (default .device/runs: repo-relative, so the runs'
+#                            provenance records a portable command)
+#   LSNC_WINDOW_MATRIX_ARGS  extra speed_matrix.py options (e.g. "--steps 2 --skip compile")
+#   LSNC_WINDOW_TRAIN_ARGS   extra `lsnc train` options
+set -u -o pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
+OUT=$(abs "${OUT:-${TMPDIR:-/tmp}/lsnc-window-out}")
+[ -n "${LSNC_WINDOW_DATA:-}" ] && LSNC_WINDOW_DATA=$(abs "$LSNC_WINDOW_DATA")
+[ -n "${LSNC_WINDOW_RUNS_DIR:-}" ] && LSNC_WINDOW_RUNS_DIR=$(abs "$LSNC_WINDOW_RUNS_DIR")
+cd "$REPO" || exit 2
+PYTHON=${PYTHON:-python3}
+BUDGET_S=${LSNC_WINDOW_BUDGET_S:-480}
+MATRIX_S=${LSNC_WINDOW_MATRIX_S:-90}
+WIDTH=${LSNC_WINDOW_WIDTH:-64}
+GROUP=${LSNC_WINDOW_GROUP:-cifar10-jpeg-full-resnet18-gpu}
+DATA=${LSNC_WINDOW_DATA:-}
+SHA256=01373fb925a97e9c13f8df5ff9307dfc9bf58c509d575ff73ec5478d71a9bed8
+TARBALL=.device/cifar10-jpeg.tar.gz
+PACK_RESERVE_S=10   # kept at the end of the budget for packing
+START=$SECONDS
+
+if [ -n "${LSNC_WINDOW_RUNS_DIR:-}" ]; then   # the caller's folder: must be new or empty, and is kept
+    RUNS=$LSNC_WINDOW_RUNS_DIR SCRATCH_RUNS=0
+    if [ -n "$(ls -A "$RUNS" 2>/dev/null)" ]; then echo "window: $RUNS is not empty" >&2; exit 2; fi
+else
+    RUNS=.device/runs SCRATCH_RUNS=1
+    rm -rf "$RUNS"
+fi
+mkdir -p "$OUT"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/lsnc-window.XXXXXX")
+STAGE=$WORK/window            # everything under it goes into the archive
+mkdir -p "$STAGE/logs" "$STAGE/speed" "$RUNS"
+export LSNC_CACHE=${LSNC_CACHE:-$WORK/cache}
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+CHILD=""
+declare -A RC=()
+
+log() { echo "[window +$((SECONDS - START))s] $*" | tee -a "$STAGE/logs/window.log"; }
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+
+# run_stage NAME SECONDS CMD...: the command under a hard timeout, output to logs/NAME.log, rc in RC[NAME].
+# Run in the background and waited for, so a signal reaches the trap at once.
+run_stage() {
+    local name=$1 limit=$2
+    shift 2
+    log "stage $name (hard limit ${limit}s): $*"
+    timeout -k 10 "$limit" "$@" >"$STAGE/logs/$name.log" 2>&1 &
+    CHILD=$!
+    wait "$CHILD"
+    RC[$name]=$?
+    CHILD=""
+    log "stage $name: exit ${RC[$name]}"
+    if [ "${RC[$name]}" != 0 ]; then tail -n 20 "$STAGE/logs/$name.log" | sed "s/^/  [$name] /"; fi
+    return "${RC[$name]}"
+}
+
+pack() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null; fi
+    {
+        echo "elapsed_s: $((SECONDS - START))"
+        echo "budget_s: $BUDGET_S"
+        echo "matrix_cap_s: $MATRIX_S"
+        echo "exit: $rc"
+        for k in "${!RC[@]}"; do echo "stage_rc.$k: ${RC[$k]}"; done
+        for r in "$RUNS"/*/*/; do
+            [ -f "$r/status.json" ] || continue
+            echo "run.$(basename "$r"): $(tr -d '\n ' <"$r/status.json")"
+        done
+    } >>"$STAGE/summary.txt"
+    [ -f "$STAGE/speed/speed.md" ] && cp "$STAGE/speed/speed.md" "$OUT/speed.md"
+    # run folders without checkpoints (and without lock or temporary files)
+    mkdir -p "$STAGE/runs"
+    tar -cf - -C "$RUNS" --exclude='checkpoint.pt' --exclude='.*.lock' --exclude='.*.tmp' . \
+        | tar -xf - -C "$STAGE/runs"
+    tar -czf "$OUT/window.tar.gz" -C "$WORK" window \
+        && log "packed $OUT/window.tar.gz ($(du -h "$OUT/window.tar.gz" | cut -f1))"
+    echo "---- summary"; cat "$STAGE/summary.txt"
+    echo "---- speed"; cat "$STAGE/speed/speed.md" 2>/dev/null
+    rm -rf "$WORK"
+    if [ "$SCRATCH_RUNS" = 1 ]; then rm -rf "$RUNS"; fi
+    exit "$rc"
+}
+trap pack EXIT
+trap 'log "signal: stopping"; exit 143' INT TERM
+
+# ---------------------------------------------------------------- 1. data and machine
+{
+    echo "date: $(date -u +%FT%TZ)"
+    echo "host: $(uname -a)"
+    echo "nproc: $(nproc 2>/dev/null)"
+    free -g 2>/dev/null | sed -n 2p | awk '{print "memory_gib: " $2}'
+    [ -f .device/source.txt ] && cat .device/source.txt
+    echo "python: $PYTHON = $($PYTHON -c 'import sys; print(sys.version.split()[0])' 2>&1)"
+    $PYTHON - <<'EOF' 2>&1
+from importlib.metadata import version
+for m in ("torch", "torchvision", "numpy", "scipy", "pandas", "pillow", "triton"):
+    try:
+        print(f"{m}: {version(m)}")
+    except Exception:  # noqa: BLE001
+        print(f"{m}: not installed")
+EOF
+    if command -v nvidia-smi >/dev/null; then echo "---- nvidia-smi"; nvidia-smi; fi
+} >"$STAGE/env.txt" 2>&1
+cat "$STAGE/env.txt"
+
+unpack() {  # unpack TARBALL INTO: extract next to INTO, then move into place (no half-extracted folder)
+    local tmp
+    tmp=$(mktemp -d "$(dirname "$2")/.unpack.XXXXXX") || return 1
+    tar -xzf "$1" -C "$tmp" || { rm -rf "$tmp"; return 1; }
+    local top
+    top=$(find "$tmp" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+    [ -d "$top/train" ] || { log "error: $1 holds no <folder>/train/"; rm -rf "$tmp"; return 1; }
+    rm -rf "$2" && mv "$top" "$2" && rm -rf "$tmp"
+}
+
+if [ -n "$DATA" ] && [ -f "$DATA" ]; then
+    mkdir -p "$WORK/data"
+    unpack "$DATA" "$WORK/data/images" || exit 2
+    DATA_ROOT=$WORK/data/images
+elif [ -n "$DATA" ]; then
+    DATA_ROOT=$DATA
+elif [ -d ../shared/data/cifar10-jpeg/train ]; then
+    DATA_ROOT=../shared/data/cifar10-jpeg   # the preset's own data_root: config.json as on any machine
+else
+    [ -f "$TARBALL" ] || { log "error: no $TARBALL (run device/prepare.sh and carry .device)"; exit 2; }
+    if [ "$(sha256sum "$TARBALL" | cut -d' ' -f1)" != "$SHA256" ]; then
+        log "error: $TARBALL has the wrong sha256 (expected $SHA256)"; exit 2
+    fi
+    # Beside the checkout as on the development machines, so the runs record the same relative data_root;
+    # inside .device/ where that folder cannot be made.
+    if mkdir -p ../shared/data 2>/dev/null && unpack "$TARBALL" ../shared/data/cifar10-jpeg; then
+        DATA_ROOT=../shared/data/cifar10-jpeg
+    else
+        mkdir -p .device/data && unpack "$TARBALL" .device/data/cifar10-jpeg || exit 2
+        DATA_ROOT=.device/data/cifar10-jpeg
+    fi
+fi
+log "data: $DATA_ROOT ($(find "$DATA_ROOT/train" -type f | wc -l) train files)"
+echo "data_root: $DATA_ROOT" >>"$STAGE/summary.txt"
+
+# ---------------------------------------------------------------- 2. speed matrix
+# The cells stop at MATRIX_S (SIGALRM inside); the outer limit adds time for decoding the images once.
+# shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options
+run_stage matrix $((MATRIX_S + 120)) "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg \
+    --data-root "$DATA_ROOT" --width "$WIDTH" --wall-s "$MATRIX_S" --out-dir "$STAGE/speed" \
+    ${LSNC_WINDOW_MATRIX_ARGS:-}
+
+# The plan: K fused models, precision, δ x seeds (benchmarks/speed_matrix.py training_plan); a failed matrix
+# leaves the minimum set.
+PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0
+if [ -f "$STAGE/speed/plan.env" ] && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$STAGE/speed/plan.env"; then
+    # shellcheck disable=SC1091
+    . "$STAGE/speed/plan.env"
+fi
+log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=($PLAN_SEEDS) tf32 twin=$PLAN_TWIN"
+
+# ---------------------------------------------------------------- 3. training
+if ! "$PYTHON" -m lsnc train --help 2>/dev/null | grep -q -- '--time-budget-s'; then
+    log "error: this lsnc has no 'train --time-budget-s'; no training"; exit 3
+fi
+TRAIN=(-m lsnc train --preset paper-cifar10-jpeg --data-root "$DATA_ROOT" --tf32 --channels-last
+       --group "$GROUP" --runs-dir "$RUNS" --quiet)
+[ "$WIDTH" != 64 ] && TRAIN+=(--width "$WIDTH")
+read -r -a EXTRA <<<"${LSNC_WINDOW_TRAIN_ARGS:-}"
+TRAIN+=("${EXTRA[@]}")
+read -r -a DELTAS <<<"$PLAN_DELTAS"
+read -r -a SEEDS <<<"$PLAN_SEEDS"
+
+train_for() {  # train_for NAME SECONDS OPTIONS...: lsnc stops itself at an evaluated epoch within SECONDS
+    local name=$1 secs=$2
+    shift 2
+    echo "train.$name: $PYTHON ${TRAIN[*]} --time-budget-s $secs $*" >>"$STAGE/summary.txt"
+    run_stage "$name" $((secs + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$secs" "$@"
+}
+
+T=$(( $(left) - PACK_RESERVE_S ))
+if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
+if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
+    train_for train "$((T * 3 / 4))" --amp bf16 --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+    T=$(( $(left) - PACK_RESERVE_S ))
+    if [ "$T" -ge 10 ]; then train_for twin "$T" --delta 0 --seed 0; else log "no time left for the tf32 twin"; fi
+else
+    train_for train "$T" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+fi
+exit "${RC[train]:-1}"
