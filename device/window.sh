@@ -53,6 +53,11 @@ mkdir -p "$STAGE/logs" "$STAGE/speed" "$RUNS"
 export LSNC_CACHE=${LSNC_CACHE:-$WORK/cache}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+# The device's copy has no .git: the runs' provenance takes the commit that prepare.sh recorded.
+if [ -f .device/source.txt ]; then
+    LSNC_SOURCE_COMMIT=$(sed -n 's/^source_commit: //p' .device/source.txt)
+    export LSNC_SOURCE_COMMIT
+fi
 CHILD=""
 declare -A RC=()
 

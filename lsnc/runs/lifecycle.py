@@ -50,7 +50,11 @@ def check_resumable(folder: Path, cfg: TrainConfig) -> None:
 # --------------------------------------------------------------------------- provenance
 
 def git_commit() -> dict[str, Any]:
-    """The checkout's commit, and whether lsnc/ has uncommitted changes."""
+    """The checkout's commit, and whether lsnc/ has uncommitted changes. A copy without .git (a GPU window's)
+    reports the commit that ``$LSNC_SOURCE_COMMIT`` names (set by device/window.sh from device/prepare.sh)."""
+    if not (REPO_ROOT / ".git").exists() and os.environ.get("LSNC_SOURCE_COMMIT"):
+        return {"commit": os.environ["LSNC_SOURCE_COMMIT"], "lsnc_modified": None,
+                "commit_from": "LSNC_SOURCE_COMMIT (a copy of the checkout without .git)"}
     try:
         run = lambda *args: subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                                            timeout=10).stdout.strip()
