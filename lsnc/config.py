@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,22 +92,38 @@ class TrainConfig:
         return cfg
 
     def validate(self) -> None:
+        """Refuse a configuration that makes no sense, naming the option and the fix (nothing is written yet)."""
+        self._validate_data_and_model()
+        self._validate_recipe()
+        self._validate_execution()
+
+    def _validate_data_and_model(self) -> None:
         from .data import DATASETS
         from .models import MODELS
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
-        if self.width is not None and self.width < 1:
-            raise ConfigError(f"--width must be a positive integer; got {self.width}")
+        _at_least(self.width, "--width", 1)
+        _at_least(self.train_per_class, "--train-per-class", 1)
+        _at_least(self.test_per_class, "--test-per-class", 1)
+        _at_least(self.holdout_per_class, "--holdout-per-class", 0)
+        for opt, value in (("--group", self.group), ("--name", self.name)):
+            if value is not None and (not value or "/" in value or "\\" in value or value.startswith(".")):
+                raise ConfigError(f"{opt} must be a plain folder name (no '/', not starting with '.'); got {value!r}")
+
+    def _validate_recipe(self) -> None:
+        for opt, value in (("--delta", self.delta), ("--lr", self.lr), ("--momentum", self.momentum),
+                           ("--weight-decay", self.weight_decay), ("--gamma", self.gamma),
+                           ("--lambda-w", self.lambda_w), ("--lambda-h", self.lambda_h), ("--lambda-b", self.lambda_b)):
+            if not math.isfinite(value):
+                raise ConfigError(f"{opt} must be a finite number; got {value}")
         if not (0.0 <= self.delta < 1.0):
             raise ConfigError(f"--delta must be in [0, 1) (0 = cross-entropy); got {self.delta}")
-        if self.epochs < 1:
-            raise ConfigError(f"--epochs must be at least 1; got {self.epochs}")
+        _at_least(self.epochs, "--epochs", 1)
+        _at_least(self.batch_size, "--batch-size", 1)
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive; got {self.lr}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be at least 1; got {self.batch_size}")
         if self.weight_decay < 0 or self.momentum < 0:
             raise ConfigError("--weight-decay and --momentum must be non-negative")
         if not (0 < self.gamma <= 1):
@@ -117,25 +135,24 @@ class TrainConfig:
                 "Scale them with --epochs, or pass --milestones with no value for a constant lr.")
         if self.eval_epochs is not None and any(e < 0 or e > self.epochs for e in self.eval_epochs):
             raise ConfigError(f"--eval-epochs must lie in [0, {self.epochs}]; got {self.eval_epochs}")
-        for opt in ("train_per_class", "test_per_class"):
-            v = getattr(self, opt)
-            if v is not None and v < 1:
-                raise ConfigError(f"--{opt.replace('_', '-')} must be at least 1; got {v}")
-        if self.holdout_per_class < 0:
-            raise ConfigError(f"--holdout-per-class must be >= 0; got {self.holdout_per_class}")
-        if self.amp not in ("none", "bf16"):
-            raise ConfigError(f"--amp must be 'none' or 'bf16'; got {self.amp!r}")
         if self.ufm and min(self.lambda_w, self.lambda_h, self.lambda_b) < 0:
             raise ConfigError("UFM penalties --lambda-w/--lambda-h/--lambda-b must be non-negative")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ConfigError(f"--time-budget-s must be positive; got {self.time_budget_s}")
+        if self.ufm and self.weight_decay != 0:
+            raise ConfigError(f"--ufm replaces weight decay by the UFM penalties, so --weight-decay "
+                              f"{self.weight_decay:g} would be recorded but not applied; pass --weight-decay 0")
+
+    def _validate_execution(self) -> None:
+        _at_least(self.eval_batch_size, "--eval-batch-size", 1)
+        _at_least(self.threads, "--threads", 1)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
+        if self.amp not in ("none", "bf16"):
+            raise ConfigError(f"--amp must be 'none' or 'bf16'; got {self.amp!r}")
+        if self.time_budget_s is not None and not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
+            raise ConfigError(f"--time-budget-s must be a positive number of seconds; got {self.time_budget_s}")
         if self.stop_epoch is not None and self.eval_epochs is not None and self.stop_epoch not in self.eval_epochs:
             raise ConfigError(f"--stop-epoch {self.stop_epoch} is not an evaluated epoch; choose one of "
                               f"{self.eval_epochs} (a prefix run ends on a metrics row)")
-        if self.group is not None and (not self.group or "/" in self.group or self.group.startswith(".")):
-            raise ConfigError(f"--group must be a plain folder name; got {self.group!r}")
-        if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
-            raise ConfigError(f"--name must be a plain folder name; got {self.name!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -147,6 +164,11 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
         return cls(**d)
+
+
+def _at_least(value: int | None, option: str, minimum: int) -> None:
+    if value is not None and value < minimum:
+        raise ConfigError(f"{option} must be at least {minimum}; got {value}")
 
 
 def default_run_name(cfg: TrainConfig) -> str:

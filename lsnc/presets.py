@@ -43,6 +43,8 @@ def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    if values.get("ufm") and overrides.get("weight_decay") is None:
+        values["weight_decay"] = 0.0  # UFM-style runs replace the preset's weight decay by the UFM penalties
     if overrides.get("data_options") is not None:
         values["data_options"] = {**PRESETS[preset].get("data_options", {}), **overrides["data_options"]}
     return TrainConfig(**values)

@@ -4,16 +4,15 @@ Used by ``lsnc reproduce`` directly and by every cluster job."""
 
 from __future__ import annotations
 
-import contextlib
 import traceback
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..runs.lifecycle import RunClaimed, claim_run, run_folder, run_key, run_status
+from ..runs.lifecycle import RunClaimed, run_folder, run_key, run_status
 from ..training import train_many
 from ..training.engine import FUSABLE_FIELDS
 
-OUTCOMES = ("skipped (done)", "trained", "resumed", "claimed elsewhere", "failed")
+OUTCOMES = ("skipped (done)", "trained", "resumed", "restarted (no checkpoint)", "claimed elsewhere", "failed")
 
 
 def fusable_groups(configs: list[TrainConfig], fuse: int) -> list[list[TrainConfig]]:
@@ -37,15 +36,14 @@ def train_configs(configs: list[TrainConfig], runs_dir: str | Path, *, fuse: int
         elif dry_run:
             log(f"would {'resume' if status else 'train'}: {run_key(cfg)}")
         else:
-            todo.append((cfg, "resumed" if status else "trained"))
+            started = status is not None
+            resumable = started and (run_folder(runs_dir, cfg) / "checkpoint.pt").exists()
+            todo.append((cfg, "resumed" if resumable else "restarted (no checkpoint)" if started else "trained"))
     action = {run_key(c): a for c, a in todo}
     for group in fusable_groups([c for c, _ in todo], fuse):
         keys = [run_key(c) for c in group]
         try:
-            with contextlib.ExitStack() as claims:  # all of the group's runs, or none
-                for c in group:
-                    claims.enter_context(claim_run(run_folder(runs_dir, c)))
-                train_many(group, runs_dir, resume=True, progress=progress, log=log)
+            train_many(group, runs_dir, resume=True, progress=progress, log=log)  # claims each run
             for k in keys:
                 outcome[action[k]].append(k)
         except RunClaimed:

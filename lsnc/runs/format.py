@@ -21,6 +21,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -28,12 +30,21 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import write_json_atomic, write_text_atomic
+from ..vocab import NC_COLUMNS
 
 STATUSES = ("running", "done", "failed")
+#: Columns every metrics row of a finished run has as finite numbers: the paper's NC1-NC3, the losses and
+#: errors, and the ECE. A run that cannot produce them (diverged, or collapsed to zero features) is failed.
+REQUIRED_FINITE = (*NC_COLUMNS.values(), "train_loss_ce", "train_error", "test_error", "test_loss_ce_all",
+                   "test_ece20")
 
 
 class RunError(RuntimeError):
     """A run folder that cannot be used as asked; the message says what to do."""
+
+
+class RunDamaged(UserWarning):
+    """A run folder whose files cannot be read: it is left out of every table and figure."""
 
 
 def write_status(folder: Path, status: str, epoch: int, error: str | None = None, **extra: Any) -> None:
@@ -42,7 +53,14 @@ def write_status(folder: Path, status: str, epoch: int, error: str | None = None
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())
+    """A run file's JSON object; a damaged file raises RunError naming it."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(value, dict):
+        raise RunError(f"{path} is damaged (not a JSON object)")
+    return value
 
 
 def read_status(folder: Path) -> dict[str, Any] | None:
@@ -65,10 +83,20 @@ def write_rows_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def read_rows_csv(path: Path) -> list[dict[str, Any]]:
+    """A run table's rows; a truncated or malformed table raises RunError naming the file and the row."""
     if not Path(path).exists():
         return []
-    with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            width = len(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunError(f"{path} is damaged ({type(exc).__name__}: {exc})") from exc
+    for i, row in enumerate(rows, start=2):
+        if None in row or sum(v is not None for v in row.values()) != width or "epoch" not in row:
+            raise RunError(f"{path} is damaged (line {i} has the wrong number of fields: truncated?)")
+    return [{k: _parse(v) for k, v in row.items()} for row in rows]
 
 
 def _fmt(v: Any) -> Any:
@@ -121,24 +149,62 @@ class Run:
 
 
 def load_run(path: str | Path) -> Run:
+    """Read a run folder. Raises RunError naming the file when it is damaged: unreadable JSON, a truncated
+    table, or a finished run whose metrics table is missing or holds a non-finite value in REQUIRED_FINITE."""
     path = Path(path)
     if not (path / "config.json").exists():
         raise RunError(f"{path} is not a run folder (no config.json)")
+    config = read_json(path / "config.json")
     metrics = pd.DataFrame(read_rows_csv(path / "metrics.csv"))
     epochs = pd.DataFrame(read_rows_csv(path / "epochs.csv"))
     prov = read_json(path / "provenance.json") if (path / "provenance.json").exists() else {}
     status = read_status(path) or {"status": "unknown"}
-    return Run(path, read_json(path / "config.json"), prov, status, metrics, epochs)
+    if status.get("status") == "done":
+        problem = non_finite(metrics.to_dict("records")) if not metrics.empty else "no rows (missing or empty)"
+        if problem:
+            raise RunError(f"{path / 'metrics.csv'} is damaged: {problem}")
+    return Run(path, config, prov, status, metrics, epochs)
+
+
+def non_finite(rows: list[dict[str, Any]]) -> str | None:
+    """The first REQUIRED_FINITE value that is missing or not finite, as "<column> at epoch E", else None."""
+    for row in rows:
+        for col in REQUIRED_FINITE:
+            v = row.get(col)
+            if not isinstance(v, (int, float)) or not math.isfinite(v):
+                return f"{col} is {v} at epoch {row.get('epoch')}"
+    return None
 
 
 def find_runs(runs_dir: str | Path, dataset: str | None = None, status: str | None = "done") -> list[Run]:
-    """All runs under ``runs_dir`` (optionally one dataset; by default only finished runs), sorted by path."""
+    """All runs under ``runs_dir`` (optionally one group; by default only finished runs), sorted by path.
+    A damaged run is left out with one warning line naming the file (:func:`damaged_runs` lists them)."""
+    runs = []
+    for path in _run_paths(runs_dir, dataset):
+        try:
+            runs.append(load_run(path))
+        except RunError as exc:
+            warnings.warn(f"skipped a damaged run: {exc}", RunDamaged, stacklevel=2)
+    return [r for r in runs if status is None or r.status.get("status") == status]
+
+
+def damaged_runs(runs_dir: str | Path, dataset: str | None = None) -> list[tuple[Path, str]]:
+    """(folder, what is wrong) of every run under ``runs_dir`` that cannot be read."""
+    out = []
+    for path in _run_paths(runs_dir, dataset):
+        try:
+            load_run(path)
+        except RunError as exc:
+            out.append((path, str(exc)))
+    return out
+
+
+def _run_paths(runs_dir: str | Path, dataset: str | None) -> list[Path]:
     root = Path(runs_dir)
     if not root.is_dir():
         return []
     pattern = f"{dataset}/*/config.json" if dataset else "*/*/config.json"
-    runs = [load_run(p.parent) for p in sorted(root.glob(pattern))]
-    return [r for r in runs if status is None or r.status.get("status") == status]
+    return [p.parent for p in sorted(root.glob(pattern))]
 
 
 CONFIG_COLUMNS = ("delta", "seed", "model", "width", "ufm", "epochs", "lambda_w", "lambda_h", "lambda_b",

@@ -29,7 +29,17 @@ def run_key(cfg: TrainConfig) -> str:
 
 
 def run_folder(runs_dir: str | Path, cfg: TrainConfig) -> Path:
-    return Path(runs_dir) / run_key(cfg)
+    """``<runs_dir>/<group>/<name>``, which must lie inside ``runs_dir`` (names are plain, see TrainConfig)."""
+    folder = Path(runs_dir) / run_key(cfg)
+    root = Path(runs_dir).resolve()
+    if folder.resolve().parent.parent != root:
+        raise RunError(f"run folder {folder} would lie outside {runs_dir}; --group and --name must be plain names")
+    return folder
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder lsnc wrote: it has config.json or status.json (only such a folder may be replaced)."""
+    return (folder / "config.json").is_file() or (folder / "status.json").is_file()
 
 
 def run_status(runs_dir: str | Path, cfg: TrainConfig) -> str | None:
@@ -92,7 +102,7 @@ def provenance(cfg: TrainConfig, data_description: dict[str, Any], label: str, d
 
 # --------------------------------------------------------------------------- exclusive claims
 
-class RunClaimed(RuntimeError):
+class RunClaimed(RunError):
     """Another live process is training this run."""
 
 
@@ -111,7 +121,11 @@ def claim_run(folder: Path):
     """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host and pid.
     A claim left by a dead process on this host (a killed run) is taken over."""
     lock = folder.parent / f".{folder.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
+    made = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create {lock.parent} ({exc.strerror}); choose a writable --runs-dir") from exc
     me = {"host": socket.gethostname(), "pid": os.getpid()}
     for _ in range(2):
         try:
@@ -124,7 +138,8 @@ def claim_run(folder: Path):
             if owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1)):
                 lock.unlink(missing_ok=True)
                 continue
-            raise RunClaimed(f"{folder} is being trained by {owner or 'another process'}")
+            raise RunClaimed(f"{folder} is being trained by {owner or 'another process'} (lock {lock}); wait for "
+                             "it, or remove the lock if that process is gone")
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         break
@@ -134,3 +149,8 @@ def claim_run(folder: Path):
         yield
     finally:
         lock.unlink(missing_ok=True)
+        for folder_made in made:  # leave no empty folder behind (e.g. after a refused run)
+            try:
+                folder_made.rmdir()
+            except OSError:
+                break

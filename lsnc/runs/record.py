@@ -16,8 +16,8 @@ from typing import Any
 from ..atomic import write_atomic, write_json_atomic
 from ..config import TrainConfig
 from ..snapshots import load_snapshots, save_snapshots
-from .format import RunError, read_rows_csv, read_status, write_rows_csv, write_status
-from .lifecycle import check_resumable, provenance, run_folder
+from .format import RunError, read_json, read_rows_csv, read_status, write_rows_csv, write_status
+from .lifecycle import check_resumable, is_run_folder, provenance, run_folder
 
 
 @dataclass
@@ -39,46 +39,68 @@ class RunRecord:
 
     @classmethod
     def check(cls, cfg: TrainConfig, runs_dir: str | Path, *, resume: bool, overwrite: bool) -> str:
-        """Before anything is written: "new", "resume", or "done" (nothing to do). Raises RunError."""
+        """Before anything is written: "new", "resume", "restart" (started, but no checkpoint to continue
+        from), or "done" (nothing to do). Raises RunError for a folder that may not be used as asked."""
         folder = run_folder(runs_dir, cfg)
-        if not folder.exists() or overwrite:
+        if not folder.exists():
+            return "new"
+        if not is_run_folder(folder) and any(folder.iterdir()):
+            raise RunError(f"{folder} exists and is not a run folder (no config.json or status.json); lsnc will "
+                           "not delete it: choose another --name or --group")
+        if overwrite or not is_run_folder(folder):
             return "new"
         if not resume:
             raise RunError(f"run folder {folder} already exists; pass --resume to continue it or "
                            "--overwrite to replace it")
-        if not (folder / "config.json").exists():
-            return "new"
         check_resumable(folder, cfg)
         status = read_status(folder) or {}
+        has_checkpoint = (folder / "checkpoint.pt").exists()
         if status.get("status") != "done":
-            return "resume"
+            return "resume" if has_checkpoint else "restart"
         if status.get("epoch", cfg.epochs) >= _last_epoch(cfg):
             return "done"
-        if not (folder / "checkpoint.pt").exists():
-            if cfg.time_budget_s is not None:  # a budgeted call leaves a finished prefix as it is
-                return "done"
-            raise RunError(f"{folder} is a finished prefix (epochs 0-{status.get('epoch')}) without its checkpoint; "
-                           "it cannot be extended: pass --overwrite to train it again from the start")
-        return "resume"
+        if has_checkpoint:
+            return "resume"
+        if cfg.time_budget_s is not None:  # a budgeted call leaves a finished prefix as it is
+            return "done"
+        raise RunError(f"{folder} is a finished prefix (epochs 0-{status.get('epoch')}) without its checkpoint; "
+                       "it cannot be extended: pass --overwrite to train it again from the start")
 
     @classmethod
-    def open(cls, cfg: TrainConfig, runs_dir: str | Path, mode: str, load) -> "RunRecord":
-        """Create the folder (mode "new") or read it back for a resume; ``load(path)`` reads a checkpoint."""
+    def open(cls, cfg: TrainConfig, runs_dir: str | Path, mode: str, device) -> "RunRecord":
+        """Create the folder (mode "new" / "restart") or read it back to continue ("resume")."""
         folder = run_folder(runs_dir, cfg)
         rec = cls(cfg, folder)
-        if mode == "resume" and rec.checkpoint_path.exists():
-            state = load(rec.checkpoint_path)
-            rec.resume_state, rec.start_epoch, rec.train_seconds = state, state["epoch"], state["train_seconds"]
-            rec.metrics_rows = [r for r in read_rows_csv(folder / "metrics.csv") if r["epoch"] <= rec.start_epoch]
-            rec.epoch_rows = [r for r in read_rows_csv(folder / "epochs.csv") if r["epoch"] <= rec.start_epoch]
-            rec.snapshots = {e: s for e, s in load_snapshots(folder / "snapshots.npz").items()
-                             if e <= rec.start_epoch}
-        else:
+        if mode == "resume":
+            rec._read_back(device)
+            return rec
+        try:
             if folder.exists():
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
-            write_json_atomic(folder / "config.json", cfg.to_dict())
+        except OSError as exc:
+            raise RunError(f"cannot write the run folder {folder} ({exc.strerror}); choose a writable --runs-dir")
+        write_json_atomic(folder / "config.json", cfg.to_dict())
         return rec
+
+    def _read_back(self, device) -> None:
+        import torch
+        folder, path = self.folder, self.checkpoint_path
+        recorded = (read_json(folder / "provenance.json").get("device", {}) if (folder / "provenance.json").exists()
+                    else {})
+        if device.type == "cpu" and recorded.get("type") == "cpu" and recorded.get("threads") not in (
+                None, torch.get_num_threads()):
+            raise RunError(f"{folder} was trained with {recorded['threads']} CPU threads and this process has "
+                           f"{torch.get_num_threads()}; an exact resume needs the same: pass --threads "
+                           f"{recorded['threads']}")
+        try:
+            state = torch.load(path, map_location=device, weights_only=True)
+        except Exception as exc:  # truncated, corrupt, or not a checkpoint
+            raise RunError(f"{path} is damaged ({type(exc).__name__}); pass --overwrite to train the run again") from exc
+        self.resume_state, self.start_epoch, self.train_seconds = state, state["epoch"], state["train_seconds"]
+        self.metrics_rows = [r for r in read_rows_csv(folder / "metrics.csv") if r["epoch"] <= self.start_epoch]
+        self.epoch_rows = [r for r in read_rows_csv(folder / "epochs.csv") if r["epoch"] <= self.start_epoch]
+        self.snapshots = {e: s for e, s in load_snapshots(folder / "snapshots.npz").items() if e <= self.start_epoch}
 
     def start(self, data, device) -> None:
         write_json_atomic(self.folder / "provenance.json", provenance(self.cfg, data.description, data.label, device))

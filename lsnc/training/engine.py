@@ -35,9 +35,8 @@ def check_fusable(cfgs: list[TrainConfig]) -> None:
 
 
 def _optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
-    # UFM-style training replaces weight decay by the explicit penalties of the UFM objective.
-    kwargs: dict[str, Any] = {"lr": cfg.lr, "momentum": cfg.momentum,
-                              "weight_decay": 0.0 if cfg.ufm else cfg.weight_decay}
+    # (UFM-style runs have weight_decay 0: the config refuses anything else, the penalties replace it.)
+    kwargs: dict[str, Any] = {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay}
     if device.type == "cuda":
         kwargs["fused"] = True
     return torch.optim.SGD(params, **kwargs)

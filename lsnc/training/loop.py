@@ -8,6 +8,7 @@ recipe's run up to E: the milestones are never rescaled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import Any
 import torch
 
 from ..config import ConfigError, TrainConfig
-from ..runs.lifecycle import run_folder
+from ..runs.format import non_finite
+from ..runs.lifecycle import claim_run, run_folder
 from ..runs.record import RunRecord
 from ..snapshots import snapshot_indices, take_snapshot
 from .engine import Engine, check_fusable
@@ -55,18 +57,28 @@ def train(cfg: TrainConfig, runs_dir: str | Path = "runs", *, resume: bool = Fal
 
 def train_many(cfgs: list[TrainConfig], runs_dir: str | Path = "runs", *, resume: bool = False,
                overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
-    """Train runs that differ only in δ and seed together, one fused network; return their folders."""
+    """Train runs that differ only in δ and seed together, one fused network; return their folders.
+
+    Each run is claimed (an exclusive lock beside its folder) for the whole call, so a second writer of the
+    same run is refused with RunClaimed instead of mixing two runs' rows in one folder.
+    """
     wall_start = time.perf_counter()
     cfgs = [c.resolved() for c in cfgs]
     check_fusable(cfgs)
-    modes = [RunRecord.check(c, runs_dir, resume=resume, overwrite=overwrite) for c in cfgs]
-    for c, m in zip(cfgs, modes):
-        if m == "done":
-            log(f"{run_folder(runs_dir, c)}: already done, nothing to do")
-    todo = [c for c, m in zip(cfgs, modes) if m != "done"]
-    if todo:
-        _Training(todo, runs_dir, [m for m in modes if m != "done"], wall_start, log).run(progress)
-    return [run_folder(runs_dir, c) for c in cfgs]
+    folders = [run_folder(runs_dir, c) for c in cfgs]
+    with contextlib.ExitStack() as claims:
+        for folder in folders:
+            claims.enter_context(claim_run(folder))
+        modes = [RunRecord.check(c, runs_dir, resume=resume, overwrite=overwrite) for c in cfgs]
+        for folder, mode in zip(folders, modes):
+            if mode == "done":
+                log(f"{folder}: already done, nothing to do")
+            elif mode == "restart":
+                log(f"{folder}: started before but has no checkpoint; training it again from epoch 0")
+        todo = [(c, m) for c, m in zip(cfgs, modes) if m != "done"]
+        if todo:
+            _Training([c for c, _ in todo], runs_dir, [m for _, m in todo], wall_start, log).run(progress)
+    return folders
 
 
 class _Training:
@@ -79,8 +91,7 @@ class _Training:
         cache: dict = {}
         self.data = [load_data(c, self.device, cache) for c in cfgs]
         self.engine = Engine(cfgs, self.data, self.device)
-        load = lambda p: torch.load(p, map_location=self.device, weights_only=False)
-        self.records = [RunRecord.open(c, runs_dir, m, load) for c, m in zip(cfgs, modes)]
+        self.records = [RunRecord.open(c, runs_dir, m, self.device) for c, m in zip(cfgs, modes)]
         starts = {r.start_epoch for r in self.records}
         if len(starts) > 1:
             raise ConfigError(f"these runs stopped at different epochs {sorted(starts)}; resume them one at a time")
@@ -143,6 +154,10 @@ class _Training:
                 autocast_dtype=torch.bfloat16 if cfg.amp == "bf16" else None,
                 holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
             row.update(self.theory[k])
+            problem = non_finite([{"epoch": epoch, **row}])
+            if problem:
+                raise NonFiniteLoss(f"{rec.folder.name}: {problem} (diverged, or the features collapsed to zero); "
+                                    "lower --lr / --weight-decay or check the data")
             if epoch in snapshot_epochs(cfg):
                 idx = self.snap_idx[k]
                 rec.add_snapshot(epoch, take_snapshot(net, data.train.x[idx], data.train.y[idx], data.num_classes))
