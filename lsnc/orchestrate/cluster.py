@@ -22,7 +22,11 @@ from ..runs.format import read_status
 from ..runs.lifecycle import pid_alive, run_folder, run_key
 from .inline import fusable_groups, train_configs
 
-ACTIVE_STATES = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "READY"}
+# SLURM job states (sacct), grouped as ``lsnc reproduce --status`` reports them.
+QUEUED_STATES = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "READY"}
+RUNNING_STATES = {"RUNNING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED",
+                 "REVOKED"}
 
 
 def _submitit():
@@ -43,7 +47,7 @@ class TrainJob:
         for what, items in outcome.items():
             for item in items:
                 key, _, error = item.partition(": ")
-                status = "done" if what in ("trained", "resumed", "skipped (done)") else what
+                status = what if what in ("failed", "claimed elsewhere") else "done"
                 results.append({"run": key, "status": status, **({"error": error} if error else {})})
         return results
 
@@ -87,8 +91,8 @@ def make_executor(opts: ExecutorOptions):
                           "(run on a SLURM login node, or use --executor local / inline)") from exc
     params: dict[str, Any] = {"timeout_min": opts.time_min}
     if opts.kind == "slurm":
-        params.update(slurm_partition=opts.partition, gpus_per_node=opts.gpus, cpus_per_task=opts.cpus,
-                      slurm_signal_delay_s=120)
+        params.update(slurm_partition=opts.partition, gpus_per_node=opts.gpus or None, cpus_per_task=opts.cpus,
+                      slurm_signal_delay_s=min(120, 60 * opts.time_min // 4))
         if opts.mem_gb:
             params["mem_gb"] = opts.mem_gb
         extra = dict(opts.extra or {})
@@ -107,76 +111,113 @@ def _record_path(runs_dir: str | Path, key: str) -> Path:
     return Path(runs_dir) / ".jobs" / (key.replace("/", "__") + ".json")
 
 
-def job_state(runs_dir: str | Path, key: str) -> str | None:
-    """SLURM/local state of the last job recorded for this run, or None when none was recorded."""
+def job_record(runs_dir: str | Path, key: str) -> dict[str, str] | None:
+    """The last job submitted for this run: {"kind", "job_id", "log_dir"}, or None."""
     path = _record_path(runs_dir, key)
-    if not path.exists():
-        return None
-    rec = json.loads(path.read_text())
-    if rec["kind"] == "local":
-        # A local job's id is its process id; submitit cannot re-attach to it from another process.
-        return "RUNNING" if pid_alive(int(rec["job_id"])) else "FINISHED"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def job_states(records: list[dict[str, str]]) -> dict[str, str]:
+    """State of each recorded job by job id: SLURM's accounting (one ``sacct`` call for all) or, for a local job
+    (its id is its process id), RUNNING / FINISHED. A job the scheduler does not know is UNKNOWN."""
+    states = {r["job_id"]: ("RUNNING" if pid_alive(int(r["job_id"])) else "FINISHED")
+              for r in records if r["kind"] == "local"}
+    slurm_ids = {r["job_id"] for r in records if r["kind"] == "slurm"}
+    if slurm_ids:
+        watcher = _submitit().slurm.slurm.SlurmInfoWatcher(delay_s=0)
+        for job_id in slurm_ids:
+            watcher.register_job(job_id)
+        watcher.update()
+        states.update({j: watcher.get_state(j, mode="cache").split()[0] for j in slurm_ids})  # "CANCELLED by 0"
+    return states
+
+
+def job_state(runs_dir: str | Path, key: str) -> str | None:
+    """State of the last job recorded for this run, or None when none was recorded."""
+    rec = job_record(runs_dir, key)
+    return job_states([rec])[rec["job_id"]] if rec else None
+
+
+def _job_error(rec: dict[str, str], key: str) -> str | None:
+    """What the finished job said about this run: its error in the job's result, else its traceback's last line."""
+    submitit = _submitit()
+    job = (submitit.SlurmJob if rec["kind"] == "slurm" else submitit.LocalJob)(rec["log_dir"], rec["job_id"])
     try:
-        return _submitit().SlurmJob(rec["log_dir"], rec["job_id"]).state
-    except Exception:  # a job the scheduler no longer knows
-        return "UNKNOWN"
+        outcome, result = submitit.core.utils.pickle_load(job.paths.result_pickle)
+    except (OSError, EOFError, ValueError):
+        outcome, result = "error", job.stderr() or ""
+    if outcome == "success":
+        return next((r.get("error") for r in result if r["run"] == key), None)
+    lines = [line for line in str(result).splitlines() if line.strip() and not line.startswith("srun:")]
+    return lines[-1].strip() if lines else None
 
 
-def run_state(runs_dir: str | Path, cfg: TrainConfig) -> tuple[str, str | None]:
-    """(state, detail) of one run: done / running / pending / failed / missing."""
+def run_state(runs_dir: str | Path, cfg: TrainConfig, states: dict[str, str] | None = None) -> tuple[str, str | None]:
+    """(state, detail) of one run: done / queued / running / failed / missing. ``states``: :func:`job_states`
+    of the recorded jobs (asked here when not given)."""
     key = run_key(cfg)
     status = read_status(run_folder(runs_dir, cfg))
     if status and status["status"] == "done":
         reached = status.get("epoch", cfg.epochs)
         return "done", (f"prefix: epochs 0-{reached} of the {cfg.epochs}-epoch recipe" if reached < cfg.epochs
                         else None)
-    js = job_state(runs_dir, key)
-    if js in ACTIVE_STATES:
-        return ("running" if status else "pending"), f"job {js.lower()}"
+    rec = job_record(runs_dir, key)
+    js = ((states if states is not None else job_states([rec])).get(rec["job_id"], "UNKNOWN") if rec else None)
+    job = f"job {rec['job_id']} {js}" if rec else None
+    if js in QUEUED_STATES:
+        return "queued", job
+    if js in RUNNING_STATES:
+        return "running", job + (f", epoch {status.get('epoch')}" if status else "")
     if status and status["status"] == "failed":
-        return "failed", status.get("error")
+        return "failed", status.get("error") + (f" ({job})" if job else "")
+    error = _job_error(rec, key) if rec and js != "UNKNOWN" else None
     if status:
-        return "failed", f"stopped at epoch {status.get('epoch')} and its job is {str(js).lower()}"
+        return "failed", (f"stopped at epoch {status.get('epoch')} (resumable), {job or 'no job recorded'}"
+                          + (f": {error}" if error else ""))
+    if rec and (error or js in FAILED_STATES):
+        return "failed", f"{job}" + (f": {error}" if error else "")
     return "missing", None
+
+
+def _chunks(todo: list[TrainConfig], opts: ExecutorOptions, fuse: int) -> list[list[TrainConfig]]:
+    if opts.kind == "slurm":
+        return fusable_groups(todo, fuse)  # one array task per run, or per fused group
+    import torch
+    n = max(1, torch.cuda.device_count())  # local: one job per GPU (one sequential job on CPU)
+    return [c for c in (todo[i::n] for i in range(n)) if c]
 
 
 def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptions, *, fuse: int = 1,
            log=print) -> list:
-    """Submit what is missing or failed; leave done and in-flight runs alone. Returns the submitted jobs."""
+    """Submit what is missing or failed (as one SLURM job array); leave done, queued and running runs alone.
+    Returns the submitted jobs."""
+    states = job_states([r for r in (job_record(runs_dir, run_key(c)) for c in configs) if r])
     todo = []
     for cfg in configs:
-        state, detail = run_state(runs_dir, cfg)
-        key = run_key(cfg)
-        if state in ("done", "running", "pending"):
-            log(f"{state:<8} {key}" + (f" ({detail})" if detail else ""))
+        state, detail = run_state(runs_dir, cfg, states)
+        if state in ("done", "running", "queued"):
+            log(f"{state:<8} {run_key(cfg)}" + (f" ({detail})" if detail else ""))
         else:
             todo.append(cfg)
     if not todo:
         return []
-    ex = make_executor(opts)
-    if opts.kind == "slurm":
-        chunks = fusable_groups(todo, fuse)  # one job per run, or per fused group
-    else:
-        import torch
-        n = max(1, torch.cuda.device_count())
-        chunks = [todo[i::n] for i in range(n)]
-    jobs = []
-    for chunk in (c for c in chunks if c):
-        job = ex.submit(TrainJob(), [c.to_dict() for c in chunk], str(runs_dir), fuse)
-        jobs.append(job)
+    ex, chunks = make_executor(opts), _chunks(todo, opts, fuse)
+    with ex.batch():  # SLURM: one job array (a single job when there is one chunk)
+        jobs = [ex.submit(TrainJob(), [c.to_dict() for c in chunk], str(runs_dir), fuse) for chunk in chunks]
+    for job, chunk in zip(jobs, chunks):
         for c in chunk:
-            key = run_key(c)
-            write_json_atomic(_record_path(runs_dir, key), {"kind": opts.kind, "job_id": str(job.job_id),
-                                                            "log_dir": os.fspath(opts.log_dir)})
-            log(f"submitted {key} as job {job.job_id}")
+            write_json_atomic(_record_path(runs_dir, run_key(c)), {"kind": opts.kind, "job_id": str(job.job_id),
+                                                                   "log_dir": os.fspath(opts.log_dir)})
+            log(f"submitted {run_key(c)} as job {job.job_id}")
     return jobs
 
 
 def report(configs: list[TrainConfig], runs_dir: str | Path, log=print) -> dict[str, int]:
-    """Print the state of every run; return counts per state."""
+    """Print the state of every run (SLURM's accounting for those with a job); return counts per state."""
+    states = job_states([r for r in (job_record(runs_dir, run_key(c)) for c in configs) if r])
     counts: dict[str, int] = {}
     for cfg in configs:
-        state, detail = run_state(runs_dir, cfg)
+        state, detail = run_state(runs_dir, cfg, states)
         counts[state] = counts.get(state, 0) + 1
         log(f"{state:<8} {run_key(cfg)}" + (f": {detail}" if detail else ""))
     log(", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
