@@ -147,8 +147,15 @@ def build_book(preset: str, runs_dir: str, *, train_missing: bool, progress: boo
     if train_missing and reproduce(preset, runs_dir=runs_dir, progress=progress) != 0:
         print("lsnc: some runs failed (see above); building the book from the runs that finished", file=sys.stderr)
     exe = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
+    reports = book_dir() / "_build" / "html" / "reports"
+    shutil.rmtree(reports, ignore_errors=True)  # jupyter-book writes one log per page that failed to execute
     if subprocess.run([exe, "build", "--all", str(book_dir())]).returncode != 0:
         print("lsnc: error: jupyter-book build failed (see above)", file=sys.stderr)
+        return 1
+    failed = sorted(p.name.split(".")[0] for p in reports.glob("*.err.log")) if reports.is_dir() else []
+    if failed:
+        print(f"lsnc: error: {len(failed)} page(s) failed to execute: {', '.join(failed)} "
+              f"(logs in {reports.relative_to(book_dir().parent)})", file=sys.stderr)
         return 1
     print(book_dir() / "_build" / "html" / "index.html")
     return 0

@@ -42,7 +42,7 @@ CIFAR_STD = (0.247, 0.243, 0.261)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+TINYIMAGENET_URL = "https://cs231n.stanford.edu/tiny-imagenet-200.zip"
 TINYIMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
@@ -177,11 +177,7 @@ def _cached(cache_dir: Path | None, prefix: str, parts: dict,
                    else [str(t) for t in v]) for k, v in arrays.items()}
     payload["_key"] = json.dumps(parts, sort_keys=True, default=str)
     # Atomic: a reader never sees a half-written file; concurrent writers just race to os.replace.
-    def save(tmp: Path) -> None:
-        torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # the temporary file is private; the cache may be shared
-
-    write_atomic(path, save)
+    write_atomic(path, lambda tmp: torch.save(payload, tmp))
     return arrays
 
 
@@ -419,8 +415,20 @@ def prepare_tinyimagenet(root: str | Path, download: bool = False) -> Path:
             raise DataError(f"downloading {TINYIMAGENET_URL} into {root} failed ({e}); check network access "
                             "or place the extracted tiny-imagenet-200/ there by hand") from e
         tiny = root / "tiny-imagenet-200"
+        _record_download(root / "tiny-imagenet-200.zip", tiny / "download.json")
     reorganize_tinyimagenet_val(tiny)
     return tiny
+
+
+def _record_download(archive: Path, record: Path) -> None:
+    """The archive's URL, its published MD5 (checked by the download) and its SHA-256 (computed here: no SHA-256
+    is published for it), kept beside the data so every run's provenance can cite them."""
+    digest = hashlib.sha256()
+    with open(archive, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    write_atomic(record, lambda p: p.write_text(json.dumps(
+        {"url": TINYIMAGENET_URL, "md5_checked": TINYIMAGENET_MD5, "sha256": digest.hexdigest()}, indent=2)))
 
 
 def _read_tinyimagenet(req: _Request) -> _Pool:
@@ -430,6 +438,8 @@ def _read_tinyimagenet(req: _Request) -> _Pool:
     # The official test/ has no labels, so the (reorganised) validation set is the test split.
     arrays, classes = _read_image_tree(tiny, tiny / "train", tiny / "val", req.cache_dir, image_size, workers)
     extra = {}
+    if (tiny / "download.json").is_file():
+        extra["download"] = json.loads((tiny / "download.json").read_text())
     words = tiny / "words.txt"
     if words.is_file():
         names = dict(line.split("\t", 1) for line in words.read_text().splitlines() if "\t" in line)
@@ -526,6 +536,9 @@ def _read_synthetic(req: _Request) -> _Pool:
     noise = float(o.pop("noise", 40.0))
     n_train = int(o.pop("n_train_per_class", (req.train_per_class or 64) + req.holdout_per_class))
     n_test = int(o.pop("n_test_per_class", req.test_per_class or 16))
+    if max(n_train, n_test) * s * s * c > 2 * 10**8 // k:
+        raise DataError(f"synthetic data of {max(n_train, n_test)} images per class of {s}x{s}x{c} would take more "
+                        "than 200 MB; ask for fewer per class (it is test data)")
     rng = np.random.default_rng([req.seed, 0])
     centers = rng.uniform(48, 208, size=(k, s, s, c))
 

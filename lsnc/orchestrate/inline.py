@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 from ..config import TrainConfig
+from ..runs.format import RunError
 from ..runs.lifecycle import RunClaimed, run_folder, run_key, run_status
 from ..training import train_many
 from ..training.engine import FUSABLE_FIELDS
@@ -30,7 +31,11 @@ def train_configs(configs: list[TrainConfig], runs_dir: str | Path, *, fuse: int
     outcome: dict[str, list[str]] = {k: [] for k in OUTCOMES}
     todo = []
     for cfg in configs:
-        status = run_status(runs_dir, cfg)
+        try:
+            status = run_status(runs_dir, cfg)
+        except RunError as exc:  # a damaged status.json: this run fails, the others go on
+            outcome["failed"].append(f"{run_key(cfg)}: {exc}")
+            continue
         if status == "done":
             outcome["skipped (done)"].append(run_key(cfg))
         elif dry_run:

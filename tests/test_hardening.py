@@ -1,0 +1,170 @@
+"""Misuse and faults: every case is refused with one line and exit 2, or handled; nothing is lost or mixed."""
+
+import os
+import stat
+import warnings
+
+import pytest
+import torch
+
+from lsnc.cli import main
+from lsnc.orchestrate.inline import train_configs
+from lsnc.presets import preset_config
+from lsnc.runs import RunDamaged, RunError, damaged_runs, find_runs, load_run
+from lsnc.runs.lifecycle import claim_run
+from lsnc.training import train
+
+SMOKE = ["train", "--preset", "smoke", "--quiet", "--threads", "1"]
+
+
+def _cli(runs, *args):
+    return main([*SMOKE, "--runs-dir", str(runs), *args])
+
+
+def _one_run(tmp_path, **kw):
+    return train(preset_config("smoke", threads=1, **kw), tmp_path / "runs", progress=False)
+
+
+# --------------------------------------------------------------------------- paths stay inside runs/
+
+@pytest.mark.parametrize("args", [["--group", ".."], ["--group", "/tmp/elsewhere"], ["--name", "../x"],
+                                  ["--name", ".hidden"], ["--group", "a/b"]])
+def test_group_and_name_cannot_leave_the_runs_folder(tmp_path, capsys, args):
+    assert _cli(tmp_path / "runs", *args) == 2
+    assert "plain folder name" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "x").exists()
+
+
+def test_overwrite_never_deletes_a_folder_lsnc_did_not_write(tmp_path, capsys):
+    keep = tmp_path / "runs" / "synthetic" / "sub" / "keep.txt"
+    keep.parent.mkdir(parents=True)
+    keep.write_text("mine")
+    assert _cli(tmp_path / "runs", "--name", "sub", "--overwrite") == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert keep.read_text() == "mine"
+
+
+# --------------------------------------------------------------------------- one writer per run
+
+def test_a_second_writer_of_the_same_run_is_refused(tmp_path, capsys):
+    folder = tmp_path / "runs" / "synthetic" / "ce-mlpw32-s0"
+    with claim_run(folder):  # this process is "the first writer", alive
+        assert _cli(tmp_path / "runs", "--lr", "0.1") == 2
+    assert "being trained by" in capsys.readouterr().err
+    assert not folder.exists()
+    assert _cli(tmp_path / "runs") == 0  # the claim is released: now it trains
+    assert not list(folder.parent.glob(".*.lock"))
+
+
+# --------------------------------------------------------------------------- damaged and missing files
+
+def test_damaged_run_files_are_named_and_skipped(tmp_path):
+    good, bad = _one_run(tmp_path, delta=0.0), _one_run(tmp_path, delta=0.05)
+    text = (bad / "metrics.csv").read_text()
+    (bad / "metrics.csv").write_text(text[: len(text) - 40])  # truncated mid-row
+    with pytest.raises(RunError, match="metrics.csv is damaged"):
+        load_run(bad)
+    with pytest.warns(RunDamaged, match="metrics.csv"):
+        runs = find_runs(tmp_path / "runs")
+    assert [r.path for r in runs] == [good]
+    (good / "status.json").write_text("{not json")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunDamaged)
+        assert find_runs(tmp_path / "runs") == []
+    assert {p.name for p, _ in damaged_runs(tmp_path / "runs")} == {good.name, bad.name}
+
+
+def test_missing_metrics_or_non_finite_core_metrics_make_a_finished_run_damaged(tmp_path):
+    run = _one_run(tmp_path)
+    lines = (run / "metrics.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    last = lines[-1].split(",")
+    last[header.index("train_nc1_within_between")] = "nan"
+    (run / "metrics.csv").write_text("\n".join(lines[:-1] + [",".join(last)]) + "\n")
+    with pytest.raises(RunError, match="train_nc1_within_between is nan at epoch 3"):
+        load_run(run)
+    (run / "metrics.csv").unlink()
+    with pytest.raises(RunError, match="no rows"):
+        load_run(run)
+
+
+def test_resume_with_a_damaged_checkpoint_or_config_names_the_file(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert _cli(runs, "--epochs", "3") == 0
+    folder = runs / "synthetic" / "ce-mlpw32-s0"
+    (folder / "status.json").write_text('{"status": "running", "epoch": 2, "error": null}')
+    (folder / "checkpoint.pt").write_bytes(b"truncated")
+    assert _cli(runs, "--resume") == 2
+    assert "checkpoint.pt is damaged" in capsys.readouterr().err
+    (folder / "config.json").write_text("{")
+    assert _cli(runs, "--resume") == 2
+    assert "config.json is damaged" in capsys.readouterr().err
+    assert (folder / "metrics.csv").exists()  # nothing was deleted
+
+
+def test_reproduce_reports_a_damaged_run_and_goes_on(tmp_path):
+    cfgs = [preset_config("smoke", delta=d, threads=1).resolved() for d in (0.0, 0.05)]
+    first = train(cfgs[0], tmp_path, progress=False)
+    (first / "status.json").write_text("{")
+    outcome = train_configs(cfgs, tmp_path, progress=False, log=lambda *_: None)
+    assert len(outcome["failed"]) == 1 and "status.json is damaged" in outcome["failed"][0]
+    assert outcome["trained"] == ["synthetic/ls0.05-mlpw32-s0"]
+
+
+# --------------------------------------------------------------------------- honest resume
+
+def test_a_started_run_without_checkpoint_is_reported_as_restarted(tmp_path):
+    cfg = preset_config("smoke", threads=1).resolved()
+    folder = train(cfg, tmp_path, progress=False)
+    (folder / "checkpoint.pt").unlink()
+    (folder / "status.json").write_text('{"status": "running", "epoch": 1, "error": null}')
+    lines = []
+    outcome = train_configs([cfg], tmp_path, progress=False, log=lines.append)
+    assert outcome["restarted (no checkpoint)"] == ["synthetic/ce-mlpw32-s0"] and not outcome["resumed"]
+    assert any("no checkpoint" in line for line in lines)
+
+
+def test_exact_resume_requires_the_same_thread_count(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert _cli(runs, "--epochs", "3") == 0
+    folder = runs / "synthetic" / "ce-mlpw32-s0"
+    (folder / "status.json").write_text('{"status": "running", "epoch": 1, "error": null}')
+    before = torch.get_num_threads()
+    try:
+        assert main(["train", "--preset", "smoke", "--quiet", "--threads", "2", "--runs-dir", str(runs), "--epochs",
+                     "3", "--resume"]) == 2
+    finally:
+        torch.set_num_threads(before)
+    assert "--threads 1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- bad input, refused up front
+
+@pytest.mark.parametrize("args,words", [
+    (["--eval-batch-size", "0"], "--eval-batch-size"), (["--threads", "-1"], "--threads"),
+    (["--device", "foo"], "--device"), (["--lr", "nan"], "--lr must be a finite"),
+    (["--momentum", "nan"], "--momentum"), (["--weight-decay", "inf"], "--weight-decay"),
+    (["--ufm", "--weight-decay", "0.1"], "--weight-decay 0"), (["--train-per-class", "100000000"], "200 MB"),
+    (["--time-budget-s", "0"], "--time-budget-s"), (["--stop-epoch", "7"], "not an evaluated epoch"),
+])
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, args, words):
+    assert _cli(tmp_path / "runs", *args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_unusable_runs_folder_is_refused(tmp_path, capsys):
+    runs = tmp_path / "a-file"
+    runs.write_text("not a folder")  # unwritable even for root
+    assert _cli(runs) == 2
+    err = capsys.readouterr().err
+    assert "writable --runs-dir" in err and "Traceback" not in err
+
+
+def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
+    folder = _one_run(tmp_path)
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("config.json", "metrics.csv", "status.json", "checkpoint.pt"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o666 & ~mask
