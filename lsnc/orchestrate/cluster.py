@@ -1,7 +1,7 @@
 """Fan a reproduction out over a SLURM cluster (or local processes) with submitit.
 
-One job per run on SLURM (several runs per job locally: one job per GPU, or a single sequential job on CPU).
-Jobs are checkpointable: on preemption or timeout submitit requeues them, and the requeued job resumes the
+On SLURM one job array per submission, one task per run or per fused group of runs that differ only in δ and
+seed (``--fuse``); locally one job per GPU, or a single sequential job on CPU. Jobs are checkpointable: on preemption or timeout submitit requeues them, and the requeued job resumes the
 run from its checkpoint. Submission is idempotent: a run that is done is skipped, a run whose recorded job is
 still pending or running is left alone, and anything else (missing, failed, or its job gone) is submitted.
 While training, a run holds an exclusive claim (see ``lsnc.runs.lifecycle.claim_run``), so two jobs never write
@@ -18,7 +18,7 @@ from typing import Any
 
 from ..atomic import write_json_atomic
 from ..config import ConfigError, TrainConfig
-from ..runs.format import read_status
+from ..runs.format import RunError, read_status
 from ..runs.lifecycle import pid_alive, run_folder, run_key
 from .inline import fusable_groups, train_configs
 
@@ -41,8 +41,11 @@ class TrainJob:
     """The callable a job runs: :func:`lsnc.orchestrate.inline.train_configs` on its share of the runs."""
 
     def __call__(self, configs: list[dict[str, Any]], runs_dir: str, fuse: int = 1) -> list[dict[str, Any]]:
-        outcome = train_configs([TrainConfig.from_dict(c) for c in configs], runs_dir, fuse=fuse, progress=False,
-                                log=lambda *_: None)
+        # torch's threads: the CPUs SLURM gave the job, not every core of the node (unless the run sets them).
+        cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        cfgs = [TrainConfig.from_dict({**c, "threads": c.get("threads") or (int(cpus) if cpus else None)})
+                for c in configs]
+        outcome = train_configs(cfgs, runs_dir, fuse=fuse, progress=False, log=lambda *_: None)
         results = []
         for what, items in outcome.items():
             for item in items:
@@ -156,7 +159,10 @@ def run_state(runs_dir: str | Path, cfg: TrainConfig, states: dict[str, str] | N
     """(state, detail) of one run: done / queued / running / failed / missing. ``states``: :func:`job_states`
     of the recorded jobs (asked here when not given)."""
     key = run_key(cfg)
-    status = read_status(run_folder(runs_dir, cfg))
+    try:
+        status = read_status(run_folder(runs_dir, cfg))
+    except RunError as exc:  # a damaged status.json: reported with the file, never a traceback
+        return "damaged", str(exc)
     if status and status["status"] == "done":
         reached = status.get("epoch", cfg.epochs)
         return "done", (f"prefix: epochs 0-{reached} of the {cfg.epochs}-epoch recipe" if reached < cfg.epochs
@@ -210,6 +216,16 @@ def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptio
                                                                    "log_dir": os.fspath(opts.log_dir)})
             log(f"submitted {run_key(c)} as job {job.job_id}")
     return jobs
+
+
+def wait(configs: list[TrainConfig], runs_dir: str | Path, poll_s: float = 5.0) -> None:
+    """Until no run is queued or running (by SLURM's accounting): also the jobs of an earlier submission."""
+    import time
+    while True:
+        states = job_states([r for r in (job_record(runs_dir, run_key(c)) for c in configs) if r])
+        if not any(run_state(runs_dir, c, states)[0] in ("queued", "running") for c in configs):
+            return
+        time.sleep(poll_s)
 
 
 def report(configs: list[TrainConfig], runs_dir: str | Path, log=print) -> dict[str, int]:
