@@ -13,6 +13,7 @@ Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the
   reference                      the paper-style pipeline
   fused tf32 K=1,2,4,8, bf16 ... K models as one FusedNet (lsnc.training.fused), one forward/backward a step
   evaluation                     lsnc evaluate_model on all train + test images vs a bare forward pass
+  vmap tf32 K=4                  the other way to fuse: torch.func.functional_call + vmap (bench_fused.py)
   cudagraph tf32 / bf16          the whole step (forward, backward, fused SGD) captured once, replayed
   compile bf16 / tf32 / fp32     torch.compile (default mode) of the model, compile time in the warm-up
 
@@ -236,6 +237,15 @@ def cell_fused(b: Bench, precision: str, k: int) -> dict:
     return rates(b.timed(step), b.B, k)
 
 
+def cell_vmap(b: Bench, precision: str, k: int) -> dict:
+    """The other way to fuse: torch.func.functional_call over stacked parameters under vmap (bench_fused.py)."""
+    from bench_fused import vmap_step
+    set_precision(b.device, precision)
+    idx = b.indices(k, b.B)
+    step_all = vmap_step([b.model(seed) for seed in range(k)], b.x[idx[0]], b.y[idx[0]])
+    return rates(b.timed(lambda i: step_all()), b.B, k)
+
+
 def cell_reference(b: Bench, uint8: tuple) -> dict:
     set_precision(b.device, "default")
     model = b.model()
@@ -307,6 +317,7 @@ def cell_plan(args) -> list[dict]:
     fused("tf32", args.ks)
     fused("bf16", [k for k in args.ks if k > 1])
     add("evaluation", "eval", "evaluation", "tf32", lambda b: cell_eval(b, "tf32"))
+    add("vmap tf32 K=4", "vmap", "vmap", "tf32", lambda b: cell_vmap(b, "tf32", 4), k=4)
     compiled("bf16")
     for p in ("tf32", "bf16"):
         add(f"cudagraph {p}", "cudagraph", "lsnc", p, lambda b, p=p: cell_cudagraph(b, p), graphs=True)
@@ -496,7 +507,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="reference DataLoader workers")
     p.add_argument("--wall-s", type=float, default=90.0, help="hard cap on the cells' total wall time")
     p.add_argument("--skip", nargs="*", default=[],
-                   help="cell kinds to skip: lsnc reference fused eval cudagraph compile")
+                   help="cell kinds to skip: lsnc reference fused eval vmap cudagraph compile")
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", required=True)
     a = p.parse_args(argv)
