@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lsnc import book
 from lsnc.book import claims, scale
 from lsnc.book.claims import ClaimsError, judge
 
@@ -202,8 +203,8 @@ def test_claims_on_tiny_trained_runs(tmp_path):
     assert set(table["verdict"]) <= ALLOWED
     assert (table["n_seeds"].dropna() <= 2).all()
     assert claims.claims_table(tmp_path, "synthetic").equals(table)
-    msg = claims.selection_problem(tmp_path, "cifar10")
-    assert "cifar10" in msg and "Available: synthetic" in msg
+    with pytest.raises(book.UnknownDataset, match=r"'cifar10'.*Datasets with runs: synthetic"):
+        claims.selection_problem(tmp_path, "cifar10")
     line = scale.group_lines(tmp_path)["synthetic"]
     assert "CE seeds 0, 1" in line and "3 epochs" in line and "4 finished runs" in line
 

@@ -57,11 +57,12 @@ def test_select(runs_dir, sel):
 
 
 def test_unknown_dataset_and_empty_folder(runs_dir, tmp_path):
-    s = book.select("nope", runs_dir)
-    assert not s and s.runs == []
-    assert "nope" in s.message and "synthetic" in s.message  # names what is available
+    with pytest.raises(book.UnknownDataset, match="'nope'.*synthetic"):  # names what is available
+        book.select("nope", runs_dir)
     with pytest.raises(book.UnknownDataset, match="synthetic"):
         book.resolve_datasets(runs_dir, "nope")
+    with pytest.raises(book.UnknownDataset, match="'nope'"):
+        book.start("nope", runs_dir)
     empty = book.select(None, tmp_path / "nothing")
     assert not empty and "No finished runs" in empty.message
     s = book.select("synthetic", runs_dir, deltas=[0.7])
@@ -168,7 +169,7 @@ def test_plot_run_and_widgets(sel):
     pytest.importorskip("ipywidgets")
     assert book.closed_form_explorer() is not None
     assert book.run_browser(sel) is not None
-    assert "Nothing to browse" in book.run_browser(book.select("nope", sel.runs_dir)).value
+    assert "Nothing to browse" in book.run_browser(book.select(None, sel.runs_dir, deltas=[0.7])).value
 
 
 def test_ufm_dynamics_view_reports_both_condition_numbers():

@@ -485,27 +485,31 @@ def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> pd.Dat
 
 def selection_problem(runs_dir: str | Path | None = None, dataset: str | None = None) -> str | None:
     """None when ``claims_table(runs_dir, dataset)`` has runs to use; otherwise a readable message naming
-    what is available."""
+    what is available. ``dataset``: a name a reader types (see :mod:`lsnc.book.select`); one no run group
+    holds raises :class:`lsnc.book.select.UnknownDataset`."""
+    from .select import resolve_datasets, shown_path
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     present = sorted({r.dataset for r in find_runs(root)})
-    if not present:
+    if not present and dataset is None:
         running = sorted({r.dataset for r in find_runs(root, status=None)})
         extra = f" (runs not finished yet in: {', '.join(running)})" if running else ""
-        return f"No finished runs under {root}{extra}. Train some with `lsnc train` or `lsnc reproduce`."
-    if dataset is not None and dataset not in present:
-        return f"No finished runs for dataset {dataset!r} under {root}. Available: {', '.join(present)}."
+        return f"No finished runs under {shown_path(root)}{extra}. Train some with `lsnc train` or `lsnc reproduce`."
+    resolve_datasets(root, dataset)
     return None
 
 
 def claims_table(runs_dir: str | Path | None = None, dataset: str | None = None,
                  ls_delta: float = MAIN_DELTA) -> pd.DataFrame:
     """C1-C5 for the finished runs under ``runs_dir`` (default: the repository's runs/), all dataset groups or
-    one. Raises :class:`ClaimsError` (naming what is available) when there is nothing to use."""
+    those ``dataset`` names. Raises :class:`ClaimsError` (naming what is available) when there is nothing to
+    use."""
+    from .select import resolve_datasets
     problem = selection_problem(runs_dir, dataset)
     if problem:
         raise ClaimsError(problem)
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    return evaluate_claims(find_runs(root, dataset), ls_delta)
+    groups = resolve_datasets(root, dataset)
+    return evaluate_claims([r for r in find_runs(root) if r.dataset in groups], ls_delta)
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .select import Selection, select
+from .select import Selection, UnknownDataset, select
 
 
 def setup() -> None:
@@ -25,9 +25,13 @@ def setup() -> None:
 
 def start(dataset=None, runs_dir: str | Path | None = None, **select_args: Any) -> Selection:
     """The preamble of a page: :func:`setup`, then :func:`lsnc.book.select.select` (same arguments), whose
-    note is displayed when the selection is empty or left a dataset out."""
+    note is displayed when the selection is empty or left a dataset out. A dataset no run group holds raises
+    :class:`UnknownDataset`, so ``papermill ... -p dataset nope`` fails with one line naming what exists."""
     setup()
-    sel = select(dataset, runs_dir, **select_args)
+    try:
+        sel = select(dataset, runs_dir, **select_args)
+    except UnknownDataset as exc:
+        raise UnknownDataset(str(exc)) from None  # the page's line and the message, not the library's frames
     sel.note()
     return sel
 
@@ -47,6 +51,7 @@ def glue_markdown(name: str, text: str) -> None:
 
 
 def or_note(table, note: str):
-    """``table`` when it has rows, else ``note`` as Markdown (the value a cell ends with)."""
+    """``table`` (a DataFrame, or a pandas Styler such as :func:`lsnc.book.summary.page_table`'s) when it has
+    rows, else ``note`` as Markdown (the value a cell ends with)."""
     from IPython.display import Markdown
-    return table if len(table) else Markdown(note)
+    return table if len(getattr(table, "data", table)) else Markdown(note)

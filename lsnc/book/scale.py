@@ -202,8 +202,11 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
 
 def group_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
     """``{dataset group: group_line}`` for the finished runs under ``runs_dir`` (None: the repository's runs/)."""
+    from .select import resolve_datasets
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    return {g: group_line(rs) for g, rs in sorted(by_dataset(find_runs(root, dataset)).items())}
+    runs = find_runs(root)
+    groups = resolve_datasets(root, dataset, runs=runs) if runs else []
+    return {g: group_line(rs) for g, rs in sorted(by_dataset([r for r in runs if r.dataset in groups]).items())}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -125,21 +125,37 @@ def summary_by_loss(runs, dataset: str, deltas: Sequence[float] = CE_VS_LS,
     return res
 
 
-def _epoch_text(v: float) -> str:
-    return "never" if np.isnan(v) else f"epoch {v:.0f}"
+def zero_error_epochs_text(runs, dataset: str, delta: float, threshold: float = 0.0) -> str:
+    """When each seed first reached zero training error, in evaluated epochs only (a median of two seeds could
+    be an epoch that was never evaluated): ``epoch 10`` when the seeds agree, ``epochs 15, 20 (seeds 0, 1)``
+    for up to three seeds, else the range ``epochs 10–20 over 5 seeds``; "never" for seeds that did not."""
+    rs = sorted((r for r in as_runs(runs) if r.dataset == dataset and np.isclose(r.config["delta"], delta)),
+                key=lambda r: r.config["seed"])
+    at = [epochs_to_zero_error(r, threshold) for r in rs]
+    reached = [int(e) for e in at if np.isfinite(e)]
+    never = len(at) - len(reached)
+    if not reached:
+        return "never"
+    if len(set(at)) == 1:
+        return f"epoch {reached[0]}" + ({1: "", 2: " (both seeds)"}.get(len(at), f" (all {len(at)} seeds)"))
+    if len(at) <= 3:
+        return (f"epochs {', '.join('never' if not np.isfinite(e) else str(int(e)) for e in at)} "
+                f"(seeds {', '.join(str(r.config['seed']) for r in rs)})")
+    text = f"epochs {min(reached)}–{max(reached)} over {len(reached)} seeds"
+    return text + (f", never for {never}" if never else "")
 
 
-def _compare_bullet(label: str, delta: float, ce: pd.Series, ls: pd.Series) -> str:
+def _compare_bullet(runs, dataset: str, label: str, delta: float, ce: pd.Series, ls: pd.Series) -> str:
     pairs = ", ".join(f"{n} {ce[n.lower()]:.3g} vs {ls[n.lower()]:.3g}" for n in NC_COLUMNS)
-    return (f"- **{label}** (medians over {int(ce['seeds'])} CE / {int(ls['seeds'])} LS seeds): zero training "
-            f"error at {_epoch_text(ce['first_zero_error_epoch'])} ({loss_label(0)}) vs "
-            f"{_epoch_text(ls['first_zero_error_epoch'])} ({loss_label(delta)}); final {pairs}; test error "
+    return (f"- **{label}** ({int(ce['seeds'])} CE / {int(ls['seeds'])} LS seeds): zero training "
+            f"error: {loss_label(0)} at {zero_error_epochs_text(runs, dataset, 0.0)}, {loss_label(delta)} at "
+            f"{zero_error_epochs_text(runs, dataset, delta)}; final values, medians over seeds, CE vs LS: {pairs}; test error "
             f"{ce['test_error']:.3g} vs {ls['test_error']:.3g}; ECE {ce['ece20']:.3g} vs {ls['ece20']:.3g}.")
 
 
 def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
-    """Markdown, one bullet per dataset: epoch of zero train error and end-of-training NC1/NC2/NC3, test error,
-    CE vs LS (medians over seeds), generated from the runs."""
+    """Markdown, one bullet per dataset: when each seed reached zero train error (evaluated epochs only), and
+    end-of-training NC1/NC2/NC3, test error, CE vs LS (medians over seeds), generated from the runs."""
     runs = as_runs(runs)
     lines = []
     for ds in dict.fromkeys(r.dataset for r in runs):
@@ -147,7 +163,8 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
         if len(res) < 2 or 0.0 not in res.index:
             continue
         label = next(r.label for r in runs if r.dataset == ds)
-        lines += [_compare_bullet(label, delta, res.loc[0.0], ls) for delta, ls in res.drop(index=0.0).iterrows()]
+        lines += [_compare_bullet(runs, ds, label, delta, res.loc[0.0], ls)
+                  for delta, ls in res.drop(index=0.0).iterrows()]
     return "\n".join(lines)
 
 
@@ -176,3 +193,46 @@ def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
             row[f"{name} rel. diff"] = (b[col] - a[col]) / abs(a[col]) if a[col] else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# how a table looks on a page
+# ------------------------------------------------------------------------------------------------
+#: column -> header on a page: the paper's names for the NC metrics, words for the rest
+PAGE_HEADERS = {**{col: name for name, col in NC_COLUMNS.items()},
+                **{col.replace("train_", ""): name for name, col in NC_COLUMNS.items()},
+                "label": "dataset", "delta": "δ", "mean_class_mean_norm": "mean ‖μ_k − μ_G‖",
+                "train_mean_class_mean_norm": "mean ‖μ_k − μ_G‖", "mean_classifier_norm": "mean ‖w_k‖",
+                "train_mean_classifier_norm": "mean ‖w_k‖", "train_mean_feature_norm": "mean ‖h_i‖",
+                "test_error": "test error", "ufm_theory_w_norm": "‖w_k‖ closed form",
+                "ufm_theory_h_norm": "‖h_i‖ closed form", "rel_err_w": "rel. error ‖w_k‖",
+                "rel_err_h": "rel. error ‖h_i‖", "rel_err_h_centred": "rel. error ‖μ_k − μ_G‖",
+                "test_temperature_holdout": "T (held-out fit)", "test_temperature_testfit": "T (test fit)"}
+
+
+def _page_header(col: str) -> str:
+    if col in PAGE_HEADERS:
+        return PAGE_HEADERS[col]
+    for suffix, words in (("_ts_holdout", " after TS (held-out T)"), ("_ts_testfit", " after TS (test-fit T)"),
+                          ("", "")):
+        if col.startswith("test_ece") and col.endswith(suffix) and col[8:len(col) - len(suffix)].isdigit():
+            return f"ECE ({col[8:len(col) - len(suffix)]} bins){words}"
+    return col.replace("_", " ")
+
+
+def page_table(table: pd.DataFrame, digits: int = 3):
+    """A table as a page shows it: the index as ordinary columns (a dataset written once per block), headers
+    in the paper's names (NC1, NC2, NC3) and words, numbers to ``digits`` significant digits, no index column,
+    small type and wrapped headers so it fits the page width."""
+    df = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table.copy()
+    if "label" in df.columns:  # the dataset once per block of rows
+        df["label"] = df["label"].where(df["label"].ne(df["label"].shift()), "")
+    df = df.rename(columns=_page_header)
+    numeric = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
+    fmt = {c: (lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}g}") for c in numeric}
+    if "δ" in df.columns:
+        fmt["δ"] = lambda v: f"{v:g}"
+    return (df.style.hide(axis="index").format(fmt)
+            .set_table_styles([{"selector": "th", "props": "white-space: normal; font-size: 0.85em;"},
+                               {"selector": "td", "props": "font-size: 0.85em; padding: 0.2em 0.5em;"}])
+            .set_properties(**{"text-align": "right"}, subset=numeric))

@@ -26,12 +26,16 @@ def loss_colour(delta: float) -> str:
 
 
 def delta_colours(deltas: Sequence[float]) -> dict[float, tuple]:
-    """One colour per delta (viridis, CE darkest); the same delta gets the same colour in every figure that
-    is drawn from the same set of deltas."""
+    """One colour per delta: CE (δ = 0) in the book's CE blue, LS values from magenta (small δ) to yellow
+    (large δ) on plasma's warm end, so no LS value looks like CE; the same delta gets the same colour in every
+    figure that is drawn from the same set of deltas."""
+    from matplotlib.colors import to_rgba
     deltas = sorted(set(float(d) for d in deltas))
-    cmap = plt.get_cmap("viridis")
-    positions = np.linspace(0.0, 0.9, len(deltas)) if len(deltas) > 1 else [0.0]
-    return {d: cmap(p) for d, p in zip(deltas, positions)}
+    ls = [d for d in deltas if d != 0]
+    cmap = plt.get_cmap("plasma")
+    positions = np.linspace(0.3, 0.88, len(ls)) if len(ls) > 1 else [0.55] * len(ls)
+    out = {0.0: to_rgba(CE_COLOUR)} if 0.0 in deltas else {}
+    return {**out, **{d: cmap(p) for d, p in zip(ls, positions)}}
 
 
 def delta_legend(fig, colours: dict[float, tuple], title: str = "") -> None:

@@ -37,7 +37,11 @@ def _datasets(df: pd.DataFrame) -> list[str]:
 
 
 def _label_of(df: pd.DataFrame, dataset: str) -> str:
-    return str(df.loc[df["dataset"] == dataset, "label"].iloc[0])
+    """The group's dataset label; with its folder name when another group drawn has the same label (two
+    copies or scales of one dataset)."""
+    label = str(df.loc[df["dataset"] == dataset, "label"].iloc[0])
+    same = df.loc[df["label"] == label, "dataset"].nunique() > 1
+    return f"{label}\n({dataset})" if same else label
 
 
 def _seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
@@ -159,10 +163,11 @@ def plot_geometry_3d(runs: Sequence[Run], epoch: int | None = None):
         not_logged(ax, "geometry snapshots")
         return fig
     epoch = epochs[-1] if epoch is None else epoch
-    fig = plt.figure(figsize=(4.2 * len(runs), 4.2), constrained_layout=True)
+    fig = plt.figure(figsize=(4.6 * len(runs), 4.4), constrained_layout=True)
     cmap = plt.get_cmap("tab10")
     for i, run in enumerate(runs):
         ax = fig.add_subplot(1, len(runs), i + 1, projection="3d")
+        ax.set_box_aspect(None, zoom=0.8)  # room for the axis labels inside the panel (PC 3 was clipped)
         s = _snapshots(run)[epoch]
         f, y, m, w = s["features"], s["labels"], s["means"], s["classifier"]
         ax.scatter(f[:, 0], f[:, 1], f[:, 2], c=cmap(y % 10), s=4, alpha=0.3, depthshade=False)
@@ -413,41 +418,57 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
 # ------------------------------------------------------------------------------------------------
 # fig8: calibration and NC1 dynamics CE vs LS
 # ------------------------------------------------------------------------------------------------
-def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, bins: int = 20):
+#: plot_calibration_dynamics: the panels of each part (a page draws them as two figures that fit its width)
+CALIBRATION_PARTS = {"all": (0, 1, 2, 3, 4), "entropy": (0, 1, 2), "calibration": (3, 4)}
+
+
+def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, bins: int = 20,
+                              part: str = "all"):
     """Rows = datasets; columns: test CE loss and predictive entropy (all / correct / incorrect test samples),
     train NC1 and test NC1 by predicted class (all / correct / incorrect), train / test error, ECE before and
-    after temperature scaling (T fitted on the held-out split); colour = loss, line style = subset."""
+    after temperature scaling (T fitted on the held-out split); colour = loss, line style = subset.
+    ``part``: "all" five columns, "entropy" the first three, "calibration" the last two."""
     df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
+    panels = CALIBRATION_PARTS[part]
     titles = ["test loss (CE, log scale)", "test predictive entropy", "NC1 (log scale)",
               "error: train ─, test ‒ ‒", f"ECE ({bins} bins): before ─, after TS ‒ ‒"]
-    fig, axes = grid(len(datasets), 5, width=3.2, height=3.0)
+    fig, grid_axes = grid(len(datasets), len(panels), width=3.2, height=3.0)
+
+    def draw(i, k, *args, **kw):
+        if k in panels:
+            _line_band(grid_axes[i, panels.index(k)], *args, **kw)
+
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
         for delta, g in sub.groupby("delta"):
             c = loss_colour(delta)
             for subset, ls in SUBSET_STYLES.items():
-                _line_band(axes[i, 0], g, f"test_loss_ce_{subset}", c, ls=ls, band_alpha=0.1)
-                _line_band(axes[i, 1], g, f"test_entropy_{subset}", c, ls=ls, band_alpha=0.1)
-                _line_band(axes[i, 2], g, f"test_nc1_by_prediction_{subset}", c, ls=ls, band_alpha=0.1, lw=1.2)
-            _line_band(axes[i, 2], g, NC1, c, ls="-", lw=3.0, band_alpha=0.1)
-            _line_band(axes[i, 3], g, "train_error", c, ls="-")
-            _line_band(axes[i, 3], g, "test_error", c, ls="--")
-            _line_band(axes[i, 4], g, f"test_ece{bins}", c, ls="-")
-            _line_band(axes[i, 4], g, f"test_ece{bins}_ts_holdout", c, ls="--")
-        axes[i, 0].set_yscale("log")
-        axes[i, 2].set_yscale("log")
-        for ax, t in zip(axes[i], titles):
+                draw(i, 0, g, f"test_loss_ce_{subset}", c, ls=ls, band_alpha=0.1)
+                draw(i, 1, g, f"test_entropy_{subset}", c, ls=ls, band_alpha=0.1)
+                draw(i, 2, g, f"test_nc1_by_prediction_{subset}", c, ls=ls, band_alpha=0.1, lw=1.2)
+            draw(i, 2, g, NC1, c, ls="-", lw=3.0, band_alpha=0.1)
+            draw(i, 3, g, "train_error", c, ls="-")
+            draw(i, 3, g, "test_error", c, ls="--")
+            draw(i, 4, g, f"test_ece{bins}", c, ls="-")
+            draw(i, 4, g, f"test_ece{bins}_ts_holdout", c, ls="--")
+        for k in (0, 2):
+            if k in panels:
+                grid_axes[i, panels.index(k)].set_yscale("log")
+        for ax, k in zip(grid_axes[i], panels):
             ax.set_xlabel("epoch")
-            ax.set_ylabel(t, fontsize=9)
-        row_title(axes[i, 0], _label_of(df, ds))
-    for ax, t in zip(axes[0], titles):
-        ax.set_title(t, fontsize=10)
+            ax.set_ylabel(titles[k], fontsize=9)
+        row_title(grid_axes[i, 0], _label_of(df, ds))
+    for ax, k in zip(grid_axes[0], panels):
+        ax.set_title(titles[k], fontsize=10)
     handles = [Line2D([], [], color=loss_colour(d), lw=2, label=loss_label(d)) for d in sorted(df["delta"].unique())]
-    handles += [Line2D([], [], color="grey", ls=ls, label=f"test samples: {s}") for s, ls in SUBSET_STYLES.items()]
-    handles.append(Line2D([], [], color="grey", lw=3, label="train NC1"))
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False,
-               title=_seeds_note(df) + "; TS: temperature fitted on the held-out split")
+    if set(panels) & {0, 1, 2}:
+        handles += [Line2D([], [], color="grey", ls=ls, label=f"test samples: {s}") for s, ls in SUBSET_STYLES.items()]
+    if 2 in panels:
+        handles.append(Line2D([], [], color="grey", lw=3, label="train NC1"))
+    note = _seeds_note(df) + ("; TS: temperature fitted on the held-out split" if 4 in panels else "")
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 3 if len(panels) < 3 else 6),
+               frameon=False, title=note)
     return fig
 
 
