@@ -425,9 +425,16 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
             f"K={c} {epoch_s(2) / epoch_s(c):.2f}" for c in KS if (prec, c) in fused) + f" -> K={k}")
     else:
         why.append(f"no fused {prec} K=2 measurement: K=2")
+    # Fusion must beat time-slicing: if K = 2 fused models together run slower than one model alone, the set
+    # trains as concurrent processes on the GPU instead (one model each).
+    mode = "fused"
+    if (prec, 2) in fused and single.get(prec) and 2 * fused[(prec, 2)] < single[prec]:
+        mode, k = "concurrent", 2
+        why.append(f"fused K=2 all models {2 * fused[(prec, 2)]:.0f} img/s < one model alone {single[prec]:.0f}: "
+                   "concurrent processes, K=2")
     deltas, seeds = PLAN_SETS[k]
     return {"k": k, "amp": amp, "deltas": list(deltas), "seeds": list(seeds), "tf32_twin": amp == "bf16",
-            "fused_measured": bool(fused), "reasons": why}
+            "mode": mode, "fused_measured": bool(fused), "reasons": why}
 
 
 def plan_env(plan: dict) -> str:
@@ -435,7 +442,7 @@ def plan_env(plan: dict) -> str:
     return "".join([f'PLAN_K="{plan["k"]}"\n', f'PLAN_AMP="{plan["amp"]}"\n',
                     f'PLAN_DELTAS="{" ".join(f"{d:g}" for d in plan["deltas"])}"\n',
                     f'PLAN_SEEDS="{" ".join(str(s) for s in plan["seeds"])}"\n',
-                    f'PLAN_TWIN="{int(plan["tf32_twin"])}"\n'])
+                    f'PLAN_TWIN="{int(plan["tf32_twin"])}"\n', f'PLAN_MODE="{plan.get("mode", "fused")}"\n'])
 
 
 def render_markdown(result: dict) -> str:

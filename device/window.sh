@@ -20,6 +20,7 @@
 #                            provenance records a portable command)
 #   LSNC_WINDOW_MATRIX_ARGS  extra speed_matrix.py options (e.g. "--steps 2 --skip compile")
 #   LSNC_WINDOW_TRAIN_ARGS   extra `lsnc train` options
+#   LSNC_WINDOW_MODE         fused | concurrent: override the plan's way of training the set together
 set -u -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,7 +84,8 @@ run_stage() {
 pack() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null; fi
+    # shellcheck disable=SC2086  # CHILD may hold several pids (concurrent training)
+    if [ -n "$CHILD" ]; then kill -TERM $CHILD 2>/dev/null; wait $CHILD 2>/dev/null; fi
     {
         echo "elapsed_s: $((SECONDS - START))"
         echo "budget_s: $BUDGET_S"
@@ -175,12 +177,13 @@ run_stage matrix $((MATRIX_S + 120)) "$PYTHON" benchmarks/speed_matrix.py --data
 
 # The plan: K fused models, precision, δ x seeds (benchmarks/speed_matrix.py training_plan); a failed matrix
 # leaves the minimum set.
-PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0
+PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0 PLAN_MODE=fused
 if [ -f "$STAGE/speed/plan.env" ] && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$STAGE/speed/plan.env"; then
     # shellcheck disable=SC1091
     . "$STAGE/speed/plan.env"
 fi
-log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=($PLAN_SEEDS) tf32 twin=$PLAN_TWIN"
+PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | concurrent (override, e.g. to test both paths)
+log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=($PLAN_SEEDS) tf32 twin=$PLAN_TWIN mode=$PLAN_MODE"
 
 # ---------------------------------------------------------------- 3. training
 if ! "$PYTHON" -m lsnc train --help 2>/dev/null | grep -q -- '--time-budget-s'; then
@@ -201,9 +204,29 @@ train_for() {  # train_for NAME SECONDS OPTIONS...: lsnc stops itself at an eval
     run_stage "$name" $((secs + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$secs" "$@"
 }
 
+train_concurrent() {  # train_concurrent SECONDS: one process per (δ, seed), all at once on the one GPU
+    local secs=$1 pids=() d s rc=0
+    for s in "${SEEDS[@]}"; do
+        for d in "${DELTAS[@]}"; do
+            echo "train.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s" >>"$STAGE/summary.txt"
+            timeout -k 10 $((secs + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$secs" --delta "$d" --seed "$s" \
+                >"$STAGE/logs/train-d$d-s$s.log" 2>&1 &
+            pids+=("$!")
+        done
+    done
+    CHILD="${pids[*]}"
+    log "stage train (concurrent, ${#pids[@]} processes, budget ${secs}s)"
+    for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+    CHILD=""
+    RC[train]=$rc
+    log "stage train: exit $rc"
+}
+
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
-if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
+if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
+    train_concurrent "$T"
+elif [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
     train_for train "$((T * 3 / 4))" --amp bf16 --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
     T=$(( $(left) - PACK_RESERVE_S ))
     if [ "$T" -ge 10 ]; then train_for twin "$T" --delta 0 --seed 0; else log "no time left for the tf32 twin"; fi

@@ -32,7 +32,9 @@ def make_image_tree(root: Path, classes: int = 10, train: int = 14, test: int = 
                 Image.fromarray(img).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
 
 
-def test_window_end_to_end_on_cpu(tmp_path):
+@pytest.mark.parametrize("mode", ["plan", "concurrent"])
+def test_window_end_to_end_on_cpu(tmp_path, mode):
+    """The default path (the matrix's plan: fused here), and concurrent processes (the plan when fusion loses)."""
     make_image_tree(tmp_path / "tiny")
     with tarfile.open(tmp_path / "tiny.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "tiny", arcname="tiny")
@@ -42,6 +44,9 @@ def test_window_end_to_end_on_cpu(tmp_path):
            "LSNC_WINDOW_WIDTH": "4", "LSNC_WINDOW_BUDGET_S": "45", "LSNC_WINDOW_MATRIX_S": "10",
            "LSNC_WINDOW_MATRIX_ARGS": "--warmup 1 --steps 1 --ks 1 2 --skip compile",
            "LSNC_CACHE": str(tmp_path / "cache")}
+    if mode == "concurrent":
+        env.update(LSNC_WINDOW_MODE="concurrent", LSNC_WINDOW_BUDGET_S="40",
+                   LSNC_WINDOW_MATRIX_ARGS="--warmup 1 --steps 1 --skip lsnc reference fused eval vmap cudagraph compile")
     t0 = time.perf_counter()
     proc = subprocess.run(["bash", str(REPO / "device" / "window.sh")], env=env, capture_output=True, text=True,
                           timeout=240)
@@ -54,12 +59,16 @@ def test_window_end_to_end_on_cpu(tmp_path):
         tar.extractall(tmp_path / "x", filter="data")
     w = tmp_path / "x" / "window"
     assert not [n for n in names if n.endswith("checkpoint.pt") or n.endswith(".lock")], names
-    for f in ("env.txt", "summary.txt", "speed/speed.md", "speed/speed.json", "logs/matrix.log", "logs/train.log"):
+    logs = ("logs/train.log",) if mode == "plan" else ("logs/train-d0-s0.log", "logs/train-d0.05-s0.log")
+    for f in ("env.txt", "summary.txt", "speed/speed.md", "speed/speed.json", "logs/matrix.log", *logs):
         assert (w / f).is_file(), f
     speed = json.loads((w / "speed" / "speed.json").read_text())
     by_name = {c["name"]: c for c in speed["cells"]}
-    assert by_name["lsnc fp32"]["status"] == "ok" and by_name["lsnc fp32"]["img_s"] > 0
+    if mode == "plan":
+        assert by_name["lsnc fp32"]["status"] == "ok" and by_name["lsnc fp32"]["img_s"] > 0
     assert by_name["compile bf16"]["status"] == "skipped"
+    if mode == "concurrent":
+        assert "mode=concurrent" in (w / "logs" / "window.log").read_text()
     runs = sorted((w / "runs" / "cifar10-jpeg-full-resnet18-gpu").iterdir())
     done = {(json.loads((r / "config.json").read_text())["delta"], json.loads((r / "config.json").read_text())["seed"])
             for r in runs if json.loads((r / "status.json").read_text())["status"] == "done"}
@@ -106,10 +115,22 @@ def test_cells_isolated_and_capped():
     ({}, None, (2, "none")),
 ])
 def test_training_plan_rule(per_model, eval_s, expect):
+    _check_plan(per_model, eval_s, expect)
+
+
+def test_training_plan_prefers_concurrent_processes_when_fusion_does_not_pay():
+    plan = _check_plan({("tf32", 2): 40, ("tf32", 4): 20}, None, (2, "none"), single={"tf32": 100})
+    assert plan["mode"] == "concurrent" and 'PLAN_MODE="concurrent"' in __import__("speed_matrix").plan_env(plan)
+    assert _check_plan({("tf32", 2): 60}, None, (2, "none"), single={"tf32": 100})["mode"] == "fused"
+
+
+def _check_plan(per_model, eval_s, expect, single=None):
     import speed_matrix as sm
 
     cells = [{"name": f"fused {p} K={k}", "pipeline": "fused", "precision": p, "k": k, "status": "ok",
               "img_s_per_model": v} for (p, k), v in per_model.items()]
+    cells += [{"name": f"lsnc {p}", "pipeline": "lsnc", "precision": p, "k": 1, "status": "ok",
+               "img_s_per_model": v} for p, v in (single or {}).items()]
     if eval_s is not None:
         cells.append({"name": "evaluation", "pipeline": "evaluation", "precision": "tf32", "k": 1, "status": "ok",
                       "evaluate_s": eval_s})
@@ -120,3 +141,4 @@ def test_training_plan_rule(per_model, eval_s, expect):
     assert len(deltas) * len(seeds) == plan["k"] and {0.0, 0.05} <= set(deltas)
     env = sm.plan_env(plan)
     assert all(line.startswith("PLAN_") for line in env.splitlines())
+    return plan
