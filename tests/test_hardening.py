@@ -168,3 +168,23 @@ def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
     os.umask(mask)
     for name in ("config.json", "metrics.csv", "status.json", "checkpoint.pt"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o666 & ~mask
+
+
+# --------------------------------------------------------------------------- a page that fails fails the book
+
+def test_lsnc_book_exits_non_zero_when_a_page_fails(tmp_path, monkeypatch, capsys):
+    import nbformat
+
+    import lsnc.paths
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "_config.yml").write_text("title: t\nexecute:\n  execute_notebooks: force\n")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: bad\n")
+    (book / "intro.md").write_text("# intro\n")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# bad"),
+                                         nbformat.v4.new_code_cell("raise ValueError('boom')")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, book / "bad.ipynb")
+    monkeypatch.setattr(lsnc.paths, "book_dir", lambda: book)
+    assert main(["book", "--no-train", "--quiet"]) == 1
+    assert "1 page(s) failed to execute: bad" in capsys.readouterr().err
