@@ -1,9 +1,11 @@
 """Fan a reproduction out over a SLURM cluster (or local processes) with submitit.
 
 On SLURM one job array per submission, one task per run or per fused group of runs that differ only in δ and
-seed (``--fuse``); locally one job per GPU, or a single sequential job on CPU. Jobs are checkpointable: on preemption or timeout submitit requeues them, and the requeued job resumes the
-run from its checkpoint. Submission is idempotent: a run that is done is skipped, a run whose recorded job is
-still pending or running is left alone, and anything else (missing, failed, or its job gone) is submitted.
+seed (``--fuse``); locally one job per GPU, or a single sequential job on CPU. Jobs are checkpointable: on
+preemption or timeout submitit requeues them (``scontrol requeue`` does the same), and the requeued job resumes
+each run from its last epoch checkpoint. Submission is idempotent: a run that is done is skipped, a run whose
+recorded job is queued or running (by SLURM's accounting, ``sacct``) is left alone, and anything else (missing,
+failed, cancelled, or its job gone) is submitted.
 While training, a run holds an exclusive claim (see ``lsnc.runs.lifecycle.claim_run``), so two jobs never write
 into the same run folder at once.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,7 @@ class TrainJob:
         cpus = os.environ.get("SLURM_CPUS_PER_TASK")
         cfgs = [TrainConfig.from_dict({**c, "threads": c.get("threads") or (int(cpus) if cpus else None)})
                 for c in configs]
-        outcome = train_configs(cfgs, runs_dir, fuse=fuse, progress=False, log=lambda *_: None)
+        outcome = train_configs(cfgs, runs_dir, fuse=fuse, progress=False, log=print)  # into the job's log
         results = []
         for what, items in outcome.items():
             for item in items:
@@ -121,18 +124,31 @@ def job_record(runs_dir: str | Path, key: str) -> dict[str, str] | None:
 
 
 def job_states(records: list[dict[str, str]]) -> dict[str, str]:
-    """State of each recorded job by job id: SLURM's accounting (one ``sacct`` call for all) or, for a local job
-    (its id is its process id), RUNNING / FINISHED. A job the scheduler does not know is UNKNOWN."""
+    """State of each recorded job by job id: SLURM's (see :func:`slurm_states`) or, for a local job (its id is
+    its process id), RUNNING / FINISHED. A job the scheduler does not know is UNKNOWN."""
     states = {r["job_id"]: ("RUNNING" if pid_alive(int(r["job_id"])) else "FINISHED")
               for r in records if r["kind"] == "local"}
-    slurm_ids = {r["job_id"] for r in records if r["kind"] == "slurm"}
-    if slurm_ids:
-        watcher = _submitit().slurm.slurm.SlurmInfoWatcher(delay_s=0)
-        for job_id in slurm_ids:
-            watcher.register_job(job_id)
-        watcher.update()
-        states.update({j: watcher.get_state(j, mode="cache").split()[0] for j in slurm_ids})  # "CANCELLED by 0"
-    return states
+    return {**states, **slurm_states({r["job_id"] for r in records if r["kind"] == "slurm"})}
+
+
+def slurm_states(job_ids: set[str]) -> dict[str, str]:
+    """SLURM's state of each job (array task ids "A_i" included): its accounting (one ``sacct`` call for all),
+    overridden by the controller's queue (``squeue``) for jobs it still holds; accounting lags a just-submitted
+    job by a few seconds, and the queue forgets a job soon after it ends."""
+    if not job_ids:
+        return {}
+    watcher = _submitit().slurm.slurm.SlurmInfoWatcher(delay_s=0)
+    for job_id in job_ids:
+        watcher.register_job(job_id)
+    watcher.update()
+    states = {j: watcher.get_state(j, mode="cache").split()[0] for j in job_ids}  # "CANCELLED by 0" -> CANCELLED
+    try:
+        queue = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True,
+                               timeout=60, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return states
+    live = dict(line.split("|", 1) for line in queue)
+    return {j: live.get(j, s) for j, s in states.items()}
 
 
 def job_state(runs_dir: str | Path, key: str) -> str | None:

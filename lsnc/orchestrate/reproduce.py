@@ -16,8 +16,9 @@ def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None
     """Train what is missing; return 0 if every run ends done, 1 otherwise.
 
     ``executor`` (a ``lsnc.orchestrate.cluster.ExecutorOptions``) sends the runs to SLURM or local processes
-    through submitit instead of training them in this process; ``status_only`` just reports every run's
-    state; ``fuse`` trains up to that many runs that differ only in δ and seed as one fused network.
+    through submitit instead of training them in this process (``wait``: until no run is queued or running);
+    ``status_only`` just reports every run's state; ``fuse`` trains up to that many runs that differ only in δ
+    and seed as one fused network (on SLURM: one job array task per fused group).
     """
     configs = [s.config(data_root, download) for s in reproduction_runs(name)]
     if only:
@@ -26,10 +27,13 @@ def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None
         from . import cluster
         if executor is not None and not dry_run and not status_only:
             jobs = cluster.submit(configs, runs_dir, executor, fuse=fuse, log=log)
-            if not (wait or executor.kind == "local"):
+            if executor.kind == "local":
+                for job in jobs:
+                    job.wait()  # reaps the local processes
+            elif not wait:
                 return 0
-            for job in jobs:
-                job.wait()
+            else:
+                cluster.wait(configs, runs_dir)  # this submission's jobs and any still in flight
         counts = cluster.report(configs, runs_dir, log=log)
         return 0 if set(counts) <= {"done"} else 1
     outcome = train_configs(configs, runs_dir, fuse=fuse, dry_run=dry_run, progress=progress, log=log)
