@@ -40,9 +40,10 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..runs import default_runs_dir, find_runs
+from ..runs import default_runs_dir
 from ..vocab import MAIN_DELTA, NC_COLUMNS, UFM_DELTAS, loss_label
 from .scale import reach
+from .select import finished_runs
 
 CLAIMS: dict[str, str] = {
     "C1": "LS reaches zero training error faster than CE",
@@ -253,9 +254,13 @@ def _series(run, column: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def final_value(run, column: str) -> float:
-    """The value at the last evaluated epoch (NaN if the column is absent or empty)."""
-    _, v = _series(run, column)
-    return float(v[-1]) if len(v) else float("nan")
+    """The value at the run's last evaluated epoch; NaN when the column is absent or has no value there (never
+    an earlier epoch's value: a seed without the final measurement does not count for the claim)."""
+    m = run.metrics
+    if column not in m.columns or m.empty:
+        return float("nan")
+    last = pd.to_numeric(m.sort_values("epoch")[column], errors="coerce").iloc[-1]
+    return float(last)
 
 
 def epochs_to_zero_error(run, threshold: float = 0.0, column: str = "train_error") -> float:
@@ -489,9 +494,9 @@ def selection_problem(runs_dir: str | Path | None = None, dataset: str | None = 
     holds raises :class:`lsnc.book.select.UnknownDataset`."""
     from .select import resolve_datasets, shown_path
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    present = sorted({r.dataset for r in find_runs(root)})
+    present = sorted({r.dataset for r in finished_runs(root)})
     if not present and dataset is None:
-        running = sorted({r.dataset for r in find_runs(root, status=None)})
+        running = sorted({r.dataset for r in finished_runs(root, status=None)})
         extra = f" (runs not finished yet in: {', '.join(running)})" if running else ""
         return f"No finished runs under {shown_path(root)}{extra}. Train some with `lsnc train` or `lsnc reproduce`."
     resolve_datasets(root, dataset)
@@ -509,7 +514,7 @@ def claims_table(runs_dir: str | Path | None = None, dataset: str | None = None,
         raise ClaimsError(problem)
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
     groups = resolve_datasets(root, dataset)
-    return evaluate_claims([r for r in find_runs(root) if r.dataset in groups], ls_delta)
+    return evaluate_claims([r for r in finished_runs(root) if r.dataset in groups], ls_delta)
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..runs import default_runs_dir, find_runs
+from ..runs import default_runs_dir
 from ..vocab import MAIN_DELTA, loss_label
 
 
@@ -168,13 +168,26 @@ def provenance_line(runs: Sequence) -> str:
     n = len(runs)
     line = (f"**{runs[0].label}** ({sizes_text(runs[0])} samples; {info.get('num_classes', '?')} classes): "
             f"{models_text(runs)}, {epochs_text(runs)}, {recipe_text(runs)}; {n} run{'s' if n != 1 else ''}: "
-            f"δ ∈ {{{fmt_list(sorted({float(r.config['delta']) for r in runs}))}}}, "
-            f"seeds {{{seeds_text(r.config['seed'] for r in runs)}}}; "
+            f"δ ∈ {{{fmt_list(sorted({float(r.config['delta']) for r in runs}))}}}, {seeds_by_delta(runs)}; "
             f"lsnc commit {fmt_list(sorted({_commit(r) for r in runs}))}, "
             f"device {fmt_list(sorted({r.provenance.get('device', {}).get('type', '?') for r in runs}))}.")
     if info.get("copy_note"):
         line += f" *Data: {info['copy_note']}*"
     return line
+
+
+def seeds_by_delta(runs: Sequence) -> str:
+    """``seeds {0–4}`` when every δ of ``runs`` has the same seeds, else each seed set with its δ values:
+    ``seeds {0–4} (δ 0), {0, 1, 2, 4} (δ 0.05)`` (the runs actually there, never the recipe's seed list)."""
+    per: dict[float, frozenset[int]] = {}
+    for r in runs:
+        per[float(r.config["delta"])] = per.get(float(r.config["delta"]), frozenset()) | {int(r.config["seed"])}
+    if len(set(per.values())) <= 1:
+        return f"seeds {{{seeds_text(r.config['seed'] for r in runs)}}}"
+    groups: dict[frozenset[int], list[float]] = {}
+    for d, seeds in sorted(per.items()):
+        groups.setdefault(seeds, []).append(d)
+    return "seeds " + ", ".join(f"{{{seeds_text(s)}}} (δ {fmt_list(ds)})" for s, ds in groups.items())
 
 
 def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
@@ -202,9 +215,9 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
 
 def group_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
     """``{dataset group: group_line}`` for the finished runs under ``runs_dir`` (None: the repository's runs/)."""
-    from .select import resolve_datasets
+    from .select import finished_runs, resolve_datasets
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    runs = find_runs(root)
+    runs = finished_runs(root)
     groups = resolve_datasets(root, dataset, runs=runs) if runs else []
     return {g: group_line(rs) for g, rs in sorted(by_dataset([r for r in runs if r.dataset in groups]).items())}
 

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 import re
+import warnings
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..paths import portable_paths
-from ..runs import Run, default_runs_dir, find_runs, runs_table
+from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
 from ..vocab import CE_VS_LS
 from .scale import fmt_list, seeds_text
 
@@ -31,21 +33,44 @@ class UnknownDataset(ValueError):
 
 @dataclass
 class Selection:
-    """The runs a page draws; empty with a ``message`` when nothing matches."""
+    """The runs a page draws; empty with a ``message`` when nothing matches. ``left_out``: the damaged runs
+    the page would have drawn, as ``(folder as shown, what is wrong)`` (see :func:`damage_text`); every caption
+    of a Selection and the page's note name them."""
 
     runs: list[Run]
     runs_dir: Path
     message: str | None = None
     datasets: list[str] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+    #: the seeds and δ values the page's groups have (UFM / precision filters applied), for checking parameters
+    seeds_present: list[int] = field(default_factory=list)
+    deltas_present: list[float] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.runs)
 
+    def left_out_text(self, runs=None) -> str:
+        """``left out (damaged): runs/mnist1d/ls0.05-mlpw256-s3 (metrics.csv: ...)``; only the groups of
+        ``runs`` when given; empty when nothing was left out."""
+        groups = None if runs is None else {r.dataset for r in runs}
+        items = [f"{folder} ({why})" for folder, why in self.left_out
+                 if groups is None or Path(folder).parent.name in groups]
+        if not items:
+            return ""
+        return f"left out ({'a damaged run' if len(items) == 1 else f'{len(items)} damaged runs'}): " + "; ".join(items)
+
     def note(self) -> None:
-        """Display the message (Markdown) when the selection is empty or left a dataset out; nothing otherwise."""
+        """Display the message (Markdown) when the selection is empty or left a dataset out, and the damaged
+        runs left out; nothing otherwise."""
+        lines = []
         if self.message:
+            lines.append(f"> **{'Note.' if self.runs else 'Nothing to draw.'}** {self.message}")
+        if self.left_out:
+            text = self.left_out_text()
+            lines.append(f"> **Note.** {text[0].upper() + text[1:]}.")
+        if lines:
             from IPython.display import Markdown, display
-            display(Markdown(f"> **{'Note.' if self.runs else 'Nothing to draw.'}** {self.message}"))
+            display(Markdown("\n>\n".join(lines)))
 
     def of(self, dataset: str) -> list[Run]:
         return [r for r in self.runs if r.dataset == dataset]
@@ -105,13 +130,15 @@ def select(dataset: str | Sequence[str] | None = None, runs_dir: str | Path | No
     empty Selection carries a message naming what is available."""
     __tracebackhide__ = True  # noqa: F841 (IPython shows the notebook's line and the message, not these frames)
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    all_runs = find_runs(root)
+    all_runs = finished_runs(root)
     present = list(dict.fromkeys(r.dataset for r in all_runs))
     if not all_runs and dataset is None:
         return Selection([], root, f"No finished runs in `{shown_path(root)}`. Train them with `lsnc reproduce "
-                                   f"--preset cpu` (or point `runs_dir` at a folder of runs).")
+                                   f"--preset cpu` (or point `runs_dir` at a folder of runs).",
+                         left_out=_left_out(root, None, ufm, deltas, seeds, amp))
     wanted = resolve_datasets(root, dataset, present, runs=all_runs)
-    runs, what = _filter([r for r in all_runs if r.dataset in wanted], ufm, deltas, seeds, amp)
+    base, _ = _filter([r for r in all_runs if r.dataset in wanted], ufm, None, None, amp)
+    runs, what = _filter(base, ufm, deltas, seeds, amp)
     skipped = {}
     if min_deltas > 1:
         for ds in wanted:
@@ -125,9 +152,68 @@ def select(dataset: str | Sequence[str] | None = None, runs_dir: str | Path | No
         message = (f"No finished {' '.join(what) or ''} runs for {fmt_list(wanted)} in `{shown_path(root)}`"
                    + (f" with at least {min_deltas} δ values" if min_deltas > 1 else "")
                    + f". Available: {_available(all_runs, wanted)}.")
-    elif skipped:
-        message = f"Left out (need at least {min_deltas} δ values): {', '.join(skipped)}."
-    return Selection(runs, root, message, datasets)
+    else:
+        parts = []
+        if skipped:
+            parts.append(f"Left out (need at least {min_deltas} δ values): {', '.join(skipped)}.")
+        missing = [ds for ds in wanted if ds not in skipped and ds not in datasets]
+        if missing and (deltas is not None or seeds is not None):
+            parts.append(f"Left out (no finished {' '.join(what)} runs): "
+                         + ", ".join(f"`{ds}` ({_available(all_runs, [ds])})" for ds in missing) + ".")
+        present_deltas = sorted({float(r.config["delta"]) for r in base})
+        absent = [float(d) for d in (deltas or []) if not np.isclose(float(d), present_deltas).any()]
+        if absent:
+            parts.append(f"No finished runs with δ {fmt_list(absent)} (δ with runs: {fmt_list(present_deltas)}).")
+        message = " ".join(parts) or None
+    groups = [ds for ds in wanted if ds not in skipped]
+    return Selection(runs, root, message, datasets, left_out=_left_out(root, groups, ufm, deltas, seeds, amp),
+                     seeds_present=sorted({int(r.config["seed"]) for r in base}),
+                     deltas_present=sorted({float(r.config["delta"]) for r in base}))
+
+
+def finished_runs(runs_dir: str | Path, status: str | None = "done") -> list[Run]:
+    """:func:`lsnc.runs.find_runs` for a page: damaged runs are left out without a warning, because the page
+    names them (:attr:`Selection.left_out`, shown in its note and captions)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RunDamaged)
+        return find_runs(runs_dir, status=status)
+
+
+def damage_text(folder: Path, error: str) -> str:
+    """What is wrong with a damaged run, said from inside its folder: ``metrics.csv: line 12 has the wrong
+    number of fields: truncated?`` (``error``: the RunError message, which starts with the damaged file)."""
+    prefix = f"{folder}/"
+    if error.startswith(prefix):
+        error = error[len(prefix):]
+    name, sep, why = error.partition(" is damaged")
+    if not sep:
+        return error
+    why = why.strip()
+    if why.startswith(":"):
+        why = why[1:].strip()
+    elif why.startswith("(") and why.endswith(")"):
+        why = why[1:-1]
+    return f"{name}: {why}" if why else f"{name} damaged"
+
+
+def _left_out(root: Path, groups: Sequence[str] | None, ufm, deltas, seeds, amp) -> list[tuple[str, str]]:
+    """The damaged runs of ``groups`` (None: every group) that the page's filters would have kept, as (folder
+    as shown, what is wrong); a run whose config.json cannot be read is always listed (it could match)."""
+    out = []
+    for folder, error in damaged_runs(root):
+        if groups is not None and folder.parent.name not in groups:
+            continue
+        try:
+            config = read_json(folder / "config.json")
+            status = read_json(folder / "status.json") if (folder / "status.json").exists() else {}
+            if status.get("status") not in (None, "done"):  # not finished: no page would draw it anyway
+                continue
+            if not _filter([SimpleNamespace(config=config)], ufm, deltas, seeds, amp)[0]:
+                continue
+        except (RunError, KeyError, TypeError):
+            pass
+        out.append((shown_path(folder), damage_text(folder, error)))
+    return out
 
 
 def shown_path(path: str | Path) -> str:
@@ -189,7 +275,7 @@ def resolve_datasets(runs_dir: str | Path, dataset, present: Sequence[str] | Non
     the datasets that have runs, when a name matches no group."""
     __tracebackhide__ = True  # noqa: F841
     if runs is None:
-        runs = find_runs(runs_dir)
+        runs = finished_runs(runs_dir)
     if present is None:
         present = list(dict.fromkeys(r.dataset for r in runs))
     wanted = _as_list(dataset)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..runs import Run, default_runs_dir, find_runs, runs_table
+from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
 from .claims import epochs_to_zero_error
 from .scale import as_runs, reach
@@ -179,7 +179,8 @@ def _twin_key(r: Run) -> tuple:
 def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
     """Final metrics of each bf16-autocast run beside its fp32 twin (same dataset, δ, seed, setting), with
     the relative difference (bf16 − fp32) / |fp32|. Empty when no bf16 run has finished."""
-    runs = find_runs(default_runs_dir() if runs_dir is None else runs_dir)
+    from .select import finished_runs
+    runs = finished_runs(default_runs_dir() if runs_dir is None else runs_dir)
     fp32 = {_twin_key(r): r for r in runs if r.config.get("amp", "none") == "none"}
     rows = []
     for r in runs:
@@ -193,6 +194,21 @@ def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
             row[f"{name} rel. diff"] = (b[col] - a[col]) / abs(a[col]) if a[col] else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def precision_page_table(table: pd.DataFrame, digits: int = 4):
+    """:func:`precision_comparison` as the runs page shows it, narrow enough for the page: one row per pair,
+    one column per metric, each cell "fp32 → bf16" over the relative difference in percent."""
+    if table.empty:
+        return page_table(table)
+    out = table[["dataset", "δ", "seed"]].copy()
+    out.columns = ["label", "δ", "seed"]
+    for name in PRECISION_COLUMNS.values():
+        out[f"{name}: fp32 → bf16 (rel. diff.)"] = [
+            f"{a:.{digits}g} → {b:.{digits}g}<br>({'n/a' if pd.isna(d) else f'{d:+.2%}'})"
+            for a, b, d in zip(table[f"{name} fp32"], table[f"{name} bf16"], table[f"{name} rel. diff"])]
+    return page_table(out).set_properties(**{"text-align": "right", "white-space": "nowrap"},
+                                          subset=list(out.columns[3:]))
 
 
 # ------------------------------------------------------------------------------------------------
