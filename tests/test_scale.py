@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from lsnc import book
 from lsnc.book import caption, scale, scales_table
 from lsnc.paths import REPO_ROOT
 from lsnc.runs import Run, find_runs, load_run
@@ -89,7 +90,7 @@ def test_prefix_from_an_edited_status_json(tmp_path):
     assert run.is_prefix and find_runs(tmp_path) != []
     wording = f"epochs 0–{recipe // 3} of the {recipe}-epoch recipe"
     assert wording in scale.describe_run(run)
-    assert wording in scale.group_lines(tmp_path)["mnist1d"]
+    assert wording in book.group_lines(tmp_path)["mnist1d"]
     assert wording in caption(find_runs(tmp_path))
     assert f"{recipe} epochs" not in caption(find_runs(tmp_path))
 

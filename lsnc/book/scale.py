@@ -6,7 +6,7 @@ runs' config.json, provenance.json and status.json (never by parsing another des
 * :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (width 256), CE, 150 epochs,
   seed 0" (figure titles);
 * :func:`describe_setting`: what the runs of one group share (data, model, epochs);
-* :func:`group_line` / :func:`group_lines`: one dataset group of the claims page (its setting, and which seeds
+* :func:`group_line` (and ``select.group_lines``): one dataset group of the claims page (its setting, and which seeds
   each δ has);
 * :func:`provenance_line`: one dataset of a figure caption (sizes, classes, model, epochs, recipe, δ values,
   seeds, lsnc commit, device);
@@ -211,15 +211,6 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
         parts.append("UFM-style δ {" + fmt_list(ufm) + "}")
     parts.append(f"{len(runs)} finished runs")
     return "; ".join(parts)
-
-
-def group_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
-    """``{dataset group: group_line}`` for the finished runs under ``runs_dir`` (None: the repository's runs/)."""
-    from .select import finished_runs, resolve_datasets
-    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    runs = finished_runs(root)
-    groups = resolve_datasets(root, dataset, runs=runs) if runs else []
-    return {g: group_line(rs) for g, rs in sorted(by_dataset([r for r in runs if r.dataset in groups]).items())}
 
 
 # ------------------------------------------------------------------------------------------------

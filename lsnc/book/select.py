@@ -24,7 +24,7 @@ import pandas as pd
 from ..paths import portable_paths
 from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
 from ..vocab import CE_VS_LS
-from .scale import fmt_list, seeds_text
+from .scale import by_dataset, fmt_list, group_line, seeds_text
 
 
 class UnknownDataset(ValueError):
@@ -295,3 +295,11 @@ def resolve_datasets(runs_dir: str | Path, dataset, present: Sequence[str] | Non
         raise UnknownDataset(f"Unknown dataset {fmt_list(repr(d) for d in unknown)}: no finished runs for it in "
                              f"{shown_path(runs_dir)}/. Datasets with runs: {available_datasets(runs)}.")
     return [g for g in present if g in groups]
+
+
+def group_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
+    """``{dataset group: group_line}`` for the finished runs under ``runs_dir`` (None: the repository's runs/)."""
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    runs = finished_runs(root)
+    groups = resolve_datasets(root, dataset, runs=runs) if runs else []
+    return {g: group_line(rs) for g, rs in sorted(by_dataset([r for r in runs if r.dataset in groups]).items())}
