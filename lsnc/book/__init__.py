@@ -10,25 +10,26 @@ One module per concept:
 - :mod:`.claims`: the paper's claims C1-C6 as tests with verdicts;
 - :mod:`.theory`: the theory page's numbers and its verdict on C6;
 - :mod:`.plots`: figure functions (:mod:`.plots.training`, :mod:`.plots.theory`, shared :mod:`.plots.style`);
-- :mod:`.widgets`: the explorers (ipywidgets);
-- :mod:`.notebook`: a page's preamble (:func:`start`) and glue helpers.
+- :mod:`.widgets`: the explorers (ipywidgets, live in Jupyter);
+- :mod:`.interactive`: the kernel-free explorers of the static pages (plotly, values precomputed on a grid);
+- :mod:`.notebook`: a page's preamble (:func:`start`, :func:`check_params`) and glue helpers.
 
 ``from lsnc import book`` gives the names a notebook calls (below); the modules are ``book.scale`` etc.
 """
 
 from ..runs import default_runs_dir
-from . import scale
+from . import interactive, scale
 from .captions import caption, show, show_caption
-from .notebook import glue_markdown, glue_values, or_note, setup, start
+from .notebook import ParameterError, check_params, glue_markdown, glue_values, or_note, setup, start
 from .scale import scales_table
-from .select import Selection, UnknownDataset, resolve_datasets, select
+from .select import Selection, UnknownDataset, group_lines, resolve_datasets, select
 from .summary import (compare_sentence, final_calibration_table, final_collapse_table, page_table,
-                      precision_comparison,
+                      precision_comparison, precision_page_table,
                       summary_by_loss, ufm_error_maxima, ufm_error_table)
 from .widgets import closed_form_explorer, run_browser, ufm_dynamics_explorer
 
-__all__ = ["Selection", "UnknownDataset", "caption", "closed_form_explorer", "compare_sentence", "default_runs_dir",
-           "final_calibration_table", "final_collapse_table", "glue_markdown", "glue_values", "or_note", "page_table",
-           "precision_comparison", "resolve_datasets", "run_browser", "scale", "scales_table", "select", "setup",
+__all__ = ["ParameterError", "Selection", "UnknownDataset", "caption", "check_params", "closed_form_explorer", "compare_sentence", "default_runs_dir",
+           "final_calibration_table", "final_collapse_table", "glue_markdown", "glue_values", "group_lines", "or_note", "page_table",
+           "precision_comparison", "precision_page_table", "resolve_datasets", "run_browser", "scale", "scales_table", "select", "setup",
            "show", "show_caption", "start", "summary_by_loss", "ufm_dynamics_explorer", "ufm_error_maxima",
            "ufm_error_table"]

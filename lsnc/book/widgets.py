@@ -1,7 +1,10 @@
-"""Interactive explorers (ipywidgets): live only in a running kernel; the book shows static views beside them.
+"""Interactive explorers (ipywidgets): live only in a running kernel; the book's static pages carry the
+kernel-free plotly views of :mod:`lsnc.book.interactive` beside them.
 
 Every explorer is sliders or dropdowns above one output area that a draw function refills on every change
-(:func:`slider_panel`)."""
+(:func:`slider_panel`): the figure is rendered to PNG here and the Output's ``outputs`` replaced in one
+assignment (:func:`set_outputs`), so what a reader sees is what the ``outputs`` hold, testable without a
+frontend; an invalid combination prints a one-line message instead of a traceback."""
 
 from __future__ import annotations
 
@@ -10,29 +13,50 @@ import numpy as np
 from ..vocab import MAIN_DELTA
 
 
+def figure_output(fig) -> dict:
+    """A matplotlib figure as an output (PNG) of an ipywidgets Output, rendered here so that the widget's
+    ``outputs`` hold it with or without a kernel (and tests can read them)."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    return {"output_type": "display_data", "metadata": {},
+            "data": {"image/png": base64.b64encode(buf.getvalue()).decode("ascii"), "text/plain": "<Figure>"}}
+
+
+def text_output(text: str, name: str = "stdout") -> dict:
+    return {"output_type": "stream", "name": name, "text": text if text.endswith("\n") else text + "\n"}
+
+
+def set_outputs(out, draw) -> None:
+    """Fill the Output ``out`` with what ``draw()`` returns (a figure, or ``(figure, text or None)``); an invalid
+    combination (ValueError, e.g. s + δ >= 1) or any other failure becomes a one-line message, never a
+    traceback. The outputs are replaced in one assignment (no flicker, nothing left from the last draw)."""
+    try:
+        result = draw()
+        fig, text = result if isinstance(result, tuple) else (result, None)
+        items = ([text_output(text)] if text else []) + [figure_output(fig)]
+    except ValueError as exc:
+        items = [text_output(f"Not drawn: {exc}")]
+    except Exception as exc:  # noqa: BLE001 (a reader's slider position must not print a traceback)
+        items = [text_output(f"Could not draw this setting ({type(exc).__name__}: {exc})", "stderr")]
+    out.outputs = tuple(items)
+
+
 def slider_panel(sliders: dict, draw):
     """Sliders above an output area; ``draw(values) -> (figure, text or None)`` is re-run on every change.
 
     An explicit Output + observe rather than ipywidgets.interactive: interactive's first draw blocks
     notebook execution by nbclient (the book build) until the cell timeout."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     out = w.Output()
 
     def redraw(*_):
-        out.clear_output(wait=True)
-        with out:
-            try:
-                fig, text = draw({k: s.value for k, s in sliders.items()})
-            except ValueError as exc:  # an invalid combination (e.g. s + δ >= 1): say so, no traceback
-                print(exc)
-                return
-            if text:
-                print(text)
-            display(fig)
-            plt.close(fig)
+        set_outputs(out, lambda: draw({k: s.value for k, s in sliders.items()}))
 
     for s in sliders.values():
         s.observe(redraw, "value")
@@ -87,8 +111,6 @@ def run_browser(selection):
     """Dropdowns (dataset, kind, δ, seed) showing every curve of the chosen run
     (:func:`lsnc.book.plots.training.plot_run`)."""
     import ipywidgets as w
-    import matplotlib.pyplot as plt
-    from IPython.display import display
 
     from .plots.training import plot_run
 
@@ -121,15 +143,11 @@ def run_browser(selection):
         redraw()
 
     def redraw(*_):
-        out.clear_output(wait=True)
         chosen = [r for r in matching(delta_dd.value) if r.config["seed"] == seed_dd.value]
-        with out:
-            if not chosen:
-                print("no finished run with these settings")
-                return
-            fig = plot_run(chosen[0])
-            display(fig)
-            plt.close(fig)
+        if not chosen:
+            out.outputs = (text_output("no finished run with these settings"),)
+            return
+        set_outputs(out, lambda: plot_run(chosen[0]))
 
     for dd, fn in ((ds_dd, refresh_delta), (kind_dd, refresh_delta), (delta_dd, refresh_seed), (seed_dd, redraw)):
         dd.observe(fn, "value")
