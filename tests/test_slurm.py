@@ -148,13 +148,19 @@ def test_fuse_trains_a_delta_sweep_in_one_job(slurm, tmp_path, capsys):
     assert len(_tasks(slurm, jobs["synthetic/ce-mlpw32-s0"].split("_")[0])) == 2
 
 
-def test_scancel_leaves_resumable_runs_that_the_rerun_finishes_identically(slurm, tmp_path, capsys, monkeypatch,
-                                                                           reference):
+def _start_slow_run(capsys, monkeypatch, runs) -> str:
+    """Submit the slow test run and wait until it has finished epoch 3; its job id."""
     _matrix(monkeypatch, RunSpec("smoke", SLOW))
-    runs = tmp_path / "runs"
     rc, out = _lsnc(capsys, "--preset", "test", *JOB, "--runs-dir", str(runs))
     (job,) = _submitted(out).values()
     _wait_epoch(runs / "synthetic" / "slow", 3)
+    return job
+
+
+def test_scancel_leaves_resumable_runs_that_the_rerun_finishes_identically(slurm, tmp_path, capsys, monkeypatch,
+                                                                           reference):
+    runs = tmp_path / "runs"
+    job = _start_slow_run(capsys, monkeypatch, runs)
     rc, out = _lsnc(capsys, "--preset", "test", "--status", "--runs-dir", str(runs))
     assert rc == 1 and out.startswith("running") and f"job {job} RUNNING" in out
     slurm.run("scancel", job.split("_")[0])
@@ -172,11 +178,8 @@ def test_scancel_leaves_resumable_runs_that_the_rerun_finishes_identically(slurm
 
 def test_requeued_job_resumes_from_its_checkpoint_and_loses_no_epoch(slurm, tmp_path, capsys, monkeypatch,
                                                                      reference):
-    _matrix(monkeypatch, RunSpec("smoke", SLOW))
     runs = tmp_path / "runs"
-    rc, out = _lsnc(capsys, "--preset", "test", *JOB, "--runs-dir", str(runs))
-    (job,) = _submitted(out).values()
-    _wait_epoch(runs / "synthetic" / "slow", 3)
+    job = _start_slow_run(capsys, monkeypatch, runs)
     slurm.run("scontrol", "requeue", job)  # what preemption does: the job is killed and queued again
     rc, out = _lsnc(capsys, "--preset", "test", *JOB, "--runs-dir", str(runs))
     assert not _submitted(out) and out.startswith(("queued", "running"))  # in flight again: nothing submitted

@@ -204,6 +204,20 @@ def closed_form_text(t: dict, j: int) -> str:
             f"logit gap = {t['logit_gap'][j]:.4g},  p_y = {t['p_y'][j]:.4g} (target {t['target'][j]:.4g})")
 
 
+def _chosen_marker(fig, x: list, *, col: int, legend: bool, y: list | None = None) -> None:
+    """Black markers at the chosen δ (moved by the slider) in panel (1, col)."""
+    import plotly.graph_objects as go
+    fig.add_trace(go.Scatter(x=x, y=y or [0] * len(x), mode="markers", name="chosen δ", showlegend=legend,
+                             marker=dict(color="black", size=9)), row=1, col=col)
+
+
+def _text_line(fig, y: float, text: str, *, size: float) -> None:
+    """One line of printed numbers in the text panel (row 2), restyled by the slider."""
+    import plotly.graph_objects as go
+    fig.add_trace(go.Scatter(x=[0], y=[y], mode="text", text=[text], textposition="middle right",
+                             showlegend=False, hoverinfo="skip", textfont=dict(size=size)), row=2, col=1)
+
+
 def _closed_form_traces(fig, t: dict) -> list[int]:
     """Add one setting's traces (curves, boundary, chosen-δ markers, printed numbers); return their indices.
     The last four are: the two chosen-δ markers, the heading, the numbers line."""
@@ -225,14 +239,10 @@ def _closed_form_traces(fig, t: dict) -> list[int]:
         fig.add_trace(go.Scatter(x=[1 - s, 1 - s], y=[0, 1], mode="lines", showlegend=False,
                                  line=dict(color="grey", dash="dash", width=1), hoverinfo="skip"), row=1, col=2)
     # the chosen δ: markers and the printed numbers (restyled by the slider)
-    fig.add_trace(go.Scatter(x=[0, 0], y=[0, 0], mode="markers", name="chosen δ",
-                             marker=dict(color="black", size=9)), row=1, col=1)
-    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", showlegend=False,
-                             marker=dict(color="black", size=9)), row=1, col=2)
-    fig.add_trace(go.Scatter(x=[0], y=[0.8], mode="text", text=[closed_form_head(t)], textposition="middle right",
-                             showlegend=False, hoverinfo="skip", textfont=dict(size=13)), row=2, col=1)
-    fig.add_trace(go.Scatter(x=[0], y=[0.3], mode="text", text=[""], textposition="middle right",
-                             showlegend=False, hoverinfo="skip", textfont=dict(size=13)), row=2, col=1)
+    _chosen_marker(fig, [0, 0], col=1, legend=True)
+    _chosen_marker(fig, [0], col=2, legend=False)
+    _text_line(fig, 0.8, closed_form_head(t), size=13)
+    _text_line(fig, 0.3, "", size=13)
     return list(range(first, len(fig.data)))
 
 
@@ -249,6 +259,22 @@ def _closed_form_steps(tables: Sequence[dict], deltas: list[float], dynamic: lis
         steps.append([{"x": xs, "y": ys, "text": texts},
                       {"shapes": [_marker_line("x", d), _marker_line("x2", d)]}, dynamic])
     return steps
+
+
+def _controls(fig, deltas: list[float], steps: list, active: int, labels: list[str], groups: list[list[int]],
+              active_setting: int) -> None:
+    """Start the figure in the active δ step and setting, then add the δ slider and the setting menu."""
+    data_update, layout_update, idx = steps[active]
+    for k, i in enumerate(idx):
+        for key, values in data_update.items():
+            setattr(fig.data[i], key, values[k])
+    fig.update_layout(shapes=layout_update["shapes"])
+    for i, tr in enumerate(fig.data):
+        tr.visible = i in groups[active_setting]
+    fig.update_layout(sliders=[_slider(deltas, steps, active)],
+                      updatemenus=[_setting_menu(labels, groups, len(fig.data), active_setting)],
+                      template="plotly_white",
+                      legend=dict(orientation="h", x=0.0, xanchor="left", y=1.19, yanchor="top"))
 
 
 def closed_form_figure(tables: Sequence[dict] | None = None, delta: float = MAIN_DELTA, active_setting: int = 4):
@@ -268,21 +294,9 @@ def closed_form_figure(tables: Sequence[dict] | None = None, delta: float = MAIN
         dynamic += [group[-4], group[-3], group[-1]]  # the two markers and the δ line of the printed numbers
         groups.append(group)
     steps = _closed_form_steps(tables, deltas, dynamic)
-    active = _nearest(deltas, delta)
-    # the initial state is the active step's
-    data_update, layout_update, idx = steps[active]
-    for k, i in enumerate(idx):
-        fig.data[i].x, fig.data[i].y = data_update["x"][k], data_update["y"][k]
-        fig.data[i].text = data_update["text"][k]
-    fig.update_layout(shapes=layout_update["shapes"])
-    for i, tr in enumerate(fig.data):
-        tr.visible = i in groups[active_setting]
-    fig.update_layout(
-        sliders=[_slider(deltas, steps, active)],
-        updatemenus=[_setting_menu([setting_label(t["setting"]) for t in tables], groups, len(fig.data),
-                                   active_setting)],
-        height=650, margin=dict(t=140, b=30, l=60, r=20), template="plotly_white",
-        legend=dict(orientation="h", x=0.0, xanchor="left", y=1.19, yanchor="top"))
+    _controls(fig, deltas, steps, _nearest(deltas, delta), [setting_label(t["setting"]) for t in tables], groups,
+              active_setting)
+    fig.update_layout(height=650, margin=dict(t=140, b=30, l=60, r=20))
     fig.update_xaxes(title_text="label smoothing δ", range=[-0.02, 1.0], row=1, col=1)
     fig.update_xaxes(title_text="label smoothing δ", range=[-0.02, 1.0], row=1, col=2)
     fig.update_yaxes(title_text="norm", row=1, col=1)
@@ -359,10 +373,8 @@ def _dynamics_traces(fig, g: dict, deltas: list[float]) -> list[int]:
                   row=1, col=2)
     fig.add_trace(go.Scatter(x=deltas, y=_r(ks), mode="lines+markers", marker=dict(size=4),
                              name="κ softmax Hessian", line=dict(color="#8c564b", dash="dash")), row=1, col=2)
-    fig.add_trace(go.Scatter(x=[0, 0], y=[1, 1], mode="markers", name="chosen δ",
-                             marker=dict(color="black", size=9)), row=1, col=2)
-    fig.add_trace(go.Scatter(x=[0], y=[0.5], mode="text", text=[""], textposition="middle right",
-                             showlegend=False, hoverinfo="skip", textfont=dict(size=12.5)), row=2, col=1)
+    _chosen_marker(fig, [0, 0], col=2, legend=True, y=[1, 1])
+    _text_line(fig, 0.5, "", size=12.5)
     return list(range(first, len(fig.data)))
 
 
@@ -402,20 +414,9 @@ def dynamics_figure(grids: Sequence[dict] | None = None, delta: float = MAIN_DEL
         dynamic += [group[1], group[-2], group[-1]]  # the LS curve, the chosen-δ markers, the printed numbers
         groups.append(group)
     steps = _dynamics_steps(grids, deltas, dynamic)
-    active = _nearest(deltas, delta)
-    data_update, layout_update, idx = steps[active]
-    for k, i in enumerate(idx):
-        for key in ("x", "y", "text", "name"):
-            setattr(fig.data[i], key, data_update[key][k])
-    fig.update_layout(shapes=layout_update["shapes"])
-    for i, tr in enumerate(fig.data):
-        tr.visible = i in groups[active_setting]
-    fig.update_layout(
-        sliders=[_slider(deltas, steps, active)],
-        updatemenus=[_setting_menu([setting_label(g["setting"]) for g in grids], groups, len(fig.data),
-                                   active_setting)],
-        height=670, margin=dict(t=140, b=30, l=70, r=20), template="plotly_white",
-        legend=dict(orientation="h", x=0.0, xanchor="left", y=1.19, yanchor="top"))
+    _controls(fig, deltas, steps, _nearest(deltas, delta), [setting_label(g["setting"]) for g in grids], groups,
+              active_setting)
+    fig.update_layout(height=670, margin=dict(t=140, b=30, l=70, r=20))
     fig.update_xaxes(title_text="gradient-descent iteration", row=1, col=1)
     fig.update_yaxes(title_text="‖Z − Z*‖ / ‖Z*‖", type="log", exponentformat="power", range=[-11, 1],
                      row=1, col=1)
