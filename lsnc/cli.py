@@ -12,10 +12,11 @@ import json
 import sys
 
 from .config import ConfigError, TrainConfig
+from .training.engine import FUSABLE_FIELDS
 
 
-#: Fields that take several values on the command line; their cross product is trained as one fused network.
-MULTI = ("delta", "seed")
+#: Fields that take several values on the command line: the fields fused runs may differ in (but the name).
+MULTI = tuple(f for f in FUSABLE_FIELDS if f != "name")
 _CHOICES = {"amp": ("none", "bf16")}
 
 
@@ -57,7 +58,6 @@ def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
     """The configs of ``lsnc train``: the preset (if any) with the options given, one per (δ, seed) pair."""
     from .presets import preset_config
     overrides = {f.name: getattr(args, f.name, None) for f in _cli_fields()}
-    overrides["name"] = args.name
     if not args.preset and not args.dataset:
         raise ConfigError("give --preset NAME (see `lsnc presets`) or at least --dataset")
     deltas, seeds = overrides.pop("delta") or [None], overrides.pop("seed") or [None]

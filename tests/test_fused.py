@@ -115,3 +115,36 @@ def test_cli_trains_the_cross_product_of_deltas_and_seeds(tmp_path, capsys):
     assert main(["train", "--preset", "smoke", "--runs-dir", str(tmp_path), "--delta", "0", "0.1",
                  "--name", "x"]) == 2
     assert "--name" in capsys.readouterr().err
+
+
+def test_fused_resume_after_a_milestone_keeps_the_decayed_lr(tmp_path):
+    """Resumed fused, a run continues exactly: the lr after the milestone (2) stays decayed, tables equal."""
+    cfgs = lambda **kw: [TrainConfig(**BASE, delta=d, seed=s, **kw) for d, s in PAIRS[:2]]
+    first = train_many(cfgs(group="g", stop_epoch=3), tmp_path, progress=False)
+    train_many(cfgs(group="g"), tmp_path, resume=True, progress=False)
+    whole = train_many(cfgs(group="whole"), tmp_path, progress=False)
+    for a, b in zip(first, whole):
+        assert list(load_run(a).epochs.lr) == pytest.approx([0.05, 0.05, 0.005, 0.005])
+        _assert_same_tables(a, b)
+
+
+def test_a_failing_fused_group_goes_on_one_run_at_a_time(tmp_path, monkeypatch):
+    """If a fused group fails (e.g. one member diverges), each run is retried alone from its checkpoint, so the
+    healthy runs finish and only the failing one is reported."""
+    from lsnc.orchestrate import inline
+    from lsnc.presets import preset_config
+    from lsnc.training import NonFiniteLoss
+    real = inline.train_many
+
+    def diverging(group, *args, **kw):
+        if len(group) > 1 or group[0].delta == 0.05:
+            raise NonFiniteLoss(f"{group[-1].name}: training loss became nan in epoch 1")
+        return real(group, *args, **kw)
+
+    monkeypatch.setattr(inline, "train_many", diverging)
+    cfgs = [preset_config("smoke", delta=d, threads=1).resolved() for d in (0.0, 0.05)]
+    lines: list[str] = []
+    outcome = inline.train_configs(cfgs, tmp_path, fuse=2, progress=False, log=lines.append)
+    assert any("one at a time" in line for line in lines)
+    assert outcome["trained"] == ["synthetic/ce-mlpw32-s0"]
+    assert len(outcome["failed"]) == 1 and outcome["failed"][0].startswith("synthetic/ls0.05-mlpw32-s0")

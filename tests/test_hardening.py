@@ -188,3 +188,23 @@ def test_lsnc_book_exits_non_zero_when_a_page_fails(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(lsnc.paths, "book_dir", lambda: book)
     assert main(["book", "--no-train", "--quiet"]) == 1
     assert "1 page(s) failed to execute: bad" in capsys.readouterr().err
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_claim_from_another_node(tmp_path, monkeypatch):
+    import json
+
+    from lsnc.runs.lifecycle import RunClaimed
+    folder = tmp_path / "g" / "run"
+    lock = tmp_path / "g" / ".run.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": "another-node", "pid": 1, "slurm_job": "123"}))
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    monkeypatch.setenv("SLURM_JOB_ID", "999")
+    with pytest.raises(RunClaimed):
+        with claim_run(folder):
+            pass
+    monkeypatch.setenv("SLURM_JOB_ID", "123")  # the same job, requeued
+    with claim_run(folder):
+        assert json.loads(lock.read_text())["slurm_job"] == "123"
+    assert not lock.exists()

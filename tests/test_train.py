@@ -155,7 +155,9 @@ def test_nonfinite_loss_marks_run_failed_and_exits_1(tmp_path, capsys):
     assert _cli(tmp_path, "--preset", "smoke", "--lr", "1e30", "--name", "diverge") == 1
     assert "epoch" in capsys.readouterr().err
     status = json.loads((tmp_path / "synthetic" / "diverge" / "status.json").read_text())
-    assert status["status"] == "failed" and status["epoch"] >= 1 and "NonFiniteLoss" in status["error"]
+    # status.json's epoch is the last completed one (its checkpoint exists); the error names the failing epoch
+    assert status["status"] == "failed" and status["epoch"] == 0 and "NonFiniteLoss" in status["error"]
+    assert "in epoch 1" in status["error"] and "diverge" in status["error"]
 
 
 def test_ufm_style_training_logs_theory_norms(tmp_path):

@@ -209,6 +209,14 @@ def _chunks(todo: list[TrainConfig], opts: ExecutorOptions, fuse: int) -> list[l
     return [c for c in (todo[i::n] for i in range(n)) if c]
 
 
+def _submit_local(ex, i: int, chunk: list[TrainConfig], runs_dir, fuse: int):
+    """Local job i sees GPU i alone (submitit hides every GPU from a local job that asks for none)."""
+    import torch
+    if torch.cuda.device_count() > 0:
+        ex.update_parameters(gpus_per_node=1, visible_gpus=(i,))
+    return ex.submit(TrainJob(), [c.to_dict() for c in chunk], str(runs_dir), fuse)
+
+
 def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptions, *, fuse: int = 1,
            log=print) -> list:
     """Submit what is missing or failed (as one SLURM job array); leave done, queued and running runs alone.
@@ -224,8 +232,11 @@ def submit(configs: list[TrainConfig], runs_dir: str | Path, opts: ExecutorOptio
     if not todo:
         return []
     ex, chunks = make_executor(opts), _chunks(todo, opts, fuse)
-    with ex.batch():  # SLURM: one job array (a single job when there is one chunk)
-        jobs = [ex.submit(TrainJob(), [c.to_dict() for c in chunk], str(runs_dir), fuse) for chunk in chunks]
+    if opts.kind == "local":
+        jobs = [_submit_local(ex, i, chunk, runs_dir, fuse) for i, chunk in enumerate(chunks)]
+    else:
+        with ex.batch():  # one job array (a single job when there is one chunk)
+            jobs = [ex.submit(TrainJob(), [c.to_dict() for c in chunk], str(runs_dir), fuse) for chunk in chunks]
     for job, chunk in zip(jobs, chunks):
         for c in chunk:
             write_json_atomic(_record_path(runs_dir, run_key(c)), {"kind": opts.kind, "job_id": str(job.job_id),

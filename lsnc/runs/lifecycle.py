@@ -19,8 +19,9 @@ from ..paths import REPO_ROOT, portable_paths
 from .format import RunError, read_json, read_status
 
 #: Options that change how fast a run goes, not what it computes: they may differ when a run is resumed.
+#: (tf32 is not among them: it changes the numbers, so a run keeps the precision it started with.)
 EXECUTION_ONLY = frozenset({"device", "threads", "compile", "eval_batch_size", "download", "data_root", "group",
-                            "time_budget_s", "stop_epoch", "cuda_graphs", "tf32"})
+                            "time_budget_s", "stop_epoch"})
 
 
 def run_key(cfg: TrainConfig) -> str:
@@ -116,6 +117,13 @@ def pid_alive(pid: int) -> bool:
     return pid > 0
 
 
+def _slurm_job() -> str | None:
+    """This process's SLURM job (array task included), which a requeue keeps; None outside SLURM."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return None if job is None else f"{job}_{task}" if task is not None else job
+
+
 @contextlib.contextmanager
 def claim_run(folder: Path):
     """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host and pid.
@@ -126,7 +134,7 @@ def claim_run(folder: Path):
         lock.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create {lock.parent} ({exc.strerror}); choose a writable --runs-dir") from exc
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job()}
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -135,7 +143,10 @@ def claim_run(folder: Path):
                 owner = json.loads(lock.read_text())
             except (OSError, json.JSONDecodeError):
                 owner = {}
-            if owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1)):
+            dead_here = owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1))
+            # a requeued SLURM job (same job id, maybe another node) takes over the claim of its killed first life
+            requeued = me["slurm_job"] is not None and owner.get("slurm_job") == me["slurm_job"]
+            if dead_here or requeued:
                 lock.unlink(missing_ok=True)
                 continue
             raise RunClaimed(f"{folder} is being trained by {owner or 'another process'} (lock {lock}); wait for "

@@ -96,6 +96,9 @@ class Engine:
         if self.fused:
             self.net.load_member_state_dict(k, state["model"])
             self.net.load_member_optimizer_state(self.optimizer, k, state["optimizer"])
+            # the lr lives in the param groups (the scheduler only multiplies it at milestones)
+            for group, saved in zip(self.optimizer.param_groups, state["optimizer"]["param_groups"]):
+                group.update({key: v for key, v in saved.items() if key != "params"})
         else:
             self.net.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

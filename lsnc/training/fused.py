@@ -58,9 +58,9 @@ class _FusedLinear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         k, out, inp = self.weight.shape
-        y = torch.bmm(x.view(-1, k, inp).transpose(0, 1), self.weight.transpose(1, 2))  # K x B x out
-        if self.bias is not None:
-            y = y + self.bias.unsqueeze(1)
+        xk, wt = x.view(-1, k, inp).transpose(0, 1), self.weight.transpose(1, 2)
+        # baddbmm keeps autocast's dtype (bf16 like nn.Linear); adding an fp32 bias afterwards would promote it
+        y = torch.bmm(xk, wt) if self.bias is None else torch.baddbmm(self.bias.unsqueeze(1), xk, wt)  # K x B x out
         return y.transpose(0, 1).reshape(-1, k * out)
 
     def part(self, t: Tensor, k: int) -> Tensor:

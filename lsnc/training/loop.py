@@ -12,7 +12,6 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -91,10 +90,22 @@ class _Training:
         cache: dict = {}
         self.data = [load_data(c, self.device, cache) for c in cfgs]
         self.engine = Engine(cfgs, self.data, self.device)
-        self.records = [RunRecord.open(c, runs_dir, m, self.device) for c, m in zip(cfgs, modes)]
+        # Read the resumed runs back first: runs trained together must start from one epoch, refused before any
+        # folder of a new run is written.
+        order = sorted(range(len(cfgs)), key=lambda i: modes[i] != "resume")
+        records: dict[int, RunRecord] = {}
+        for i in order:
+            if modes[i] != "resume":
+                starts = {r.start_epoch for r in records.values()} | {0}
+                if len(starts) > 1:
+                    raise ConfigError(f"these runs stopped at different epochs {sorted(starts)}; train them one "
+                                      "at a time (or with --fuse 1)")
+            records[i] = RunRecord.open(cfgs[i], runs_dir, modes[i], self.device)
+        self.records = [records[i] for i in range(len(cfgs))]
         starts = {r.start_epoch for r in self.records}
         if len(starts) > 1:
-            raise ConfigError(f"these runs stopped at different epochs {sorted(starts)}; resume them one at a time")
+            raise ConfigError(f"these runs stopped at different epochs {sorted(starts)}; train them one at a time "
+                              "(or with --fuse 1)")
         self.start_epoch = starts.pop()
         for k, r in enumerate(self.records):
             if r.resume_state is not None:
@@ -110,21 +121,27 @@ class _Training:
 
     def run(self, progress: bool) -> None:
         cfg, epoch, stopped_by = self.cfgs[0], self.start_epoch, None
+        completed = self.start_epoch  # the last epoch whose checkpoint is written
         try:
             if epoch == 0:
                 self.evaluate(0)
                 self.checkpoint(0)
             for epoch in _progress(range(self.start_epoch + 1, cfg.epochs + 1), progress, self.records[0].folder.name):
+                t0 = time.perf_counter()
                 self.train_one_epoch(epoch)
                 if epoch in cfg.eval_epochs:
                     self.evaluate(epoch)
                 self.checkpoint(epoch)
+                completed = epoch
+                # wall seconds of the whole epoch (training, tables, checkpoint), less its evaluation
+                evaluation = self.eval_seconds[-1] if epoch in cfg.eval_epochs else 0.0
+                self.epoch_seconds.append(time.perf_counter() - t0 - evaluation)
                 stopped_by = self.stop_reason(epoch)
                 if stopped_by:
                     break
         except BaseException as exc:
             for r in self.records:
-                r.failed(epoch, exc)
+                r.failed(completed, exc)
             raise
         for r in self.records:
             r.done(epoch, stopped_by)
@@ -138,7 +155,6 @@ class _Training:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - t0
-        self.epoch_seconds.append(seconds)
         for r, s in zip(self.records, stats):
             r.train_seconds += seconds
             r.add_epoch({"epoch": epoch, "lr": lr, **s, "seconds": seconds})

@@ -73,7 +73,7 @@ def train_epoch(engine, epoch: int) -> list[dict[str, Any]]:
     engine.scheduler.step()
     means = (loss_sum / seen).tolist()
     accs = (correct.double() / seen).tolist()
-    for m in means:
+    for cfg, m in zip(cfgs, means):
         if not math.isfinite(m):
-            raise NonFiniteLoss(f"training loss became {m} in epoch {epoch}; lower --lr or check the data")
+            raise NonFiniteLoss(f"{cfg.name}: training loss became {m} in epoch {epoch}; lower --lr or check the data")
     return [{"train_loss_running": m, "train_acc_running": a} for m, a in zip(means, accs)]
