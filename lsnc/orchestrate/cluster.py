@@ -151,12 +151,6 @@ def slurm_states(job_ids: set[str]) -> dict[str, str]:
     return {j: live.get(j, s) for j, s in states.items()}
 
 
-def job_state(runs_dir: str | Path, key: str) -> str | None:
-    """State of the last job recorded for this run, or None when none was recorded."""
-    rec = job_record(runs_dir, key)
-    return job_states([rec])[rec["job_id"]] if rec else None
-
-
 def _job_error(rec: dict[str, str], key: str) -> str | None:
     """What the finished job said about this run: its error in the job's result, else its traceback's last line."""
     submitit = _submitit()
