@@ -13,8 +13,10 @@ Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the
   reference                      the paper-style pipeline
   fused tf32 K=1,2,4,8, bf16 ... K models as one FusedNet (lsnc.training.fused), one forward/backward a step
   evaluation                     lsnc evaluate_model on all train + test images vs a bare forward pass
+  cudagraph check bf16 K=2       the graphed step's losses against the eager step's, same start and batches
+  cudagraph bf16 / tf32 K=1,2,4  lsnc's --cuda-graphs step (lsnc.training.graphs): forward, backward and fused
+                                 SGD of K fused models captured once, replayed
   vmap tf32 K=4                  the other way to fuse: torch.func.functional_call + vmap (bench_fused.py)
-  cudagraph tf32 / bf16          the whole step (forward, backward, fused SGD) captured once, replayed
   compile bf16 / tf32 / fp32     torch.compile (default mode) of the model, compile time in the warm-up
 
 Each cell is failure-isolated: an exception (or the wall cap, enforced with SIGALRM) is recorded in the cell and
@@ -49,7 +51,10 @@ from bench_training import bare_forward, sync, to_uint8_hwc  # noqa: E402
 from lsnc.data import load_dataset  # noqa: E402
 from lsnc.models import build_model  # noqa: E402
 from lsnc.paths import resolve_data_root  # noqa: E402
+from lsnc.config import TrainConfig  # noqa: E402
+from lsnc.training.engine import Engine  # noqa: E402
 from lsnc.training.evaluate import evaluate_model  # noqa: E402
+from lsnc.training.graphs import WARMUP as GRAPH_WARMUP  # noqa: E402
 
 DELTA = 0.05
 FUSED_DELTAS = (0.0, 0.05, 0.1, 0.2)  # the members' δ in fused cells, cycled (costs do not depend on δ)
@@ -57,6 +62,9 @@ KS = (1, 2, 4, 8)
 # Training plan rule (see training_plan).
 K_KEEP = 0.8        # a larger K is taken while each member gets >= K_KEEP x the epochs it gets at K = 2
 BF16_FACTOR = 1.3   # bf16 is used for training only when its per-model img/s is >= BF16_FACTOR x tf32's
+GRAPHS_FACTOR = 1.15  # CUDA graphs are used only when they give >= GRAPHS_FACTOR x the eager per-model img/s
+GRAPH_CHECK_RTOL = 1e-2  # ... and the graphed step's losses match the eager step's to this relative difference
+GRAPH_KS = (1, 2, 4)
 PLAN_SETS = {2: ((0.0, 0.05), (0,)), 4: ((0.0, 0.05), (0, 1)), 8: ((0.0, 0.05, 0.1, 0.2), (0, 1))}
 MIN_SECONDS = {"compile": 15.0}  # a cell of this kind starts only with this much wall time left (others: 1 s)
 
@@ -166,49 +174,49 @@ def cell_lsnc(b: Bench, precision: str, compiled: bool = False) -> dict:
     return rates(b.timed(step), b.B)
 
 
-def cell_cudagraph(b: Bench, precision: str) -> dict:
-    """The whole training step captured as one CUDA graph (PyTorch's whole-network capture recipe): inputs are
-    copied into static tensors, then the graph replays forward, backward and the fused SGD update."""
+def _engine(b: Bench, precision: str, k: int, graphs: bool):
+    """lsnc's own training engine (lsnc.training.engine) for k members (fused for k > 1) on the bench's data,
+    stepping eagerly or replaying the step from a CUDA graph (lsnc.training.graphs)."""
+    cfgs = [TrainConfig(dataset=b.a.dataset, model=b.a.model, width=b.a.width, batch_size=b.B, seed=j,
+                        delta=FUSED_DELTAS[j % len(FUSED_DELTAS)], amp="bf16" if precision == "bf16" else "none",
+                        channels_last=b.x.ndim == 4, cuda_graphs=graphs, device=str(b.device)).resolved()
+            for j in range(k)]
+    return Engine(cfgs, [b.data] * k, b.device)
+
+
+def cell_cudagraph(b: Bench, precision: str, k: int) -> dict:
+    """The whole training step (forward, backward, fused SGD) of k models captured as one CUDA graph and
+    replayed: the library's ``--cuda-graphs`` path. Capture happens in the warm-up."""
     if b.device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
     set_precision(b.device, precision)
-    model = b.model()
-    opt = b.sgd(model.parameters())
-    idx = b.indices(b.B)
-    static_x = b.x[idx[0]].clone()
-    static_y = b.y[idx[0]].clone()
-    model.train()
-
-    def eager_step():
-        # autocast's weight-cast cache must be off inside a capture
-        with autocast(b.device, precision, cache_enabled=False):
-            logits, _ = model(static_x)
-            loss = F.cross_entropy(logits.float(), static_y, label_smoothing=DELTA)
-        loss.backward()
-        opt.step()
-
-    t0 = time.perf_counter()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up on a side stream: cuDNN autotuning, momentum buffers allocated
-        for _ in range(3):
-            opt.zero_grad(set_to_none=True)
-            eager_step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    opt.zero_grad(set_to_none=True)
-    with torch.cuda.graph(graph):
-        eager_step()
-    capture_s = time.perf_counter() - t0
-
-    def step(i):
-        static_x.copy_(b.x[idx[i]])
-        static_y.copy_(b.y[idx[i]])
-        graph.replay()
-
-    out = rates(b.timed(step), b.B)
-    out["capture_s"] = capture_s
+    engine = _engine(b, precision, k, graphs=True)
+    idx = b.indices(k, b.B)
+    out = rates(b.timed(lambda i: engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])), b.B, k)
+    out["captures"] = engine.graphed.captures
     return out
+
+
+def cell_graph_check(b: Bench, precision: str, k: int, steps: int = 8) -> dict:
+    """The graphed step against the eager one: two engines from the same initialisation, the same batches;
+    ``max_rel_diff`` = the largest relative difference of the members' losses over the steps after the capture
+    (cuDNN's autotuned kernels are not bitwise reproducible, so a few 1e-3 is normal; a broken graph is far off)."""
+    if b.device.type != "cuda":
+        raise RuntimeError("CUDA graphs need a CUDA device")
+    set_precision(b.device, precision)
+    idx = torch.randint(len(b.y), (steps, k, b.B), generator=torch.Generator().manual_seed(1)).to(b.device)
+    losses = []
+    for graphs in (False, True):
+        engine = _engine(b, precision, k, graphs)
+        losses.append(torch.stack([engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])[0].clone()
+                                   for i in range(steps)]))
+        del engine
+    eager, graphed = losses
+    after = slice(GRAPH_WARMUP, steps)
+    diff = ((graphed[after] - eager[after]).abs() / eager[after].abs().clamp_min(1e-6)).max().item()
+    if not diff <= GRAPH_CHECK_RTOL:
+        raise RuntimeError(f"graphed losses differ from eager ones by {diff:.2e} (> {GRAPH_CHECK_RTOL:g})")
+    return {"max_rel_diff": diff, "check_steps": steps}
 
 
 def cell_fused(b: Bench, precision: str, k: int) -> dict:
@@ -317,10 +325,14 @@ def cell_plan(args) -> list[dict]:
     fused("tf32", args.ks)
     fused("bf16", [k for k in args.ks if k > 1])
     add("evaluation", "eval", "evaluation", "tf32", lambda b: cell_eval(b, "tf32"))
+    add("cudagraph check bf16 K=2", "cudagraph", "check", "bf16", lambda b: cell_graph_check(b, "bf16", 2), k=2,
+        graphs=True)
+    for p in ("bf16", "tf32"):
+        for k in [k for k in GRAPH_KS if k in args.ks]:
+            add(f"cudagraph {p} K={k}", "cudagraph", "fused" if k > 1 else "lsnc", p,
+                lambda b, p=p, k=k: cell_cudagraph(b, p, k), k=k, graphs=True)
     add("vmap tf32 K=4", "vmap", "vmap", "tf32", lambda b: cell_vmap(b, "tf32", 4), k=4)
     compiled("bf16")
-    for p in ("tf32", "bf16"):
-        add(f"cudagraph {p}", "cudagraph", "lsnc", p, lambda b, p=p: cell_cudagraph(b, p), graphs=True)
     compiled("tf32")
     compiled("fp32")
     fused("bf16", [k for k in args.ks if k == 1])
@@ -386,6 +398,8 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
 
     Precision: bf16 if its per-model img/s at K = 2 (fused; the eager single-model cells when no fused cell
     ran) is >= BF16_FACTOR x tf32's, else tf32; a bf16 plan adds one tf32 twin (CE, seed 0).
+    CUDA graphs: at a K where the graph check passed and the graphed step gives >= GRAPHS_FACTOR x the eager
+    per-model img/s, the K's rate is the graphed one and the set trains with ``--cuda-graphs``.
     K: a member's wall time per epoch with K fused models is ``train_images / per-model img/s + K x eval_s``
     (the members are evaluated one after another, on every epoch early in training; eval_s from the evaluation
     cell, 0 when it did not run or ``train_images`` is not given). K = the largest of 4, 8 whose epoch time is
@@ -393,10 +407,14 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     same wall time), else 2. K picks the δ x seed set: 2: δ {0, 0.05} x seed {0}; 4: δ {0, 0.05} x seeds
     {0, 1}; 8: δ {0, 0.05, 0.1, 0.2} x seeds {0, 1}.
     """
-    ok = [c for c in cells if c.get("status") == "ok" and not c.get("compile") and not c.get("cuda_graphs")]
-    fused = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok if c["pipeline"] == "fused"}
-    single = {c["precision"]: c["img_s_per_model"] for c in ok if c["pipeline"] == "lsnc"}
-    ev = next((c for c in ok if c["pipeline"] == "evaluation"), None)
+    ok = [c for c in cells if c.get("status") == "ok" and not c.get("compile")]
+    eager = [c for c in ok if not c.get("cuda_graphs")]
+    fused = {(c["precision"], c["k"]): c["img_s_per_model"] for c in eager if c["pipeline"] == "fused"}
+    single = {c["precision"]: c["img_s_per_model"] for c in eager if c["pipeline"] == "lsnc"}
+    checked = any(c["pipeline"] == "check" for c in ok)
+    graphed = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok
+               if checked and c.get("cuda_graphs") and c["pipeline"] in ("lsnc", "fused")}
+    ev = next((c for c in eager if c["pipeline"] == "evaluation"), None)
     why = []
     if ("bf16", 2) in fused and ("tf32", 2) in fused:
         bf, tf, where = fused[("bf16", 2)], fused[("tf32", 2)], "fused K=2"
@@ -412,9 +430,24 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     eval_s = ev["evaluate_s"] if ev and train_images else 0.0
     n = train_images or 1
 
-    def epoch_s(k):  # a member's wall seconds per epoch with k fused models
-        return n / fused[(prec, k)] + k * eval_s
+    def eager_rate(k):
+        return fused.get((prec, k)) or (single.get(prec) if k == 1 else None)
 
+    def graphs_pay(k):
+        return bool(eager_rate(k) and graphed.get((prec, k), 0) >= GRAPHS_FACTOR * eager_rate(k))
+
+    def rate(k):  # per-model img/s at K = k: the graphed one where graphs pay
+        return graphed[(prec, k)] if graphs_pay(k) else eager_rate(k)
+
+    def epoch_s(k):  # a member's wall seconds per epoch with k fused models
+        return n / rate(k) + k * eval_s
+
+    if graphed:
+        why.append("CUDA graphs vs eager per-model img/s: " + ", ".join(
+            f"K={k} {graphed[(prec, k)] / eager_rate(k):.2f}" for k in KS if (prec, k) in graphed and eager_rate(k))
+            + f" (used where >= {GRAPHS_FACTOR})")
+    elif any(c.get("cuda_graphs") for c in cells):
+        why.append("CUDA graphs not used: " + ("no graphed cell ran" if checked else "the graph check did not pass"))
     k = 2
     if (prec, 2) in fused:
         for cand in (4, 8):
@@ -427,14 +460,14 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
         why.append(f"no fused {prec} K=2 measurement: K=2")
     # Fusion must beat time-slicing: if K = 2 fused models together run slower than one model alone, the set
     # trains as concurrent processes on the GPU instead (one model each).
-    mode = "fused"
-    if (prec, 2) in fused and single.get(prec) and 2 * fused[(prec, 2)] < single[prec]:
-        mode, k = "concurrent", 2
-        why.append(f"fused K=2 all models {2 * fused[(prec, 2)]:.0f} img/s < one model alone {single[prec]:.0f}: "
+    mode, graphs = "fused", graphs_pay(k)
+    if (prec, 2) in fused and eager_rate(1) and 2 * rate(2) < rate(1):
+        mode, k, graphs = "concurrent", 2, graphs_pay(1)
+        why.append(f"fused K=2 all models {2 * rate(2):.0f} img/s < one model alone {rate(1):.0f}: "
                    "concurrent processes, K=2")
     deltas, seeds = PLAN_SETS[k]
     return {"k": k, "amp": amp, "deltas": list(deltas), "seeds": list(seeds), "tf32_twin": amp == "bf16",
-            "mode": mode, "fused_measured": bool(fused), "reasons": why}
+            "mode": mode, "cuda_graphs": graphs, "fused_measured": bool(fused), "reasons": why}
 
 
 def plan_env(plan: dict) -> str:
@@ -442,7 +475,8 @@ def plan_env(plan: dict) -> str:
     return "".join([f'PLAN_K="{plan["k"]}"\n', f'PLAN_AMP="{plan["amp"]}"\n',
                     f'PLAN_DELTAS="{" ".join(f"{d:g}" for d in plan["deltas"])}"\n',
                     f'PLAN_SEEDS="{" ".join(str(s) for s in plan["seeds"])}"\n',
-                    f'PLAN_TWIN="{int(plan["tf32_twin"])}"\n', f'PLAN_MODE="{plan.get("mode", "fused")}"\n'])
+                    f'PLAN_TWIN="{int(plan["tf32_twin"])}"\n', f'PLAN_MODE="{plan.get("mode", "fused")}"\n',
+                    f'PLAN_GRAPHS="{int(plan.get("cuda_graphs", False))}"\n'])
 
 
 def render_markdown(result: dict) -> str:
@@ -462,7 +496,7 @@ def render_markdown(result: dict) -> str:
              "|---|---|---|---|---|---|---|---|---|"]
     refc = next((c for c in r["cells"] if c["name"] == "reference" and c.get("status") == "ok"), None)
     for c in r["cells"]:
-        if c["pipeline"] == "evaluation":
+        if c["pipeline"] in ("evaluation", "check"):
             continue
         ok = c.get("status") == "ok"
         vs = f"{c['img_s_per_model'] / refc['img_s']:.2f}x" if ok and refc else ""
@@ -480,10 +514,17 @@ def render_markdown(result: dict) -> str:
                      f"(evaluation / forward = {ev['eval_over_forward']:.2f}).")
     elif ev:
         lines.append(f"Full evaluation: {ev.get('status')} {ev.get('error', '')}")
+    check = next((c for c in r["cells"] if c["pipeline"] == "check"), None)
+    if check and check.get("status") == "ok":
+        lines.append(f"CUDA-graph check ({check['precision']}, K={check['k']}, {check['check_steps']} steps): graphed "
+                     f"losses within {check['max_rel_diff']:.1e} (relative) of the eager step's.")
+    elif check:
+        lines.append(f"CUDA-graph check: {check.get('status')} {check.get('error', '')}")
     plan = r.get("plan")
     if plan:
         lines += ["", f"Training plan: K = {plan['k']} fused models, "
                       f"{'bf16 autocast (+ one tf32 twin)' if plan['amp'] == 'bf16' else 'tf32'}, "
+                      f"{'CUDA graphs, ' if plan.get('cuda_graphs') else ''}"
                       f"δ {plan['deltas']} x seeds {plan['seeds']}. " + "; ".join(plan["reasons"]) + "."]
     return "\n".join(lines) + "\n"
 

@@ -70,6 +70,8 @@ class TrainConfig:
     device: str = _opt("auto", EXEC, "auto | cpu | cuda | cuda:N")
     amp: str = _opt("none", EXEC, "none (fp32, the paper's) | bf16 (autocast)")
     compile: bool = _opt(False, EXEC, "torch.compile the training step")
+    cuda_graphs: bool = _opt(False, EXEC, "CUDA: capture the whole training step as one CUDA graph and replay it "
+                                          "(same arithmetic, fewer kernel launches)")
     channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images")
     deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels")
     tf32: bool = _opt(False, EXEC, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)")
@@ -148,6 +150,10 @@ class TrainConfig:
             raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.amp not in ("none", "bf16"):
             raise ConfigError(f"--amp must be 'none' or 'bf16'; got {self.amp!r}")
+        if self.cuda_graphs and self.compile:
+            raise ConfigError("--cuda-graphs and --compile cannot be combined; choose one")
+        if self.cuda_graphs and self.device in ("cpu", "mps"):
+            raise ConfigError(f"--cuda-graphs needs a CUDA device; got --device {self.device}. Drop --cuda-graphs")
         if self.time_budget_s is not None and not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
             raise ConfigError(f"--time-budget-s must be a positive number of seconds; got {self.time_budget_s}")
         if self.stop_epoch is not None and self.eval_epochs is not None and self.stop_epoch not in self.eval_epochs:

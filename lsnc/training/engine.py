@@ -1,6 +1,7 @@
 """What trains: one network, or K runs fused into one (:mod:`.fused`), with its SGD optimizer and lr schedule.
 
-Both cases expose the same small interface to the loop: ``losses(batches)`` for a step, ``member(k)`` for
+Both cases expose the same small interface to the loop: ``step(batches)`` for one SGD step (eager, or replayed
+from a CUDA graph with ``cuda_graphs``, :mod:`.graphs`), ``losses(batches)`` for the objective, ``member(k)`` for
 evaluation, and per-member checkpoint states in the plain-model format, so a fused run's checkpoints are
 ordinary run checkpoints.
 """
@@ -15,8 +16,9 @@ from torch import Tensor
 from ..config import ConfigError, TrainConfig
 from ..data import Dataset
 from .fused import FusedNet
+from .graphs import GraphedStep
 from .prepare import build_net
-from .step import objective
+from .step import autocast_for, objective, sgd_step
 
 #: The fields fused runs may differ in; everything else (data, model, recipe, execution) must be shared.
 FUSABLE_FIELDS = ("delta", "seed", "name")
@@ -58,6 +60,15 @@ class Engine:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=cfg.milestones,
                                                               gamma=cfg.gamma)
         self.step_fn = torch.compile(self.net) if cfg.compile else self.net
+        self.num_classes = data[0].num_classes
+        self.graphed = GraphedStep(self) if cfg.cuda_graphs else None
+
+    def step(self, batches: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[Tensor]]:
+        """One SGD step of every member on its own batch: the losses (a K-vector) and logits, detached."""
+        return self.graphed(batches) if self.graphed is not None else sgd_step(self, batches)
+
+    def autocast(self, cache_enabled: bool = True):
+        return autocast_for(self.configs[0], self.device, cache_enabled)
 
     @property
     def lr(self) -> float:

@@ -85,7 +85,7 @@ class _Training:
 
     def __init__(self, cfgs: list[TrainConfig], runs_dir, modes: list[str], wall_start: float, log):
         self.cfgs, self.log, self.wall_start = cfgs, log, wall_start
-        self.device = pick_device(cfgs[0].device)
+        self.device = pick_device(cfgs[0].device, cfgs[0].cuda_graphs)
         configure_backends(cfgs[0], self.device)
         cache: dict = {}
         self.data = [load_data(c, self.device, cache) for c in cfgs]

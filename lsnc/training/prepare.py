@@ -16,12 +16,17 @@ from ..models import build_model
 from ..paths import resolve_data_root
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, cuda_graphs: bool = False) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
-    return torch.device(name)
+    else:
+        device = torch.device(name)
+    if cuda_graphs and device.type != "cuda":
+        raise ConfigError(f"--cuda-graphs needs a CUDA GPU, and this run would train on {device.type}; "
+                          "drop --cuda-graphs")
+    return device
 
 
 def configure_backends(cfg: TrainConfig, device: torch.device) -> None:

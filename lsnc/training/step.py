@@ -1,4 +1,4 @@
-"""The training objective and one epoch of SGD, for one network or K fused ones.
+"""The training objective, one SGD step and one epoch of SGD, for one network or K fused ones.
 
 The loss is ``F.cross_entropy(logits, y, label_smoothing=δ)`` (δ = 0: cross-entropy), plus, for UFM-style
 runs, the UFM penalties. The batch order of epoch e is a permutation drawn from a generator seeded by
@@ -43,15 +43,28 @@ def objective(logits: Tensor, feats: Tensor, y: Tensor, cfg: TrainConfig, classi
     return loss
 
 
-def autocast_for(cfg: TrainConfig, device: torch.device):
-    """A fresh context manager per use: bf16 autocast, or nothing (fp32)."""
+def autocast_for(cfg: TrainConfig, device: torch.device, cache_enabled: bool = True):
+    """A fresh context manager per use: bf16 autocast, or nothing (fp32). A CUDA-graph capture needs the
+    weight-cast cache off."""
     if cfg.amp == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
     return contextlib.nullcontext()
 
 
+def sgd_step(engine, batches: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, list[Tensor]]:
+    """One eager SGD step, every member on its own batch: the members' losses (a K-vector) and logits."""
+    with engine.autocast():
+        losses, logits = engine.losses(batches)
+        total = losses.sum()
+    engine.optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    engine.optimizer.step()
+    return losses.detach(), [lg.detach() for lg in logits]
+
+
 def train_epoch(engine, epoch: int) -> list[dict[str, Any]]:
-    """One epoch over every member's own batch order; returns each member's running loss and accuracy."""
+    """One epoch over every member's own batch order; returns each member's running loss and accuracy.
+    ``engine.step`` is :func:`sgd_step` or its CUDA-graph replay (:mod:`.graphs`): the same arithmetic."""
     cfgs, device, k = engine.configs, engine.device, len(engine.configs)
     loss_sum = torch.zeros(k, device=device, dtype=torch.float64)
     correct = torch.zeros(k, device=device, dtype=torch.int64)
@@ -61,14 +74,9 @@ def train_epoch(engine, epoch: int) -> list[dict[str, Any]]:
                for c, d in zip(cfgs, engine.data)]
     for batches in zip(*streams):
         ys = [y for _, y in batches]
-        with autocast_for(cfgs[0], device):
-            losses, logits = engine.losses(batches)
-            total = losses.sum()
-        engine.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        engine.optimizer.step()
-        loss_sum += losses.detach().double() * len(ys[0])
-        correct += torch.stack([(lg.detach().argmax(1) == y).sum() for lg, y in zip(logits, ys)])
+        losses, logits = engine.step(batches)
+        loss_sum += losses.double() * len(ys[0])
+        correct += torch.stack([(lg.argmax(1) == y).sum() for lg, y in zip(logits, ys)])
         seen += len(ys[0])
     engine.scheduler.step()
     means = (loss_sum / seen).tolist()

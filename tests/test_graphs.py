@@ -1,0 +1,171 @@
+"""The CUDA-graph training step (lsnc.training.graphs) is the eager step replayed.
+
+On the CPU a stand-in graph records the step's body at capture and runs nothing then, and each replay runs the
+body with the learning rate that was current at capture: the two properties of a CUDA graph that the step's
+bookkeeping must respect (capture does not train; a graph holds its constants). Training through it must give
+bit-identical epochs to the eager step, across an lr milestone, for one network and for fused ones. On a CUDA
+machine the last test compares the real graph with the eager step.
+"""
+
+import contextlib
+
+import pytest
+import torch
+
+from lsnc.cli import main
+from lsnc.config import ConfigError, TrainConfig
+from lsnc.training.engine import Engine
+from lsnc.training.graphs import WARMUP, GraphedStep
+from lsnc.training.prepare import configure_backends, load_data
+from lsnc.training.step import train_epoch
+
+BASE = dict(dataset="synthetic", model="resnet18", width=4, epochs=4, milestones=[2], batch_size=16,
+            deterministic=True, threads=1,
+            data_options={"num_classes": 4, "image_size": 8, "n_train_per_class": 24, "n_test_per_class": 8})
+
+
+class StandInGraph:
+    """A CPU stand-in for a CUDA graph: ``capture`` records and runs nothing; ``replay`` runs the recorded body
+    with the optimizer's lr as it was at capture."""
+
+    def __init__(self, optimizer):
+        self.optimizer, self.body, self.replays = optimizer, None, 0
+
+    def capture(self, body):
+        self.body, self.lrs = body, [g["lr"] for g in self.optimizer.param_groups]
+
+    def replay(self):
+        now = [g["lr"] for g in self.optimizer.param_groups]
+        for g, lr in zip(self.optimizer.param_groups, self.lrs):
+            g["lr"] = lr
+        try:
+            self.body()
+        finally:
+            for g, lr in zip(self.optimizer.param_groups, now):
+                g["lr"] = lr
+        self.replays += 1
+
+
+def _engine(pairs, device=torch.device("cpu"), **extra):
+    cfgs = [TrainConfig(**{**BASE, **extra}, delta=d, seed=s).resolved() for d, s in pairs]
+    configure_backends(cfgs[0], device)
+    cache: dict = {}
+    return Engine(cfgs, [load_data(c, device, cache) for c in cfgs], device)
+
+
+def _train(engine, epochs):
+    return [train_epoch(engine, e) for e in range(1, epochs + 1)]
+
+
+@pytest.mark.parametrize("pairs", [[(0.05, 0)], [(0.0, 0), (0.1, 1)]], ids=["one network", "fused K=2"])
+def testgraphed_step_equals_eager_step_across_a_milestone(pairs):
+    eager, graphed = _engine(pairs), _engine(pairs)
+    step = GraphedStep(graphed, graph_factory=lambda: StandInGraph(graphed.optimizer),
+                       warmup_context=contextlib.nullcontext)
+    graphed.graphed = step
+    a, b = _train(eager, 4), _train(graphed, 4)
+    assert a == b  # running losses and accuracies of every epoch, bit for bit
+    for (na, pa), (nb, pb) in zip(eager.net.state_dict().items(), graphed.net.state_dict().items()):
+        assert na == nb and torch.equal(pa, pb), na
+    # 3 eager warm-up steps, one capture at lr 0.05, a second one after the milestone at epoch 2
+    assert step.steps == WARMUP and step.captures == 2 and step.graph_lr == pytest.approx(0.005)
+    assert step.graph.replays > 0
+
+
+def test_a_graph_that_kept_the_old_lr_would_be_caught():
+    """The stand-in is strict enough to catch a step that never captures again after a milestone."""
+
+    class CapturesOnce(GraphedStep):
+        def __call__(self, batches):
+            if self.graph is not None:
+                self.graph_lr = self.engine.lr  # the bug: the lr-0.05 graph goes on being replayed
+            return super().__call__(batches)
+
+    pairs = [(0.05, 0)]
+    eager, graphed = _engine(pairs), _engine(pairs)
+    graphed.graphed = CapturesOnce(graphed, graph_factory=lambda: StandInGraph(graphed.optimizer),
+                                    warmup_context=contextlib.nullcontext)
+    a, b = _train(eager, 4), _train(graphed, 4)
+    assert a[:2] == b[:2] and a[2:] != b[2:]
+
+
+def test_cuda_graphs_are_refused_off_cuda(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="--cuda-graphs"):
+        TrainConfig(**BASE, device="cpu", cuda_graphs=True).resolved()
+    with pytest.raises(ConfigError, match="cannot be combined"):
+        TrainConfig(**BASE, device="cuda", cuda_graphs=True, compile=True).resolved()
+    if not torch.cuda.is_available():
+        rc = main(["train", "--preset", "smoke", "--cuda-graphs", "--runs-dir", str(tmp_path / "runs")])
+        assert rc == 2 and "--cuda-graphs" in capsys.readouterr().err
+        assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.json"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_real_cuda_graph_matches_eager_on_the_gpu():
+    pairs = [(0.0, 0), (0.05, 0)]
+    cuda = torch.device("cuda")
+    eager = _engine(pairs, cuda, deterministic=False)
+    graphed = _engine(pairs, cuda, deterministic=False, cuda_graphs=True)
+    a, b = _train(eager, 3), _train(graphed, 3)
+    for ea, eb in zip(a, b):
+        for ma, mb in zip(ea, eb):
+            assert mb["train_loss_running"] == pytest.approx(ma["train_loss_running"], rel=2e-2)
+    assert graphed.graphed.captures == 2
+
+
+def _plan(eager, graphed, check=True, single=None):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import speed_matrix as sm
+
+    cells = [{"name": f"fused {p} K={k}", "pipeline": "fused", "precision": p, "k": k, "status": "ok",
+              "img_s_per_model": v} for (p, k), v in eager.items()]
+    cells += [{"name": f"lsnc {p}", "pipeline": "lsnc", "precision": p, "k": 1, "status": "ok",
+               "img_s_per_model": v} for p, v in (single or {}).items()]
+    cells += [{"name": f"cudagraph {p} K={k}", "pipeline": "fused" if k > 1 else "lsnc", "precision": p, "k": k,
+               "cuda_graphs": True, "status": "ok", "img_s_per_model": v} for (p, k), v in graphed.items()]
+    cells.append({"name": "cudagraph check", "pipeline": "check", "precision": "bf16", "k": 2, "cuda_graphs": True,
+                  "status": "ok" if check else "error"})
+    plan = sm.training_plan(cells, train_images=1000)
+    return plan, sm.plan_env(plan)
+
+
+@pytest.mark.parametrize("eager, graphed, check, expect", [
+    ({("tf32", 2): 100, ("tf32", 4): 60}, {("tf32", 2): 150}, True, (2, True)),     # graphs pay at K = 2
+    ({("tf32", 2): 100, ("tf32", 4): 60}, {("tf32", 2): 110}, True, (2, False)),    # 1.10 < 1.15: eager
+    ({("tf32", 2): 100, ("tf32", 4): 60}, {("tf32", 2): 150}, False, (2, False)),   # check failed: eager
+    # K = 4 eager keeps 0.9 of K = 2 eager's epochs, but only 0.6 of K = 2 graphed: graphs at K = 2 win
+    ({("tf32", 2): 100, ("tf32", 4): 90}, {("tf32", 2): 150}, True, (2, True)),
+    ({("tf32", 2): 100, ("tf32", 4): 90}, {}, True, (4, False)),
+    ({("tf32", 2): 100, ("tf32", 4): 90}, {("tf32", 2): 150, ("tf32", 4): 140}, True, (4, True)),
+])
+def test_training_plan_uses_cuda_graphs_only_where_checked_and_paying(eager, graphed, check, expect):
+    plan, env = _plan(eager, graphed, check)
+    assert (plan["k"], plan["cuda_graphs"]) == expect, plan["reasons"]
+    assert f'PLAN_GRAPHS="{int(expect[1])}"' in env
+
+
+def test_concurrent_plan_takes_graphs_of_one_model():
+    plan, env = _plan({("tf32", 2): 40}, {("tf32", 1): 300}, single={"tf32": 100})
+    assert plan["mode"] == "concurrent" and plan["cuda_graphs"], plan["reasons"]
+
+
+def test_speed_matrix_engine_cells_build_lsnc_engines_on_the_cpu():
+    """The matrix's graph cells time lsnc's own Engine; on the CPU build it eagerly and take one fused step."""
+    import sys
+    from argparse import Namespace
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import speed_matrix as sm
+
+    from lsnc.data import load_dataset
+    data = load_dataset("synthetic", num_classes=4, image_size=8, n_train_per_class=24, n_test_per_class=8)
+    args = Namespace(dataset="synthetic", model="resnet18", width=4, batch_size=16, warmup=1, steps=1)
+    bench = sm.Bench(args, data, torch.device("cpu"))
+    engine = sm._engine(bench, "bf16", 2, graphs=False)
+    assert engine.fused and engine.configs[0].amp == "bf16" and [c.seed for c in engine.configs] == [0, 1]
+    losses, logits = engine.step([(bench.x[:16], bench.y[:16]), (bench.x[16:32], bench.y[16:32])])
+    assert losses.shape == (2,) and torch.isfinite(losses).all() and logits[0].shape == (16, 4)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        sm.cell_graph_check(bench, "bf16", 2)
