@@ -16,13 +16,14 @@ EPOCHS = [0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40]
 @dataclass
 class FakeRun:
     """What lsnc.book.claims and lsnc.book.scale read from a Run: dataset, label, name, config, metrics,
-    provenance (no status: a complete run)."""
+    provenance, epochs (None: no epochs table; no status: a complete run)."""
 
     config: dict
     metrics: pd.DataFrame
     dataset: str = "fake"
     label: str = "Fake data"
     provenance: dict = field(default_factory=lambda: {"dataset": {"sizes": {"train": 100}}})
+    epochs: pd.DataFrame | None = None
 
     @property
     def name(self):
@@ -48,7 +49,12 @@ def fake_run(delta, seed, fast, *, ece=0.1, ece_ts=0.03, norm=2.0, nc_final=(1.0
     ))
     cfg = dict(delta=delta, seed=seed, ufm=ufm, epochs=epochs[-1], model="mlp", width=8, train_per_class=None,
                weight_decay=5e-4)
-    return FakeRun(cfg, m)
+    # epochs.csv: every trained epoch, the running error on the same trajectory
+    te = np.arange(1, epochs[-1] + 1, dtype=float)
+    running = np.where(te >= 3 * fast * jitter, 0.0, 0.9 * np.exp(-te / (fast * jitter)))
+    ep = pd.DataFrame(dict(epoch=te.astype(int), lr=0.05, train_loss_running=running + 0.1,
+                           train_acc_running=1.0 - running, seconds=0.1))
+    return FakeRun(cfg, m, epochs=ep)
 
 
 def paper_like(seeds=(0, 1, 2)):
@@ -114,6 +120,37 @@ def test_epoch_measurements():
     assert math.isnan(claims.c2_level([FakeRun(r.config, m)], "train_nc2_wh_etf", 0.5)[0])
 
 
+def with_running_error(run, errors):
+    """``run`` with an epochs table whose running error at epoch 1, 2, ... is ``errors``."""
+    errors = np.asarray(errors, dtype=float)
+    ep = pd.DataFrame(dict(epoch=np.arange(1, len(errors) + 1), lr=0.05, train_loss_running=errors + 0.1,
+                           train_acc_running=1.0 - errors, seconds=0.1))
+    return FakeRun(dict(run.config, epochs=len(errors)), run.metrics, epochs=ep)
+
+
+def test_running_error_measurement():
+    r = fake_run(0.0, 0, fast=2.0)
+    assert claims.epochs_to_zero_running_error(r) == 6  # every epoch: the first one >= 3 * 2
+    run = with_running_error(r, [0.5, 0.01, 0.0008, 0.001, 0.0, 0.002, 0.0])
+    assert claims.epochs_to_zero_running_error(run) == 5  # first touch, not "stays"
+    assert claims.epochs_to_zero_running_error(run, claims.C1_LOOSE_ERROR) == 3
+    never = with_running_error(r, [0.5, 0.01, 0.002])
+    assert claims.epochs_to_zero_running_error(never) == math.inf
+    assert claims.epochs_to_zero_running_error(never, claims.C1_LOOSE_ERROR) == math.inf
+    # missing measurements, never a crash: no table, an empty one, no accuracy column, a gap before the answer,
+    # rows that stop before the run's last epoch
+    assert math.isnan(claims.epochs_to_zero_running_error(FakeRun(r.config, r.metrics)))
+    assert math.isnan(claims.epochs_to_zero_running_error(FakeRun(r.config, r.metrics, epochs=pd.DataFrame())))
+    assert math.isnan(claims.epochs_to_zero_running_error(
+        FakeRun(r.config, r.metrics, epochs=run.epochs.drop(columns=["train_acc_running"]))))
+    gap = run.epochs.drop(index=2)  # epoch 3 missing: 0.1 % first reached at 3 or 4
+    assert math.isnan(claims.epochs_to_zero_running_error(FakeRun(run.config, r.metrics, epochs=gap),
+                                                         claims.C1_LOOSE_ERROR))
+    assert claims.epochs_to_zero_running_error(FakeRun(run.config, r.metrics, epochs=run.epochs.drop(index=5))) == 5
+    short = FakeRun(dict(never.config, epochs=10), r.metrics, epochs=never.epochs)
+    assert math.isnan(claims.epochs_to_zero_running_error(short))
+
+
 def test_nc2_at_matched_nc1_uses_the_common_range():
     ce, ls = paper_like(seeds=(0,))
     a, b, frac, (lo, hi) = claims.nc2_at_matched_nc1(ce[0], ls[0])
@@ -140,13 +177,13 @@ def test_reversed_runs_support_no_claim():
     ce, ls = paper_like()
     swapped = []
     for r in ce:
-        swapped.append(FakeRun(dict(r.config, delta=0.05), r.metrics))
+        swapped.append(FakeRun(dict(r.config, delta=0.05), r.metrics, epochs=r.epochs))
     for r in ls:
         m = r.metrics.copy()
         # keep the TS gap widening so that that row flips too
         m["test_ece20_ts_holdout"] = 0.2
         m["test_ece20_ts_testfit"] = 0.2
-        swapped.append(FakeRun(dict(r.config, delta=0.0), m))
+        swapped.append(FakeRun(dict(r.config, delta=0.0), m, epochs=r.epochs))
     table = claims.evaluate_claims(swapped)
     assert set(table["verdict"]) == {"not supported"}, table[["test", "verdict", "note"]].to_string()
 
@@ -187,6 +224,94 @@ def test_empty_or_unknown_selection_gives_a_readable_message(tmp_path):
     assert "No finished runs" in claims.selection_problem(tmp_path)
     with pytest.raises(ClaimsError, match="No finished runs"):
         claims.claims_table(tmp_path / "nowhere")
+
+
+# ---------------------------------------------------------------- C1 per epoch, on run folders
+RUNNING = "running train error"
+
+
+def write_run_folder(root, run):
+    """A finished run folder under ``root``/<dataset>/<name> holding ``run`` (a FakeRun); no epochs.csv when
+    ``run.epochs`` is None."""
+    from lsnc.atomic import write_json_atomic
+    from lsnc.runs.format import write_rows_csv, write_status
+
+    folder = root / run.dataset / run.name
+    folder.mkdir(parents=True)
+    m = run.metrics.assign(train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)  # the other required columns
+    write_json_atomic(folder / "config.json", run.config)
+    write_json_atomic(folder / "provenance.json", {"dataset": {"label": run.label, "sizes": {"train": 100}}})
+    write_rows_csv(folder / "metrics.csv", m.to_dict("records"))
+    if run.epochs is not None:
+        write_rows_csv(folder / "epochs.csv", run.epochs.to_dict("records"))
+    write_status(folder, "done", int(run.config["epochs"]))
+    return folder
+
+
+def running_run(delta, seed, zero_at):
+    """40 epochs; the running error is 1 % until ``zero_at`` - 2, 0.05 % at ``zero_at`` - 1 and 0 from
+    ``zero_at`` (``None``: never below 1 %); the evaluated train error is the same for every δ."""
+    t = np.arange(1, 41)
+    err = np.full(len(t), 0.01) if zero_at is None else np.where(
+        t >= zero_at, 0.0, np.where(t == zero_at - 1, 0.0005, 0.01))
+    return with_running_error(fake_run(delta, seed, fast=3.0), err)
+
+
+def c1_running(table):
+    rows = table[(table["claim"] == "C1") & table["test"].str.contains(RUNNING)]
+    assert len(rows) == 2 and rows["test"].str.contains("every epoch, epochs.csv: train mode").all()
+    return rows.iloc[0], rows.iloc[1]  # = 0, <= 0.1 %
+
+
+def test_c1_running_error_one_epoch_earlier_is_supported(tmp_path):
+    for seed in (0, 1, 2):
+        write_run_folder(tmp_path, running_run(0.0, seed, zero_at=12 + seed))
+        write_run_folder(tmp_path, running_run(0.05, seed, zero_at=11 + seed))
+    table = claims.claims_table(tmp_path)
+    c1 = table[table["claim"] == "C1"]
+    assert len(c1) == 4
+    evaluated = c1[c1["test"].str.startswith("first evaluated epoch")]
+    assert (evaluated["verdict"] == "inconclusive").all()  # the evaluated epochs tie: no resolution
+    zero, loose = c1_running(table)
+    assert zero["verdict"] == "supported" and zero["n_seeds"] == 3
+    assert zero["ce_values"] == {0: 12, 1: 13, 2: 14} and zero["ls_values"] == {0: 11, 1: 12, 2: 13}
+    assert zero["ce"] == "s0: 12, s1: 13, s2: 14"
+    assert loose["verdict"] == "supported" and loose["ls_values"] == {0: 10, 1: 11, 2: 12}
+
+
+def test_c1_running_error_tie_and_never(tmp_path):
+    for seed in (0, 1):
+        write_run_folder(tmp_path / "tie", running_run(0.0, seed, zero_at=12))
+        write_run_folder(tmp_path / "tie", running_run(0.05, seed, zero_at=12))
+        write_run_folder(tmp_path / "never", running_run(0.0, seed, zero_at=12))
+        write_run_folder(tmp_path / "never", running_run(0.05, seed, zero_at=None))
+    zero, loose = c1_running(claims.claims_table(tmp_path / "tie"))
+    assert zero["verdict"] == loose["verdict"] == "inconclusive" and "2 tied" in zero["note"]
+    zero, loose = c1_running(claims.claims_table(tmp_path / "never"))
+    assert zero["ls_values"] == {0: math.inf, 1: math.inf} and zero["ls"] == "s0: never, s1: never"
+    assert zero["verdict"] == loose["verdict"] == "not supported"  # never reached: slower than CE
+
+
+def test_c1_running_error_without_epochs_table(tmp_path):
+    for seed in (0, 1, 2):
+        write_run_folder(tmp_path, running_run(0.0, seed, zero_at=12))
+        write_run_folder(tmp_path, running_run(0.05, seed, zero_at=10))
+    (tmp_path / "fake" / "ls0.05-s1" / "epochs.csv").unlink()
+    zero, loose = c1_running(claims.claims_table(tmp_path))  # one LS seed without a measurement
+    assert zero["verdict"] == "supported" and zero["n_seeds"] == 2 and set(zero["ls_values"]) == {0, 1, 2}
+    assert math.isnan(zero["ls_values"][1]) and zero["ls"] == "s0: 10, s1: n/a, s2: 10"
+    for seed in (0, 2):
+        (tmp_path / "fake" / f"ls0.05-s{seed}" / "epochs.csv").unlink()
+    table = claims.claims_table(tmp_path)
+    zero, loose = c1_running(table)
+    assert zero["verdict"] == loose["verdict"] == "inconclusive (missing runs)" and "LS" in zero["note"]
+    assert zero["n_seeds"] == 0 and zero["ls"] == "s0: n/a, s1: n/a, s2: n/a"
+    assert table.loc[table["test"].str.startswith("first evaluated epoch"), "n_seeds"].tolist() == [3, 3]
+    # a table without the accuracy column: a missing measurement too
+    path = tmp_path / "fake" / "ce-s0" / "epochs.csv"
+    path.write_text("epoch,lr,seconds\n" + "".join(f"{e},0.05,0.1\n" for e in range(1, 41)))
+    zero, _ = c1_running(claims.claims_table(tmp_path))
+    assert math.isnan(zero["ce_values"][0]) and set(zero["ce_values"]) == {0, 1, 2}
 
 
 # ---------------------------------------------------------------- integration
