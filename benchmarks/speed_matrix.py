@@ -447,7 +447,7 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
             f"K={k} {graphed[(prec, k)] / eager_rate(k):.2f}" for k in KS if (prec, k) in graphed and eager_rate(k))
             + f" (used where >= {GRAPHS_FACTOR})")
     elif any(c.get("cuda_graphs") for c in cells):
-        why.append("CUDA graphs not used: " + ("no graphed cell ran" if checked else "the graph check did not pass"))
+        why.append("CUDA graphs not used: " + ("no graphed cell ran" if checked else "the graph check did not run or did not pass"))
     k = 2
     if (prec, 2) in fused:
         for cand in (4, 8):

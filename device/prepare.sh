@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Before a GPU window: put what device/window.sh needs into .device/ (git-ignored, carried with the run):
-# the CIFAR-10 JPEG copy's archive, checked by sha256, and which commit of lsnc goes along.
+# the CIFAR-10 JPEG copy's archive, checked by sha256, and which commit of lsnc goes along. Then says what the
+# window will find in runs/<group>/ (device/window.sh's defaults): the plan it reuses and the seeds it trains.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SRC=${1:-../shared/data/cifar10-jpeg.tar.gz}
@@ -19,3 +20,23 @@ fi
     echo "source_uncommitted_files: $(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)"
 } >.device/source.txt
 echo "prepare: .device/ ready ($(du -sh .device | cut -f1)): carry [\".device\"]"
+
+GROUP=cifar10-jpeg-full-resnet18-gpu
+PLAN="" DELTAS="0 0.05" N=1
+for f in runs/"$GROUP"/speed/*/plan.env; do   # as window.sh picks it: the newest valid plan
+    [[ $(basename "$(dirname "$f")") =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || continue
+    if grep -q '^PLAN_K=' "$f" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$f"; then PLAN=$f; fi
+done
+if [ -n "$PLAN" ]; then
+    DELTAS=$(sed -n 's/^PLAN_DELTAS="\(.*\)"$/\1/p' "$PLAN")
+    N=$(sed -n 's/^PLAN_SEEDS="\(.*\)"$/\1/p' "$PLAN" | wc -w)
+    echo "prepare: the window reuses the plan $PLAN: $(tr '\n' ' ' <"$PLAN")"
+    WHICH="seeds"
+else
+    echo "prepare: no earlier plan in runs/$GROUP/speed/: the window runs the speed matrix"
+    N=2 WHICH="the first 1 or 2 (its plan says) of seeds"
+fi
+# shellcheck disable=SC2086  # DELTAS is a list
+if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" --deltas $DELTAS --count "$N" runs 2>/dev/null); then
+    echo "prepare: the window trains δ {$DELTAS} with $WHICH $SEEDS (device/next_seeds.py)"
+fi

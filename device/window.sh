@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # One GPU window in one command (see device/README.md):
 #   1. data: unpack the carried CIFAR-10 JPEG copy (.device/cifar10-jpeg.tar.gz), describe the machine;
-#   2. speed matrix (benchmarks/speed_matrix.py) under a hard wall cap;
-#   3. train the fused δ x seed set the matrix suggests with the paper's recipe, as a prefix of its 800 epochs,
-#      for the rest of the wall budget (python -m lsnc train --time-budget-s ...);
+#   2. speed matrix (benchmarks/speed_matrix.py) under a hard wall cap, or the plan of an earlier window;
+#   3. train the fused δ x seed set the plan suggests with the paper's recipe, as a prefix of its 800 epochs,
+#      for the rest of the wall budget (python -m lsnc train --time-budget-s ...), with seeds no earlier window
+#      trained (device/next_seeds.py);
 #   4. pack run folders (no checkpoints), speed table, logs and env into $OUT/window.tar.gz (+ $OUT/speed.md),
 #      also when a stage fails or the script is interrupted.
 #
 # Settings (environment; defaults are the GPU window's):
 #   OUT                      where the archive goes (default /tmp/lsnc-window-out)
 #   PYTHON                   the python to run (default python3); lsnc runs from this checkout via PYTHONPATH
-#   LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 480)
+#   LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 520)
+#   LSNC_WINDOW_MATRIX       auto | full | skip (default auto): auto reuses the newest earlier window's plan
+#                            (LSNC_WINDOW_KNOWN_RUNS/<group>/speed/<window-id>/plan.env) and skips the matrix,
+#                            else runs it; full always runs it; skip never does (no earlier plan: the default one)
 #   LSNC_WINDOW_MATRIX_S     wall cap of the speed matrix's cells (default 90)
+#   LSNC_WINDOW_KNOWN_RUNS   runs folder of the earlier windows' runs and plans (default this checkout's runs/)
+#   LSNC_WINDOW_SEEDS        seeds to train, e.g. "3 4" (default: as many as the plan has, the lowest whose whole
+#                            δ set is in neither LSNC_WINDOW_KNOWN_RUNS/<group>/ nor the scratch runs folder)
+#   LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0);
+#                            a stage that fails with it trains again without it (--resume) for its time left
 #   LSNC_WINDOW_WIDTH        ResNet-18 base width (default 64, the paper's)
 #   LSNC_WINDOW_DATA         an image folder (train/<class>/, test/<class>/) or a .tar.gz of one, instead of
 #                            the CIFAR-10 JPEG copy
@@ -28,17 +37,30 @@ abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 OUT=$(abs "${OUT:-${TMPDIR:-/tmp}/lsnc-window-out}")
 [ -n "${LSNC_WINDOW_DATA:-}" ] && LSNC_WINDOW_DATA=$(abs "$LSNC_WINDOW_DATA")
 [ -n "${LSNC_WINDOW_RUNS_DIR:-}" ] && LSNC_WINDOW_RUNS_DIR=$(abs "$LSNC_WINDOW_RUNS_DIR")
+[ -n "${LSNC_WINDOW_KNOWN_RUNS:-}" ] && LSNC_WINDOW_KNOWN_RUNS=$(abs "$LSNC_WINDOW_KNOWN_RUNS")
 cd "$REPO" || exit 2
 PYTHON=${PYTHON:-python3}
-BUDGET_S=${LSNC_WINDOW_BUDGET_S:-480}
+BUDGET_S=${LSNC_WINDOW_BUDGET_S:-520}
 MATRIX_S=${LSNC_WINDOW_MATRIX_S:-90}
 WIDTH=${LSNC_WINDOW_WIDTH:-64}
 GROUP=${LSNC_WINDOW_GROUP:-cifar10-jpeg-full-resnet18-gpu}
 DATA=${LSNC_WINDOW_DATA:-}
+KNOWN=${LSNC_WINDOW_KNOWN_RUNS:-$REPO/runs}
+MATRIX=${LSNC_WINDOW_MATRIX:-auto}
+case $MATRIX in
+    auto | full | skip) ;;
+    *) echo "window: LSNC_WINDOW_MATRIX must be auto, full or skip" >&2; exit 2 ;;
+esac
+case ${LSNC_WINDOW_GRAPHS:-0} in 0 | 1) ;; *) echo "window: LSNC_WINDOW_GRAPHS must be 0 or 1" >&2; exit 2 ;; esac
+if [ -n "${LSNC_WINDOW_SEEDS:-}" ] && ! [[ $LSNC_WINDOW_SEEDS =~ ^\ *[0-9]+(\ +[0-9]+)*\ *$ ]]; then
+    echo "window: LSNC_WINDOW_SEEDS must be seeds separated by spaces (e.g. \"3 4\")" >&2; exit 2
+fi
 SHA256=01373fb925a97e9c13f8df5ff9307dfc9bf58c509d575ff73ec5478d71a9bed8
 TARBALL=.device/cifar10-jpeg.tar.gz
 PACK_RESERVE_S=10   # kept at the end of the budget for packing
 START=$SECONDS
+NOW=$(date -u +%FT%TZ)
+WINDOW_ID=$(date -u -d "$NOW" +%Y%m%dT%H%MZ 2>/dev/null || date -u +%Y%m%dT%H%MZ)  # device/unpack.sh's speed folder
 
 if [ -n "${LSNC_WINDOW_RUNS_DIR:-}" ]; then   # the caller's folder: must be new or empty, and is kept
     RUNS=$LSNC_WINDOW_RUNS_DIR SCRATCH_RUNS=0
@@ -51,6 +73,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lsnc-window.XXXXXX")
 STAGE=$WORK/window            # everything under it goes into the archive
 mkdir -p "$STAGE/logs" "$STAGE/speed" "$RUNS"
+echo "group: $GROUP" >"$STAGE/summary.txt"
 export LSNC_CACHE=${LSNC_CACHE:-$WORK/cache}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
@@ -61,6 +84,7 @@ if [ -f .device/source.txt ]; then
 fi
 CHILD=""
 declare -A RC=()
+TRAIN_RC=""   # the main set's training (its last attempt): the script's exit status
 
 log() { echo "[window +$((SECONDS - START))s] $*" | tee -a "$STAGE/logs/window.log"; }
 left() { echo $((BUDGET_S - (SECONDS - START))); }
@@ -81,12 +105,14 @@ run_stage() {
     return "${RC[$name]}"
 }
 
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 pack() {
     local rc=$?
     trap - EXIT INT TERM
     # shellcheck disable=SC2086  # CHILD may hold several pids (concurrent training)
     if [ -n "$CHILD" ]; then kill -TERM $CHILD 2>/dev/null; wait $CHILD 2>/dev/null; fi
     {
+        echo "window_id: $WINDOW_ID"
         echo "elapsed_s: $((SECONDS - START))"
         echo "budget_s: $BUDGET_S"
         echo "matrix_cap_s: $MATRIX_S"
@@ -115,7 +141,8 @@ trap 'log "signal: stopping"; exit 143' INT TERM
 
 # ---------------------------------------------------------------- 1. data and machine
 {
-    echo "date: $(date -u +%FT%TZ)"
+    echo "date: $NOW"
+    echo "window_id: $WINDOW_ID"
     echo "host: $(uname -a)"
     echo "nproc: $(nproc 2>/dev/null)"
     free -g 2>/dev/null | sed -n 2p | awk '{print "memory_gib: " $2}'
@@ -168,34 +195,99 @@ fi
 log "data: $DATA_ROOT ($(find "$DATA_ROOT/train" -type f | wc -l) train files)"
 echo "data_root: $DATA_ROOT" >>"$STAGE/summary.txt"
 
-# ---------------------------------------------------------------- 2. speed matrix
-# The cells stop at MATRIX_S (SIGALRM inside); the outer limit adds time for decoding the images once.
-# shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options
-run_stage matrix $((MATRIX_S + 120)) "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg \
-    --data-root "$DATA_ROOT" --width "$WIDTH" --wall-s "$MATRIX_S" --out-dir "$STAGE/speed" \
-    ${LSNC_WINDOW_MATRIX_ARGS:-}
+# ---------------------------------------------------------------- 2. speed matrix, or an earlier window's plan
+plan_ok() {  # plan_ok FILE: shell assignments of numbers and plain words only, PLAN_K among them
+    [ -f "$1" ] && grep -q '^PLAN_K=' "$1" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$1"
+}
+REUSE="" REUSE_ID=""
+if [ "$MATRIX" != full ]; then   # the newest valid plan.env of an earlier window (window ids sort by time)
+    for f in "$KNOWN/$GROUP"/speed/*/plan.env; do
+        [ -f "$f" ] || continue
+        id=$(basename "$(dirname "$f")")
+        [[ $id =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || { log "not a window folder, ignored: $f"; continue; }
+        if plan_ok "$f"; then REUSE=$f REUSE_ID=$id; else log "invalid plan, ignored: $f"; fi
+    done
+fi
+if [ -n "$REUSE" ]; then
+    cp "$REUSE" "$STAGE/speed/plan.env"
+    msg="speed matrix skipped: plan reused from window $REUSE_ID (${REUSE#"$REPO"/})"
+    printf '# Speed matrix skipped\n\n%s (LSNC_WINDOW_MATRIX=%s; full measures again).\n\n' "$msg" "$MATRIX" \
+        >"$STAGE/speed/speed.md"
+    sed 's/^/    /' "$REUSE" >>"$STAGE/speed/speed.md"
+    log "$msg"
+    echo "matrix: reused $REUSE_ID" >>"$STAGE/summary.txt"
+elif [ "$MATRIX" = skip ]; then
+    msg="speed matrix skipped (LSNC_WINDOW_MATRIX=skip): no earlier plan in ${KNOWN#"$REPO"/}/$GROUP/speed/"
+    msg+="; the default plan"
+    printf '# Speed matrix skipped\n\n%s.\n' "$msg" >"$STAGE/speed/speed.md"
+    log "$msg"
+    echo "matrix: skipped, default plan" >>"$STAGE/summary.txt"
+else
+    # The cells stop at MATRIX_S (SIGALRM inside); the outer limit adds time for decoding the images once.
+    # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options
+    run_stage matrix $((MATRIX_S + 120)) "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg \
+        --data-root "$DATA_ROOT" --width "$WIDTH" --wall-s "$MATRIX_S" --out-dir "$STAGE/speed" \
+        ${LSNC_WINDOW_MATRIX_ARGS:-}
+fi
 
 # The plan: K fused models, precision, δ x seeds (benchmarks/speed_matrix.py training_plan); a failed matrix
 # leaves the minimum set.
-PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0 PLAN_MODE=fused
-if [ -f "$STAGE/speed/plan.env" ] && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$STAGE/speed/plan.env"; then
+PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0 PLAN_MODE=fused PLAN_GRAPHS=0
+if plan_ok "$STAGE/speed/plan.env"; then
     # shellcheck disable=SC1091
     . "$STAGE/speed/plan.env"
+elif [ -f "$STAGE/speed/plan.env" ]; then
+    log "invalid $STAGE/speed/plan.env: the default plan"
 fi
 PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | concurrent (override, e.g. to test both paths)
-log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=($PLAN_SEEDS) tf32 twin=$PLAN_TWIN mode=$PLAN_MODE"
+GRAPHS=${LSNC_WINDOW_GRAPHS:-$PLAN_GRAPHS}
+read -r -a DELTAS <<<"$PLAN_DELTAS"
+read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
+
+# Seeds: every window adds runs. Its seeds are the lowest whose whole δ set (and the tf32 twin's CE) no earlier
+# window trained, as found in LSNC_WINDOW_KNOWN_RUNS (the committed runs, carried with the checkout): unpack.sh
+# never replaces a run folder, and checkpoints never come back, so a repeated (δ, seed) would be a lost window.
+SEED_DELTAS=("${DELTAS[@]}")
+if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && [[ " ${DELTAS[*]} " != *" 0 "* ]]; then SEED_DELTAS+=(0); fi
+NEXT=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas "${SEED_DELTAS[@]}" --count "${#PLAN_SEED_LIST[@]}" \
+       "$KNOWN" "$RUNS" 2>"$WORK/next_seeds.err")
+NEXT_RC=$?
+while IFS= read -r line; do log "$line"; done <"$WORK/next_seeds.err"
+if [ -n "${LSNC_WINDOW_SEEDS:-}" ]; then
+    read -r -a SEEDS <<<"$LSNC_WINDOW_SEEDS"
+    log "seeds: ${SEEDS[*]} (LSNC_WINDOW_SEEDS; the plan's ${PLAN_SEEDS}; new ones would be ${NEXT:-unknown})"
+    for s in "${SEEDS[@]}"; do
+        if grep -q "seed $s taken" "$WORK/next_seeds.err"; then
+            log "warning: seed $s was trained before: unpack.sh will not replace those runs"
+        fi
+    done
+elif [ "$NEXT_RC" = 0 ] && [[ $NEXT =~ ^[0-9]+(\ [0-9]+)*$ ]]; then
+    read -r -a SEEDS <<<"$NEXT"
+    log "seeds: ${SEEDS[*]} (as many as the plan's, the lowest not yet trained with δ ${SEED_DELTAS[*]})"
+else
+    SEEDS=("${PLAN_SEED_LIST[@]}")
+    log "warning: device/next_seeds.py failed (exit $NEXT_RC): the plan's seeds ${SEEDS[*]}"
+fi
+echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
+log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=(${SEEDS[*]}) tf32 twin=$PLAN_TWIN mode=$PLAN_MODE" \
+    "graphs=$GRAPHS"
 
 # ---------------------------------------------------------------- 3. training
-if ! "$PYTHON" -m lsnc train --help 2>/dev/null | grep -q -- '--time-budget-s'; then
+T=$(( $(left) - PACK_RESERVE_S ))
+if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
+TRAIN_HELP=$("$PYTHON" -m lsnc train --help 2>/dev/null)
+if ! grep -q -- '--time-budget-s' <<<"$TRAIN_HELP"; then
     log "error: this lsnc has no 'train --time-budget-s'; no training"; exit 3
+fi
+if [ "$GRAPHS" = 1 ] && ! grep -q -- '--cuda-graphs' <<<"$TRAIN_HELP"; then
+    log "this lsnc has no 'train --cuda-graphs': training without CUDA graphs"
+    GRAPHS=0
 fi
 TRAIN=(-m lsnc train --preset paper-cifar10-jpeg --data-root "$DATA_ROOT" --tf32 --channels-last
        --group "$GROUP" --runs-dir "$RUNS" --quiet)
 [ "$WIDTH" != 64 ] && TRAIN+=(--width "$WIDTH")
 read -r -a EXTRA <<<"${LSNC_WINDOW_TRAIN_ARGS:-}"
 TRAIN+=("${EXTRA[@]}")
-read -r -a DELTAS <<<"$PLAN_DELTAS"
-read -r -a SEEDS <<<"$PLAN_SEEDS"
 
 train_for() {  # train_for NAME SECONDS OPTIONS...: lsnc stops itself at an evaluated epoch within SECONDS
     local name=$1 secs=$2
@@ -204,33 +296,76 @@ train_for() {  # train_for NAME SECONDS OPTIONS...: lsnc stops itself at an eval
     run_stage "$name" $((secs + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$secs" "$@"
 }
 
-train_concurrent() {  # train_concurrent SECONDS: one process per (δ, seed), all at once on the one GPU
-    local secs=$1 pids=() d s rc=0
-    for s in "${SEEDS[@]}"; do
-        for d in "${DELTAS[@]}"; do
-            echo "train.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s" >>"$STAGE/summary.txt"
-            timeout -k 10 $((secs + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$secs" --delta "$d" --seed "$s" \
-                >"$STAGE/logs/train-d$d-s$s.log" 2>&1 &
-            pids+=("$!")
-        done
+# train_stage NAME SECONDS OPTIONS...: train_for, with --cuda-graphs when GRAPHS=1; if that fails, again without
+# CUDA graphs for the stage's time left, with --resume (runs stopped after an epoch continue from their checkpoint,
+# runs never started start fresh, finished ones stay as they are); later stages then train without them.
+train_stage() {
+    local name=$1 secs=$2 end
+    shift 2
+    end=$((SECONDS + secs))
+    if [ "$GRAPHS" != 1 ]; then train_for "$name" "$secs" "$@"; return; fi
+    train_for "$name" "$secs" --cuda-graphs "$@" && return 0
+    secs=$((end - SECONDS)) GRAPHS=0   # and no CUDA graphs for the stages after it
+    log "stage $name with --cuda-graphs failed (exit ${RC[$name]}): again without CUDA graphs (--resume), ${secs}s left"
+    if [ "$secs" -lt 10 ]; then log "no time left for $name without CUDA graphs"; return "${RC[$name]}"; fi
+    train_for "$name-nographs" "$secs" --resume "$@"
+}
+
+# train_concurrent NAME SECONDS OPTIONS...: one process per (δ, seed) of PAIRS ("δ:seed"), all at once on the one
+# GPU; the pairs whose process failed are left in FAILED.
+train_concurrent() {
+    local name=$1 secs=$2 pids=() p d s i rc=0
+    shift 2
+    FAILED=()
+    for p in "${PAIRS[@]}"; do
+        d=${p%:*} s=${p#*:}
+        echo "$name.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s $*" >>"$STAGE/summary.txt"
+        timeout -k 10 $((secs + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$secs" --delta "$d" --seed "$s" "$@" \
+            >"$STAGE/logs/$name-d$d-s$s.log" 2>&1 &
+        pids+=("$!")
     done
     CHILD="${pids[*]}"
-    log "stage train (concurrent, ${#pids[@]} processes, budget ${secs}s)"
-    for p in "${pids[@]}"; do wait "$p" || rc=$?; done
+    log "stage $name (concurrent, ${#pids[@]} processes, budget ${secs}s): $*"
+    for i in "${!pids[@]}"; do
+        if ! wait "${pids[$i]}"; then rc=1; FAILED+=("${PAIRS[$i]}"); fi
+    done
     CHILD=""
-    RC[train]=$rc
-    log "stage train: exit $rc"
+    RC[$name]=$rc
+    log "stage $name: exit $rc${FAILED[*]:+ (failed: ${FAILED[*]})}"
+    return "$rc"
 }
 
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
 if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
-    train_concurrent "$T"
+    PAIRS=()
+    for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
+    END=$((SECONDS + T))
+    if [ "$GRAPHS" = 1 ]; then
+        train_concurrent train "$T" --cuda-graphs
+        TRAIN_RC=$?
+        if [ "$TRAIN_RC" != 0 ]; then
+            PAIRS=("${FAILED[@]}") T=$((END - SECONDS))
+            log "stage train with --cuda-graphs failed for ${PAIRS[*]}: again without CUDA graphs (--resume)," \
+                "${T}s left"
+            if [ "$T" -ge 10 ]; then train_concurrent train-nographs "$T" --resume; TRAIN_RC=$?; fi
+        fi
+    else
+        train_concurrent train "$T"
+        TRAIN_RC=$?
+    fi
 elif [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
-    train_for train "$((T * 3 / 4))" --amp bf16 --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+    train_stage train "$((T * 3 / 4))" --amp bf16 --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+    TRAIN_RC=$?
     T=$(( $(left) - PACK_RESERVE_S ))
-    if [ "$T" -ge 10 ]; then train_for twin "$T" --delta 0 --seed 0; else log "no time left for the tf32 twin"; fi
+    # The tf32 twin of the bf16 CE run of the first seed: its default name has no "-bf16", so it is its own folder.
+    if [ "$T" -ge 10 ]; then
+        train_stage twin "$T" --delta 0 --seed "${SEEDS[0]}"
+    else
+        log "no time left for the tf32 twin"
+    fi
 else
-    train_for train "$T" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+    train_stage train "$T" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+    TRAIN_RC=$?
 fi
-exit "${RC[train]:-1}"
+exit "${TRAIN_RC:-1}"

@@ -32,35 +32,84 @@ def make_image_tree(root: Path, classes: int = 10, train: int = 14, test: int = 
                 Image.fromarray(img).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
 
 
-@pytest.mark.parametrize("mode", ["plan", "concurrent"])
-def test_window_end_to_end_on_cpu(tmp_path, mode):
-    """The default path (the matrix's plan: fused here), and concurrent processes (the plan when fusion loses)."""
+GROUP = "cifar10-jpeg-full-resnet18-gpu"
+
+
+def _tiny_tar(tmp_path: Path) -> Path:
     make_image_tree(tmp_path / "tiny")
     with tarfile.open(tmp_path / "tiny.tar.gz", "w:gz") as tar:
         tar.add(tmp_path / "tiny", arcname="tiny")
-    out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "TMPDIR": str(tmp_path),
-           "LSNC_WINDOW_DATA": str(tmp_path / "tiny.tar.gz"), "LSNC_WINDOW_RUNS_DIR": str(tmp_path / "runs"),
-           "LSNC_WINDOW_WIDTH": "4", "LSNC_WINDOW_BUDGET_S": "45", "LSNC_WINDOW_MATRIX_S": "10",
-           "LSNC_WINDOW_MATRIX_ARGS": "--warmup 1 --steps 1 --ks 1 2 --skip compile",
-           "LSNC_CACHE": str(tmp_path / "cache")}
-    if mode == "concurrent":
-        env.update(LSNC_WINDOW_MODE="concurrent", LSNC_WINDOW_BUDGET_S="40",
-                   LSNC_WINDOW_MATRIX_ARGS="--warmup 1 --steps 1 --skip lsnc reference fused eval vmap cudagraph compile")
+    return tmp_path / "tiny.tar.gz"
+
+
+def _env(tmp_path: Path, tag: str = "", **kw) -> dict:
+    """window.sh's settings for a CPU run; earlier windows are looked for in an empty folder unless given."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LSNC_WINDOW_")}
+    return {**base, "OUT": str(tmp_path / f"out{tag}"), "PYTHON": sys.executable, "TMPDIR": str(tmp_path),
+            "LSNC_WINDOW_DATA": str(tmp_path / "tiny.tar.gz"), "LSNC_WINDOW_RUNS_DIR": str(tmp_path / f"runs{tag}"),
+            "LSNC_WINDOW_KNOWN_RUNS": str(tmp_path / "no-earlier-windows"),
+            "LSNC_WINDOW_WIDTH": "4", "LSNC_WINDOW_BUDGET_S": "45", "LSNC_WINDOW_MATRIX_S": "10",
+            "LSNC_WINDOW_MATRIX_ARGS": "--warmup 1 --steps 1 --ks 1 2 --skip compile",
+            "LSNC_CACHE": str(tmp_path / "cache"), **kw}
+
+
+def _window(env: dict, expect_rc: int = 0) -> tuple[subprocess.CompletedProcess, float]:
     t0 = time.perf_counter()
     proc = subprocess.run(["bash", str(REPO / "device" / "window.sh")], env=env, capture_output=True, text=True,
                           timeout=240)
-    wall = time.perf_counter() - t0
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.returncode == expect_rc, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc, time.perf_counter() - t0
+
+
+def _extract(archive: Path, into: Path) -> tuple[Path, list[str]]:
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        tar.extractall(into, filter="data")
+    return into / "window", names
+
+
+def _done(w: Path) -> set[tuple[float, int]]:
+    """(δ, seed) of the window's finished runs."""
+    out = set()
+    for r in sorted((w / "runs" / GROUP).iterdir()):
+        assert (r / "metrics.csv").is_file(), r
+        if json.loads((r / "status.json").read_text())["status"] == "done":
+            cfg = json.loads((r / "config.json").read_text())
+            out.add((cfg["delta"], cfg["seed"]))
+    return out
+
+
+def _unpack(archive: Path, runs_dir: Path, **env) -> str:
+    up = subprocess.run(["bash", str(REPO / "device" / "unpack.sh"), str(archive), str(runs_dir)],
+                        env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stdout + up.stderr
+    return up.stdout
+
+
+def _window_id(w: Path) -> str:
+    date = next(line for line in (w / "env.txt").read_text().splitlines() if line.startswith("date: "))[6:]
+    return time.strftime("%Y%m%dT%H%MZ", time.strptime(date, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+@pytest.mark.parametrize("mode", ["plan", "concurrent"])
+def test_window_end_to_end_on_cpu(tmp_path, mode):
+    """The default path (the matrix's plan: fused here), and concurrent processes (the plan when fusion loses).
+    plan: then a second window that finds the first one's runs and plan (unpacked into a known-runs folder): it
+    skips the matrix, reuses the plan, trains the next seeds, and unpacks beside the first without replacing it."""
+    _tiny_tar(tmp_path)
+    env = _env(tmp_path)
+    if mode == "concurrent":
+        env.update(LSNC_WINDOW_MODE="concurrent", LSNC_WINDOW_BUDGET_S="40",
+                   LSNC_WINDOW_MATRIX_ARGS="--warmup 1 --steps 1 --skip lsnc reference fused eval vmap cudagraph compile")
+    proc, wall = _window(env)
+    out = tmp_path / "out"
     assert (out / "speed.md").read_text().startswith("# Speed matrix")
 
-    with tarfile.open(out / "window.tar.gz") as tar:
-        names = tar.getnames()
-        tar.extractall(tmp_path / "x", filter="data")
-    w = tmp_path / "x" / "window"
+    w, names = _extract(out / "window.tar.gz", tmp_path / "x")
     assert not [n for n in names if n.endswith("checkpoint.pt") or n.endswith(".lock")], names
     logs = ("logs/train.log",) if mode == "plan" else ("logs/train-d0-s0.log", "logs/train-d0.05-s0.log")
-    for f in ("env.txt", "summary.txt", "speed/speed.md", "speed/speed.json", "logs/matrix.log", *logs):
+    for f in ("env.txt", "summary.txt", "speed/speed.md", "speed/speed.json", "speed/plan.env", "logs/matrix.log",
+              *logs):
         assert (w / f).is_file(), f
     speed = json.loads((w / "speed" / "speed.json").read_text())
     by_name = {c["name"]: c for c in speed["cells"]}
@@ -69,21 +118,123 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     assert by_name["compile bf16"]["status"] == "skipped"
     if mode == "concurrent":
         assert "mode=concurrent" in (w / "logs" / "window.log").read_text()
-    runs = sorted((w / "runs" / "cifar10-jpeg-full-resnet18-gpu").iterdir())
-    done = {(json.loads((r / "config.json").read_text())["delta"], json.loads((r / "config.json").read_text())["seed"])
-            for r in runs if json.loads((r / "status.json").read_text())["status"] == "done"}
-    assert {(0.0, 0), (0.05, 0)} <= done, [r.name for r in runs]
-    for r in runs:
-        assert (r / "metrics.csv").is_file()
-
-    # device/unpack.sh: finished runs into <runs>/<group>/, the speed table into <runs>/<group>/speed/
-    up = subprocess.run(["bash", str(REPO / "device" / "unpack.sh"), str(out / "window.tar.gz"),
-                         str(tmp_path / "committed")], capture_output=True, text=True, timeout=60)
-    assert up.returncode == 0, up.stderr
-    group = tmp_path / "committed" / "cifar10-jpeg-full-resnet18-gpu"
-    assert (group / "speed" / "speed.md").is_file()
-    assert len([p for p in group.glob("*/config.json")]) >= 2
+    done1 = _done(w)
+    assert {(0.0, 0), (0.05, 0)} <= done1, done1
     print(f"window.sh on the CPU: {wall:.0f} s")
+    if mode == "concurrent":
+        return
+
+    # device/unpack.sh: finished runs into <runs>/<group>/, the speed files into <runs>/<group>/speed/<window-id>/
+    known = tmp_path / "committed"
+    _unpack(out / "window.tar.gz", known, WINDOW_ID="20000101T0000Z")  # an id apart from the second window's
+    group = known / GROUP
+    first = group / "speed" / "20000101T0000Z"
+    assert sorted(p.name for p in first.iterdir()) == ["env.txt", "plan.env", "speed.json", "speed.md", "summary.txt"]
+    assert len(list(group.glob("*/config.json"))) == len(done1)
+
+    # The second window: no matrix (auto), the first one's plan, seeds no run in `known` has.
+    proc, wall2 = _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="30"))
+    w2, names2 = _extract(tmp_path / "out2" / "window.tar.gz", tmp_path / "x2")
+    log2 = (w2 / "logs" / "window.log").read_text()
+    reused = "speed matrix skipped: plan reused from window 20000101T0000Z"
+    assert reused in (tmp_path / "out2" / "speed.md").read_text()
+    assert not (w2 / "logs" / "matrix.log").exists() and "stage matrix" not in log2
+    assert (w2 / "speed" / "plan.env").read_text() == (w / "speed" / "plan.env").read_text()
+    plan_seeds = [x for x in (w / "speed" / "plan.env").read_text().splitlines() if x.startswith("PLAN_SEEDS=")]
+    done2 = _done(w2)
+    seeds1, seeds2 = {s for _, s in done1}, {s for _, s in done2}
+    assert done2 and not seeds1 & seeds2, (done1, done2)
+    if plan_seeds == ['PLAN_SEEDS="0"']:
+        assert done2 == {(0.0, 1), (0.05, 1)} and "seeds: 1 (" in log2, log2
+
+    # Both windows' speed folders side by side; unpacking the first again replaces nothing.
+    id2 = _window_id(w2)
+    _unpack(tmp_path / "out2" / "window.tar.gz", known)
+    assert sorted(p.name for p in (group / "speed").iterdir()) == ["20000101T0000Z", id2]
+    assert (group / "speed" / id2 / "speed.md").read_text().startswith("# Speed matrix skipped")
+    assert len(list(group.glob("*/config.json"))) == len(done1) + len(done2)
+    before = (first / "summary.txt").read_text()
+    again = _unpack(out / "window.tar.gz", known, WINDOW_ID="20000101T0000Z")
+    assert "20000101T0000Z exists, not replaced" in again and (first / "summary.txt").read_text() == before
+    print(f"second window.sh (plan reused): {wall2:.0f} s")
+
+
+def test_window_graphs_fall_back(tmp_path):
+    """LSNC_WINDOW_GRAPHS=1 on the CPU: `lsnc train --cuda-graphs` refuses, and the stage trains again without it
+    (--resume: nothing was written, so the runs start fresh). LSNC_WINDOW_MATRIX=skip with no earlier plan: the
+    default plan, no matrix."""
+    help_text = subprocess.run([sys.executable, "-m", "lsnc", "train", "--help"], capture_output=True, text=True,
+                               cwd=REPO).stdout
+    if "--cuda-graphs" not in help_text:
+        pytest.skip("this lsnc train has no --cuda-graphs yet (window.sh then drops it)")
+    _tiny_tar(tmp_path)
+    proc, wall = _window(_env(tmp_path, LSNC_WINDOW_GRAPHS="1", LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_BUDGET_S="30"))
+    w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
+    log = (w / "logs" / "window.log").read_text()
+    summary = (w / "summary.txt").read_text()
+    assert "stage train with --cuda-graphs failed" in log, log
+    assert "--cuda-graphs" in (w / "logs" / "train.log").read_text()
+    assert "stage_rc.train-nographs: 0" in summary and "--resume --delta 0 0.05 --seed 0" in summary, summary
+    assert "LSNC_WINDOW_MATRIX=skip" in (w / "speed" / "speed.md").read_text()
+    assert not (w / "speed" / "plan.env").exists() and not (w / "logs" / "matrix.log").exists()
+    assert _done(w) == {(0.0, 0), (0.05, 0)}
+    print(f"window.sh with the CUDA-graphs fallback: {wall:.0f} s")
+
+
+def test_window_reuses_newest_valid_plan_and_new_seeds(tmp_path):
+    """No training (a budget too short for it): which earlier plan is reused, and which seeds are chosen."""
+    make_image_tree(tmp_path / "tiny", train=1, test=1)
+    known = tmp_path / "known"
+    speed = known / GROUP / "speed"
+    plans = {"20240101T0000Z": 'PLAN_K="4"\nPLAN_AMP="none"\nPLAN_DELTAS="0 0.05"\nPLAN_SEEDS="0 1"\n',
+             "20250101T0000Z": 'PLAN_K="4"\nPLAN_AMP="none"\nPLAN_SEEDS=0; echo hi\n',   # newer, but not a plan
+             "notawindow": 'PLAN_K="2"\n'}
+    for wid, text in plans.items():
+        (speed / wid).mkdir(parents=True)
+        (speed / wid / "plan.env").write_text(text)
+    for name, delta, seed in (("ce-resnet18-s0", 0.0, 0), ("ls0.05-resnet18-s2", 0.05, 2),
+                              ("ls0.1-resnet18-s1", 0.1, 1)):   # δ = 0.1 is not in the plan: seed 1 stays free
+        (known / GROUP / name).mkdir(parents=True)
+        (known / GROUP / name / "config.json").write_text(json.dumps({"delta": delta, "seed": seed}))
+    env = _env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
+               LSNC_WINDOW_BUDGET_S="1")
+    proc, _ = _window(env, expect_rc=4)
+    assert "plan reused from window 20240101T0000Z" in proc.stdout, proc.stdout
+    assert "invalid plan, ignored" in proc.stdout and "not a window folder, ignored" in proc.stdout
+    assert "seeds=(1 3)" in proc.stdout, proc.stdout
+    proc, _ = _window({**env, "LSNC_WINDOW_SEEDS": "2 7", "LSNC_WINDOW_MATRIX": "full",
+                       "LSNC_WINDOW_MATRIX_ARGS": "--skip lsnc reference fused eval vmap cudagraph compile"},
+                      expect_rc=4)
+    assert "plan reused" not in proc.stdout and "stage matrix" in proc.stdout
+    assert "seeds=(2 7)" in proc.stdout and "warning: seed 2 was trained before" in proc.stdout, proc.stdout
+
+
+def test_next_seeds(tmp_path):
+    """The lowest seeds whose whole δ set is new, over several runs folders; damaged folders block by name."""
+    g = tmp_path / "a" / GROUP
+
+    def run(root, name, cfg=None, raw=None):
+        (root / name).mkdir(parents=True)
+        if cfg is not None or raw is not None:
+            (root / name / "config.json").write_text(raw if raw is not None else json.dumps(cfg))
+
+    run(g, "ce-resnet18-s0", {"delta": 0.0, "seed": 0})
+    run(g, "x-s1", {"delta": 0.05, "seed": 1})                     # any name: config.json decides
+    run(g, "ls0.1-resnet18-s2", {"delta": 0.1, "seed": 2})         # another δ: seed 2 stays free
+    run(g, "ls0.05-bf16-resnet18-s3", raw="{not json")             # damaged: (0.05, 3) from its name
+    run(g, "junk", raw="[]")                                       # neither: ignored
+    run(g / "speed", "20250101T0000Z")                             # the windows' speed folders
+    run(tmp_path / "a" / "other-group", "ce-resnet18-s4", {"delta": 0.0, "seed": 4})
+    run(tmp_path / "b" / GROUP, "ls0.05-resnet18-s5", {"delta": 0.05, "seed": 5})
+    (tmp_path / "b" / GROUP / "ls0.05-resnet18-s5" / "status.json").write_text('{"status": "failed"}')
+    cmd = [sys.executable, str(REPO / "device" / "next_seeds.py"), "--group", GROUP, "--deltas", "0", "0.05",
+           "--count", "3", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "missing")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "4", "6"], proc.stderr
+    assert "seed 3 taken (ls0.05-bf16-resnet18-s3)" in proc.stderr and "config.json unreadable" in proc.stderr
+    proc = subprocess.run(cmd[:-3] + [str(tmp_path / "missing")], capture_output=True, text=True, timeout=30)
+    assert proc.stdout.split() == ["0", "1", "2"]
 
 
 def test_cells_isolated_and_capped():
