@@ -64,6 +64,7 @@ K_KEEP = 0.8        # a larger K is taken while each member gets >= K_KEEP x the
 BF16_FACTOR = 1.3   # bf16 is used for training only when its per-model img/s is >= BF16_FACTOR x tf32's
 GRAPHS_FACTOR = 1.15  # CUDA graphs are used only when they give >= GRAPHS_FACTOR x the eager per-model img/s
 GRAPH_CHECK_RTOL = 1e-2  # ... and the graphed step's losses match the eager step's to this relative difference
+GRAPH_CHECK_UPDATE = 0.1  # ... and its parameters differ from the eager step's by < this fraction of the update
 GRAPH_KS = (1, 2, 4)
 PLAN_SETS = {2: ((0.0, 0.05), (0,)), 4: ((0.0, 0.05), (0, 1)), 8: ((0.0, 0.05, 0.1, 0.2), (0, 1))}
 MIN_SECONDS = {"compile": 15.0}  # a cell of this kind starts only with this much wall time left (others: 1 s)
@@ -198,25 +199,41 @@ def cell_cudagraph(b: Bench, precision: str, k: int) -> dict:
 
 
 def cell_graph_check(b: Bench, precision: str, k: int, steps: int = 8) -> dict:
-    """The graphed step against the eager one: two engines from the same initialisation, the same batches;
-    ``max_rel_diff`` = the largest relative difference of the members' losses over the steps after the capture
-    (cuDNN's autotuned kernels are not bitwise reproducible, so a few 1e-3 is normal; a broken graph is far off)."""
+    """:func:`graph_check` of lsnc's engine for ``k`` fused models at ``precision`` on the bench's data."""
     if b.device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
     set_precision(b.device, precision)
     idx = torch.randint(len(b.y), (steps, k, b.B), generator=torch.Generator().manual_seed(1)).to(b.device)
-    losses = []
+    batches = [[(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)] for i in range(steps)]
+    return graph_check(lambda graphs: _engine(b, precision, k, graphs), batches)
+
+
+def graph_check(make_engine, batches: list) -> dict:
+    """The graphed step against the eager one: ``make_engine(graphs)`` twice from the same initialisation, the
+    same batches (one list of per-member batches a step). ``max_rel_diff``: the largest relative difference of
+    the members' losses over the steps after the capture; ``update_rel_diff``: ||θ_graphed − θ_eager|| /
+    ||θ_eager − θ_0||, the parameters' difference against the size of the eager update itself (a graph that
+    dropped the update or replayed a stale batch is near 1). cuDNN's autotuned kernels are not bitwise
+    reproducible, so small values are normal; beyond GRAPH_CHECK_RTOL / GRAPH_CHECK_UPDATE it raises."""
+    def flat(engine):
+        return torch.cat([p.detach().float().flatten() for p in engine.net.parameters()])
+
+    losses, params = [], []
     for graphs in (False, True):
-        engine = _engine(b, precision, k, graphs)
-        losses.append(torch.stack([engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])[0].clone()
-                                   for i in range(steps)]))
+        engine = make_engine(graphs)
+        start = flat(engine)
+        losses.append(torch.stack([engine.step(step)[0].clone() for step in batches]))
+        params.append(flat(engine))
         del engine
     eager, graphed = losses
-    after = slice(GRAPH_WARMUP, steps)
+    after = slice(GRAPH_WARMUP, len(batches))
     diff = ((graphed[after] - eager[after]).abs() / eager[after].abs().clamp_min(1e-6)).max().item()
-    if not diff <= GRAPH_CHECK_RTOL:
-        raise RuntimeError(f"graphed losses differ from eager ones by {diff:.2e} (> {GRAPH_CHECK_RTOL:g})")
-    return {"max_rel_diff": diff, "check_steps": steps}
+    update = ((params[1] - params[0]).norm() / (params[0] - start).norm().clamp_min(1e-12)).item()
+    if not (diff <= GRAPH_CHECK_RTOL and update <= GRAPH_CHECK_UPDATE):
+        raise RuntimeError(f"graphed step differs from the eager one: losses by {diff:.2e} (limit "
+                           f"{GRAPH_CHECK_RTOL:g}), parameters by {update:.2e} of the update (limit "
+                           f"{GRAPH_CHECK_UPDATE:g})")
+    return {"max_rel_diff": diff, "update_rel_diff": update, "check_steps": len(batches)}
 
 
 def cell_fused(b: Bench, precision: str, k: int) -> dict:
@@ -517,7 +534,8 @@ def render_markdown(result: dict) -> str:
     check = next((c for c in r["cells"] if c["pipeline"] == "check"), None)
     if check and check.get("status") == "ok":
         lines.append(f"CUDA-graph check ({check['precision']}, K={check['k']}, {check['check_steps']} steps): graphed "
-                     f"losses within {check['max_rel_diff']:.1e} (relative) of the eager step's.")
+                     f"losses within {check['max_rel_diff']:.1e} (relative) of the eager step's; parameters "
+                     f"{check['update_rel_diff']:.1e} of the update apart.")
     elif check:
         lines.append(f"CUDA-graph check: {check.get('status')} {check.get('error', '')}")
     plan = r.get("plan")

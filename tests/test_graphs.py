@@ -169,3 +169,38 @@ def test_speed_matrix_engine_cells_build_lsnc_engines_on_the_cpu():
     assert losses.shape == (2,) and torch.isfinite(losses).all() and logits[0].shape == (16, 4)
     with pytest.raises(RuntimeError, match="CUDA"):
         sm.cell_graph_check(bench, "bf16", 2)
+
+
+def test_the_matrix_graph_check_passes_a_correct_graph_and_catches_a_broken_one():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import speed_matrix as sm
+
+    class DropsTheUpdate(StandInGraph):
+        """A broken graph: replays the forward and backward but not the optimizer step."""
+
+        def replay(self):
+            step, self.optimizer.step = self.optimizer.step, lambda: None
+            try:
+                super().replay()
+            finally:
+                self.optimizer.step = step
+
+    def factory(graph_cls):
+        def make(graphs):
+            engine = _engine([(0.0, 0), (0.05, 1)])
+            if graphs:
+                engine.graphed = GraphedStep(engine, graph_factory=lambda: graph_cls(engine.optimizer),
+                                             warmup_context=contextlib.nullcontext)
+            return engine
+        return make
+
+    data = _engine([(0.0, 0)]).data[0]
+    g = torch.Generator().manual_seed(0)
+    batches = [[(data.train.x[i], data.train.y[i]) for i in torch.randint(len(data.train.y), (2, 16), generator=g)]
+               for _ in range(8)]
+    ok = sm.graph_check(factory(StandInGraph), batches)
+    assert ok["max_rel_diff"] == 0 and ok["update_rel_diff"] == 0 and ok["check_steps"] == 8
+    with pytest.raises(RuntimeError, match="of the update"):
+        sm.graph_check(factory(DropsTheUpdate), batches)
