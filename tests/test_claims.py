@@ -346,3 +346,48 @@ def test_styled_table_renders_html_without_index():
     row = {c: "x" for c in claims.DISPLAY_COLUMNS}
     html = claims.styled_table(pd.DataFrame([row])).to_html()
     assert "min-width: 16em" in html and "<th class=\"blank" not in html
+
+
+# ---------------------------------------------------------------------------------------------------------
+# prefixes of one recipe that stopped at different epochs (GPU windows): compared at one epoch they all reached
+# ---------------------------------------------------------------------------------------------------------
+def _stopped(run, epoch):
+    """The run as a prefix that stopped at ``epoch`` (what a shorter window of the same recipe records)."""
+    return claims.UpTo(run, epoch)
+
+
+def test_upto_is_the_run_cut_at_an_epoch():
+    full = fake_run(0.05, 0, 3.0)
+    cut = claims.UpTo(full, 15)
+    assert cut.epochs_reached == 15 and cut.is_prefix and scale.reach(cut).text == "epochs 0–15 of the 40-epoch recipe"
+    assert list(cut.metrics.epoch) == [e for e in EPOCHS if e <= 15] and cut.epochs.epoch.max() == 15
+    assert cut.config is full.config and cut.name == full.name and len(full.metrics) == len(EPOCHS)
+    assert claims.final_value(cut, "train_nc1_within_between") == pytest.approx(
+        float(full.metrics.set_index("epoch").loc[15, "train_nc1_within_between"]))
+
+
+def test_prefixes_of_different_lengths_are_compared_at_the_epoch_that_keeps_most_pairs():
+    runs = []
+    for seed, (ce_stop, ls_stop) in enumerate([(None, None), (20, 20), (20, 15)]):
+        ce, ls = fake_run(0.0, seed, 6.0), fake_run(0.05, seed, 3.0)
+        runs += [_stopped(ce, ce_stop) if ce_stop else ce, _stopped(ls, ls_stop) if ls_stop else ls]
+    runs.append(_stopped(fake_run(0.0, 3, 6.0), 2))  # CE seed 3 stopped at epoch 2 and has no LS partner
+    comp = claims.select_comparison(runs)
+    # epochs reached: 40 (1 pair), 20 (2 pairs), 15 (3 pairs), 2 (3 pairs): 15 keeps the most pairs and is later
+    assert sorted(comp.ce) == [0, 1, 2] and sorted(comp.ls) == [0, 1, 2]
+    assert {scale.reach(r).reached for r in comp.runs} == {15}
+    note = "; ".join(comp.notes)
+    assert "skipped ce-s3 (stopped at epoch 2)" in note and "all compared at epoch 15 of the 40-epoch recipe" in note
+    table = claims.evaluate_claims(runs)
+    c3 = table[(table.claim == "C3") & table.test.str.contains("NC1")].iloc[0]
+    truth = {s: float(r.metrics.set_index("epoch").loc[15, "train_nc1_within_between"])
+             for s, r in enumerate(runs[0:6:2])}
+    assert c3.ce_values == pytest.approx(truth) and c3.n_seeds == 3 and c3.verdict == "supported"
+    assert "all compared at epoch 15" in c3.note
+
+
+def test_runs_that_all_reached_the_same_epoch_are_not_cut():
+    runs = [_stopped(fake_run(d, s, f), 20) for s in range(2) for d, f in ((0.0, 6.0), (0.05, 3.0))]
+    comp = claims.select_comparison(runs)
+    assert all(isinstance(r, claims.UpTo) and r.epochs_reached == 20 for r in comp.runs)
+    assert not any("compared at epoch" in n for n in comp.notes)

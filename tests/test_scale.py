@@ -96,7 +96,8 @@ def test_prefix_from_an_edited_status_json(tmp_path):
 
 
 
-def test_claims_do_not_mix_a_prefix_with_complete_runs():
+def test_claims_compare_a_prefix_with_complete_runs_only_at_a_common_epoch():
+    """A prefix without its CE partner would pull the comparison back to its epoch for no pair: skipped."""
     from lsnc.book import claims
 
     def with_metrics(run, delta, seed):
@@ -107,4 +108,7 @@ def test_claims_do_not_mix_a_prefix_with_complete_runs():
     prefix = with_metrics(hand_run(0.05, 2, reached=40), 0.05, 2)
     comp = claims.select_comparison(complete + [prefix])
     assert sorted(comp.ce) == [0, 1] and sorted(comp.ls) == [0, 1]
-    assert comp.notes == [f"skipped {prefix.name} (another setting)"]
+    epochs = complete[0].config["epochs"]
+    assert comp.notes[0] == f"skipped {prefix.name} (stopped at epoch 40)"
+    assert comp.notes[1].startswith(f"all compared at epoch {epochs} of the {epochs}-epoch recipe")
+    assert all(r.epochs_reached == epochs for r in comp.runs)

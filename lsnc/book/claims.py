@@ -1,8 +1,10 @@
 """The paper's claims C1-C6 as measurable tests on run folders, each with a verdict and the numbers behind it.
 
 Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (``vocab.MAIN_DELTA``) inside
-one dataset group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. One row of
-:func:`claims_table` is one test::
+one dataset group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. Runs that are prefixes of one
+recipe but stopped at different epochs (GPU windows of different lengths) are compared at one epoch they all
+reached, the one that keeps the most seed pairs (:func:`select_comparison`, :class:`UpTo`); the note says which.
+One row of :func:`claims_table` is one test::
 
     dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values
 
@@ -207,18 +209,53 @@ class Comparison:
 
 
 def _setting(run) -> tuple:
-    """What must match for two runs to be compared: model, width, how far in which recipe (a prefix is another
-    setting than the complete run), subset, weight decay."""
+    """What must match for two runs to be compared: model, width, recipe (its epochs, milestones and evaluated
+    epochs), subset, weight decay. How far a run got in the recipe does not: runs that are prefixes of one
+    recipe are compared at an epoch they all reached (:func:`select_comparison`)."""
     c = run.config
-    return (c.get("model"), c.get("width"), reach(run), c.get("train_per_class"), c.get("weight_decay"))
+    return (c.get("model"), c.get("width"), int(c["epochs"]), tuple(c.get("milestones") or ()),
+            tuple(c.get("eval_epochs") or ()), c.get("train_per_class"), c.get("weight_decay"))
+
+
+class UpTo:
+    """A run seen as it was at an earlier evaluated ``epoch`` of its recipe: its tables cut there. A prefix of a
+    recipe *is* the recipe's run up to its last epoch, so this is exactly the state a shorter run of the same
+    recipe, seed and δ records at that epoch. Everything else reads through to the run."""
+
+    def __init__(self, run, epoch: int):
+        self.run, self.epochs_reached = run, int(epoch)
+        self.is_prefix = self.epochs_reached < int(run.config["epochs"])
+        self.metrics = _cut(run.metrics, epoch)
+        self.epochs = _cut(getattr(run, "epochs", None), epoch)
+
+    def __getattr__(self, name):
+        return getattr(self.run, name)
+
+
+def _cut(table: pd.DataFrame | None, epoch: int) -> pd.DataFrame | None:
+    if table is None or table.empty or "epoch" not in table.columns:
+        return table
+    return table[pd.to_numeric(table["epoch"], errors="coerce") <= epoch].reset_index(drop=True)
+
+
+def _horizon(ce: Mapping[int, Any], ls: Mapping[int, Any]) -> int:
+    """The epoch to compare at: of the epochs the runs reached, the one that keeps the most CE-LS seed pairs,
+    then the latest (a run without its pair does not hold the others back)."""
+    reached = {id(r): reach(r).reached for r in [*ce.values(), *ls.values()]}
+
+    def score(h):
+        return sum(1 for s in ce if s in ls and reached[id(ce[s])] >= h and reached[id(ls[s])] >= h), h
+    return max(set(reached.values()), key=score)
 
 
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:
     """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, fp32, with metrics, one per seed.
 
-    When runs of several settings (model, width, epochs reached of which recipe, subset, weight decay) are
-    present, the setting with the most CE + LS runs is used and the others are named in ``notes``. A second run
-    with the same δ and seed is skipped (noted)."""
+    When runs of several settings (model, width, recipe, subset, weight decay) are present, the setting with the
+    most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed is
+    skipped (noted). Runs of the setting that stopped at different epochs of the recipe (prefixes from different
+    GPU windows, say) are compared at one epoch they reached (:func:`_horizon`): each is seen up to that epoch
+    (:class:`UpTo`), runs that stopped earlier are skipped, and ``notes`` says so."""
     # The claims are about the paper's recipe: UFM-style and bf16-autocast runs are compared elsewhere.
     runs = [r for r in runs if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
             and r.metrics is not None and not r.metrics.empty]
@@ -242,6 +279,18 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
             comp.notes.append(f"skipped {r.name} (duplicate of seed {seed})")
             continue
         side[seed] = r
+    reached = sorted({reach(r).reached for r in comp.runs})
+    if len(reached) > 1:
+        h = _horizon(comp.ce, comp.ls)
+        for side in (comp.ce, comp.ls):
+            for seed, r in list(side.items()):
+                if reach(r).reached < h:
+                    comp.notes.append(f"skipped {r.name} (stopped at epoch {reach(r).reached})")
+                    del side[seed]
+                elif reach(r).reached > h:
+                    side[seed] = UpTo(r, h)
+        comp.notes.append(f"all compared at epoch {h} of the {main[2]}-epoch recipe, the last epoch every compared "
+                          f"run reached (the runs reached epochs {reached[0]}-{reached[-1]})")
     return comp
 
 
