@@ -391,3 +391,32 @@ def test_runs_that_all_reached_the_same_epoch_are_not_cut():
     comp = claims.select_comparison(runs)
     assert all(isinstance(r, claims.UpTo) and r.epochs_reached == 20 for r in comp.runs)
     assert not any("compared at epoch" in n for n in comp.notes)
+
+
+def test_bf16_runs_are_compared_with_their_twin_at_the_last_epoch_both_reached(tmp_path):
+    """A GPU window trains the tf32 twin of a bf16 run for less time: compare where the twin stopped."""
+    from lsnc.book.summary import precision_comparison, precision_page_table
+    from lsnc.runs.format import write_rows_csv, write_status
+
+    bf16 = fake_run(0.0, 0, 3.0)
+    bf16.config.update(amp="bf16")
+    twin = fake_run(0.0, 0, 3.0, nc_final=(1.5, 0.3, 0.2))  # a different end point, same trajectory shape
+    twin.config.update(tf32=True)
+    twin.metrics = twin.metrics.assign(test_accuracy=0.8)
+    bf16.metrics = bf16.metrics.assign(test_accuracy=0.9)
+    for name, run, stop in (("ce-bf16-s0", bf16, None), ("ce-s0", twin, 15)):
+        folder = write_run_folder(tmp_path, run).rename(tmp_path / run.dataset / name)
+        if stop is not None:  # the twin: a prefix that stopped at epoch 15 of the 40-epoch recipe
+            cut = claims.UpTo(run, stop).metrics.assign(train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)
+            write_rows_csv(folder / "metrics.csv", cut.to_dict("records"))
+            write_status(folder, "done", stop)
+    table = precision_comparison(tmp_path)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["epoch"] == 15 and row["twin"] == "tf32"
+    at15 = lambda run, col: float(run.metrics.set_index("epoch").loc[15, col])  # noqa: E731
+    assert row["NC1 twin"] == pytest.approx(at15(twin, "train_nc1_within_between"))
+    assert row["NC1 bf16"] == pytest.approx(at15(bf16, "train_nc1_within_between"))
+    assert row["test accuracy rel. diff"] == pytest.approx(0.9 / 0.8 - 1)
+    html = precision_page_table(table).to_html()
+    assert "twin → bf16" in html and "tf32" in html

@@ -48,7 +48,7 @@ import pandas as pd
 
 from ..runs import default_runs_dir
 from ..vocab import MAIN_DELTA, NC_COLUMNS, UFM_DELTAS, loss_label
-from .scale import reach
+from .scale import UpTo, reach
 from .select import finished_runs
 
 CLAIMS: dict[str, str] = {
@@ -215,27 +215,6 @@ def _setting(run) -> tuple:
     c = run.config
     return (c.get("model"), c.get("width"), int(c["epochs"]), tuple(c.get("milestones") or ()),
             tuple(c.get("eval_epochs") or ()), c.get("train_per_class"), c.get("weight_decay"))
-
-
-class UpTo:
-    """A run seen as it was at an earlier evaluated ``epoch`` of its recipe: its tables cut there. A prefix of a
-    recipe *is* the recipe's run up to its last epoch, so this is exactly the state a shorter run of the same
-    recipe, seed and δ records at that epoch. Everything else reads through to the run."""
-
-    def __init__(self, run, epoch: int):
-        self.run, self.epochs_reached = run, int(epoch)
-        self.is_prefix = self.epochs_reached < int(run.config["epochs"])
-        self.metrics = _cut(run.metrics, epoch)
-        self.epochs = _cut(getattr(run, "epochs", None), epoch)
-
-    def __getattr__(self, name):
-        return getattr(self.run, name)
-
-
-def _cut(table: pd.DataFrame | None, epoch: int) -> pd.DataFrame | None:
-    if table is None or table.empty or "epoch" not in table.columns:
-        return table
-    return table[pd.to_numeric(table["epoch"], errors="coerce") <= epoch].reset_index(drop=True)
 
 
 def _horizon(ce: Mapping[int, Any], ls: Mapping[int, Any]) -> int:

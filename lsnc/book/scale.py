@@ -87,6 +87,27 @@ def reach(run) -> Reach:
     return Reach(int(getattr(run, "epochs_reached", epochs)), epochs, bool(getattr(run, "is_prefix", False)))
 
 
+class UpTo:
+    """A run seen as it was at an earlier evaluated ``epoch`` of its recipe: its tables cut there. A prefix of a
+    recipe *is* the recipe's run up to its last epoch, so this is exactly the state a shorter run of the same
+    recipe, seed and δ records at that epoch. Everything else reads through to the run."""
+
+    def __init__(self, run, epoch: int):
+        self.run, self.epochs_reached = run, int(epoch)
+        self.is_prefix = self.epochs_reached < int(run.config["epochs"])
+        self.metrics = _cut(run.metrics, epoch)
+        self.epochs = _cut(getattr(run, "epochs", None), epoch)
+
+    def __getattr__(self, name):
+        return getattr(self.run, name)
+
+
+def _cut(table: pd.DataFrame | None, epoch: int) -> pd.DataFrame | None:
+    if table is None or table.empty or "epoch" not in table.columns:
+        return table
+    return table[pd.to_numeric(table["epoch"], errors="coerce") <= epoch].reset_index(drop=True)
+
+
 def dataset_info(run) -> dict[str, Any]:
     """The dataset description recorded in the run's provenance.json (empty when not recorded)."""
     return (getattr(run, "provenance", None) or {}).get("dataset", {})

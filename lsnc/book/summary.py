@@ -15,7 +15,7 @@ import pandas as pd
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
 from .claims import epochs_to_zero_error
-from .scale import as_runs, reach
+from .scale import UpTo, as_runs, reach
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -172,25 +172,32 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
 # bf16 against fp32
 # ------------------------------------------------------------------------------------------------
 def _twin_key(r: Run) -> tuple:
+    """What a bf16 run and its full-precision twin share: data, δ, seed, model, recipe (not how far each got)."""
     c = r.config
-    return (r.dataset, c["delta"], c["seed"], c["model"], c.get("width"), reach(r), bool(c.get("ufm")))
+    return (r.dataset, c["delta"], c["seed"], c["model"], c.get("width"), int(c["epochs"]), bool(c.get("ufm")))
 
 
 def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """Final metrics of each bf16-autocast run beside its fp32 twin (same dataset, δ, seed, setting), with
-    the relative difference (bf16 − fp32) / |fp32|. Empty when no bf16 run has finished."""
+    """Metrics of each bf16-autocast run beside its full-precision twin (same dataset, δ, seed, model, recipe:
+    fp32, or tf32 where the twin ran with ``--tf32``), at the last epoch both reached (``epoch``; a GPU window
+    trains the twin for less time, and prefixes of one recipe agree up to where the shorter stopped), with the
+    relative difference (bf16 − twin) / |twin|. Empty when no bf16 run has a twin."""
     from .select import finished_runs
     runs = finished_runs(default_runs_dir() if runs_dir is None else runs_dir)
-    fp32 = {_twin_key(r): r for r in runs if r.config.get("amp", "none") == "none"}
+    full = {_twin_key(r): r for r in runs if r.config.get("amp", "none") == "none"}
     rows = []
     for r in runs:
-        twin = fp32.get(_twin_key(r))
+        twin = full.get(_twin_key(r))
         if r.config.get("amp") != "bf16" or twin is None:
             continue
-        a, b = twin.metrics.iloc[-1], r.metrics.iloc[-1]
-        row = {"dataset": r.label, "δ": r.config["delta"], "seed": r.config["seed"]}
+        epoch = min(reach(r).reached, reach(twin).reached)
+        a, b = UpTo(twin, epoch).metrics.iloc[-1], UpTo(r, epoch).metrics.iloc[-1]
+        if int(a["epoch"]) != int(b["epoch"]):  # evaluated on different epochs: no common row
+            continue
+        row = {"dataset": r.label, "δ": r.config["delta"], "seed": r.config["seed"], "epoch": int(a["epoch"]),
+               "twin": "tf32" if twin.config.get("tf32") else "fp32"}
         for col, name in PRECISION_COLUMNS.items():
-            row[f"{name} fp32"], row[f"{name} bf16"] = a[col], b[col]
+            row[f"{name} twin"], row[f"{name} bf16"] = a[col], b[col]
             row[f"{name} rel. diff"] = (b[col] - a[col]) / abs(a[col]) if a[col] else float("nan")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -198,17 +205,18 @@ def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
 
 def precision_page_table(table: pd.DataFrame, digits: int = 4):
     """:func:`precision_comparison` as the runs page shows it, narrow enough for the page: one row per pair,
-    one column per metric, each cell "fp32 → bf16" over the relative difference in percent."""
+    one column per metric, each cell "twin → bf16" over the relative difference in percent (the twin is fp32,
+    or tf32 on a GPU; the ``twin`` column says which, ``epoch`` where they are compared)."""
     if table.empty:
         return page_table(table)
-    out = table[["dataset", "δ", "seed"]].copy()
-    out.columns = ["label", "δ", "seed"]
+    out = table[["dataset", "δ", "seed", "epoch", "twin"]].copy()
+    out.columns = ["label", "δ", "seed", "epoch", "twin"]
     for name in PRECISION_COLUMNS.values():
-        out[f"{name}: fp32 → bf16 (rel. diff.)"] = [
+        out[f"{name}: twin → bf16 (rel. diff.)"] = [
             f"{a:.{digits}g} → {b:.{digits}g}<br>({'n/a' if pd.isna(d) else f'{d:+.2%}'})"
-            for a, b, d in zip(table[f"{name} fp32"], table[f"{name} bf16"], table[f"{name} rel. diff"])]
+            for a, b, d in zip(table[f"{name} twin"], table[f"{name} bf16"], table[f"{name} rel. diff"])]
     return page_table(out).set_properties(**{"text-align": "right", "white-space": "nowrap"},
-                                          subset=list(out.columns[3:]))
+                                          subset=list(out.columns[5:]))
 
 
 # ------------------------------------------------------------------------------------------------
