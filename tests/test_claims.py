@@ -353,12 +353,12 @@ def test_styled_table_renders_html_without_index():
 # ---------------------------------------------------------------------------------------------------------
 def _stopped(run, epoch):
     """The run as a prefix that stopped at ``epoch`` (what a shorter window of the same recipe records)."""
-    return claims.UpTo(run, epoch)
+    return scale.UpTo(run, epoch)
 
 
 def test_upto_is_the_run_cut_at_an_epoch():
     full = fake_run(0.05, 0, 3.0)
-    cut = claims.UpTo(full, 15)
+    cut = scale.UpTo(full, 15)
     assert cut.epochs_reached == 15 and cut.is_prefix and scale.reach(cut).text == "epochs 0–15 of the 40-epoch recipe"
     assert list(cut.metrics.epoch) == [e for e in EPOCHS if e <= 15] and cut.epochs.epoch.max() == 15
     assert cut.config is full.config and cut.name == full.name and len(full.metrics) == len(EPOCHS)
@@ -389,7 +389,7 @@ def test_prefixes_of_different_lengths_are_compared_at_the_epoch_that_keeps_most
 def test_runs_that_all_reached_the_same_epoch_are_not_cut():
     runs = [_stopped(fake_run(d, s, f), 20) for s in range(2) for d, f in ((0.0, 6.0), (0.05, 3.0))]
     comp = claims.select_comparison(runs)
-    assert all(isinstance(r, claims.UpTo) and r.epochs_reached == 20 for r in comp.runs)
+    assert all(isinstance(r, scale.UpTo) and r.epochs_reached == 20 for r in comp.runs)
     assert not any("compared at epoch" in n for n in comp.notes)
 
 
@@ -407,7 +407,7 @@ def test_bf16_runs_are_compared_with_their_twin_at_the_last_epoch_both_reached(t
     for name, run, stop in (("ce-bf16-s0", bf16, None), ("ce-s0", twin, 15)):
         folder = write_run_folder(tmp_path, run).rename(tmp_path / run.dataset / name)
         if stop is not None:  # the twin: a prefix that stopped at epoch 15 of the 40-epoch recipe
-            cut = claims.UpTo(run, stop).metrics.assign(train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)
+            cut = scale.UpTo(run, stop).metrics.assign(train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)
             write_rows_csv(folder / "metrics.csv", cut.to_dict("records"))
             write_status(folder, "done", stop)
     table = precision_comparison(tmp_path)
@@ -420,3 +420,20 @@ def test_bf16_runs_are_compared_with_their_twin_at_the_last_epoch_both_reached(t
     assert row["test accuracy rel. diff"] == pytest.approx(0.9 / 0.8 - 1)
     html = precision_page_table(table).to_html()
     assert "twin → bf16" in html and "tf32" in html
+
+
+def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():
+    from lsnc.book.summary import compare_sentence
+
+    runs = []
+    for seed, stop in ((0, None), (1, 20)):
+        runs += [fake_run(0.0, seed, 6.0), fake_run(0.05, seed, 3.0)]
+        for r in runs[-2:]:
+            r.metrics = r.metrics.assign(test_error=0.2)
+        if stop:
+            runs[-2:] = [scale.UpTo(r, stop) for r in runs[-2:]]
+    text = compare_sentence(runs)
+    assert "all compared at epoch 20 of the 40-epoch recipe" in text and "(2 CE / 2 LS seeds)" in text
+    nc1_at_20 = np.median([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
+                           for r in runs if r.config["delta"] == 0])
+    assert f"NC1 {nc1_at_20:.3g} vs" in text

@@ -3,7 +3,7 @@
 Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (``vocab.MAIN_DELTA``) inside
 one dataset group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. Runs that are prefixes of one
 recipe but stopped at different epochs (GPU windows of different lengths) are compared at one epoch they all
-reached, the one that keeps the most seed pairs (:func:`select_comparison`, :class:`UpTo`); the note says which.
+reached, the one that keeps the most seed pairs (:func:`select_comparison`, :func:`.scale.align_prefixes`); the note says which.
 One row of :func:`claims_table` is one test::
 
     dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values
@@ -48,7 +48,7 @@ import pandas as pd
 
 from ..runs import default_runs_dir
 from ..vocab import MAIN_DELTA, NC_COLUMNS, UFM_DELTAS, loss_label
-from .scale import UpTo, reach
+from .scale import align_prefixes, reach
 from .select import finished_runs
 
 CLAIMS: dict[str, str] = {
@@ -217,24 +217,14 @@ def _setting(run) -> tuple:
             tuple(c.get("eval_epochs") or ()), c.get("train_per_class"), c.get("weight_decay"))
 
 
-def _horizon(ce: Mapping[int, Any], ls: Mapping[int, Any]) -> int:
-    """The epoch to compare at: of the epochs the runs reached, the one that keeps the most CE-LS seed pairs,
-    then the latest (a run without its pair does not hold the others back)."""
-    reached = {id(r): reach(r).reached for r in [*ce.values(), *ls.values()]}
-
-    def score(h):
-        return sum(1 for s in ce if s in ls and reached[id(ce[s])] >= h and reached[id(ls[s])] >= h), h
-    return max(set(reached.values()), key=score)
-
-
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:
     """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, fp32, with metrics, one per seed.
 
     When runs of several settings (model, width, recipe, subset, weight decay) are present, the setting with the
     most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed is
     skipped (noted). Runs of the setting that stopped at different epochs of the recipe (prefixes from different
-    GPU windows, say) are compared at one epoch they reached (:func:`_horizon`): each is seen up to that epoch
-    (:class:`UpTo`), runs that stopped earlier are skipped, and ``notes`` says so."""
+    GPU windows, say) are compared at one epoch they reached (:func:`.scale.align_prefixes`), and ``notes`` says
+    so."""
     # The claims are about the paper's recipe: UFM-style and bf16-autocast runs are compared elsewhere.
     runs = [r for r in runs if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
             and r.metrics is not None and not r.metrics.empty]
@@ -258,18 +248,11 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
             comp.notes.append(f"skipped {r.name} (duplicate of seed {seed})")
             continue
         side[seed] = r
-    reached = sorted({reach(r).reached for r in comp.runs})
-    if len(reached) > 1:
-        h = _horizon(comp.ce, comp.ls)
-        for side in (comp.ce, comp.ls):
-            for seed, r in list(side.items()):
-                if reach(r).reached < h:
-                    comp.notes.append(f"skipped {r.name} (stopped at epoch {reach(r).reached})")
-                    del side[seed]
-                elif reach(r).reached > h:
-                    side[seed] = UpTo(r, h)
-        comp.notes.append(f"all compared at epoch {h} of the {main[2]}-epoch recipe, the last epoch every compared "
-                          f"run reached (the runs reached epochs {reached[0]}-{reached[-1]})")
+    aligned = align_prefixes(comp.runs, per_seed=2)
+    if aligned.epoch is not None:
+        comp.ce = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) == 0}
+        comp.ls = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) != 0}
+        comp.notes.append(aligned.note)
     return comp
 
 

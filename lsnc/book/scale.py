@@ -108,6 +108,47 @@ def _cut(table: pd.DataFrame | None, epoch: int) -> pd.DataFrame | None:
     return table[pd.to_numeric(table["epoch"], errors="coerce") <= epoch].reset_index(drop=True)
 
 
+@dataclass
+class Aligned:
+    """Runs of one recipe cut to one epoch (:func:`align_prefixes`)."""
+
+    runs: list            # the kept runs, each seen up to ``epoch`` (:class:`UpTo` where it went further)
+    skipped: list         # the runs that stopped before ``epoch``
+    epoch: int | None     # None when every run reached the same epoch (nothing was cut)
+    reached: tuple[int, int] = (0, 0)   # the earliest and latest epochs the runs reached
+
+    @property
+    def note(self) -> str:
+        """What was done, for a caption or a claims note ("" when nothing was cut)."""
+        if self.epoch is None:
+            return ""
+        epochs = int(self.runs[0].config["epochs"]) if self.runs else 0
+        skipped = "".join(f"; skipped {r.name} (stopped at epoch {reach(r).reached})" for r in self.skipped)
+        return (f"all compared at epoch {self.epoch} of the {epochs}-epoch recipe, the last epoch every compared "
+                f"run reached (the runs reached epochs {self.reached[0]}-{self.reached[1]}){skipped}")
+
+
+def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
+    """Runs that are prefixes of one recipe and stopped at different epochs (GPU windows of different lengths),
+    made comparable: each is cut at one epoch they reached (a prefix *is* the recipe's run up to its end, so
+    the cut is what a shorter run records there). The epoch is the one that keeps the most complete seeds (a
+    seed is complete with ``per_seed`` runs reaching it, e.g. 2 for a CE-LS pair), then the latest: a run
+    without its partners does not hold the others back. Runs that stopped earlier are skipped."""
+    reached = {id(r): reach(r).reached for r in runs}
+    if len(set(reached.values())) <= 1:
+        return Aligned(list(runs), [], None, (min(reached.values(), default=0), max(reached.values(), default=0)))
+    by_seed: dict[Any, list] = {}
+    for r in runs:
+        by_seed.setdefault(r.config.get("seed"), []).append(r)
+
+    def score(h):
+        return sum(1 for rs in by_seed.values() if sum(reached[id(r)] >= h for r in rs) >= per_seed), h
+    h = max(set(reached.values()), key=score)
+    kept = [UpTo(r, h) if reached[id(r)] > h else r for r in runs if reached[id(r)] >= h]
+    return Aligned(kept, [r for r in runs if reached[id(r)] < h], h,
+                   (min(reached.values()), max(reached.values())))
+
+
 def dataset_info(run) -> dict[str, Any]:
     """The dataset description recorded in the run's provenance.json (empty when not recorded)."""
     return (getattr(run, "provenance", None) or {}).get("dataset", {})

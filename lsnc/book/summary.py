@@ -15,7 +15,7 @@ import pandas as pd
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
 from .claims import epochs_to_zero_error
-from .scale import UpTo, as_runs, reach
+from .scale import UpTo, align_prefixes, as_runs, reach
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -159,11 +159,15 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
     runs = as_runs(runs)
     lines = []
     for ds in dict.fromkeys(r.dataset for r in runs):
-        res = summary_by_loss(runs, ds, deltas)
+        chosen = [r for r in runs if r.dataset == ds and any(np.isclose(r.config["delta"], d) for d in deltas)]
+        # prefixes that stopped at different epochs (GPU windows) are summarised at one epoch they all reached
+        aligned = align_prefixes(chosen, per_seed=len({float(r.config["delta"]) for r in chosen}))
+        res = summary_by_loss(aligned.runs, ds, deltas)
         if len(res) < 2 or 0.0 not in res.index:
             continue
-        label = next(r.label for r in runs if r.dataset == ds)
-        lines += [_compare_bullet(runs, ds, label, delta, res.loc[0.0], ls)
+        label = next(r.label for r in chosen)
+        lines += [_compare_bullet(aligned.runs, ds, label, delta, res.loc[0.0], ls)
+                  + (f" ({aligned.note}.)" if aligned.note else "")
                   for delta, ls in res.drop(index=0.0).iterrows()]
     return "\n".join(lines)
 
