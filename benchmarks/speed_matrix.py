@@ -523,21 +523,15 @@ def render_markdown(result: dict) -> str:
         cols = [f"{c['img_s']:.0f}", f"{c['img_s_per_model']:.0f}", vs, f"{warm:.1f}", mem] if ok else [""] * 5
         lines.append("| " + " | ".join([c["name"], c["precision"], str(c["k"]), *cols, status.replace("|", "/")])
                      + " |")
-    ev = next((c for c in r["cells"] if c["pipeline"] == "evaluation"), None)
     lines.append("")
-    if ev and ev.get("status") == "ok":
-        lines.append(f"Full evaluation ({ev['images']} images, batch {ev['eval_batch_size']}, tf32): lsnc "
-                     f"evaluate_model {ev['evaluate_s']:.2f} s vs bare forward {ev['bare_forward_s']:.2f} s "
-                     f"(evaluation / forward = {ev['eval_over_forward']:.2f}).")
-    elif ev:
-        lines.append(f"Full evaluation: {ev.get('status')} {ev.get('error', '')}")
-    check = next((c for c in r["cells"] if c["pipeline"] == "check"), None)
-    if check and check.get("status") == "ok":
-        lines.append(f"CUDA-graph check ({check['precision']}, K={check['k']}, {check['check_steps']} steps): graphed "
-                     f"losses within {check['max_rel_diff']:.1e} (relative) of the eager step's; parameters "
-                     f"{check['update_rel_diff']:.1e} of the update apart.")
-    elif check:
-        lines.append(f"CUDA-graph check: {check.get('status')} {check.get('error', '')}")
+    lines += _result_line(r["cells"], "evaluation", "Full evaluation", lambda ev: (
+        f"Full evaluation ({ev['images']} images, batch {ev['eval_batch_size']}, tf32): lsnc evaluate_model "
+        f"{ev['evaluate_s']:.2f} s vs bare forward {ev['bare_forward_s']:.2f} s (evaluation / forward = "
+        f"{ev['eval_over_forward']:.2f})."))
+    lines += _result_line(r["cells"], "check", "CUDA-graph check", lambda c: (
+        f"CUDA-graph check ({c['precision']}, K={c['k']}, {c['check_steps']} steps): graphed losses within "
+        f"{c['max_rel_diff']:.1e} (relative) of the eager step's; parameters {c['update_rel_diff']:.1e} of the "
+        "update apart."))
     plan = r.get("plan")
     if plan:
         lines += ["", f"Training plan: K = {plan['k']} fused models, "
@@ -545,6 +539,15 @@ def render_markdown(result: dict) -> str:
                       f"{'CUDA graphs, ' if plan.get('cuda_graphs') else ''}"
                       f"δ {plan['deltas']} x seeds {plan['seeds']}. " + "; ".join(plan["reasons"]) + "."]
     return "\n".join(lines) + "\n"
+
+
+def _result_line(cells: list[dict], pipeline: str, title: str, text) -> list[str]:
+    """The sentence for the one cell of ``pipeline`` that is no training speed: ``text(cell)`` when it ran,
+    else its status; nothing when it is not in the matrix."""
+    cell = next((c for c in cells if c["pipeline"] == pipeline), None)
+    if cell is None:
+        return []
+    return [text(cell) if cell.get("status") == "ok" else f"{title}: {cell.get('status')} {cell.get('error', '')}"]
 
 
 def write_outputs(result: dict, out_dir: Path) -> None:
