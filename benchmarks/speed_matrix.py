@@ -13,7 +13,8 @@ Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the
   reference                      the paper-style pipeline
   fused tf32 K=1,2,4,8, bf16 ... K models as one FusedNet (lsnc.training.fused), one forward/backward a step
   evaluation                     lsnc evaluate_model on all train + test images vs a bare forward pass
-  cudagraph check bf16 K=2       the graphed step's losses against the eager step's, same start and batches
+  cudagraph check bf16/tf32 K=2  the graphed step against the eager one, same start and batches (losses, and
+                                 parameters against the size of the update); graphs are used only where it passed
   cudagraph bf16 / tf32 K=1,2,4  lsnc's --cuda-graphs step (lsnc.training.graphs): forward, backward and fused
                                  SGD of K fused models captured once, replayed
   vmap tf32 K=4                  the other way to fuse: torch.func.functional_call + vmap (bench_fused.py)
@@ -116,7 +117,7 @@ class Bench:
         self.a, self.data, self.device = args, data, device
         self.K = data.num_classes
         self.B = args.batch_size
-        self.n_steps = args.warmup + args.steps
+        self.n_steps = max(args.warmup, GRAPH_WARMUP + 2) + args.steps  # graph cells warm up longer
         self.x = data.train.x.contiguous(memory_format=torch.channels_last) if data.train.x.ndim == 4 \
             else data.train.x
         self.y = data.train.y
@@ -134,14 +135,15 @@ class Bench:
         g = torch.Generator().manual_seed(0)
         return torch.randint(len(self.y), (self.n_steps, *shape), generator=g).to(self.device)
 
-    def timed(self, step) -> dict:
+    def timed(self, step, warmup: int | None = None) -> dict:
         """Run ``step(i)`` for the warm-up then the timed steps; seconds of each phase."""
+        warmup = self.a.warmup if warmup is None else warmup
         t0 = time.perf_counter()
-        for i in range(self.a.warmup):
+        for i in range(warmup):
             step(i)
         sync(self.device)
         t1 = time.perf_counter()
-        for i in range(self.a.warmup, self.n_steps):
+        for i in range(warmup, warmup + self.a.steps):
             step(i)
         sync(self.device)
         t2 = time.perf_counter()
@@ -193,7 +195,8 @@ def cell_cudagraph(b: Bench, precision: str, k: int) -> dict:
     set_precision(b.device, precision)
     engine = _engine(b, precision, k, graphs=True)
     idx = b.indices(k, b.B)
-    out = rates(b.timed(lambda i: engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])), b.B, k)
+    step = lambda i: engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])  # noqa: E731
+    out = rates(b.timed(step, warmup=max(b.a.warmup, GRAPH_WARMUP + 2)), b.B, k)
     out["captures"] = engine.graphed.captures
     return out
 
@@ -342,8 +345,9 @@ def cell_plan(args) -> list[dict]:
     fused("tf32", args.ks)
     fused("bf16", [k for k in args.ks if k > 1])
     add("evaluation", "eval", "evaluation", "tf32", lambda b: cell_eval(b, "tf32"))
-    add("cudagraph check bf16 K=2", "cudagraph", "check", "bf16", lambda b: cell_graph_check(b, "bf16", 2), k=2,
-        graphs=True)
+    for p in ("bf16", "tf32"):
+        add(f"cudagraph check {p} K=2", "graphcheck", "check", p, lambda b, p=p: cell_graph_check(b, p, 2), k=2,
+            graphs=True)
     for p in ("bf16", "tf32"):
         for k in [k for k in GRAPH_KS if k in args.ks]:
             add(f"cudagraph {p} K={k}", "cudagraph", "fused" if k > 1 else "lsnc", p,
@@ -415,8 +419,9 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
 
     Precision: bf16 if its per-model img/s at K = 2 (fused; the eager single-model cells when no fused cell
     ran) is >= BF16_FACTOR x tf32's, else tf32; a bf16 plan adds one tf32 twin (CE, seed 0).
-    CUDA graphs: at a K where the graph check passed and the graphed step gives >= GRAPHS_FACTOR x the eager
-    per-model img/s, the K's rate is the graphed one and the set trains with ``--cuda-graphs``.
+    CUDA graphs: at a K where the graph check at the plan's precision passed and the graphed step gives
+    >= GRAPHS_FACTOR x the eager per-model img/s, the K's rate is the graphed one and the set trains with
+    ``--cuda-graphs``.
     K: a member's wall time per epoch with K fused models is ``train_images / per-model img/s + K x eval_s``
     (the members are evaluated one after another, on every epoch early in training; eval_s from the evaluation
     cell, 0 when it did not run or ``train_images`` is not given). K = the largest of 4, 8 whose epoch time is
@@ -428,9 +433,9 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     eager = [c for c in ok if not c.get("cuda_graphs")]
     fused = {(c["precision"], c["k"]): c["img_s_per_model"] for c in eager if c["pipeline"] == "fused"}
     single = {c["precision"]: c["img_s_per_model"] for c in eager if c["pipeline"] == "lsnc"}
-    checked = any(c["pipeline"] == "check" for c in ok)
+    checked = {c["precision"] for c in ok if c["pipeline"] == "check"}  # precisions whose graph check passed
     graphed = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok
-               if checked and c.get("cuda_graphs") and c["pipeline"] in ("lsnc", "fused")}
+               if c["precision"] in checked and c.get("cuda_graphs") and c["pipeline"] in ("lsnc", "fused")}
     ev = next((c for c in eager if c["pipeline"] == "evaluation"), None)
     why = []
     if ("bf16", 2) in fused and ("tf32", 2) in fused:
@@ -464,7 +469,8 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
             f"K={k} {graphed[(prec, k)] / eager_rate(k):.2f}" for k in KS if (prec, k) in graphed and eager_rate(k))
             + f" (used where >= {GRAPHS_FACTOR})")
     elif any(c.get("cuda_graphs") for c in cells):
-        why.append("CUDA graphs not used: " + ("no graphed cell ran" if checked else "the graph check did not run or did not pass"))
+        why.append("CUDA graphs not used: " + ("no graphed cell ran" if prec in checked
+                                               else f"the {prec} graph check did not run or did not pass"))
     k = 2
     if (prec, 2) in fused:
         for cand in (4, 8):
@@ -478,7 +484,8 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     # Fusion must beat time-slicing: if K = 2 fused models together run slower than one model alone, the set
     # trains as concurrent processes on the GPU instead (one model each).
     mode, graphs = "fused", graphs_pay(k)
-    if (prec, 2) in fused and eager_rate(1) and 2 * rate(2) < rate(1):
+    # (device/window.sh trains a bf16 set fused, with its tf32 twin after it: concurrent processes are tf32 only)
+    if amp == "none" and (prec, 2) in fused and eager_rate(1) and 2 * rate(2) < rate(1):
         mode, k, graphs = "concurrent", 2, graphs_pay(1)
         why.append(f"fused K=2 all models {2 * rate(2):.0f} img/s < one model alone {rate(1):.0f}: "
                    "concurrent processes, K=2")
@@ -576,7 +583,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="reference DataLoader workers")
     p.add_argument("--wall-s", type=float, default=90.0, help="hard cap on the cells' total wall time")
     p.add_argument("--skip", nargs="*", default=[],
-                   help="cell kinds to skip: lsnc reference fused eval vmap cudagraph compile")
+                   help="cell kinds to skip: lsnc reference fused eval graphcheck cudagraph vmap compile")
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", required=True)
     a = p.parse_args(argv)
@@ -594,7 +601,7 @@ def main(argv=None) -> int:
     for c in cells:
         if c["kind"] in a.skip:
             c["skip"] = "skipped by --skip"
-        elif c["kind"] == "cudagraph" and device.type != "cuda":
+        elif c["kind"] in ("cudagraph", "graphcheck") and device.type != "cuda":
             c["skip"] = "CUDA graphs need a CUDA device"
         elif c["kind"] == "reference":
             norm = data.description["normalization"]

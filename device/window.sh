@@ -19,7 +19,8 @@
 #   LSNC_WINDOW_KNOWN_RUNS   runs folder of the earlier windows' runs and plans (default this checkout's runs/)
 #   LSNC_WINDOW_SEEDS        seeds to train, e.g. "3 4" (default: as many as the plan has, the lowest whose whole
 #                            δ set is in neither LSNC_WINDOW_KNOWN_RUNS/<group>/ nor the scratch runs folder)
-#   LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0);
+#   LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0;
+#                            a reused plan's graphs are first checked against the eager step on this machine);
 #                            a stage that fails with it trains again without it (--resume) for its time left
 #   LSNC_WINDOW_WIDTH        ResNet-18 base width (default 64, the paper's)
 #   LSNC_WINDOW_DATA         an image folder (train/<class>/, test/<class>/) or a .tar.gz of one, instead of
@@ -241,6 +242,27 @@ elif [ -f "$STAGE/speed/plan.env" ]; then
 fi
 PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | concurrent (override, e.g. to test both paths)
 GRAPHS=${LSNC_WINDOW_GRAPHS:-$PLAN_GRAPHS}
+# A reused plan's graphs were checked on another machine: check the graphed step against the eager one here (the
+# matrix's graph-check cell alone, a few seconds after the data are decoded) before training with it.
+if [ -n "$REUSE" ] && [ "$GRAPHS" = 1 ] && [ -z "${LSNC_WINDOW_GRAPHS:-}" ]; then
+    CHECK_PREC=tf32
+    [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
+    # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --skip after it wins
+    run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
+        --width "$WIDTH" --wall-s 60 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
+        --skip lsnc reference fused eval cudagraph vmap compile
+    CHECK=$("$PYTHON" -c 'import json, sys
+cells = json.load(open(sys.argv[1]))["cells"]
+print(next((c["status"] for c in cells if c["name"] == sys.argv[2]), "missing"))' \
+        "$STAGE/speed/check/speed.json" "cudagraph check $CHECK_PREC K=2" 2>/dev/null || echo "not run")
+    if [ "$CHECK" = ok ]; then
+        log "graph check $CHECK_PREC K=2 on this machine: ok"
+    else
+        log "graph check $CHECK_PREC K=2 on this machine: $CHECK: training without CUDA graphs"
+        GRAPHS=0
+    fi
+    echo "graph_check: $CHECK" >>"$STAGE/summary.txt"
+fi
 read -r -a DELTAS <<<"$PLAN_DELTAS"
 read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
 
@@ -311,27 +333,48 @@ train_stage() {
     train_for "$name-nographs" "$secs" --resume "$@"
 }
 
-# train_concurrent NAME SECONDS OPTIONS...: one process per (δ, seed) of PAIRS ("δ:seed"), all at once on the one
-# GPU; the pairs whose process failed are left in FAILED.
+# pair_job D S SECONDS GRAPHS (in the background): one (δ, seed) for SECONDS, logged to logs/train-dD-sS.log; with
+# GRAPHS=1 first with --cuda-graphs and, if that fails, again without CUDA graphs for its own time left, with
+# --resume (each pair falls back by itself: the others keep their graphs and their time).
+pair_job() {
+    local d=$1 s=$2 secs=$3 graphs=$4 end=$((SECONDS + $3)) out=$STAGE/logs/train-d$1-s$2.log job=""
+    trap '[ -n "$job" ] && kill -TERM "$job" 2>/dev/null; wait "$job" 2>/dev/null; exit 143' TERM
+    try() {  # try SECONDS OPTIONS...: under a hard timeout, interruptible by the trap above
+        local t=$1
+        shift
+        timeout -k 10 $((t + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$t" --delta "$d" --seed "$s" "$@" \
+            >>"$out" 2>&1 &
+        job=$!
+        wait "$job"
+    }
+    : >"$out"
+    if [ "$graphs" != 1 ]; then try "$secs"; return; fi
+    try "$secs" --cuda-graphs && return 0
+    secs=$((end - SECONDS))
+    echo "window: d$d-s$s with --cuda-graphs failed: again without CUDA graphs (--resume), ${secs}s left" >>"$out"
+    [ "$secs" -ge 10 ] || return 1
+    try "$secs" --resume
+}
+
+# train_concurrent SECONDS: one process per (δ, seed) of PAIRS ("δ:seed"), all at once on the one GPU.
 train_concurrent() {
-    local name=$1 secs=$2 pids=() p d s i rc=0
-    shift 2
-    FAILED=()
+    local secs=$1 pids=() p d s i rc=0 failed=()
     for p in "${PAIRS[@]}"; do
         d=${p%:*} s=${p#*:}
-        echo "$name.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s $*" >>"$STAGE/summary.txt"
-        timeout -k 10 $((secs + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$secs" --delta "$d" --seed "$s" "$@" \
-            >"$STAGE/logs/$name-d$d-s$s.log" 2>&1 &
+        echo "train.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s" \
+            "$([ "$GRAPHS" = 1 ] && echo '--cuda-graphs (if it fails: again without, --resume)')" >>"$STAGE/summary.txt"
+        pair_job "$d" "$s" "$secs" "$GRAPHS" &
         pids+=("$!")
     done
     CHILD="${pids[*]}"
-    log "stage $name (concurrent, ${#pids[@]} processes, budget ${secs}s): $*"
+    log "stage train (concurrent, ${#pids[@]} processes, budget ${secs}s, graphs=$GRAPHS)"
     for i in "${!pids[@]}"; do
-        if ! wait "${pids[$i]}"; then rc=1; FAILED+=("${PAIRS[$i]}"); fi
+        if ! wait "${pids[$i]}"; then rc=1; failed+=("${PAIRS[$i]}"); fi
     done
     CHILD=""
-    RC[$name]=$rc
-    log "stage $name: exit $rc${FAILED[*]:+ (failed: ${FAILED[*]})}"
+    RC[train]=$rc
+    log "stage train: exit $rc${failed[*]:+ (failed: ${failed[*]})}"
+    grep -h "^window: " "$STAGE"/logs/train-d*.log 2>/dev/null | while IFS= read -r line; do log "$line"; done
     return "$rc"
 }
 
@@ -340,20 +383,8 @@ if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4
 if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
     PAIRS=()
     for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
-    END=$((SECONDS + T))
-    if [ "$GRAPHS" = 1 ]; then
-        train_concurrent train "$T" --cuda-graphs
-        TRAIN_RC=$?
-        if [ "$TRAIN_RC" != 0 ]; then
-            PAIRS=("${FAILED[@]}") T=$((END - SECONDS))
-            log "stage train with --cuda-graphs failed for ${PAIRS[*]}: again without CUDA graphs (--resume)," \
-                "${T}s left"
-            if [ "$T" -ge 10 ]; then train_concurrent train-nographs "$T" --resume; TRAIN_RC=$?; fi
-        fi
-    else
-        train_concurrent train "$T"
-        TRAIN_RC=$?
-    fi
+    train_concurrent "$T"
+    TRAIN_RC=$?
 elif [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
     train_stage train "$((T * 3 / 4))" --amp bf16 --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
     TRAIN_RC=$?

@@ -190,6 +190,33 @@ def test_window_graphs_fall_back(tmp_path):
     print(f"window.sh with the CUDA-graphs fallback: {wall:.0f} s")
 
 
+def test_window_concurrent_pairs_fall_back_one_by_one_and_reused_graphs_are_checked_first(tmp_path):
+    """Concurrent processes with LSNC_WINDOW_GRAPHS=1: each (δ, seed) is refused --cuda-graphs on the CPU and
+    trains again without it by itself (--resume). Then a window that reuses a plan with PLAN_GRAPHS=1 runs the
+    graph check on its own machine first; on the CPU the check cannot run, so it trains without CUDA graphs."""
+    _tiny_tar(tmp_path)
+    _window(_env(tmp_path, LSNC_WINDOW_GRAPHS="1", LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_MODE="concurrent"))
+    w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
+    for d in ("0", "0.05"):
+        pair_log = (w / "logs" / f"train-d{d}-s0.log").read_text()
+        assert "--cuda-graphs" in pair_log and "again without CUDA graphs (--resume)" in pair_log, pair_log
+    assert "stage train: exit 0" in (w / "logs" / "window.log").read_text()
+    assert _done(w) == {(0.0, 0), (0.05, 0)}
+
+    known = tmp_path / "known"
+    (known / GROUP / "speed" / "20240101T0000Z").mkdir(parents=True)
+    (known / GROUP / "speed" / "20240101T0000Z" / "plan.env").write_text(
+        'PLAN_K="2"\nPLAN_AMP="none"\nPLAN_DELTAS="0 0.05"\nPLAN_SEEDS="0"\nPLAN_MODE="fused"\nPLAN_GRAPHS="1"\n')
+    _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known)))
+    w2, _ = _extract(tmp_path / "out2" / "window.tar.gz", tmp_path / "x2")
+    log2 = (w2 / "logs" / "window.log").read_text()
+    assert "plan reused from window 20240101T0000Z" in log2
+    assert "graph check tf32 K=2 on this machine: skipped: training without CUDA graphs" in log2, log2
+    summary2 = (w2 / "summary.txt").read_text()
+    assert "graph_check: skipped" in summary2 and "train.train: " in summary2 and "--cuda-graphs" not in summary2
+    assert _done(w2) == {(0.0, 0), (0.05, 0)}
+
+
 def test_window_reuses_newest_valid_plan_and_new_seeds(tmp_path):
     """No training (a budget too short for it): which earlier plan is reused, and which seeds are chosen."""
     make_image_tree(tmp_path / "tiny", train=1, test=1)

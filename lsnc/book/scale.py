@@ -99,6 +99,8 @@ class UpTo:
         self.epochs = _cut(getattr(run, "epochs", None), epoch)
 
     def __getattr__(self, name):
+        if name == "run":  # not set yet (copying, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.run, name)
 
 

@@ -37,9 +37,13 @@ def configure_backends(cfg: TrainConfig, device: torch.device) -> None:
         torch.use_deterministic_algorithms(True, warn_only=False)
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+    else:  # process-wide: an earlier deterministic run in this process must not carry over
+        torch.use_deterministic_algorithms(False)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
     if device.type == "cuda":
+        if device.index is not None:  # streams and graphs act on the current device: make it the run's
+            torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
         torch.backends.cudnn.allow_tf32 = cfg.tf32
 
