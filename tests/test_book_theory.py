@@ -56,3 +56,50 @@ def test_verdict_summary(comparison):
     text = theory.verdict_summary(comparison)
     assert text.count("\n* ") == 3 and "**Verdict" in text
     assert ("numbers support the claim" in text) == comparison.verdict()["supports_claim"]
+
+
+def test_size_table_and_its_lines():
+    small = ufm.UFMProblem(3, 2, 2, 1e-2, 1e-2, 0.0)
+    wide = ufm.UFMProblem(4, 50, 16, 1e-3, 1e-6, 0.0, lambda_b=1e-2)
+    table = theory.size_table([small, wide], [0.0, 0.1, 0.9999])  # 0.9999: s + δ > 1, skipped
+    assert list(table["UFM"].unique()) == ["K=3, n=2, d=2, λ_W=0.01, λ_H=0.01, λ_b=0", theory.problem_label(wide)]
+    assert len(table) == 4 and set(table["δ"]) == {0.0, 0.1}
+    dense = ufm.hessian_spectrum(small.with_delta(0.1))
+    row = table[(table["UFM"] == theory.problem_label(small)) & (table["δ"] == 0.1)].iloc[0]
+    assert row["κ"] == pytest.approx(dense.kappa_restricted, rel=1e-9) and row["parameters"] == small.num_params
+    assert "within class, off E" in table.loc[table["UFM"] == theory.problem_label(wide), "λ_min from"].iloc[0]
+    verdicts = theory.size_verdicts(table)
+    for label, word in verdicts.items():
+        rows = table[table["UFM"] == label]
+        higher = rows.loc[rows["δ"] > 0, "κ"].iloc[0] > rows.loc[rows["δ"] == 0, "κ"].iloc[0]
+        assert word == ("higher" if higher else "lower")
+    line = theory.size_line(table)
+    assert line.startswith("* **At the paper's size**") and line.count(" for LS at K=") == 2
+    details = theory.size_details(table).splitlines()
+    assert len(details) == 2 and all(d.startswith("* **K=") for d in details)
+    assert "is 1e-06 for every δ, so κ follows λ_max" in details[1]  # the wide UFM: λ_min = λ_H for CE and LS
+    assert "for every δ" not in details[0]
+    assert theory.size_description([wide, wide.with_delta(0.1)]).startswith("K = 4 classes, n = 50 samples")
+    with pytest.raises(ValueError, match="δ = 0"):
+        theory.size_verdicts(table[table["δ"] > 0])
+
+
+def test_paper_size_problems_come_from_the_recipe():
+    from lsnc.config import TrainConfig
+    from lsnc.presets import PRESETS
+    wd_problem, ufm_problem = theory.paper_size_problems()
+    assert (wd_problem.num_classes, wd_problem.n_per_class, wd_problem.dim) == theory.CIFAR10_SIZE == (10, 5000, 512)
+    assert wd_problem.lambda_w == wd_problem.lambda_h == wd_problem.lambda_b == PRESETS["paper-cifar10"]["weight_decay"]
+    defaults = TrainConfig.__dataclass_fields__
+    assert (ufm_problem.lambda_w, ufm_problem.lambda_h, ufm_problem.lambda_b) == tuple(
+        defaults[k].default for k in ("lambda_w", "lambda_h", "lambda_b"))
+
+
+def test_verdict_summary_with_sizes(comparison):
+    spectrum = comparison.spectrum
+    table = theory.size_table([ufm.UFMProblem(3, 20, 8, 1e-2, 1e-2, 0.0)], comparison.deltas)
+    text = theory.verdict_summary(comparison, spectrum=spectrum, sizes=table)
+    assert text.count("\n* ") == 4
+    small = theory._kappa_word(spectrum)
+    at_size = set(theory.size_verdicts(table).values())
+    assert (f"is {small} for LS at the paper's size too" in text) == (at_size == {small})

@@ -1,5 +1,6 @@
 """Tests of lsnc.ufm: the closed form against numerics, the Hessian's symmetry, GD bookkeeping."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -163,6 +164,48 @@ def test_symmetry_directions_are_hessian_null_directions(case):
     assert spectrum.num_dropped == spectrum.symmetry_dim
     assert spectrum.restricted_min > 1e-6 * spectrum.restricted_max
     assert spectrum.kappa_restricted == pytest.approx(spectrum.kappa_drop_zero, rel=1e-8)
+
+
+@pytest.mark.parametrize("case", CASES + [(4, 1, 5, 5e-3, 5e-3, 0.1, 0.0), (4, 3, 4, 5e-3, 1e-2, 0.05, 5e-3)])
+def test_block_spectrum_is_the_dense_spectrum(case):
+    # every eigenvalue with its multiplicity, symmetry directions removed, against the autograd Hessian;
+    # CASES cover d = K - 1 (no directions off the ETF span), K = 2, a bias penalty; n = 1 has no within-class block
+    problem = make(case)
+    blocks, dense = ufm.block_spectrum(problem), ufm.hessian_spectrum(problem)
+    assert blocks.num_params == problem.num_params
+    assert blocks.symmetry_dim == ufm.expected_symmetry_dimension(problem) == dense.symmetry_dim
+    assert blocks.symmetry_curvature < 1e-12
+    np.testing.assert_allclose(blocks.eigenvalues(), np.sort(dense.restricted_eigenvalues), rtol=0,
+                               atol=1e-12 * dense.restricted_max)
+    assert blocks.kappa_restricted == pytest.approx(dense.kappa_restricted, rel=1e-9)
+    assert blocks.restricted_min == pytest.approx(dense.restricted_min, rel=1e-9)
+
+
+def test_block_spectrum_sizes_and_the_flat_logit_preserving_directions():
+    # CIFAR-10's size (25.6 million parameters) in well under a second; with lambda_h << lambda_w the smallest
+    # curvature is lambda_h exactly, from features moving off the ETF span, for CE and LS alike
+    for delta in (0.0, 0.1):
+        sp = ufm.block_spectrum(ufm.UFMProblem(10, 5000, 512, 1e-3, 1e-6, delta, lambda_b=1e-2))
+        assert sp.num_params == (10 + 50000) * 512 + 10
+        assert sp.restricted_min == pytest.approx(1e-6, rel=1e-12)
+        assert "within class, off E" in sp.blocks_of(sp.restricted_min)
+        assert sp.blocks_of(sp.restricted_max) == ["class means in E"]
+        with pytest.raises(ValueError, match="use blocks"):
+            sp.eigenvalues()
+    with pytest.raises(ValueError, match="zero"):
+        ufm.block_spectrum(ufm.UFMProblem(4, 3, 4, 5e-2, 5e-2, 0.7))
+    with pytest.raises(ValueError, match=f"K <= {ufm.MAX_BLOCK_CLASSES}"):
+        ufm.block_spectrum(ufm.UFMProblem(ufm.MAX_BLOCK_CLASSES + 1, 1, ufm.MAX_BLOCK_CLASSES, 1e-4, 1e-4, 0.0))
+
+
+def test_block_spectrum_refuses_a_point_that_is_not_a_minimizer(monkeypatch):
+    # a wrong closed form (norms 10 % too large) leaves no exactly flat symmetry directions: refused, not hidden
+    problem = make(CASES[0])
+    good = problem.solution()
+    wrong = dataclasses.replace(good, w_norm=1.1 * good.w_norm, h_norm=1.1 * good.h_norm)
+    monkeypatch.setattr(ufm.UFMProblem, "solution", lambda self: wrong)
+    with pytest.raises(ValueError, match="flat directions"):
+        ufm.block_spectrum(problem)
 
 
 def test_softmax_hessian_spectrum_matches_formula():

@@ -585,7 +585,7 @@ def styled_table(table: pd.DataFrame):
 def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lambda_w: float = 5e-3,
                   lambda_h: float = 5e-3, deltas: Sequence[float] = UFM_DELTAS, seeds: Sequence[int] = (0, 1),
                   lr: float = 5.0, lr_over_max_curvature: float = 0.5, steps: int = 3000,
-                  loose: float = 1e-2, tight: float = 1e-6) -> pd.DataFrame:
+                  loose: float = 1e-2, tight: float = 1e-6, sizes: Sequence[Any] | None = None) -> pd.DataFrame:
     """C6 on one small UFM instance (the defaults are the theory page's; a few seconds on one core).
 
     Rows: (1) closed-form norms ||w_k||, ||h_i|| lower for every LS δ than for CE; (2) condition number of the
@@ -594,7 +594,9 @@ def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lamb
     (4) gradient-descent iterations to the ``tight`` logit distance from the same start and a common step
     ``lr``, per seed; (5) the same with each δ given the step ``lr_over_max_curvature / λ_max(δ)``, where the
     rate is set by the condition number. Rows 4-5 compare CE with the first LS δ > 0 (the main δ);
-    the deterministic rows (1-3) are judged over all δ > 0 and have no seeds."""
+    the deterministic rows (1-3) are judged over all δ > 0 and have no seeds. Then row (2) again for each UFM
+    in ``sizes`` (``ufm.UFMProblem``; default ``lsnc.book.theory.paper_size_problems()``, the paper's CIFAR-10
+    size), exact from the Hessian's blocks."""
     from .. import ufm
 
     deltas = [float(x) for x in deltas]
@@ -611,6 +613,7 @@ def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lamb
             cmp_ = ufm.compare_convergence(problem, [0.0, deltas[1]], list(seeds), lr=step, steps=steps,
                                            loose=loose, tight=tight, lr_rule=rule, record_every=1)
             rows.append(_gd_row(comp, cmp_, what, steps))
+        rows += _size_rows(deltas, sizes)
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df["n_seeds"] = df["n_seeds"].astype("Int64")
     return df
@@ -651,6 +654,28 @@ def _hessian_rows(comp: Comparison, problem, deltas: Sequence[float]) -> list[di
         _deterministic_row(comp, deltas, "condition number of the softmax Hessian diag(p) - pp^T in logit space",
                            spectrum["kappa_softmax"][0], list(spectrum["kappa_softmax"][1:])),
     ]
+
+
+def _size_rows(deltas: Sequence[float], sizes: Sequence[Any] | None) -> list[dict[str, Any]]:
+    """Condition number (a) of larger UFMs (by default the paper's CIFAR-10 size), from ``ufm.block_spectrum``."""
+    from .theory import paper_size_problems, problem_label, size_table
+
+    problems = paper_size_problems() if sizes is None else list(sizes)
+    table = size_table(problems, deltas)
+    rows = []
+    for problem in problems:
+        label = problem_label(problem)
+        sub = table[table["UFM"] == label]
+        if len(sub) != len(deltas):
+            raise ValueError(f"UFM {label}: no nonzero minimizer at some δ in {list(deltas)} (s + δ >= 1)")
+        comp = Comparison(dataset=THEORY_GROUP, label=f"UFM ({label})", ls_delta=deltas[1])
+        rows.append(_deterministic_row(
+            comp, deltas, f"condition number of the full UFM Hessian at the minimizer (symmetry directions removed), "
+            f"UFM of {label} ({int(sub['parameters'].iloc[0]):,} parameters; exact, from the Hessian's blocks)",
+            float(sub["κ"].iloc[0]), [float(v) for v in sub["κ"].iloc[1:]],
+            note=f"smallest curvature CE {_num(sub['λ_min'].iloc[0])} ({sub['λ_min from'].iloc[0]}), LS from "
+                 f"{_num(sub['λ_min'].iloc[1:].min())} to {_num(sub['λ_min'].iloc[1:].max())}"))
+    return rows
 
 
 def _gd_row(comp: Comparison, result, what: str, steps: int) -> dict[str, Any]:

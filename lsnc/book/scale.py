@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..runs import default_runs_dir
 from ..vocab import MAIN_DELTA, loss_label
 
 

@@ -7,10 +7,18 @@ or, for :func:`verdict_summary`, the Markdown verdict on claim C6. The figures a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import pandas as pd
 
 from .. import ufm
+from ..config import TrainConfig
 from ..metrics import PAPER_NAMES, collapse_metrics_from_features
+from ..presets import PRESETS
+
+#: The size of the paper's CIFAR-10 experiment: K classes, n training images per class, d = ResNet-18's features.
+CIFAR10_SIZE = (10, 5000, 512)
 
 
 def closed_form_numbers(problem: ufm.UFMProblem, ls_delta: float) -> dict[str, float]:
@@ -49,6 +57,109 @@ def spectrum_numbers(spectrum: dict) -> dict[str, float]:
         out[f"{key}_min"] = float(spectrum[key][1:].min())
     out["kappa_delta_max"] = float(spectrum["delta"][-1])
     return out
+
+
+def paper_size_problems() -> list[ufm.UFMProblem]:
+    """UFMs the size of the paper's CIFAR-10 experiment (CIFAR10_SIZE), at δ = 0: (1) the paper's weight decay
+    (preset paper-cifar10) as every penalty, the way the network's last layer and features are regularized;
+    (2) the penalties of UFM-style training (``lsnc train --ufm`` defaults: λ_W, λ_H, λ_b)."""
+    wd = PRESETS["paper-cifar10"]["weight_decay"]
+    defaults = TrainConfig.__dataclass_fields__
+    ufm_penalties = (defaults["lambda_w"].default, defaults["lambda_h"].default, defaults["lambda_b"].default)
+    return [ufm.UFMProblem(*CIFAR10_SIZE, wd, wd, 0.0, lambda_b=wd),
+            ufm.UFMProblem(*CIFAR10_SIZE, ufm_penalties[0], ufm_penalties[1], 0.0, lambda_b=ufm_penalties[2])]
+
+
+def problem_label(problem: ufm.UFMProblem) -> str:
+    """"K=10, n=5000, d=512, λ_W=λ_H=λ_b=0.0005" (equal penalties written once)."""
+    lam = (problem.lambda_w, problem.lambda_h, problem.lambda_b)
+    size = f"K={problem.num_classes}, n={problem.n_per_class}, d={problem.dim}"
+    if lam[0] == lam[1] == lam[2]:
+        return f"{size}, λ_W=λ_H=λ_b={lam[0]:g}"
+    return f"{size}, λ_W={lam[0]:g}, λ_H={lam[1]:g}, λ_b={lam[2]:g}"
+
+
+def size_table(problems: Sequence[ufm.UFMProblem], deltas: Sequence[float]) -> pd.DataFrame:
+    """Candidate (a), the full Hessian with the symmetry directions removed, at every size in ``problems`` and
+    every δ (exact, from ``ufm.block_spectrum``): one row per (UFM, δ) with κ, λ_min and λ_max and the block of
+    directions each comes from (``ufm.BLOCKS``). δ where the minimizer is zero (s + δ >= 1) are skipped."""
+    rows = []
+    for problem in problems:
+        for delta in deltas:
+            prob = problem.with_delta(float(delta))
+            if not prob.solution().exists:
+                continue
+            sp = ufm.block_spectrum(prob)
+            rows.append({"UFM": problem_label(problem), "parameters": sp.num_params, "δ": float(delta),
+                         "κ": sp.kappa_restricted, "λ_min": sp.restricted_min,
+                         "λ_min from": " + ".join(sp.blocks_of(sp.restricted_min)), "λ_max": sp.restricted_max,
+                         "λ_max from": " + ".join(sp.blocks_of(sp.restricted_max))})
+    return pd.DataFrame(rows)
+
+
+def size_verdicts(table: pd.DataFrame) -> dict[str, str]:
+    """Per UFM of ``size_table``: "higher" / "lower" / "not uniformly lower" (κ of every LS δ against CE)."""
+    out = {}
+    for label, rows in table.groupby("UFM", sort=False):
+        ce = rows.loc[rows["δ"] == 0, "κ"]
+        ls = rows.loc[rows["δ"] > 0, "κ"]
+        if ce.empty or ls.empty:
+            raise ValueError(f"{label}: size_table needs δ = 0 and at least one δ > 0 with a nonzero minimizer")
+        word = "lower" if (ls < ce.iloc[0]).all() else "higher" if (ls > ce.iloc[0]).all() else "not uniformly lower"
+        out[label] = word
+    return out
+
+
+def size_description(problems: Sequence[ufm.UFMProblem]) -> str:
+    """"K = 10 classes, n = 5000 samples per class, d = 512 (25,605,130 parameters)" when the UFMs share a size."""
+    sizes = {(p.num_classes, p.n_per_class, p.dim, p.num_params) for p in problems}
+    if len(sizes) == 1:
+        K, n, d, params = sizes.pop()
+        return f"K = {K} classes, n = {n} samples per class, d = {d} ({params:,} parameters)"
+    return "; ".join(f"{problem_label(p)} ({p.num_params:,} parameters)" for p in problems)
+
+
+def size_styled(table: pd.DataFrame):
+    """``size_table`` for a page: no index, numbers to 3-4 significant digits."""
+    return (table.style.hide(axis="index")
+            .format({"κ": "{:.4g}", "λ_min": "{:.3g}", "λ_max": "{:.3g}", "δ": "{:g}", "parameters": "{:,}"})
+            .set_properties(**{"text-align": "left", "font-size": "0.85em"}))
+
+
+def _curvature_words(problem_rows: pd.DataFrame, which: str) -> str:
+    """Where λ_min / λ_max comes from, for CE and LS together when it is the same block."""
+    ce = problem_rows.loc[problem_rows["δ"] == 0, f"{which} from"].iloc[0]
+    ls = set(problem_rows.loc[problem_rows["δ"] > 0, f"{which} from"])
+    return f"{ce} for CE and LS" if ls == {ce} else f"{ce} for CE, {' / '.join(sorted(ls))} for LS"
+
+
+def size_details(table: pd.DataFrame) -> str:
+    """One Markdown bullet per UFM of ``size_table``: κ of (a) for CE and LS, where the extreme curvatures come
+    from, and whether the smallest one is the same for every δ (then κ follows the largest)."""
+    lines = []
+    for label, word in size_verdicts(table).items():
+        rows = table[table["UFM"] == label]
+        ce, ls = rows[rows["δ"] == 0].iloc[0], rows[rows["δ"] > 0]
+        same_min = bool(np.allclose(rows["λ_min"], ce["λ_min"], rtol=1e-9, atol=0))
+        min_text = (f"{ce['λ_min']:.3g} for every δ, so κ follows λ_max" if same_min else
+                    f"{ce['λ_min']:.3g} for CE, {ls['λ_min'].min():.3g} to {ls['λ_min'].max():.3g} for LS")
+        max_text = (f"grows from {ce['λ_max']:.3g} to {ls['λ_max'].max():.3g}" if (ls["λ_max"] > ce["λ_max"]).all()
+                    else f"is {ce['λ_max']:.3g} for CE, {ls['λ_max'].min():.3g} to {ls['λ_max'].max():.3g} for LS")
+        lines.append(f"* **{label}**: κ is {word} for LS (CE {ce['κ']:.3g}; LS {ls['κ'].min():.3g} to "
+                     f"{ls['κ'].max():.3g}). λ_min ({_curvature_words(rows, 'λ_min')}) is {min_text}; "
+                     f"λ_max ({_curvature_words(rows, 'λ_max')}) {max_text}.")
+    return "\n".join(lines)
+
+
+def size_line(table: pd.DataFrame) -> str:
+    """The verdict's line on the larger UFMs of ``size_table``: κ of (a), CE against the LS range, per UFM."""
+    parts = []
+    for label, word in size_verdicts(table).items():
+        rows = table[table["UFM"] == label]
+        ce, ls = rows.loc[rows["δ"] == 0, "κ"].iloc[0], rows.loc[rows["δ"] > 0, "κ"]
+        parts.append(f"{word} for LS at {label} (CE {ce:.3g}; LS {ls.min():.3g} to {ls.max():.3g})")
+    return ("* **At the paper's size** (exact, from the Hessian's blocks): the full-Hessian condition number is "
+            + "; ".join(parts) + ".")
 
 
 def endpoint_numbers(problem: ufm.UFMProblem, comparison: ufm.ConvergenceComparison) -> dict[str, float]:
@@ -137,13 +248,15 @@ def _higher_min(sp: dict) -> bool:
 
 
 def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.ConvergenceComparison | None = None,
-                    spectrum: dict | None = None) -> str:
+                    spectrum: dict | None = None, sizes: pd.DataFrame | None = None) -> str:
     """A plain-language (Markdown) verdict on the claim "LS has a lower condition number and therefore
     converges faster", written from the numbers of the comparisons (deltas[0] is the CE baseline). The
     Hessian's numbers come from ``spectrum`` (``ufm.condition_numbers_vs_delta``, the one the page plots and
-    quotes) when given, so the page states one κ range; else from the comparison's own δ grid."""
+    quotes) when given, so the page states one κ range; else from the comparison's own δ grid. ``sizes``
+    (``size_table``) adds the line on the UFMs of the paper's size."""
     sp = spectrum if spectrum is not None else same_step.spectrum
     lines = _same_step_lines(same_step, sp) + ([_tuned_line(tuned_step)] if tuned_step is not None else [])
+    lines += [size_line(sizes)] if sizes is not None and len(sizes) else []
     v = same_step.verdict()
     if v["supports_claim"]:
         verdict = ("**Verdict: the numbers support the claim**: LS converges faster and its full-Hessian "
@@ -156,4 +269,12 @@ def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.Conver
     else:
         verdict = ("**Verdict: the numbers do not support the claim**: LS is not faster than CE on every run "
                    "at a common step size.")
+    if sizes is not None and len(sizes):
+        words, small = set(size_verdicts(sizes).values()), _kappa_word(sp)
+        if words == {small}:
+            verdict += (f" The full-Hessian condition number is {small} for LS at the paper's size too, so this is "
+                        "not an effect of the small UFM.")
+        else:
+            verdict += (" At the paper's size the full-Hessian condition number is "
+                        + " / ".join(sorted(words)) + f" for LS, unlike the small UFM ({small}).")
     return "\n".join(lines) + "\n\n" + verdict

@@ -133,6 +133,24 @@ def plot_condition_numbers(spectrum: dict):
     return fig
 
 
+def plot_kappa_by_size(table):
+    """``table`` from ``lsnc.book.theory.size_table``: condition number (a) and its extreme curvatures against δ,
+    one colour per UFM size."""
+    fig, (ax_k, ax_e) = plt.subplots(1, 2, figsize=(9, 3.4), constrained_layout=True)
+    for colour, (label, rows) in zip(plt.cm.tab10.colors, table.groupby("UFM", sort=False)):
+        ax_k.plot(rows["δ"], rows["κ"], "o-", color=colour, label=label)
+        ax_e.plot(rows["δ"], rows["λ_max"], "o-", color=colour)
+        ax_e.plot(rows["δ"], rows["λ_min"], "s--", color=colour)
+    for ax, ylabel, title in ((ax_k, "condition number (a)", "full UFM Hessian, symmetry removed"),
+                              (ax_e, "eigenvalue", r"$\lambda_{\max}$ (o, solid), $\lambda_{\min}$ (s, dashed)")):
+        ax.set_yscale("log")
+        ax.set_xlabel(DELTA_AXIS)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+    fig.legend(loc="outside lower center", frameon=False, fontsize=8, ncol=1)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------
 # gradient descent
 # ------------------------------------------------------------------------------------------------
