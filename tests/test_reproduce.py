@@ -14,8 +14,14 @@ def test_smoke_reproduction_trains_then_skips_everything(tmp_path):
 
 
 def test_cpu_reproduction_matrix():
-    names = [s.config().name for s in reproduction_runs("cpu")]
-    assert len(names) == len(set(names))  # no two runs share a folder
-    assert sum(n.startswith("ce-resnet18w16") for n in names) == 4  # CE seeds 0-3 on CIFAR
-    assert sum("-ufm-" in n for n in names) == 6
-    assert sum("bf16" in n for n in names) == 6
+    keys = [(c.group or c.dataset, c.name) for c in (s.config() for s in reproduction_runs("cpu"))]
+    assert len(keys) == len(set(keys))  # no two runs share a folder
+    groups = {g: [n for gg, n in keys if gg == g] for g, _ in keys}
+    assert set(groups) == {"mnist1d", "cifar10-jpeg", "mnist1d-800ep", "cifar10-jpeg-150ep"}
+    assert sum(n.startswith("ce-resnet18w16") for n in groups["cifar10-jpeg"]) == 4  # CE seeds 0-3 on CIFAR
+    assert sorted(groups["cifar10-jpeg-150ep"]) == ["ce-resnet18w16-s0", "ce-resnet18w16-s1",
+                                                    "ls0.05-resnet18w16-s0", "ls0.05-resnet18w16-s1"]
+    # the 800-epoch MNIST-1D group repeats the 150-epoch one's runs, bf16 twins aside
+    assert sorted(groups["mnist1d-800ep"]) == sorted(n for n in groups["mnist1d"] if "bf16" not in n)
+    assert sum("-ufm-" in n for _, n in keys) == 9
+    assert sum("bf16" in n for _, n in keys) == 6
