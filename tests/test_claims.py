@@ -441,3 +441,33 @@ def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():
     nc1_at_20 = np.median([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
                            for r in runs if r.config["delta"] == 0])
     assert f"NC1 {nc1_at_20:.3g} vs" in text
+
+
+def test_length_table_compares_one_setting_trained_for_two_lengths():
+    from lsnc.book import summary
+
+    def group(name, epochs, nc3_ce, nc3_ls):
+        runs = [fake_run(0.0, s, fast=4.0, nc_final=(4.0, 0.6, nc3_ce), epochs=epochs) for s in (0, 1)]
+        runs += [fake_run(0.05, s, fast=2.0, nc_final=(2.0, 0.15, nc3_ls), epochs=epochs) for s in (0, 1)]
+        for r in runs:
+            r.dataset = name
+            r.config["milestones"] = [epochs[-1] // 2]
+            r.metrics["test_error"] = 0.3
+        return runs
+
+    short, long = group("fake-short", EPOCHS, 0.3, 0.6), group("fake-long", EPOCHS + [60, 80], 0.2, 0.1)
+    other = group("other-model", EPOCHS + [60], 0.2, 0.1)
+    for r in other:
+        r.config["width"] = 16  # another setting: not compared with the two above
+    table = summary.length_table(short + long + other)
+    assert list(table["group"]) == ["fake-short", "fake-short", "fake-long", "fake-long"]
+    assert list(table["epochs"]) == ["40 epochs", "40 epochs", "80 epochs", "80 epochs"]
+    assert list(table["loss"]) == ["CE", "LS δ=0.05", "CE", "LS δ=0.05"]
+    # the final values, averaged over the two seeds (the trajectories have decayed to nc_final by then)
+    np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.1], atol=1e-3)
+    assert set(table["seeds"]) == {"0, 1"} and set(table["lr decays at"]) == {"20", "40"}
+    lines = summary.length_lines(table)
+    assert lines.count("\n") == 0 and "mlp (width 8)" in lines
+    assert "NC3: the order changes with length (LS / CE 2 at 40 epochs, 0.5 at 80 epochs)" in lines
+    assert "NC1: LS lower at every length" in lines and "ECE20: LS higher at every length" not in lines
+    assert summary.length_table(short + other).empty  # no setting trained for two lengths

@@ -15,7 +15,7 @@ import pandas as pd
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
 from .claims import epochs_to_zero_error
-from .scale import UpTo, align_prefixes, as_runs, reach
+from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, reach, seeds_text
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -24,6 +24,9 @@ SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
 #: precision_comparison: metric column -> its name in the table
 PRECISION_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_accuracy": "test accuracy",
                      "test_ece20": "ECE20"}
+#: length_table: metric column -> its name in the table
+LENGTH_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_error": "test error",
+                  "test_ece20": "ECE20"}
 #: the end-of-training collapse table (fig6)
 FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), "train_mean_class_mean_norm", "train_mean_classifier_norm",
                           "test_error")
@@ -253,8 +256,9 @@ def page_table(table: pd.DataFrame, digits: int = 3):
     in the paper's names (NC1, NC2, NC3) and words, numbers to ``digits`` significant digits, no index column,
     small type and wrapped headers so it fits the page width."""
     df = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table.copy()
-    if "label" in df.columns:  # the dataset once per block of rows
-        df["label"] = df["label"].where(df["label"].ne(df["label"].shift()), "")
+    for col in ("label", "setting"):  # the dataset / setting once per block of rows
+        if col in df.columns:
+            df[col] = df[col].where(df[col].ne(df[col].shift()), "")
     df = df.rename(columns=_page_header)
     numeric = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
     fmt = {c: (lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}g}") for c in numeric}
@@ -264,3 +268,64 @@ def page_table(table: pd.DataFrame, digits: int = 3):
             .set_table_styles([{"selector": "th", "props": "white-space: normal; font-size: 0.85em;"},
                                {"selector": "td", "props": "font-size: 0.85em; padding: 0.2em 0.5em;"}])
             .set_properties(**{"text-align": "right"}, subset=numeric))
+
+
+# ------------------------------------------------------------------------------------------------
+# one setting, trained for different lengths
+# ------------------------------------------------------------------------------------------------
+def _setting_key(run) -> tuple:
+    """What must be equal for two groups to differ only in training length: data (copy and subset), model,
+    optimizer and penalties, batch."""
+    c = run.config
+    return (data_text(run), model_text(c), c.get("lr"), c.get("momentum"), c.get("weight_decay"), c.get("batch_size"))
+
+
+def length_table(runs, deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
+    """Settings trained for different lengths (groups that share data, model, optimizer and batch but not the
+    epochs): per group and loss, the epochs and lr decays, the seeds, and the mean over seeds of the final NC1,
+    NC2, NC3, test error and ECE (20 bins). Standard fp32/tf32 runs of ``deltas`` only (no UFM-style or bf16
+    runs). Empty when no setting was trained for two lengths."""
+    runs = [r for r in as_runs(runs) if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
+            and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
+    settings: dict[tuple, dict[str, list]] = {}
+    for r in runs:
+        settings.setdefault(_setting_key(r), {}).setdefault(r.dataset, []).append(r)
+    rows = []
+    for key, groups in settings.items():
+        lengths = {reach(r).reached for rs in groups.values() for r in rs}
+        if len(lengths) < 2:
+            continue
+        for group, rs in sorted(groups.items(), key=lambda kv: max(reach(r).reached for r in kv[1])):
+            final = final_rows(rs)
+            for delta in deltas:
+                mine = final[np.isclose(final["delta"], delta)]
+                if mine.empty:
+                    continue
+                first = next(r for r in rs if np.isclose(float(r.config["delta"]), delta))
+                row = {"setting": f"{key[0]}, {key[1]}", "group": group,
+                       "epochs": fmt_list(sorted({reach(r).text for r in rs})),
+                       "lr decays at": fmt_list(first.config.get("milestones") or []), "loss": loss_label(delta),
+                       "seeds": seeds_text(sorted(int(s) for s in mine["seed"]))}
+                row.update({name: pd.to_numeric(mine[col], errors="coerce").mean()
+                            for col, name in LENGTH_COLUMNS.items()})
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def length_lines(table: pd.DataFrame) -> str:
+    """Markdown bullets from :func:`length_table`: per setting and metric, whether LS is below or above CE at
+    every length (or the order changes), with the LS / CE ratio at each length."""
+    lines = []
+    for setting, rows in table.groupby("setting", sort=False):
+        ce, ls = rows[rows["loss"] == "CE"].set_index("epochs"), rows[rows["loss"] != "CE"].set_index("epochs")
+        common = [e for e in ce.index if e in ls.index]
+        if len(common) < 2:
+            continue
+        parts = []
+        for name in LENGTH_COLUMNS.values():
+            ratio = ls.loc[common, name] / ce.loc[common, name]
+            order = ("LS lower at every length" if (ratio < 1).all() else
+                     "LS higher at every length" if (ratio > 1).all() else "the order changes with length")
+            parts.append(f"{name}: {order} (LS / CE " + ", ".join(f"{v:.3g} at {e}" for e, v in ratio.items()) + ")")
+        lines.append(f"* **{setting}**, {ls['loss'].iloc[0]} against CE. " + "; ".join(parts) + ".")
+    return "\n".join(lines)
