@@ -74,11 +74,15 @@ def test_size_table_and_its_lines():
         higher = rows.loc[rows["δ"] > 0, "κ"].iloc[0] > rows.loc[rows["δ"] == 0, "κ"].iloc[0]
         assert word == ("higher" if higher else "lower")
     line = theory.size_line(table)
-    assert line.startswith("* **At the paper's size**") and line.count(" for LS at K=") == 2
+    assert line.startswith("* **Larger UFMs**") and line.count(" for LS at K=") == 2
+    assert line.count("LS δ = 0.1 (") == 2  # the δ each UFM has: 0.9999 was skipped
     details = theory.size_details(table).splitlines()
     assert len(details) == 2 and all(d.startswith("* **K=") for d in details)
     assert "is 1e-06 for every δ, so κ follows λ_max" in details[1]  # the wide UFM: λ_min = λ_H for CE and LS
     assert "for every δ" not in details[0]
+    assert theory.same_smallest_curvature(table) == [theory.problem_label(wide)]
+    with pytest.raises(ValueError, match="same size"):
+        theory.size_table([wide, wide], [0.0])
     assert theory.size_description([wide, wide.with_delta(0.1)]).startswith("K = 4 classes, n = 50 samples")
     with pytest.raises(ValueError, match="δ = 0"):
         theory.size_verdicts(table[table["δ"] > 0])
@@ -97,9 +101,23 @@ def test_paper_size_problems_come_from_the_recipe():
 
 def test_verdict_summary_with_sizes(comparison):
     spectrum = comparison.spectrum
-    table = theory.size_table([ufm.UFMProblem(3, 20, 8, 1e-2, 1e-2, 0.0)], comparison.deltas)
-    text = theory.verdict_summary(comparison, spectrum=spectrum, sizes=table)
-    assert text.count("\n* ") == 4
     small = theory._kappa_word(spectrum)
-    at_size = set(theory.size_verdicts(table).values())
-    assert (f"is {small} for LS at the paper's size too" in text) == (at_size == {small})
+    # a UFM dominated by lambda_h: its smallest curvature is lambda_h for CE and every LS δ
+    wide = ufm.UFMProblem(3, 50, 8, 1e-3, 1e-6, 0.0, lambda_b=1e-2)
+    table = theory.size_table([ufm.UFMProblem(3, 20, 8, 1e-2, 1e-2, 0.0), wide], comparison.deltas)
+    assert theory.same_smallest_curvature(table) == [theory.problem_label(wide)]
+    text = theory.verdict_summary(comparison, spectrum=spectrum, sizes=table)
+    assert text.count("\n* ") == 4 and "* **Larger UFMs**" in text
+    same = set(theory.size_verdicts(table).values()) == {small}
+    assert (f"is also {small} for LS, so this is not an effect" in text) == same
+    assert ("unlike the small UFM" in text) == (not same)
+    relies = "larger smallest curvature" in text.split("**Verdict")[1]
+    assert ("cannot explain a faster descent" in text) == relies
+    # the other branch: κ made lower for LS on the larger UFMs
+    flipped = table.copy()
+    flipped.loc[flipped["δ"] > 0, "κ"] = flipped["κ"].min() / 2
+    other = "lower" if small != "lower" else "higher"
+    if other == "higher":
+        flipped.loc[flipped["δ"] > 0, "κ"] = flipped["κ"].max() * 2
+    text = theory.verdict_summary(comparison, spectrum=spectrum, sizes=flipped)
+    assert f"condition number is {other} for LS, unlike the small UFM ({small})" in text

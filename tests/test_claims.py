@@ -443,31 +443,50 @@ def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():
     assert f"NC1 {nc1_at_20:.3g} vs" in text
 
 
+def _length_group(name, epochs, nc3_ce, nc3_ls, seeds=(0, 1)):
+    runs = [fake_run(0.0, s, fast=4.0, nc_final=(4.0, 0.6, nc3_ce), epochs=epochs) for s in seeds]
+    runs += [fake_run(0.05, s, fast=2.0, nc_final=(2.0, 0.15, nc3_ls), epochs=epochs) for s in seeds]
+    for r in runs:
+        r.dataset = name
+        r.config.update(milestones=[epochs[-1] // 2], lr=0.05, batch_size=128)
+        r.metrics["test_error"] = 0.3
+    return runs
+
+
 def test_length_table_compares_one_setting_trained_for_two_lengths():
     from lsnc.book import summary
 
-    def group(name, epochs, nc3_ce, nc3_ls):
-        runs = [fake_run(0.0, s, fast=4.0, nc_final=(4.0, 0.6, nc3_ce), epochs=epochs) for s in (0, 1)]
-        runs += [fake_run(0.05, s, fast=2.0, nc_final=(2.0, 0.15, nc3_ls), epochs=epochs) for s in (0, 1)]
-        for r in runs:
-            r.dataset = name
-            r.config["milestones"] = [epochs[-1] // 2]
-            r.metrics["test_error"] = 0.3
-        return runs
-
-    short, long = group("fake-short", EPOCHS, 0.3, 0.6), group("fake-long", EPOCHS + [60, 80], 0.2, 0.1)
-    other = group("other-model", EPOCHS + [60], 0.2, 0.1)
+    short = _length_group("fake-short", EPOCHS, 0.3, 0.6, seeds=(0, 1, 2))
+    long = _length_group("fake-long", EPOCHS + [60, 80], 0.2, 0.1)
+    other = _length_group("other-lr", EPOCHS + [60], 0.2, 0.1)
     for r in other:
-        r.config["width"] = 16  # another setting: not compared with the two above
+        r.config["lr"] = 0.1  # another setting: not compared with the two above
     table = summary.length_table(short + long + other)
     assert list(table["group"]) == ["fake-short", "fake-short", "fake-long", "fake-long"]
     assert list(table["epochs"]) == ["40 epochs", "40 epochs", "80 epochs", "80 epochs"]
     assert list(table["loss"]) == ["CE", "LS δ=0.05", "CE", "LS δ=0.05"]
-    # the final values, averaged over the two seeds (the trajectories have decayed to nc_final by then)
-    np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.1], atol=1e-3)
+    # only the seeds both lengths have (seed 2 of the short group is left out); the final values averaged over them
     assert set(table["seeds"]) == {"0, 1"} and set(table["lr decays at"]) == {"20", "40"}
+    np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.1], atol=1e-3)
+    assert table["ECE20"].notna().all() and (table["setting"].str.contains("SGD lr 0.05")).all()
     lines = summary.length_lines(table)
-    assert lines.count("\n") == 0 and "mlp (width 8)" in lines
+    assert lines.count("\n") == 0 and "mlp (width 8)" in lines and "(seeds 0, 1)" in lines
     assert "NC3: the order changes with length (LS / CE 2 at 40 epochs, 0.5 at 80 epochs)" in lines
-    assert "NC1: LS lower at every length" in lines and "ECE20: LS higher at every length" not in lines
+    assert "NC1: LS lower at every length" in lines
+    assert "test error: LS equal to CE at every length" in lines
     assert summary.length_table(short + other).empty  # no setting trained for two lengths
+
+
+def test_length_table_leaves_out_prefixes_and_says_what_is_missing():
+    from lsnc.book import summary
+
+    short, long = _length_group("fake-short", EPOCHS, 0.3, 0.6), _length_group("fake-long", EPOCHS + [80], 0.2, 0.1)
+    stopped = [scale.UpTo(r, 40) for r in _length_group("fake-long", EPOCHS + [80], 0.2, 0.1, seeds=(5,))]
+    assert all(scale.reach(r).prefix for r in stopped)
+    assert summary.length_table(short + stopped).empty  # a prefix of the 80-epoch recipe is not a 40-epoch run
+    for r in long:
+        r.metrics = r.metrics.drop(columns=["test_ece20"])
+    lines = summary.length_lines(summary.length_table(short + long + stopped))
+    assert "ECE20: not recorded at every length" in lines and "(seeds 0, 1)" in lines
+    with pytest.raises(ValueError, match="CE first"):
+        summary.length_table(short + long, deltas=(0.0, 0.05, 0.1))

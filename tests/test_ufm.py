@@ -166,7 +166,8 @@ def test_symmetry_directions_are_hessian_null_directions(case):
     assert spectrum.kappa_restricted == pytest.approx(spectrum.kappa_drop_zero, rel=1e-8)
 
 
-@pytest.mark.parametrize("case", CASES + [(4, 1, 5, 5e-3, 5e-3, 0.1, 0.0), (4, 3, 4, 5e-3, 1e-2, 0.05, 5e-3)])
+@pytest.mark.parametrize("case", CASES + [(4, 1, 5, 5e-3, 5e-3, 0.1, 0.0), (4, 3, 4, 5e-3, 1e-2, 0.05, 5e-3),
+                                          (2, 3, 1, 1e-2, 2e-2, 0.1, 1e-2), (4, 2, 3, 5e-3, 1e-2, 0.3, 0.0)])
 def test_block_spectrum_is_the_dense_spectrum(case):
     # every eigenvalue with its multiplicity, symmetry directions removed, against the autograd Hessian;
     # CASES cover d = K - 1 (no directions off the ETF span), K = 2, a bias penalty; n = 1 has no within-class block
@@ -179,6 +180,18 @@ def test_block_spectrum_is_the_dense_spectrum(case):
                                atol=1e-12 * dense.restricted_max)
     assert blocks.kappa_restricted == pytest.approx(dense.kappa_restricted, rel=1e-9)
     assert blocks.restricted_min == pytest.approx(dense.restricted_min, rel=1e-9)
+
+
+@pytest.mark.parametrize("delta", [0.0, 0.05, 0.4])
+def test_block_off_the_etf_span_does_not_depend_on_delta(delta):
+    # G = -s (I - 11^T/K) at the minimizer: the block's nonzero eigenvalues are lambda_w + lambda_h (K - 1
+    # times), lambda_w and lambda_h, for CE and LS alike (module docstring of lsnc.ufm.hessian)
+    lw, lh = 2e-3, 7e-4
+    sp = ufm.block_spectrum(ufm.UFMProblem(5, 40, 9, lw, lh, delta))
+    vals, mult = sp.blocks["class means off E"]
+    np.testing.assert_allclose(np.sort(vals), np.sort([lh, lw] + [lw + lh] * 4), rtol=1e-9)
+    assert (mult == 9 - 4).all()
+    assert sp.restricted_min <= min(lw, lh)
 
 
 def test_block_spectrum_sizes_and_the_flat_logit_preserving_directions():

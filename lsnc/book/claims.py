@@ -598,12 +598,13 @@ def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lamb
     in ``sizes`` (``ufm.UFMProblem``; default ``lsnc.book.theory.paper_size_problems()``, the paper's CIFAR-10
     size), exact from the Hessian's blocks."""
     from .. import ufm
+    from .theory import problem_label
 
     deltas = [float(x) for x in deltas]
     if deltas[0] != 0.0 or len(deltas) < 2:
         raise ValueError("deltas must start with 0 (the CE baseline) and contain at least one LS δ")
     problem = ufm.UFMProblem(num_classes, n_per_class, dim, lambda_w, lambda_h, delta=0.0)
-    label = f"UFM (K={num_classes}, n={n_per_class}, d={dim}, λ_W={lambda_w:g}, λ_H={lambda_h:g})"
+    label = f"UFM ({problem_label(problem)})"
     comp = Comparison(dataset=THEORY_GROUP, label=label, ls_delta=deltas[1])
     with ufm.single_thread():
         rows = _closed_form_rows(comp, problem, deltas) + _hessian_rows(comp, problem, deltas)

@@ -273,59 +273,74 @@ def page_table(table: pd.DataFrame, digits: int = 3):
 # ------------------------------------------------------------------------------------------------
 # one setting, trained for different lengths
 # ------------------------------------------------------------------------------------------------
-def _setting_key(run) -> tuple:
-    """What must be equal for two groups to differ only in training length: data (copy and subset), model,
-    optimizer and penalties, batch."""
+def _setting(run) -> tuple[tuple, str]:
+    """What must be equal for runs to differ only in training length (data and its subset, model, optimizer,
+    penalties, batch, lr decay factor), and how a page names it."""
     c = run.config
-    return (data_text(run), model_text(c), c.get("lr"), c.get("momentum"), c.get("weight_decay"), c.get("batch_size"))
+    key = (c.get("dataset"), repr(c.get("data_options")), c.get("train_per_class"), c.get("test_per_class"),
+           c.get("holdout_per_class"), data_text(run), c.get("model"), c.get("width"), c.get("lr"),
+           c.get("momentum"), c.get("weight_decay"), c.get("batch_size"), c.get("gamma"))
+    name = (f"{data_text(run)}, {model_text(c)}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "
+            f"weight decay {c.get('weight_decay')}, batch {c.get('batch_size')}")
+    return key, name
 
 
 def length_table(runs, deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
-    """Settings trained for different lengths (groups that share data, model, optimizer and batch but not the
-    epochs): per group and loss, the epochs and lr decays, the seeds, and the mean over seeds of the final NC1,
-    NC2, NC3, test error and ECE (20 bins). Standard fp32/tf32 runs of ``deltas`` only (no UFM-style or bf16
-    runs). Empty when no setting was trained for two lengths."""
+    """Settings trained for different lengths: complete (not prefix) fp32/tf32 runs, no UFM-style ones, that
+    share data, model, optimizer and batch (``_setting``) but not the recipe's epochs. Per setting, length and
+    loss (CE, then LS at ``deltas[1]``): the group(s), the lr decays, and the mean over seeds of the final NC1,
+    NC2, NC3, test error and ECE (20 bins), on the seeds that every length has for both losses. Empty when no
+    setting was trained for two lengths."""
+    if len(deltas) != 2 or float(deltas[0]) != 0.0:
+        raise ValueError(f"deltas must be (0, one LS δ), CE first; got {list(deltas)}")
     runs = [r for r in as_runs(runs) if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
-            and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
-    settings: dict[tuple, dict[str, list]] = {}
+            and not reach(r).prefix and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
+    settings: dict[tuple, list] = {}
+    names: dict[tuple, str] = {}
     for r in runs:
-        settings.setdefault(_setting_key(r), {}).setdefault(r.dataset, []).append(r)
+        key, names[key] = _setting(r)
+        settings.setdefault(key, []).append(r)
+    shared = pd.Series(names).duplicated(keep=False)  # two settings a page would name alike: number them
+    names = {key: f"{name} (setting {i + 1})" if shared.iloc[i] else name for i, (key, name) in enumerate(names.items())}
     rows = []
-    for key, groups in settings.items():
-        lengths = {reach(r).reached for rs in groups.values() for r in rs}
+    for key, rs in settings.items():
+        lengths = sorted({int(r.config["epochs"]) for r in rs})
         if len(lengths) < 2:
             continue
-        for group, rs in sorted(groups.items(), key=lambda kv: max(reach(r).reached for r in kv[1])):
-            final = final_rows(rs)
+        seeds = set.intersection(*({int(r.config["seed"]) for r in rs if int(r.config["epochs"]) == e
+                                    and np.isclose(float(r.config["delta"]), d)} for e in lengths for d in deltas))
+        for epochs in lengths:
+            at = [r for r in rs if int(r.config["epochs"]) == epochs and int(r.config["seed"]) in seeds]
+            final = final_rows(at) if at else pd.DataFrame()
             for delta in deltas:
-                mine = final[np.isclose(final["delta"], delta)]
-                if mine.empty:
-                    continue
-                first = next(r for r in rs if np.isclose(float(r.config["delta"]), delta))
-                row = {"setting": f"{key[0]}, {key[1]}", "group": group,
-                       "epochs": fmt_list(sorted({reach(r).text for r in rs})),
-                       "lr decays at": fmt_list(first.config.get("milestones") or []), "loss": loss_label(delta),
-                       "seeds": seeds_text(sorted(int(s) for s in mine["seed"]))}
-                row.update({name: pd.to_numeric(mine[col], errors="coerce").mean()
-                            for col, name in LENGTH_COLUMNS.items()})
+                mine = [r for r in at if np.isclose(float(r.config["delta"]), delta)]
+                row = {"setting": names[key], "epochs": f"{epochs} epochs",
+                       "group": fmt_list(sorted({r.dataset for r in mine})),
+                       "lr decays at": fmt_list(mine[0].config.get("milestones") or []) if mine else "",
+                       "loss": loss_label(delta), "seeds": seeds_text(sorted(seeds)) if seeds else "none in common"}
+                sub = final[np.isclose(final["delta"], delta)] if len(final) else final
+                row.update({name: (pd.to_numeric(sub[col], errors="coerce").mean() if len(sub) and col in sub
+                                   else np.nan) for col, name in LENGTH_COLUMNS.items()})
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
 def length_lines(table: pd.DataFrame) -> str:
     """Markdown bullets from :func:`length_table`: per setting and metric, whether LS is below or above CE at
-    every length (or the order changes), with the LS / CE ratio at each length."""
+    every length (or equal, or the order changes), with the LS / CE ratio at each length."""
     lines = []
     for setting, rows in table.groupby("setting", sort=False):
         ce, ls = rows[rows["loss"] == "CE"].set_index("epochs"), rows[rows["loss"] != "CE"].set_index("epochs")
-        common = [e for e in ce.index if e in ls.index]
-        if len(common) < 2:
-            continue
         parts = []
         for name in LENGTH_COLUMNS.values():
-            ratio = ls.loc[common, name] / ce.loc[common, name]
+            ratio = ls[name] / ce[name]
+            if ratio.isna().any():
+                parts.append(f"{name}: not recorded at every length")
+                continue
             order = ("LS lower at every length" if (ratio < 1).all() else
-                     "LS higher at every length" if (ratio > 1).all() else "the order changes with length")
+                     "LS higher at every length" if (ratio > 1).all() else
+                     "LS equal to CE at every length" if (ratio == 1).all() else "the order changes with length")
             parts.append(f"{name}: {order} (LS / CE " + ", ".join(f"{v:.3g} at {e}" for e, v in ratio.items()) + ")")
-        lines.append(f"* **{setting}**, {ls['loss'].iloc[0]} against CE. " + "; ".join(parts) + ".")
+        lines.append(f"* **{setting}** (seeds {rows['seeds'].iloc[0]}), {ls['loss'].iloc[0]} against CE. "
+                     + "; ".join(parts) + ".")
     return "\n".join(lines)

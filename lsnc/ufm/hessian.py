@@ -19,8 +19,8 @@ The second-order part of the objective is::
     dz_i = dW mu_k + W dh_i + db.
 
 Summing over a class, the e_i terms separate from the class-mean terms (they sum to zero), and in R^d the
-directions in E separate from those orthogonal to it (W u = 0 and mu_k . u = 0 for u orthogonal to E). So the Hessian is, up to an
-orthogonal change of coordinates, block diagonal with four kinds of blocks:
+directions in E separate from those orthogonal to it (W u = 0 and mu_k . u = 0 for u orthogonal to E). So the
+Hessian is, up to an orthogonal change of coordinates, block diagonal with four kinds of blocks:
 
 1. ``class means in E``: (dW, dmu, db) within E, one block of 2K(K-1) + K parameters. In the orthonormal
    coordinates nu_k = sqrt(n) dmu_k it is the Hessian of
@@ -29,9 +29,14 @@ orthogonal change of coordinates, block diagonal with four kinds of blocks:
    lambda_b = 0, the bias shift: (K-1)(K-2)/2 (+1) zero eigenvalues.
 2. ``class means off E``: for each unit direction u orthogonal to E (d - K + 1 copies), dW = c u^T and
    dmu_k = beta_k u / sqrt(n): [[lambda_w I, G / (K sqrt(n))], [G^T / (K sqrt(n)), lambda_h I]] with
-   G = [g_1 .. g_K]. It holds the rotations between E and u: K - 1 zero eigenvalues per copy.
-3. ``within class, in E``: features of one class moving apart (n - 1 directions per class, K classes),
-   along E: W^T S_k W / N + lambda_h I restricted to E (the same spectrum for every class).
+   G = [g_1 .. g_K]. At the minimizer g_k = -s (e_k - 1/K) (from p_y = 1 - (K-1)(s+delta)/K), so
+   G = -s (I - 11^T/K) and, as s^2 / (K^2 n) = lambda_w lambda_h, the block's eigenvalues are exactly
+   0 (K - 1 times: the rotations between E and u), lambda_w + lambda_h (K - 1 times), lambda_w and lambda_h,
+   whatever delta is. So when d >= K the smallest curvature is at most min(lambda_w, lambda_h), for CE and LS
+   alike.
+3. ``within class, in E``: features of one class moving apart within E: (n - 1) directions in sample space
+   per class, each with the K - 1 dimensions of E, K classes; the Hessian W^T S_k W / N + lambda_h I restricted
+   to E (the same spectrum for every class).
 4. ``within class, off E``: the same motions orthogonal to E: curvature lambda_h exactly,
    K (n - 1)(d - K + 1) times. They leave the logits unchanged, whatever delta is.
 
@@ -221,7 +226,7 @@ class BlockSpectrum:
     def blocks_of(self, value: float) -> list[str]:
         """The blocks (of BLOCKS) that hold the eigenvalue ``value`` (e.g. ``restricted_min``)."""
         names = [name for name, (vals, mult) in self.blocks.items()
-                 if np.isclose(vals[mult > 0], value, rtol=1e-12, atol=0).any()]
+                 if np.isclose(vals[mult > 0], value, rtol=1e-9, atol=0).any()]
         if not names:
             raise ValueError(f"{value!r} is not an eigenvalue of any block")
         return names
@@ -282,7 +287,7 @@ def block_spectrum(problem: UFMProblem) -> BlockSpectrum:
     coupling = G / (K * math.sqrt(n))
     off = np.linalg.eigvalsh(np.block([[problem.lambda_w * np.eye(K), coupling],
                                        [coupling.T, problem.lambda_h * np.eye(K)]]))
-    off, flat_off = _drop_flat(off, r, scale, BLOCKS[1])
+    off, flat_off = _drop_flat(off, r, problem.lambda_w + problem.lambda_h, BLOCKS[1])
     # block 3: W^T S W / N + lambda_h on E, S the softmax Hessian of one class (all classes alike)
     S = softmax_hessian(p[0].numpy())
     W = sol.w_norm * U.numpy()
