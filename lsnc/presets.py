@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                         train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=50,
                         milestones=[9, 22], eval_batch_size=500, channels_last=True),
     # The cpu-cifar10 runs trained 3x longer: 150 epochs, lr decays at the same fractions (28, 66), their own group.
-    # ~30 min a run on one core.
+    # 33 min of training a run, two runs side by side on the 2-core machine (measured, runs/cifar10-jpeg-150ep).
     "cpu-cifar10-150": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18", width=16,
                             train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=150,
                             milestones=[28, 66], eval_batch_size=500, channels_last=True, group="cifar10-jpeg-150ep"),
@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-mnist1d": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256, holdout_per_class=20,
                         epochs=150, milestones=[28, 66], eval_batch_size=2000),
     # The same MNIST-1D runs with the paper's own schedule: 800 epochs, lr decays at 150 and 350 (not rescaled), in
-    # their own group: what a 5x longer training changes at the same data and model. ~1.5 min a run on one core.
+    # their own group: what a 5x longer training changes at the same data and model. ~1 min a run on one core.
     "cpu-mnist1d-800": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256, holdout_per_class=20,
                             epochs=800, milestones=[150, 350], eval_batch_size=2000, group="mnist1d-800ep"),
     "smoke": dict(_PAPER_COMMON, dataset="synthetic", model="mlp", width=32, epochs=3, milestones=[2],
