@@ -22,9 +22,14 @@ needs_runs = pytest.mark.skipif(not (RUNS / "cifar10-jpeg").is_dir() or not (RUN
                                          ("cifar10-jpeg", "cifar10-jpeg"), ("CIFAR-10 (JPEG copy)", "cifar10-jpeg"),
                                          ("mnist1d", "mnist1d"), ("MNIST-1D", "mnist1d"), ("mnist-1d", "mnist1d")])
 def test_names_a_reader_types(name, group):
-    assert book.resolve_datasets(RUNS, name) == [group]
+    """The name selects its family's groups (the plain group first, then e.g. longer-schedule groups of the same
+    data) and nothing of the other family."""
+    other = "mnist1d" if group.startswith("cifar10") else "cifar10"
+    groups = book.resolve_datasets(RUNS, name)
+    assert groups[0] == group and all(g.startswith(group) for g in groups)
+    assert not any(g.startswith(other) for g in groups)
     sel = book.select(name)
-    assert sel and {r.dataset for r in sel.runs} == {group}
+    assert sel and {r.dataset for r in sel.runs} == set(groups)
 
 
 @needs_runs
