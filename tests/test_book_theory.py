@@ -86,6 +86,9 @@ def test_size_table_and_its_lines():
     assert theory.size_description([wide, wide.with_delta(0.1)]).startswith("K = 4 classes, n = 50 samples")
     with pytest.raises(ValueError, match="δ = 0"):
         theory.size_verdicts(table[table["δ"] > 0])
+    shown = theory.size_styled(table).data  # each UFM once per block; the parameter count kept (sizes differ)
+    assert list(shown["UFM"]) == [theory.problem_label(small), "", theory.problem_label(wide), ""]
+    assert "parameters" in shown and "parameters" not in theory.size_styled(table[table["UFM"] == shown["UFM"][0]]).data
 
 
 def test_paper_size_problems_come_from_the_recipe():

@@ -453,7 +453,7 @@ def _length_group(name, epochs, nc3_ce, nc3_ls, seeds=(0, 1)):
     return runs
 
 
-def test_length_table_compares_one_setting_trained_for_two_lengths():
+def test_scale_table_compares_one_setting_trained_for_two_lengths():
     from lsnc.book import summary
 
     short = _length_group("fake-short", EPOCHS, 0.3, 0.6, seeds=(0, 1, 2))
@@ -461,7 +461,7 @@ def test_length_table_compares_one_setting_trained_for_two_lengths():
     other = _length_group("other-lr", EPOCHS + [60], 0.2, 0.1)
     for r in other:
         r.config["lr"] = 0.1  # another setting: not compared with the two above
-    table = summary.length_table(short + long + other)
+    table = summary.scale_table(short + long + other)
     assert list(table["group"]) == ["fake-short", "fake-short", "fake-long", "fake-long"]
     assert list(table["epochs"]) == ["40 epochs", "40 epochs", "80 epochs", "80 epochs"]
     assert list(table["loss"]) == ["CE", "LS δ=0.05", "CE", "LS δ=0.05"]
@@ -469,24 +469,45 @@ def test_length_table_compares_one_setting_trained_for_two_lengths():
     assert set(table["seeds"]) == {"0, 1"} and set(table["lr decays at"]) == {"20", "40"}
     np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.1], atol=1e-3)
     assert table["ECE20"].notna().all() and (table["setting"].str.contains("SGD lr 0.05")).all()
-    lines = summary.length_lines(table)
+    lines = summary.scale_lines(table)
     assert lines.count("\n") == 0 and "mlp (width 8)" in lines and "(seeds 0, 1)" in lines
     assert "NC3: the order changes with length (LS / CE 2 at 40 epochs, 0.5 at 80 epochs)" in lines
     assert "NC1: LS lower at every length" in lines
     assert "test error: LS equal to CE at every length" in lines
-    assert summary.length_table(short + other).empty  # no setting trained for two lengths
+    assert summary.scale_table(short + other).empty  # no setting trained for two lengths
 
 
-def test_length_table_leaves_out_prefixes_and_says_what_is_missing():
+def test_scale_table_leaves_out_prefixes_and_says_what_is_missing():
     from lsnc.book import summary
 
     short, long = _length_group("fake-short", EPOCHS, 0.3, 0.6), _length_group("fake-long", EPOCHS + [80], 0.2, 0.1)
     stopped = [scale.UpTo(r, 40) for r in _length_group("fake-long", EPOCHS + [80], 0.2, 0.1, seeds=(5,))]
     assert all(scale.reach(r).prefix for r in stopped)
-    assert summary.length_table(short + stopped).empty  # a prefix of the 80-epoch recipe is not a 40-epoch run
+    assert summary.scale_table(short + stopped).empty  # a prefix of the 80-epoch recipe is not a 40-epoch run
     for r in long:
         r.metrics = r.metrics.drop(columns=["test_ece20"])
-    lines = summary.length_lines(summary.length_table(short + long + stopped))
+    lines = summary.scale_lines(summary.scale_table(short + long + stopped))
     assert "ECE20: not recorded at every length" in lines and "(seeds 0, 1)" in lines
     with pytest.raises(ValueError, match="CE first"):
-        summary.length_table(short + long, deltas=(0.0, 0.05, 0.1))
+        summary.scale_table(short + long, deltas=(0.0, 0.05, 0.1))
+    with pytest.raises(ValueError, match="axis must be one of epochs, width"):
+        summary.scale_table(short + long, "depth")
+
+
+def test_scale_table_compares_one_setting_at_two_widths():
+    from lsnc.book import summary
+
+    narrow = _length_group("fake-w8", EPOCHS, 0.3, 0.6)
+    wide = _length_group("fake-w16", EPOCHS, 0.2, 0.5, seeds=(0, 1, 3))
+    longer = _length_group("fake-long", EPOCHS + [80], 0.2, 0.1)  # another length: not a width comparison
+    for r in wide + longer:
+        r.config["width"] = 16
+    table = summary.scale_table(narrow + wide + longer, "width")
+    assert list(table["width"]) == ["width 8", "width 8", "width 16", "width 16"]
+    assert list(table["group"]) == ["fake-w8", "fake-w8", "fake-w16", "fake-w16"]
+    assert set(table["seeds"]) == {"0, 1"} and table["setting"].str.contains("mlp, 40 epochs").all()
+    np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.5], atol=1e-3)
+    lines = summary.scale_lines(table)
+    assert "NC3: LS higher at every width (LS / CE 2 at width 8, 2.5 at width 16)" in lines
+    assert summary.scale_table(narrow + longer, "width").empty  # the wide runs trained longer
+    assert summary.scale_lines(summary.scale_table(narrow, "width")) == ""

@@ -24,8 +24,8 @@ SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
 #: precision_comparison: metric column -> its name in the table
 PRECISION_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_accuracy": "test accuracy",
                      "test_ece20": "ECE20"}
-#: length_table: metric column -> its name in the table
-LENGTH_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_error": "test error",
+#: scale_table: metric column -> its name in the table
+SCALE_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_error": "test error",
                   "test_ece20": "ECE20"}
 #: the end-of-training collapse table (fig6)
 FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), "train_mean_class_mean_norm", "train_mean_classifier_norm",
@@ -271,75 +271,96 @@ def page_table(table: pd.DataFrame, digits: int = 3):
 
 
 # ------------------------------------------------------------------------------------------------
-# one setting, trained for different lengths
+# one setting at several scales: trained for different lengths, or at different widths
 # ------------------------------------------------------------------------------------------------
-def _setting(run) -> tuple[tuple, str]:
-    """What must be equal for runs to differ only in training length (data and its subset, model, optimizer,
-    penalties, batch, lr decay factor), and how a page names it."""
+#: the scale axes :func:`scale_table` compares along: the config key that varies, how a value is written, and the
+#: word a sentence uses for the axis
+SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "width {}", "width")}
+
+
+def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
+    """What must be equal for runs to differ only along ``axis`` (data and its subset, model, width, optimizer,
+    penalties, batch, lr decay factor; for a width comparison also the epochs and lr decays), and how a page
+    names it."""
     c = run.config
     key = (c.get("dataset"), repr(c.get("data_options")), c.get("train_per_class"), c.get("test_per_class"),
-           c.get("holdout_per_class"), data_text(run), c.get("model"), c.get("width"), c.get("lr"),
-           c.get("momentum"), c.get("weight_decay"), c.get("batch_size"), c.get("gamma"))
-    name = (f"{data_text(run)}, {model_text(c)}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "
+           c.get("holdout_per_class"), data_text(run), c.get("model"), c.get("lr"), c.get("momentum"),
+           c.get("weight_decay"), c.get("batch_size"), c.get("gamma"))
+    model = model_text(c)
+    if axis == "epochs":
+        key += (c.get("width"),)
+    else:
+        key += (c.get("epochs"), repr(c.get("milestones")))
+        model = f"{c['model']}, {c.get('epochs')} epochs (lr decays at {fmt_list(c.get('milestones') or [])})"
+    name = (f"{data_text(run)}, {model}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "
             f"weight decay {c.get('weight_decay')}, batch {c.get('batch_size')}")
     return key, name
 
 
-def length_table(runs, deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
-    """Settings trained for different lengths: complete (not prefix) fp32/tf32 runs, no UFM-style ones, that
-    share data, model, optimizer and batch (``_setting``) but not the recipe's epochs. Per setting, length and
-    loss (CE, then LS at ``deltas[1]``): the group(s), the lr decays, and the mean over seeds of the final NC1,
-    NC2, NC3, test error and ECE (20 bins), on the seeds that every length has for both losses. Empty when no
-    setting was trained for two lengths."""
+def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
+    """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
+    length, or ``width``, the model's base width): complete (not prefix) fp32/tf32 runs, no UFM-style ones, that
+    share everything else (``_setting``). Per setting, value and loss (CE, then LS at ``deltas[1]``): the group(s),
+    the lr decays, and the mean over seeds of the final NC1, NC2, NC3, test error and ECE (20 bins), on the seeds
+    that every value has for both losses. Column ``axis`` holds the value as a page writes it. Empty when no
+    setting was trained at two values."""
+    if axis not in SCALE_AXES:
+        raise ValueError(f"axis must be one of {', '.join(SCALE_AXES)}; got {axis!r}")
     if len(deltas) != 2 or float(deltas[0]) != 0.0:
         raise ValueError(f"deltas must be (0, one LS δ), CE first; got {list(deltas)}")
+    field, fmt, _ = SCALE_AXES[axis]
     runs = [r for r in as_runs(runs) if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
-            and not reach(r).prefix and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
+            and not reach(r).prefix and r.config.get(field) is not None
+            and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
     settings: dict[tuple, list] = {}
     names: dict[tuple, str] = {}
     for r in runs:
-        key, names[key] = _setting(r)
+        key, names[key] = _setting(r, axis)
         settings.setdefault(key, []).append(r)
     shared = pd.Series(names).duplicated(keep=False)  # two settings a page would name alike: number them
     names = {key: f"{name} (setting {i + 1})" if shared.iloc[i] else name for i, (key, name) in enumerate(names.items())}
     rows = []
     for key, rs in settings.items():
-        lengths = sorted({int(r.config["epochs"]) for r in rs})
-        if len(lengths) < 2:
+        values = sorted({int(r.config[field]) for r in rs})
+        if len(values) < 2:
             continue
-        seeds = set.intersection(*({int(r.config["seed"]) for r in rs if int(r.config["epochs"]) == e
-                                    and np.isclose(float(r.config["delta"]), d)} for e in lengths for d in deltas))
-        for epochs in lengths:
-            at = [r for r in rs if int(r.config["epochs"]) == epochs and int(r.config["seed"]) in seeds]
+        seeds = set.intersection(*({int(r.config["seed"]) for r in rs if int(r.config[field]) == v
+                                    and np.isclose(float(r.config["delta"]), d)} for v in values for d in deltas))
+        for value in values:
+            at = [r for r in rs if int(r.config[field]) == value and int(r.config["seed"]) in seeds]
             final = final_rows(at) if at else pd.DataFrame()
             for delta in deltas:
                 mine = [r for r in at if np.isclose(float(r.config["delta"]), delta)]
-                row = {"setting": names[key], "epochs": f"{epochs} epochs",
+                row = {"setting": names[key], axis: fmt.format(value),
                        "group": fmt_list(sorted({r.dataset for r in mine})),
                        "lr decays at": fmt_list(mine[0].config.get("milestones") or []) if mine else "",
                        "loss": loss_label(delta), "seeds": seeds_text(sorted(seeds)) if seeds else "none in common"}
                 sub = final[np.isclose(final["delta"], delta)] if len(final) else final
                 row.update({name: (pd.to_numeric(sub[col], errors="coerce").mean() if len(sub) and col in sub
-                                   else np.nan) for col, name in LENGTH_COLUMNS.items()})
+                                   else np.nan) for col, name in SCALE_COLUMNS.items()})
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
-def length_lines(table: pd.DataFrame) -> str:
-    """Markdown bullets from :func:`length_table`: per setting and metric, whether LS is below or above CE at
-    every length (or equal, or the order changes), with the LS / CE ratio at each length."""
+def scale_lines(table: pd.DataFrame) -> str:
+    """Markdown bullets from :func:`scale_table`: per setting and metric, whether LS is below or above CE at
+    every value of the axis (or equal, or the order changes), with the LS / CE ratio at each value."""
+    if table.empty:
+        return ""
+    axis = next(a for a in SCALE_AXES if a in table.columns)
+    word = SCALE_AXES[axis][2]
     lines = []
     for setting, rows in table.groupby("setting", sort=False):
-        ce, ls = rows[rows["loss"] == "CE"].set_index("epochs"), rows[rows["loss"] != "CE"].set_index("epochs")
+        ce, ls = rows[rows["loss"] == "CE"].set_index(axis), rows[rows["loss"] != "CE"].set_index(axis)
         parts = []
-        for name in LENGTH_COLUMNS.values():
+        for name in SCALE_COLUMNS.values():
             ratio = ls[name] / ce[name]
             if ratio.isna().any():
-                parts.append(f"{name}: not recorded at every length")
+                parts.append(f"{name}: not recorded at every {word}")
                 continue
-            order = ("LS lower at every length" if (ratio < 1).all() else
-                     "LS higher at every length" if (ratio > 1).all() else
-                     "LS equal to CE at every length" if (ratio == 1).all() else "the order changes with length")
+            order = (f"LS lower at every {word}" if (ratio < 1).all() else
+                     f"LS higher at every {word}" if (ratio > 1).all() else
+                     f"LS equal to CE at every {word}" if (ratio == 1).all() else f"the order changes with {word}")
             parts.append(f"{name}: {order} (LS / CE " + ", ".join(f"{v:.3g} at {e}" for e, v in ratio.items()) + ")")
         lines.append(f"* **{setting}** (seeds {rows['seeds'].iloc[0]}), {ls['loss'].iloc[0]} against CE. "
                      + "; ".join(parts) + ".")
