@@ -39,6 +39,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-cifar10-w32": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18", width=32,
                             train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=50,
                             milestones=[9, 22], eval_batch_size=500, channels_last=True, group="cifar10-jpeg-w32"),
+    # The cpu-cifar10 runs on twice the training images (1000 per class; the same test and holdout images), same
+    # model, schedule and 50 epochs, in their own group: what more data changes at the same model and length.
+    "cpu-cifar10-1000pc": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18",
+                               width=16, train_per_class=1000, test_per_class=100, holdout_per_class=50, epochs=50,
+                               milestones=[9, 22], eval_batch_size=500, channels_last=True,
+                               group="cifar10-jpeg-1000pc"),
     # MNIST-1D (generated offline, 4000 train / 1000 test), MLP of width 256; ~1 min a run.
     "cpu-mnist1d": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256, holdout_per_class=20,
                         epochs=150, milestones=[28, 66], eval_batch_size=2000),

@@ -511,3 +511,19 @@ def test_scale_table_compares_one_setting_at_two_widths():
     assert "NC3: LS higher at every width (LS / CE 2 at width 8, 2.5 at width 16)" in lines
     assert summary.scale_table(narrow + longer, "width").empty  # the wide runs trained longer
     assert summary.scale_lines(summary.scale_table(narrow, "width")) == ""
+
+
+def test_scale_table_compares_one_setting_at_two_training_set_sizes():
+    from lsnc.book import summary
+
+    small, large = _length_group("fake-500", EPOCHS, 0.3, 0.6), _length_group("fake-1000", EPOCHS, 0.3, 0.3)
+    for runs, n in ((small, 500), (large, 1000)):
+        for r in runs:
+            r.config.update(train_per_class=n, test_per_class=100, holdout_per_class=50)
+    table = summary.scale_table(small + large, "train images")
+    assert list(table["train images"]) == ["500 per class"] * 2 + ["1000 per class"] * 2
+    assert table["setting"].str.contains("subset: 100 test, 50 holdout per class").all()
+    lines = summary.scale_lines(table)
+    assert "NC3: LS higher at every training-set size" not in lines
+    assert "NC3: the order changes with training-set size (LS / CE 2 at 500 per class, 1 at 1000 per class)" in lines
+    assert summary.scale_table(small + large, "width").empty

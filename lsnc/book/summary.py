@@ -275,31 +275,34 @@ def page_table(table: pd.DataFrame, digits: int = 3):
 # ------------------------------------------------------------------------------------------------
 #: the scale axes :func:`scale_table` compares along: the config key that varies, how a value is written, and the
 #: word a sentence uses for the axis
-SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "width {}", "width")}
+SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "width {}", "width"),
+              "train images": ("train_per_class", "{} per class", "training-set size")}
 
 
 def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
-    """What must be equal for runs to differ only along ``axis`` (data and its subset, model, width, optimizer,
-    penalties, batch, lr decay factor; for a width comparison also the epochs and lr decays), and how a page
-    names it."""
+    """What must be equal for runs to differ only along ``axis``: data (its subset, but for the axis), model,
+    the other axes, optimizer, penalties, batch, lr decay factor, and the lr decays too unless the axis is the
+    length (a longer run decays later); and how a page names it."""
     c = run.config
-    key = (c.get("dataset"), repr(c.get("data_options")), c.get("train_per_class"), c.get("test_per_class"),
-           c.get("holdout_per_class"), data_text(run), c.get("model"), c.get("lr"), c.get("momentum"),
-           c.get("weight_decay"), c.get("batch_size"), c.get("gamma"))
-    model = model_text(c)
-    if axis == "epochs":
-        key += (c.get("width"),)
-    else:
-        key += (c.get("epochs"), repr(c.get("milestones")))
-        model = f"{c['model']}, {c.get('epochs')} epochs (lr decays at {fmt_list(c.get('milestones') or [])})"
-    name = (f"{data_text(run)}, {model}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "
+    others = {a: c.get(field) for a, (field, _, _) in SCALE_AXES.items() if a != axis}
+    key = (c.get("dataset"), repr(c.get("data_options")), c.get("test_per_class"), c.get("holdout_per_class"),
+           run.label, c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"), c.get("batch_size"),
+           c.get("gamma"), *others.items())
+    if axis != "epochs":
+        key += (repr(c.get("milestones")),)
+    data = (data_text(run) if axis != "train images" else
+            f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
+    model = model_text(c) if axis != "width" else c["model"]
+    if axis != "epochs":
+        model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(c.get('milestones') or [])})"
+    name = (f"{data}, {model}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "
             f"weight decay {c.get('weight_decay')}, batch {c.get('batch_size')}")
     return key, name
 
 
 def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
     """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
-    length, or ``width``, the model's base width): complete (not prefix) fp32/tf32 runs, no UFM-style ones, that
+    length; ``width``, the model's base width; ``train images``, training images per class): complete (not prefix) fp32/tf32 runs, no UFM-style ones, that
     share everything else (``_setting``). Per setting, value and loss (CE, then LS at ``deltas[1]``): the group(s),
     the lr decays, and the mean over seeds of the final NC1, NC2, NC3, test error and ECE (20 bins), on the seeds
     that every value has for both losses. Column ``axis`` holds the value as a page writes it. Empty when no
