@@ -84,6 +84,16 @@ _RESNETS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3,
 MODELS = ("resnet18", "resnet50", "mlp")
 
 
+def feature_dim(name: str, width: int | None = None) -> int:
+    """d, the feature dimension of ``build_model(name, ..., width=width)``, without building it (ResNet-18:
+    8 x base width, 512 for the paper's; ResNet-50: 4x that, 2048; MLP: its width)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+    if name == "mlp":
+        return width or 256
+    return (width or 64) * 8 * _RESNETS[name][0].expansion
+
+
 def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
     """Build a model by name.
 

@@ -93,13 +93,31 @@ def test_size_table_and_its_lines():
 
 def test_paper_size_problems_come_from_the_recipe():
     from lsnc.config import TrainConfig
+    from lsnc.models import build_model
     from lsnc.presets import PRESETS
-    wd_problem, ufm_problem = theory.paper_size_problems()
-    assert (wd_problem.num_classes, wd_problem.n_per_class, wd_problem.dim) == theory.CIFAR10_SIZE == (10, 5000, 512)
+    sizes = theory.paper_sizes()
+    assert sizes == {"CIFAR-10": (10, 5000, 512), "CIFAR-100": (100, 500, 2048), "STL-10": (10, 500, 2048),
+                     "Tiny ImageNet": (200, 500, 2048)}
+    for name, (preset, K, _) in theory.PAPER_EXPERIMENTS.items():  # d is the feature dimension of the model
+        assert build_model(PRESETS[preset]["model"], K, (3, 32, 32)).feature_dim == sizes[name][2]
+    every = theory.paper_size_problems(keep_zero=True)
+    assert len(every) == 8 and [(p.num_classes, p.n_per_class, p.dim) for p in every[::2]] == list(sizes.values())
+    wd_problem, ufm_problem = every[:2]
     assert wd_problem.lambda_w == wd_problem.lambda_h == wd_problem.lambda_b == PRESETS["paper-cifar10"]["weight_decay"]
     defaults = TrainConfig.__dataclass_fields__
     assert (ufm_problem.lambda_w, ufm_problem.lambda_h, ufm_problem.lambda_b) == tuple(
         defaults[k].default for k in ("lambda_w", "lambda_h", "lambda_b"))
+    # the paper's weight decay at 100 and 200 classes: s = K sqrt(n λ_W λ_H) >= 1, only the zero minimizer
+    kept = theory.paper_size_problems()
+    zero = [p for p in every if p not in kept]
+    assert [(p.num_classes, p.lambda_h) for p in zero] == [(100, 5e-4), (200, 5e-4)]
+    line = theory.zero_minimizer_line(every)
+    assert line.startswith("No κ for CIFAR-100 size: K=100") and "Tiny ImageNet size" in line and "s = 1.12" in line
+    assert theory.zero_minimizer_line(kept) == ""
+    assert theory.problem_label(ufm_problem) == "CIFAR-10 size: K=10, n=5000, d=512, λ_W=0.001, λ_H=1e-06, λ_b=0.01"
+    assert theory.problem_label(ufm.UFMProblem(3, 2, 2, 1e-2, 1e-2, 0.0)) == "K=3, n=2, d=2, λ_W=0.01, λ_H=0.01, λ_b=0"
+    assert theory.size_description(kept[:3]).startswith("CIFAR-10: K = 10 classes, n = 5000 samples per class")
+    assert theory.size_description(kept[:3]).count("; ") == 1  # one entry per size
 
 
 def test_verdict_summary_with_sizes(comparison):
@@ -113,7 +131,7 @@ def test_verdict_summary_with_sizes(comparison):
     assert text.count("\n* ") == 4 and "* **Larger UFMs**" in text
     same = set(theory.size_verdicts(table).values()) == {small}
     assert (f"is also {small} for LS, so this is not an effect" in text) == same
-    assert ("unlike the small UFM" in text) == (not same)
+    assert ("it depends on the UFM" in text) == (not same)
     relies = "larger smallest curvature" in text.split("**Verdict")[1]
     assert ("cannot explain a faster descent" in text) == relies
     # the other branch: κ made lower for LS on the larger UFMs
@@ -123,4 +141,14 @@ def test_verdict_summary_with_sizes(comparison):
     if other == "higher":
         flipped.loc[flipped["δ"] > 0, "κ"] = flipped["κ"].max() * 2
     text = theory.verdict_summary(comparison, spectrum=spectrum, sizes=flipped)
-    assert f"condition number is {other} for LS, unlike the small UFM ({small})" in text
+    assert (f"it depends on the UFM (the small one: {small} for LS): the full-Hessian condition number is "
+            f"{other} for LS at K=3, n=20, d=8 (λ_W=0.01, λ_H=0.01, λ_b=0), K=3, n=50, d=8 (λ_W=0.001, λ_H=1e-06, "
+            "λ_b=0.01).") in text
+    # mixed: each verdict with the UFMs it holds for
+    mixed = table.copy()
+    first = mixed["UFM"] == mixed["UFM"].iloc[0]
+    mixed.loc[first & (mixed["δ"] > 0), "κ"] = mixed.loc[first, "κ"].iloc[0] / 2
+    mixed.loc[~first & (mixed["δ"] > 0), "κ"] = mixed.loc[~first, "κ"].iloc[0] * 2
+    text = theory.verdict_summary(comparison, spectrum=spectrum, sizes=mixed)
+    assert ("lower for LS at K=3, n=20, d=8 (λ_W=0.01, λ_H=0.01, λ_b=0); higher for LS at K=3, n=50, d=8 (λ_W=0.001, "
+            "λ_H=1e-06, λ_b=0.01).") in text

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from lsnc.models import build_model
+from lsnc.models import build_model, feature_dim
 
 
 def _paper_torchvision(name: str, num_classes: int) -> torch.nn.Module:
@@ -52,3 +52,9 @@ def test_bad_model_input():
         build_model("vgg", 10, (3, 32, 32))
     with pytest.raises(ValueError, match="mlp"):
         build_model("resnet18", 10, (40,))
+
+
+@pytest.mark.parametrize("name, width", [("resnet18", None), ("resnet18", 16), ("resnet50", None), ("mlp", 64)])
+def test_feature_dim_without_building(name, width):
+    shape = (40,) if name == "mlp" else (3, 32, 32)
+    assert feature_dim(name, width) == build_model(name, 10, shape, width=width).feature_dim

@@ -207,8 +207,42 @@ def test_block_spectrum_sizes_and_the_flat_logit_preserving_directions():
             sp.eigenvalues()
     with pytest.raises(ValueError, match="zero"):
         ufm.block_spectrum(ufm.UFMProblem(4, 3, 4, 5e-2, 5e-2, 0.7))
-    with pytest.raises(ValueError, match=f"K <= {ufm.MAX_BLOCK_CLASSES}"):
-        ufm.block_spectrum(ufm.UFMProblem(ufm.MAX_BLOCK_CLASSES + 1, 1, ufm.MAX_BLOCK_CLASSES, 1e-4, 1e-4, 0.0))
+    # CIFAR-100's size (K = 100, n = 500, d = 2048): 19,900 class-mean parameters, 12 distinct values
+    sp = ufm.block_spectrum(ufm.UFMProblem(100, 500, 2048, 1e-3, 1e-6, 0.05, lambda_b=1e-2))
+    vals, mult = sp.blocks["class means in E"]
+    assert len(vals) <= 12 and mult.sum() + 99 * 98 // 2 == 2 * 100 * 99 + 100
+    assert sp.num_params == (100 + 50000) * 2048 + 100
+    with pytest.raises(ValueError, match="zero"):  # the paper's weight decay as every penalty: s = 1.12 >= 1
+        ufm.block_spectrum(ufm.UFMProblem(100, 500, 2048, 5e-4, 5e-4, 0.0, lambda_b=5e-4))
+
+
+def test_transposition_sum_is_the_sum_over_transpositions():
+    from itertools import combinations
+
+    from lsnc.ufm import class_means
+    M = np.random.default_rng(0).standard_normal((6, 6))
+    brute = np.zeros_like(M)
+    for i, j in combinations(range(6), 2):
+        p = np.arange(6)
+        p[[i, j]] = p[[j, i]]
+        brute += M[np.ix_(p, p)]
+    np.testing.assert_allclose(class_means.transposition_sum(M), brute, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("K, n, lw, lh, delta, lb", [(4, 3, 1e-2, 1e-2, 0.0, 0.0), (5, 10, 5e-3, 2e-3, 0.1, 0.0),
+                                                     (7, 5, 1e-3, 1e-6, 0.05, 1e-2), (9, 50, 5e-4, 5e-4, 0.2, 5e-4),
+                                                     (12, 5000, 5e-4, 5e-4, 0.0, 5e-4)])
+def test_class_mean_block_by_symmetry_is_the_dense_block(K, n, lw, lh, delta, lb):
+    # the class-mean block's distinct eigenvalues and multiplicities from the 17-dim S_(K-2)-fixed subspace,
+    # against the dense autograd block: every eigenvalue, zeros included
+    from lsnc.ufm import class_means
+    problem = ufm.UFMProblem(K, n, K, lw, lh, delta, lambda_b=lb)
+    vals, mult = class_means.symmetric_spectrum(problem)
+    dense = np.sort(class_means.dense_spectrum(problem))
+    assert len(vals) <= 12 and mult.sum() == len(dense) == 2 * K * (K - 1) + K
+    np.testing.assert_allclose(np.repeat(vals, mult), dense, rtol=0, atol=1e-12 * np.abs(dense).max())
+    with pytest.raises(ValueError, match="K >= 4"):
+        class_means.symmetric_spectrum(ufm.UFMProblem(3, n, 3, lw, lh, delta, lambda_b=lb))
 
 
 def test_block_spectrum_refuses_a_point_that_is_not_a_minimizer(monkeypatch):

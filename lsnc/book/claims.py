@@ -595,8 +595,8 @@ def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lamb
     ``lr``, per seed; (5) the same with each δ given the step ``lr_over_max_curvature / λ_max(δ)``, where the
     rate is set by the condition number. Rows 4-5 compare CE with the first LS δ > 0 (the main δ);
     the deterministic rows (1-3) are judged over all δ > 0 and have no seeds. Then row (2) again for each UFM
-    in ``sizes`` (``ufm.UFMProblem``; default ``lsnc.book.theory.paper_size_problems()``, the paper's CIFAR-10
-    size), exact from the Hessian's blocks."""
+    in ``sizes`` (``ufm.UFMProblem``; default ``lsnc.book.theory.paper_size_problems()``, the sizes of the
+    paper's experiments with a nonzero minimizer), exact from the Hessian's blocks."""
     from .. import ufm
     from .theory import problem_label
 
@@ -658,7 +658,8 @@ def _hessian_rows(comp: Comparison, problem, deltas: Sequence[float]) -> list[di
 
 
 def _size_rows(deltas: Sequence[float], sizes: Sequence[Any] | None) -> list[dict[str, Any]]:
-    """Condition number (a) of larger UFMs (by default the paper's CIFAR-10 size), from ``ufm.block_spectrum``."""
+    """Condition number (a) of larger UFMs (by default the sizes of the paper's experiments), from
+    ``ufm.block_spectrum``."""
     from .theory import paper_size_problems, problem_label, size_table
 
     problems = paper_size_problems() if sizes is None else list(sizes)

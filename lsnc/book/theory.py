@@ -15,10 +15,21 @@ import pandas as pd
 from .. import ufm
 from ..config import TrainConfig
 from ..metrics import PAPER_NAMES, collapse_metrics_from_features
+from ..models import feature_dim
 from ..presets import PRESETS
+from .scale import fmt_list
 
-#: The size of the paper's CIFAR-10 experiment: K classes, n training images per class, d = ResNet-18's features.
-CIFAR10_SIZE = (10, 5000, 512)
+#: The paper's experiments: dataset -> (its preset, K classes, n training images per class). Their UFM has
+#: d = the feature dimension of the preset's model (:func:`paper_sizes`).
+PAPER_EXPERIMENTS = {"CIFAR-10": ("paper-cifar10", 10, 5000), "CIFAR-100": ("paper-cifar100", 100, 500),
+                     "STL-10": ("paper-stl10", 10, 500), "Tiny ImageNet": ("paper-tinyimagenet", 200, 500)}
+
+
+def paper_sizes() -> dict[str, tuple[int, int, int]]:
+    """``{dataset: (K, n, d)}`` of the paper's experiments: CIFAR-10 (10, 5000, 512: ResNet-18), CIFAR-100
+    (100, 500, 2048: ResNet-50), STL-10 (10, 500, 2048), Tiny ImageNet (200, 500, 2048)."""
+    return {name: (K, n, feature_dim(PRESETS[preset]["model"], PRESETS[preset].get("width")))
+            for name, (preset, K, n) in PAPER_EXPERIMENTS.items()}
 
 
 def closed_form_numbers(problem: ufm.UFMProblem, ls_delta: float) -> dict[str, float]:
@@ -59,30 +70,59 @@ def spectrum_numbers(spectrum: dict) -> dict[str, float]:
     return out
 
 
-def paper_size_problems() -> list[ufm.UFMProblem]:
-    """UFMs the size of the paper's CIFAR-10 experiment (CIFAR10_SIZE), at δ = 0: (1) the paper's weight decay
-    (preset paper-cifar10) as every penalty, the way the network's last layer and features are regularized;
-    (2) the penalties of UFM-style training (``lsnc train --ufm`` defaults: λ_W, λ_H, λ_b)."""
+def paper_size_problems(keep_zero: bool = False) -> list[ufm.UFMProblem]:
+    """UFMs the size of each of the paper's experiments (:func:`paper_sizes`), at δ = 0, with two sets of
+    penalties: (1) the paper's weight decay (preset paper-cifar10) as every penalty, the way the network's last
+    layer and features are regularized; (2) the penalties of UFM-style training (``lsnc train --ufm``
+    defaults: λ_W, λ_H, λ_b). Those whose only minimizer is zero (s >= 1: the paper's weight decay at 100 and
+    200 classes) are left out unless ``keep_zero`` (:func:`zero_minimizer_line` names them)."""
     wd = PRESETS["paper-cifar10"]["weight_decay"]
     defaults = TrainConfig.__dataclass_fields__
     ufm_penalties = (defaults["lambda_w"].default, defaults["lambda_h"].default, defaults["lambda_b"].default)
-    return [ufm.UFMProblem(*CIFAR10_SIZE, wd, wd, 0.0, lambda_b=wd),
-            ufm.UFMProblem(*CIFAR10_SIZE, ufm_penalties[0], ufm_penalties[1], 0.0, lambda_b=ufm_penalties[2])]
+    problems = [problem for size in paper_sizes().values()
+                for problem in (ufm.UFMProblem(*size, wd, wd, 0.0, lambda_b=wd),
+                                ufm.UFMProblem(*size, ufm_penalties[0], ufm_penalties[1], 0.0,
+                                               lambda_b=ufm_penalties[2]))]
+    return problems if keep_zero else [p for p in problems if p.solution().exists]
+
+
+def zero_minimizer_line(problems: Sequence[ufm.UFMProblem]) -> str:
+    """The UFMs of ``problems`` whose only minimizer is zero (s = K sqrt(n λ_W λ_H) >= 1), with their s; ""
+    when there is none."""
+    zero = [p for p in problems if not p.solution().exists]
+    if not zero:
+        return ""
+    return ("No κ for " + "; ".join(f"{problem_label(p)} (s = {p.solution().s:.3g})" for p in zero)
+            + ": s = K sqrt(n λ_W λ_H) >= 1 there, so the UFM's only minimizer is zero (all features and "
+            "classifiers collapse to the origin) for CE and LS alike.")
+
+
+def size_name(problem: ufm.UFMProblem) -> str:
+    """"CIFAR-100 size" when (K, n, d) is that of one of the paper's experiments, else "K=7, n=20, d=16"."""
+    size = (problem.num_classes, problem.n_per_class, problem.dim)
+    names = [name for name, s in paper_sizes().items() if s == size]
+    return f"{' / '.join(names)} size" if names else "K={}, n={}, d={}".format(*size)
+
+
+def penalties_text(problem: ufm.UFMProblem) -> str:
+    """"λ_W=λ_H=λ_b=0.0005" (equal penalties written once) or "λ_W=0.001, λ_H=1e-06, λ_b=0.01"."""
+    lam = (problem.lambda_w, problem.lambda_h, problem.lambda_b)
+    if lam[0] == lam[1] == lam[2]:
+        return f"λ_W=λ_H=λ_b={lam[0]:g}"
+    return f"λ_W={lam[0]:g}, λ_H={lam[1]:g}, λ_b={lam[2]:g}"
 
 
 def problem_label(problem: ufm.UFMProblem) -> str:
-    """"K=10, n=5000, d=512, λ_W=λ_H=λ_b=0.0005" (equal penalties written once)."""
-    lam = (problem.lambda_w, problem.lambda_h, problem.lambda_b)
+    """"CIFAR-10 size: K=10, n=5000, d=512, λ_W=λ_H=λ_b=0.0005" (the paper's dataset of that size, if any)."""
     size = f"K={problem.num_classes}, n={problem.n_per_class}, d={problem.dim}"
-    if lam[0] == lam[1] == lam[2]:
-        return f"{size}, λ_W=λ_H=λ_b={lam[0]:g}"
-    return f"{size}, λ_W={lam[0]:g}, λ_H={lam[1]:g}, λ_b={lam[2]:g}"
+    name = size_name(problem)
+    return f"{name + ': ' if name != size else ''}{size}, {penalties_text(problem)}"
 
 
 def size_table(problems: Sequence[ufm.UFMProblem], deltas: Sequence[float]) -> pd.DataFrame:
     """Candidate (a), the full Hessian with the symmetry directions removed, at every size in ``problems`` and
-    every δ (exact, from ``ufm.block_spectrum``): one row per (UFM, δ) with κ, λ_min and λ_max and the block of
-    directions each comes from (``ufm.BLOCKS``). δ where the minimizer is zero (s + δ >= 1) are skipped (the
+    every δ (exact, from ``ufm.block_spectrum``): one row per (UFM, δ) with the UFM's label (and its size and
+    penalties apart), κ, λ_min and λ_max and the block of directions each comes from (``ufm.BLOCKS``). δ where the minimizer is zero (s + δ >= 1) are skipped (the
     text functions below name the δ each UFM has)."""
     labels = [problem_label(p) for p in problems]
     if len(set(labels)) != len(labels):
@@ -94,7 +134,8 @@ def size_table(problems: Sequence[ufm.UFMProblem], deltas: Sequence[float]) -> p
             if not prob.solution().exists:
                 continue
             sp = ufm.block_spectrum(prob)
-            rows.append({"UFM": problem_label(problem), "parameters": sp.num_params, "δ": float(delta),
+            rows.append({"UFM": problem_label(problem), "size": size_name(problem),
+                         "penalties": penalties_text(problem), "parameters": sp.num_params, "δ": float(delta),
                          "κ": sp.kappa_restricted, "λ_min": sp.restricted_min,
                          "λ_min from": " + ".join(sp.blocks_of(sp.restricted_min)), "λ_max": sp.restricted_max,
                          "λ_max from": " + ".join(sp.blocks_of(sp.restricted_max))})
@@ -115,18 +156,20 @@ def size_verdicts(table: pd.DataFrame) -> dict[str, str]:
 
 
 def size_description(problems: Sequence[ufm.UFMProblem]) -> str:
-    """"K = 10 classes, n = 5000 samples per class, d = 512 (25,605,130 parameters)" when the UFMs share a size."""
-    sizes = {(p.num_classes, p.n_per_class, p.dim, p.num_params) for p in problems}
-    if len(sizes) == 1:
-        K, n, d, params = sizes.pop()
-        return f"K = {K} classes, n = {n} samples per class, d = {d} ({params:,} parameters)"
-    return "; ".join(f"{problem_label(p)} ({p.num_params:,} parameters)" for p in problems)
+    """"K = 10 classes, n = 5000 samples per class, d = 512 (25,605,130 parameters)" for each size among
+    ``problems`` (prefixed "CIFAR-10: " when it is the size of one of the paper's experiments), "; "-joined."""
+    names = {size: name for name, size in paper_sizes().items()}
+    sizes = dict.fromkeys((p.num_classes, p.n_per_class, p.dim, p.num_params) for p in problems)
+    return "; ".join((f"{names[(K, n, d)]}: " if (K, n, d) in names else "")
+                     + f"K = {K} classes, n = {n} samples per class, d = {d} ({params:,} parameters)"
+                     for K, n, d, params in sizes)
 
 
 def size_styled(table: pd.DataFrame):
     """``size_table`` for a page: each UFM named once per block of rows, the parameter count left out when
     every UFM has the same (``size_description`` says it), no index, numbers to 3-4 significant digits."""
     table = table.assign(UFM=table["UFM"].where(table["UFM"].ne(table["UFM"].shift()), ""))
+    table = table.drop(columns=["size", "penalties"])
     if table["parameters"].nunique() == 1:
         table = table.drop(columns="parameters")
     return (table.style.hide(axis="index")
@@ -141,6 +184,12 @@ def _curvature_words(problem_rows: pd.DataFrame, which: str) -> str:
     return f"{ce} for CE and LS" if ls == {ce} else f"{ce} for CE, {' / '.join(sorted(ls))} for LS"
 
 
+def _span(values: pd.Series) -> str:
+    """"0.0003 to 0.0005", or one number when the two read the same to 3 digits."""
+    low, high = f"{values.min():.3g}", f"{values.max():.3g}"
+    return low if low == high else f"{low} to {high}"
+
+
 def size_details(table: pd.DataFrame) -> str:
     """One Markdown bullet per UFM of ``size_table``: κ of (a) for CE and LS, where the extreme curvatures come
     from, and whether the smallest one is the same for every δ (then κ follows the largest)."""
@@ -150,13 +199,12 @@ def size_details(table: pd.DataFrame) -> str:
         ce, ls = rows[rows["δ"] == 0].iloc[0], rows[rows["δ"] > 0]
         same_min = bool(np.allclose(rows["λ_min"], ce["λ_min"], rtol=1e-9, atol=0))
         min_text = (f"{ce['λ_min']:.3g} for every δ, so κ follows λ_max" if same_min else
-                    f"{ce['λ_min']:.3g} for CE, {ls['λ_min'].min():.3g} to {ls['λ_min'].max():.3g} for LS")
+                    f"{ce['λ_min']:.3g} for CE, {_span(ls['λ_min'])} for LS")
         max_text = (f"is higher for LS (CE {ce['λ_max']:.3g}; LS up to {ls['λ_max'].max():.3g})"
                     if (ls["λ_max"] > ce["λ_max"]).all() else
-                    f"is {ce['λ_max']:.3g} for CE, {ls['λ_max'].min():.3g} to {ls['λ_max'].max():.3g} for LS")
+                    f"is {ce['λ_max']:.3g} for CE, {_span(ls['λ_max'])} for LS")
         lines.append(f"* **{label}**, LS δ = {_ls_deltas(rows)}: κ is {word} for LS (CE {ce['κ']:.3g}; "
-                     f"LS {ls['κ'].min():.3g} to "
-                     f"{ls['κ'].max():.3g}). λ_min ({_curvature_words(rows, 'λ_min')}) is {min_text}; "
+                     f"LS {_span(ls['κ'])}). λ_min ({_curvature_words(rows, 'λ_min')}) is {min_text}; "
                      f"λ_max ({_curvature_words(rows, 'λ_max')}) {max_text}.")
     return "\n".join(lines)
 
@@ -167,8 +215,7 @@ def size_line(table: pd.DataFrame) -> str:
     for label, word in size_verdicts(table).items():
         rows = table[table["UFM"] == label]
         ce, ls = rows.loc[rows["δ"] == 0, "κ"].iloc[0], rows.loc[rows["δ"] > 0, "κ"]
-        parts.append(f"{word} for LS at {label}, LS δ = {_ls_deltas(rows)} (CE {ce:.3g}; "
-                     f"LS {ls.min():.3g} to {ls.max():.3g})")
+        parts.append(f"{word} for LS at {label}, LS δ = {_ls_deltas(rows)} (CE {ce:.3g}; LS {_span(ls)})")
     return ("* **Larger UFMs** (exact, from the Hessian's blocks): the full-Hessian condition number is "
             + "; ".join(parts) + ".")
 
@@ -274,7 +321,7 @@ def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.Conver
     converges faster", written from the numbers of the comparisons (deltas[0] is the CE baseline). The
     Hessian's numbers come from ``spectrum`` (``ufm.condition_numbers_vs_delta``, the one the page plots and
     quotes) when given, so the page states one κ range; else from the comparison's own δ grid. ``sizes``
-    (``size_table``) adds the line on larger UFMs (the page's default: the paper's CIFAR-10 size)."""
+    (``size_table``) adds the line on larger UFMs (the page's default: the sizes of the paper's experiments)."""
     sp = spectrum if spectrum is not None else same_step.spectrum
     lines = _same_step_lines(same_step, sp) + ([_tuned_line(tuned_step)] if tuned_step is not None else [])
     lines += [size_line(sizes)] if sizes is not None and len(sizes) else []
@@ -293,13 +340,18 @@ def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.Conver
         verdict = ("**Verdict: the numbers do not support the claim**: LS is not faster than CE on every run "
                    "at a common step size.")
     if sizes is not None and len(sizes):
-        words, small = set(size_verdicts(sizes).values()), _kappa_word(sp)
-        if words == {small}:
+        verdicts, small = size_verdicts(sizes), _kappa_word(sp)
+        if set(verdicts.values()) == {small}:
             verdict += (f" On the larger UFMs the full-Hessian condition number is also {small} for LS, so this is "
                         "not an effect of the small UFM's size.")
         else:
-            verdict += (" On the larger UFMs the full-Hessian condition number is "
-                        + " / ".join(sorted(words)) + f" for LS, unlike the small UFM ({small}).")
+            named = sizes.drop_duplicates("UFM").set_index("UFM")
+            by_word: dict[str, list[str]] = {}
+            for label, word in verdicts.items():
+                by_word.setdefault(word, []).append(f"{named.loc[label, 'size']} ({named.loc[label, 'penalties']})")
+            verdict += (f" On the larger UFMs it depends on the UFM (the small one: {small} for LS): the "
+                        "full-Hessian condition number is "
+                        + "; ".join(f"{word} for LS at {fmt_list(where)}" for word, where in by_word.items()) + ".")
         flat = same_smallest_curvature(sizes)
         if flat and blames_min:
             verdict += (" But at " + "; ".join(flat) + " the smallest curvature is the same for CE and every LS δ, "

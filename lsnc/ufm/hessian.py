@@ -25,8 +25,9 @@ Hessian is, up to an orthogonal change of coordinates, block diagonal with four 
 1. ``class means in E``: (dW, dmu, db) within E, one block of 2K(K-1) + K parameters. In the orthonormal
    coordinates nu_k = sqrt(n) dmu_k it is the Hessian of
    phi(W, V, b) = (1/K) sum_k l_delta(W v_k / sqrt(n) + b, k) + lambda_w/2 |W|^2 + lambda_h/2 |V|^2 + lambda_b/2 |b|^2
-   at W = W*, v_k = sqrt(n) mu_k, b = 0 (computed by autograd). It holds the rotations within E and, when
-   lambda_b = 0, the bias shift: (K-1)(K-2)/2 (+1) zero eigenvalues.
+   at W = W*, v_k = sqrt(n) mu_k, b = 0. It holds the rotations within E and, when lambda_b = 0, the bias
+   shift: (K-1)(K-2)/2 (+1) zero eigenvalues. Its spectrum has at most 12 distinct values, found at any K from
+   the block's symmetry under permutations of the classes (:mod:`lsnc.ufm.class_means`; dense for K < 4).
 2. ``class means off E``: for each unit direction u orthogonal to E (d - K + 1 copies), dW = c u^T and
    dmu_k = beta_k u / sqrt(n): [[lambda_w I, G / (K sqrt(n))], [G^T / (K sqrt(n)), lambda_h I]] with
    G = [g_1 .. g_K]. At the minimizer g_k = -s (e_k - 1/K) (from p_y = 1 - (K-1)(s+delta)/K), so
@@ -50,8 +51,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from . import class_means
 from .problem import DTYPE, UFMProblem, optimal_point, simplex_etf, single_thread
 
 
@@ -191,7 +192,6 @@ def condition_numbers_vs_delta(problem: UFMProblem, deltas, seed: int = 0) -> di
 # ----------------------------------------------------------------------------------------------
 # the same spectrum at any n and d, from the blocks (see the module docstring)
 # ----------------------------------------------------------------------------------------------
-MAX_BLOCK_CLASSES = 40  # the class-mean block is dense: 2K(K-1) + K parameters (3,160 at K = 40)
 BLOCKS = ("class means in E", "class means off E", "within class, in E", "within class, off E")
 
 
@@ -238,64 +238,56 @@ class BlockSpectrum:
         return np.sort(np.concatenate([np.repeat(v, m) for v, m in self.blocks.values()]))
 
 
-def _class_mean_block(problem: UFMProblem, U: torch.Tensor) -> np.ndarray:
-    """Eigenvalues of block 1: the Hessian of phi (module docstring) in the (K-1)-dim span E of the ETF."""
-    sol, K, n = problem.solution(), problem.num_classes, problem.n_per_class
-    r, y = K - 1, torch.arange(K)
-
-    def phi(theta):
-        W, V, b = theta[:K * r].reshape(K, r), theta[K * r:2 * K * r].reshape(K, r), theta[2 * K * r:]
-        loss = F.cross_entropy(V @ W.T / math.sqrt(n) + b, y, label_smoothing=problem.delta)
-        return loss + 0.5 * (problem.lambda_w * W.pow(2).sum() + problem.lambda_h * V.pow(2).sum()
-                             + problem.lambda_b * b.pow(2).sum())
-
-    theta = torch.cat([(sol.w_norm * U).reshape(-1), (math.sqrt(n) * sol.h_norm * U).reshape(-1),
-                       torch.zeros(K, dtype=DTYPE)])
-    hess = torch.autograd.functional.hessian(phi, theta, vectorize=True).numpy()
-    return np.linalg.eigvalsh(0.5 * (hess + hess.T))
-
-
-def _drop_flat(eig: np.ndarray, count: int, scale: float, where: str) -> tuple[np.ndarray, float]:
-    """Remove the ``count`` eigenvalues closest to zero (the symmetry directions); check that they are flat."""
+def _drop_flat(eig: np.ndarray, mult: np.ndarray, count: int, scale: float,
+               where: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """Remove the ``count`` eigenvalues closest to zero (the symmetry directions; ``mult``: the multiplicity of
+    each of ``eig``); check that they are flat and that the rest is not."""
     order = np.argsort(np.abs(eig))
-    flat, kept = eig[order[:count]], np.sort(eig[order[count:]])
-    worst = float(np.abs(flat).max()) if count else 0.0
-    if worst > 1e-9 * scale or (len(kept) and kept.min() <= 1e-9 * scale):
+    eig, mult = eig[order], mult[order]
+    taken = np.cumsum(mult)
+    cut = int(np.searchsorted(taken, count)) + 1 if count else 0
+    worst = float(np.abs(eig[:cut]).max()) if count else 0.0
+    kept, kept_mult = eig[cut:], mult[cut:]
+    if (count and taken[cut - 1] != count) or worst > 1e-9 * scale or (len(kept) and kept.min() <= 1e-9 * scale):
         raise ValueError(f"{where}: expected exactly {count} flat directions at the minimizer, found "
                          f"eigenvalues {np.sort(eig)[:count + 1]} (is the point a minimizer?)")
-    return kept, worst
+    order = np.argsort(kept)
+    return kept[order], kept_mult[order], worst
 
 
 @single_thread()
 def block_spectrum(problem: UFMProblem) -> BlockSpectrum:
-    """The exact Hessian spectrum at the UFM minimizer, symmetry directions removed, for any n and d and
-    K <= MAX_BLOCK_CLASSES (seconds even at d = 512, n = 5000). See the module docstring for the blocks."""
+    """The exact Hessian spectrum at the UFM minimizer, symmetry directions removed, for any K, n and d (under a
+    second at K = 100, about a second at K = 200). See the module docstring for the blocks."""
     sol, K, n, d = problem.solution(), problem.num_classes, problem.n_per_class, problem.dim
     if not sol.exists:
         raise ValueError("the minimizer is zero here (s + delta >= 1): pick a smaller delta or lambdas")
-    if K > MAX_BLOCK_CLASSES:
-        raise ValueError(f"K = {K} classes: the class-mean block has 2K(K-1) + K = {2 * K * (K - 1) + K} "
-                         f"parameters and is computed densely; use K <= {MAX_BLOCK_CLASSES}")
     r = K - 1
     U = simplex_etf(K)  # K x r: the minimizer's directions, in coordinates of E
-    mean_in = _class_mean_block(problem, U)
+    if K >= class_means.MIN_SYMMETRIC_CLASSES:
+        mean_in, mean_mult = class_means.symmetric_spectrum(problem)
+    else:
+        mean_in = class_means.dense_spectrum(problem)
+        mean_mult = np.ones(len(mean_in), dtype=np.int64)
     scale = float(np.abs(mean_in).max())
-    mean_in, flat_in = _drop_flat(mean_in, r * (r - 1) // 2 + (problem.lambda_b == 0), scale, BLOCKS[0])
+    mean_in, mean_mult, flat_in = _drop_flat(mean_in, mean_mult, r * (r - 1) // 2 + (problem.lambda_b == 0),
+                                             scale, BLOCKS[0])
     # block 2: G's columns are the logit gradients g_k = p_k - t_k
     p = torch.softmax(sol.h_norm * sol.w_norm * U @ U.T, dim=1)
     G = (p - ((1 - problem.delta) * torch.eye(K, dtype=DTYPE) + problem.delta / K)).T.numpy()
     coupling = G / (K * math.sqrt(n))
     off = np.linalg.eigvalsh(np.block([[problem.lambda_w * np.eye(K), coupling],
                                        [coupling.T, problem.lambda_h * np.eye(K)]]))
-    off, flat_off = _drop_flat(off, r, problem.lambda_w + problem.lambda_h, BLOCKS[1])
+    off, off_mult, flat_off = _drop_flat(off, np.ones(len(off), dtype=np.int64), r,
+                                         problem.lambda_w + problem.lambda_h, BLOCKS[1])
     # block 3: W^T S W / N + lambda_h on E, S the softmax Hessian of one class (all classes alike)
     S = softmax_hessian(p[0].numpy())
     W = sol.w_norm * U.numpy()
     within_in = np.linalg.eigvalsh(W.T @ S @ W / problem.num_samples) + problem.lambda_h
     copies = K * (n - 1)
     blocks = {
-        BLOCKS[0]: (mean_in, np.ones(len(mean_in), dtype=np.int64)),
-        BLOCKS[1]: (off, np.full(len(off), d - r, dtype=np.int64)),
+        BLOCKS[0]: (mean_in, mean_mult),
+        BLOCKS[1]: (off, off_mult * (d - r)),
         BLOCKS[2]: (within_in, np.full(r, copies, dtype=np.int64)),
         BLOCKS[3]: (np.array([problem.lambda_h]), np.array([copies * (d - r)], dtype=np.int64)),
     }
