@@ -271,7 +271,7 @@ def page_table(table: pd.DataFrame, digits: int = 3):
 
 
 # ------------------------------------------------------------------------------------------------
-# one setting at several scales: trained for different lengths, or at different widths
+# one setting at several scales: trained for different lengths, at different widths, on more or fewer images
 # ------------------------------------------------------------------------------------------------
 #: the scale axes :func:`scale_table` compares along: the config key that varies, how a value is written, and the
 #: word a sentence uses for the axis
