@@ -152,3 +152,20 @@ def test_verdict_summary_with_sizes(comparison):
     text = theory.verdict_summary(comparison, spectrum=spectrum, sizes=mixed)
     assert ("lower for LS at K=3, n=20, d=8 (λ_W=0.01, λ_H=0.01, λ_b=0); higher for LS at K=3, n=50, d=8 (λ_W=0.001, "
             "λ_H=1e-06, λ_b=0.01).") in text
+
+
+def test_classes_table_sweeps_the_number_of_classes():
+    # n = 500, d = 2048 with the UFM-training penalties: κ higher for LS with few classes, lower with many
+    # (exact, class-mean block by symmetry); with the paper's weight decay the minimizer is zero from K = 100 on
+    many = ufm.UFMProblem(100, 500, 2048, 1e-3, 1e-6, 0.0, lambda_b=1e-2)
+    wd = ufm.UFMProblem(10, 500, 2048, 5e-4, 5e-4, 0.0, lambda_b=5e-4)
+    table = theory.classes_table([many, many.with_delta(0.1), wd], 0.05, counts=(4, 10, 100))
+    assert list(table["K"]) == [4, 10, 100, 4, 10]  # the duplicate counted once; K = 100 has no wd minimizer
+    ratio = table.set_index(["UFM", "K"])["LS / CE"]
+    label = "n=500, d=2048, λ_W=0.001, λ_H=1e-06, λ_b=0.01"
+    assert ratio[(label, 4)] > 1 > ratio[(label, 100)]
+    single = ufm.block_spectrum(ufm.UFMProblem(10, 500, 2048, 1e-3, 1e-6, 0.05, lambda_b=1e-2))
+    assert table.set_index(["UFM", "K"]).loc[(label, 10), "κ LS"] == pytest.approx(single.kappa_restricted, rel=1e-12)
+    lines = theory.classes_lines(table, 0.05, counts=(4, 10, 100)).splitlines()
+    assert lines[0].startswith(f"* **{label}**, LS δ = 0.05: κ is higher for LS at K = 4, 10; lower for LS at K = 100")
+    assert lines[1].endswith("no κ at K = 100 (zero minimizer, or d < K - 1).")

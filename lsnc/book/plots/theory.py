@@ -151,6 +151,22 @@ def plot_kappa_by_size(table):
     return fig
 
 
+def plot_kappa_by_classes(table, delta: float):
+    """``table`` from ``lsnc.book.theory.classes_table``: κ(LS) / κ(CE) against the number of classes, one
+    colour per UFM; below the line at 1 LS has the lower condition number."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.4), constrained_layout=True)
+    for colour, (label, rows) in zip(plt.cm.tab10.colors, table.groupby("UFM", sort=False)):
+        ax.plot(rows["K"], rows["LS / CE"], "o-", color=colour, label=label)
+    ax.axhline(1.0, color="0.4", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("number of classes K")
+    ax.set_ylabel(f"κ({loss_label(delta)}) / κ(CE)")
+    ax.set_title("full UFM Hessian, symmetry removed: LS over CE", fontsize=10)
+    fig.legend(loc="outside lower center", frameon=False, fontsize=8, ncol=1)
+    return fig
+
+
 # ------------------------------------------------------------------------------------------------
 # gradient descent
 # ------------------------------------------------------------------------------------------------
