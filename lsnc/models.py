@@ -82,6 +82,8 @@ class MLP(nn.Module):
 
 _RESNETS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
 MODELS = ("resnet18", "resnet50", "mlp")
+#: the width a model has when none is given: the paper's ResNets' base width, the MLP's hidden width
+DEFAULT_WIDTH = {"resnet18": 64, "resnet50": 64, "mlp": 256}
 
 
 def feature_dim(name: str, width: int | None = None) -> int:
@@ -89,9 +91,10 @@ def feature_dim(name: str, width: int | None = None) -> int:
     8 x base width, 512 for the paper's; ResNet-50: 4x that, 2048; MLP: its width)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
-    if name == "mlp":
-        return width or 256
-    return (width or 64) * 8 * _RESNETS[name][0].expansion
+    if width is not None and width < 1:
+        raise ValueError(f"width must be a positive integer, got {width}")
+    width = width or DEFAULT_WIDTH[name]
+    return width if name == "mlp" else width * 8 * _RESNETS[name][0].expansion
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:
@@ -108,9 +111,9 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], width
         in_features = 1
         for s in input_shape:
             in_features *= s
-        return MLP(in_features, num_classes, width=width or 256)
+        return MLP(in_features, num_classes, width=width or DEFAULT_WIDTH[name])
     if len(input_shape) != 3:
         raise ValueError(f"{name} needs image inputs (C, H, W); this dataset gives shape {tuple(input_shape)}. "
                          "Use --model mlp for vector data.")
     block, layers = _RESNETS[name]
-    return CifarResNet(block, layers, num_classes, base_width=width or 64, in_channels=input_shape[0])
+    return CifarResNet(block, layers, num_classes, base_width=width or DEFAULT_WIDTH[name], in_channels=input_shape[0])

@@ -160,12 +160,18 @@ def test_classes_table_sweeps_the_number_of_classes():
     many = ufm.UFMProblem(100, 500, 2048, 1e-3, 1e-6, 0.0, lambda_b=1e-2)
     wd = ufm.UFMProblem(10, 500, 2048, 5e-4, 5e-4, 0.0, lambda_b=5e-4)
     table = theory.classes_table([many, many.with_delta(0.1), wd], 0.05, counts=(4, 10, 100))
-    assert list(table["K"]) == [4, 10, 100, 4, 10]  # the duplicate counted once; K = 100 has no wd minimizer
+    assert list(table["K"]) == [4, 10, 100] * 2  # the duplicate counted once
+    assert list(table["no κ"]) == [""] * 5 + ["zero minimizer"]  # K = 100 with the paper's weight decay
     ratio = table.set_index(["UFM", "K"])["LS / CE"]
     label = "n=500, d=2048, λ_W=0.001, λ_H=1e-06, λ_b=0.01"
     assert ratio[(label, 4)] > 1 > ratio[(label, 100)]
     single = ufm.block_spectrum(ufm.UFMProblem(10, 500, 2048, 1e-3, 1e-6, 0.05, lambda_b=1e-2))
     assert table.set_index(["UFM", "K"]).loc[(label, 10), "κ LS"] == pytest.approx(single.kappa_restricted, rel=1e-12)
-    lines = theory.classes_lines(table, 0.05, counts=(4, 10, 100)).splitlines()
+    lines = theory.classes_lines(table, 0.05).splitlines()
     assert lines[0].startswith(f"* **{label}**, LS δ = 0.05: κ is higher for LS at K = 4, 10; lower for LS at K = 100")
-    assert lines[1].endswith("no κ at K = 100 (zero minimizer, or d < K - 1).")
+    assert lines[1].endswith("no κ at K = 100 (zero minimizer).")
+    # d < K - 1 (a small user-set UFM) and a minimizer that is zero for LS only: skipped, with the reason
+    small = theory.classes_table([ufm.UFMProblem(3, 20, 8, 1e-2, 1e-2, 0.0)], 0.85, counts=(4, 10))
+    assert list(small["no κ"]) == ["zero minimizer for LS (s + δ >= 1)", "d < K - 1"]
+    assert theory.classes_lines(small, 0.85).endswith(": no κ at any K; no κ at K = 4 (zero minimizer for LS "
+                                                      "(s + δ >= 1)); no κ at K = 10 (d < K - 1).")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..models import DEFAULT_WIDTH
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
 from .claims import epochs_to_zero_error
@@ -279,22 +280,33 @@ SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "w
               "train images": ("train_per_class", "{} per class", "training-set size")}
 
 
+def _width(config: dict):
+    """The model's width, its default when the config leaves it unset (None and 64 are one ResNet)."""
+    return config.get("width") or DEFAULT_WIDTH.get(config.get("model"))
+
+
 def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
-    """What must be equal for runs to differ only along ``axis``: data (its subset, but for the axis), model,
-    the other axes, optimizer, penalties, batch, lr decay factor, and the lr decays too unless the axis is the
-    length (a longer run decays later); and how a page names it."""
+    """What must be equal for runs to differ only along ``axis``: data (its subset sizes, but for the axis),
+    model, the other axes, optimizer, penalties, batch, lr schedule (decay factor; the decays as fractions of
+    training, to one decimal, along the length axis, as epochs along the others), TF32; and how a page names
+    it."""
     c = run.config
-    others = {a: c.get(field) for a, (field, _, _) in SCALE_AXES.items() if a != axis}
+    values = {"epochs": c.get("epochs"), "width": _width(c), "train images": c.get("train_per_class")}
+    others = tuple((a, v) for a, v in values.items() if a != axis)
+    milestones = c.get("milestones") or []
+    # along the length axis the decays sit at about the same fractions of training (the CPU presets round them
+    # to whole epochs: 9/50 and 28/150 are both 0.2)
+    schedule = (tuple(round(m / c["epochs"], 1) for m in milestones) if axis == "epochs" else tuple(milestones))
     key = (c.get("dataset"), repr(c.get("data_options")), c.get("test_per_class"), c.get("holdout_per_class"),
            run.label, c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"), c.get("batch_size"),
-           c.get("gamma"), *others.items())
-    if axis != "epochs":
-        key += (repr(c.get("milestones")),)
+           c.get("gamma"), bool(c.get("tf32")), schedule, *others)
+    if axis != "train images":
+        key += (data_text(run),)
     data = (data_text(run) if axis != "train images" else
             f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
     model = model_text(c) if axis != "width" else c["model"]
     if axis != "epochs":
-        model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(c.get('milestones') or [])})"
+        model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"
     name = (f"{data}, {model}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "
             f"weight decay {c.get('weight_decay')}, batch {c.get('batch_size')}")
     return key, name
@@ -302,8 +314,8 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
 
 def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
     """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
-    length; ``width``, the model's base width; ``train images``, training images per class): complete (not prefix) fp32/tf32 runs, no UFM-style ones, that
-    share everything else (``_setting``). Per setting, value and loss (CE, then LS at ``deltas[1]``): the group(s),
+    length; ``width``, the model's base width; ``train images``, training images per class): complete (not
+    prefix) fp32/tf32 runs, no UFM-style ones, that share everything else (``_setting``). Per setting, value and loss (CE, then LS at ``deltas[1]``): the group(s),
     the lr decays, and the mean over seeds of the final NC1, NC2, NC3, test error and ECE (20 bins), on the seeds
     that every value has for both losses. Column ``axis`` holds the value as a page writes it. Empty when no
     setting was trained at two values."""
@@ -313,7 +325,7 @@ def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) 
         raise ValueError(f"deltas must be (0, one LS δ), CE first; got {list(deltas)}")
     field, fmt, _ = SCALE_AXES[axis]
     runs = [r for r in as_runs(runs) if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
-            and not reach(r).prefix and r.config.get(field) is not None
+            and not reach(r).prefix and (r.config.get(field) is not None or axis == "width")
             and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
     settings: dict[tuple, list] = {}
     names: dict[tuple, str] = {}
@@ -324,19 +336,21 @@ def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) 
     names = {key: f"{name} (setting {i + 1})" if shared.iloc[i] else name for i, (key, name) in enumerate(names.items())}
     rows = []
     for key, rs in settings.items():
-        values = sorted({int(r.config[field]) for r in rs})
+        value_of = {id(r): int(_width(r.config) if axis == "width" else r.config[field]) for r in rs}
+        values = sorted(set(value_of.values()))
         if len(values) < 2:
             continue
-        seeds = set.intersection(*({int(r.config["seed"]) for r in rs if int(r.config[field]) == v
+        seeds = set.intersection(*({int(r.config["seed"]) for r in rs if value_of[id(r)] == v
                                     and np.isclose(float(r.config["delta"]), d)} for v in values for d in deltas))
         for value in values:
-            at = [r for r in rs if int(r.config[field]) == value and int(r.config["seed"]) in seeds]
+            at = [r for r in rs if value_of[id(r)] == value and int(r.config["seed"]) in seeds]
             final = final_rows(at) if at else pd.DataFrame()
             for delta in deltas:
                 mine = [r for r in at if np.isclose(float(r.config["delta"]), delta)]
                 row = {"setting": names[key], axis: fmt.format(value),
                        "group": fmt_list(sorted({r.dataset for r in mine})),
-                       "lr decays at": fmt_list(mine[0].config.get("milestones") or []) if mine else "",
+                       "lr decays at": " / ".join(dict.fromkeys(fmt_list(r.config.get("milestones") or [])
+                                                                 for r in mine)),
                        "loss": loss_label(delta), "seeds": seeds_text(sorted(seeds)) if seeds else "none in common"}
                 sub = final[np.isclose(final["delta"], delta)] if len(final) else final
                 row.update({name: (pd.to_numeric(sub[col], errors="coerce").mean() if len(sub) and col in sub

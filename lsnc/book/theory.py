@@ -149,37 +149,46 @@ CLASS_COUNTS = (4, 6, 10, 14, 20, 30, 50, 70, 100, 150, 200)
 def classes_table(problems: Sequence[ufm.UFMProblem], delta: float, counts: Sequence[int] = CLASS_COUNTS) -> pd.DataFrame:
     """Condition number (a) of CE and of LS at ``delta`` as the number of classes K grows, every other setting
     of each of ``problems`` (n, d, penalties; problems that differ only in K count once) kept: one row per
-    (UFM, K) with κ of both, their ratio LS / CE and the block each smallest curvature comes from. K where
-    either minimizer is zero (s + δ >= 1), or d < K - 1, is skipped."""
+    (UFM, K) with κ of both, their ratio LS / CE and the block each smallest curvature comes from. Where there is
+    no κ the numbers are NaN and ``no κ`` says why: d < K - 1, or a zero minimizer (s >= 1 for CE and LS, or
+    s + δ >= 1 for LS)."""
     rows = []
     bases = {(p.n_per_class, p.dim, p.lambda_w, p.lambda_h, p.lambda_b): p for p in problems}
     for base in bases.values():
+        label = f"n={base.n_per_class}, d={base.dim}, {penalties_text(base)}"
         for K in counts:
+            row = {"UFM": label, "K": int(K), "κ CE": np.nan, "κ LS": np.nan, "LS / CE": np.nan,
+                   "λ_min from (CE)": "", "λ_min from (LS)": "", "no κ": ""}
+            rows.append(row)
+            if base.dim < K - 1:
+                row["no κ"] = "d < K - 1"
+                continue
             prob = ufm.UFMProblem(int(K), base.n_per_class, base.dim, base.lambda_w, base.lambda_h, 0.0,
                                   lambda_b=base.lambda_b)
-            if base.dim < K - 1 or not prob.with_delta(float(delta)).solution().exists:
+            if not prob.with_delta(float(delta)).solution().exists:
+                row["no κ"] = "zero minimizer" + ("" if not prob.solution().exists else " for LS (s + δ >= 1)")
                 continue
             ce, ls = ufm.block_spectrum(prob), ufm.block_spectrum(prob.with_delta(float(delta)))
-            rows.append({"UFM": f"n={base.n_per_class}, d={base.dim}, {penalties_text(base)}", "K": int(K),
-                         "κ CE": ce.kappa_restricted, "κ LS": ls.kappa_restricted,
-                         "LS / CE": ls.kappa_restricted / ce.kappa_restricted,
-                         "λ_min from (CE)": " + ".join(ce.blocks_of(ce.restricted_min)),
-                         "λ_min from (LS)": " + ".join(ls.blocks_of(ls.restricted_min))})
+            row.update({"κ CE": ce.kappa_restricted, "κ LS": ls.kappa_restricted,
+                        "LS / CE": ls.kappa_restricted / ce.kappa_restricted,
+                        "λ_min from (CE)": " + ".join(ce.blocks_of(ce.restricted_min)),
+                        "λ_min from (LS)": " + ".join(ls.blocks_of(ls.restricted_min))})
     return pd.DataFrame(rows)
 
 
-def classes_lines(table: pd.DataFrame, delta: float, counts: Sequence[int] = CLASS_COUNTS) -> str:
-    """One Markdown bullet per UFM of :func:`classes_table` (swept over ``counts``): for which K κ is higher
-    for LS, for which lower, and which K had no nonzero minimizer."""
+def classes_lines(table: pd.DataFrame, delta: float) -> str:
+    """One Markdown bullet per UFM of :func:`classes_table`: for which K κ is higher for LS, for which lower,
+    and for which K there is no κ, and why."""
     lines = []
     for label, rows in table.groupby("UFM", sort=False):
-        ratio = rows.set_index("K")["LS / CE"]
+        ratio = rows.dropna(subset=["LS / CE"]).set_index("K")["LS / CE"]
         parts = [f"{word} for LS at K = {fmt_list(ratio.index[mask])}" for word, mask in
                  (("higher", ratio > 1), ("lower", ratio < 1), ("equal", ratio == 1)) if mask.any()]
-        skipped = [K for K in counts if K not in ratio.index]
-        lines.append(f"* **{label}**, LS δ = {delta:g}: κ is " + "; ".join(parts)
-                     + f" (LS / CE {_span(ratio)})"
-                     + (f"; no κ at K = {fmt_list(skipped)} (zero minimizer, or d < K - 1)" if skipped else "") + ".")
+        text = f"* **{label}**, LS δ = {delta:g}: " + ("κ is " + "; ".join(parts) + f" (LS / CE {_span(ratio)})"
+                                                         if len(ratio) else "no κ at any K")
+        for why, skipped in rows[rows["no κ"] != ""].groupby("no κ", sort=False):
+            text += f"; no κ at K = {fmt_list(skipped['K'])} ({why})"
+        lines.append(text + ".")
     return "\n".join(lines)
 
 

@@ -248,9 +248,11 @@ def _drop_flat(eig: np.ndarray, mult: np.ndarray, count: int, scale: float,
     cut = int(np.searchsorted(taken, count)) + 1 if count else 0
     worst = float(np.abs(eig[:cut]).max()) if count else 0.0
     kept, kept_mult = eig[cut:], mult[cut:]
-    if (count and taken[cut - 1] != count) or worst > 1e-9 * scale or (len(kept) and kept.min() <= 1e-9 * scale):
+    if (count and (taken[-1] < count or taken[cut - 1] != count)) or worst > 1e-9 * scale \
+            or (len(kept) and kept.min() <= 1e-9 * scale):
+        smallest = ", ".join(f"{v:.3g} (x{m})" for v, m in zip(eig[:cut + 1], mult[:cut + 1]))
         raise ValueError(f"{where}: expected exactly {count} flat directions at the minimizer, found "
-                         f"eigenvalues {np.sort(eig)[:count + 1]} (is the point a minimizer?)")
+                         f"eigenvalues (multiplicity) {smallest} (is the point a minimizer?)")
     order = np.argsort(kept)
     return kept[order], kept_mult[order], worst
 

@@ -156,6 +156,7 @@ def plot_kappa_by_classes(table, delta: float):
     colour per UFM; below the line at 1 LS has the lower condition number."""
     fig, ax = plt.subplots(figsize=(6.5, 3.4), constrained_layout=True)
     for colour, (label, rows) in zip(plt.cm.tab10.colors, table.groupby("UFM", sort=False)):
+        rows = rows.dropna(subset=["LS / CE"])
         ax.plot(rows["K"], rows["LS / CE"], "o-", color=colour, label=label)
     ax.axhline(1.0, color="0.4", lw=0.8, ls=":")
     ax.set_xscale("log")
