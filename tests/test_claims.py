@@ -336,11 +336,14 @@ def test_claims_on_tiny_trained_runs(tmp_path):
 
 def test_theory_rows_are_cheap_and_complete():
     table = claims.theory_claims(seeds=(0,), steps=1500)
-    assert set(table["claim"]) == {"C6"} and len(table) == 8
+    # 6 rows on the small UFM + one per UFM of the paper's sizes with a nonzero minimizer (6 of 8)
+    assert set(table["claim"]) == {"C6"} and len(table) == 12
     sized = table[table["test"].str.contains("K=10, n=5000, d=512")]
     assert len(sized) == 2 and sized["test"].str.contains("25,605,130 parameters").all()
-    assert set(sized["label"]) == {"UFM (K=10, n=5000, d=512, λ_W=λ_H=λ_b=0.0005)",
-                                   "UFM (K=10, n=5000, d=512, λ_W=0.001, λ_H=1e-06, λ_b=0.01)"}
+    assert set(sized["label"]) == {"UFM (CIFAR-10 size: K=10, n=5000, d=512, λ_W=λ_H=λ_b=0.0005)",
+                                   "UFM (CIFAR-10 size: K=10, n=5000, d=512, λ_W=0.001, λ_H=1e-06, λ_b=0.01)"}
+    many = table[table["label"].str.contains("CIFAR-100 size|Tiny ImageNet size")]
+    assert len(many) == 2 and (many["verdict"] == "supported").all()  # κ lower for LS with 100 and 200 classes
     assert set(table["verdict"]) <= ALLOWED
     closed = table[table["test"].str.startswith("closed-form")]
     assert (closed["verdict"] == "supported").all()  # LS shrinks both closed-form norms
