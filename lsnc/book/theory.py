@@ -216,14 +216,16 @@ def size_description(problems: Sequence[ufm.UFMProblem]) -> str:
 
 
 def size_styled(table: pd.DataFrame):
-    """``size_table`` for a page: each UFM named once per block of rows, the parameter count left out when
-    every UFM has the same (``size_description`` says it), no index, numbers to 3-4 significant digits."""
-    table = table.assign(UFM=table["UFM"].where(table["UFM"].ne(table["UFM"].shift()), ""))
+    """``size_table`` for a page: each UFM and its parameter count once per block of rows (the count left out
+    when every UFM has the same: ``size_description`` says it), no index, numbers to 3-4 significant digits."""
+    first = table["UFM"].ne(table["UFM"].shift())
+    table = table.assign(UFM=table["UFM"].where(first, ""),
+                         parameters=[f"{p:,}" if f else "" for p, f in zip(table["parameters"], first)])
     table = table.drop(columns=["size", "penalties"])
-    if table["parameters"].nunique() == 1:
+    if table.loc[first, "parameters"].nunique() == 1:
         table = table.drop(columns="parameters")
     return (table.style.hide(axis="index")
-            .format({"κ": "{:.4g}", "λ_min": "{:.3g}", "λ_max": "{:.3g}", "δ": "{:g}", "parameters": "{:,}"})
+            .format({"κ": "{:.4g}", "λ_min": "{:.3g}", "λ_max": "{:.3g}", "δ": "{:g}"})
             .set_properties(**{"text-align": "left", "font-size": "0.85em"}))
 
 
