@@ -495,6 +495,12 @@ def test_scale_table_leaves_out_prefixes_and_says_what_is_missing():
         summary.scale_table(short + long, deltas=(0.0, 0.05, 0.1))
     with pytest.raises(ValueError, match="axis must be one of epochs, width"):
         summary.scale_table(short + long, "depth")
+    # the same lengths with the lr decays at other fractions of training: another setting, never pooled
+    late = _length_group("fake-late", EPOCHS + [80], 0.2, 0.1)
+    for r in late:
+        r.config["milestones"] = [70]
+    assert summary.scale_table(short + late).empty
+    assert set(summary.scale_table(short + long + late)["group"]) == {"fake-short", "fake-long"}
 
 
 def test_scale_table_compares_one_setting_at_two_widths():
