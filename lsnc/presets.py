@@ -35,7 +35,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                             train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=150,
                             milestones=[28, 66], eval_batch_size=500, channels_last=True, group="cifar10-jpeg-150ep"),
     # The cpu-cifar10 runs at twice the base width (32; the paper's is 64), same data, schedule and 50 epochs, in
-    # their own group: what a wider network changes at the same data and length.
+    # their own group: what a wider network changes at the same data and length. 41-43 min of training a run, two
+    # runs side by side on the 2-core machine (measured, runs/cifar10-jpeg-w32).
     "cpu-cifar10-w32": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18", width=32,
                             train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=50,
                             milestones=[9, 22], eval_batch_size=500, channels_last=True, group="cifar10-jpeg-w32"),
