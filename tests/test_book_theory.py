@@ -114,6 +114,7 @@ def test_paper_size_problems_come_from_the_recipe():
     line = theory.zero_minimizer_line(every)
     assert line.startswith("No κ for CIFAR-100 size: K=100") and "Tiny ImageNet size" in line and "s = 1.12" in line
     assert theory.zero_minimizer_line(kept) == ""
+    assert theory.with_nonzero_minimizer(every) == kept  # the page and the claims table filter the same way
     assert theory.problem_label(ufm_problem) == "CIFAR-10 size: K=10, n=5000, d=512, λ_W=0.001, λ_H=1e-06, λ_b=0.01"
     assert theory.problem_label(ufm.UFMProblem(3, 2, 2, 1e-2, 1e-2, 0.0)) == "K=3, n=2, d=2, λ_W=0.01, λ_H=0.01, λ_b=0"
     assert theory.size_description(kept[:3]).startswith("CIFAR-10: K = 10 classes, n = 5000 samples per class")

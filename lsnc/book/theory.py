@@ -83,7 +83,13 @@ def paper_size_problems(keep_zero: bool = False) -> list[ufm.UFMProblem]:
                 for problem in (ufm.UFMProblem(*size, wd, wd, 0.0, lambda_b=wd),
                                 ufm.UFMProblem(*size, ufm_penalties[0], ufm_penalties[1], 0.0,
                                                lambda_b=ufm_penalties[2]))]
-    return problems if keep_zero else [p for p in problems if p.solution().exists]
+    return problems if keep_zero else with_nonzero_minimizer(problems)
+
+
+def with_nonzero_minimizer(problems: Sequence[ufm.UFMProblem]) -> list[ufm.UFMProblem]:
+    """The UFMs of ``problems`` that have a nonzero minimizer at their own δ (s + δ < 1), the only ones with a
+    Hessian worth a κ; :func:`zero_minimizer_line` names the others."""
+    return [p for p in problems if p.solution().exists]
 
 
 def zero_minimizer_line(problems: Sequence[ufm.UFMProblem]) -> str:
