@@ -176,3 +176,32 @@ def test_classes_table_sweeps_the_number_of_classes():
     assert list(small["no κ"]) == ["zero minimizer for LS (s + δ >= 1)", "d < K - 1"]
     assert theory.classes_lines(small, 0.85).endswith(": no κ at any K; no κ at K = 4 (zero minimizer for LS "
                                                       "(s + δ >= 1)); no κ at K = 10 (d < K - 1).")
+
+
+def test_gd_by_classes_and_its_words():
+    table, comps = theory.gd_by_classes((3, 4), (2, 4, 1e-2, 1e-2, 0.0), 0.3, (0, 1), 0.5, 3000, 1e-2, 1e-6,
+                                        record_every=5)
+    assert list(table["K"]) == [3, 4] and set(comps) == {3, 4}
+    for row in table.to_dict("records"):
+        comp = comps[row["K"]]
+        problem = ufm.UFMProblem(row["K"], 2, 4, 1e-2, 1e-2, 0.0)
+        assert row["κ CE"] == pytest.approx(ufm.block_spectrum(problem).kappa_restricted, rel=1e-12)
+        assert row["κ LS"] == pytest.approx(ufm.block_spectrum(problem.with_delta(0.3)).kappa_restricted, rel=1e-12)
+        assert comp.lrs == pytest.approx(0.5 / comp.spectrum["restricted_max"])  # the step κ sets the rate for
+        assert np.all(np.isfinite(comp.iters_tight)) and np.all(comp.iters_tight % 5 == 0)
+        assert [row["iterations CE"], row["iterations LS"]] == list(np.median(comp.iters_tight, axis=1))
+        first = int((comp.iters_tight[1] < comp.iters_tight[0]).sum())
+        assert row["LS first (seeds)"] == f"{first} of 2"
+    lines = theory.gd_classes_lines(table, comps)
+    assert lines.count("\n") == 1 and lines.startswith("* K = 3: κ(LS)/κ(CE) = ")
+
+    def follows(row):
+        it = comps[row["K"]].iters_tight
+        return np.all(it[1] < it[0]) if row["κ LS / CE"] < 1 else np.all(it[1] > it[0])
+    expected = all(follows(r) for r in table.to_dict("records"))
+    verdict = theory.gd_classes_verdict(table, comps)
+    assert verdict.startswith("**Gradient descent followed κ" if expected else "**Gradient descent did not follow")
+    assert expected  # this UFM: LS (higher κ at K = 3 and 4) is slower on every seed
+    # swap CE's and LS's iterations at K = 3 and the verdict turns
+    comps[3].iters_tight = comps[3].iters_tight[::-1].copy()
+    assert theory.gd_classes_verdict(table, comps).startswith("**Gradient descent did not follow κ")

@@ -177,3 +177,18 @@ def test_ufm_dynamics_view_reports_both_condition_numbers():
     ax = fig.axes[0]
     assert [l.get_label() for l in ax.get_lines()] == ["CE", "LS δ=0.1"]
     assert text.count("κ(full Hessian") == 2 and text.count("κ(softmax") == 2
+
+
+def test_gd_by_classes_figure_with_sparse_records():
+    import numpy as np
+
+    from lsnc.book import theory
+    _, comps = theory.gd_by_classes((3,), (2, 4, 1e-2, 1e-2, 0.0), 0.3, (0, 1), 0.5, 2000, 1e-2, 1e-6,
+                                    record_every=7)
+    steps, dist = TP._distance_matrix(comps[3], 0.0)
+    trajs = [comps[3].trajectories[(0.0, s)] for s in (0, 1)]
+    assert set(steps) == set(trajs[0].step) | set(trajs[1].step)
+    np.testing.assert_array_equal(dist[0][np.isin(steps, trajs[0].step)], trajs[0].logit_distance)
+    fig = TP.plot_gd_by_classes(comps)
+    assert len(fig.axes) == 1 and fig.axes[0].get_title().startswith("K = 3: κ(LS)/κ(CE) = ")
+    plt.close(fig)

@@ -182,6 +182,31 @@ def test_block_spectrum_is_the_dense_spectrum(case):
     assert blocks.restricted_min == pytest.approx(dense.restricted_min, rel=1e-9)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_closed_form_gradient_is_autograds(case):
+    problem = make(case)
+    W, H, b = (t.requires_grad_() for t in ufm.random_start(problem, seed=1))
+    value = problem.objective(W, H, b)
+    expected = torch.autograd.grad(value, [W, H, b])
+    got_value, got = problem.objective_and_gradient(W.detach(), H.detach(), b.detach())
+    assert got_value == pytest.approx(float(value.detach()), rel=1e-14)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("case", CASES[:2] + CASES[4:5])
+def test_block_numbers_are_the_dense_numbers(case):
+    problem = make(case)
+    deltas = [0.0, 0.05, 0.2]
+    dense, blocks = ufm.condition_numbers_vs_delta(problem, deltas), ufm.block_numbers_vs_delta(problem, deltas)
+    assert set(blocks) == {"delta", *ufm.BLOCK_SPECTRUM_KEYS} and set(ufm.BLOCK_SPECTRUM_KEYS) <= set(dense)
+    for key in ufm.BLOCK_SPECTRUM_KEYS:
+        if key == "symmetry_curvature":  # both ~0: rounding, not a number to match
+            assert blocks[key].max() < 1e-12 and dense[key].max() < 1e-9
+        else:
+            np.testing.assert_allclose(blocks[key], dense[key], rtol=1e-9, err_msg=key)
+
+
 @pytest.mark.parametrize("delta", [0.0, 0.05, 0.4])
 def test_block_off_the_etf_span_does_not_depend_on_delta(delta):
     # G = -s (I - 11^T/K) at the minimizer: the block's nonzero eigenvalues are lambda_w + lambda_h (K - 1
@@ -319,6 +344,13 @@ def test_convergence_comparison_follows_the_local_rate():
     assert ("numbers support the claim" in text) == verdict["supports_claim"]
     with pytest.raises(ValueError, match="lr_rule"):
         ufm.compare_convergence(problem, [0.0], [0], lr=1.0, steps=1, lr_rule="adaptive")
+    with pytest.raises(ValueError, match="spectrum"):
+        ufm.compare_convergence(problem, [0.0], [0], lr=1.0, steps=1, spectrum="sparse")
+    # the blocks' numbers give the same steps and the same runs as the dense Hessian's
+    blocks = ufm.compare_convergence(problem, [0.0, 0.3], seeds=[0], lr=0.5, steps=50,
+                                     lr_rule="inverse_max_curvature", spectrum="blocks")
+    np.testing.assert_allclose(blocks.lrs, tuned.lrs, rtol=1e-9)
+    np.testing.assert_array_equal(blocks.iters_loose, tuned.iters_loose)
 
 
 def test_divergence_is_recorded_not_raised():

@@ -198,6 +198,77 @@ def classes_lines(table: pd.DataFrame, delta: float) -> str:
     return "\n".join(lines)
 
 
+#: The UFM of :func:`gd_by_classes` (n, d, λ_W, λ_H, λ_b): small enough for gradient descent to reach the
+#: tight distance in seconds at K = 50, and chosen because there κ(LS)/κ(CE) crosses 1 between K = 4 and K = 50
+#: (``classes_table``), like the paper-size UFMs between K = 30 and K = 50.
+GD_CLASSES_UFM = (5, 64, 1e-3, 1e-4, 1e-2)
+
+
+def gd_by_classes(counts: Sequence[int], setting: Sequence[float], delta: float, seeds: Sequence[int],
+                  lr_over_max_curvature: float, steps: int, loose: float, tight: float,
+                  record_every: int = 10) -> tuple[pd.DataFrame, dict[int, ufm.ConvergenceComparison]]:
+    """Does gradient descent follow κ when the number of classes changes it? For each K of ``counts``, the UFM
+    ``setting`` (n, d, λ_W, λ_H, λ_b), CE against LS at ``delta`` from the same seeded starts, each with the step
+    ``lr_over_max_curvature`` / λ_max(δ) (where the rate is set by κ). One row per K: κ (a) of both (exact, from
+    the blocks), the median iterations to the ``tight`` logit distance, their ratio, the seeds on which LS got
+    there first, and the local phase (``loose`` to ``tight``) measured against its prediction from
+    |1 − η λ_min|. Iterations are counted to the nearest ``record_every`` above. Also returns each K's
+    comparison (for the figure)."""
+    n, d, lw, lh, lb = setting
+    rows, comparisons = [], {}
+    for K in counts:
+        problem = ufm.UFMProblem(int(K), int(n), int(d), lw, lh, 0.0, lambda_b=lb)
+        comp = ufm.compare_convergence(problem, [0.0, delta], seeds, lr=lr_over_max_curvature, steps=steps,
+                                       loose=loose, tight=tight, lr_rule="inverse_max_curvature",
+                                       spectrum="blocks", record_every=record_every)
+        comparisons[int(K)] = comp
+        kappa, iters = comp.spectrum["kappa_restricted"], comp.median_iters("tight")
+        tight_iters = np.where(np.isfinite(comp.iters_tight), comp.iters_tight, np.inf)
+        pred, meas = comp.predicted_tight_phase, comp.measured_tight_phase
+        rows.append({"UFM": f"n={int(n)}, d={int(d)}, {penalties_text(problem)}", "K": int(K),
+                     "κ CE": kappa[0], "κ LS": kappa[1], "κ LS / CE": kappa[1] / kappa[0],
+                     "iterations CE": iters[0], "iterations LS": iters[1], "iterations LS / CE": iters[1] / iters[0],
+                     "LS first (seeds)": f"{int((tight_iters[1] < tight_iters[0]).sum())} of {len(seeds)}",
+                     "local phase CE (predicted)": pred[0], "local phase CE (measured)": meas[0],
+                     "local phase LS (predicted)": pred[1], "local phase LS (measured)": meas[1]})
+    return pd.DataFrame(rows), comparisons
+
+
+def _followed_kappa(row: dict, comp: ufm.ConvergenceComparison) -> bool:
+    """LS reached the tight distance first on every seed where κ(LS) < κ(CE), last on every seed elsewhere (a
+    run that did not arrive counts as slowest)."""
+    it = np.where(np.isfinite(comp.iters_tight), comp.iters_tight, np.inf)
+    return bool(np.all(it[1] < it[0]) if row["κ LS / CE"] < 1 else np.all(it[1] > it[0]))
+
+
+def gd_classes_lines(table: pd.DataFrame, comparisons: dict[int, ufm.ConvergenceComparison]) -> str:
+    """The page's words on :func:`gd_by_classes`: per K, the κ ratio against the iteration ratio and the local
+    phase against its prediction."""
+    return "\n".join(
+        f"* K = {r['K']}: κ(LS)/κ(CE) = {r['κ LS / CE']:.3g} (CE {r['κ CE']:.3g}, LS {r['κ LS']:.3g}); median "
+        f"iterations to the tight distance CE {r['iterations CE']:.0f}, LS {r['iterations LS']:.0f} "
+        f"(LS / CE = {r['iterations LS / CE']:.3g}); LS got there first on {r['LS first (seeds)']} seeds, "
+        f"{'as' if _followed_kappa(r, comparisons[r['K']]) else 'not as'} κ says. Local phase (loose to tight "
+        f"distance), predicted / measured: CE {r['local phase CE (predicted)']:.0f} / "
+        f"{r['local phase CE (measured)']:.0f}, LS {r['local phase LS (predicted)']:.0f} / "
+        f"{r['local phase LS (measured)']:.0f} iterations."
+        for r in table.to_dict("records"))
+
+
+def gd_classes_verdict(table: pd.DataFrame, comparisons: dict[int, ufm.ConvergenceComparison]) -> str:
+    """One sentence: did gradient descent follow κ at every K of :func:`gd_by_classes`, on every seed?"""
+    rows = table.to_dict("records")
+    ks = " and ".join(str(r["K"]) for r in rows)
+    where = f"on the small UFM ({rows[0]['UFM']}) at K = {ks}" if rows else "nowhere"
+    if rows and all(_followed_kappa(r, comparisons[r["K"]]) for r in rows):
+        lower = [str(r["K"]) for r in rows if r["κ LS / CE"] < 1]
+        higher = [str(r["K"]) for r in rows if r["κ LS / CE"] >= 1]
+        parts = ([f"faster where its κ (full Hessian) was lower (K = {' and '.join(lower)})"] * bool(lower)
+                 + [f"more slowly where its κ was higher (K = {' and '.join(higher)})"] * bool(higher))
+        return f"**Gradient descent followed κ {where}, on every seed**: LS converged " + " and ".join(parts) + "."
+    return f"**Gradient descent did not follow κ {where} on every seed** (see the runs above)."
+
+
 def size_verdicts(table: pd.DataFrame) -> dict[str, str]:
     """Per UFM of ``size_table``: "higher" / "lower" / "not uniformly lower" (κ of every LS δ against CE)."""
     out = {}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .hessian import condition_numbers_vs_delta
+from .hessian import block_numbers_vs_delta, condition_numbers_vs_delta
 from .problem import DTYPE, UFMProblem, logit_distance, single_thread
 
 
@@ -53,7 +53,7 @@ def random_start(problem: UFMProblem, seed: int, init_scale: float = 1.0):
 @single_thread()
 def gradient_descent(problem: UFMProblem, lr: float, steps: int, seed: int = 0, init_scale: float = 1.0,
                      record_every: int = 1, start=None, stop_below: float | None = None) -> GDTrajectory:
-    """Plain full-batch gradient descent (float64, autograd) from a seeded random start.
+    """Plain full-batch gradient descent (float64, the closed-form gradient) from a seeded random start.
 
     Records every ``record_every`` iterations (and the last). Stops early once the logit distance
     is below ``stop_below`` (if given), or when the objective is no longer finite (divergence)."""
@@ -61,7 +61,7 @@ def gradient_descent(problem: UFMProblem, lr: float, steps: int, seed: int = 0, 
         raise ValueError("need lr > 0, steps >= 0 and record_every >= 1")
     y = problem.labels()
     W, H, b = (t.clone() for t in (start if start is not None else random_start(problem, seed, init_scale)))
-    params = [W.requires_grad_(), H.requires_grad_(), b.requires_grad_()]
+    params = [W, H, b]
     best = problem.solution().objective
     rec = {k: [] for k in ("step", "objective", "objective_gap", "logit_distance", "grad_norm", "w_norm", "h_norm")}
 
@@ -75,11 +75,10 @@ def gradient_descent(problem: UFMProblem, lr: float, steps: int, seed: int = 0, 
         rec["h_norm"].append(float(H.detach().norm(dim=1).mean()))
 
     for t in range(steps + 1):
-        value = problem.objective(W, H, b, y)
-        grads = torch.autograd.grad(value, params)
-        diverged = not math.isfinite(float(value.detach()))
+        value, grads = problem.objective_and_gradient(W, H, b, y)
+        diverged = not math.isfinite(value)
         if t % record_every == 0 or t == steps or diverged:
-            record(t, float(value.detach()), grads)
+            record(t, value, grads)
             if stop_below is not None and rec["logit_distance"][-1] < stop_below:
                 break
         if t == steps or diverged:  # a diverged run keeps its last (non-finite) record
@@ -176,14 +175,19 @@ class ConvergenceComparison:
 
 def compare_convergence(problem: UFMProblem, deltas, seeds, lr: float, steps: int, loose: float = 1e-2,
                         tight: float = 1e-6, init_scale: float = 1.0, record_every: int = 1,
-                        lr_rule: str = "same", hessian_seed: int = 0) -> ConvergenceComparison:
+                        lr_rule: str = "same", hessian_seed: int = 0, spectrum: str = "dense") -> ConvergenceComparison:
     """GD from the same random start (per seed) for each delta; deltas[0] is the baseline (normally 0 = CE).
-    See :class:`ConvergenceComparison` for ``lr_rule``."""
+    See :class:`ConvergenceComparison` for ``lr_rule``. ``spectrum``: "dense" (every key of
+    :func:`condition_numbers_vs_delta`; small problems) or "blocks" (the exact full-Hessian and softmax numbers of
+    :func:`block_numbers_vs_delta`, at any size)."""
     if lr_rule not in ("same", "inverse_max_curvature"):
         raise ValueError(f"lr_rule must be 'same' or 'inverse_max_curvature', got {lr_rule!r}")
+    if spectrum not in ("dense", "blocks"):
+        raise ValueError(f"spectrum must be 'dense' or 'blocks', got {spectrum!r}")
     deltas = np.asarray(deltas, dtype=float)
     seeds = np.asarray(seeds, dtype=int)
-    spectrum = condition_numbers_vs_delta(problem, deltas, seed=hessian_seed)
+    spectrum = (condition_numbers_vs_delta(problem, deltas, seed=hessian_seed) if spectrum == "dense"
+                else block_numbers_vs_delta(problem, deltas))
     lrs = np.full(len(deltas), float(lr)) if lr_rule == "same" else lr / spectrum["restricted_max"]
     shape = (len(deltas), len(seeds))
     iters_loose, iters_tight = np.full(shape, np.nan), np.full(shape, np.nan)

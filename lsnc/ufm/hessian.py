@@ -187,6 +187,29 @@ def condition_numbers_vs_delta(problem: UFMProblem, deltas, seed: int = 0) -> di
     return out
 
 
+BLOCK_SPECTRUM_KEYS = ("p_y", "kappa_restricted", "restricted_min", "restricted_max", "softmax_min", "softmax_max",
+                       "kappa_softmax", "symmetry_curvature", "symmetry_dim")
+
+
+def block_numbers_vs_delta(problem: UFMProblem, deltas) -> dict[str, np.ndarray]:
+    """:func:`condition_numbers_vs_delta`'s keys that the blocks give (``BLOCK_SPECTRUM_KEYS``: the full Hessian's
+    (a) and the softmax's (b)), exact at any size, from :func:`block_spectrum`."""
+    out = {"delta": np.asarray(deltas, dtype=float)}
+    rows = []
+    for dl in out["delta"]:
+        prob = problem.with_delta(float(dl))
+        spec, sol = block_spectrum(prob), prob.solution()
+        p = np.full(prob.num_classes, sol.p_wrong)
+        p[0] = sol.p_y
+        sm = np.sort(np.linalg.eigvalsh(softmax_hessian(p)))[1:]  # without the all-ones direction's 0
+        rows.append({"p_y": sol.p_y, "kappa_restricted": spec.kappa_restricted,
+                     "restricted_min": spec.restricted_min, "restricted_max": spec.restricted_max,
+                     "softmax_min": sm.min(), "softmax_max": sm.max(), "kappa_softmax": sm.max() / sm.min(),
+                     "symmetry_curvature": spec.symmetry_curvature, "symmetry_dim": spec.symmetry_dim})
+    out.update({k: np.array([row[k] for row in rows]) for k in BLOCK_SPECTRUM_KEYS})
+    return out
+
+
 
 
 # ----------------------------------------------------------------------------------------------

@@ -216,6 +216,21 @@ class UFMProblem:
         return loss + 0.5 * (self.lambda_w * W.pow(2).sum() + self.lambda_h * H.pow(2).sum()
                              + self.lambda_b * b.pow(2).sum())
 
+    def objective_and_gradient(self, W: torch.Tensor, H: torch.Tensor, b: torch.Tensor,
+                               y: torch.Tensor | None = None) -> tuple[float, tuple[torch.Tensor, ...]]:
+        """:meth:`objective` and its gradient in closed form (what autograd gives, without the graph): with
+        G = (softmax(Z) - T) / N, T = (1 - δ) onehot(y) + δ / K, the gradients are G^T H + λ_W W, G W + λ_H H and
+        the column sums of G + λ_b b."""
+        y = self.labels() if y is None else y
+        with torch.no_grad():
+            logits = H @ W.T + b
+            value = float(F.cross_entropy(logits, y, label_smoothing=self.delta) + 0.5 * (
+                self.lambda_w * W.pow(2).sum() + self.lambda_h * H.pow(2).sum() + self.lambda_b * b.pow(2).sum()))
+            G = torch.softmax(logits, dim=1) - self.delta / self.num_classes
+            G[torch.arange(len(y)), y] -= 1.0 - self.delta
+            G /= len(y)
+            return value, (G.T @ H + self.lambda_w * W, G @ W + self.lambda_h * H, G.sum(0) + self.lambda_b * b)
+
     # flat parameter vector [W, H, b] (for the Hessian)
     def split(self, theta: torch.Tensor):
         K, N, d = self.num_classes, self.num_samples, self.dim

@@ -171,22 +171,22 @@ def plot_kappa_by_classes(table, delta: float):
 # ------------------------------------------------------------------------------------------------
 # gradient descent
 # ------------------------------------------------------------------------------------------------
-def _distance_matrix(comparison: ufm.ConvergenceComparison, delta: float) -> np.ndarray:
-    """[seed, iteration] logit distance, NaN after a run stopped (needs record_every = 1)."""
+def _distance_matrix(comparison: ufm.ConvergenceComparison, delta: float) -> tuple[np.ndarray, np.ndarray]:
+    """The recorded iterations of any seed (every one, or every ``record_every``-th and each run's last), and
+    the [seed, iteration] logit distance there: NaN where a run did not record (after it stopped)."""
     trajs = [comparison.trajectories[(float(delta), int(seed))] for seed in comparison.seeds]
-    length = max(int(t.step[-1]) + 1 for t in trajs)
-    out = np.full((len(trajs), length), np.nan)
+    steps = np.unique(np.concatenate([t.step for t in trajs]))
+    out = np.full((len(trajs), len(steps)), np.nan)
     for row, t in zip(out, trajs):
-        row[t.step] = t.logit_distance
-    return out
+        row[np.searchsorted(steps, t.step)] = t.logit_distance
+    return steps, out
 
 
 def _distance_panel(ax, comparison: ufm.ConvergenceComparison) -> None:
     """Logit distance to the optimum against iteration: median over seeds, min-max band, one colour per δ."""
     colours = plt.cm.viridis(np.linspace(0, 0.9, len(comparison.deltas)))
     for colour, delta in zip(colours, comparison.deltas):
-        dist = _distance_matrix(comparison, delta)
-        steps = np.arange(dist.shape[1])
+        steps, dist = _distance_matrix(comparison, delta)
         with np.errstate(all="ignore"):
             finite = np.isfinite(dist).any(axis=0)
             lo = np.nanmin(np.where(finite, dist, 0), axis=0)
@@ -234,6 +234,20 @@ def plot_gd_convergence(comparison: ufm.ConvergenceComparison):
     fig, (ax_t, ax_i) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
     _distance_panel(ax_t, comparison)
     _iterations_panel(ax_i, comparison)
+    return fig
+
+
+def plot_gd_by_classes(comparisons: dict[int, ufm.ConvergenceComparison]):
+    """``comparisons`` from ``lsnc.book.theory.gd_by_classes``: one distance-to-the-optimum panel per number of
+    classes, CE against LS, each titled with κ(LS)/κ(CE)."""
+    fig, axes = plt.subplots(1, len(comparisons), figsize=(5 * len(comparisons), 3.6), constrained_layout=True,
+                             squeeze=False)
+    for ax, (K, comp) in zip(axes[0], comparisons.items()):
+        _distance_panel(ax, comp)
+        kappa = comp.spectrum["kappa_restricted"]
+        eta = comp.lrs[0] * comp.spectrum["restricted_max"][0]
+        ax.set_title(f"K = {K}: κ(LS)/κ(CE) = {kappa[1] / kappa[0]:.2f}, step {eta:g}/λ_max(δ), "
+                     f"{len(comp.seeds)} seeds", fontsize=9)
     return fig
 
 
