@@ -199,8 +199,8 @@ def classes_lines(table: pd.DataFrame, delta: float) -> str:
 
 
 #: The UFM of :func:`gd_by_classes` (n, d, λ_W, λ_H, λ_b): small enough for gradient descent to reach the
-#: tight distance in seconds at K = 50, and chosen because there κ(LS)/κ(CE) crosses 1 between K = 4 and K = 50
-#: (``classes_table``), like the paper-size UFMs between K = 30 and K = 50.
+#: tight distance in seconds at K = 50, and chosen because its κ(LS)/κ(CE) at δ = 0.05 crosses 1 between K = 4
+#: and K = 50 (``classes_table``).
 GD_CLASSES_UFM = (5, 64, 1e-3, 1e-4, 1e-2)
 
 
@@ -210,63 +210,88 @@ def gd_by_classes(counts: Sequence[int], setting: Sequence[float], delta: float,
     """Does gradient descent follow κ when the number of classes changes it? For each K of ``counts``, the UFM
     ``setting`` (n, d, λ_W, λ_H, λ_b), CE against LS at ``delta`` from the same seeded starts, each with the step
     ``lr_over_max_curvature`` / λ_max(δ) (where the rate is set by κ). One row per K: κ (a) of both (exact, from
-    the blocks), the median iterations to the ``tight`` logit distance, their ratio, the seeds on which LS got
-    there first, and the local phase (``loose`` to ``tight``) measured against its prediction from
-    |1 − η λ_min|. Iterations are counted to the nearest ``record_every`` above. Also returns each K's
+    the blocks) and κ of the directions that move the logits (λ_max / ``BlockSpectrum.logit_min``), the median
+    iterations to the ``tight`` logit distance, their ratio, the seeds on which LS got there first, and the local
+    phase (``loose`` to ``tight``) measured against its prediction from |1 − η λ| with λ the smallest curvature
+    the logit distance sees. Iterations are counted to the nearest ``record_every`` above. Also returns each K's
     comparison (for the figure)."""
+    if not 0 < delta < 1:
+        raise ValueError(f"gd_by_classes compares CE with LS: δ must be in (0, 1), got {delta}")
     n, d, lw, lh, lb = setting
     rows, comparisons = [], {}
     for K in counts:
         problem = ufm.UFMProblem(int(K), int(n), int(d), lw, lh, 0.0, lambda_b=lb)
+        if not problem.with_delta(delta).solution().exists:
+            raise ValueError(f"K={K}, δ={delta}: the UFM {problem_label(problem)} has only the zero minimizer "
+                             f"(s = {problem.solution().s:.3g}, s + δ >= 1); pick smaller penalties or K")
         comp = ufm.compare_convergence(problem, [0.0, delta], seeds, lr=lr_over_max_curvature, steps=steps,
                                        loose=loose, tight=tight, lr_rule="inverse_max_curvature",
                                        spectrum="blocks", record_every=record_every)
         comparisons[int(K)] = comp
+        spectra = [ufm.block_spectrum(problem.with_delta(dl)) for dl in (0.0, delta)]
         kappa, iters = comp.spectrum["kappa_restricted"], comp.median_iters("tight")
-        tight_iters = np.where(np.isfinite(comp.iters_tight), comp.iters_tight, np.inf)
-        pred, meas = comp.predicted_tight_phase, comp.measured_tight_phase
+        kappa_logit = [sp.restricted_max / sp.logit_min for sp in spectra]
+        pred = [np.log(loose / tight) / -np.log(abs(1 - lr * sp.logit_min)) for lr, sp in zip(comp.lrs, spectra)]
+        meas = comp.measured_tight_phase
         rows.append({"UFM": f"n={int(n)}, d={int(d)}, {penalties_text(problem)}", "K": int(K),
                      "κ CE": kappa[0], "κ LS": kappa[1], "κ LS / CE": kappa[1] / kappa[0],
+                     "κ logits LS / CE": kappa_logit[1] / kappa_logit[0],
                      "iterations CE": iters[0], "iterations LS": iters[1], "iterations LS / CE": iters[1] / iters[0],
-                     "LS first (seeds)": f"{int((tight_iters[1] < tight_iters[0]).sum())} of {len(seeds)}",
+                     "LS first (seeds)": f"{int((comp.iters_tight[1] < comp.iters_tight[0]).sum())} of {len(seeds)}",
+                     "GD vs κ": _gd_against_kappa(kappa[1] / kappa[0], comp.iters_tight),
                      "local phase CE (predicted)": pred[0], "local phase CE (measured)": meas[0],
                      "local phase LS (predicted)": pred[1], "local phase LS (measured)": meas[1]})
     return pd.DataFrame(rows), comparisons
 
 
-def _followed_kappa(row: dict, comp: ufm.ConvergenceComparison) -> bool:
-    """LS reached the tight distance first on every seed where κ(LS) < κ(CE), last on every seed elsewhere (a
-    run that did not arrive counts as slowest)."""
-    it = np.where(np.isfinite(comp.iters_tight), comp.iters_tight, np.inf)
-    return bool(np.all(it[1] < it[0]) if row["κ LS / CE"] < 1 else np.all(it[1] > it[0]))
+def _gd_against_kappa(ratio: float, iters_tight: np.ndarray) -> str:
+    """"followed" when LS reached the tight distance first on every seed where κ(LS) < κ(CE) (last on every seed
+    where κ(LS) > κ(CE)), "contradicted" when every seed went the other way, else "inconclusive (...)": a run
+    that did not arrive, a tie, seeds that disagree, or equal κ."""
+    if not np.all(np.isfinite(iters_tight)):
+        return "inconclusive (a run did not arrive)"
+    if ratio == 1:
+        return "inconclusive (equal κ)"
+    sign = np.sign(iters_tight[1] - iters_tight[0]) * (1 if ratio > 1 else -1)  # +1: as κ says
+    if np.all(sign > 0):
+        return "followed"
+    if np.all(sign < 0):
+        return "contradicted"
+    return "inconclusive (" + ("a tie" if np.any(sign == 0) else "the seeds disagree") + ")"
 
 
-def gd_classes_lines(table: pd.DataFrame, comparisons: dict[int, ufm.ConvergenceComparison]) -> str:
+def gd_classes_lines(table: pd.DataFrame) -> str:
     """The page's words on :func:`gd_by_classes`: per K, the κ ratio against the iteration ratio and the local
     phase against its prediction."""
     return "\n".join(
-        f"* K = {r['K']}: κ(LS)/κ(CE) = {r['κ LS / CE']:.3g} (CE {r['κ CE']:.3g}, LS {r['κ LS']:.3g}); median "
-        f"iterations to the tight distance CE {r['iterations CE']:.0f}, LS {r['iterations LS']:.0f} "
-        f"(LS / CE = {r['iterations LS / CE']:.3g}); LS got there first on {r['LS first (seeds)']} seeds, "
-        f"{'as' if _followed_kappa(r, comparisons[r['K']]) else 'not as'} κ says. Local phase (loose to tight "
-        f"distance), predicted / measured: CE {r['local phase CE (predicted)']:.0f} / "
-        f"{r['local phase CE (measured)']:.0f}, LS {r['local phase LS (predicted)']:.0f} / "
-        f"{r['local phase LS (measured)']:.0f} iterations."
+        f"* K = {r['K']}: κ(LS)/κ(CE) = {r['κ LS / CE']:.3g} (CE {r['κ CE']:.3g}, LS {r['κ LS']:.3g}; "
+        f"{r['κ logits LS / CE']:.3g} for the directions that move the logits); median iterations to the tight "
+        f"distance CE {r['iterations CE']:g}, LS {r['iterations LS']:g} (LS / CE = {r['iterations LS / CE']:.3g}); "
+        f"LS got there first on {r['LS first (seeds)']} seeds (gradient descent against κ: {r['GD vs κ']}). "
+        f"Local phase (loose to tight distance), predicted from the smallest curvature the logits see / measured: CE "
+        f"{r['local phase CE (predicted)']:.0f} / {r['local phase CE (measured)']:g}, LS "
+        f"{r['local phase LS (predicted)']:.0f} / {r['local phase LS (measured)']:g} iterations."
         for r in table.to_dict("records"))
 
 
-def gd_classes_verdict(table: pd.DataFrame, comparisons: dict[int, ufm.ConvergenceComparison]) -> str:
-    """One sentence: did gradient descent follow κ at every K of :func:`gd_by_classes`, on every seed?"""
+def gd_classes_verdict(table: pd.DataFrame) -> str:
+    """One sentence from :func:`gd_by_classes`'s table: did gradient descent follow κ at every K, on every seed?"""
     rows = table.to_dict("records")
-    ks = " and ".join(str(r["K"]) for r in rows)
-    where = f"on the small UFM ({rows[0]['UFM']}) at K = {ks}" if rows else "nowhere"
-    if rows and all(_followed_kappa(r, comparisons[r["K"]]) for r in rows):
+    if not rows:
+        return "No gradient descent was run."
+    where = f"on the small UFM ({rows[0]['UFM']}) at K = {' and '.join(str(r['K']) for r in rows)}"
+    outcome = {r["K"]: r["GD vs κ"] for r in rows}
+    if all(v == "followed" for v in outcome.values()):
         lower = [str(r["K"]) for r in rows if r["κ LS / CE"] < 1]
-        higher = [str(r["K"]) for r in rows if r["κ LS / CE"] >= 1]
+        higher = [str(r["K"]) for r in rows if r["κ LS / CE"] > 1]
         parts = ([f"faster where its κ (full Hessian) was lower (K = {' and '.join(lower)})"] * bool(lower)
                  + [f"more slowly where its κ was higher (K = {' and '.join(higher)})"] * bool(higher))
         return f"**Gradient descent followed κ {where}, on every seed**: LS converged " + " and ".join(parts) + "."
-    return f"**Gradient descent did not follow κ {where} on every seed** (see the runs above)."
+    against = [str(k) for k, v in outcome.items() if v == "contradicted"]
+    if against:
+        return (f"**Gradient descent did not follow κ {where}**: at K = {' and '.join(against)} every seed went "
+                "against it.")
+    return (f"**Inconclusive {where}**: " + "; ".join(f"K = {k}: {v}" for k, v in outcome.items()) + ".")
 
 
 def size_verdicts(table: pd.DataFrame) -> dict[str, str]:

@@ -12,15 +12,16 @@ Everything is float64. The names below are the public API: ``from lsnc import uf
 
 from .descent import (ConvergenceComparison, GDTrajectory, compare_convergence, gradient_descent, minimize_lbfgs,
                       random_start)
-from .hessian import (BLOCK_SPECTRUM_KEYS, BLOCKS, SPECTRUM_KEYS, BlockSpectrum, HessianSpectrum, block_numbers_vs_delta,
-                      block_spectrum, condition_numbers_vs_delta, expected_symmetry_dimension, full_hessian, hessian_spectrum,
-                      softmax_hessian, symmetry_tangent_basis)
+from .hessian import (BLOCK_SPECTRUM_KEYS, BLOCKS, SPECTRUM_KEYS, BlockSpectrum, HessianSpectrum,
+                      block_numbers_vs_delta, block_spectrum, condition_numbers_vs_delta, expected_symmetry_dimension,
+                      full_hessian, hessian_spectrum, softmax_hessian, symmetry_tangent_basis)
 from .problem import (DTYPE, UFMProblem, UFMSolution, closed_form, closed_form_vs_delta, logit_distance,
                       optimal_point, parameter_distance, random_orthonormal_columns, simplex_etf, single_thread,
                       smoothed_ce_of_gap)
 
 __all__ = [
-    "BLOCK_SPECTRUM_KEYS", "BLOCKS", "BlockSpectrum", "ConvergenceComparison", "DTYPE", "GDTrajectory", "HessianSpectrum",
+    "BLOCK_SPECTRUM_KEYS", "BLOCKS", "BlockSpectrum", "ConvergenceComparison", "DTYPE", "GDTrajectory",
+    "HessianSpectrum",
     "SPECTRUM_KEYS", "UFMProblem", "UFMSolution", "block_numbers_vs_delta", "block_spectrum", "closed_form",
     "closed_form_vs_delta", "compare_convergence", "condition_numbers_vs_delta", "expected_symmetry_dimension",
     "full_hessian", "gradient_descent", "hessian_spectrum", "logit_distance", "minimize_lbfgs", "optimal_point",

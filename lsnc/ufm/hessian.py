@@ -246,6 +246,14 @@ class BlockSpectrum:
     def kappa_restricted(self) -> float:
         return self.restricted_max / self.restricted_min
 
+    @property
+    def logit_min(self) -> float:
+        """The smallest curvature among the directions that move the logits Z = H W^T + b to first order: the
+        blocks in E (class means, within class). Off E, a change of W or H leaves H W^T unchanged to first order
+        (the minimizer's W and H lie in E), so a logit distance does not see those directions' slow decay."""
+        return min(float(v[m > 0].min()) for name, (v, m) in self.blocks.items()
+                   if name in (BLOCKS[0], BLOCKS[2]) and (m > 0).any())
+
     def blocks_of(self, value: float) -> list[str]:
         """The blocks (of BLOCKS) that hold the eigenvalue ``value`` (e.g. ``restricted_min``)."""
         names = [name for name, (vals, mult) in self.blocks.items()

@@ -172,13 +172,18 @@ def plot_kappa_by_classes(table, delta: float):
 # gradient descent
 # ------------------------------------------------------------------------------------------------
 def _distance_matrix(comparison: ufm.ConvergenceComparison, delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """The recorded iterations of any seed (every one, or every ``record_every``-th and each run's last), and
-    the [seed, iteration] logit distance there: NaN where a run did not record (after it stopped)."""
+    """The recorded iterations (every one, or every ``record_every``-th) at which every seed still running has a
+    record, and the [seed, iteration] logit distance there, NaN after a run stopped. A run's last record off the
+    grid (its budget's end, or a divergence) is dropped where another seed goes on."""
     trajs = [comparison.trajectories[(float(delta), int(seed))] for seed in comparison.seeds]
     steps = np.unique(np.concatenate([t.step for t in trajs]))
+    # a step is kept where each run has a record there or has already stopped
+    keep = np.all([np.isin(steps, t.step) | (steps > t.step[-1]) for t in trajs], axis=0)
+    steps = steps[keep]
     out = np.full((len(trajs), len(steps)), np.nan)
     for row, t in zip(out, trajs):
-        row[np.searchsorted(steps, t.step)] = t.logit_distance
+        mine = np.isin(t.step, steps)
+        row[np.searchsorted(steps, t.step[mine])] = t.logit_distance[mine]
     return steps, out
 
 
@@ -245,9 +250,10 @@ def plot_gd_by_classes(comparisons: dict[int, ufm.ConvergenceComparison]):
     for ax, (K, comp) in zip(axes[0], comparisons.items()):
         _distance_panel(ax, comp)
         kappa = comp.spectrum["kappa_restricted"]
-        eta = comp.lrs[0] * comp.spectrum["restricted_max"][0]
-        ax.set_title(f"K = {K}: κ(LS)/κ(CE) = {kappa[1] / kappa[0]:.2f}, step {eta:g}/λ_max(δ), "
-                     f"{len(comp.seeds)} seeds", fontsize=9)
+        step = (f"step {comp.lrs[0] * comp.spectrum['restricted_max'][0]:g}/λ_max(δ)"
+                if comp.lr_rule == "inverse_max_curvature" else f"step {comp.lrs[0]:g}")
+        ax.set_title(f"K = {K}: κ(LS)/κ(CE) = {kappa[-1] / kappa[0]:.2f}, {step}, {len(comp.seeds)} seeds",
+                     fontsize=9)
     return fig
 
 
