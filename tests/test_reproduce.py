@@ -19,9 +19,11 @@ def test_cpu_reproduction_matrix():
     groups = {g: [n for gg, n in keys if gg == g] for g, _ in keys}
     assert set(groups) == {"mnist1d", "cifar10-jpeg", "mnist1d-800ep", "cifar10-jpeg-150ep", "cifar10-jpeg-w32",
                            "cifar10-jpeg-1000pc", "mnist1d-w1024"}
-    # the scale axes: one setting at width 32 and on 1000 images per class (seed 0), MNIST-1D 4x wider (seeds 0-4)
-    assert sorted(groups["cifar10-jpeg-w32"]) == ["ce-resnet18w32-s0", "ls0.05-resnet18w32-s0"]
-    assert sorted(groups["cifar10-jpeg-1000pc"]) == ["ce-resnet18w16-s0", "ls0.05-resnet18w16-s0"]
+    # the scale axes: one setting at width 32 and on 1000 images per class (seeds 0-1), MNIST-1D 4x wider (seeds 0-4)
+    assert sorted(groups["cifar10-jpeg-w32"]) == sorted(f"{loss}-resnet18w32-s{s}" for loss in ("ce", "ls0.05")
+                                                        for s in range(2))
+    assert sorted(groups["cifar10-jpeg-1000pc"]) == sorted(f"{loss}-resnet18w16-s{s}" for loss in ("ce", "ls0.05")
+                                                           for s in range(2))
     assert sorted(groups["mnist1d-w1024"]) == sorted(f"{loss}-mlpw1024-s{s}" for loss in ("ce", "ls0.05")
                                                      for s in range(5))
     assert sum(n.startswith("ce-resnet18w16") for n in groups["cifar10-jpeg"]) == 4  # CE seeds 0-3 on CIFAR
