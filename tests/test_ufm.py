@@ -199,7 +199,9 @@ def test_block_numbers_are_the_dense_numbers(case):
     problem = make(case)
     deltas = [0.0, 0.05, 0.2]
     dense, blocks = ufm.condition_numbers_vs_delta(problem, deltas), ufm.block_numbers_vs_delta(problem, deltas)
-    assert set(blocks) == {"delta", *ufm.BLOCK_SPECTRUM_KEYS} and set(ufm.BLOCK_SPECTRUM_KEYS) <= set(dense)
+    assert set(blocks) == {"delta", "logit_min", *ufm.BLOCK_SPECTRUM_KEYS}
+    assert set(ufm.BLOCK_SPECTRUM_KEYS) <= set(dense)
+    assert np.all(blocks["logit_min"] >= blocks["restricted_min"])
     for key in ufm.BLOCK_SPECTRUM_KEYS:
         if key == "symmetry_curvature":  # both ~0: rounding, not a number to match
             assert blocks[key].max() < 1e-12 and dense[key].max() < 1e-9

@@ -228,10 +228,9 @@ def gd_by_classes(counts: Sequence[int], setting: Sequence[float], delta: float,
                                        loose=loose, tight=tight, lr_rule="inverse_max_curvature",
                                        spectrum="blocks", record_every=record_every)
         comparisons[int(K)] = comp
-        spectra = [ufm.block_spectrum(problem.with_delta(dl)) for dl in (0.0, delta)]
-        kappa, iters = comp.spectrum["kappa_restricted"], comp.median_iters("tight")
-        kappa_logit = [sp.restricted_max / sp.logit_min for sp in spectra]
-        pred = [np.log(loose / tight) / -np.log(abs(1 - lr * sp.logit_min)) for lr, sp in zip(comp.lrs, spectra)]
+        sp, iters = comp.spectrum, comp.median_iters("tight")
+        kappa, kappa_logit = sp["kappa_restricted"], sp["restricted_max"] / sp["logit_min"]
+        pred = np.log(loose / tight) / -np.log(np.abs(1 - comp.lrs * sp["logit_min"]))
         meas = comp.measured_tight_phase
         rows.append({"UFM": f"n={int(n)}, d={int(d)}, {penalties_text(problem)}", "K": int(K),
                      "κ CE": kappa[0], "κ LS": kappa[1], "κ LS / CE": kappa[1] / kappa[0],

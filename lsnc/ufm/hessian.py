@@ -193,7 +193,8 @@ BLOCK_SPECTRUM_KEYS = ("p_y", "kappa_restricted", "restricted_min", "restricted_
 
 def block_numbers_vs_delta(problem: UFMProblem, deltas) -> dict[str, np.ndarray]:
     """:func:`condition_numbers_vs_delta`'s keys that the blocks give (``BLOCK_SPECTRUM_KEYS``: the full Hessian's
-    (a) and the softmax's (b)), exact at any size, from :func:`block_spectrum`."""
+    (a) and the softmax's (b)), exact at any size, from :func:`block_spectrum`; and ``logit_min``
+    (:attr:`BlockSpectrum.logit_min`, the smallest curvature a logit distance sees)."""
     out = {"delta": np.asarray(deltas, dtype=float)}
     rows = []
     for dl in out["delta"]:
@@ -205,8 +206,9 @@ def block_numbers_vs_delta(problem: UFMProblem, deltas) -> dict[str, np.ndarray]
         rows.append({"p_y": sol.p_y, "kappa_restricted": spec.kappa_restricted,
                      "restricted_min": spec.restricted_min, "restricted_max": spec.restricted_max,
                      "softmax_min": sm.min(), "softmax_max": sm.max(), "kappa_softmax": sm.max() / sm.min(),
-                     "symmetry_curvature": spec.symmetry_curvature, "symmetry_dim": spec.symmetry_dim})
-    out.update({k: np.array([row[k] for row in rows]) for k in BLOCK_SPECTRUM_KEYS})
+                     "symmetry_curvature": spec.symmetry_curvature, "symmetry_dim": spec.symmetry_dim,
+                     "logit_min": spec.logit_min})
+    out.update({k: np.array([row[k] for row in rows]) for k in (*BLOCK_SPECTRUM_KEYS, "logit_min")})
     return out
 
 
