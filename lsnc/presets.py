@@ -58,6 +58,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # their own group: what width changes at the same data and length. ~2 min of training a run, two side by side.
     "cpu-mnist1d-w1024": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=1024, holdout_per_class=20,
                               epochs=150, milestones=[28, 66], eval_batch_size=2000, group="mnist1d-w1024"),
+    # MNIST-1D on a 5x larger generated set (mnist1d num_samples 25000: 20000 train, 5000 test; generation seed
+    # 42) so the training set can grow: 400 (about the canonical set's 380 after its holdout) and 1600 balanced
+    # training samples per class, the same 100 test and 20 holdout per class, the cpu-mnist1d MLP and schedule,
+    # each size in its own group: what 4x more training data changes at the same model and length.
+    "cpu-mnist1d-400pc": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256,
+                              data_options={"num_samples": 25000}, train_per_class=400, test_per_class=100,
+                              holdout_per_class=20, epochs=150, milestones=[28, 66], eval_batch_size=2000,
+                              group="mnist1d-400pc"),
+    "cpu-mnist1d-1600pc": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256,
+                               data_options={"num_samples": 25000}, train_per_class=1600, test_per_class=100,
+                               holdout_per_class=20, epochs=150, milestones=[28, 66], eval_batch_size=2000,
+                               group="mnist1d-1600pc"),
     "smoke": dict(_PAPER_COMMON, dataset="synthetic", model="mlp", width=32, epochs=3, milestones=[2],
                   batch_size=16, holdout_per_class=4, eval_batch_size=256,
                   data_options={"num_classes": 4, "image_size": 8}),
