@@ -12,7 +12,7 @@ from .metrics import PAPER_NAMES
 MAIN_DELTA = 0.05
 #: Cross-entropy (δ = 0) and the main label-smoothing setting, in that order.
 CE_VS_LS = (0.0, MAIN_DELTA)
-#: The δ sweep of the paper's figures 5-6.
+#: The δ sweep of the paper's figures 4-6 in its figure list (this book's fig5, fig6 and fig7).
 PAPER_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9)
 #: δ values of the UFM-style runs.
 UFM_DELTAS = (0.0, 0.05, 0.1)

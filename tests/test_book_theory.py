@@ -234,3 +234,26 @@ def test_gd_classes_verdict_words():
         theory.gd_classes_verdict(pd.DataFrame(rows))
     rows[1]["GD vs κ"] = "inconclusive (a tie)"
     assert theory.gd_classes_verdict(pd.DataFrame(rows)).startswith("**Inconclusive on the small UFM (u)")
+
+
+def test_the_theory_page_parameters_are_the_library_settings():
+    """book/theory.ipynb writes THEORY_PAGE out in its parameter cell; claims.theory_claims runs THEORY_PAGE: one
+    experiment on both pages. Changing one without the other fails here."""
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "book" / "theory.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    params: dict = {}
+    exec("".join(cell["source"]), {}, params)
+    for key, value in theory.THEORY_PAGE.items():
+        got = params[key]
+        assert (list(got) if isinstance(value, tuple) else got) == (list(value) if isinstance(value, tuple)
+                                                                    else value), key
+
+
+def test_theory_claims_refuse_an_unknown_setting():
+    from lsnc.book import claims
+
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) \['stepz'\]"):
+        claims.theory_claims(stepz=10)

@@ -536,3 +536,33 @@ def test_scale_table_compares_one_setting_at_two_training_set_sizes():
     assert "NC3: LS higher at every training-set size" not in lines
     assert "NC3: the order changes with training-set size (LS / CE 2 at 500 per class, 1 at 1000 per class)" in lines
     assert summary.scale_table(small + large, "width").empty
+
+
+def test_scale_ratios_give_the_mean_ratio_and_the_seed_pairs_spread():
+    from lsnc.book import summary
+
+    short = _length_group("fake-short", EPOCHS, 0.3, 0.6, seeds=(0, 1, 2))
+    long = _length_group("fake-long", EPOCHS + [60, 80], 0.2, 0.1)
+    ls_seed1 = next(r for r in long if r.config["delta"] == 0.05 and r.config["seed"] == 1)
+    ls_seed1.metrics["train_nc3_duality_sq"] *= 3  # final NC3 0.3: this seed pair's ratio is 1.5, seed 0's 0.5
+    ratios = summary.scale_ratios(short + long)
+    nc3 = ratios[ratios["metric"] == "NC3"].set_index("value")
+    assert list(nc3.index) == [40, 80] and list(nc3["factor"]) == [1.0, 2.0]
+    assert list(nc3["groups"]) == ["fake-short", "fake-long"] and set(nc3["seeds"]) == {2}  # seed 2: one length
+    np.testing.assert_allclose(nc3["ratio"], [2.0, 0.2 / 0.2], atol=1e-3)  # LS mean (0.1 + 0.3) / 2 over CE 0.2
+    np.testing.assert_allclose(nc3["ratio_min"], [2.0, 0.5], atol=1e-3)
+    np.testing.assert_allclose(nc3["ratio_max"], [2.0, 1.5], atol=1e-3)
+    # the ratio of means is the one the page's bullets state
+    lines = summary.scale_lines(summary.scale_table(short + long))
+    assert "NC3: the order changes with length (LS / CE 2 at 40 epochs, 1 at 80 epochs)" in lines
+    # the runs behind the figure: the compared ones on the common seeds, not seed 2 or another setting
+    other = _length_group("other-lr", EPOCHS, 0.2, 0.1)
+    for r in other:
+        r.config["lr"] = 0.1
+    compared = summary.scale_runs(short + long + other)
+    assert len(compared) == 8 and {r.config["seed"] for r in compared} == {0, 1}
+    assert summary.scale_ratios(short + other).empty and summary.scale_runs(short) == []
+    for r in long:
+        r.metrics = r.metrics.drop(columns=["test_ece20"])
+    ratios = summary.scale_ratios(short + long)
+    assert set(ratios.loc[ratios["metric"] == "ECE20", "value"]) == {40}  # not recorded at 80 epochs: no row there

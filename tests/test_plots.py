@@ -194,3 +194,31 @@ def test_gd_by_classes_figure_with_sparse_records():
     fig = TP.plot_gd_by_classes(comps)
     assert len(fig.axes) == 1 and fig.axes[0].get_title().startswith("K = 3: κ(LS)/κ(CE) = ")
     plt.close(fig)
+
+
+def test_scale_ratio_figure():
+    import numpy as np
+    import pandas as pd
+
+    from lsnc.book.plots.scale import plot_scale_ratios
+    from lsnc.book.summary import SCALE_COLUMNS
+
+    metrics = list(SCALE_COLUMNS.values())
+    rows = [{"setting": "long name A", "groups": g, "value": v, "factor": v / 50, "metric": m, "ratio": r,
+             "ratio_min": r * 0.9, "ratio_max": r * 1.1, "seeds": 2}
+            for g, v, r in (("a-50", 50, 1.4), ("a-150", 150, 2.2)) for m in metrics]
+    rows += [{"setting": "long name B", "groups": "b", "value": 10, "factor": 1.0, "metric": "NC3", "ratio": 0.5,
+              "ratio_min": 0.4, "ratio_max": 0.6, "seeds": 3},
+             {"setting": "long name B", "groups": "b-40", "value": 40, "factor": 4.0, "metric": "NC3", "ratio": 0.8,
+              "ratio_min": 0.7, "ratio_max": 0.9, "seeds": 3}]
+    empty = pd.DataFrame(columns=list(rows[0]))
+    assert plot_scale_ratios({"epochs": empty, "width": empty}) is None
+    fig = plot_scale_ratios({"epochs": pd.DataFrame(rows), "width": empty})
+    axes = np.array(fig.axes[:len(metrics)])
+    assert [ax.get_title() for ax in axes] == metrics  # one row: the width axis has no data
+    nc3 = axes[metrics.index("NC3")]
+    drawn = [ln for ln in nc3.get_lines() if len(ln.get_xdata()) == 2 and ln.get_linestyle() == "-"]
+    assert sorted(tuple(np.round(ln.get_ydata(), 3)) for ln in drawn) == [(0.5, 0.8), (1.4, 2.2)]
+    assert {t.get_text() for t in axes[-1].get_legend().get_texts()} == {"a-50 → a-150 (seeds: 2)", "b → b-40 (seeds: 3)"}
+    assert [t.get_text() for t in nc3.get_xticklabels()] == ["×1", "×3", "×4"]
+    assert "1" in [t.get_text() for t in nc3.get_yticklabels()]  # the LS = CE line is labelled

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..runs import default_runs_dir
-from ..vocab import MAIN_DELTA, NC_COLUMNS, UFM_DELTAS, loss_label
+from ..vocab import MAIN_DELTA, NC_COLUMNS, loss_label
 from .scale import align_prefixes, reach
 from .select import finished_runs
 
@@ -582,11 +582,10 @@ def styled_table(table: pd.DataFrame):
 # ----------------------------------------------------------------------------------------------
 # C6: theory (lsnc.ufm)
 # ----------------------------------------------------------------------------------------------
-def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lambda_w: float = 5e-3,
-                  lambda_h: float = 5e-3, deltas: Sequence[float] = UFM_DELTAS, seeds: Sequence[int] = (0, 1),
-                  lr: float = 5.0, lr_over_max_curvature: float = 0.5, steps: int = 3000,
-                  loose: float = 1e-2, tight: float = 1e-6, sizes: Sequence[Any] | None = None) -> pd.DataFrame:
-    """C6 on one small UFM instance (the defaults are the theory page's; a few seconds on one core).
+def theory_claims(sizes: Sequence[Any] | None = None, **settings: Any) -> pd.DataFrame:
+    """C6 on the theory page's small UFM instance, with its settings (``lsnc.book.theory.THEORY_PAGE``;
+    ``settings`` overrides any of its keys: num_classes, n_per_class, dim, lambda_w, lambda_h, deltas, seeds,
+    steps, lr, lr_over_max_curvature, loose, tight). About ten seconds on one core.
 
     Rows: (1) closed-form norms ||w_k||, ||h_i|| lower for every LS δ than for CE; (2) condition number of the
     full UFM Hessian at the minimizer, symmetry directions removed (the Hessian that governs gradient descent,
@@ -598,12 +597,18 @@ def theory_claims(num_classes: int = 4, n_per_class: int = 3, dim: int = 5, lamb
     in ``sizes`` (``ufm.UFMProblem``; default ``lsnc.book.theory.paper_size_problems()``, the sizes of the
     paper's experiments with a nonzero minimizer), exact from the Hessian's blocks."""
     from .. import ufm
-    from .theory import problem_label
+    from .theory import THEORY_PAGE, problem_label
 
+    unknown = sorted(set(settings) - set(THEORY_PAGE))
+    if unknown:
+        raise TypeError(f"theory_claims: unknown setting(s) {unknown}; the settings are {sorted(THEORY_PAGE)}")
+    s = {**THEORY_PAGE, **settings}
+    deltas, seeds, steps, lr, lr_over_max_curvature, loose, tight = (
+        s["deltas"], s["seeds"], s["steps"], s["lr"], s["lr_over_max_curvature"], s["loose"], s["tight"])
     deltas = [float(x) for x in deltas]
     if deltas[0] != 0.0 or len(deltas) < 2:
         raise ValueError("deltas must start with 0 (the CE baseline) and contain at least one LS δ")
-    problem = ufm.UFMProblem(num_classes, n_per_class, dim, lambda_w, lambda_h, delta=0.0)
+    problem = ufm.UFMProblem(s["num_classes"], s["n_per_class"], s["dim"], s["lambda_w"], s["lambda_h"], delta=0.0)
     label = f"UFM ({problem_label(problem)})"
     comp = Comparison(dataset=THEORY_GROUP, label=label, ls_delta=deltas[1])
     with ufm.single_thread():

@@ -312,18 +312,15 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
     return key, name
 
 
-def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
-    """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
-    length; ``width``, the model's base width; ``train images``, training images per class): complete (not
-    prefix) fp32/tf32 runs, no UFM-style ones, that share everything else (``_setting``). Per setting, value and loss (CE, then LS at ``deltas[1]``): the group(s),
-    the lr decays, and the mean over seeds of the final NC1, NC2, NC3, test error and ECE (20 bins), on the seeds
-    that every value has for both losses. Column ``axis`` holds the value as a page writes it. Empty when no
-    setting was trained at two values."""
+def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str, dict[int, list], list[int]]]:
+    """The settings :func:`scale_table` and :func:`scale_ratios` compare: per setting trained at two or more
+    values of ``axis``, ``(its name, {value: its runs on the common seeds}, the common seeds)``; the common seeds
+    are those that every value has for both losses (``deltas``, CE first)."""
     if axis not in SCALE_AXES:
         raise ValueError(f"axis must be one of {', '.join(SCALE_AXES)}; got {axis!r}")
     if len(deltas) != 2 or float(deltas[0]) != 0.0:
         raise ValueError(f"deltas must be (0, one LS δ), CE first; got {list(deltas)}")
-    field, fmt, _ = SCALE_AXES[axis]
+    field = SCALE_AXES[axis][0]
     runs = [r for r in as_runs(runs) if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
             and not reach(r).prefix and (r.config.get(field) is not None or axis == "width")
             and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
@@ -334,7 +331,7 @@ def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) 
         settings.setdefault(key, []).append(r)
     shared = pd.Series(names).duplicated(keep=False)  # two settings a page would name alike: number them
     names = {key: f"{name} (setting {i + 1})" if shared.iloc[i] else name for i, (key, name) in enumerate(names.items())}
-    rows = []
+    out = []
     for key, rs in settings.items():
         value_of = {id(r): int(_width(r.config) if axis == "width" else r.config[field]) for r in rs}
         values = sorted(set(value_of.values()))
@@ -342,21 +339,75 @@ def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) 
             continue
         seeds = set.intersection(*({int(r.config["seed"]) for r in rs if value_of[id(r)] == v
                                     and np.isclose(float(r.config["delta"]), d)} for v in values for d in deltas))
-        for value in values:
-            at = [r for r in rs if value_of[id(r)] == value and int(r.config["seed"]) in seeds]
-            final = final_rows(at) if at else pd.DataFrame()
+        at = {v: [r for r in rs if value_of[id(r)] == v and int(r.config["seed"]) in seeds] for v in values}
+        out.append((names[key], at, sorted(seeds)))
+    return out
+
+
+def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
+    """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
+    length; ``width``, the model's base width; ``train images``, training images per class): complete (not
+    prefix) fp32/tf32 runs, no UFM-style ones, that share everything else (``_setting``). Per setting, value and
+    loss (CE, then LS at ``deltas[1]``): the group(s), the lr decays, and the mean over seeds of the final NC1,
+    NC2, NC3, test error and ECE (20 bins), on the seeds that every value has for both losses. Column ``axis``
+    holds the value as a page writes it. Empty when no setting was trained at two values."""
+    settings = _scale_settings(runs, axis, deltas)
+    fmt = SCALE_AXES[axis][1]
+    rows = []
+    for setting, at, seeds in settings:
+        for value, value_runs in at.items():
+            final = final_rows(value_runs) if value_runs else pd.DataFrame()
             for delta in deltas:
-                mine = [r for r in at if np.isclose(float(r.config["delta"]), delta)]
-                row = {"setting": names[key], axis: fmt.format(value),
+                mine = [r for r in value_runs if np.isclose(float(r.config["delta"]), delta)]
+                row = {"setting": setting, axis: fmt.format(value),
                        "group": fmt_list(sorted({r.dataset for r in mine})),
                        "lr decays at": " / ".join(dict.fromkeys(fmt_list(r.config.get("milestones") or [])
                                                                  for r in mine)),
-                       "loss": loss_label(delta), "seeds": seeds_text(sorted(seeds)) if seeds else "none in common"}
+                       "loss": loss_label(delta), "seeds": seeds_text(seeds) if seeds else "none in common"}
                 sub = final[np.isclose(final["delta"], delta)] if len(final) else final
                 row.update({name: (pd.to_numeric(sub[col], errors="coerce").mean() if len(sub) and col in sub
                                    else np.nan) for col, name in SCALE_COLUMNS.items()})
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def scale_ratios(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
+    """The LS / CE ratios behind :func:`scale_table`, for a figure: one row per setting, value of ``axis`` and
+    metric (:data:`SCALE_COLUMNS`), with ``value`` (the axis value, a number), ``factor`` (value / the setting's
+    smallest value), ``groups`` (the run groups at that value), ``ratio`` (mean over seeds of LS's final value
+    / the same mean of CE's, the ratio :func:`scale_lines` states), ``ratio_min`` / ``ratio_max`` (the smallest
+    and largest ratio of one seed's LS run to the same seed's CE run) and ``seeds`` (how many pairs). A metric
+    not recorded at a value gives no row."""
+    rows = []
+    for name, at, seeds in _scale_settings(runs, axis, deltas):
+        smallest = min(at)
+        for value, value_runs in at.items():
+            if not value_runs:
+                continue
+            final = final_rows(value_runs)
+            final = final.assign(seed=[int(s) for s in final["seed"]])
+            for col, metric in SCALE_COLUMNS.items():
+                if col not in final:
+                    continue
+                ce, ls = (pd.to_numeric(final[np.isclose(final["delta"], d)].set_index("seed")[col], errors="coerce")
+                          for d in deltas)
+                pairs = (ls / ce).dropna()
+                if not len(pairs) or not (ce.notna().all() and ls.notna().all()):
+                    continue
+                rows.append({"setting": name, "groups": fmt_list(sorted({r.dataset for r in value_runs})),
+                             "value": value, "factor": value / smallest, "metric": metric,
+                             "ratio": ls.mean() / ce.mean(), "ratio_min": pairs.min(), "ratio_max": pairs.max(),
+                             "seeds": len(pairs)})
+    return pd.DataFrame(rows, columns=["setting", "groups", "value", "factor", "metric", "ratio", "ratio_min",
+                                       "ratio_max", "seeds"])
+
+
+def scale_runs(runs, deltas: Sequence[float] = CE_VS_LS) -> list:
+    """The runs that :func:`scale_table` compares along any axis (on their settings' common seeds), once each, in
+    the order of ``runs``: what a figure of the comparisons was computed from."""
+    compared = {id(r) for axis in SCALE_AXES for _, at, _ in _scale_settings(runs, axis, deltas)
+                for value_runs in at.values() for r in value_runs}
+    return [r for r in as_runs(runs) if id(r) in compared]
 
 
 def scale_lines(table: pd.DataFrame) -> str:

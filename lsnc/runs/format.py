@@ -1,6 +1,7 @@
 """The run-folder format, and loading runs into pandas.
 
-A run lives in ``<runs_dir>/<dataset>/<run-name>/``::
+A run lives in ``<runs_dir>/<group>/<run-name>/`` (group: the dataset's name unless ``--group`` or the preset names
+one)::
 
     config.json      the full resolved TrainConfig
     provenance.json  lsnc commit, package versions, device, dataset description (source, copy, subsets, fingerprint)

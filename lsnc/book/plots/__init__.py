@@ -3,5 +3,7 @@
 - :mod:`lsnc.book.plots.training`: figures of the training runs (book/fig1 ... fig9, the explorer).
 - :mod:`lsnc.book.plots.theory`: every figure of the UFM theory (book/theory, the explorer): closed form,
   condition numbers, gradient-descent convergence.
+- :mod:`lsnc.book.plots.scale`: the LS / CE ratio of one setting trained at several lengths, widths or
+  training-set sizes (book/claims).
 - :mod:`lsnc.book.plots.style`: what both share: loss colours, axis labels of the NC metrics, panel grids.
 """

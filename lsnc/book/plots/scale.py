@@ -1,0 +1,75 @@
+"""One figure: the LS / CE ratio of the final metrics of one setting trained at several scales (the claims page)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..summary import SCALE_AXES, SCALE_COLUMNS
+from .style import grid
+
+_MARKERS = "osD^vP*X"
+_TICKS = np.array([0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100])
+
+
+def _ratio_ticks(ax) -> None:
+    """Label a log ratio axis at 1, 2, 5 x powers of ten (at least the two around its range), as plain numbers."""
+    low, high = ax.get_ylim()
+    inside = _TICKS[(_TICKS >= low) & (_TICKS <= high)]
+    if len(inside) < 2:
+        below, above = _TICKS[_TICKS < low], _TICKS[_TICKS > high]
+        inside = np.concatenate([below[-1:], inside, above[:1]])[:3]
+        ax.set_ylim(min(low, inside.min()), max(high, inside.max()))
+    ax.set_yticks(inside, [f"{t:g}" for t in inside])
+
+
+def _setting_label(rows: pd.DataFrame) -> str:
+    """The run groups of one setting, smallest value first: ``cifar10-jpeg → cifar10-jpeg-w32``."""
+    return " → ".join(dict.fromkeys(rows.sort_values("value")["groups"]))
+
+
+def plot_scale_ratios(ratios: dict[str, pd.DataFrame]):
+    """``ratios``: {axis (a key of ``summary.SCALE_AXES``): ``summary.scale_ratios`` of it}. One row of panels
+    per axis with data, one column per metric. Per setting, the LS / CE ratio of the means over seeds against
+    how many times the setting's smallest value it was trained at (log-log), the bar from the smallest to the
+    largest ratio of one seed pair; the dashed line is LS = CE (below it LS ends lower). Returns None when no
+    axis has data."""
+    axes_with_data = [a for a, t in ratios.items() if len(t)]
+    if not axes_with_data:
+        return None
+    metrics = list(SCALE_COLUMNS.values())
+    fig, axes = grid(len(axes_with_data), len(metrics), width=2.9, height=2.6)
+    colours = plt.get_cmap("tab10")
+    for i, axis in enumerate(axes_with_data):
+        table = ratios[axis]
+        settings = list(dict.fromkeys(table["setting"]))
+        handles: dict[str, object] = {}  # one legend entry per setting, from the first panel that draws it
+        for j, metric in enumerate(metrics):
+            ax = axes[i, j]
+            for k, setting in enumerate(settings):
+                rows = table[(table["setting"] == setting) & (table["metric"] == metric)].sort_values("factor")
+                if rows.empty:
+                    continue
+                x, y, low, high = (rows[c].to_numpy(float) for c in ("factor", "ratio", "ratio_min", "ratio_max"))
+                h = ax.errorbar(x, y, yerr=np.vstack([y - low, high - y]), color=colours(k % 10),
+                                marker=_MARKERS[k % len(_MARKERS)], ms=5, lw=1.5, capsize=3,
+                                label=f"{_setting_label(table[table['setting'] == setting])} "
+                                      f"(seeds: {int(rows['seeds'].min())})")
+                handles.setdefault(setting, h)
+            ax.axhline(1.0, color="grey", ls="--", lw=1)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.minorticks_off()
+            _ratio_ticks(ax)
+            factors = sorted(set(table["factor"]))
+            ax.set_xticks(factors, [f"×{f:.3g}" for f in factors])
+            ax.set_xlim(min(factors) / 1.3, max(factors) * 1.3)
+            if i == 0:
+                ax.set_title(metric)
+            if j == 0:
+                ax.set_ylabel(f"LS / CE, final\n(by {SCALE_AXES[axis][2]})")
+            ax.set_xlabel(f"× the smallest {SCALE_AXES[axis][2]}", fontsize=9)
+        axes[i, -1].legend(handles=list(handles.values()), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
+                           frameon=False, title=SCALE_AXES[axis][2])
+    return fig
