@@ -13,7 +13,6 @@ timings alternate lsnc / reference to share the machine's state. Writes a JSON f
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import sys
@@ -21,12 +20,14 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pipeline as ref  # noqa: E402
 
+from lsnc.config import TrainConfig  # noqa: E402
 from lsnc.data import load_dataset  # noqa: E402
+from lsnc.training.engine import Engine  # noqa: E402
+from lsnc.training.step import train_epoch  # noqa: E402
 from lsnc.training.evaluate import evaluate_model  # noqa: E402
 from lsnc.models import build_model  # noqa: E402
 from lsnc.paths import CIFAR10_JPEG, resolve_data_root  # noqa: E402
@@ -37,19 +38,13 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def lsnc_epoch(model, opt, split, batch_size, delta, device, amp, seed) -> float:
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-    model.train()
-    sync(device)
+def lsnc_epoch(engine, epoch: int) -> float:
+    """Seconds of one epoch of lsnc's own training (``lsnc.training.step.train_epoch`` on an ``Engine``: the
+    batch order, loss, autocast and SGD step that ``lsnc train`` runs)."""
+    sync(engine.device)
     t0 = time.perf_counter()
-    for x, y in split.batches(batch_size, shuffle=True, seed=seed, drop_last=True):
-        with autocast:
-            logits, _ = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=delta)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    sync(device)
+    train_epoch(engine, epoch)
+    sync(engine.device)
     return time.perf_counter() - t0
 
 
@@ -133,12 +128,13 @@ def main(argv=None) -> int:
     for variant in a.variants:
         if variant == "tf32" and device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        model = fresh_model(channels_last=variant in ("channels_last", "bf16", "compile"))
-        step_model = torch.compile(model) if variant == "compile" else model
-        opt = sgd(model)
-        lsnc_epoch(step_model, opt, data.train, a.batch_size, delta, device, variant == "bf16", 0)  # warm-up
-        best = min(lsnc_epoch(step_model, opt, data.train, a.batch_size, delta, device, variant == "bf16", e + 1)
-                   for e in range(a.epochs))
+        cfg = TrainConfig(dataset=a.dataset, model=a.model, width=a.width, batch_size=a.batch_size, delta=delta,
+                          seed=0, amp="bf16" if variant == "bf16" else "none",
+                          channels_last=variant in ("channels_last", "bf16", "compile"), compile=variant == "compile",
+                          device=str(device)).resolved()
+        engine = Engine([cfg], [data], device)
+        lsnc_epoch(engine, 0)  # warm-up
+        best = min(lsnc_epoch(engine, e + 1) for e in range(a.epochs))
         n = (len(data.train) // a.batch_size) * a.batch_size
         result["train"][variant] = n / best
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False

@@ -43,7 +43,6 @@ import warnings
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pipeline as ref  # noqa: E402
@@ -158,31 +157,30 @@ def rates(timing: dict, batch: int, k: int = 1) -> dict:
 # --------------------------------------------------------------------------- cells
 
 def cell_lsnc(b: Bench, precision: str, compiled: bool = False) -> dict:
+    """One model trained by lsnc's own step (``lsnc.training.Engine``: the loss, autocast and fused SGD that
+    ``lsnc train`` runs), eager or with the forward under torch.compile (``--compile``)."""
+    return _engine_cell(b, precision, 1, compiled=compiled)
+
+
+def _engine_cell(b: Bench, precision: str, k: int, graphs: bool = False, compiled: bool = False) -> dict:
+    """Images/s of lsnc's engine for ``k`` members (fused for k > 1), each on its own batches."""
     set_precision(b.device, precision)
-    model = b.model()
-    opt = b.sgd(model.parameters())
-    fwd = torch.compile(model) if compiled else model
-    idx = b.indices(b.B)
-    model.train()
-
-    def step(i):
-        x, y = b.x[idx[i]], b.y[idx[i]]
-        with autocast(b.device, precision):
-            logits, _ = fwd(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=DELTA)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return rates(b.timed(step), b.B)
+    engine = _engine(b, precision, k, graphs=graphs, compiled=compiled)
+    idx = b.indices(k, b.B)
+    step = lambda i: engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])  # noqa: E731
+    out = rates(b.timed(step, warmup=max(b.a.warmup, GRAPH_WARMUP + 2) if graphs else None), b.B, k)
+    if graphs:
+        out["captures"] = engine.graphed.captures
+    return out
 
 
-def _engine(b: Bench, precision: str, k: int, graphs: bool):
+def _engine(b: Bench, precision: str, k: int, graphs: bool, compiled: bool = False):
     """lsnc's own training engine (lsnc.training.engine) for k members (fused for k > 1) on the bench's data,
     stepping eagerly or replaying the step from a CUDA graph (lsnc.training.graphs)."""
     cfgs = [TrainConfig(dataset=b.a.dataset, model=b.a.model, width=b.a.width, batch_size=b.B, seed=j,
                         delta=FUSED_DELTAS[j % len(FUSED_DELTAS)], amp="bf16" if precision == "bf16" else "none",
-                        channels_last=b.x.ndim == 4, cuda_graphs=graphs, device=str(b.device)).resolved()
+                        channels_last=b.x.ndim == 4, cuda_graphs=graphs, compile=compiled,
+                        device=str(b.device)).resolved()
             for j in range(k)]
     return Engine(cfgs, [b.data] * k, b.device)
 
@@ -192,13 +190,7 @@ def cell_cudagraph(b: Bench, precision: str, k: int) -> dict:
     replayed: the library's ``--cuda-graphs`` path. Capture happens in the warm-up."""
     if b.device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
-    set_precision(b.device, precision)
-    engine = _engine(b, precision, k, graphs=True)
-    idx = b.indices(k, b.B)
-    step = lambda i: engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])  # noqa: E731
-    out = rates(b.timed(step, warmup=max(b.a.warmup, GRAPH_WARMUP + 2)), b.B, k)
-    out["captures"] = engine.graphed.captures
-    return out
+    return _engine_cell(b, precision, k, graphs=True)
 
 
 def cell_graph_check(b: Bench, precision: str, k: int, steps: int = 8) -> dict:
@@ -240,29 +232,9 @@ def graph_check(make_engine, batches: list) -> dict:
 
 
 def cell_fused(b: Bench, precision: str, k: int) -> dict:
-    try:
-        from lsnc.training.fused import FusedNet
-    except ImportError as e:
-        raise ModuleNotFoundError(f"no fused engine yet (lsnc.training.fused: {e})") from None
-    set_precision(b.device, precision)
-    net = FusedNet([b.model(seed) for seed in range(k)]).to(b.device)
-    if b.x.ndim == 4 and hasattr(net, "to_channels_last"):
-        net.to_channels_last()
-    opt = b.sgd(net.parameters())
-    idx = b.indices(k, b.B)
-    deltas = [FUSED_DELTAS[j % len(FUSED_DELTAS)] for j in range(k)]
-    net.train()
-
-    def step(i):
-        xs, ys = b.x[idx[i]], b.y[idx[i]]  # (k, B, C, H, W), (k, B)
-        with autocast(b.device, precision):
-            logits, _ = net(xs)
-            loss = sum(F.cross_entropy(logits[j].float(), ys[j], label_smoothing=deltas[j]) for j in range(k))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    return rates(b.timed(step), b.B, k)
+    """k models fused into one network (``lsnc.training.fused``) and trained by lsnc's engine, as ``lsnc train``
+    with several δ / seeds does."""
+    return _engine_cell(b, precision, k)
 
 
 def cell_vmap(b: Bench, precision: str, k: int) -> dict:
