@@ -86,6 +86,12 @@ MODELS = ("resnet18", "resnet50", "mlp")
 DEFAULT_WIDTH = {"resnet18": 64, "resnet50": 64, "mlp": 256}
 
 
+def model_width(name: str, width: int | None = None) -> int | None:
+    """The width ``build_model(name, ..., width=width)`` builds: ``width``, or the model's default when it is
+    None (a config of the paper's presets leaves it None: ResNet base width 64). None for an unknown model."""
+    return width or DEFAULT_WIDTH.get(name)
+
+
 def feature_dim(name: str, width: int | None = None) -> int:
     """d, the feature dimension of ``build_model(name, ..., width=width)``, without building it (ResNet-18:
     8 x base width, 512 for the paper's; ResNet-50: 4x that, 2048; MLP: its width)."""
@@ -93,7 +99,7 @@ def feature_dim(name: str, width: int | None = None) -> int:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
     if width is not None and width < 1:
         raise ValueError(f"width must be a positive integer, got {width}")
-    width = width or DEFAULT_WIDTH[name]
+    width = model_width(name, width)
     return width if name == "mlp" else width * 8 * _RESNETS[name][0].expansion
 
 
@@ -111,9 +117,9 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], width
         in_features = 1
         for s in input_shape:
             in_features *= s
-        return MLP(in_features, num_classes, width=width or DEFAULT_WIDTH[name])
+        return MLP(in_features, num_classes, width=model_width(name, width))
     if len(input_shape) != 3:
         raise ValueError(f"{name} needs image inputs (C, H, W); this dataset gives shape {tuple(input_shape)}. "
                          "Use --model mlp for vector data.")
     block, layers = _RESNETS[name]
-    return CifarResNet(block, layers, num_classes, base_width=width or DEFAULT_WIDTH[name], in_channels=input_shape[0])
+    return CifarResNet(block, layers, num_classes, base_width=model_width(name, width), in_channels=input_shape[0])

@@ -39,7 +39,9 @@ def test_describe_run_complete_and_prefix():
     text = scale.describe_run(prefix)
     assert "epochs 0–40 of the 800-epoch recipe" in text and "800 epochs" not in text and ", CE," in text
     assert "UFM-style" in scale.describe_run(hand_run(0.1, ufm=True))
-    assert scale.model_text({"model": "resnet18", "width": None}) == "resnet18"
+    assert scale.model_text({"model": "resnet18", "width": None}) == "resnet18 (width 64)"  # the paper's default
+    assert scale.model_text({"model": "resnet50"}) == "resnet50 (width 64)"
+    assert scale.model_text({"model": "vgg11", "width": None}) == "vgg11"
     # a running run at epoch 40 is not a finished prefix
     assert scale.reach(hand_run(reached=40, status="running")).text == "800 epochs"
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..models import model_width
 from ..vocab import MAIN_DELTA, loss_label
 
 
@@ -166,8 +167,10 @@ def data_text(run) -> str:
 
 
 def model_text(config: dict) -> str:
-    """``resnet18 (width 16)``, or the model name alone when it has no width."""
-    return config["model"] + (f" (width {config['width']})" if config.get("width") else "")
+    """``resnet18 (width 16)``; a config without a width is the model's default one (``resnet18 (width 64)``);
+    the model name alone for a model lsnc does not know."""
+    width = model_width(config["model"], config.get("width"))
+    return config["model"] + (f" (width {width})" if width else "")
 
 
 def run_loss(run) -> str:

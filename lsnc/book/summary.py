@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..models import DEFAULT_WIDTH
+from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
 from .claims import epochs_to_zero_error
@@ -280,18 +280,14 @@ SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "w
               "train images": ("train_per_class", "{} per class", "training-set size")}
 
 
-def _width(config: dict):
-    """The model's width, its default when the config leaves it unset (None and 64 are one ResNet)."""
-    return config.get("width") or DEFAULT_WIDTH.get(config.get("model"))
-
-
 def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
     """What must be equal for runs to differ only along ``axis``: data (its subset sizes, but for the axis),
     model, the other axes, optimizer, penalties, batch, lr schedule (decay factor; the decays as fractions of
     training, to one decimal, along the length axis, as epochs along the others), TF32; and how a page names
     it."""
     c = run.config
-    values = {"epochs": c.get("epochs"), "width": _width(c), "train images": c.get("train_per_class")}
+    values = {"epochs": c.get("epochs"), "width": model_width(c.get("model"), c.get("width")),
+              "train images": c.get("train_per_class")}
     others = tuple((a, v) for a, v in values.items() if a != axis)
     milestones = c.get("milestones") or []
     # along the length axis the decays sit at about the same fractions of training (the CPU presets round them
@@ -333,7 +329,8 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
     names = {key: f"{name} (setting {i + 1})" if shared.iloc[i] else name for i, (key, name) in enumerate(names.items())}
     out = []
     for key, rs in settings.items():
-        value_of = {id(r): int(_width(r.config) if axis == "width" else r.config[field]) for r in rs}
+        value_of = {id(r): int(model_width(r.config.get("model"), r.config.get("width")) if axis == "width"
+                               else r.config[field]) for r in rs}
         values = sorted(set(value_of.values()))
         if len(values) < 2:
             continue
