@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..paths import portable_paths
 from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
+from ..runs.format import CONFIG_FILE, read_status
 from ..vocab import CE_VS_LS
 from .scale import by_dataset, fmt_list, group_line, seeds_text
 
@@ -204,8 +205,8 @@ def _left_out(root: Path, groups: Sequence[str] | None, ufm, deltas, seeds, amp)
         if groups is not None and folder.parent.name not in groups:
             continue
         try:
-            config = read_json(folder / "config.json")
-            status = read_json(folder / "status.json") if (folder / "status.json").exists() else {}
+            config = read_json(folder / CONFIG_FILE)
+            status = read_status(folder) or {}
             if status.get("status") not in (None, "done"):  # not finished: no page would draw it anyway
                 continue
             if not _filter([SimpleNamespace(config=config)], ufm, deltas, seeds, amp)[0]:

@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 
 from ..config import TrainConfig
-from ..runs.format import RunError, read_status
+from ..runs.format import CHECKPOINT_FILE, RunError, read_status
 from ..runs.lifecycle import RunClaimed, run_folder, run_key, run_status
 from ..training import train_many
 from ..training.engine import FUSABLE_FIELDS
@@ -32,7 +32,7 @@ def fusable_groups(configs: list[TrainConfig], fuse: int,
 def _progress_epoch(runs_dir, cfg: TrainConfig) -> int:
     """The epoch an unfinished run would continue from (0 without a checkpoint)."""
     folder = run_folder(runs_dir, cfg)
-    if not (folder / "checkpoint.pt").exists():
+    if not (folder / CHECKPOINT_FILE).exists():
         return 0
     try:
         return int((read_status(folder) or {}).get("epoch", 0))
@@ -57,7 +57,7 @@ def train_configs(configs: list[TrainConfig], runs_dir: str | Path, *, fuse: int
             log(f"would {'resume' if status else 'train'}: {run_key(cfg)}")
         else:
             started = status is not None
-            resumable = started and (run_folder(runs_dir, cfg) / "checkpoint.pt").exists()
+            resumable = started and (run_folder(runs_dir, cfg) / CHECKPOINT_FILE).exists()
             todo.append((cfg, "resumed" if resumable else "restarted (no checkpoint)" if started else "trained"))
     action = {run_key(c): a for c, a in todo}
     for group in fusable_groups([c for c, _ in todo], fuse, runs_dir):

@@ -33,6 +33,10 @@ import pandas as pd
 from ..atomic import write_json_atomic, write_text_atomic
 from ..vocab import NC_COLUMNS
 
+#: The files of a run folder, named once (the module docstring says what each holds).
+CONFIG_FILE, PROVENANCE_FILE, STATUS_FILE = "config.json", "provenance.json", "status.json"
+METRICS_FILE, EPOCHS_FILE, SNAPSHOTS_FILE, CHECKPOINT_FILE = "metrics.csv", "epochs.csv", "snapshots.npz", "checkpoint.pt"
+
 STATUSES = ("running", "done", "failed")
 #: Columns every metrics row of a finished run has as finite numbers: the paper's NC1-NC3, the losses and
 #: errors, and the ECE. A run that cannot produce them (diverged, or collapsed to zero features) is failed.
@@ -50,7 +54,7 @@ class RunDamaged(UserWarning):
 
 def write_status(folder: Path, status: str, epoch: int, error: str | None = None, **extra: Any) -> None:
     assert status in STATUSES, status
-    write_json_atomic(folder / "status.json", {"status": status, "epoch": epoch, "error": error, **extra})
+    write_json_atomic(folder / STATUS_FILE, {"status": status, "epoch": epoch, "error": error, **extra})
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -66,7 +70,7 @@ def read_json(path: Path) -> dict[str, Any]:
 
 def read_status(folder: Path) -> dict[str, Any] | None:
     """The run's status.json, or None when the folder has none (never started)."""
-    path = Path(folder) / "status.json"
+    path = Path(folder) / STATUS_FILE
     return read_json(path) if path.exists() else None
 
 
@@ -153,17 +157,17 @@ def load_run(path: str | Path) -> Run:
     """Read a run folder. Raises RunError naming the file when it is damaged: unreadable JSON, a truncated
     table, or a finished run whose metrics table is missing or holds a non-finite value in REQUIRED_FINITE."""
     path = Path(path)
-    if not (path / "config.json").exists():
-        raise RunError(f"{path} is not a run folder (no config.json)")
-    config = read_json(path / "config.json")
-    metrics = pd.DataFrame(read_rows_csv(path / "metrics.csv"))
-    epochs = pd.DataFrame(read_rows_csv(path / "epochs.csv"))
-    prov = read_json(path / "provenance.json") if (path / "provenance.json").exists() else {}
+    if not (path / CONFIG_FILE).exists():
+        raise RunError(f"{path} is not a run folder (no {CONFIG_FILE})")
+    config = read_json(path / CONFIG_FILE)
+    metrics = pd.DataFrame(read_rows_csv(path / METRICS_FILE))
+    epochs = pd.DataFrame(read_rows_csv(path / EPOCHS_FILE))
+    prov = read_json(path / PROVENANCE_FILE) if (path / PROVENANCE_FILE).exists() else {}
     status = read_status(path) or {"status": "unknown"}
     if status.get("status") == "done":
         problem = non_finite(metrics.to_dict("records")) if not metrics.empty else "no rows (missing or empty)"
         if problem:
-            raise RunError(f"{path / 'metrics.csv'} is damaged: {problem}")
+            raise RunError(f"{path / METRICS_FILE} is damaged: {problem}")
     return Run(path, config, prov, status, metrics, epochs)
 
 
@@ -204,7 +208,7 @@ def _run_paths(runs_dir: str | Path, dataset: str | None) -> list[Path]:
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    pattern = f"{dataset}/*/config.json" if dataset else "*/*/config.json"
+    pattern = f"{dataset}/*/{CONFIG_FILE}" if dataset else f"*/*/{CONFIG_FILE}"
     return [p.parent for p in sorted(root.glob(pattern))]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..paths import REPO_ROOT, portable_paths
-from .format import RunError, read_json, read_status
+from .format import CONFIG_FILE, STATUS_FILE, RunError, read_json, read_status
 
 #: Options that change how fast a run goes, not what it computes: they may differ when a run is resumed.
 #: (tf32 is not among them: it changes the numbers, so a run keeps the precision it started with.)
@@ -40,7 +40,7 @@ def run_folder(runs_dir: str | Path, cfg: TrainConfig) -> Path:
 
 def is_run_folder(folder: Path) -> bool:
     """A folder lsnc wrote: it has config.json or status.json (only such a folder may be replaced)."""
-    return (folder / "config.json").is_file() or (folder / "status.json").is_file()
+    return (folder / CONFIG_FILE).is_file() or (folder / STATUS_FILE).is_file()
 
 
 def run_status(runs_dir: str | Path, cfg: TrainConfig) -> str | None:
@@ -51,7 +51,7 @@ def run_status(runs_dir: str | Path, cfg: TrainConfig) -> str | None:
 
 def check_resumable(folder: Path, cfg: TrainConfig) -> None:
     """Refuse to resume a folder started with another recipe (execution-only options may change)."""
-    stored, mine = read_json(folder / "config.json"), cfg.to_dict()
+    stored, mine = read_json(folder / CONFIG_FILE), cfg.to_dict()
     diff = sorted(k for k in set(stored) | set(mine) if k not in EXECUTION_ONLY and stored.get(k) != mine.get(k))
     if diff:
         raise RunError(f"{folder} was started with a different configuration ({', '.join(diff)} differ); "

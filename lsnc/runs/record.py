@@ -16,7 +16,8 @@ from typing import Any
 from ..atomic import write_atomic, write_json_atomic
 from ..config import TrainConfig
 from ..snapshots import load_snapshots, save_snapshots
-from .format import RunError, read_json, read_rows_csv, read_status, write_rows_csv, write_status
+from .format import (CHECKPOINT_FILE, CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, PROVENANCE_FILE, SNAPSHOTS_FILE, RunError,
+                     read_json, read_rows_csv, read_status, write_rows_csv, write_status)
 from .lifecycle import check_resumable, is_run_folder, provenance, run_folder
 
 
@@ -33,7 +34,7 @@ class RunRecord:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.folder / "checkpoint.pt"
+        return self.folder / CHECKPOINT_FILE
 
     # ------------------------------------------------------------------ opening
 
@@ -54,7 +55,7 @@ class RunRecord:
                            "--overwrite to replace it")
         check_resumable(folder, cfg)
         status = read_status(folder) or {}
-        has_checkpoint = (folder / "checkpoint.pt").exists()
+        has_checkpoint = (folder / CHECKPOINT_FILE).exists()
         if status.get("status") != "done":
             return "resume" if has_checkpoint else "restart"
         if status.get("epoch", cfg.epochs) >= _last_epoch(cfg):
@@ -80,13 +81,13 @@ class RunRecord:
             folder.mkdir(parents=True)
         except OSError as exc:
             raise RunError(f"cannot write the run folder {folder} ({exc.strerror}); choose a writable --runs-dir")
-        write_json_atomic(folder / "config.json", cfg.to_dict())
+        write_json_atomic(folder / CONFIG_FILE, cfg.to_dict())
         return rec
 
     def _read_back(self, device) -> None:
         import torch
         folder, path = self.folder, self.checkpoint_path
-        recorded = (read_json(folder / "provenance.json").get("device", {}) if (folder / "provenance.json").exists()
+        recorded = (read_json(folder / PROVENANCE_FILE).get("device", {}) if (folder / PROVENANCE_FILE).exists()
                     else {})
         if device.type == "cpu" and recorded.get("type") == "cpu" and recorded.get("threads") not in (
                 None, torch.get_num_threads()):
@@ -98,27 +99,27 @@ class RunRecord:
         except Exception as exc:  # truncated, corrupt, or not a checkpoint
             raise RunError(f"{path} is damaged ({type(exc).__name__}); pass --overwrite to train the run again") from exc
         self.resume_state, self.start_epoch, self.train_seconds = state, state["epoch"], state["train_seconds"]
-        self.metrics_rows = [r for r in read_rows_csv(folder / "metrics.csv") if r["epoch"] <= self.start_epoch]
-        self.epoch_rows = [r for r in read_rows_csv(folder / "epochs.csv") if r["epoch"] <= self.start_epoch]
-        self.snapshots = {e: s for e, s in load_snapshots(folder / "snapshots.npz").items() if e <= self.start_epoch}
+        self.metrics_rows = [r for r in read_rows_csv(folder / METRICS_FILE) if r["epoch"] <= self.start_epoch]
+        self.epoch_rows = [r for r in read_rows_csv(folder / EPOCHS_FILE) if r["epoch"] <= self.start_epoch]
+        self.snapshots = {e: s for e, s in load_snapshots(folder / SNAPSHOTS_FILE).items() if e <= self.start_epoch}
 
     def start(self, data, device) -> None:
-        write_json_atomic(self.folder / "provenance.json", provenance(self.cfg, data.description, data.label, device))
+        write_json_atomic(self.folder / PROVENANCE_FILE, provenance(self.cfg, data.description, data.label, device))
         write_status(self.folder, "running", self.start_epoch)
 
     # ------------------------------------------------------------------ while training
 
     def add_epoch(self, row: dict[str, Any]) -> None:
         self.epoch_rows.append(row)
-        write_rows_csv(self.folder / "epochs.csv", self.epoch_rows)
+        write_rows_csv(self.folder / EPOCHS_FILE, self.epoch_rows)
 
     def add_metrics(self, row: dict[str, Any]) -> None:
         self.metrics_rows.append(row)
-        write_rows_csv(self.folder / "metrics.csv", self.metrics_rows)
+        write_rows_csv(self.folder / METRICS_FILE, self.metrics_rows)
 
     def add_snapshot(self, epoch: int, snapshot: dict) -> None:
         self.snapshots[epoch] = snapshot
-        save_snapshots(self.folder / "snapshots.npz", self.snapshots)
+        save_snapshots(self.folder / SNAPSHOTS_FILE, self.snapshots)
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         import torch

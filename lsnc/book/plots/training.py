@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ...runs import Run
+from ...runs.format import SNAPSHOTS_FILE
 from ...vocab import CE_VS_LS, NC_COLUMNS, loss_label
 from ..scale import describe_run
 from ..summary import final_rows, metrics_table, ufm_errors
@@ -87,7 +88,7 @@ def _select(df: pd.DataFrame, deltas: Sequence[float] | None) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 def _snapshots(run: Run) -> dict[int, dict[str, np.ndarray]]:
     from lsnc.snapshots import load_snapshots
-    return load_snapshots(run.path / "snapshots.npz")
+    return load_snapshots(run.path / SNAPSHOTS_FILE)
 
 
 def snapshot_epochs(runs: Sequence[Run], max_epochs: int = 5) -> list[int]:
