@@ -53,7 +53,7 @@ import numpy as np
 import torch
 
 from . import class_means
-from .problem import DTYPE, UFMProblem, optimal_point, simplex_etf, single_thread
+from .problem import DTYPE, UFMProblem, optimal_point, simplex_etf, single_thread, smoothed_targets
 
 
 @single_thread()
@@ -309,7 +309,7 @@ def block_spectrum(problem: UFMProblem) -> BlockSpectrum:
                                              scale, BLOCKS[0])
     # block 2: G's columns are the logit gradients g_k = p_k - t_k
     p = torch.softmax(sol.h_norm * sol.w_norm * U @ U.T, dim=1)
-    G = (p - ((1 - problem.delta) * torch.eye(K, dtype=DTYPE) + problem.delta / K)).T.numpy()
+    G = (p - smoothed_targets(torch.arange(K), K, problem.delta)).T.numpy()
     coupling = G / (K * math.sqrt(n))
     off = np.linalg.eigvalsh(np.block([[problem.lambda_w * np.eye(K), coupling],
                                        [coupling.T, problem.lambda_h * np.eye(K)]]))

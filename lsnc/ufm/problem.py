@@ -226,9 +226,7 @@ class UFMProblem:
             logits = H @ W.T + b
             value = float(F.cross_entropy(logits, y, label_smoothing=self.delta) + 0.5 * (
                 self.lambda_w * W.pow(2).sum() + self.lambda_h * H.pow(2).sum() + self.lambda_b * b.pow(2).sum()))
-            G = torch.softmax(logits, dim=1) - self.delta / self.num_classes
-            G[torch.arange(len(y)), y] -= 1.0 - self.delta
-            G /= len(y)
+            G = (torch.softmax(logits, dim=1) - smoothed_targets(y, self.num_classes, self.delta, logits.dtype)) / len(y)
             return value, (G.T @ H + self.lambda_w * W, G @ W + self.lambda_h * H, G.sum(0) + self.lambda_b * b)
 
     # flat parameter vector [W, H, b] (for the Hessian)
@@ -245,6 +243,12 @@ class UFMProblem:
         Z = torch.full((self.num_samples, self.num_classes), sol.logit_wrong, dtype=DTYPE)
         Z[torch.arange(self.num_samples), self.labels()] = sol.logit_correct
         return Z
+
+
+def smoothed_targets(labels: torch.Tensor, num_classes: int, delta: float, dtype=DTYPE) -> torch.Tensor:
+    """The label-smoothing targets T = (1 - δ) onehot(y) + δ / K (δ = 0: one-hot), one row per label: what
+    ``F.cross_entropy(..., label_smoothing=δ)`` compares the softmax with, so its logit gradient is p - T."""
+    return (1.0 - delta) * F.one_hot(labels, num_classes).to(dtype) + delta / num_classes
 
 
 def simplex_etf(num_classes: int) -> torch.Tensor:
