@@ -16,6 +16,7 @@ from torch import Tensor
 
 __all__ = [
     "ECE_BINS",
+    "ECE_DEFAULT_BINS",
     "confidence_and_correct",
     "equal_width_bin_index",
     "ece_equal_width",
@@ -26,7 +27,10 @@ __all__ = [
     "calibration_metrics",
 ]
 
+#: the bin counts every evaluation logs (``ece15``, ``ece20``, ``ece25``)
 ECE_BINS = (15, 20, 25)
+#: the one the figures, tables and claims use, as the paper's figures do (``ece20``)
+ECE_DEFAULT_BINS = 20
 
 
 def confidence_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -61,7 +65,7 @@ def _ece_from_bins(counts: Tensor, conf_sums: Tensor, correct_sums: Tensor) -> f
     return float((correct_sums - conf_sums).abs().sum() / counts.sum())
 
 
-def ece_equal_width(confidences: Tensor, correct: Tensor, num_bins: int = 20) -> float:
+def ece_equal_width(confidences: Tensor, correct: Tensor, num_bins: int = ECE_DEFAULT_BINS) -> float:
     """ECE with ``num_bins`` equal-width bins (lower, upper]."""
     if confidences.numel() == 0:
         raise ValueError("ECE of an empty set is undefined")
@@ -69,7 +73,7 @@ def ece_equal_width(confidences: Tensor, correct: Tensor, num_bins: int = 20) ->
     return _ece_from_bins(*_per_bin(index, confidences, correct, num_bins))
 
 
-def ece_equal_mass(confidences: Tensor, correct: Tensor, num_bins: int = 20) -> float:
+def ece_equal_mass(confidences: Tensor, correct: Tensor, num_bins: int = ECE_DEFAULT_BINS) -> float:
     """Adaptive ECE: samples sorted by confidence (stable sort) and cut into ``num_bins`` bins of equal
     count, the first n % num_bins bins holding one extra sample (as ``numpy.array_split``). Tied confidences
     may fall on both sides of a cut; with n < num_bins the surplus bins are empty and contribute 0."""
@@ -85,7 +89,7 @@ def ece_equal_mass(confidences: Tensor, correct: Tensor, num_bins: int = 20) -> 
     return _ece_from_bins(*_per_bin(index, confidences, correct, num_bins))
 
 
-def reliability_diagram(confidences: Tensor, correct: Tensor, num_bins: int = 20) -> dict[str, Tensor]:
+def reliability_diagram(confidences: Tensor, correct: Tensor, num_bins: int = ECE_DEFAULT_BINS) -> dict[str, Tensor]:
     """Per equal-width bin: lower and upper edge, mean confidence, accuracy (NaN for empty bins), count."""
     index = equal_width_bin_index(confidences, num_bins)
     counts, conf_sums, correct_sums = _per_bin(index, confidences, correct, num_bins)
@@ -169,7 +173,7 @@ def calibration_metrics(logits: Tensor, labels: Tensor, *, holdout_logits: Tenso
     """
     confidence, correct = confidence_and_correct(logits, labels)
     out = {f"ece{b}": ece_equal_width(confidence, correct, b) for b in bins}
-    out["ece20_equal_mass"] = ece_equal_mass(confidence, correct, 20)
+    out[f"ece{ECE_DEFAULT_BINS}_equal_mass"] = ece_equal_mass(confidence, correct, ECE_DEFAULT_BINS)
 
     def scaled(tag: str, temperature: float) -> None:
         out[f"temperature_{tag}"] = temperature

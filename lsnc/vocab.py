@@ -6,6 +6,7 @@ NC1/NC2/NC3 to metric columns imports it from here.
 
 from __future__ import annotations
 
+from .calibration import ECE_DEFAULT_BINS
 from .metrics import PAPER_NAMES
 
 #: The label-smoothing value the paper compares against cross-entropy in its main figures.
@@ -19,6 +20,15 @@ UFM_DELTAS = (0.0, 0.05, 0.1)
 
 #: The paper's names -> metric columns of a run's metrics.csv (train-set metrics carry the ``train_`` prefix).
 NC_COLUMNS = {name: f"train_{key}" for name, key in PAPER_NAMES.items()}
+
+
+def ece_column(ts: str | None = None, bins: int = ECE_DEFAULT_BINS) -> str:
+    """The metrics.csv column of the test ECE with ``bins`` equal-width bins (default: the figures' 20), before
+    temperature scaling, or after it with T fitted on a held-out split (``ts="holdout"``) or on the test set
+    itself as the paper's code does (``ts="testfit"``): ``test_ece20``, ``test_ece20_ts_holdout``."""
+    if ts not in (None, "holdout", "testfit"):
+        raise ValueError(f"ts must be None, 'holdout' or 'testfit'; got {ts!r}")
+    return f"test_ece{bins}" + (f"_ts_{ts}" if ts else "")
 
 
 def loss_label(delta: float, ufm: bool = False, tex: bool = False) -> str:

@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 from ..runs import default_runs_dir
-from ..vocab import MAIN_DELTA, NC_COLUMNS, loss_label
+from ..calibration import ECE_DEFAULT_BINS
+from ..vocab import MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
 from .scale import align_prefixes, reach
 from .select import finished_runs
 
@@ -496,10 +497,10 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str) -> d
 
 
 def _c5_rows(comp: Comparison) -> list[dict[str, Any]]:
-    ece = _both(comp, lambda r: final_value(r, "test_ece20"))
-    rows = [_row(comp, "C5", "final test ECE (20 bins), before temperature scaling", *ece, "lower")]
-    for col, label in (("test_ece20_ts_holdout", "T fitted on a held-out split"),
-                       ("test_ece20_ts_testfit", "T fitted on the test set, as in the paper's code")):
+    ece = _both(comp, lambda r: final_value(r, ece_column()))
+    rows = [_row(comp, "C5", f"final test ECE ({ECE_DEFAULT_BINS} bins), before temperature scaling", *ece, "lower")]
+    for col, label in ((ece_column("holdout"), "T fitted on a held-out split"),
+                       (ece_column("testfit"), "T fitted on the test set, as in the paper's code")):
         rows.append(_ts_row(comp, ece, col, label))
     for col, what in (("train_mean_class_mean_norm", "mean class-mean norm ||mu_k - mu_G||"),
                       ("train_mean_classifier_norm", "mean classifier-row norm ||w_k||")):

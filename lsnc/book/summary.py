@@ -14,20 +14,22 @@ import pandas as pd
 
 from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
-from ..vocab import CE_VS_LS, NC_COLUMNS, loss_label
+from ..calibration import ECE_DEFAULT_BINS
+from ..vocab import CE_VS_LS, NC_COLUMNS, ece_column, loss_label
 from .claims import epochs_to_zero_error
 from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, reach, seeds_text
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
                    **{col: name.lower() for name, col in NC_COLUMNS.items()},
-                   "test_error": "test_error", "test_ece20": "ece20", "test_ece20_ts_holdout": "ece20_ts_holdout"}
+                   "test_error": "test_error", ece_column(): f"ece{ECE_DEFAULT_BINS}",
+                   ece_column("holdout"): f"ece{ECE_DEFAULT_BINS}_ts_holdout"}
 #: precision_comparison: metric column -> its name in the table
 PRECISION_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_accuracy": "test accuracy",
-                     "test_ece20": "ECE20"}
+                     ece_column(): f"ECE{ECE_DEFAULT_BINS}"}
 #: scale_table: metric column -> its name in the table
 SCALE_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_error": "test error",
-                  "test_ece20": "ECE20"}
+                  ece_column(): f"ECE{ECE_DEFAULT_BINS}"}
 #: the end-of-training collapse table (fig6)
 FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), "train_mean_class_mean_norm", "train_mean_classifier_norm",
                           "test_error")
@@ -82,10 +84,10 @@ def final_collapse_table(runs) -> pd.DataFrame:
     return table.rename(columns=lambda c: c.replace("train_", ""))
 
 
-def final_calibration_table(runs, bins: int = 20) -> pd.DataFrame:
+def final_calibration_table(runs, bins: int = ECE_DEFAULT_BINS) -> pd.DataFrame:
     """Mean over seeds, per dataset and δ, of the end-of-training ECE (before / after temperature scaling)
     and the fitted temperatures."""
-    cols = [f"test_ece{bins}", f"test_ece{bins}_ts_holdout", f"test_ece{bins}_ts_testfit", "test_temperature_holdout",
+    cols = [ece_column(bins=bins), ece_column("holdout", bins), ece_column("testfit", bins), "test_temperature_holdout",
             "test_temperature_testfit"]
     return _final_means(final_rows(as_runs(runs)), cols)
 
@@ -151,10 +153,11 @@ def zero_error_epochs_text(runs, dataset: str, delta: float, threshold: float = 
 
 def _compare_bullet(runs, dataset: str, label: str, delta: float, ce: pd.Series, ls: pd.Series) -> str:
     pairs = ", ".join(f"{n} {ce[n.lower()]:.3g} vs {ls[n.lower()]:.3g}" for n in NC_COLUMNS)
+    ece = SUMMARY_COLUMNS[ece_column()]
     return (f"- **{label}** ({int(ce['seeds'])} CE / {int(ls['seeds'])} LS seeds): zero training "
             f"error: {loss_label(0)} at {zero_error_epochs_text(runs, dataset, 0.0)}, {loss_label(delta)} at "
             f"{zero_error_epochs_text(runs, dataset, delta)}; final values, medians over seeds, CE vs LS: {pairs}; test error "
-            f"{ce['test_error']:.3g} vs {ls['test_error']:.3g}; ECE {ce['ece20']:.3g} vs {ls['ece20']:.3g}.")
+            f"{ce['test_error']:.3g} vs {ls['test_error']:.3g}; ECE {ce[ece]:.3g} vs {ls[ece]:.3g}.")
 
 
 def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:

@@ -31,7 +31,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from ..atomic import write_json_atomic, write_text_atomic
-from ..vocab import NC_COLUMNS
+from ..vocab import NC_COLUMNS, ece_column
 
 #: The files of a run folder, named once (the module docstring says what each holds).
 CONFIG_FILE, PROVENANCE_FILE, STATUS_FILE = "config.json", "provenance.json", "status.json"
@@ -41,7 +41,7 @@ STATUSES = ("running", "done", "failed")
 #: Columns every metrics row of a finished run has as finite numbers: the paper's NC1-NC3, the losses and
 #: errors, and the ECE. A run that cannot produce them (diverged, or collapsed to zero features) is failed.
 REQUIRED_FINITE = (*NC_COLUMNS.values(), "train_loss_ce", "train_error", "test_error", "test_loss_ce_all",
-                   "test_ece20")
+                   ece_column())
 
 
 class RunError(RuntimeError):

@@ -18,7 +18,8 @@ from matplotlib.lines import Line2D
 
 from ...runs import Run
 from ...runs.format import SNAPSHOTS_FILE
-from ...vocab import CE_VS_LS, NC_COLUMNS, loss_label
+from ...calibration import ECE_DEFAULT_BINS
+from ...vocab import CE_VS_LS, NC_COLUMNS, ece_column, loss_label
 from ..scale import describe_run
 from ..summary import final_rows, metrics_table, ufm_errors
 from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, grid, has, loss_colour, not_logged,
@@ -27,7 +28,7 @@ from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, grid, has
 SUBSET_STYLES = {"all": "-", "correct": "--", "incorrect": ":"}
 NC1, NC2, NC3 = NC_COLUMNS.values()
 #: the explorer's overview of every run: error, NC1 and calibration
-OVERVIEW_COLUMNS = ("train_error", "test_error", NC1, "test_ece20")
+OVERVIEW_COLUMNS = ("train_error", "test_error", NC1, ece_column())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -297,7 +298,8 @@ def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = No
     df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
     colours = delta_colours(df["delta"].unique())
-    titles = {"train_error": "train error", "test_error": "test error", **NC_TITLES, "test_ece20": "ECE (20 bins)"}
+    titles = {"train_error": "train error", "test_error": "test error", **NC_TITLES,
+              ece_column(): f"ECE ({ECE_DEFAULT_BINS} bins)"}
     fig, axes = grid(len(datasets), len(columns))
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
@@ -377,7 +379,7 @@ def _norms_vs_delta(ax, sub) -> None:
         not_logged(ax, "norms")
 
 
-def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
+def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = ECE_DEFAULT_BINS):
     """Rows = datasets; end-of-training ECE before and after temperature scaling (T fitted on the held-out
     split, and the paper's variant fitted on the test set itself), the fitted temperatures, and the norms."""
     final = final_rows(runs)
@@ -386,10 +388,10 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
     for i, ds in enumerate(datasets):
         sub = final[final["dataset"] == ds]
         ax = axes[i, 0]
-        drawn = [_vs_delta(ax, sub, f"test_ece{bins}", "black", "before scaling"),
-                 _vs_delta(ax, sub, f"test_ece{bins}_ts_holdout", "tab:green", "after TS, T fitted on held-out split",
+        drawn = [_vs_delta(ax, sub, ece_column(bins=bins), "black", "before scaling"),
+                 _vs_delta(ax, sub, ece_column("holdout", bins), "tab:green", "after TS, T fitted on held-out split",
                            marker="s"),
-                 _vs_delta(ax, sub, f"test_ece{bins}_ts_testfit", "tab:gray", "after TS, T fitted on test set (paper)",
+                 _vs_delta(ax, sub, ece_column("testfit", bins), "tab:gray", "after TS, T fitted on test set (paper)",
                            marker="D", ls=":")]
         if any(drawn):
             ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
@@ -423,7 +425,7 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = 20):
 CALIBRATION_PARTS = {"all": (0, 1, 2, 3, 4), "entropy": (0, 1, 2), "calibration": (3, 4)}
 
 
-def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, bins: int = 20,
+def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, bins: int = ECE_DEFAULT_BINS,
                               part: str = "all"):
     """Rows = datasets; columns: test CE loss and predictive entropy (all / correct / incorrect test samples),
     train NC1 and test NC1 by predicted class (all / correct / incorrect), train / test error, ECE before and
@@ -451,8 +453,8 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_
             draw(i, 2, g, NC1, c, ls="-", lw=3.0, band_alpha=0.1)
             draw(i, 3, g, "train_error", c, ls="-")
             draw(i, 3, g, "test_error", c, ls="--")
-            draw(i, 4, g, f"test_ece{bins}", c, ls="-")
-            draw(i, 4, g, f"test_ece{bins}_ts_holdout", c, ls="--")
+            draw(i, 4, g, ece_column(bins=bins), c, ls="-")
+            draw(i, 4, g, ece_column("holdout", bins), c, ls="--")
         for k in (0, 2):
             if k in panels:
                 grid_axes[i, panels.index(k)].set_yscale("log")
@@ -520,7 +522,7 @@ def plot_ufm_norms(runs: Sequence[Run]):
 # ------------------------------------------------------------------------------------------------
 # explorer: one run, and the closed form
 # ------------------------------------------------------------------------------------------------
-def plot_run(run: Run, bins: int = 20):
+def plot_run(run: Run, bins: int = ECE_DEFAULT_BINS):
     """Every curve of one run: error, losses, NC1, NC2/NC3, calibration, norms."""
     df = metrics_table([run])
     c = loss_colour(run.config["delta"])
@@ -547,9 +549,9 @@ def plot_run(run: Run, bins: int = 20):
     ax.plot(df["epoch"], df[NC3], color=c, ls="--", label="NC3")
     ax.set_ylabel("NC2, NC3")
     ax = axes[1, 1]
-    for col, ls, label in ((f"test_ece{bins}", "-", "before scaling"),
-                           (f"test_ece{bins}_ts_holdout", "--", "after TS (held-out T)"),
-                           (f"test_ece{bins}_ts_testfit", ":", "after TS (test-fitted T)")):
+    for col, ls, label in ((ece_column(bins=bins), "-", "before scaling"),
+                           (ece_column("holdout", bins), "--", "after TS (held-out T)"),
+                           (ece_column("testfit", bins), ":", "after TS (test-fitted T)")):
         if has(df, col):
             ax.plot(df["epoch"], df[col], color=c, ls=ls, label=label)
     ax.set_ylabel(f"test ECE ({bins} bins)")
