@@ -14,6 +14,13 @@ from .paths import CIFAR10_JPEG
 
 _PAPER_COMMON: dict[str, Any] = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128, delta=0.0)
 
+# The CPU-scale settings the cpu-* presets start from (each of those changes one thing: length, width or data).
+_CPU_CIFAR10: dict[str, Any] = dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18",
+                                    width=16, train_per_class=500, test_per_class=100, holdout_per_class=50,
+                                    epochs=50, milestones=[9, 22], eval_batch_size=500, channels_last=True)
+_CPU_MNIST1D: dict[str, Any] = dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256, holdout_per_class=20,
+                                    epochs=150, milestones=[28, 66], eval_batch_size=2000)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-cifar10": dict(_PAPER_COMMON, dataset="cifar10", model="resnet18", epochs=800, milestones=[150, 350]),
     "paper-cifar100": dict(_PAPER_COMMON, dataset="cifar100", model="resnet50", epochs=800, milestones=[150, 350]),
@@ -26,50 +33,35 @@ PRESETS: dict[str, dict[str, Any]] = {
     # CPU scale: 500 training images per class of the JPEG copy, ResNet-18 at base width 16, 50 epochs with the
     # lr decays at the same fractions of training as the paper's 150/350 of 800 (rounded). 8-13 min of
     # training a run on one core (measured, runs/cifar10-jpeg).
-    "cpu-cifar10": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18", width=16,
-                        train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=50,
-                        milestones=[9, 22], eval_batch_size=500, channels_last=True),
+    "cpu-cifar10": dict(_CPU_CIFAR10),
     # The cpu-cifar10 runs trained 3x longer: 150 epochs, lr decays at the same fractions (28, 66), their own group.
     # 33 min of training a run, two runs side by side on the 2-core machine (measured, runs/cifar10-jpeg-150ep).
-    "cpu-cifar10-150": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18", width=16,
-                            train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=150,
-                            milestones=[28, 66], eval_batch_size=500, channels_last=True, group="cifar10-jpeg-150ep"),
+    "cpu-cifar10-150": dict(_CPU_CIFAR10, epochs=150, milestones=[28, 66], group="cifar10-jpeg-150ep"),
     # The cpu-cifar10 runs at twice the base width (32; the paper's is 64), same data, schedule and 50 epochs, in
     # their own group: what a wider network changes at the same data and length. 41-43 min of training a run, two
     # runs side by side on the 2-core machine (measured, runs/cifar10-jpeg-w32).
-    "cpu-cifar10-w32": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18", width=32,
-                            train_per_class=500, test_per_class=100, holdout_per_class=50, epochs=50,
-                            milestones=[9, 22], eval_batch_size=500, channels_last=True, group="cifar10-jpeg-w32"),
+    "cpu-cifar10-w32": dict(_CPU_CIFAR10, width=32, group="cifar10-jpeg-w32"),
     # The cpu-cifar10 runs on twice the training images (1000 per class; the same test and holdout images), same
     # model, schedule and 50 epochs, in their own group: what more data changes at the same model and length.
     # 24-26 min of training a run, two runs side by side (measured, runs/cifar10-jpeg-1000pc).
-    "cpu-cifar10-1000pc": dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18",
-                               width=16, train_per_class=1000, test_per_class=100, holdout_per_class=50, epochs=50,
-                               milestones=[9, 22], eval_batch_size=500, channels_last=True,
-                               group="cifar10-jpeg-1000pc"),
+    "cpu-cifar10-1000pc": dict(_CPU_CIFAR10, train_per_class=1000, group="cifar10-jpeg-1000pc"),
     # MNIST-1D (generated offline, 4000 train / 1000 test), MLP of width 256; ~1 min a run.
-    "cpu-mnist1d": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256, holdout_per_class=20,
-                        epochs=150, milestones=[28, 66], eval_batch_size=2000),
+    "cpu-mnist1d": dict(_CPU_MNIST1D),
     # The same MNIST-1D runs with the paper's own schedule: 800 epochs, lr decays at 150 and 350 (not rescaled), in
     # their own group: what a 5x longer training changes at the same data and model. ~1 min a run on one core.
-    "cpu-mnist1d-800": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256, holdout_per_class=20,
-                            epochs=800, milestones=[150, 350], eval_batch_size=2000, group="mnist1d-800ep"),
+    "cpu-mnist1d-800": dict(_CPU_MNIST1D, epochs=800, milestones=[150, 350], group="mnist1d-800ep"),
     # The same MNIST-1D runs with a 4x wider MLP (1024, as the paper's ResNet-18 is 4x the cpu-cifar10 one), in
     # their own group: what width changes at the same data and length. ~2 min of training a run, two side by side.
-    "cpu-mnist1d-w1024": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=1024, holdout_per_class=20,
-                              epochs=150, milestones=[28, 66], eval_batch_size=2000, group="mnist1d-w1024"),
+    "cpu-mnist1d-w1024": dict(_CPU_MNIST1D, width=1024, group="mnist1d-w1024"),
     # MNIST-1D on a 5x larger generated set (mnist1d num_samples 25000: 20000 train, 5000 test; generation seed
     # 42) so the training set can grow: 400 (about the canonical set's 380 after its holdout) and 1600 balanced
     # training samples per class, the same 100 test and 20 holdout per class, the cpu-mnist1d MLP and schedule,
-    # each size in its own group: what 4x more training data changes at the same model and length.
-    "cpu-mnist1d-400pc": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256,
-                              data_options={"num_samples": 25000}, train_per_class=400, test_per_class=100,
-                              holdout_per_class=20, epochs=150, milestones=[28, 66], eval_batch_size=2000,
-                              group="mnist1d-400pc"),
-    "cpu-mnist1d-1600pc": dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256,
-                               data_options={"num_samples": 25000}, train_per_class=1600, test_per_class=100,
-                               holdout_per_class=20, epochs=150, milestones=[28, 66], eval_batch_size=2000,
-                               group="mnist1d-1600pc"),
+    # each size in its own group: what 4x more training data changes at the same model and length. 19-23 s and
+    # 60-70 s of training a run (measured, runs/mnist1d-400pc, runs/mnist1d-1600pc).
+    "cpu-mnist1d-400pc": dict(_CPU_MNIST1D, data_options={"num_samples": 25000}, train_per_class=400,
+                              test_per_class=100, group="mnist1d-400pc"),
+    "cpu-mnist1d-1600pc": dict(_CPU_MNIST1D, data_options={"num_samples": 25000}, train_per_class=1600,
+                               test_per_class=100, group="mnist1d-1600pc"),
     "smoke": dict(_PAPER_COMMON, dataset="synthetic", model="mlp", width=32, epochs=3, milestones=[2],
                   batch_size=16, holdout_per_class=4, eval_batch_size=256,
                   data_options={"num_classes": 4, "image_size": 8}),
