@@ -419,7 +419,8 @@ def scale_lines(table: pd.DataFrame) -> str:
     word = SCALE_AXES[axis][2]
     lines = []
     for setting, rows in table.groupby("setting", sort=False):
-        ce, ls = rows[rows["loss"] == "CE"].set_index(axis), rows[rows["loss"] != "CE"].set_index(axis)
+        is_ce = rows["loss"] == loss_label(0.0)
+        ce, ls = rows[is_ce].set_index(axis), rows[~is_ce].set_index(axis)
         parts = []
         for name in SCALE_COLUMNS.values():
             ratio = ls[name] / ce[name]
