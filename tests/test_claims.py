@@ -566,3 +566,15 @@ def test_scale_ratios_give_the_mean_ratio_and_the_seed_pairs_spread():
         r.metrics = r.metrics.drop(columns=["test_ece20"])
     ratios = summary.scale_ratios(short + long)
     assert set(ratios.loc[ratios["metric"] == "ECE20", "value"]) == {40}  # not recorded at 80 epochs: no row there
+
+
+def test_the_claims_page_states_the_claims_of_the_library():
+    """book/claims.ipynb's table of the six claims is claims.CLAIMS, word for word."""
+    import json
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).parents[1] / "book" / "claims.ipynb").read_text())
+    text = "".join(nb["cells"][0]["source"])
+    rows = dict(re.findall(r"^\| (C\d) \| (.+?) \|$", text, flags=re.M))
+    assert rows == claims.CLAIMS

@@ -52,13 +52,16 @@ from ..vocab import MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
 from .scale import align_prefixes, reach
 from .select import finished_runs
 
+#: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
 CLAIMS: dict[str, str] = {
     "C1": "LS reaches zero training error faster than CE",
     "C2": "LS converges faster in NC1, NC2 and NC3",
     "C3": "LS ends at a stronger collapse (lower final NC1 and NC2)",
-    "C4": "At the same NC1, LS has a lower NC2",
-    "C5": "LS is better calibrated; temperature scaling narrows the gap; LS shrinks the norms",
-    "C6": "UFM theory: closed-form minimizers; LS has a lower condition number, so GD converges faster",
+    "C4": "at the same NC1, LS has a lower NC2",
+    "C5": "LS is better calibrated (lower ECE); temperature scaling (TS) narrows the gap; LS shrinks the norms of "
+          "the class means and classifier rows",
+    "C6": "UFM theory: closed-form minimizers; LS has a lower condition number, so gradient descent converges "
+          "faster",
 }
 
 #: C2 levels: the fraction of the way (in log space) from the epoch-0 value to the worst final value
