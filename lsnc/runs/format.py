@@ -135,6 +135,9 @@ class Run:
 
     @property
     def dataset(self) -> str:
+        """The run's *group*: the folder it lives in (``cifar10-jpeg-150ep``), which the book calls a dataset group
+        and pages select by. The dataset itself is ``config["dataset"]`` (``cifar10-jpeg``), its label
+        ``provenance["dataset"]["label"]`` (``CIFAR-10 (JPEG copy)``)."""
         return self.path.parent.name
 
     @property
