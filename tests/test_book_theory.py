@@ -257,3 +257,10 @@ def test_theory_claims_refuse_an_unknown_setting():
 
     with pytest.raises(TypeError, match=r"unknown setting\(s\) \['stepz'\]"):
         claims.theory_claims(stepz=10)
+
+
+def test_ls_against_ce_words():
+    assert theory.ls_against_ce(2.0, [1.0, 1.5]) == "lower"
+    assert theory.ls_against_ce(2.0, [2.5, 3.0]) == "higher"
+    assert theory.ls_against_ce(2.0, [1.0, 3.0]) == "not uniformly lower"
+    assert theory.ls_against_ce(2.0, [2.0]) == "not uniformly lower"  # a tie is not lower

@@ -632,12 +632,12 @@ def theory_claims(sizes: Sequence[Any] | None = None, **settings: Any) -> pd.Dat
 def _deterministic_row(comp: Comparison, deltas: Sequence[float], test: str, ce_val: float,
                        ls_vals: Sequence[float], note: str = "") -> dict[str, Any]:
     """A C6 row without seeds: LS (every δ > 0) against CE, judged on the exact values."""
+    from .theory import ls_against_ce
+
     ls_map = {f"δ={d:g}": v for d, v in zip(deltas[1:], ls_vals)}
-    good = all(v < ce_val for v in ls_vals)
-    bad = all(v > ce_val for v in ls_vals)
-    v = "supported" if good else ("not supported" if bad else "inconclusive")
-    why = ("deterministic: LS " + ("lower" if good else "higher" if bad else "not uniformly lower")
-           + " than CE for every δ in " + ", ".join(f"{d:g}" for d in deltas[1:]))
+    word = ls_against_ce(ce_val, ls_vals)
+    v = {"lower": "supported", "higher": "not supported"}.get(word, "inconclusive")
+    why = f"deterministic: LS {word} than CE for every δ in " + ", ".join(f"{d:g}" for d in deltas[1:])
     row = _row(comp, "C6", test, {"δ=0": ce_val}, ls_map, verdict=(v, 0, why), note=note,
                ce_text=_num(ce_val), ls_text=format_per_seed(ls_map))
     row["n_seeds"] = None

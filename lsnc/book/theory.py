@@ -302,6 +302,13 @@ def gd_classes_verdict(table: pd.DataFrame) -> str:
     return (f"**Inconclusive {where}**: " + "; ".join(f"K = {k}: {v}" for k, v in outcome.items()) + ".")
 
 
+def ls_against_ce(ce_value: float, ls_values: Sequence[float]) -> str:
+    """The theory's deterministic comparison: "lower" when every LS value is below CE's, "higher" when every one
+    is above, else "not uniformly lower" (the theory page's words and the claims page's C6 verdicts)."""
+    ls = np.asarray(ls_values, dtype=float)
+    return "lower" if (ls < ce_value).all() else "higher" if (ls > ce_value).all() else "not uniformly lower"
+
+
 def size_verdicts(table: pd.DataFrame) -> dict[str, str]:
     """Per UFM of ``size_table``: "higher" / "lower" / "not uniformly lower" (κ of every LS δ against CE)."""
     out = {}
@@ -310,8 +317,7 @@ def size_verdicts(table: pd.DataFrame) -> dict[str, str]:
         ls = rows.loc[rows["δ"] > 0, "κ"]
         if ce.empty or ls.empty:
             raise ValueError(f"{label}: size_table needs δ = 0 and at least one δ > 0 with a nonzero minimizer")
-        word = "lower" if (ls < ce.iloc[0]).all() else "higher" if (ls > ce.iloc[0]).all() else "not uniformly lower"
-        out[label] = word
+        out[label] = ls_against_ce(ce.iloc[0], ls)
     return out
 
 
