@@ -114,3 +114,19 @@ def test_claims_compare_a_prefix_with_complete_runs_only_at_a_common_epoch():
     assert comp.notes[0].startswith(f"all compared at epoch {epochs} of the {epochs}-epoch recipe")
     assert comp.notes[0].endswith(f"; skipped {prefix.name} (stopped at epoch 40)")
     assert all(r.epochs_reached == epochs for r in comp.runs)
+
+
+def test_pool_text_tells_subsets_of_different_pools_apart():
+    import copy
+
+    run = hand_run()
+    assert scale.pool_text(run) == ""  # no pool recorded
+    whole, sub = copy.deepcopy(PROVENANCE), copy.deepcopy(PROVENANCE)
+    whole["dataset"].update(sizes={"train": 3800, "test": 1000, "holdout": 200}, pool_sizes={"train": 4000, "test": 1000})
+    sub["dataset"].update(sizes={"train": 4000, "test": 1000, "holdout": 200}, pool_sizes={"train": 20000, "test": 5000})
+    run.provenance = whole
+    assert scale.pool_text(run) == ""  # the whole pool: nothing to say
+    run.provenance = sub
+    assert scale.pool_text(run) == "drawn from 20000 train / 5000 test"
+    assert "holdout 200] drawn from 20000 train / 5000 test, mlp (width 256)" in scale.describe_setting([run])
+    assert "holdout 200 samples, drawn from 20000 train / 5000 test; " in scale.provenance_line([run])

@@ -161,6 +161,20 @@ def sizes_text(run) -> str:
     return ", ".join(f"{k} {v}" for k, v in sizes.items()) if sizes else "sizes not recorded"
 
 
+def pool_text(run) -> str:
+    """``drawn from 20000 train / 5000 test`` when the run used a subset of its dataset's pool (so two groups
+    with equal subset sizes but different pools read differently); empty when it used the whole pool or the
+    pool was not recorded."""
+    info = dataset_info(run)
+    pool, sizes = info.get("pool_sizes") or {}, info.get("sizes") or {}
+    if not pool or not sizes:
+        return ""
+    used_train = sizes.get("train", 0) + sizes.get("holdout", 0)
+    if used_train >= pool.get("train", 0) and sizes.get("test", 0) >= pool.get("test", 0):
+        return ""
+    return f"drawn from {pool.get('train', '?')} train / {pool.get('test', '?')} test"
+
+
 def data_text(run) -> str:
     """``CIFAR-10 (JPEG copy) [train 3800, test 1000, holdout 500]``: the dataset label and subset sizes."""
     return f"{run.label} [{sizes_text(run)}]"
@@ -204,7 +218,8 @@ def describe_setting(runs: Sequence) -> str:
     """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (width 256), 150 epochs`` (data of the
     first run: the runs of one dataset group share it)."""
     runs = list(runs)
-    return f"{data_text(runs[0])}, {models_text(runs)}, {epochs_text(runs)}"
+    pool = pool_text(runs[0])
+    return f"{data_text(runs[0])}{' ' + pool if pool else ''}, {models_text(runs)}, {epochs_text(runs)}"
 
 
 def recipe_text(runs: Sequence) -> str:
@@ -231,7 +246,9 @@ def provenance_line(runs: Sequence) -> str:
     runs = list(runs)
     info = dataset_info(runs[0])
     n = len(runs)
-    line = (f"**{runs[0].label}** ({sizes_text(runs[0])} samples; {info.get('num_classes', '?')} classes): "
+    pool = pool_text(runs[0])
+    line = (f"**{runs[0].label}** ({sizes_text(runs[0])} samples{', ' + pool if pool else ''}; "
+            f"{info.get('num_classes', '?')} classes): "
             f"{models_text(runs)}, {epochs_text(runs)}, {recipe_text(runs)}; {n} run{'s' if n != 1 else ''}: "
             f"δ ∈ {{{fmt_list(sorted({float(r.config['delta']) for r in runs}))}}}, {seeds_by_delta(runs)}; "
             f"lsnc commit {fmt_list(sorted({_commit(r) for r in runs}))}, "
