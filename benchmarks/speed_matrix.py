@@ -9,9 +9,12 @@ The whole training set is resident on the device (lsnc's load_dataset). Every ce
 the reference cell does the same through reference_pipeline.py (DataLoader workers, per-sample ToTensor and
 Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the order they run:
 
-  lsnc fp32 / tf32 / bf16        one model, channels-last, eager (fp32 = TF32 off for matmuls and cuDNN)
+  lsnc fp32 / tf32 / bf16        one model, channels-last, eager (fp32 = TF32 off for matmuls and cuDNN), lsnc's
+                                 own training step (lsnc.training.Engine)
   reference                      the paper-style pipeline
-  fused tf32 K=1,2,4,8, bf16 ... K models as one FusedNet (lsnc.training.fused), one forward/backward a step
+  fused tf32 K=1,2,4,8, bf16 ... K models as one FusedNet (lsnc.training.fused), one forward/backward a step,
+                                 through lsnc's Engine as `lsnc train` runs them (K = 1 is the plain network:
+                                 the Engine fuses from K = 2, so K = 1 repeats the lsnc cell at that precision)
   evaluation                     lsnc evaluate_model on all train + test images vs a bare forward pass
   cudagraph check bf16/tf32 K=2  the graphed step against the eager one, same start and batches (losses, and
                                  parameters against the size of the update); graphs are used only where it passed
@@ -178,7 +181,8 @@ def _engine(b: Bench, precision: str, k: int, graphs: bool, compiled: bool = Fal
     """lsnc's own training engine (lsnc.training.engine) for k members (fused for k > 1) on the bench's data,
     stepping eagerly or replaying the step from a CUDA graph (lsnc.training.graphs)."""
     cfgs = [TrainConfig(dataset=b.a.dataset, model=b.a.model, width=b.a.width, batch_size=b.B, seed=j,
-                        delta=FUSED_DELTAS[j % len(FUSED_DELTAS)], amp="bf16" if precision == "bf16" else "none",
+                        delta=DELTA if k == 1 else FUSED_DELTAS[j % len(FUSED_DELTAS)],
+                        amp="bf16" if precision == "bf16" else "none",
                         channels_last=b.x.ndim == 4, cuda_graphs=graphs, compile=compiled,
                         device=str(b.device)).resolved()
             for j in range(k)]

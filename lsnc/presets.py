@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .config import ConfigError, TrainConfig
@@ -72,7 +73,8 @@ def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
     """The preset's TrainConfig with ``overrides`` (None values are ignored; data_options are merged)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    values = {**PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
+    values = {**copy.deepcopy(PRESETS[preset]), **{k: v for k, v in overrides.items() if v is not None},
+              "preset": preset}
     if values.get("ufm") and overrides.get("weight_decay") is None:
         values["weight_decay"] = 0.0  # UFM-style runs replace the preset's weight decay by the UFM penalties
     if overrides.get("data_options") is not None:

@@ -34,4 +34,4 @@ def test_bench_fused_and_metrics_run():
     assert "fused" in text and "vmap" in text
     text = _run("bench_metrics.py", "--n", "600", "--dim", "8", "--classes", "3", "--batch-size", "200",
                 "--repeats", "1")
-    assert text.strip()
+    assert "max_rel_diff" in text and "600" in text  # the table of its one size, streaming against plain

@@ -204,6 +204,11 @@ def test_speed_matrix_engine_cells_build_lsnc_engines_on_the_cpu():
     assert losses.shape == (2,) and torch.isfinite(losses).all() and logits[0].shape == (16, 4)
     with pytest.raises(RuntimeError, match="CUDA"):
         sm.cell_graph_check(bench, "bf16", 2)
+    # the timed cells go through the same Engine: one model at the main δ, K fused models
+    assert sm._engine(bench, "fp32", 1, graphs=False).configs[0].delta == sm.DELTA
+    single, fused = sm.cell_lsnc(bench, "fp32"), sm.cell_fused(bench, "bf16", 2)
+    assert single["steps"] == fused["steps"] == 1 and single["img_s_per_model"] > 0
+    assert fused["img_s"] == pytest.approx(2 * fused["img_s_per_model"])  # K = 2 models a step
 
 
 def test_the_matrix_graph_check_passes_a_correct_graph_and_catches_a_broken_one():

@@ -48,6 +48,7 @@ import pandas as pd
 
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
+from ..models import model_width
 from ..vocab import MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
 from .scale import align_prefixes, reach
 from .select import finished_runs
@@ -217,7 +218,7 @@ def _setting(run) -> tuple:
     epochs), subset, weight decay. How far a run got in the recipe does not: runs that are prefixes of one
     recipe are compared at an epoch they all reached (:func:`select_comparison`)."""
     c = run.config
-    return (c.get("model"), c.get("width"), int(c["epochs"]), tuple(c.get("milestones") or ()),
+    return (c.get("model"), model_width(c.get("model"), c.get("width")), int(c["epochs"]), tuple(c.get("milestones") or ()),
             tuple(c.get("eval_epochs") or ()), c.get("train_per_class"), c.get("weight_decay"))
 
 
@@ -586,7 +587,7 @@ def styled_table(table: pd.DataFrame):
 # ----------------------------------------------------------------------------------------------
 # C6: theory (lsnc.ufm)
 # ----------------------------------------------------------------------------------------------
-def theory_claims(sizes: Sequence[Any] | None = None, **settings: Any) -> pd.DataFrame:
+def theory_claims(*, sizes: Sequence[Any] | None = None, **settings: Any) -> pd.DataFrame:
     """C6 on the theory page's small UFM instance, with its settings (``lsnc.book.theory.THEORY_PAGE``;
     ``settings`` overrides any of its keys: num_classes, n_per_class, dim, lambda_w, lambda_h, deltas, seeds,
     steps, lr, lr_over_max_curvature, loose, tight). About ten seconds on one core.

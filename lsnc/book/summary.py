@@ -17,7 +17,7 @@ from ..runs import Run, default_runs_dir, runs_table
 from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CE_VS_LS, NC_COLUMNS, ece_column, loss_label
 from .claims import epochs_to_zero_error
-from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, reach, seeds_text
+from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach, seeds_text
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -185,7 +185,8 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
 def _twin_key(r: Run) -> tuple:
     """What a bf16 run and its full-precision twin share: data, δ, seed, model, recipe (not how far each got)."""
     c = r.config
-    return (r.dataset, c["delta"], c["seed"], c["model"], c.get("width"), int(c["epochs"]), bool(c.get("ufm")))
+    return (r.dataset, c["delta"], c["seed"], c["model"], model_width(c["model"], c.get("width")), int(c["epochs"]),
+            bool(c.get("ufm")))
 
 
 def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
@@ -303,6 +304,7 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
         key += (data_text(run),)
     data = (data_text(run) if axis != "train images" else
             f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
+    data += f" {pool_text(run)}" if pool_text(run) else ""
     model = model_text(c) if axis != "width" else c["model"]
     if axis != "epochs":
         model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"
@@ -391,9 +393,9 @@ def scale_ratios(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS)
                     continue
                 ce, ls = (pd.to_numeric(final[np.isclose(final["delta"], d)].set_index("seed")[col], errors="coerce")
                           for d in deltas)
-                pairs = (ls / ce).dropna()
-                if not len(pairs) or not (ce.notna().all() and ls.notna().all()):
-                    continue
+                pairs = ls / ce
+                if not len(pairs) or not np.isfinite(pairs).all() or ce.mean() == 0:
+                    continue  # a metric missing, or zero for CE, at this value: no ratio to draw
                 rows.append({"setting": name, "groups": fmt_list(sorted({r.dataset for r in value_runs})),
                              "value": value, "factor": value / smallest, "metric": metric,
                              "ratio": ls.mean() / ce.mean(), "ratio_min": pairs.min(), "ratio_max": pairs.max(),

@@ -52,7 +52,7 @@ def plot_scale_ratios(ratios: dict[str, pd.DataFrame]):
                 if rows.empty:
                     continue
                 x, y, low, high = (rows[c].to_numpy(float) for c in ("factor", "ratio", "ratio_min", "ratio_max"))
-                h = ax.errorbar(x, y, yerr=np.vstack([y - low, high - y]), color=colours(k % 10),
+                h = ax.errorbar(x, y, yerr=np.clip(np.vstack([y - low, high - y]), 0, None), color=colours(k % 10),
                                 marker=_MARKERS[k % len(_MARKERS)], ms=5, lw=1.5, capsize=3,
                                 label=f"{_setting_label(table[table['setting'] == setting])} "
                                       f"(seeds: {int(rows['seeds'].min())})")
