@@ -166,3 +166,17 @@ def test_papermill_page_names_the_damaged_run(tmp_path, damaged_dir):
     assert f"mnist1d/{DAMAGED} (metrics.csv" in text  # the note at the top and the caption
     assert "9 runs" in text and "10 runs" not in text
     assert not any(o.get("name") == "stderr" and "RunDamaged" in o.get("text", "") for o in outputs)
+
+
+def test_every_book_notebook_is_valid_nbformat_with_cell_ids():
+    """A cell added by hand without an id is a warning today and a hard error in later nbformat versions."""
+    from pathlib import Path
+
+    import nbformat
+
+    for path in sorted((Path(__file__).parents[1] / "book").glob("*.ipynb")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            nb = nbformat.read(path, as_version=4)
+            nbformat.validate(nb)
+        assert all("id" in cell for cell in nb.cells), path.name
