@@ -214,11 +214,12 @@ def test_scale_ratio_figure():
     empty = pd.DataFrame(columns=list(rows[0]))
     assert plot_scale_ratios({"epochs": empty, "width": empty}) is None
     fig = plot_scale_ratios({"epochs": pd.DataFrame(rows), "width": empty})
-    axes = np.array(fig.axes[:len(metrics)])
-    assert [ax.get_title() for ax in axes] == metrics  # one row: the width axis has no data
-    nc3 = axes[metrics.index("NC3")]
+    axes = np.array(fig.axes).reshape(len(metrics), 1)  # one column: the width axis has no data
+    assert axes[0, 0].get_title() == "by length"
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == [f"{m}: LS / CE" for m in metrics]
+    nc3 = axes[metrics.index("NC3"), 0]
     drawn = [ln for ln in nc3.get_lines() if len(ln.get_xdata()) == 2 and ln.get_linestyle() == "-"]
     assert sorted(tuple(np.round(ln.get_ydata(), 3)) for ln in drawn) == [(0.5, 0.8), (1.4, 2.2)]
-    assert {t.get_text() for t in axes[-1].get_legend().get_texts()} == {"a-50 → a-150 (seeds: 2)", "b → b-40 (seeds: 3)"}
+    assert {t.get_text() for t in axes[0, 0].get_legend().get_texts()} == {"a-50 → a-150 (seeds: 2)", "b → b-40 (seeds: 3)"}
     assert [t.get_text() for t in nc3.get_xticklabels()] == ["×1", "×3", "×4"]
     assert "1" in [t.get_text() for t in nc3.get_yticklabels()]  # the LS = CE line is labelled

@@ -30,22 +30,24 @@ def _setting_label(rows: pd.DataFrame) -> str:
 
 
 def plot_scale_ratios(ratios: dict[str, pd.DataFrame]):
-    """``ratios``: {axis (a key of ``summary.SCALE_AXES``): ``summary.scale_ratios`` of it}. One row of panels
-    per axis with data, one column per metric. Per setting, the LS / CE ratio of the means over seeds against
-    how many times the setting's smallest value it was trained at (log-log), the bar from the smallest to the
-    largest ratio of one seed pair; the dashed line is LS = CE (below it LS ends lower). Returns None when no
-    axis has data."""
+    """``ratios``: {axis (a key of ``summary.SCALE_AXES``): ``summary.scale_ratios`` of it}. One column of panels
+    per axis with data (its settings in the legend above it), one row per metric. Per setting, the LS / CE
+    ratio of the means over seeds against how many times the setting's smallest value it was trained at
+    (log-log), the bar from the smallest to the largest ratio of one seed pair; the dashed line is LS = CE
+    (below it LS ends lower). Returns None when no axis has data."""
     axes_with_data = [a for a, t in ratios.items() if len(t)]
     if not axes_with_data:
         return None
     metrics = list(SCALE_COLUMNS.values())
-    fig, axes = grid(len(axes_with_data), len(metrics), width=2.9, height=2.6)
+    fig, axes = grid(len(metrics), len(axes_with_data), width=3.4, height=2.1)
     colours = plt.get_cmap("tab10")
-    for i, axis in enumerate(axes_with_data):
+    for j, axis in enumerate(axes_with_data):
         table = ratios[axis]
+        word = SCALE_AXES[axis][2]
         settings = list(dict.fromkeys(table["setting"]))
+        factors = sorted(set(table["factor"]))
         handles: dict[str, object] = {}  # one legend entry per setting, from the first panel that draws it
-        for j, metric in enumerate(metrics):
+        for i, metric in enumerate(metrics):
             ax = axes[i, j]
             for k, setting in enumerate(settings):
                 rows = table[(table["setting"] == setting) & (table["metric"] == metric)].sort_values("factor")
@@ -62,14 +64,12 @@ def plot_scale_ratios(ratios: dict[str, pd.DataFrame]):
             ax.set_yscale("log")
             ax.minorticks_off()
             _ratio_ticks(ax)
-            factors = sorted(set(table["factor"]))
             ax.set_xticks(factors, [f"×{f:.3g}" for f in factors])
             ax.set_xlim(min(factors) / 1.3, max(factors) * 1.3)
-            if i == 0:
-                ax.set_title(metric)
             if j == 0:
-                ax.set_ylabel(f"LS / CE, final\n(by {SCALE_AXES[axis][2]})")
-            ax.set_xlabel(f"× the smallest {SCALE_AXES[axis][2]}", fontsize=9)
-        axes[i, -1].legend(handles=list(handles.values()), loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8,
-                           frameon=False, title=SCALE_AXES[axis][2])
+                ax.set_ylabel(f"{metric}: LS / CE")
+        axes[-1, j].set_xlabel(f"× the smallest {word}")
+        axes[0, j].set_title(f"by {word}", fontweight="bold")
+        axes[0, j].legend(handles=list(handles.values()), loc="lower center", bbox_to_anchor=(0.5, 1.12),
+                          fontsize=8, frameon=False)
     return fig
