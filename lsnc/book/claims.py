@@ -218,8 +218,9 @@ def _setting(run) -> tuple:
     epochs), subset, weight decay. How far a run got in the recipe does not: runs that are prefixes of one
     recipe are compared at an epoch they all reached (:func:`select_comparison`)."""
     c = run.config
-    return (c.get("model"), model_width(c.get("model"), c.get("width")), int(c["epochs"]), tuple(c.get("milestones") or ()),
-            tuple(c.get("eval_epochs") or ()), c.get("train_per_class"), c.get("weight_decay"))
+    return (c.get("model"), model_width(c.get("model"), c.get("width")), int(c["epochs"]),
+            tuple(c.get("milestones") or ()), tuple(c.get("eval_epochs") or ()), c.get("train_per_class"),
+            c.get("weight_decay"))
 
 
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:

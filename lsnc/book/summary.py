@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..calibration import ECE_DEFAULT_BINS
 from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
-from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CE_VS_LS, NC_COLUMNS, ece_column, loss_label
 from .claims import epochs_to_zero_error
 from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach, seeds_text
@@ -87,8 +87,8 @@ def final_collapse_table(runs) -> pd.DataFrame:
 def final_calibration_table(runs, bins: int = ECE_DEFAULT_BINS) -> pd.DataFrame:
     """Mean over seeds, per dataset and δ, of the end-of-training ECE (before / after temperature scaling)
     and the fitted temperatures."""
-    cols = [ece_column(bins=bins), ece_column("holdout", bins), ece_column("testfit", bins), "test_temperature_holdout",
-            "test_temperature_testfit"]
+    cols = [ece_column(bins=bins), ece_column("holdout", bins), ece_column("testfit", bins),
+            "test_temperature_holdout", "test_temperature_testfit"]
     return _final_means(final_rows(as_runs(runs)), cols)
 
 
@@ -304,7 +304,8 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
         key += (data_text(run),)
     data = (data_text(run) if axis != "train images" else
             f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
-    data += f" {pool_text(run)}" if pool_text(run) else ""
+    pool = pool_text(run)
+    data += f" {pool}" if pool else ""
     model = model_text(c) if axis != "width" else c["model"]
     if axis != "epochs":
         model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"

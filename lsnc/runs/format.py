@@ -35,7 +35,8 @@ from ..vocab import NC_COLUMNS, ece_column
 
 #: The files of a run folder, named once (the module docstring says what each holds).
 CONFIG_FILE, PROVENANCE_FILE, STATUS_FILE = "config.json", "provenance.json", "status.json"
-METRICS_FILE, EPOCHS_FILE, SNAPSHOTS_FILE, CHECKPOINT_FILE = "metrics.csv", "epochs.csv", "snapshots.npz", "checkpoint.pt"
+METRICS_FILE, EPOCHS_FILE = "metrics.csv", "epochs.csv"
+SNAPSHOTS_FILE, CHECKPOINT_FILE = "snapshots.npz", "checkpoint.pt"
 
 STATUSES = ("running", "done", "failed")
 #: Columns every metrics row of a finished run has as finite numbers: the paper's NC1-NC3, the losses and
