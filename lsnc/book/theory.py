@@ -23,7 +23,7 @@ from .scale import fmt_list
 #: settings: the δ grid (CE first), seeds, iterations, the common step ``lr``, the per-δ step
 #: ``lr_over_max_curvature`` / λ_max(δ), and the logit distances counted as arrived. book/theory.ipynb's
 #: parameter cell writes these values out (a test holds it to them); the claims page's C6 rows
-#: (``claims.theory_claims``) run on them too, so both pages show one experiment.
+#: (``claims.theory_claims``) run on them too (their gradient-descent rows: CE against the first LS δ).
 THEORY_PAGE = dict(num_classes=4, n_per_class=3, dim=5, lambda_w=5e-3, lambda_h=5e-3,
                    deltas=(0.0, 0.05, 0.1, 0.2, 0.4), seeds=(0, 1, 2, 3, 4), steps=4000, lr=5.0,
                    lr_over_max_curvature=0.5, loose=1e-2, tight=1e-6)
