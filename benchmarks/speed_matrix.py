@@ -107,11 +107,6 @@ def set_precision(device: torch.device, mode: str) -> None:
         torch.backends.cudnn.allow_tf32 = mode != "fp32"
 
 
-def autocast(device: torch.device, precision: str, **kw):
-    return torch.autocast(device.type, dtype=torch.bfloat16, **kw) if precision == "bf16" \
-        else contextlib.nullcontext()
-
-
 class Bench:
     """The data, the device and the settings shared by the cells."""
 
