@@ -28,6 +28,7 @@ from torch import Tensor
 
 __all__ = [
     "PAPER_NAMES",
+    "PAPER_TEX",
     "METRIC_FORMULAS",
     "ClassStatistics",
     "FeatureAccumulator",
@@ -52,6 +53,13 @@ PAPER_NAMES = {
     "NC1": "nc1_within_between",  # tr(Sigma_W Sigma_B^+), no 1/K (the paper's code)
     "NC2": "nc2_wh_etf",  # || W M^T / ||W M^T|| - E ||, W not centred
     "NC3": "nc3_duality_sq",  # || W/||W|| - M/||M|| ||^2 (squared, as in the paper's code)
+}
+
+# The paper's names -> their formulas in TeX, for axis labels and pages (the same formulas as METRIC_FORMULAS).
+PAPER_TEX = {
+    "NC1": r"\mathrm{tr}(\Sigma_W\Sigma_B^+)",
+    "NC2": r"\|WM^\top/\|WM^\top\| - E\|",
+    "NC3": r"\|W/\|W\| - M/\|M\|\|^2",
 }
 
 # Every key returned by collapse_metrics / the accumulators, with the formula it computes.

@@ -1,4 +1,4 @@
-"""The paper's vocabulary, defined once: loss names, the main smoothing value, the NC metric names.
+"""The paper's vocabulary, defined once: loss names, the main smoothing value, the NC metric names and columns.
 
 Everything that prints "CE" or "LS δ=…", compares CE against the paper's main LS setting, or maps the paper's
 NC1/NC2/NC3 to metric columns imports it from here.
@@ -18,8 +18,11 @@ PAPER_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9)
 #: δ values of the UFM-style runs.
 UFM_DELTAS = (0.0, 0.05, 0.1)
 
-#: The paper's names -> metric columns of a run's metrics.csv (train-set metrics carry the ``train_`` prefix).
-NC_COLUMNS = {name: f"train_{key}" for name, key in PAPER_NAMES.items()}
+#: Prefixes of a run's metrics.csv columns: metrics over the training set (lsnc.metrics.FeatureAccumulator) and
+#: over the test set (PredictedClassAccumulator, calibration); lsnc.training.evaluate writes them.
+TRAIN_PREFIX, TEST_PREFIX = "train_", "test_"
+#: The paper's names -> metric columns of a run's metrics.csv.
+NC_COLUMNS = {name: TRAIN_PREFIX + key for name, key in PAPER_NAMES.items()}
 
 
 def ece_column(ts: str | None = None, bins: int = ECE_DEFAULT_BINS) -> str:
@@ -28,7 +31,7 @@ def ece_column(ts: str | None = None, bins: int = ECE_DEFAULT_BINS) -> str:
     itself as the paper's code does (``ts="testfit"``): ``test_ece20``, ``test_ece20_ts_holdout``."""
     if ts not in (None, "holdout", "testfit"):
         raise ValueError(f"ts must be None, 'holdout' or 'testfit'; got {ts!r}")
-    return f"test_ece{bins}" + (f"_ts_{ts}" if ts else "")
+    return f"{TEST_PREFIX}ece{bins}" + (f"_ts_{ts}" if ts else "")
 
 
 def loss_label(delta: float, ufm: bool = False, tex: bool = False) -> str:

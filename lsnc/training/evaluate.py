@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..calibration import calibration_metrics
 from ..metrics import FeatureAccumulator, PredictedClassAccumulator
+from ..vocab import TEST_PREFIX, TRAIN_PREFIX
 
 __all__ = ["evaluate_model"]
 
@@ -64,9 +65,8 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
     finally:
         model.train(was_training)
 
-    row = {f"train_{k}": v for k, v in train.items()}
-    row.update({f"test_{k}": v for k, v in test.items()})
-    row.update({f"test_{k}": v for k, v in calibration.items()})
+    row = {TRAIN_PREFIX + k: v for k, v in train.items()}
+    row.update({TEST_PREFIX + k: v for k, v in {**test, **calibration}.items()})
     return {k: float(v) for k, v in row.items()}
 
 

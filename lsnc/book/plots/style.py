@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
+from ...metrics import PAPER_TEX
 from ...vocab import NC_COLUMNS, loss_label
 
 CE_COLOUR = "tab:blue"
 LS_COLOUR = "tab:red"
 #: axis label (with the formula) of each NC metric column, keyed by vocab.NC_COLUMNS
-NC_LABELS = dict(zip(NC_COLUMNS.values(), (r"NC1 = tr($\Sigma_W\Sigma_B^+$)", r"NC2 = $\|WM^\top/\|WM^\top\| - E\|$",
-                                           r"NC3 = $\|W/\|W\| - M/\|M\|\|^2$")))
+NC_LABELS = {col: f"{name} = ${PAPER_TEX[name]}$" for name, col in NC_COLUMNS.items()}
 #: short panel title of each NC metric column (NC1 is drawn on a log scale)
 NC_TITLES = {col: name + (" (log scale)" if name == "NC1" else "") for name, col in NC_COLUMNS.items()}
 
