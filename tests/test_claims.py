@@ -335,9 +335,16 @@ def test_claims_on_tiny_trained_runs(tmp_path):
 
 
 def test_theory_rows_are_cheap_and_complete():
-    table = claims.theory_claims(seeds=(0,), steps=1500)
-    # 6 rows on the small UFM + one per UFM of the paper's sizes with a nonzero minimizer (6 of 8)
-    assert set(table["claim"]) == {"C6"} and len(table) == 12
+    table = claims.theory_claims(seeds=(0,), steps=1500, gd_classes=(4,), gd_classes_steps=5000)
+    # 6 rows on the small UFM + one for each K of gd_classes + one per UFM of the paper's sizes with a nonzero
+    # minimizer (6 of 8)
+    assert set(table["claim"]) == {"C6"} and len(table) == 13
+    # the second UFM at K = 4: κ(LS) > κ(CE), and gradient descent is slower for LS on both seeds, as κ says
+    by_k = table[table["label"] == "UFM (K=4, n=5, d=64, λ_W=0.001, λ_H=0.0001, λ_b=0.01)"]
+    assert len(by_k) == 1 and by_k["verdict"].iloc[0] == "not supported"
+    assert by_k["test"].iloc[0].startswith("GD iterations") and "κ(LS)/κ(CE) = 7.09" in by_k["test"].iloc[0]
+    assert by_k["note"].iloc[0].endswith("gradient descent against κ: followed")
+    assert len(claims.theory_claims(seeds=(0,), steps=1500, gd_classes=())) == 12
     sized = table[table["test"].str.contains("K=10, n=5000, d=512")]
     assert len(sized) == 2 and sized["test"].str.contains("25,605,130 parameters").all()
     assert set(sized["label"]) == {"UFM (CIFAR-10 size: K=10, n=5000, d=512, λ_W=λ_H=λ_b=0.0005)",

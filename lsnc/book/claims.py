@@ -33,7 +33,8 @@ The tests (``test`` column; the exact definitions are in each function's docstri
 * C5 final test ECE (20 bins) before temperature scaling; whether TS (held-out fit, and the test-fit variant
   of the paper's code, labelled) narrows the CE-LS gap; final mean class-mean norm and classifier-row norm.
 * C6 :func:`theory_claims`: from :mod:`lsnc.ufm`: closed-form norms, two candidate condition numbers, and
-  gradient descent from the same start (a small, fast instance; the theory page has the full study).
+  gradient descent from the same start (the theory page's small instances: one UFM, and a second one at
+  numbers of classes that turn κ(LS)/κ(CE) around; the theory page has the full study).
 """
 
 from __future__ import annotations
@@ -591,7 +592,8 @@ def styled_table(table: pd.DataFrame):
 def theory_claims(*, sizes: Sequence[Any] | None = None, **settings: Any) -> pd.DataFrame:
     """C6 on the theory page's small UFM instance, with its settings (``lsnc.book.theory.THEORY_PAGE``;
     ``settings`` overrides any of its keys: num_classes, n_per_class, dim, lambda_w, lambda_h, deltas, seeds,
-    steps, lr, lr_over_max_curvature, loose, tight). About ten seconds on one core.
+    steps, lr, lr_over_max_curvature, loose, tight, gd_classes, gd_classes_ufm, gd_classes_seeds,
+    gd_classes_steps). About 30 seconds on one core, two thirds of it the gradient descent at K = 50.
 
     Rows: (1) closed-form norms ||w_k||, ||h_i|| lower for every LS δ than for CE; (2) condition number of the
     full UFM Hessian at the minimizer, symmetry directions removed (the Hessian that governs gradient descent,
@@ -599,7 +601,9 @@ def theory_claims(*, sizes: Sequence[Any] | None = None, **settings: Any) -> pd.
     (4) gradient-descent iterations to the ``tight`` logit distance from the same start and a common step
     ``lr``, per seed; (5) the same with each δ given the step ``lr_over_max_curvature / λ_max(δ)``, where the
     rate is set by the condition number. Rows 4-5 compare CE with the first LS δ > 0 (the main δ);
-    the deterministic rows (1-3) are judged over all δ > 0 and have no seeds. Then row (2) again for each UFM
+    the deterministic rows (1-3) are judged over all δ > 0 and have no seeds. (6) Row 5 again on a second UFM
+    at each number of classes in ``gd_classes`` (:func:`lsnc.book.theory.gd_by_classes`: there the number of
+    classes turns κ(LS)/κ(CE) around; none when ``gd_classes`` is empty). Then row (2) again for each UFM
     in ``sizes`` (``ufm.UFMProblem``; default ``lsnc.book.theory.paper_size_problems()``, the sizes of the
     paper's experiments with a nonzero minimizer), exact from the Hessian's blocks."""
     from .. import ufm
@@ -625,6 +629,7 @@ def theory_claims(*, sizes: Sequence[Any] | None = None, **settings: Any) -> pd.
             cmp_ = ufm.compare_convergence(problem, [0.0, deltas[1]], list(seeds), lr=step, steps=steps,
                                            loose=loose, tight=tight, lr_rule=rule, record_every=1)
             rows.append(_gd_row(comp, cmp_, what, steps))
+        rows += _gd_classes_rows(s, deltas[1])
         rows += _size_rows(deltas, sizes)
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     df["n_seeds"] = df["n_seeds"].astype("Int64")
@@ -666,6 +671,34 @@ def _hessian_rows(comp: Comparison, problem, deltas: Sequence[float]) -> list[di
         _deterministic_row(comp, deltas, "condition number of the softmax Hessian diag(p) - pp^T in logit space",
                            spectrum["kappa_softmax"][0], list(spectrum["kappa_softmax"][1:])),
     ]
+
+
+def _gd_classes_rows(settings: Mapping[str, Any], ls_delta: float) -> list[dict[str, Any]]:
+    """Gradient descent where the number of classes turns κ(LS)/κ(CE) around (``theory.gd_by_classes`` with the
+    theory page's settings): per K, the iterations to the tight logit distance, CE against LS at ``ls_delta``,
+    each δ with the step ``lr_over_max_curvature`` / λ_max(δ); the note says whether descent followed κ."""
+    from .. import ufm
+    from .theory import GD_CLASSES_UFM, gd_by_classes, problem_label
+
+    counts = settings["gd_classes"]
+    if not counts:
+        return []
+    setting = GD_CLASSES_UFM if settings["gd_classes_ufm"] is None else settings["gd_classes_ufm"]
+    table, comparisons = gd_by_classes(counts, setting, ls_delta, list(settings["gd_classes_seeds"]),
+                                       settings["lr_over_max_curvature"], settings["gd_classes_steps"],
+                                       settings["loose"], settings["tight"])
+    n, d, lw, lh, lb = setting
+    rows = []
+    for r in table.to_dict("records"):
+        K = r["K"]
+        label = problem_label(ufm.UFMProblem(K, int(n), int(d), lw, lh, 0.0, lambda_b=lb))
+        comp = Comparison(dataset=THEORY_GROUP, label=f"UFM ({label})", ls_delta=ls_delta)
+        row = _gd_row(comp, comparisons[K], f"step {settings['lr_over_max_curvature']:g} / λ_max(δ) per δ, "
+                      f"K = {K}, κ(LS)/κ(CE) = {r['κ LS / CE']:.3g}",
+                      settings["gd_classes_steps"])
+        row["note"] += f"; gradient descent against κ: {r['GD vs κ']}"
+        rows.append(row)
+    return rows
 
 
 def _size_rows(deltas: Sequence[float], sizes: Sequence[Any] | None) -> list[dict[str, Any]]:

@@ -21,12 +21,15 @@ from .scale import fmt_list
 
 #: The theory page's small UFM (K classes, n per class, feature dimension d, λ_W, λ_H) and its gradient-descent
 #: settings: the δ grid (CE first), seeds, iterations, the common step ``lr``, the per-δ step
-#: ``lr_over_max_curvature`` / λ_max(δ), and the logit distances counted as arrived. book/theory.ipynb's
-#: parameter cell writes these values out (a test holds it to them); the claims page's C6 rows
-#: (``claims.theory_claims``) run on them too (their gradient-descent rows: CE against the first LS δ).
+#: ``lr_over_max_curvature`` / λ_max(δ), and the logit distances counted as arrived; then gradient descent where
+#: the number of classes turns κ around (:func:`gd_by_classes`): the K values, the UFM (n, d, λ_W, λ_H, λ_b;
+#: None = :data:`GD_CLASSES_UFM`), seeds and iterations. book/theory.ipynb's parameter cell writes these values
+#: out (a test holds it to them); the claims page's C6 rows (``claims.theory_claims``) run on them too (their
+#: gradient-descent rows: CE against the first LS δ).
 THEORY_PAGE = dict(num_classes=4, n_per_class=3, dim=5, lambda_w=5e-3, lambda_h=5e-3,
                    deltas=(0.0, 0.05, 0.1, 0.2, 0.4), seeds=(0, 1, 2, 3, 4), steps=4000, lr=5.0,
-                   lr_over_max_curvature=0.5, loose=1e-2, tight=1e-6)
+                   lr_over_max_curvature=0.5, loose=1e-2, tight=1e-6,
+                   gd_classes=(4, 50), gd_classes_ufm=None, gd_classes_seeds=(0, 1), gd_classes_steps=30000)
 
 #: The paper's experiments: dataset -> (its preset, K classes, n training images per class). Their UFM has
 #: d = the feature dimension of the preset's model (:func:`paper_sizes`).
