@@ -68,7 +68,7 @@ class TrainConfig:
     lambda_h: float = _opt(1e-6, UFM, "penalty λ_H on the features")
     lambda_b: float = _opt(1e-2, UFM, "penalty λ_b on the classifier bias")
     device: str = _opt("auto", EXEC, "auto | cpu | cuda | cuda:N")
-    amp: str = _opt("none", EXEC, "none (fp32, the paper's) | bf16 (autocast)")
+    amp: str = _opt("none", EXEC, "none (fp32, the paper's) | bf16 (autocast in training; evaluation stays fp32)")
     compile: bool = _opt(False, EXEC, "torch.compile the training step")
     cuda_graphs: bool = _opt(False, EXEC, "CUDA: capture the whole training step as one CUDA graph and replay it "
                                           "(same arithmetic, fewer kernel launches)")

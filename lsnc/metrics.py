@@ -360,9 +360,10 @@ class FeatureAccumulator:
 
     Exception, by necessity: NC4 (nearest class centre) classifies samples against the class means of the
     *whole* pass, which are known only at the end. The features of the first ``ncc_samples`` samples seen
-    are therefore kept (float64, at most ``ncc_samples x d``) and classified at the end. NC4 is exact when
-    N <= ncc_samples and an estimate on that subset otherwise; the count used is reported as
-    ``ncc_samples_used``. Feed batches in a random order (or set ``ncc_samples >= N``) for a fair subset.
+    are therefore kept (float64, at most ``ncc_samples x d``; every sample with ``ncc_samples=None``) and
+    classified at the end. NC4 is exact when N <= ncc_samples and an estimate on that subset otherwise; the
+    count used is reported as ``ncc_samples_used``. Feed batches in a random order (or set ``ncc_samples=None``)
+    for a fair subset: the first samples of a class-sorted dataset are a few classes only.
 
     If ``logits`` are given (for every batch or for none), accuracy, ``loss_ce`` and, if ``delta`` is not
     None, ``loss_ls`` (label smoothing delta, targets (1-delta) onehot + delta/K) are accumulated too.
@@ -372,7 +373,7 @@ class FeatureAccumulator:
     undefined) raise ``ValueError``.
     """
 
-    def __init__(self, num_classes: int, dim: int, *, device=None, ncc_samples: int = 10_000,
+    def __init__(self, num_classes: int, dim: int, *, device=None, ncc_samples: int | None = 10_000,
                  delta: float | None = None):
         if num_classes < 2:
             raise ValueError(f"need at least 2 classes, got num_classes={num_classes}")
@@ -380,7 +381,7 @@ class FeatureAccumulator:
             raise ValueError(f"feature dimension must be positive, got dim={dim}")
         self.num_classes, self.dim = num_classes, dim
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        self.ncc_samples = int(ncc_samples)
+        self.ncc_samples = math.inf if ncc_samples is None else int(ncc_samples)
         self.delta = delta
         kw = dict(dtype=torch.float64, device=self.device)
         self._shifter = _ShiftedClassSums(num_classes, dim, self.device)

@@ -125,3 +125,22 @@ def test_single_predicted_class_gives_nan_test_nc1():
     assert row["test_num_predicted_classes"] == 1
     assert math.isnan(row["test_nc1_by_prediction_all"])
     assert math.isfinite(row["test_loss_ce_all"]) and math.isfinite(row["train_nc1_within_between"])
+
+
+def test_nc4_uses_every_training_sample_by_default(setup):
+    """A dataset stored by class (as image folders are) and larger than the accumulator's default NCC cap: the
+    first 10,000 samples would be two classes only. evaluate_model's NC4 must see all of them."""
+    model, _, test, _ = setup
+    g = torch.Generator().manual_seed(4)
+    y = torch.arange(4).repeat_interleave(3000)  # 12,000 samples, class 0 first, then 1, 2, 3
+    x = torch.randn(len(y), 6, generator=g) + F.one_hot(y, 6).float() * 2.0
+    train = [(x[i:i + 500], y[i:i + 500]) for i in range(0, len(y), 500)]
+    row = evaluate_model(model, train, test, 4)
+    assert row["train_ncc_samples_used"] == len(y)
+    with torch.no_grad():
+        logits, H = model.eval()(x)
+    exact = collapse_metrics_from_features(H.double(), y, model.classifier.weight, model.classifier.bias)
+    assert row["train_nc4_ncc_accuracy"] == pytest.approx(float(exact["nc4_ncc_accuracy"]), abs=1e-12)
+    capped = evaluate_model(model, train, test, 4, ncc_samples=6000)  # classes 0 and 1 only
+    assert capped["train_ncc_samples_used"] == 6000
+    assert capped["train_nc4_ncc_accuracy"] != pytest.approx(row["train_nc4_ncc_accuracy"], abs=1e-3)

@@ -210,3 +210,19 @@ def test_fast_path_switches_keep_the_results(tmp_path):
     for c in ("train_nc1_within_between", "train_nc2_wh_etf", "test_accuracy", "train_loss_ce"):
         assert c in cols
     pd.testing.assert_frame_equal(plain[cols], fast[cols], rtol=1e-4, atol=1e-6)
+
+
+def test_a_bf16_run_is_evaluated_in_full_precision(tmp_path, monkeypatch):
+    """--amp bf16 is a training switch: the metrics come from an fp32 evaluation, as its twin's do."""
+    from lsnc.training import loop
+
+    seen = []
+    real = loop.evaluate_model
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("autocast_dtype"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "evaluate_model", spy)
+    run = load_run(train(_smoke(amp="bf16"), tmp_path, progress=False))
+    assert run.config["amp"] == "bf16" and len(seen) == len(run.metrics) and all(d is None for d in seen)

@@ -22,7 +22,7 @@ __all__ = ["evaluate_model"]
 def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tensor]],
                    test_batches: Iterable[tuple[Tensor, Tensor]], num_classes: int, *,
                    holdout_batches: Iterable[tuple[Tensor, Tensor]] | None = None, delta: float = 0.0,
-                   device=None, ncc_samples: int = 10_000,
+                   device=None, ncc_samples: int | None = None,
                    autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
     """Evaluate ``model`` (contract: ``logits, features = model(x)``, ``model.classifier`` the
     ``nn.Linear(d, K)`` mapping features to logits, ``model.feature_dim`` = d) in eval mode without
@@ -36,6 +36,9 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
                    loss and entropy split all / correct / incorrect by predicted class) and
                    :func:`lsnc.calibration.calibration_metrics` of the test logits, with the temperature
                    also fitted on ``holdout_batches`` when given (NaN columns otherwise).
+    NC4 is computed on every training sample (``ncc_samples=None``: float64 features, N x d, kept for the
+    pass) unless ``ncc_samples`` caps it; a cap takes the first samples of ``train_batches``, a biased subset
+    when the data are stored by class (image folders are).
     ``autocast_dtype`` (e.g. torch.bfloat16) runs the forward passes under autocast; features are cast to
     float64 only inside the accumulators.
     """

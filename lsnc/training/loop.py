@@ -164,10 +164,11 @@ class _Training:
         for k, (cfg, data, rec) in enumerate(zip(self.cfgs, self.data, self.records)):
             t0 = time.perf_counter()
             net = self.engine.member(k)
+            # full precision (fp32; TF32 where the run sets it), a bf16 run too: the metrics of a bf16 run and
+            # its twin then differ by how they were trained only, and bf16's rounding puts no floor under NC1
             row = evaluate_model(
                 net, data.train.batches(cfg.eval_batch_size), data.test.batches(cfg.eval_batch_size),
                 data.num_classes, delta=cfg.delta, device=self.device,
-                autocast_dtype=torch.bfloat16 if cfg.amp == "bf16" else None,
                 holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
             row.update(self.theory[k])
             problem = non_finite([{"epoch": epoch, **row}])
