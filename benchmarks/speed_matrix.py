@@ -398,7 +398,8 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     cell, 0 when it did not run or ``train_images`` is not given). K = the largest of 4, 8 whose epoch time is
     <= that of K = 2 / K_KEEP (each member loses at most 1 - K_KEEP of the epochs it would get at K = 2 in the
     same wall time), else 2. K picks the δ x seed set: 2: δ {0, 0.05} x seed {0}; 4: δ {0, 0.05} x seeds
-    {0, 1}; 8: δ {0, 0.05, 0.1, 0.2} x seeds {0, 1}.
+    {0, 1}; 8: δ {0, 0.05, 0.1, 0.2} x seeds {0, 1}. Concurrent tf32 processes instead of fusion: when K = 2
+    fused models together run slower than one alone, or when the fused cells failed at the plan's precision.
     """
     ok = [c for c in cells if c.get("status") == "ok" and not c.get("compile")]
     eager = [c for c in ok if not c.get("cuda_graphs")]
@@ -460,6 +461,14 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
         mode, k, graphs = "concurrent", 2, graphs_pay(1)
         why.append(f"fused K=2 all models {2 * rate(2):.0f} img/s < one model alone {rate(1):.0f}: "
                    "concurrent processes, K=2")
+    # A fused network that failed here (not one that ran out of time) would fail the window's training too: the
+    # set trains as concurrent tf32 processes, one model each.
+    failed = next((c for c in cells if c.get("pipeline") == "fused" and c.get("precision") == prec
+                   and c.get("status") == "error" and not c.get("cuda_graphs") and not c.get("compile")), None)
+    if failed is not None and (prec, 2) not in fused:
+        amp, prec = "none", "tf32"
+        mode, k, graphs = "concurrent", 2, graphs_pay(1)
+        why.append(f"{failed['name']} failed ({str(failed.get('error', ''))[:100]}): concurrent tf32 processes, K=2")
     deltas, seeds = PLAN_SETS[k]
     return {"k": k, "amp": amp, "deltas": list(deltas), "seeds": list(seeds), "tf32_twin": amp == "bf16",
             "mode": mode, "cuda_graphs": graphs, "fused_measured": bool(fused), "reasons": why}

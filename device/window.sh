@@ -4,7 +4,7 @@
 #   2. speed matrix (benchmarks/speed_matrix.py) under a hard wall cap, or the plan of an earlier window;
 #   3. train the fused δ x seed set the plan suggests with the paper's recipe, as a prefix of its 800 epochs,
 #      for the rest of the wall budget (python -m lsnc train --time-budget-s ...), with seeds no earlier window
-#      trained (device/next_seeds.py);
+#      trained (device/next_seeds.py); a failed fused set trains again as concurrent tf32 processes (--resume);
 #   4. pack run folders (no checkpoints), speed table, logs and env into $OUT/window.tar.gz (+ $OUT/speed.md),
 #      also when a stage fails or the script is interrupted.
 #
@@ -333,17 +333,19 @@ train_stage() {
     train_for "$name-nographs" "$secs" --resume "$@"
 }
 
-# pair_job D S SECONDS GRAPHS (in the background): one (δ, seed) for SECONDS, logged to logs/train-dD-sS.log; with
-# GRAPHS=1 first with --cuda-graphs and, if that fails, again without CUDA graphs for its own time left, with
-# --resume (each pair falls back by itself: the others keep their graphs and their time).
+# pair_job D S SECONDS GRAPHS [OPTIONS...] (in the background): one (δ, seed) for SECONDS, with OPTIONS, logged to
+# logs/train-dD-sS.log; with GRAPHS=1 first with --cuda-graphs and, if that fails, again without CUDA graphs for
+# its own time left, with --resume (each pair falls back by itself: the others keep their graphs and their time).
 pair_job() {
     local d=$1 s=$2 secs=$3 graphs=$4 end=$((SECONDS + $3)) out=$STAGE/logs/train-d$1-s$2.log job=""
+    shift 4
+    local extra=("$@")
     trap '[ -n "$job" ] && kill -TERM "$job" 2>/dev/null; wait "$job" 2>/dev/null; exit 143' TERM
     try() {  # try SECONDS OPTIONS...: under a hard timeout, interruptible by the trap above
         local t=$1
         shift
-        timeout -k 10 $((t + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$t" --delta "$d" --seed "$s" "$@" \
-            >>"$out" 2>&1 &
+        timeout -k 10 $((t + 60)) "$PYTHON" "${TRAIN[@]}" --time-budget-s "$t" --delta "$d" --seed "$s" \
+            "${extra[@]}" "$@" >>"$out" 2>&1 &
         job=$!
         wait "$job"
     }
@@ -356,14 +358,15 @@ pair_job() {
     try "$secs" --resume
 }
 
-# train_concurrent SECONDS: one process per (δ, seed) of PAIRS ("δ:seed"), all at once on the one GPU.
+# train_concurrent SECONDS [OPTIONS...]: one process per (δ, seed) of PAIRS ("δ:seed"), all at once on the one GPU.
 train_concurrent() {
     local secs=$1 pids=() p d s i rc=0 failed=()
+    shift
     for p in "${PAIRS[@]}"; do
         d=${p%:*} s=${p#*:}
-        echo "train.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s" \
+        echo "train.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s $*" \
             "$([ "$GRAPHS" = 1 ] && echo '--cuda-graphs (if it fails: again without, --resume)')" >>"$STAGE/summary.txt"
-        pair_job "$d" "$s" "$secs" "$GRAPHS" &
+        pair_job "$d" "$s" "$secs" "$GRAPHS" "$@" &
         pids+=("$!")
     done
     CHILD="${pids[*]}"
@@ -378,6 +381,20 @@ train_concurrent() {
     return "$rc"
 }
 
+# unfuse RC: the fused stage failed (exit RC; a fused network has never trained on this machine before): the same
+# (δ, seed) set again as concurrent tf32 processes for the time left, with --resume (members that stopped after an
+# epoch continue from their checkpoints, the others start fresh). No fallback with less than a minute left.
+unfuse() {
+    local rc=$1 secs
+    secs=$(( $(left) - PACK_RESERVE_S ))
+    if [ "$secs" -lt 60 ]; then log "fused training failed (exit $rc) with ${secs}s left: no fallback"; return "$rc"; fi
+    log "fused training failed (exit $rc): the set again as concurrent tf32 processes (--resume), ${secs}s left"
+    echo "fallback: concurrent after fused exit $rc" >>"$STAGE/summary.txt"
+    PAIRS=()
+    for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
+    train_concurrent "$secs" --resume
+}
+
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
 if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
@@ -388,15 +405,25 @@ if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
 elif [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
     train_stage train "$((T * 3 / 4))" --amp bf16 --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
     TRAIN_RC=$?
-    T=$(( $(left) - PACK_RESERVE_S ))
-    # The tf32 twin of the bf16 CE run of the first seed: its default name has no "-bf16", so it is its own folder.
-    if [ "$T" -ge 10 ]; then
-        train_stage twin "$T" --delta 0 --seed "${SEEDS[0]}"
+    if [ "$TRAIN_RC" != 0 ]; then   # the tf32 set trained instead holds the twin's run
+        unfuse "$TRAIN_RC"
+        TRAIN_RC=$?
     else
-        log "no time left for the tf32 twin"
+        T=$(( $(left) - PACK_RESERVE_S ))
+        # The tf32 twin of the bf16 CE run of the first seed: its default name has no "-bf16", so it is its own
+        # folder.
+        if [ "$T" -ge 10 ]; then
+            train_stage twin "$T" --delta 0 --seed "${SEEDS[0]}"
+        else
+            log "no time left for the tf32 twin"
+        fi
     fi
 else
     train_stage train "$T" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
     TRAIN_RC=$?
+    if [ "$TRAIN_RC" != 0 ] && [ $(( ${#DELTAS[@]} * ${#SEEDS[@]} )) -gt 1 ]; then   # a fused set failed
+        unfuse "$TRAIN_RC"
+        TRAIN_RC=$?
+    fi
 fi
 exit "${TRAIN_RC:-1}"

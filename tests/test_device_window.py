@@ -217,6 +217,31 @@ def test_window_concurrent_pairs_fall_back_one_by_one_and_reused_graphs_are_chec
     assert _done(w2) == {(0.0, 0), (0.05, 0)}
 
 
+def test_window_unfuses_a_fused_set_that_fails(tmp_path):
+    """A fused network has never trained on a GPU before the first window: if the fused stage fails, the same set
+    trains again as concurrent tf32 processes with --resume. Here a PYTHON wrapper makes every fused `lsnc train`
+    (several δ in one command) exit 1, as a CUDA-only failure of the fused network would."""
+    _tiny_tar(tmp_path)
+    wrapper = tmp_path / "python-no-fusion"
+    wrapper.write_text("#!/bin/bash\n"
+                       'if [[ " $* " == *" lsnc train "* && " $* " == *" --delta 0 0.05 "* ]]; then\n'
+                       '    echo "simulated: fused training failed" >&2; exit 1\n'
+                       "fi\n"
+                       f'exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    proc, wall = _window(_env(tmp_path, LSNC_WINDOW_MATRIX="skip", PYTHON=str(wrapper)))
+    w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
+    log = (w / "logs" / "window.log").read_text()
+    summary = (w / "summary.txt").read_text()
+    assert "simulated: fused training failed" in (w / "logs" / "train.log").read_text()
+    assert "fused training failed (exit 1): the set again as concurrent tf32 processes (--resume)" in log, log
+    assert "fallback: concurrent after fused exit 1" in summary and "stage train: exit 0" in log
+    for d in ("0", "0.05"):
+        assert f"--delta {d} --seed 0 --resume" in summary, summary
+    assert _done(w) == {(0.0, 0), (0.05, 0)}
+    print(f"window.sh with the fused fallback: {wall:.0f} s")
+
+
 def test_window_reuses_newest_valid_plan_and_new_seeds(tmp_path):
     """No training (a budget too short for it): which earlier plan is reused, and which seeds are chosen."""
     make_image_tree(tmp_path / "tiny", train=1, test=1)

@@ -244,3 +244,21 @@ def test_the_matrix_graph_check_passes_a_correct_graph_and_catches_a_broken_one(
     assert ok["max_rel_diff"] == 0 and ok["update_rel_diff"] == 0 and ok["check_steps"] == 8
     with pytest.raises(RuntimeError, match="of the update"):
         sm.graph_check(factory(DropsTheUpdate), batches)
+
+
+def test_fused_cells_that_failed_make_a_concurrent_tf32_plan():
+    """A fused network that fails in the matrix would fail the window's training: concurrent tf32 processes."""
+    failed = [{"name": f"fused {p} K=2", "pipeline": "fused", "precision": p, "k": 2, "status": "error",
+               "error": "RuntimeError: cuDNN error: CUDNN_STATUS_NOT_SUPPORTED"} for p in ("tf32", "bf16")]
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import speed_matrix as sm
+    single = [{"name": f"lsnc {p}", "pipeline": "lsnc", "precision": p, "k": 1, "status": "ok",
+               "img_s_per_model": v} for p, v in (("tf32", 100), ("bf16", 200))]
+    plan = sm.training_plan(failed + single, train_images=1000)
+    assert (plan["mode"], plan["amp"], plan["k"], plan["tf32_twin"]) == ("concurrent", "none", 2, False)
+    assert "fused bf16 K=2 failed (RuntimeError: cuDNN error" in plan["reasons"][-1], plan["reasons"]
+    # a fused cell that only ran out of time says nothing about fusion: the default fused plan
+    timed_out = [{**c, "status": "timeout"} for c in failed]
+    assert sm.training_plan(timed_out + single, train_images=1000)["mode"] == "fused"
