@@ -2,7 +2,10 @@
 
 The loss is ``F.cross_entropy(logits, y, label_smoothing=δ)`` (δ = 0: cross-entropy), plus, for UFM-style
 runs, the UFM penalties. The batch order of epoch e is a permutation drawn from a generator seeded by
-(seed, e): nothing else random happens after initialisation, so a resumed run replays its epochs exactly.
+(seed, e): nothing else random happens after initialisation, so a resumed run replays its epochs exactly on
+a CPU (same thread count), and on a GPU with ``--deterministic``; without it cuDNN's autotuned and atomic
+kernels differ from run to run in the last bits, so a resumed GPU run matches an uninterrupted one only to
+within that noise.
 """
 
 from __future__ import annotations
