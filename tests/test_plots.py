@@ -223,3 +223,18 @@ def test_scale_ratio_figure():
     assert {t.get_text() for t in axes[0, 0].get_legend().get_texts()} == {"a-50 → a-150 (seeds: 2)", "b → b-40 (seeds: 3)"}
     assert [t.get_text() for t in nc3.get_xticklabels()] == ["×1", "×3", "×4"]
     assert "1" in [t.get_text() for t in nc3.get_yticklabels()]  # the LS = CE line is labelled
+
+
+def test_calibration_lines_state_the_runs_means(sel):
+    from lsnc.book.summary import final_rows
+    line = book.calibration_lines(sel)
+    means = final_rows(sel.runs).groupby("delta")[["test_ece20", "test_temperature_holdout"]].mean()
+    assert line.startswith("- **") and "(`synthetic`; CE 2 seeds, LS 2 per δ)" in line
+    assert f"before TS, mean over seeds: CE {means.loc[0.0, 'test_ece20']:.3g}; LS " in line
+    for d in (0.05, 0.1):  # each LS δ on its side of CE, with its mean ECE and its temperature
+        side = "lower" if means.loc[d, "test_ece20"] < means.loc[0.0, "test_ece20"] else "higher"
+        assert f"{side} than CE at δ = " in line and f"{d:g} ({means.loc[d, 'test_ece20']:.3g})" in line
+        assert f"{d:g} ({means.loc[d, 'test_temperature_holdout']:.3g})" in line
+    t = means.loc[0.0, "test_temperature_holdout"]
+    assert f"T: CE {t:.3g} ({'over' if t > 1 else 'under'}-confident)" in line
+    assert book.calibration_lines([r for r in sel.runs if r.config["delta"] != 0.1]) == ""  # fewer than 3 δ

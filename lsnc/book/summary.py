@@ -92,6 +92,51 @@ def final_calibration_table(runs, bins: int = ECE_DEFAULT_BINS) -> pd.DataFrame:
     return _final_means(final_rows(as_runs(runs)), cols)
 
 
+def _confidence(temperature: float) -> str:
+    """The fitted temperature in words: above 1 the model is over-confident (TS softens it), below 1
+    under-confident."""
+    return ("over-confident" if temperature > 1 else "under-confident" if temperature < 1 else "calibrated")
+
+
+def calibration_lines(runs, bins: int = ECE_DEFAULT_BINS) -> str:
+    """Markdown, one bullet per group with CE and at least two LS δ: the end-of-training test ECE before
+    temperature scaling (mean over seeds) of CE, the δ where LS is below and above it and the lowest; the
+    held-out temperature T of CE and of each LS δ, in words (:func:`_confidence`); the range of ECE after TS
+    and of the test error."""
+    final = final_rows(as_runs(runs))
+    ece, ts, temp = ece_column(bins=bins), ece_column("holdout", bins), "test_temperature_holdout"
+    lines = []
+    for group, sub in final.groupby("dataset", sort=False):
+        means = sub.groupby("delta")[[ece, ts, temp, "test_error"]].mean()
+        if 0.0 not in means.index or len(means) < 3:
+            continue
+        seeds = sub.groupby("delta")["seed"].nunique()
+        ls_seeds = sorted(set(seeds.drop(index=0.0)))
+        ce, ls = means.loc[0.0], means.drop(index=0.0)
+
+        def at(mask, values=None):
+            """"δ = 0.05, 0.1" (with each δ's value when given) for the LS δ where ``mask`` holds."""
+            picked = ls.index[mask]
+            return "δ = " + ", ".join(f"{d:g}" + (f" ({values[d]:.3g})" if values is not None else "")
+                                      for d in picked) if len(picked) else ""
+
+        order = "; ".join(f"{word} than CE at {where}" for word, where in
+                          (("lower", at(ls[ece] < ce[ece], ls[ece])), ("higher", at(ls[ece] > ce[ece], ls[ece])))
+                          if where)
+        confidence = "; ".join(f"{word} at {where}" for word, where in
+                               (("over-confident", at(ls[temp] > 1, ls[temp])),
+                                ("under-confident", at(ls[temp] < 1, ls[temp]))) if where)
+        best = means[ece].idxmin()
+        lines.append(
+            f"- **{sub['label'].iloc[0]}** (`{group}`; CE {seeds.loc[0.0]} seeds, LS "
+            f"{ls_seeds[0]}{'' if len(ls_seeds) == 1 else f'–{ls_seeds[-1]}'} per δ): ECE{bins} before TS, mean "
+            f"over seeds: CE {ce[ece]:.3g}; LS {order}; lowest: {loss_label(best)}. Held-out temperature T: CE "
+            f"{ce[temp]:.3g} ({_confidence(ce[temp])}); LS {confidence}. After TS, ECE{bins} is "
+            f"{means[ts].min():.3g} to {means[ts].max():.3g} over all δ. Test error: CE {ce['test_error']:.3g}, "
+            f"LS {ls['test_error'].min():.3g} to {ls['test_error'].max():.3g}.")
+    return "\n".join(lines)
+
+
 def _last_ufm_rows(runs) -> pd.DataFrame:
     err = ufm_errors(as_runs(runs))
     return err.loc[err.groupby(["dataset", "run"])["epoch"].idxmax()]
