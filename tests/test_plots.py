@@ -238,3 +238,18 @@ def test_calibration_lines_state_the_runs_means(sel):
     t = means.loc[0.0, "test_temperature_holdout"]
     assert f"T: CE {t:.3g} ({'over' if t > 1 else 'under'}-confident)" in line
     assert book.calibration_lines([r for r in sel.runs if r.config["delta"] != 0.1]) == ""  # fewer than 3 δ
+
+
+def test_end_of_training_tables_keep_two_groups_of_one_dataset_apart(tmp_path):
+    """Two scales of one dataset (same label, two run groups) get a block each, never one mean over both."""
+    for group, epochs in (("short", 2), ("long", 5)):
+        train(preset_config("smoke", group=group, epochs=epochs, milestones=[1], threads=1), tmp_path,
+              progress=False)
+    sel = book.select(None, tmp_path)
+    table = book.final_calibration_table(sel)
+    label = "synthetic Gaussian mixture"
+    assert list(table.index) == [(label, "long", 0.0), (label, "short", 0.0)]
+    assert table["test_ece20"].nunique() == 2
+    shown = book.page_table(table).data
+    assert list(shown["dataset"]) == [label, label] and list(shown["group"]) == ["long", "short"]
+    assert len(book.final_collapse_table(sel)) == 2

@@ -75,7 +75,9 @@ def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
 # end-of-training tables of the pages
 # ------------------------------------------------------------------------------------------------
 def _final_means(final: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    return final.groupby(["label", "delta"])[list(columns)].mean().round(4)
+    """Mean over seeds per run group (``dataset``: two groups of one dataset, e.g. two scales, stay apart) and δ,
+    with the group's dataset label."""
+    return final.groupby(["label", "dataset", "delta"])[list(columns)].mean().round(4)
 
 
 def final_collapse_table(runs) -> pd.DataFrame:
@@ -282,7 +284,7 @@ def precision_page_table(table: pd.DataFrame, digits: int = 4):
 #: column -> header on a page: the paper's names for the NC metrics, words for the rest
 PAGE_HEADERS = {**{col: name for name, col in NC_COLUMNS.items()},
                 **{col.replace("train_", ""): name for name, col in NC_COLUMNS.items()},
-                "label": "dataset", "delta": "δ", "mean_class_mean_norm": "mean ‖μ_k − μ_G‖",
+                "label": "dataset", "dataset": "group", "delta": "δ", "mean_class_mean_norm": "mean ‖μ_k − μ_G‖",
                 "train_mean_class_mean_norm": "mean ‖μ_k − μ_G‖", "mean_classifier_norm": "mean ‖w_k‖",
                 "train_mean_classifier_norm": "mean ‖w_k‖", "train_mean_feature_norm": "mean ‖h_i‖",
                 "test_error": "test error", "ufm_theory_w_norm": "‖w_k‖ closed form",
@@ -306,9 +308,10 @@ def page_table(table: pd.DataFrame, digits: int = 3):
     in the paper's names (NC1, NC2, NC3) and words, numbers to ``digits`` significant digits, no index column,
     small type and wrapped headers so it fits the page width."""
     df = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table.copy()
-    for col in ("label", "setting"):  # the dataset / setting once per block of rows
-        if col in df.columns:
-            df[col] = df[col].where(df[col].ne(df[col].shift()), "")
+    blocks = [c for c in ("label", "dataset", "setting") if c in df.columns]
+    new_block = df[blocks].ne(df[blocks].shift()).any(axis=1) if blocks else None
+    for col in blocks:  # the dataset, group and setting once per block of rows
+        df[col] = df[col].where(new_block, "")
     df = df.rename(columns=_page_header)
     numeric = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
     fmt = {c: (lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}g}") for c in numeric}
