@@ -677,22 +677,18 @@ def _gd_classes_rows(settings: Mapping[str, Any], ls_delta: float) -> list[dict[
     """Gradient descent where the number of classes turns κ(LS)/κ(CE) around (``theory.gd_by_classes`` with the
     theory page's settings): per K, the iterations to the tight logit distance, CE against LS at ``ls_delta``,
     each δ with the step ``lr_over_max_curvature`` / λ_max(δ); the note says whether descent followed κ."""
-    from .. import ufm
-    from .theory import GD_CLASSES_UFM, gd_by_classes, problem_label
+    from .theory import gd_by_classes
 
     counts = settings["gd_classes"]
     if not counts:
         return []
-    setting = GD_CLASSES_UFM if settings["gd_classes_ufm"] is None else settings["gd_classes_ufm"]
-    table, comparisons = gd_by_classes(counts, setting, ls_delta, list(settings["gd_classes_seeds"]),
-                                       settings["lr_over_max_curvature"], settings["gd_classes_steps"],
-                                       settings["loose"], settings["tight"])
-    n, d, lw, lh, lb = setting
+    table, comparisons = gd_by_classes(counts, settings["gd_classes_ufm"], ls_delta,
+                                       list(settings["gd_classes_seeds"]), settings["lr_over_max_curvature"],
+                                       settings["gd_classes_steps"], settings["loose"], settings["tight"])
     rows = []
     for r in table.to_dict("records"):
         K = r["K"]
-        label = problem_label(ufm.UFMProblem(K, int(n), int(d), lw, lh, 0.0, lambda_b=lb))
-        comp = Comparison(dataset=THEORY_GROUP, label=f"UFM ({label})", ls_delta=ls_delta)
+        comp = Comparison(dataset=THEORY_GROUP, label=f"UFM (K={K}, {r['UFM']})", ls_delta=ls_delta)
         row = _gd_row(comp, comparisons[K], f"step {settings['lr_over_max_curvature']:g} / λ_max(δ) per δ, "
                       f"K = {K}, κ(LS)/κ(CE) = {r['κ LS / CE']:.3g}",
                       settings["gd_classes_steps"])

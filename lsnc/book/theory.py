@@ -216,11 +216,11 @@ def classes_lines(table: pd.DataFrame, delta: float) -> str:
 GD_CLASSES_UFM = (5, 64, 1e-3, 1e-4, 1e-2)
 
 
-def gd_by_classes(counts: Sequence[int], setting: Sequence[float], delta: float, seeds: Sequence[int],
+def gd_by_classes(counts: Sequence[int], setting: Sequence[float] | None, delta: float, seeds: Sequence[int],
                   lr_over_max_curvature: float, steps: int, loose: float, tight: float,
                   record_every: int = 10) -> tuple[pd.DataFrame, dict[int, ufm.ConvergenceComparison]]:
     """Does gradient descent follow κ when the number of classes changes it? For each K of ``counts``, the UFM
-    ``setting`` (n, d, λ_W, λ_H, λ_b), CE against LS at ``delta`` from the same seeded starts, each with the step
+    ``setting`` (n, d, λ_W, λ_H, λ_b; None = :data:`GD_CLASSES_UFM`), CE against LS at ``delta`` from the same seeded starts, each with the step
     ``lr_over_max_curvature`` / λ_max(δ) (where the rate is set by κ). One row per K: κ (a) of both (exact, from
     the blocks) and κ of the directions that move the logits (λ_max / ``BlockSpectrum.logit_min``), the median
     iterations to the ``tight`` logit distance, their ratio, the seeds on which LS got there first, and the local
@@ -229,7 +229,7 @@ def gd_by_classes(counts: Sequence[int], setting: Sequence[float], delta: float,
     comparison (for the figure)."""
     if not 0 < delta < 1:
         raise ValueError(f"gd_by_classes compares CE with LS: δ must be in (0, 1), got {delta}")
-    n, d, lw, lh, lb = setting
+    n, d, lw, lh, lb = GD_CLASSES_UFM if setting is None else setting
     rows, comparisons = [], {}
     for K in counts:
         problem = ufm.UFMProblem(int(K), int(n), int(d), lw, lh, 0.0, lambda_b=lb)
