@@ -19,7 +19,18 @@ fi
     echo "source_commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "source_uncommitted_files: $(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)"
 } >.device/source.txt
-echo "prepare: .device/ ready ($(du -sh .device | cut -f1)): carry [\".device\"]"
+# What travels to the device: tracked and untracked-not-ignored files plus the carried .device/, 64 MiB at most.
+LIMIT_MIB=64
+tree=$(git ls-files -z -co --exclude-standard 2>/dev/null | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}')
+carried=$(du -sb .device | cut -f1)
+travel_mib=$(( (tree + carried + 1048575) / 1048576 ))
+if (( travel_mib > LIMIT_MIB )); then
+    echo "prepare: ${travel_mib} MiB would travel (working tree $(( tree / 1048576 )) MiB + .device/ $(( carried / 1048576 )) MiB)," \
+         "over the device's ${LIMIT_MIB} MiB: git-ignore or move the largest untracked files" \
+         "(git ls-files -co --exclude-standard | xargs du -b | sort -n | tail)" >&2
+    exit 1
+fi
+echo "prepare: .device/ ready ($(du -sh .device | cut -f1)): carry [\".device\"]; ${travel_mib} of ${LIMIT_MIB} MiB travel"
 
 GROUP=cifar10-jpeg-full-resnet18-gpu
 PLAN="" DELTAS="0 0.05" N=1

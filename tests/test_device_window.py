@@ -270,6 +270,38 @@ def test_window_reuses_newest_valid_plan_and_new_seeds(tmp_path):
     assert "seeds=(2 7)" in proc.stdout and "warning: seed 2 was trained before" in proc.stdout, proc.stdout
 
 
+SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def test_prepare_checks_the_archive_and_what_travels(tmp_path):
+    """prepare.sh refuses an archive with the wrong sha256 (and leaves none in .device/), and refuses a checkout
+    whose tracked and untracked-not-ignored files plus .device/ exceed the device's 64 MiB."""
+    repo = tmp_path / "repo"
+    (repo / "device").mkdir(parents=True)
+    for f in ("prepare.sh", "next_seeds.py"):
+        (repo / "device" / f).write_bytes((REPO / "device" / f).read_bytes())
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text(".device/\n")
+
+    def prepare(archive):
+        return subprocess.run(["bash", str(repo / "device" / "prepare.sh"), str(archive)], capture_output=True,
+                              text=True, timeout=120, cwd=repo)
+
+    proc = prepare(_tiny_tar(tmp_path))
+    assert proc.returncode == 1 and "wrong sha256" in proc.stderr, proc.stderr
+    assert not (repo / ".device" / "cifar10-jpeg.tar.gz").exists()
+    if not SHARED_ARCHIVE.exists():
+        pytest.skip(f"{SHARED_ARCHIVE} absent: the size check needs the real archive (its sha256 is fixed)")
+    proc = prepare(SHARED_ARCHIVE)
+    assert proc.returncode == 0 and "of 64 MiB travel" in proc.stdout, proc.stderr
+    with open(repo / "big.bin", "wb") as f:   # sparse: 50 MiB apparent size, what the device counts
+        f.truncate(50 * 2**20)
+    proc = prepare(SHARED_ARCHIVE)
+    assert proc.returncode == 1 and "over the device's 64 MiB" in proc.stderr, proc.stderr
+    (repo / ".gitignore").write_text(".device/\nbig.bin\n")
+    assert prepare(SHARED_ARCHIVE).returncode == 0
+
+
 def test_next_seeds(tmp_path):
     """The lowest seeds whose whole δ set is new, over several runs folders; damaged folders block by name."""
     g = tmp_path / "a" / GROUP
