@@ -240,6 +240,37 @@ def test_calibration_lines_state_the_runs_means(sel):
     assert book.calibration_lines([r for r in sel.runs if r.config["delta"] != 0.1]) == ""  # fewer than 3 δ
 
 
+def test_calibration_gain_pairs_seeds_and_states_the_split(sel):
+    """One row per group from seed pairs (CE's held-out T against LS / CE ECE); the figure draws it; the sentences
+    name the groups on each side of LS = CE and say whether CE's temperatures sort them."""
+    import pandas as pd
+
+    from lsnc.book.plots.scale import plot_calibration_gain
+    from lsnc.book.summary import final_rows
+    final = final_rows(sel.runs).set_index(["delta", "seed"])
+    ce, ls = final.loc[0.0], final.loc[0.05]
+    gain = book.calibration_gain(sel)
+    assert len(gain) == 1 and gain.loc[0, "dataset"] == "synthetic" and gain.loc[0, "pairs"] == 2
+    assert gain.loc[0, "ce_temperature"] == pytest.approx(ce["test_temperature_holdout"].mean())
+    assert gain.loc[0, "ratio"] == pytest.approx(ls["test_ece20"].mean() / ce["test_ece20"].mean())
+    assert gain.loc[0, "ratio_min"] == pytest.approx((ls["test_ece20"] / ce["test_ece20"]).min())
+    unpaired = book.calibration_gain([r for r in sel.runs if (r.config["delta"], r.config["seed"]) != (0.05, 1)])
+    assert unpaired.loc[0, "pairs"] == 1 and unpaired.loc[0, "ce_temperature"] == pytest.approx(
+        ce.loc[0, "test_temperature_holdout"])  # CE's seed 1 has no LS partner: left out
+    assert book.calibration_gain([r for r in sel.runs if r.config["delta"] != 0.05]).empty
+    fig = plot_calibration_gain(gain)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["synthetic"]
+    assert plot_calibration_gain(gain.iloc[:0]) is None
+
+    def table(t, ratio):
+        return pd.DataFrame({"dataset": [f"g{i}" for i in range(len(t))], "ce_temperature": t, "ratio": ratio})
+    apart = book.calibration_gain_lines(table([1.0, 1.4, 2.0, 2.5], [5.0, 2.0, 0.4, 0.2]))
+    assert "lower ECE in 2 of 4 group(s) (`g2`, `g3`); there CE's held-out T (mean over seeds) is 2 to 2.5" in apart
+    assert "higher ECE in 2 of 4 group(s) (`g0`, `g1`)" in apart and "ranges are apart" in apart
+    assert "overlap" in book.calibration_gain_lines(table([1.0, 2.2, 2.0], [0.5, 2.0, 0.4]))
+    assert "apart" not in book.calibration_gain_lines(table([2.0, 2.5], [0.4, 0.2]))
+
+
 def test_end_of_training_tables_keep_two_groups_of_one_dataset_apart(tmp_path):
     """Two scales of one dataset (same label, two run groups) get a block each, never one mean over both."""
     for group, epochs in (("short", 2), ("long", 5)):

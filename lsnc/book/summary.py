@@ -15,7 +15,7 @@ import pandas as pd
 from ..calibration import ECE_DEFAULT_BINS
 from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
-from ..vocab import CE_VS_LS, NC_COLUMNS, ece_column, loss_label
+from ..vocab import CE_VS_LS, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
 from .claims import epochs_to_zero_error
 from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach, seeds_text
 
@@ -127,7 +127,8 @@ def calibration_lines(runs, bins: int = ECE_DEFAULT_BINS) -> str:
                           if where)
         confidence = "; ".join(f"{word} at {where}" for word, where in
                                (("over-confident", at(ls[temp] > 1, ls[temp])),
-                                ("under-confident", at(ls[temp] < 1, ls[temp]))) if where)
+                                ("under-confident", at(ls[temp] < 1, ls[temp])),
+                                ("calibrated", at(ls[temp] == 1, ls[temp]))) if where)
         best = means[ece].idxmin()
         lines.append(
             f"- **{sub['label'].iloc[0]}** (`{group}`; CE {seeds.loc[0.0]} seeds, LS "
@@ -136,6 +137,69 @@ def calibration_lines(runs, bins: int = ECE_DEFAULT_BINS) -> str:
             f"{ce[temp]:.3g} ({_confidence(ce[temp])}); LS {confidence}. After TS, ECE{bins} is "
             f"{means[ts].min():.3g} to {means[ts].max():.3g} over all δ. Test error: CE {ce['test_error']:.3g}, "
             f"LS {ls['test_error'].min():.3g} to {ls['test_error'].max():.3g}.")
+    return "\n".join(lines)
+
+
+#: calibration_gain: its columns, in order
+CALIBRATION_GAIN_COLUMNS = ("label", "dataset", "pairs", "ce_temperature", "ce_temperature_min",
+                            "ce_temperature_max", "ce_ece", "ls_ece", "ratio", "ratio_min", "ratio_max")
+
+
+def calibration_gain(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DELTA) -> pd.DataFrame:
+    """Does LS help calibration more where CE was more over-confident? One row per run group that has CE and LS
+    at ``delta`` on common seeds (paired by seed; other seeds left out), at the last evaluated epoch:
+
+    * ``ce_temperature`` (``_min``, ``_max``): CE's held-out temperature T, mean (smallest, largest) over the
+      pairs; above 1, CE was over-confident;
+    * ``ce_ece`` / ``ls_ece``: the test ECE before temperature scaling (``bins`` bins), means over the pairs;
+    * ``ratio``: ``ls_ece / ce_ece`` (below 1, LS ended better calibrated); ``ratio_min`` / ``ratio_max``: the
+      smallest and largest ratio of one seed's LS run to the same seed's CE run;
+    * ``pairs``: the number of seed pairs.
+
+    Rows are sorted by ``ce_temperature``. The groups differ in data, model and length at once: a relation
+    across them is a reading, not a controlled test."""
+    final = final_rows(as_runs(runs))
+    ece, temp = ece_column(bins=bins), "test_temperature_holdout"
+    rows = []
+    for group, sub in final.groupby("dataset", sort=False):
+        ce, ls = (sub[np.isclose(sub["delta"], d)].assign(seed=lambda t: t["seed"].astype(int)).set_index("seed")
+                  for d in (0.0, delta))
+        seeds = sorted(set(ce.index) & set(ls.index))
+        if not seeds or ece not in sub or temp not in sub:
+            continue
+        ce, ls = ce.loc[seeds], ls.loc[seeds]
+        t, pairs = pd.to_numeric(ce[temp]), pd.to_numeric(ls[ece]) / pd.to_numeric(ce[ece])
+        if not np.isfinite(pairs).all() or not np.isfinite(t).all():
+            continue
+        rows.append({"label": sub["label"].iloc[0], "dataset": group, "pairs": len(seeds),
+                     "ce_temperature": t.mean(), "ce_temperature_min": t.min(), "ce_temperature_max": t.max(),
+                     "ce_ece": ce[ece].mean(), "ls_ece": ls[ece].mean(), "ratio": ls[ece].mean() / ce[ece].mean(),
+                     "ratio_min": pairs.min(), "ratio_max": pairs.max()})
+    table = pd.DataFrame(rows, columns=list(CALIBRATION_GAIN_COLUMNS))
+    return table.sort_values("ce_temperature", kind="stable").reset_index(drop=True)
+
+
+def calibration_gain_lines(table: pd.DataFrame, delta: float = MAIN_DELTA) -> str:
+    """Markdown from :func:`calibration_gain`: in which groups LS at ``delta`` ends with the lower and the higher
+    ECE (means over pairs), the range of CE's held-out temperature in each set, and whether the two ranges are
+    apart (every group where LS helps had a more over-confident CE than every group where it hurts)."""
+    if table.empty:
+        return "No run group has CE and LS on common seeds."
+    sets = {word: table[mask] for word, mask in (("lower", table["ratio"] < 1), ("higher", table["ratio"] > 1),
+                                                 ("equal", table["ratio"] == 1)) if mask.any()}
+
+    def t_range(rows):
+        low, high = rows["ce_temperature"].min(), rows["ce_temperature"].max()
+        return f"{low:.3g}" if low == high else f"{low:.3g} to {high:.3g}"
+
+    lines = [f"- {loss_label(delta)} ends with the {word} ECE in {len(rows)} of {len(table)} group(s) "
+             f"({', '.join(f'`{g}`' for g in rows['dataset'])}); there CE's held-out T (mean over seeds) is "
+             f"{t_range(rows)}." for word, rows in sets.items()]
+    if "lower" in sets and "higher" in sets:
+        apart = sets["lower"]["ce_temperature"].min() > sets["higher"]["ce_temperature"].max()
+        lines.append("- The two temperature ranges are apart: in these runs, every group where LS lowered the ECE had "
+                     "a more over-confident CE than every group where LS raised it." if apart else
+                     "- The two temperature ranges overlap: CE's temperature alone does not sort these groups.")
     return "\n".join(lines)
 
 
@@ -290,7 +354,10 @@ PAGE_HEADERS = {**{col: name for name, col in NC_COLUMNS.items()},
                 "test_error": "test error", "ufm_theory_w_norm": "‖w_k‖ closed form",
                 "ufm_theory_h_norm": "‖h_i‖ closed form", "rel_err_w": "rel. error ‖w_k‖",
                 "rel_err_h": "rel. error ‖h_i‖", "rel_err_h_centred": "rel. error ‖μ_k − μ_G‖",
-                "test_temperature_holdout": "T (held-out fit)", "test_temperature_testfit": "T (test fit)"}
+                "test_temperature_holdout": "T (held-out fit)", "test_temperature_testfit": "T (test fit)",
+                "pairs": "seed pairs", "ce_temperature": "CE: T (held-out fit)", "ce_temperature_min": "CE: T min",
+                "ce_temperature_max": "CE: T max", "ce_ece": "CE: ECE before TS", "ls_ece": "LS: ECE before TS",
+                "ratio": "ECE LS / CE", "ratio_min": "LS / CE, seed pair min", "ratio_max": "LS / CE, seed pair max"}
 
 
 def _page_header(col: str) -> str:

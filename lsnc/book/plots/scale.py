@@ -1,4 +1,5 @@
-"""One figure: the LS / CE ratio of the final metrics of one setting trained at several scales (the claims page)."""
+"""Figures across run groups: the LS / CE ratio of the final metrics of one setting trained at several scales (the
+claims page), and LS's calibration gain against how over-confident CE was (fig7)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ...vocab import MAIN_DELTA, loss_label
 from ..summary import SCALE_AXES, SCALE_COLUMNS
 from .style import grid
 
@@ -72,4 +74,37 @@ def plot_scale_ratios(ratios: dict[str, pd.DataFrame]):
         axes[0, j].set_title(f"by {word}", fontweight="bold")
         axes[0, j].legend(handles=list(handles.values()), loc="lower center", bbox_to_anchor=(0.5, 1.12),
                           fontsize=8, frameon=False)
+    return fig
+
+
+def plot_calibration_gain(table: pd.DataFrame, delta: float = MAIN_DELTA):
+    """``table``: ``summary.calibration_gain``. One point per run group: CE's held-out temperature T (x; its bar
+    spans the seeds) against the LS / CE ratio of the test ECE before scaling (y, log; its bar spans the ratios
+    of single seed pairs). One marker per dataset, the group's name beside its point; the dashed line is LS = CE
+    (below it LS ended better calibrated), the dotted one T = 1 (a calibrated CE). None when the table is empty."""
+    if table.empty:
+        return None
+    fig, axes = grid(1, 1, width=6.4, height=4.2)
+    ax = axes[0, 0]
+    colours = plt.get_cmap("tab10")
+    placed: list[tuple[float, float]] = []
+    for k, (label, rows) in enumerate(table.groupby("label", sort=False)):
+        x, y = rows["ce_temperature"].to_numpy(float), rows["ratio"].to_numpy(float)
+        xerr = np.clip(np.vstack([x - rows["ce_temperature_min"], rows["ce_temperature_max"] - x]), 0, None)
+        yerr = np.clip(np.vstack([y - rows["ratio_min"], rows["ratio_max"] - y]), 0, None)
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, ls="none", marker=_MARKERS[k % len(_MARKERS)], ms=6, capsize=3,
+                    color=colours(k % 10), label=label)
+        for xi, yi, group in zip(x, y, rows["dataset"]):
+            # names of points close together (in x and in log y) step down, one line each
+            near = sum(abs(xi - px) < 0.25 and abs(np.log10(yi / py)) < 0.06 for px, py in placed)
+            placed.append((xi, yi))
+            ax.annotate(group, (xi, yi), xytext=(5, 4 - 9 * near), textcoords="offset points", fontsize=7)
+    ax.axhline(1.0, color="grey", ls="--", lw=1)
+    ax.axvline(1.0, color="grey", ls=":", lw=1)
+    ax.set_yscale("log")
+    ax.minorticks_off()
+    _ratio_ticks(ax)
+    ax.set_xlabel("CE's held-out temperature T (above 1: CE over-confident)")
+    ax.set_ylabel(f"test ECE before scaling: {loss_label(delta)} / CE")
+    ax.legend(frameon=False, fontsize=8, loc="upper right")
     return fig
