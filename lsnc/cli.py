@@ -129,11 +129,11 @@ def _executor_options(args: argparse.Namespace):
 
     from .orchestrate.cluster import ExecutorOptions
     given = {"kind": args.executor, "partition": args.partition, "gpus": args.gpus, "cpus": args.cpus,
-             "time_min": args.time_min, "mem_gb": args.mem_gb, "account": args.account, "qos": args.qos,
-             "log_dir": str(Path(args.runs_dir) / ".jobs" / "logs")}
+             "time_min": args.time_min, "mem_gb": args.mem_gb, "account": args.account, "qos": args.qos}
+    default_log_dir = str(Path(args.runs_dir) / ".jobs" / "logs")  # unless the config file names its own
     if args.executor_config:
-        return ExecutorOptions.from_file(args.executor_config, **given)
-    return ExecutorOptions(**{k: v for k, v in given.items() if v is not None})
+        return ExecutorOptions.from_file(args.executor_config, defaults={"log_dir": default_log_dir}, **given)
+    return ExecutorOptions(log_dir=default_log_dir, **{k: v for k, v in given.items() if v is not None})
 
 
 def build_book(preset: str, runs_dir: str, *, train_missing: bool, progress: bool) -> int:

@@ -33,7 +33,7 @@ from .paths import default_cache_dir, default_data_root, shared_cifar10_jpeg_dir
 
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD", "DATASETS", "DataError", "Dataset",
-    "Split", "load_dataset", "prepare_tinyimagenet", "reorganize_tinyimagenet_val",
+    "Split", "fetch_dataset", "load_dataset", "prepare_tinyimagenet", "reorganize_tinyimagenet_val",
 ]
 
 # The paper's normalization statistics (also used for STL-10 and the CIFAR-10 JPEG copy).
@@ -405,8 +405,8 @@ def prepare_tinyimagenet(root: str | Path, download: bool = False) -> Path:
     if not (tiny / "train").is_dir():
         if not download:
             raise DataError(f"Tiny ImageNet not found: expected {tiny}/train, val, wnids.txt (the extracted "
-                            f"{TINYIMAGENET_URL}). Pass --download (download=True) to fetch it, or root= the "
-                            "folder that holds tiny-imagenet-200/.")
+                            f"{TINYIMAGENET_URL}). Pass --download (download=True) to fetch it, or --data-root "
+                            "(root=) the folder that holds tiny-imagenet-200/.")
         from torchvision.datasets.utils import download_and_extract_archive
 
         try:
@@ -465,8 +465,8 @@ def _read_torchvision(req: _Request) -> _Pool:
     cls_name, label, folder, url = _TORCHVISION[req.name]
     root = Path(req.root or default_data_root()).expanduser().absolute()
     if not req.download and not (root / folder).is_dir():
-        raise DataError(f"{label} not found: the files must be in {root / folder}/ (from {url}). "
-                        f"Pass --download (download=True) to fetch them, or root= the folder that holds {folder}/.")
+        raise DataError(f"{label} not found: the files must be in {root / folder}/ (from {url}). Pass --download "
+                        f"(download=True) to fetch them, or --data-root (root=) the folder that holds {folder}/.")
     cls = getattr(tvd, cls_name)
     splits = {}
     for split, kw in (("train", {"train": True}), ("test", {"train": False})):
@@ -474,7 +474,7 @@ def _read_torchvision(req: _Request) -> _Pool:
             kw = {"split": split}
         try:
             ds = cls(str(root), download=req.download, **kw)
-        except RuntimeError as e:
+        except (RuntimeError, OSError) as e:  # torchvision: RuntimeError; no network: URLError, an OSError
             if req.download:
                 raise DataError(f"downloading {label} into {root} failed ({e}); check network access") from e
             raise DataError(f"{label} files in {root / folder} are incomplete or corrupted ({e}); delete them and "
@@ -492,6 +492,17 @@ def _read_torchvision(req: _Request) -> _Pool:
 
 
 # --------------------------------------------------------------------------- MNIST-1D
+
+def fetch_dataset(name: str, root: str | Path | None = None) -> None:
+    """Download ``name`` into ``root`` (default: :func:`lsnc.paths.default_data_root`) unless it is there already:
+    the official archives of CIFAR-10, CIFAR-100, STL-10 (through torchvision) and Tiny ImageNet. Other datasets
+    have nothing to fetch. ``lsnc reproduce --download`` calls it once per dataset before any run starts, so
+    runs trained side by side (or as SLURM jobs) never download into one folder at the same time."""
+    if name == "tinyimagenet":
+        prepare_tinyimagenet(root or default_data_root(), download=True)
+    elif name in _TORCHVISION:
+        _read_torchvision(_Request(name, Path(root) if root is not None else None, True, None, None, None, 0, 0, {}))
+
 
 def _read_mnist1d(req: _Request) -> _Pool:
     """MNIST-1D generated offline (``mnist1d.data.make_dataset``); default args = the canonical 4000/1000 set."""

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("submitit")
 
+from lsnc import cli  # noqa: E402
 from lsnc.orchestrate import cluster  # noqa: E402
 from lsnc.presets import preset_config  # noqa: E402
 from lsnc.runs import load_run  # noqa: E402
@@ -84,6 +85,12 @@ def test_executor_options_file(tmp_path):
     f.write_text(json.dumps({"partition": "gpu", "gpus": 1, "time_min": 240, "extra": {"constraint": "a100"}}))
     opts = cluster.ExecutorOptions.from_file(f, kind="slurm", account="lab")
     assert opts.partition == "gpu" and opts.account == "lab" and opts.extra == {"constraint": "a100"}
+    # the CLI's default log folder fills in only where the file names none
+    args = cli.build_parser().parse_args(["reproduce", "--preset", "smoke", "--runs-dir", str(tmp_path / "r"),
+                                          "--executor", "slurm", "--executor-config", str(f)])
+    assert cli._executor_options(args).log_dir == str(tmp_path / "r" / ".jobs" / "logs")
+    f.write_text(json.dumps({"partition": "gpu", "log_dir": str(tmp_path / "mylogs")}))
+    assert cli._executor_options(args).log_dir == str(tmp_path / "mylogs")
     f.write_text(json.dumps({"partiton": "gpu"}))
     with pytest.raises(ValueError, match="partiton"):
         cluster.ExecutorOptions.from_file(f)

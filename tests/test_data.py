@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 
 import lsnc.data as D
-from lsnc.data import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, Split, load_dataset,
-                       reorganize_tinyimagenet_val)
+from lsnc.data import (CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, DataError, Split, fetch_dataset,
+                       load_dataset, reorganize_tinyimagenet_val)
 
 from lsnc.paths import shared_cifar10_jpeg_dir
 
@@ -320,6 +320,23 @@ def test_torchvision_corrupt_files_without_download(tmp_path, cache):
     (tmp_path / "cifar-10-batches-py").mkdir()
     with pytest.raises(DataError, match="corrupted"):
         load_dataset("cifar10", root=tmp_path, cache_dir=cache)
+
+
+def test_torchvision_download_without_network_is_a_clean_error(tmp_path, cache, monkeypatch):
+    """No network: torchvision raises URLError (an OSError, not a RuntimeError); it must become a DataError."""
+    import urllib.error
+
+    import torchvision.datasets as tvd
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+    monkeypatch.setattr(tvd, "CIFAR10", offline)
+    with pytest.raises(DataError, match="downloading CIFAR-10 .* failed .*check network access"):
+        load_dataset("cifar10", root=tmp_path, download=True, cache_dir=cache)
+    with pytest.raises(DataError, match="check network access"):
+        fetch_dataset("cifar10", tmp_path)
+    fetch_dataset("synthetic", tmp_path)  # nothing to fetch: no error, nothing written
+    assert not any(tmp_path.iterdir())
 
 
 def make_fake_tiny(root: Path, wnids=("n02", "n01", "n03"), per_class_train=4, per_class_val=2) -> Path:

@@ -1,3 +1,6 @@
+import pytest
+
+from lsnc.data import DataError
 from lsnc.orchestrate.reproduce import reproduce, reproduction_runs
 
 
@@ -11,6 +14,27 @@ def test_smoke_reproduction_trains_then_skips_everything(tmp_path):
     assert reproduce("smoke", tmp_path, progress=False, log=lines.append) == 0
     assert "skipped (done): 3" in lines and "trained: 0" in lines
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("metrics.csv")} == before  # nothing rewritten
+
+
+def test_download_fetches_each_dataset_once_before_any_run(tmp_path, monkeypatch):
+    """--download: every dataset is fetched here, once, before anything trains (no two jobs fetch into one
+    folder); a failed download stops the call with no run folder written; a dry run fetches nothing."""
+    import lsnc.data
+
+    fetched = []
+    monkeypatch.setattr(lsnc.data, "fetch_dataset", lambda name, root=None: fetched.append((name, root)))
+    assert reproduce("smoke", tmp_path, download=True, dry_run=True, progress=False, log=lambda _: None) == 0
+    assert fetched == []
+    assert reproduce("smoke", tmp_path, data_root=str(tmp_path / "data"), download=True, progress=False,
+                     log=lambda _: None) == 0
+    assert fetched == [("synthetic", str(tmp_path / "data"))]  # three runs, one dataset: one fetch
+
+    def offline(name, root=None):
+        raise DataError("downloading X failed; check network access")
+    monkeypatch.setattr(lsnc.data, "fetch_dataset", offline)
+    with pytest.raises(DataError, match="check network access"):
+        reproduce("smoke", tmp_path / "other", download=True, progress=False, log=lambda _: None)
+    assert not (tmp_path / "other").exists()
 
 
 def test_cpu_reproduction_matrix():

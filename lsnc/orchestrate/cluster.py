@@ -76,8 +76,11 @@ class ExecutorOptions:
     extra: dict[str, Any] | None = None  # any other SLURM option, e.g. {"constraint": "a100"}
 
     @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> "ExecutorOptions":
-        values = json.loads(Path(path).read_text())
+    def from_file(cls, path: str | Path, defaults: dict[str, Any] | None = None,
+                  **overrides: Any) -> "ExecutorOptions":
+        """The options in the JSON file ``path``: ``defaults`` fill what it lacks, ``overrides`` (not None)
+        replace what it has."""
+        values = {**(defaults or {}), **json.loads(Path(path).read_text())}
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - set(cls.__dataclass_fields__)
         if unknown:

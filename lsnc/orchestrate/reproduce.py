@@ -17,12 +17,18 @@ def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None
 
     ``executor`` (a ``lsnc.orchestrate.cluster.ExecutorOptions``) sends the runs to SLURM or local processes
     through submitit instead of training them in this process (``wait``: until no run is queued or running);
-    ``status_only`` just reports every run's state; ``fuse`` trains up to that many runs that differ only in δ
+    ``status_only`` just reports every run's state; ``download`` fetches each missing dataset once, here, before
+    anything trains or is submitted; ``fuse`` trains up to that many runs that differ only in δ
     and seed as one fused network (on SLURM: one job array task per fused group).
     """
     configs = [s.config(data_root, download) for s in reproduction_runs(name)]
     if only:
         configs = [c for c in configs if only in run_key(c)]
+    if download and not dry_run and not status_only:
+        from ..data import fetch_dataset
+        for dataset, root in dict.fromkeys((c.dataset, c.data_root) for c in configs):
+            log(f"download: {dataset} into {root or 'the default data root'} (once, before any run starts)")
+            fetch_dataset(dataset, root)  # here, on this host: jobs find the files and never fetch concurrently
     if status_only or executor is not None:
         from . import cluster
         if executor is not None and not dry_run and not status_only:
