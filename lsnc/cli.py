@@ -112,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--qos")
     g.add_argument("--wait", action="store_true", help="slurm: wait for the jobs and report (local always waits)")
 
-    p = sub.add_parser("book", help="the whole job: train what the default runs miss, then build the book")
+    # no --runs-dir: the book's pages read the repository's runs/ (lsnc.paths.default_runs_dir), so it trains there
+    p = sub.add_parser("book", help="the whole job: train what the repository's runs/ miss, then build the book")
     p.add_argument("--preset", default="cpu", help="reproduction preset whose runs the book shows")
-    p.add_argument("--runs-dir", default="runs")
     p.add_argument("--no-train", action="store_true", help="build from the runs present; train nothing")
     p.add_argument("--quiet", action="store_true")
 
@@ -136,15 +136,16 @@ def _executor_options(args: argparse.Namespace):
     return ExecutorOptions(log_dir=default_log_dir, **{k: v for k, v in given.items() if v is not None})
 
 
-def build_book(preset: str, runs_dir: str, *, train_missing: bool, progress: bool) -> int:
-    """Train the preset's missing runs (finished ones are skipped), then `jupyter-book build book`."""
+def build_book(preset: str, *, train_missing: bool, progress: bool) -> int:
+    """Train the preset's runs missing from the repository's runs/ (the folder the pages read; finished runs are
+    skipped), then `jupyter-book build book`."""
     import shutil
     import subprocess
     from pathlib import Path
 
     from .orchestrate.reproduce import reproduce
-    from .paths import book_dir
-    if train_missing and reproduce(preset, runs_dir=runs_dir, progress=progress) != 0:
+    from .paths import book_dir, default_runs_dir
+    if train_missing and reproduce(preset, runs_dir=default_runs_dir(), progress=progress) != 0:
         print("lsnc: some runs failed (see above); building the book from the runs that finished", file=sys.stderr)
     exe = shutil.which("jupyter-book") or str(Path(sys.executable).parent / "jupyter-book")
     reports = book_dir() / "_build" / "html" / "reports"
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                              executor=_executor_options(args), wait=args.wait, status_only=args.status,
                              fuse=args.fuse)
         if args.command == "book":
-            return build_book(args.preset, args.runs_dir, train_missing=not args.no_train, progress=not args.quiet)
+            return build_book(args.preset, train_missing=not args.no_train, progress=not args.quiet)
         folders = train_many(configs_from_args(args), args.runs_dir, resume=args.resume, overwrite=args.overwrite,
                              progress=not args.quiet)
         print("\n".join(map(str, folders)))

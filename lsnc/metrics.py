@@ -35,6 +35,7 @@ __all__ = [
     "PredictedClassAccumulator",
     "between_class_eigenpairs",
     "nc1_within_between",
+    "nc1_from_eigenpairs",
     "simplex_etf_gram",
     "etf_distance",
     "nc2_wh_etf",
@@ -132,6 +133,12 @@ def nc1_within_between(sigma_w: Tensor, centred_means: Tensor, rtol: float | Non
     eigenvalues, eigenvectors = between_class_eigenpairs(centred_means, rtol)
     if eigenvalues.numel() == 0:
         return torch.tensor(math.nan, dtype=torch.float64, device=sigma_w.device)
+    return nc1_from_eigenpairs(sigma_w, eigenvalues, eigenvectors)
+
+
+def nc1_from_eigenpairs(sigma_w: Tensor, eigenvalues: Tensor, eigenvectors: Tensor) -> Tensor:
+    """tr(Sigma_W Sigma_B^+) = sum_j v_j^T Sigma_W v_j / lambda_j, given the kept eigenpairs of Sigma_B
+    (:func:`between_class_eigenpairs`): one Sigma_B, several Sigma_W (the predicted-class NC1 of each subset)."""
     projected = ((sigma_w.to(torch.float64) @ eigenvectors) * eigenvectors).sum(0)
     return (projected / eigenvalues).sum()
 
@@ -259,8 +266,8 @@ def collapse_metrics(stats: ClassStatistics, weight: Tensor, bias: Tensor | None
         "nc2_classifier_etf": nc2_classifier_etf(w),
         "nc3_duality_sq": nc3_sq,
         "nc3_duality": nc3_sq.sqrt(),
-        "equinorm_class_means": mean_norms.std() / mean_norms.mean(),
-        "equinorm_classifier": classifier_norms.std() / classifier_norms.mean(),
+        "equinorm_class_means": norm_coefficient_of_variation(m),
+        "equinorm_classifier": norm_coefficient_of_variation(w),
         "equiangularity_class_means": equiangularity(m),
         "equiangularity_classifier": equiangularity(w),
         "nc4_ncc_accuracy": (ncc == stats.ncc_labels).double().mean() if num_ncc else nan,
@@ -599,7 +606,7 @@ class PredictedClassAccumulator:
             if eigenvalues.numel() == 0 or n_g == 0:
                 nc1 = nan
             else:
-                nc1 = (((sigma_w @ eigenvectors) * eigenvectors).sum(0) / eigenvalues).sum()
+                nc1 = nc1_from_eigenpairs(sigma_w, eigenvalues, eigenvectors)
             values[f"nc1_by_prediction_{g}"] = nc1
             values[f"loss_ce_{g}"] = loss_sum / n_g if n_g > 0 else nan
             values[f"entropy_{g}"] = entropy_sum / n_g if n_g > 0 else nan

@@ -124,7 +124,7 @@ def test_paper_size_problems_come_from_the_recipe():
 
 def test_verdict_summary_with_sizes(comparison):
     spectrum = comparison.spectrum
-    small = theory._kappa_word(spectrum)
+    small = ufm.spectrum_against_baseline(spectrum, "kappa_restricted")
     # a UFM dominated by lambda_h: its smallest curvature is lambda_h for CE and every LS δ
     wide = ufm.UFMProblem(3, 50, 8, 1e-3, 1e-6, 0.0, lambda_b=1e-2)
     table = theory.size_table([ufm.UFMProblem(3, 20, 8, 1e-2, 1e-2, 0.0), wide], comparison.deltas)
@@ -260,7 +260,7 @@ def test_theory_claims_refuse_an_unknown_setting():
 
 
 def test_ls_against_ce_words():
-    assert theory.ls_against_ce(2.0, [1.0, 1.5]) == "lower"
-    assert theory.ls_against_ce(2.0, [2.5, 3.0]) == "higher"
-    assert theory.ls_against_ce(2.0, [1.0, 3.0]) == "not uniformly lower"
-    assert theory.ls_against_ce(2.0, [2.0]) == "not uniformly lower"  # a tie is not lower
+    assert ufm.ls_against_ce(2.0, [1.0, 1.5]) == "lower"
+    assert ufm.ls_against_ce(2.0, [2.5, 3.0]) == "higher"
+    assert ufm.ls_against_ce(2.0, [1.0, 3.0]) == "not uniformly lower"
+    assert ufm.ls_against_ce(2.0, [2.0]) == "not uniformly lower"  # a tie is not lower

@@ -158,9 +158,6 @@ def test_missing_metric_is_annotated(sel):
 def test_run_and_closed_form():
     fig = TP.plot_closed_form(10, 50, 1e-3, 1e-4, 0.1)
     assert len(fig.axes) == 2
-    fig = TP.plot_closed_form_grid([dict(num_classes=10, n_per_class=50, lambda_w=1e-3, lambda_h=1e-4),
-                                   dict(num_classes=4, n_per_class=3, lambda_w=5e-3, lambda_h=5e-3)])
-    assert len(fig.axes) == 4
 
 
 def test_plot_run_and_widgets(sel):

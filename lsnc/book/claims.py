@@ -639,7 +639,7 @@ def theory_claims(*, sizes: Sequence[Any] | None = None, **settings: Any) -> pd.
 def _deterministic_row(comp: Comparison, deltas: Sequence[float], test: str, ce_val: float,
                        ls_vals: Sequence[float], note: str = "") -> dict[str, Any]:
     """A C6 row without seeds: LS (every δ > 0) against CE, judged on the exact values."""
-    from .theory import ls_against_ce
+    from ..ufm import ls_against_ce
 
     ls_map = {f"δ={d:g}": v for d, v in zip(deltas[1:], ls_vals)}
     word = ls_against_ce(ce_val, ls_vals)

@@ -18,7 +18,6 @@ with no network, and the figures' HTML carries no plotly.js.
 
 from __future__ import annotations
 
-import html as _html
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,9 +26,8 @@ import numpy as np
 from ..paths import book_dir
 from ..vocab import MAIN_DELTA, NC_COLUMNS, loss_label
 
-#: the file name of plotly.js under book/_static (and the page-relative address the figures load it from)
+#: the file name of plotly.js under book/_static
 PLOTLY_JS = "plotly.min.js"
-PLOTLY_JS_SRC = f"_static/{PLOTLY_JS}"
 
 #: δ grid of the closed form: 0, 0.01, ..., 0.99
 CLOSED_FORM_DELTAS: tuple[float, ...] = tuple(round(0.01 * i, 2) for i in range(100))
@@ -519,20 +517,6 @@ def sweep_figure(runs, delta: float = MAIN_DELTA):
     fig.update_layout(sliders=[slider], template="plotly_white", height=300 * len(datasets) + 230,
                       margin=dict(t=40, b=150, l=80, r=20))
     return fig
-
-
-# ------------------------------------------------------------------------------------------------
-# a standalone page (tests, screenshots)
-# ------------------------------------------------------------------------------------------------
-def standalone_page(parts: Sequence, path: str | Path, plotly_js_src: str = PLOTLY_JS_SRC, title: str = "lsnc") -> Path:
-    """Write an HTML page of ``parts`` (plotly figures, :class:`PlotlyHTML` or HTML strings) that loads plotly.js
-    once, in its head, from ``plotly_js_src`` (as the book's pages do)."""
-    body = [p if isinstance(p, str) else (p if isinstance(p, PlotlyHTML) else show(p)).to_html() for p in parts]
-    path = Path(path)
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title>"
-                    f"<script src='{_html.escape(plotly_js_src)}'></script></head><body>{''.join(body)}</body></html>",
-                    encoding="utf-8")
-    return path
 
 
 def sweep_note(runs):

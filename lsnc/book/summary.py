@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..calibration import ECE_DEFAULT_BINS
+from ..calibration import ECE_BINS, ECE_DEFAULT_BINS
 from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import CE_VS_LS, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
@@ -360,14 +360,13 @@ PAGE_HEADERS = {**{col: name for name, col in NC_COLUMNS.items()},
                 "ratio": "ECE LS / CE", "ratio_min": "LS / CE, seed pair min", "ratio_max": "LS / CE, seed pair max"}
 
 
+#: the page header of every ECE column (vocab.ece_column: each bin count, before and after temperature scaling)
+ECE_HEADERS = {ece_column(ts, bins): f"ECE ({bins} bins){words}" for bins in ECE_BINS
+               for ts, words in ((None, ""), ("holdout", " after TS (held-out T)"), ("testfit", " after TS (test-fit T)"))}
+
+
 def _page_header(col: str) -> str:
-    if col in PAGE_HEADERS:
-        return PAGE_HEADERS[col]
-    for suffix, words in (("_ts_holdout", " after TS (held-out T)"), ("_ts_testfit", " after TS (test-fit T)"),
-                          ("", "")):
-        if col.startswith("test_ece") and col.endswith(suffix) and col[8:len(col) - len(suffix)].isdigit():
-            return f"ECE ({col[8:len(col) - len(suffix)]} bins){words}"
-    return col.replace("_", " ")
+    return PAGE_HEADERS.get(col) or ECE_HEADERS.get(col) or col.replace("_", " ")
 
 
 def page_table(table: pd.DataFrame, digits: int = 3):

@@ -305,13 +305,6 @@ def gd_classes_verdict(table: pd.DataFrame) -> str:
     return (f"**Inconclusive {where}**: " + "; ".join(f"K = {k}: {v}" for k, v in outcome.items()) + ".")
 
 
-def ls_against_ce(ce_value: float, ls_values: Sequence[float]) -> str:
-    """The theory's deterministic comparison: "lower" when every LS value is below CE's, "higher" when every one
-    is above, else "not uniformly lower" (the theory page's words and the claims page's C6 verdicts)."""
-    ls = np.asarray(ls_values, dtype=float)
-    return "lower" if (ls < ce_value).all() else "higher" if (ls > ce_value).all() else "not uniformly lower"
-
-
 def size_verdicts(table: pd.DataFrame) -> dict[str, str]:
     """Per UFM of ``size_table``: "higher" / "lower" / "not uniformly lower" (κ of every LS δ against CE)."""
     out = {}
@@ -320,7 +313,7 @@ def size_verdicts(table: pd.DataFrame) -> dict[str, str]:
         ls = rows.loc[rows["δ"] > 0, "κ"]
         if ce.empty or ls.empty:
             raise ValueError(f"{label}: size_table needs δ = 0 and at least one δ > 0 with a nonzero minimizer")
-        out[label] = ls_against_ce(ce.iloc[0], ls)
+        out[label] = ufm.ls_against_ce(ce.iloc[0], ls)
     return out
 
 
@@ -446,14 +439,9 @@ def _faster(comp: ufm.ConvergenceComparison) -> np.ndarray:
     return (iters["loose"][1:] < iters["loose"][0]) & (iters["tight"][1:] < iters["tight"][0])
 
 
-def _kappa_word(sp: dict) -> str:
-    if np.all(sp["kappa_restricted"][1:] < sp["kappa_restricted"][0]):
-        return "lower"
-    return "higher" if np.all(sp["kappa_restricted"][1:] > sp["kappa_restricted"][0]) else "not uniformly lower"
-
-
 def _same_step_lines(same: ufm.ConvergenceComparison, sp: dict) -> list[str]:
-    kappa = _kappa_word(sp)
+    kappa, smallest, softmax = (ufm.spectrum_against_baseline(sp, key)
+                                for key in ("kappa_restricted", "restricted_min", "kappa_softmax"))
     ls = ", ".join(f"{d:g}" for d in same.deltas[1:])
     pred, meas = same.predicted_tight_phase, same.measured_tight_phase
     return [
@@ -464,10 +452,10 @@ def _same_step_lines(same: ufm.ConvergenceComparison, sp: dict) -> list[str]:
         f"(CE: {sp['kappa_restricted'][0]:.3g}; LS: {sp['kappa_restricted'][1:].min():.3g} to "
         f"{sp['kappa_restricted'][1:].max():.3g})"
         + (", because the largest curvature grows with δ faster than the smallest one" if kappa == "higher" else "")
-        + f". The smallest curvature is {'higher' if _higher_min(sp) else 'not higher'} "
+        + f". The smallest curvature is {'higher' if smallest == 'higher' else 'not higher'} "
         f"for LS (CE: {sp['restricted_min'][0]:.3g}; LS: up to {sp['restricted_min'][1:].max():.3g}).",
         f"* **Softmax Hessian** diag(p) − ppᵀ in logit space: condition number "
-        f"{'lower' if np.all(sp['kappa_softmax'][1:] < sp['kappa_softmax'][0]) else 'not lower'} for LS "
+        f"{'lower' if softmax == 'lower' else 'not lower'} for LS "
         f"(CE: {sp['kappa_softmax'][0]:.3g}; LS: down to {sp['kappa_softmax'][1:].min():.3g}).",
         f"* At a common step the local rate is |1 − η λ_min|: it predicts {pred[0]:.0f} (CE) and "
         f"{pred[1:].min():.0f} to {pred[1:].max():.0f} (LS) iterations between the two distances; measured "
@@ -482,10 +470,6 @@ def _tuned_line(tuned: ufm.ConvergenceComparison) -> str:
             f"reach the tight distance for {_seed_count(iters[1:] > iters[0])}{_not_arrived_note(tuned)}.")
 
 
-def _higher_min(sp: dict) -> bool:
-    return bool(np.all(sp["restricted_min"][1:] > sp["restricted_min"][0]))
-
-
 def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.ConvergenceComparison | None = None,
                     spectrum: dict | None = None, sizes: pd.DataFrame | None = None) -> str:
     """A plain-language (Markdown) verdict on the claim "LS has a lower condition number and therefore
@@ -497,11 +481,13 @@ def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.Conver
     lines = _same_step_lines(same_step, sp) + ([_tuned_line(tuned_step)] if tuned_step is not None else [])
     lines += [size_line(sizes)] if sizes is not None and len(sizes) else []
     v = same_step.verdict()
+    kappa = ufm.spectrum_against_baseline(sp, "kappa_restricted")
     blames_min = False  # the verdict explains the faster descent by LS's larger smallest curvature
     if v["supports_claim"]:
         verdict = ("**Verdict: the numbers support the claim**: LS converges faster and its full-Hessian "
                    "condition number is lower.")
-    elif _faster(same_step).all() and _kappa_word(sp) == "higher" and _higher_min(sp):
+    elif (_faster(same_step).all() and kappa == "higher"
+          and ufm.spectrum_against_baseline(sp, "restricted_min") == "higher"):
         blames_min = True
         verdict = ("**Verdict: the numbers do not support the claim as stated.** LS does converge faster at a "
                    "common step size, but not because of a lower condition number of the UFM Hessian, which is "
@@ -511,7 +497,7 @@ def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.Conver
         verdict = ("**Verdict: the numbers do not support the claim**: LS is not faster than CE on every run "
                    "at a common step size.")
     if sizes is not None and len(sizes):
-        verdicts, small = size_verdicts(sizes), _kappa_word(sp)
+        verdicts, small = size_verdicts(sizes), kappa
         if set(verdicts.values()) == {small}:
             verdict += (f" On the larger UFMs the full-Hessian condition number is also {small} for LS, so this is "
                         "not an effect of the small UFM's size.")

@@ -10,8 +10,8 @@
 Everything is float64. The names below are the public API: ``from lsnc import ufm; ufm.closed_form(...)``.
 """
 
-from .descent import (ConvergenceComparison, GDTrajectory, compare_convergence, gradient_descent, minimize_lbfgs,
-                      random_start)
+from .descent import (ConvergenceComparison, GDTrajectory, compare_convergence, gradient_descent, ls_against_ce,
+                      minimize_lbfgs, random_start, spectrum_against_baseline)
 from .hessian import (BLOCK_SPECTRUM_KEYS, BLOCKS, SPECTRUM_KEYS, BlockSpectrum, HessianSpectrum,
                       block_numbers_vs_delta, block_spectrum, condition_numbers_vs_delta, expected_symmetry_dimension,
                       full_hessian, hessian_spectrum, softmax_hessian, symmetry_tangent_basis)
@@ -24,7 +24,7 @@ __all__ = [
     "HessianSpectrum",
     "SPECTRUM_KEYS", "UFMProblem", "UFMSolution", "block_numbers_vs_delta", "block_spectrum", "closed_form",
     "closed_form_vs_delta", "compare_convergence", "condition_numbers_vs_delta", "expected_symmetry_dimension",
-    "full_hessian", "gradient_descent", "hessian_spectrum", "logit_distance", "minimize_lbfgs", "optimal_point",
-    "parameter_distance", "random_orthonormal_columns", "random_start", "simplex_etf", "single_thread",
-    "smoothed_ce_of_gap", "softmax_hessian", "symmetry_tangent_basis",
+    "full_hessian", "gradient_descent", "hessian_spectrum", "logit_distance", "ls_against_ce", "minimize_lbfgs",
+    "optimal_point", "parameter_distance", "random_orthonormal_columns", "random_start", "simplex_etf",
+    "single_thread", "smoothed_ce_of_gap", "softmax_hessian", "spectrum_against_baseline", "symmetry_tangent_basis",
 ]

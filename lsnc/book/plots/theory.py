@@ -4,15 +4,12 @@ figure and a one-line summary)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.lines import Line2D
 
 from ... import ufm
 from ...vocab import MAIN_DELTA, loss_label
-from .style import CE_COLOUR, LS_COLOUR, delta_colours, grid
+from .style import CE_COLOUR, LS_COLOUR
 
 DELTA_AXIS = r"label smoothing $\delta$"
 
@@ -71,39 +68,6 @@ def plot_closed_form(num_classes: int, n_per_class: int, lambda_w: float, lambda
              else "s + δ ≥ 1: the minimizer is W = H = 0")
     fig.suptitle(f"K={num_classes}, n={n_per_class}, λ_W={lambda_w:g}, λ_H={lambda_h:g}, δ={delta:g}:  {state}",
                  fontsize=10)
-    return fig
-
-
-def _closed_form_column(ax_norm, ax_p, setting: dict, deltas: np.ndarray, colours: dict) -> None:
-    """One setting of :func:`plot_closed_form_grid`: norms (top) and p_y (bottom), the marked δ as dots."""
-    K, n = setting["num_classes"], setting["n_per_class"]
-    t = ufm.closed_form_vs_delta(K, K * n, setting["lambda_w"], setting["lambda_h"], deltas)
-    marks = ufm.closed_form_vs_delta(K, K * n, setting["lambda_w"], setting["lambda_h"], list(colours))
-    ax_norm.plot(deltas, t["w_norm"], color="tab:purple", label=r"$\|w_k\|$")
-    ax_norm.plot(deltas, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
-    ax_p.plot(deltas, t["p_y"], color="tab:green", label=r"$p_y$")
-    ax_p.plot(deltas, 1 - deltas + deltas / K, color="tab:green", ls=":", label="smoothed target")
-    for d, w, h, p in zip(marks["delta"], marks["w_norm"], marks["h_norm"], marks["p_y"]):
-        ax_norm.plot([d, d], [w, h], "o", color=colours[float(d)], markersize=5, zorder=3)
-        ax_p.plot([d], [p], "o", color=colours[float(d)], markersize=5, zorder=3)
-    ax_norm.set_title(f"K={K}, n={n}\nλ_W={setting['lambda_w']:g}, λ_H={setting['lambda_h']:g}", fontsize=9)
-    ax_p.set_xlabel(r"$\delta$")
-
-
-def plot_closed_form_grid(settings: Sequence[dict], deltas: Sequence[float] = (0.0, 0.05, 0.1, 0.2, 0.5),
-                          num_deltas: int = 200):
-    """Static view of the closed form: one column per setting (dict with num_classes, n_per_class, lambda_w,
-    lambda_h); top row the norms, bottom row p_y, against delta, with the given deltas marked."""
-    fig, axes = grid(2, len(settings), width=3.4, height=2.6, sharex=True)
-    colours = delta_colours(deltas)
-    for j, setting in enumerate(settings):
-        _closed_form_column(axes[0, j], axes[1, j], setting, np.linspace(0.0, 0.999, num_deltas), colours)
-    axes[0, 0].set_ylabel("norm at the minimizer")
-    axes[1, 0].set_ylabel("probability")
-    axes[0, 0].legend(frameon=False, fontsize=8)
-    axes[1, 0].legend(frameon=False, fontsize=8)
-    handles = [Line2D([], [], marker="o", ls="", color=c, label=f"δ={d:g}") for d, c in colours.items()]
-    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False)
     return fig
 
 
