@@ -1,9 +1,11 @@
 """Low-dimensional views of the penultimate geometry at a few epochs (what collapse looks like).
 
-At each snapshot epoch, a fixed set of training samples (the first ``per_class`` of each class) is passed
-through the model; their features, the class means of that set and the classifier rows are projected onto
-the top-3 principal directions of the centred class means. Only these few coordinates are stored, so a
-committed run stays small.
+At each snapshot epoch (:func:`snapshot_epochs`: start, early, middle and end, among the evaluated epochs), a
+fixed set of training samples (the first :data:`SNAPSHOT_PER_CLASS` of each class, :func:`snapshot_indices`) is
+passed through the model; their features, the class means of that set and the classifier rows are projected onto
+the top-3 principal directions of the centred class means. Only these few coordinates are stored (the run
+folder's ``snapshots.npz``), so a committed run stays small. ``lsnc.training.loop`` takes them while training;
+fig1 draws them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,27 @@ import torch
 from .atomic import write_atomic
 
 
-def snapshot_indices(labels: torch.Tensor, per_class: int) -> torch.Tensor:
+#: training samples per class in every snapshot
+SNAPSHOT_PER_CLASS = 20
+
+
+def snapshot_epochs(epochs: int, eval_epochs) -> set[int]:
+    """The snapshot epochs of a run of ``epochs`` epochs: the evaluated epochs (``eval_epochs``) nearest the start,
+    5 %, 20 %, 50 % and the end of training (none when nothing is evaluated)."""
+    ev = list(eval_epochs or [])
+    wanted = [0, epochs // 20, epochs // 5, epochs // 2, epochs]
+    return {min(ev, key=lambda e: abs(e - w)) for w in wanted} if ev else set()
+
+
+def samples_per_class(snapshots: dict[int, dict[str, np.ndarray]]) -> int | None:
+    """How many training samples per class a run's stored snapshots hold (the largest class count; None when
+    there are no snapshots)."""
+    for snap in snapshots.values():
+        return int(np.unique(snap["labels"], return_counts=True)[1].max())
+    return None
+
+
+def snapshot_indices(labels: torch.Tensor, per_class: int = SNAPSHOT_PER_CLASS) -> torch.Tensor:
     idx = [torch.nonzero(labels == k).flatten()[:per_class] for k in torch.unique(labels)]
     return torch.cat(idx)
 

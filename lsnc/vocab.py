@@ -25,6 +25,21 @@ TRAIN_PREFIX, TEST_PREFIX = "train_", "test_"
 NC_COLUMNS = {name: TRAIN_PREFIX + key for name, key in PAPER_NAMES.items()}
 
 
+#: metrics.csv columns of the norms (training set, lsnc.metrics keys): mean ‖μ_k − μ_G‖, mean ‖w_k‖, mean ‖h_i‖.
+CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM = (TRAIN_PREFIX + key for key in (
+    "mean_class_mean_norm", "mean_classifier_norm", "mean_feature_norm"))
+#: metrics.csv columns of the UFM closed form's ‖w_k‖ and ‖h_i‖ (UFM-style runs; lsnc.training.loop writes them).
+UFM_THEORY_W_NORM, UFM_THEORY_H_NORM = "ufm_theory_w_norm", "ufm_theory_h_norm"
+
+
+def temperature_column(ts: str = "holdout") -> str:
+    """The metrics.csv column of the fitted temperature T: on a held-out split (``"holdout"``) or on the test set
+    itself as the paper's code does (``"testfit"``): ``test_temperature_holdout``."""
+    if ts not in ("holdout", "testfit"):
+        raise ValueError(f"ts must be 'holdout' or 'testfit'; got {ts!r}")
+    return f"{TEST_PREFIX}temperature_{ts}"
+
+
 def ece_column(ts: str | None = None, bins: int = ECE_DEFAULT_BINS) -> str:
     """The metrics.csv column of the test ECE with ``bins`` equal-width bins (default: the figures' 20), before
     temperature scaling, or after it with T fitted on a held-out split (``ts="holdout"``) or on the test set

@@ -86,7 +86,8 @@ def test_caption_and_tables(sel):
 
 def test_geometry(sel):
     pair = sel.pick("synthetic", (0.0, 0.05))
-    epochs = T.snapshot_epochs(pair)
+    epochs = T.drawn_snapshot_epochs(pair)
+    assert T.snapshot_samples_text(pair) == "first 20 training samples per class"
     fig = T.plot_geometry(pair)
     assert len(fig.axes) == 2 * len(epochs) and epochs
     fig = T.plot_geometry_3d(pair)

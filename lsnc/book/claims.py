@@ -50,7 +50,7 @@ import pandas as pd
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
 from ..models import model_width
-from ..vocab import MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
+from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
 from .scale import align_prefixes, reach
 from .select import finished_runs
 
@@ -508,8 +508,8 @@ def _c5_rows(comp: Comparison) -> list[dict[str, Any]]:
     for col, label in ((ece_column("holdout"), "T fitted on a held-out split"),
                        (ece_column("testfit"), "T fitted on the test set, as in the paper's code")):
         rows.append(_ts_row(comp, ece, col, label))
-    for col, what in (("train_mean_class_mean_norm", "mean class-mean norm ||mu_k - mu_G||"),
-                      ("train_mean_classifier_norm", "mean classifier-row norm ||w_k||")):
+    for col, what in ((CLASS_MEAN_NORM, "mean class-mean norm ||mu_k - mu_G||"),
+                      (CLASSIFIER_NORM, "mean classifier-row norm ||w_k||")):
         rows.append(_row(comp, "C5", f"final {what} (train)", *_both(comp, lambda r: final_value(r, col)), "lower"))
     return rows
 

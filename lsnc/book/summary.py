@@ -15,7 +15,8 @@ import pandas as pd
 from ..calibration import ECE_BINS, ECE_DEFAULT_BINS
 from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
-from ..vocab import CE_VS_LS, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
+from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
+                     UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from .claims import epochs_to_zero_error
 from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach, seeds_text
 
@@ -31,11 +32,10 @@ PRECISION_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_ac
 SCALE_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_error": "test error",
                   ece_column(): f"ECE{ECE_DEFAULT_BINS}"}
 #: the end-of-training collapse table (fig6)
-FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), "train_mean_class_mean_norm", "train_mean_classifier_norm",
-                          "test_error")
+FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), CLASS_MEAN_NORM, CLASSIFIER_NORM, "test_error")
 #: the UFM-style table (fig9): closed form, measured, relative error
-UFM_ERROR_COLUMNS = ("ufm_theory_w_norm", "train_mean_classifier_norm", "rel_err_w", "ufm_theory_h_norm",
-                     "train_mean_feature_norm", "rel_err_h", "train_mean_class_mean_norm", "rel_err_h_centred")
+UFM_ERROR_COLUMNS = (UFM_THEORY_W_NORM, CLASSIFIER_NORM, "rel_err_w", UFM_THEORY_H_NORM,
+                     FEATURE_NORM, "rel_err_h", CLASS_MEAN_NORM, "rel_err_h_centred")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -63,9 +63,9 @@ def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
     ||h_i|| with the mean centred class-mean norm ||mu_k - mu_G||: at the UFM minimizer features are
     collapsed and centred (mu_G = 0), while a ReLU network's features have a nonzero global mean."""
     df = metrics_table(runs)
-    for what, measured, theory_col in (("w", "train_mean_classifier_norm", "ufm_theory_w_norm"),
-                                       ("h", "train_mean_feature_norm", "ufm_theory_h_norm"),
-                                       ("h_centred", "train_mean_class_mean_norm", "ufm_theory_h_norm")):
+    for what, measured, theory_col in (("w", CLASSIFIER_NORM, UFM_THEORY_W_NORM),
+                                       ("h", FEATURE_NORM, UFM_THEORY_H_NORM),
+                                       ("h_centred", CLASS_MEAN_NORM, UFM_THEORY_H_NORM)):
         theory = pd.to_numeric(df.get(theory_col), errors="coerce")
         df[f"rel_err_{what}"] = (pd.to_numeric(df[measured], errors="coerce") - theory).abs() / theory
     return df
@@ -90,7 +90,7 @@ def final_calibration_table(runs, bins: int = ECE_DEFAULT_BINS) -> pd.DataFrame:
     """Mean over seeds, per dataset and δ, of the end-of-training ECE (before / after temperature scaling)
     and the fitted temperatures."""
     cols = [ece_column(bins=bins), ece_column("holdout", bins), ece_column("testfit", bins),
-            "test_temperature_holdout", "test_temperature_testfit"]
+            temperature_column("holdout"), temperature_column("testfit")]
     return _final_means(final_rows(as_runs(runs)), cols)
 
 
@@ -106,7 +106,7 @@ def calibration_lines(runs, bins: int = ECE_DEFAULT_BINS) -> str:
     held-out temperature T of CE and of each LS δ, in words (:func:`_confidence`); the range of ECE after TS
     and of the test error."""
     final = final_rows(as_runs(runs))
-    ece, ts, temp = ece_column(bins=bins), ece_column("holdout", bins), "test_temperature_holdout"
+    ece, ts, temp = ece_column(bins=bins), ece_column("holdout", bins), temperature_column("holdout")
     lines = []
     for group, sub in final.groupby("dataset", sort=False):
         means = sub.groupby("delta")[[ece, ts, temp, "test_error"]].mean()
@@ -159,7 +159,7 @@ def calibration_gain(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DEL
     Rows are sorted by ``ce_temperature``. The groups differ in data, model and length at once: a relation
     across them is a reading, not a controlled test."""
     final = final_rows(as_runs(runs))
-    ece, temp = ece_column(bins=bins), "test_temperature_holdout"
+    ece, temp = ece_column(bins=bins), temperature_column("holdout")
     rows = []
     for group, sub in final.groupby("dataset", sort=False):
         ce, ls = (sub[np.isclose(sub["delta"], d)].assign(seed=lambda t: t["seed"].astype(int)).set_index("seed")
@@ -349,12 +349,12 @@ def precision_page_table(table: pd.DataFrame, digits: int = 4):
 PAGE_HEADERS = {**{col: name for name, col in NC_COLUMNS.items()},
                 **{col.replace("train_", ""): name for name, col in NC_COLUMNS.items()},
                 "label": "dataset", "dataset": "group", "delta": "δ", "mean_class_mean_norm": "mean ‖μ_k − μ_G‖",
-                "train_mean_class_mean_norm": "mean ‖μ_k − μ_G‖", "mean_classifier_norm": "mean ‖w_k‖",
-                "train_mean_classifier_norm": "mean ‖w_k‖", "train_mean_feature_norm": "mean ‖h_i‖",
-                "test_error": "test error", "ufm_theory_w_norm": "‖w_k‖ closed form",
-                "ufm_theory_h_norm": "‖h_i‖ closed form", "rel_err_w": "rel. error ‖w_k‖",
+                CLASS_MEAN_NORM: "mean ‖μ_k − μ_G‖", "mean_classifier_norm": "mean ‖w_k‖",
+                CLASSIFIER_NORM: "mean ‖w_k‖", FEATURE_NORM: "mean ‖h_i‖",
+                "test_error": "test error", UFM_THEORY_W_NORM: "‖w_k‖ closed form",
+                UFM_THEORY_H_NORM: "‖h_i‖ closed form", "rel_err_w": "rel. error ‖w_k‖",
                 "rel_err_h": "rel. error ‖h_i‖", "rel_err_h_centred": "rel. error ‖μ_k − μ_G‖",
-                "test_temperature_holdout": "T (held-out fit)", "test_temperature_testfit": "T (test fit)",
+                temperature_column("holdout"): "T (held-out fit)", temperature_column("testfit"): "T (test fit)",
                 "pairs": "seed pairs", "ce_temperature": "CE: T (held-out fit)", "ce_temperature_min": "CE: T min",
                 "ce_temperature_max": "CE: T max", "ce_ece": "CE: ECE before TS", "ls_ece": "LS: ECE before TS",
                 "ratio": "ECE LS / CE", "ratio_min": "LS / CE, seed pair min", "ratio_max": "LS / CE, seed pair max"}

@@ -19,29 +19,21 @@ from ..config import ConfigError, TrainConfig
 from ..runs.format import non_finite
 from ..runs.lifecycle import claim_run, run_folder
 from ..runs.record import RunRecord
-from ..snapshots import snapshot_indices, take_snapshot
+from ..snapshots import snapshot_epochs, snapshot_indices, take_snapshot
+from ..vocab import UFM_THEORY_H_NORM, UFM_THEORY_W_NORM
 from .engine import Engine, check_fusable
 from .evaluate import evaluate_model
 from .prepare import configure_backends, load_data, pick_device
 from .step import NonFiniteLoss, train_epoch
 
-__all__ = ["NonFiniteLoss", "train", "train_many", "snapshot_epochs"]
-
-SNAPSHOT_PER_CLASS = 20
-
-
-def snapshot_epochs(cfg: TrainConfig) -> set[int]:
-    """A few epochs for the geometry snapshots: start, early, middle and the end."""
-    ev = cfg.eval_epochs or []
-    wanted = [0, cfg.epochs // 20, cfg.epochs // 5, cfg.epochs // 2, cfg.epochs]
-    return {min(ev, key=lambda e: abs(e - w)) for w in wanted} if ev else set()
+__all__ = ["NonFiniteLoss", "train", "train_many"]
 
 
 def ufm_theory_norms(cfg: TrainConfig, data) -> dict[str, float]:
     """Closed-form ‖w_k‖ and ‖h_i‖ of the UFM minimizer for this run's penalties, δ, K and N."""
     from ..ufm import closed_form
     sol = closed_form(data.num_classes, len(data.train), cfg.lambda_w, cfg.lambda_h, cfg.delta, lambda_b=cfg.lambda_b)
-    return {"ufm_theory_w_norm": float(sol.w_norm), "ufm_theory_h_norm": float(sol.h_norm)}
+    return {UFM_THEORY_W_NORM: float(sol.w_norm), UFM_THEORY_H_NORM: float(sol.h_norm)}
 
 
 def train(cfg: TrainConfig, runs_dir: str | Path = "runs", *, resume: bool = False, overwrite: bool = False,
@@ -112,7 +104,7 @@ class _Training:
                 self.engine.load_checkpoint_state(k, r.resume_state)
                 log(f"{r.folder}: resuming after epoch {self.start_epoch}")
             r.start(self.data[k], self.device)
-        self.snap_idx = [snapshot_indices(d.train.y, SNAPSHOT_PER_CLASS) for d in self.data]
+        self.snap_idx = [snapshot_indices(d.train.y) for d in self.data]
         self.theory = [ufm_theory_norms(c, d) if c.ufm else {} for c, d in zip(cfgs, self.data)]
         self.epoch_seconds: list[float] = []
         self.eval_seconds: list[float] = []
@@ -175,7 +167,7 @@ class _Training:
             if problem:
                 raise NonFiniteLoss(f"{rec.folder.name}: {problem} (diverged, or the features collapsed to zero); "
                                     "lower --lr / --weight-decay or check the data")
-            if epoch in snapshot_epochs(cfg):
+            if epoch in snapshot_epochs(cfg.epochs, cfg.eval_epochs):
                 idx = self.snap_idx[k]
                 rec.add_snapshot(epoch, take_snapshot(net, data.train.x[idx], data.train.y[idx], data.num_classes))
             rec.add_metrics({"epoch": epoch, "lr": self.engine.lr, "train_seconds": rec.train_seconds,

@@ -19,7 +19,8 @@ from matplotlib.lines import Line2D
 from ...runs import Run
 from ...runs.format import SNAPSHOTS_FILE
 from ...calibration import ECE_DEFAULT_BINS
-from ...vocab import CE_VS_LS, NC_COLUMNS, ece_column, loss_label
+from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, NC_COLUMNS, UFM_THEORY_H_NORM,
+                      UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from ..scale import describe_run
 from ..summary import final_rows, metrics_table, ufm_errors
 from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, grid, has, loss_colour, not_logged,
@@ -92,8 +93,16 @@ def _snapshots(run: Run) -> dict[int, dict[str, np.ndarray]]:
     return load_snapshots(run.path / SNAPSHOTS_FILE)
 
 
-def snapshot_epochs(runs: Sequence[Run], max_epochs: int = 5) -> list[int]:
-    """Snapshot epochs shared by all ``runs`` (at most ``max_epochs``, spread over training)."""
+def snapshot_samples_text(runs: Sequence[Run]) -> str:
+    """What the snapshots of ``runs`` hold, read from them: "first 20 training samples per class"."""
+    from lsnc.snapshots import samples_per_class
+    counts = sorted({n for n in (samples_per_class(_snapshots(r)) for r in runs) if n is not None})
+    return f"first {' or '.join(map(str, counts)) or 'no'} training samples per class"
+
+
+def drawn_snapshot_epochs(runs: Sequence[Run], max_epochs: int = 5) -> list[int]:
+    """The snapshot epochs a figure draws: those shared by all ``runs`` (at most ``max_epochs``, spread over
+    training)."""
     common = None
     for r in runs:
         e = set(_snapshots(r))
@@ -112,7 +121,7 @@ def plot_geometry(runs: Sequence[Run], epochs: Sequence[int] | None = None):
     runs = list(runs)
     if not runs:
         raise ValueError("no runs to draw")
-    epochs = list(epochs) if epochs is not None else snapshot_epochs(runs)
+    epochs = list(epochs) if epochs is not None else drawn_snapshot_epochs(runs)
     if not epochs:
         fig, ax = plt.subplots(figsize=(6, 1.5))
         not_logged(ax, "geometry snapshots")
@@ -159,7 +168,7 @@ def plot_geometry_3d(runs: Sequence[Run], epoch: int | None = None):
     runs = list(runs)
     if not runs:
         raise ValueError("no runs to draw")
-    epochs = snapshot_epochs(runs, max_epochs=10 ** 6)
+    epochs = drawn_snapshot_epochs(runs, max_epochs=10 ** 6)
     if epoch is None and not epochs:
         fig, ax = plt.subplots(figsize=(6, 1.5))
         not_logged(ax, "geometry snapshots")
@@ -370,8 +379,8 @@ def plot_final_vs_delta(runs: Sequence[Run]):
 
 def _norms_vs_delta(ax, sub) -> None:
     """Mean class-mean norm and classifier-row norm at the end of training, against δ."""
-    a = _vs_delta(ax, sub, "train_mean_class_mean_norm", "tab:green", r"mean $\|\mu_k-\mu_G\|$")
-    b = _vs_delta(ax, sub, "train_mean_classifier_norm", "tab:purple", r"mean $\|w_k\|$", marker="s")
+    a = _vs_delta(ax, sub, CLASS_MEAN_NORM, "tab:green", r"mean $\|\mu_k-\mu_G\|$")
+    b = _vs_delta(ax, sub, CLASSIFIER_NORM, "tab:purple", r"mean $\|w_k\|$", marker="s")
     if a or b:
         ax.legend(frameon=False, fontsize=8)
         ax.set_ylabel("norm")
@@ -399,8 +408,8 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = ECE_DEFAULT_BINS)
         else:
             not_logged(ax, "ECE")
         ax = axes[i, 1]
-        drawn = [_vs_delta(ax, sub, "test_temperature_holdout", "tab:green", "fitted on held-out split", marker="s"),
-                 _vs_delta(ax, sub, "test_temperature_testfit", "tab:gray", "fitted on test set", marker="D", ls=":")]
+        drawn = [_vs_delta(ax, sub, temperature_column("holdout"), "tab:green", "fitted on held-out split", marker="s"),
+                 _vs_delta(ax, sub, temperature_column("testfit"), "tab:gray", "fitted on test set", marker="D", ls=":")]
         if any(drawn):
             ax.axhline(1.0, color="lightgrey", lw=1, zorder=0)
             ax.set_yscale("log")
@@ -487,7 +496,7 @@ def plot_ufm_norms(runs: Sequence[Run]):
     fig, axes = grid(len(datasets), 3, width=3.8, height=3.0)
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
-        if not has(sub, "ufm_theory_w_norm"):
+        if not has(sub, UFM_THEORY_W_NORM):
             for ax in axes[i]:
                 not_logged(ax, "closed-form norms")
             continue
@@ -496,9 +505,9 @@ def plot_ufm_norms(runs: Sequence[Run]):
             _line_band(axes[i, 0], g, "rel_err_w", c)
             _line_band(axes[i, 1], g, "rel_err_h", c)
             _line_band(axes[i, 1], g, "rel_err_h_centred", c, ls="-.")
-            _line_band(axes[i, 2], g, "train_mean_classifier_norm", c)
-            _line_band(axes[i, 2], g, "train_mean_feature_norm", c, ls="-.")
-            for col, ls in (("ufm_theory_w_norm", "--"), ("ufm_theory_h_norm", ":")):
+            _line_band(axes[i, 2], g, CLASSIFIER_NORM, c)
+            _line_band(axes[i, 2], g, FEATURE_NORM, c, ls="-.")
+            for col, ls in ((UFM_THEORY_W_NORM, "--"), (UFM_THEORY_H_NORM, ":")):
                 axes[i, 2].axhline(float(pd.to_numeric(g[col]).iloc[0]), color=c, ls=ls, lw=1)
         axes[i, 1].legend(handles=[
             Line2D([], [], color="grey", ls="-", label=r"mean $\|h_i\|$"),
@@ -556,9 +565,9 @@ def plot_run(run: Run, bins: int = ECE_DEFAULT_BINS):
             ax.plot(df["epoch"], df[col], color=c, ls=ls, label=label)
     ax.set_ylabel(f"test ECE ({bins} bins)")
     ax = axes[1, 2]
-    ax.plot(df["epoch"], df["train_mean_class_mean_norm"], color="tab:green", label=r"$\|\mu_k-\mu_G\|$")
-    ax.plot(df["epoch"], df["train_mean_classifier_norm"], color="tab:purple", label=r"$\|w_k\|$")
-    ax.plot(df["epoch"], df["train_mean_feature_norm"], color="tab:olive", ls="-.", label=r"$\|h_i\|$")
+    ax.plot(df["epoch"], df[CLASS_MEAN_NORM], color="tab:green", label=r"$\|\mu_k-\mu_G\|$")
+    ax.plot(df["epoch"], df[CLASSIFIER_NORM], color="tab:purple", label=r"$\|w_k\|$")
+    ax.plot(df["epoch"], df[FEATURE_NORM], color="tab:olive", ls="-.", label=r"$\|h_i\|$")
     ax.set_yscale("log")
     ax.set_ylabel("mean norm (log scale)")
     for ax in axes.flat:
