@@ -92,7 +92,7 @@ def test_prefix_from_an_edited_status_json(tmp_path):
     assert run.is_prefix and find_runs(tmp_path) != []
     wording = f"epochs 0–{recipe // 3} of the {recipe}-epoch recipe"
     assert wording in scale.describe_run(run)
-    assert wording in book.group_lines(tmp_path)["mnist1d"]
+    assert wording in book.group_lines(find_runs(tmp_path))["mnist1d"]
     assert wording in caption(find_runs(tmp_path))
     assert f"{recipe} epochs" not in caption(find_runs(tmp_path))
 

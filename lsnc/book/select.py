@@ -25,7 +25,7 @@ from ..paths import portable_paths
 from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
 from ..runs.format import CONFIG_FILE, read_status
 from ..vocab import CE_VS_LS
-from .scale import by_dataset, fmt_list, group_line, seeds_text
+from .scale import as_runs, by_dataset, fmt_list, group_line, seeds_text
 
 
 class UnknownDataset(ValueError):
@@ -298,9 +298,7 @@ def resolve_datasets(runs_dir: str | Path, dataset, present: Sequence[str] | Non
     return [g for g in present if g in groups]
 
 
-def group_lines(runs_dir: str | Path | None = None, dataset: str | None = None) -> dict[str, str]:
-    """``{dataset group: group_line}`` for the finished runs under ``runs_dir`` (None: the repository's runs/)."""
-    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    runs = finished_runs(root)
-    groups = resolve_datasets(root, dataset, runs=runs) if runs else []
-    return {g: group_line(rs) for g, rs in sorted(by_dataset([r for r in runs if r.dataset in groups]).items())}
+def group_lines(runs) -> dict[str, str]:
+    """``{dataset group: group_line}`` for ``runs`` (a Selection or a list; the claims page passes every finished
+    run of its groups, UFM-style and bf16 ones included, which the lines count)."""
+    return {g: group_line(rs) for g, rs in sorted(by_dataset(as_runs(runs)).items())}
