@@ -1,4 +1,4 @@
-"""Command line: ``lsnc train``, ``lsnc reproduce``, ``lsnc presets``.
+"""Command line: ``lsnc train``, ``lsnc reproduce``, ``lsnc book``, ``lsnc presets``.
 
 Errors in the input (unknown dataset, missing data, bad options, an existing run) print one readable line
 and exit with status 2; a run that fails while training exits with status 1 and is marked failed.

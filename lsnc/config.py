@@ -31,6 +31,12 @@ def _opt(default: Any = None, section: str = "", help: str = "", *, factory=None
     return field(default=default, metadata=meta)
 
 
+#: The paper's training recipe (its experimental setup, arXiv 2402.03979): SGD with momentum and weight decay,
+#: batch 128, 800 epochs, the learning rate x0.1 at epochs 150 and 350. Its one home: TrainConfig's defaults and
+#: the presets (lsnc.presets) take it from here.
+PAPER_RECIPE: dict[str, Any] = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=800,
+                                    milestones=[150, 350], gamma=0.1)
+
 DATA, MODEL, OPTIM, EVAL, UFM, EXEC, STOP, NAMING = ("data", "model and loss", "optimisation (the paper's recipe)",
                                                     "evaluation", "UFM-style training",
                                                     "execution (speed only; the recipe is unchanged)",
@@ -51,14 +57,15 @@ class TrainConfig:
     width: int | None = _opt(None, MODEL, "ResNet base width (64 = the paper's) or MLP hidden width")
     delta: float = _opt(0.0, MODEL, "label smoothing δ in [0, 1); 0 = cross-entropy "
                                     "(several values: trained together as one fused network)")
-    epochs: int = _opt(800, OPTIM, "epochs of the recipe")
-    lr: float = _opt(0.05, OPTIM, "SGD learning rate")
-    momentum: float = _opt(0.9, OPTIM, "SGD momentum")
-    weight_decay: float = _opt(5e-4, OPTIM, "SGD weight decay")
-    batch_size: int = _opt(128, OPTIM, "training batch size (the incomplete last batch is dropped)")
+    epochs: int = _opt(PAPER_RECIPE["epochs"], OPTIM, "epochs of the recipe")
+    lr: float = _opt(PAPER_RECIPE["lr"], OPTIM, "SGD learning rate")
+    momentum: float = _opt(PAPER_RECIPE["momentum"], OPTIM, "SGD momentum")
+    weight_decay: float = _opt(PAPER_RECIPE["weight_decay"], OPTIM, "SGD weight decay")
+    batch_size: int = _opt(PAPER_RECIPE["batch_size"], OPTIM, "training batch size (the incomplete last batch is "
+                                                              "dropped)")
     milestones: list[int] = _opt(section=OPTIM, help="epochs at which the lr is multiplied by --gamma",
-                                 factory=lambda: [150, 350])
-    gamma: float = _opt(0.1, OPTIM, "lr decay factor at each milestone")
+                                 factory=lambda: list(PAPER_RECIPE["milestones"]))
+    gamma: float = _opt(PAPER_RECIPE["gamma"], OPTIM, "lr decay factor at each milestone")
     seed: int = _opt(0, OPTIM, "initialisation and batch-order seed (several values: trained together)")
     eval_epochs: list[int] | None = _opt(None, EVAL, "epochs with a metrics row (0 and the last always; default "
                                                      "every epoch to 10, every 5 to 50, 10 to 200, then 25)")

@@ -1,1 +1,3 @@
-"""Orchestration: which runs a reproduction needs (:mod:`.reproduce`) and where they train (:mod:`.cluster`)."""
+"""Orchestration: which runs a reproduction needs (:mod:`.matrix`), and where they train: here, one after another
+(:mod:`.inline`), or as SLURM jobs / local processes through submitit (:mod:`.cluster`); :mod:`.reproduce` is
+``lsnc reproduce``."""

@@ -5,14 +5,18 @@ one)::
 
     config.json      the full resolved TrainConfig
     provenance.json  lsnc commit, package versions, device, dataset description (source, copy, subsets, fingerprint)
-    status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...};
-                     a "done" run whose epoch is below config.json's "epochs" is a finished *prefix* of its
-                     recipe (stopped by a time budget or --stop-epoch at an evaluated epoch; "stopped_by" says
-                     which): its rows are the recipe's run up to that epoch, never a rescaled schedule
+    status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...;
+                     done: "train_seconds"}; a "done" run whose epoch is below config.json's "epochs" is a
+                     finished *prefix* of its recipe (stopped by a time budget or --stop-epoch at an evaluated
+                     epoch; "stopped_by" says which, "recipe_epochs" repeats the recipe's length): its rows are
+                     the recipe's run up to that epoch, never a rescaled schedule
     metrics.csv      one row per evaluated epoch (epoch 0 = initialisation): train-set NC, test metrics, calibration
     epochs.csv       one row per trained epoch: lr, running train loss / accuracy, wall seconds
     snapshots.npz    low-dimensional views of features, class means and classifier rows at a few epochs
     checkpoint.pt    latest training state for --resume (git-ignored; not part of the committed result)
+
+Beside the run folders, not part of a run: ``<group>/.<name>.lock`` (the exclusive claim of the process training
+it, lsnc.runs.lifecycle) and ``<runs_dir>/.jobs/`` (job records and logs of ``lsnc reproduce --executor``).
 
 Every file is written atomically, so a killed run leaves each file either old or new, never torn.
 """
