@@ -25,6 +25,8 @@ import numpy as np
 
 from ..paths import book_dir
 from ..vocab import MAIN_DELTA, NC_COLUMNS, loss_label
+from .plots.style import CE_COLOUR, COLUMN_TITLES, LS_COLOUR
+from .plots.training import SWEEP_COLUMNS
 
 #: the file name of plotly.js under book/_static
 PLOTLY_JS = "plotly.min.js"
@@ -44,8 +46,6 @@ DYNAMICS_FIXED = dict(n_per_class=3, lr=5.0, steps=1000, seed=0, record_every=10
 #: the distance GD must reach for "iterations to converge"
 TIGHT = 1e-6
 
-_CE = "#1f77b4"  # the book's CE blue (matplotlib tab:blue)
-_LS = "#d62728"  # the book's LS red (tab:red)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def closed_form_grid(settings: Sequence[dict] = CLOSED_FORM_SETTINGS,
     for st in settings:
         K, n = st["num_classes"], st["n_per_class"]
         t = ufm.closed_form_vs_delta(K, K * n, st["lambda_w"], st["lambda_h"], list(deltas))
-        t["target"] = 1 - t["delta"] + t["delta"] / K
+        t["target"] = ufm.true_class_target(t["delta"], K)
         t["setting"] = dict(st)
         out.append(t)
     return out
@@ -361,9 +361,9 @@ def _dynamics_traces(fig, g: dict, deltas: list[float]) -> list[int]:
     import plotly.graph_objects as go
     first = len(fig.data)
     ce = g["rows"][0]
-    fig.add_trace(go.Scatter(x=_r(ce["step"]), y=_r(ce["distance"]), name="CE", line=dict(color=_CE)),
+    fig.add_trace(go.Scatter(x=_r(ce["step"]), y=_r(ce["distance"]), name="CE", line=dict(color=CE_COLOUR)),
                   row=1, col=1)
-    fig.add_trace(go.Scatter(x=[0], y=[1], name="LS", line=dict(color=_LS)), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0], y=[1], name="LS", line=dict(color=LS_COLOUR)), row=1, col=1)
     kf = [r["kappa_full"] for r in g["rows"]]
     ks = [r["kappa_softmax"] for r in g["rows"]]
     fig.add_trace(go.Scatter(x=deltas, y=_r(kf), mode="lines+markers", marker=dict(size=4),
@@ -427,8 +427,6 @@ def dynamics_figure(grids: Sequence[dict] | None = None, delta: float = MAIN_DEL
 # ------------------------------------------------------------------------------------------------
 # fig5: the committed runs of the δ sweep
 # ------------------------------------------------------------------------------------------------
-SWEEP_COLUMNS = ("train_error", *NC_COLUMNS.values())
-_SWEEP_TITLES = {"train_error": "train error", **{col: name for name, col in NC_COLUMNS.items()}}
 
 
 def sweep_table(runs) -> "object":
@@ -453,7 +451,7 @@ def sweep_text(table, delta: float) -> str:
             lines.append(f"<b>{label}</b>: no finished run at δ = {delta:g}")
             continue
         last = rows.loc[rows["epoch"].idxmax()]
-        vals = ",  ".join(f"{_SWEEP_TITLES[c]} = {last[c]:.3g}" for c in SWEEP_COLUMNS
+        vals = ",  ".join(f"{COLUMN_TITLES[c]} = {last[c]:.3g}" for c in SWEEP_COLUMNS
                           if c in last.index and np.isfinite(last[c]))
         lines.append(f"<b>{label}</b>, {loss_label(delta)}, epoch {int(last['epoch'])} (mean over "
                      f"{int(last['seeds'])} seed{'s' if last['seeds'] > 1 else ''}): {vals}")
@@ -474,7 +472,7 @@ def sweep_figure(runs, delta: float = MAIN_DELTA):
     colours = delta_colours(deltas)
     cols = [c for c in SWEEP_COLUMNS if c in table.columns]
     fig = make_subplots(rows=len(datasets), cols=len(cols), vertical_spacing=0.12, horizontal_spacing=0.07,
-                        subplot_titles=[_SWEEP_TITLES[c] + (" (log)" if c == NC_COLUMNS["NC1"] else "")
+                        subplot_titles=[COLUMN_TITLES[c] + (" (log)" if c == NC_COLUMNS["NC1"] else "")
                                         for c in cols] + [""] * (len(cols) * (len(datasets) - 1)))
     dynamic, cells = [], []
     note_index = len(fig.layout.annotations)  # the printed numbers: the annotation after the subplot titles

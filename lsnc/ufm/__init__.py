@@ -17,7 +17,7 @@ from .hessian import (BLOCK_SPECTRUM_KEYS, BLOCKS, SPECTRUM_KEYS, BlockSpectrum,
                       full_hessian, hessian_spectrum, softmax_hessian, symmetry_tangent_basis)
 from .problem import (DTYPE, UFMProblem, UFMSolution, closed_form, closed_form_vs_delta, logit_distance,
                       optimal_point, parameter_distance, random_orthonormal_columns, simplex_etf, single_thread,
-                      smoothed_ce_of_gap)
+                      smoothed_ce_of_gap, true_class_target)
 
 __all__ = [
     "BLOCK_SPECTRUM_KEYS", "BLOCKS", "BlockSpectrum", "ConvergenceComparison", "DTYPE", "GDTrajectory",
@@ -27,4 +27,5 @@ __all__ = [
     "full_hessian", "gradient_descent", "hessian_spectrum", "logit_distance", "ls_against_ce", "minimize_lbfgs",
     "optimal_point", "parameter_distance", "random_orthonormal_columns", "random_start", "simplex_etf",
     "single_thread", "smoothed_ce_of_gap", "softmax_hessian", "spectrum_against_baseline", "symmetry_tangent_basis",
+    "true_class_target",
 ]

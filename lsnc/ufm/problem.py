@@ -245,10 +245,16 @@ class UFMProblem:
         return Z
 
 
+def true_class_target(delta, num_classes: int):
+    """The label-smoothing target of the true class, 1 - δ + δ/K (a number or an array of δ): the probability
+    :func:`smoothed_targets` puts on the label, which the minimizer's p_y approaches as the penalties vanish."""
+    return 1 - delta + delta / num_classes
+
+
 def smoothed_targets(labels: torch.Tensor, num_classes: int, delta: float, dtype=DTYPE) -> torch.Tensor:
     """The label-smoothing targets T = (1 - δ) onehot(y) + δ / K (δ = 0: one-hot), one row per label: what
     ``F.cross_entropy(..., label_smoothing=δ)`` compares the softmax with, so its logit gradient is p - T."""
-    return (1.0 - delta) * F.one_hot(labels, num_classes).to(dtype) + delta / num_classes
+    return (1.0 - delta) * F.one_hot(labels, num_classes).to(dtype) + delta / num_classes  # label: true_class_target
 
 
 def simplex_etf(num_classes: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ def plot_closed_form_norms(problem: ufm.UFMProblem, max_delta: float = 0.99, num
     ax_norm.plot(delta, table["w_norm"], label=r"$\|w_k\|$")
     ax_norm.plot(delta, table["h_norm"], label=r"$\|h_i\|$")
     ax_p.plot(delta, table["p_y"], color="C2", label=r"$p_y$ (true class)")
-    ax_p.plot(delta, 1 - delta + delta / table["num_classes"], color="C2", ls=":", label="smoothed target")
+    ax_p.plot(delta, ufm.true_class_target(delta, table["num_classes"]), color="C2", ls=":", label="smoothed target")
     boundary = 1 - table["s"]
     for ax in (ax_norm, ax_p):
         ax.axvline(boundary, color="grey", ls="--", lw=1)
@@ -54,7 +54,7 @@ def plot_closed_form(num_classes: int, n_per_class: int, lambda_w: float, lambda
     ax_n.plot(deltas, t["h_norm"], color="tab:olive", label=r"$\|h_i\|$")
     ax_n.plot([delta, delta], [sol.w_norm, sol.h_norm], "o", color="black")
     ax_p.plot(deltas, t["p_y"], color="tab:green", label=r"$p_y$ at the minimizer")
-    ax_p.plot(deltas, 1 - deltas + deltas / num_classes, color="tab:green", ls=":", label=r"target $1-\delta+\delta/K$")
+    ax_p.plot(deltas, ufm.true_class_target(deltas, num_classes), color="tab:green", ls=":", label=r"target $1-\delta+\delta/K$")
     ax_p.plot([delta], [sol.p_y], "o", color="black")
     for ax in (ax_n, ax_p):
         ax.axvline(delta, color="black", lw=0.8, alpha=0.5)

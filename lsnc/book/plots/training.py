@@ -23,8 +23,8 @@ from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, 
                       UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from ..scale import describe_run
 from ..summary import final_rows, metrics_table, ufm_errors
-from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, grid, has, loss_colour, not_logged,
-                    row_title)
+from .style import (COLUMN_TITLES, NC_LABELS, NC_TITLES, delta_colours, delta_legend, grid, has, loss_colour,
+                    not_logged, row_title)
 
 SUBSET_STYLES = {"all": "-", "correct": "--", "incorrect": ":"}
 NC1, NC2, NC3 = NC_COLUMNS.values()
@@ -220,7 +220,7 @@ def plot_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS):
         row_title(axes[i, 0], _label_of(df, ds))
         for ax in axes[i]:
             ax.set_xlabel("epoch")
-    for ax, t in zip(axes[0], ["train (solid) / test (dashed) error", "NC1 (log scale)", "NC2", "NC3"]):
+    for ax, t in zip(axes[0], ["train (solid) / test (dashed) error", *NC_TITLES.values()]):
         ax.set_title(t, fontsize=10)
     fig.suptitle(_seeds_note(df), fontsize=9, color="dimgrey")
     return fig
@@ -301,14 +301,17 @@ def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_L
 # ------------------------------------------------------------------------------------------------
 # fig5: effect of delta on convergence
 # ------------------------------------------------------------------------------------------------
+#: the columns of the δ-sweep figure (fig5), also the kernel-free sweep view's (lsnc.book.interactive)
+SWEEP_COLUMNS = ("train_error", *NC_COLUMNS.values())
+
+
 def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = None,
-                        columns: Sequence[str] = ("train_error", *NC_COLUMNS.values()), bands: bool = True):
+                        columns: Sequence[str] = SWEEP_COLUMNS, bands: bool = True):
     """Rows = datasets; columns = train error, NC1 (log), NC2, NC3 vs epoch; one colour per delta."""
     df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
     colours = delta_colours(df["delta"].unique())
-    titles = {"train_error": "train error", "test_error": "test error", **NC_TITLES,
-              ece_column(): f"ECE ({ECE_DEFAULT_BINS} bins)"}
+    titles = {**COLUMN_TITLES, **NC_TITLES, "test_error": "test error", ece_column(): f"ECE ({ECE_DEFAULT_BINS} bins)"}
     fig, axes = grid(len(datasets), len(columns))
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
