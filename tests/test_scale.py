@@ -130,3 +130,26 @@ def test_pool_text_tells_subsets_of_different_pools_apart():
     assert scale.pool_text(run) == "drawn from 20000 train / 5000 test"
     assert "holdout 200] drawn from 20000 train / 5000 test, mlp (width 256)" in scale.describe_setting([run])
     assert "holdout 200 samples, drawn from 20000 train / 5000 test; " in scale.provenance_line([run])
+
+
+def test_setting_key_leaves_out_only_what_varies():
+    """Runs compare when everything but δ, seed, group and how far they got is equal; ``vary`` frees one axis."""
+    base = hand_run(0.0, 0)
+    assert scale.setting_key(base) == scale.setting_key(hand_run(0.05, 3, reached=100))  # δ, seed, prefix
+    longer = hand_run(epochs=1600)
+    longer.config["milestones"] = [560, 1320]  # the decays at the same fractions of training
+    assert scale.setting_key(longer) != scale.setting_key(base)
+    assert scale.setting_key(longer, vary="epochs") == scale.setting_key(base, vary="epochs")
+    wider = hand_run(width=1024)
+    assert scale.setting_key(wider) != scale.setting_key(base)
+    assert scale.setting_key(wider, vary="width") == scale.setting_key(base, vary="width")
+    assert scale.setting_key(wider, vary="epochs") != scale.setting_key(base, vary="epochs")
+    twin = hand_run()
+    twin.config.update(amp="bf16")
+    assert scale.setting_key(twin) != scale.setting_key(base)
+    assert scale.setting_key(twin, vary="precision") == scale.setting_key(base, vary="precision")
+    other_lr = hand_run()
+    other_lr.config["lr"] = 0.1
+    assert all(scale.setting_key(other_lr, vary=a) != scale.setting_key(base, vary=a) for a in scale.SETTING_AXES)
+    with pytest.raises(ValueError, match="vary must be"):
+        scale.setting_key(base, vary="delta")

@@ -49,9 +49,8 @@ import pandas as pd
 
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
-from ..models import model_width
 from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
-from .scale import align_prefixes, reach
+from .scale import align_prefixes, reach, setting_key
 from .select import finished_runs
 
 #: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
@@ -214,16 +213,6 @@ class Comparison:
         return list(self.ce.values()) + list(self.ls.values())
 
 
-def _setting(run) -> tuple:
-    """What must match for two runs to be compared: model, width, recipe (its epochs, milestones and evaluated
-    epochs), subset, weight decay. How far a run got in the recipe does not: runs that are prefixes of one
-    recipe are compared at an epoch they all reached (:func:`select_comparison`)."""
-    c = run.config
-    return (c.get("model"), model_width(c.get("model"), c.get("width")), int(c["epochs"]),
-            tuple(c.get("milestones") or ()), tuple(c.get("eval_epochs") or ()), c.get("train_per_class"),
-            c.get("weight_decay"))
-
-
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:
     """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, fp32, with metrics, one per seed.
 
@@ -243,10 +232,10 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
     comp = Comparison(dataset=dataset, label=label, ls_delta=ls_delta)
     if not cand:
         return comp
-    settings = pd.Series([_setting(r) for r in cand]).value_counts()
+    settings = pd.Series([setting_key(r) for r in cand]).value_counts()
     main = settings.index[0]
     for r in cand:
-        if _setting(r) != main:
+        if setting_key(r) != main:
             comp.notes.append(f"skipped {r.name} (another setting)")
             continue
         side = comp.ce if float(r.config["delta"]) == 0 else comp.ls

@@ -18,7 +18,8 @@ from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from .claims import epochs_to_zero_error
-from .scale import UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach, seeds_text
+from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach, seeds_text,
+                    setting_key)
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -294,10 +295,9 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
 # bf16 against fp32
 # ------------------------------------------------------------------------------------------------
 def _twin_key(r: Run) -> tuple:
-    """What a bf16 run and its full-precision twin share: data, δ, seed, model, recipe (not how far each got)."""
-    c = r.config
-    return (r.dataset, c["delta"], c["seed"], c["model"], model_width(c["model"], c.get("width")), int(c["epochs"]),
-            bool(c.get("ufm")))
+    """What a bf16 run and its full-precision twin share: δ, seed and everything but the precision
+    (:func:`.scale.setting_key`; not how far each got)."""
+    return (float(r.config["delta"]), int(r.config["seed"]), setting_key(r, vary="precision"))
 
 
 def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
@@ -399,23 +399,11 @@ SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "w
 
 
 def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
-    """What must be equal for runs to differ only along ``axis``: data (its subset sizes, but for the axis),
-    model, the other axes, optimizer, penalties, batch, lr schedule (decay factor; the decays as fractions of
-    training, to one decimal, along the length axis, as epochs along the others), TF32; and how a page names
-    it."""
+    """What must be equal for runs to differ only along ``axis`` (:func:`.scale.setting_key`), and how a page
+    names it."""
     c = run.config
-    values = {"epochs": c.get("epochs"), "width": model_width(c.get("model"), c.get("width")),
-              "train images": c.get("train_per_class")}
-    others = tuple((a, v) for a, v in values.items() if a != axis)
     milestones = c.get("milestones") or []
-    # along the length axis the decays sit at about the same fractions of training (the CPU presets round them
-    # to whole epochs: 9/50 and 28/150 are both 0.2)
-    schedule = (tuple(round(m / c["epochs"], 1) for m in milestones) if axis == "epochs" else tuple(milestones))
-    key = (c.get("dataset"), repr(c.get("data_options")), c.get("test_per_class"), c.get("holdout_per_class"),
-           run.label, c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"), c.get("batch_size"),
-           c.get("gamma"), bool(c.get("tf32")), schedule, *others)
-    if axis != "train images":
-        key += (data_text(run),)
+    key = setting_key(run, vary=axis)
     data = (data_text(run) if axis != "train images" else
             f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
     pool = pool_text(run)
