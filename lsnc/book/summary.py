@@ -52,10 +52,14 @@ def metrics_table(runs: Sequence[Run]) -> pd.DataFrame:
     return df
 
 
+def last_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The row of each run's last evaluated epoch in a table of runs (:func:`metrics_table` or one built on it)."""
+    return table.loc[table.groupby(["dataset", "run"])["epoch"].idxmax()].reset_index(drop=True)
+
+
 def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
     """The last evaluated epoch of every run (one row per run)."""
-    df = metrics_table(runs)
-    return df.loc[df.groupby(["dataset", "run"])["epoch"].idxmax()].reset_index(drop=True)
+    return last_rows(metrics_table(runs))
 
 
 def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
@@ -205,8 +209,7 @@ def calibration_gain_lines(table: pd.DataFrame, delta: float = MAIN_DELTA) -> st
 
 
 def _last_ufm_rows(runs) -> pd.DataFrame:
-    err = ufm_errors(as_runs(runs))
-    return err.loc[err.groupby(["dataset", "run"])["epoch"].idxmax()]
+    return last_rows(ufm_errors(as_runs(runs)))
 
 
 def ufm_error_table(runs) -> pd.DataFrame:
@@ -232,7 +235,7 @@ def summary_by_loss(runs, dataset: str, deltas: Sequence[float] = CE_VS_LS,
     df = runs_table(runs)
     if df.empty:
         return pd.DataFrame()
-    last = df.loc[df.groupby("run")["epoch"].idxmax()].set_index("run")
+    last = last_rows(df).set_index("run")
     # inf (never reached) is shown as "never"; NaN keeps the medians well defined.
     last["first_zero_error_epoch"] = pd.Series({r.name: epochs_to_zero_error(r, error_threshold)
                                                 for r in runs}).replace(np.inf, np.nan)
