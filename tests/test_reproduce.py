@@ -50,7 +50,7 @@ def test_cpu_reproduction_matrix():
     def ce_and_ls(model, seeds):
         return sorted(f"{loss}-{model}-s{s}" for loss in ("ce", "ls0.05") for s in seeds)
     assert sorted(groups["cifar10-jpeg-w32"]) == ce_and_ls("resnet18w32", range(3))
-    assert sorted(groups["cifar10-jpeg-1000pc"]) == ce_and_ls("resnet18w16", range(3))
+    assert sorted(groups["cifar10-jpeg-1000pc"]) == ce_and_ls("resnet18w16", range(4))
     assert sorted(groups["mnist1d-w1024"]) == ce_and_ls("mlpw1024", range(5))
     assert sorted(groups["mnist1d-400pc"]) == ce_and_ls("mlpw256", range(5))
     sweep = sorted(f"ls{d:g}-mlpw256-s{s}" for d in (0.1, 0.2, 0.5, 0.8, 0.9) for s in range(3))
