@@ -21,7 +21,9 @@ fi
 } >.device/source.txt
 # What travels to the device: tracked and untracked-not-ignored files plus the carried .device/, 64 MiB at most.
 LIMIT_MIB=64
-tree=$(git ls-files -z -co --exclude-standard 2>/dev/null | xargs -0 -r stat -c %s -- 2>/dev/null | awk '{s += $1} END {print s + 0}')
+# (a tracked file deleted from the work tree makes stat fail: it travels as nothing, and must not stop the script)
+tree=$( { git ls-files -z -co --exclude-standard 2>/dev/null | xargs -0 -r stat -c %s -- 2>/dev/null || true; } |
+        awk '{s += $1} END {print s + 0}')
 carried=$(du -sb .device | cut -f1)
 travel_mib=$(( (tree + carried + 1048575) / 1048576 ))
 if (( travel_mib > LIMIT_MIB )); then

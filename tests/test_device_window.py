@@ -292,6 +292,9 @@ def test_prepare_checks_the_archive_and_what_travels(tmp_path):
     assert not (repo / ".device" / "cifar10-jpeg.tar.gz").exists()
     if not SHARED_ARCHIVE.exists():
         pytest.skip(f"{SHARED_ARCHIVE} absent: the size check needs the real archive (its sha256 is fixed)")
+    (repo / "gone.txt").write_text("tracked, then deleted from the work tree")
+    subprocess.run(["git", "-C", str(repo), "add", "gone.txt"], check=True)
+    (repo / "gone.txt").unlink()
     proc = prepare(SHARED_ARCHIVE)
     assert proc.returncode == 0 and "of 64 MiB travel" in proc.stdout, proc.stderr
     with open(repo / "big.bin", "wb") as f:   # sparse: 50 MiB apparent size, what the device counts

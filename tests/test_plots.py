@@ -263,10 +263,29 @@ def test_calibration_gain_pairs_seeds_and_states_the_split(sel):
     def table(t, ratio):
         return pd.DataFrame({"dataset": [f"g{i}" for i in range(len(t))], "ce_temperature": t, "ratio": ratio})
     apart = book.calibration_gain_lines(table([1.0, 1.4, 2.0, 2.5], [5.0, 2.0, 0.4, 0.2]))
-    assert "lower ECE in 2 of 4 group(s) (`g2`, `g3`); there CE's held-out T (mean over seeds) is 2 to 2.5" in apart
-    assert "higher ECE in 2 of 4 group(s) (`g0`, `g1`)" in apart and "ranges are apart" in apart
+    assert ("lower ECE in 2 of the 4 group(s) with a held-out temperature (`g2`, `g3`); there CE's held-out T (mean "
+            "over seeds) is 2 to 2.5") in apart
+    assert "higher ECE in 2 of the 4 group(s)" in apart and "(`g0`, `g1`)" in apart and "ranges are apart" in apart
     assert "overlap" in book.calibration_gain_lines(table([1.0, 2.2, 2.0], [0.5, 2.0, 0.4]))
     assert "apart" not in book.calibration_gain_lines(table([2.0, 2.5], [0.4, 0.2]))
+
+
+def test_calibration_gain_names_groups_without_a_held_out_temperature(tmp_path, sel):
+    """Runs that hold nothing out (the paper presets) have no held-out T: their group is a row with a note, not
+    drawn, named in the sentences, and its runs are not in the figure's caption."""
+    from lsnc.book.plots.scale import plot_calibration_gain
+    for delta in (0.0, 0.05):
+        train(preset_config("smoke", delta=delta, holdout_per_class=0, group="no-holdout", threads=1), tmp_path,
+              progress=False)
+    mixed = sel.runs + book.select(None, tmp_path).runs
+    gain = book.calibration_gain(mixed)
+    assert list(gain["dataset"]) == ["synthetic", "no-holdout"]
+    assert gain.loc[1, "note"].startswith("no held-out temperature") and gain.loc[1, "ratio"] != gain.loc[1, "ratio"]
+    assert "Left out: `no-holdout` (no held-out temperature" in book.calibration_gain_lines(gain)
+    assert "of the 1 group(s)" in book.calibration_gain_lines(gain)
+    assert {r.dataset for r in book.calibration_gain_runs(mixed)} == {"synthetic"}
+    assert len(plot_calibration_gain(gain).axes[0].texts) == 1
+    assert plot_calibration_gain(gain.iloc[1:]) is None
 
 
 def test_end_of_training_tables_keep_two_groups_of_one_dataset_apart(tmp_path):

@@ -136,6 +136,13 @@ def test_setting_key_leaves_out_only_what_varies():
     """Runs compare when everything but δ, seed, group and how far they got is equal; ``vary`` frees one axis."""
     base = hand_run(0.0, 0)
     assert scale.setting_key(base) == scale.setting_key(hand_run(0.05, 3, reached=100))  # δ, seed, prefix
+    elsewhere = hand_run()
+    elsewhere.path = Path("runs/another-group") / elsewhere.path.name
+    assert elsewhere.dataset == "another-group" and scale.setting_key(elsewhere) == scale.setting_key(base)
+    sparse = hand_run()
+    sparse.config["eval_epochs"] = [0, 400, 800]  # evaluated at other epochs: compared only along the length
+    assert scale.setting_key(sparse) != scale.setting_key(base)
+    assert scale.setting_key(sparse, vary="epochs") == scale.setting_key(base, vary="epochs")
     longer = hand_run(epochs=1600)
     longer.config["milestones"] = [560, 1320]  # the decays at the same fractions of training
     assert scale.setting_key(longer) != scale.setting_key(base)

@@ -216,8 +216,8 @@ class Comparison:
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:
     """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, fp32, with metrics, one per seed.
 
-    When runs of several settings (model, width, recipe, subset, weight decay) are present, the setting with the
-    most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed is
+    When runs of several settings (:func:`.scale.setting_key`: data, model and width, recipe, optimizer,
+    precision) are present, the setting with the most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed is
     skipped (noted). Runs of the setting that stopped at different epochs of the recipe (prefixes from different
     GPU windows, say) are compared at one epoch they reached (:func:`.scale.align_prefixes`), and ``notes`` says
     so."""

@@ -155,17 +155,18 @@ SETTING_AXES = ("epochs", "width", "train images", "precision")
 
 
 def setting_key(run, vary: str | None = None) -> tuple:
-    """What two runs must share, besides δ and seed, to be compared (in any run group: the group's name is not part
-    of it): the data (dataset, its options, subset sizes),
-    the model and its width, the recipe (epochs, lr schedule, evaluated epochs, optimizer, weight decay, batch),
-    UFM-style or not (and its penalties), and the precision (autocast, TF32). How far a run got in its recipe is not part of it (a
-    prefix is compared at an epoch all reached, :func:`align_prefixes`); neither is how it executed (fused, CUDA
-    graphs, channels-last).
+    """What two runs must share, besides δ and seed, to be compared (in any run group: the group's name is not
+    part of it): the data (dataset, its label, which names an image folder's or copy's source, its options,
+    subset sizes), the model and its width, the recipe (epochs, lr schedule, evaluated epochs, optimizer, weight
+    decay, batch), UFM-style or not (and its penalties), and the precision (autocast, TF32). How far a run got in
+    its recipe is not part of it (a prefix is compared at an epoch all reached, :func:`align_prefixes`); neither
+    is how it executed (fused, CUDA graphs, channels-last).
 
     ``vary`` leaves one thing out (:data:`SETTING_AXES`): ``"epochs"`` (the length; the lr decays then count as
     fractions of training, to one decimal, and the evaluated epochs are left out), ``"width"``,
     ``"train images"`` (training images per class) or ``"precision"`` (autocast and TF32: a bf16-autocast run and
-    its fp32 or TF32 twin). The claims compare CE and LS on one key; the scale comparisons and the precision table vary one thing."""
+    its fp32 or TF32 twin). The claims compare CE and LS on one key; the scale comparisons and the precision table
+    vary one thing."""
     if vary not in (None, *SETTING_AXES):
         raise ValueError(f"vary must be None or one of {SETTING_AXES}; got {vary!r}")
     c = run.config
@@ -175,10 +176,11 @@ def setting_key(run, vary: str | None = None) -> tuple:
     schedule = tuple(round(m / c["epochs"], 1) for m in milestones) if vary == "epochs" else milestones
     axes = {"epochs": (int(c["epochs"]), tuple(c.get("eval_epochs") or ())),
             "width": (c.get("model"), model_width(c.get("model"), c.get("width"))),
-            "train images": c.get("train_per_class"), "precision": (c.get("amp", "none"), bool(c.get("tf32")))}
-    return (c.get("dataset"), repr(c.get("data_options")), c.get("test_per_class"), c.get("holdout_per_class"),
-            c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"), c.get("batch_size"), c.get("gamma"),
-            schedule, bool(c.get("ufm")), c.get("lambda_w"), c.get("lambda_h"), c.get("lambda_b"),
+            "train images": c.get("train_per_class"),
+            "precision": (c.get("amp", "none"), bool(c.get("tf32")))}
+    return (c.get("dataset"), run.label, repr(c.get("data_options")), c.get("test_per_class"),
+            c.get("holdout_per_class"), c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"),
+            c.get("batch_size"), c.get("gamma"), schedule, bool(c.get("ufm")), c.get("lambda_w"), c.get("lambda_h"), c.get("lambda_b"),
             *(value for axis, value in axes.items() if axis != vary))
 
 

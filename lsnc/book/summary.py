@@ -147,49 +147,70 @@ def calibration_lines(runs, bins: int = ECE_DEFAULT_BINS) -> str:
 
 #: calibration_gain: its columns, in order
 CALIBRATION_GAIN_COLUMNS = ("label", "dataset", "pairs", "ce_temperature", "ce_temperature_min",
-                            "ce_temperature_max", "ce_ece", "ls_ece", "ratio", "ratio_min", "ratio_max")
+                            "ce_temperature_max", "ce_ece", "ls_ece", "ratio", "ratio_min", "ratio_max", "note")
+
+
+def _gain_comparisons(runs, delta: float) -> list:
+    """Per run group, its CE and LS (δ = ``delta``) runs paired by seed as the claims pair them
+    (:func:`lsnc.book.claims.select_comparison`: one setting, prefixes cut at a common epoch); groups without a
+    pair are left out."""
+    from .claims import select_comparison
+    from .scale import by_dataset
+    comps = [select_comparison(group_runs, delta) for group_runs in by_dataset(as_runs(runs)).values()]
+    return [c for c in comps if set(c.ce) & set(c.ls)]
 
 
 def calibration_gain(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DELTA) -> pd.DataFrame:
-    """Does LS help calibration more where CE was more over-confident? One row per run group that has CE and LS
-    at ``delta`` on common seeds (paired by seed; other seeds left out), at the last evaluated epoch:
+    """Does LS help calibration more where CE was more over-confident? One row per run group with CE and LS at
+    ``delta`` on common seeds, paired as the claims pair them (one setting; prefixes compared at an epoch all
+    reached), at that final epoch:
 
     * ``ce_temperature`` (``_min``, ``_max``): CE's held-out temperature T, mean (smallest, largest) over the
       pairs; above 1, CE was over-confident;
     * ``ce_ece`` / ``ls_ece``: the test ECE before temperature scaling (``bins`` bins), means over the pairs;
     * ``ratio``: ``ls_ece / ce_ece`` (below 1, LS ended better calibrated); ``ratio_min`` / ``ratio_max``: the
       smallest and largest ratio of one seed's LS run to the same seed's CE run;
-    * ``pairs``: the number of seed pairs.
+    * ``pairs``: the number of seed pairs; ``note``: why a group has no temperature or ratio (its runs held no
+      images out, as the paper's recipe does, or logged no ECE), else empty.
 
-    Rows are sorted by ``ce_temperature``. The groups differ in data, model and length at once: a relation
-    across them is a reading, not a controlled test."""
-    final = final_rows(as_runs(runs))
+    Rows with a temperature are sorted by it, the others follow. The groups differ in data, model and length at
+    once: a relation across them is a reading, not a controlled test."""
+    from .claims import final_value
     ece, temp = ece_column(bins=bins), temperature_column("holdout")
     rows = []
-    for group, sub in final.groupby("dataset", sort=False):
-        ce, ls = (sub[np.isclose(sub["delta"], d)].assign(seed=lambda t: t["seed"].astype(int)).set_index("seed")
-                  for d in (0.0, delta))
-        seeds = sorted(set(ce.index) & set(ls.index))
-        if not seeds or ece not in sub or temp not in sub:
-            continue
-        ce, ls = ce.loc[seeds], ls.loc[seeds]
-        t, pairs = pd.to_numeric(ce[temp]), pd.to_numeric(ls[ece]) / pd.to_numeric(ce[ece])
-        if not np.isfinite(pairs).all() or not np.isfinite(t).all():
-            continue
-        rows.append({"label": sub["label"].iloc[0], "dataset": group, "pairs": len(seeds),
-                     "ce_temperature": t.mean(), "ce_temperature_min": t.min(), "ce_temperature_max": t.max(),
-                     "ce_ece": ce[ece].mean(), "ls_ece": ls[ece].mean(), "ratio": ls[ece].mean() / ce[ece].mean(),
-                     "ratio_min": pairs.min(), "ratio_max": pairs.max()})
+    for comp in _gain_comparisons(runs, delta):
+        seeds = sorted(set(comp.ce) & set(comp.ls))
+        t = pd.Series({s: final_value(comp.ce[s], temp) for s in seeds})
+        ce_e, ls_e = (pd.Series({s: final_value(side[s], ece) for s in seeds}) for side in (comp.ce, comp.ls))
+        pairs = ls_e / ce_e
+        note = ("no held-out temperature (the runs hold no images out)" if not np.isfinite(t).all() else
+                f"no ECE{bins} at the final epoch" if not np.isfinite(pairs).all() else "")
+        row = {"label": comp.label, "dataset": comp.dataset, "pairs": len(seeds), "note": note}
+        if not note:
+            row.update({"ce_temperature": t.mean(), "ce_temperature_min": t.min(), "ce_temperature_max": t.max(),
+                        "ce_ece": ce_e.mean(), "ls_ece": ls_e.mean(), "ratio": ls_e.mean() / ce_e.mean(),
+                        "ratio_min": pairs.min(), "ratio_max": pairs.max()})
+        rows.append(row)
     table = pd.DataFrame(rows, columns=list(CALIBRATION_GAIN_COLUMNS))
-    return table.sort_values("ce_temperature", kind="stable").reset_index(drop=True)
+    return table.sort_values("ce_temperature", kind="stable", na_position="last").reset_index(drop=True)
+
+
+def calibration_gain_runs(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DELTA) -> list:
+    """The runs behind the rows of :func:`calibration_gain` that have a ratio (what its figure is drawn from)."""
+    kept = set(calibration_gain(runs, bins, delta).query("note == ''")["dataset"])
+    return [r for c in _gain_comparisons(runs, delta) if c.dataset in kept
+            for s in sorted(set(c.ce) & set(c.ls)) for r in (c.ce[s], c.ls[s])]
 
 
 def calibration_gain_lines(table: pd.DataFrame, delta: float = MAIN_DELTA) -> str:
     """Markdown from :func:`calibration_gain`: in which groups LS at ``delta`` ends with the lower and the higher
-    ECE (means over pairs), the range of CE's held-out temperature in each set, and whether the two ranges are
-    apart (every group where LS helps had a more over-confident CE than every group where it hurts)."""
+    ECE (means over pairs), the range of CE's held-out temperature in each set, whether the two ranges are apart
+    (every group where LS helps had a more over-confident CE than every group where it hurts), and the groups
+    left out (a ``note``) with the reason."""
     if table.empty:
         return "No run group has CE and LS on common seeds."
+    left_out = table[table["note"].fillna("") != ""] if "note" in table else table.iloc[:0]
+    table = table.drop(index=left_out.index)
     sets = {word: table[mask] for word, mask in (("lower", table["ratio"] < 1), ("higher", table["ratio"] > 1),
                                                  ("equal", table["ratio"] == 1)) if mask.any()}
 
@@ -197,7 +218,8 @@ def calibration_gain_lines(table: pd.DataFrame, delta: float = MAIN_DELTA) -> st
         low, high = rows["ce_temperature"].min(), rows["ce_temperature"].max()
         return f"{low:.3g}" if low == high else f"{low:.3g} to {high:.3g}"
 
-    lines = [f"- {loss_label(delta)} ends with the {word} ECE in {len(rows)} of {len(table)} group(s) "
+    lines = [f"- {loss_label(delta)} ends with the {word} ECE in {len(rows)} of the {len(table)} group(s) with a "
+             f"held-out temperature "
              f"({', '.join(f'`{g}`' for g in rows['dataset'])}); there CE's held-out T (mean over seeds) is "
              f"{t_range(rows)}." for word, rows in sets.items()]
     if "lower" in sets and "higher" in sets:
@@ -205,6 +227,7 @@ def calibration_gain_lines(table: pd.DataFrame, delta: float = MAIN_DELTA) -> st
         lines.append("- The two temperature ranges are apart: in these runs, every group where LS lowered the ECE had "
                      "a more over-confident CE than every group where LS raised it." if apart else
                      "- The two temperature ranges overlap: CE's temperature alone does not sort these groups.")
+    lines += [f"- Left out: `{row['dataset']}` ({row['note']})." for _, row in left_out.iterrows()]
     return "\n".join(lines)
 
 
@@ -360,7 +383,8 @@ PAGE_HEADERS = {**{col: name for name, col in NC_COLUMNS.items()},
                 temperature_column("holdout"): "T (held-out fit)", temperature_column("testfit"): "T (test fit)",
                 "pairs": "seed pairs", "ce_temperature": "CE: T (held-out fit)", "ce_temperature_min": "CE: T min",
                 "ce_temperature_max": "CE: T max", "ce_ece": "CE: ECE before TS", "ls_ece": "LS: ECE before TS",
-                "ratio": "ECE LS / CE", "ratio_min": "LS / CE, seed pair min", "ratio_max": "LS / CE, seed pair max"}
+                "ratio": "ECE LS / CE", "ratio_min": "LS / CE, seed pair min", "ratio_max": "LS / CE, seed pair max",
+                "note": "left out because"}
 
 
 #: the page header of every ECE column (vocab.ece_column: each bin count, before and after temperature scaling)

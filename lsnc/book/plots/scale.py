@@ -81,7 +81,9 @@ def plot_calibration_gain(table: pd.DataFrame, delta: float = MAIN_DELTA):
     """``table``: ``summary.calibration_gain``. One point per run group: CE's held-out temperature T (x; its bar
     spans the seeds) against the LS / CE ratio of the test ECE before scaling (y, log; its bar spans the ratios
     of single seed pairs). One marker per dataset, the group's name beside its point; the dashed line is LS = CE
-    (below it LS ended better calibrated), the dotted one T = 1 (a calibrated CE). None when the table is empty."""
+    (below it LS ended better calibrated), the dotted one T = 1 (a calibrated CE). Rows without a temperature or
+    ratio are not drawn; None when no row is left."""
+    table = table.dropna(subset=["ce_temperature", "ratio"])  # groups left out (their ``note`` says why)
     if table.empty:
         return None
     fig, axes = grid(1, 1, width=6.4, height=4.2)

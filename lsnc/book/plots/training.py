@@ -97,7 +97,7 @@ def snapshot_samples_text(runs: Sequence[Run]) -> str:
     """What the snapshots of ``runs`` hold, read from them: "first 20 training samples per class"."""
     from lsnc.snapshots import samples_per_class
     counts = sorted({n for n in (samples_per_class(_snapshots(r)) for r in runs) if n is not None})
-    return f"first {' or '.join(map(str, counts)) or 'no'} training samples per class"
+    return f"first {' or '.join(map(str, counts))} training samples per class" if counts else "no snapshots stored"
 
 
 def drawn_snapshot_epochs(runs: Sequence[Run], max_epochs: int = 5) -> list[int]:
