@@ -180,8 +180,8 @@ def setting_key(run, vary: str | None = None) -> tuple:
             "precision": (c.get("amp", "none"), bool(c.get("tf32")))}
     return (c.get("dataset"), run.label, repr(c.get("data_options")), c.get("test_per_class"),
             c.get("holdout_per_class"), c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"),
-            c.get("batch_size"), c.get("gamma"), schedule, bool(c.get("ufm")), c.get("lambda_w"), c.get("lambda_h"), c.get("lambda_b"),
-            *(value for axis, value in axes.items() if axis != vary))
+            c.get("batch_size"), c.get("gamma"), schedule, bool(c.get("ufm")), c.get("lambda_w"), c.get("lambda_h"),
+            c.get("lambda_b"), *(value for axis, value in axes.items() if axis != vary))
 
 
 def dataset_info(run) -> dict[str, Any]:
