@@ -50,7 +50,7 @@ import pandas as pd
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
-from .scale import align_prefixes, reach, setting_key
+from .scale import align_prefixes, is_standard, reach, setting_key
 from .select import finished_runs
 
 #: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
@@ -222,8 +222,7 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
     GPU windows, say) are compared at one epoch they reached (:func:`.scale.align_prefixes`), and ``notes`` says
     so."""
     # The claims are about the paper's recipe: UFM-style and bf16-autocast runs are compared elsewhere.
-    runs = [r for r in runs if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
-            and r.metrics is not None and not r.metrics.empty]
+    runs = [r for r in runs if is_standard(r) and r.metrics is not None and not r.metrics.empty]
     if not runs:
         return Comparison(dataset="?", label="?", ls_delta=ls_delta)
     dataset, label = runs[0].dataset, runs[0].label

@@ -184,6 +184,13 @@ def setting_key(run, vary: str | None = None) -> tuple:
             c.get("lambda_b"), *(value for axis, value in axes.items() if axis != vary))
 
 
+def is_standard(run) -> bool:
+    """The paper's kind of training, which the claims and the scale comparisons compare: not UFM-style (no explicit
+    feature penalty) and no bf16 autocast (fp32, or TF32). UFM-style runs have their own figure, bf16 runs are
+    compared with their twins (``vary="precision"`` of :func:`setting_key`) on the runs page."""
+    return not run.config.get("ufm") and run.config.get("amp", "none") == "none"
+
+
 def dataset_info(run) -> dict[str, Any]:
     """The dataset description recorded in the run's provenance.json (empty when not recorded)."""
     return (getattr(run, "provenance", None) or {}).get("dataset", {})

@@ -18,8 +18,8 @@ from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from .claims import epochs_to_zero_error
-from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach, seeds_text,
-                    setting_key)
+from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, is_standard, model_text, pool_text, reach,
+                    seeds_text, setting_key)
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -452,8 +452,8 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
     if len(deltas) != 2 or float(deltas[0]) != 0.0:
         raise ValueError(f"deltas must be (0, one LS δ), CE first; got {list(deltas)}")
     field = SCALE_AXES[axis][0]
-    runs = [r for r in as_runs(runs) if not r.config.get("ufm") and r.config.get("amp", "none") == "none"
-            and not reach(r).prefix and (r.config.get(field) is not None or axis == "width")
+    runs = [r for r in as_runs(runs) if is_standard(r) and not reach(r).prefix
+            and (r.config.get(field) is not None or axis == "width")
             and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
     settings: dict[tuple, list] = {}
     names: dict[tuple, str] = {}

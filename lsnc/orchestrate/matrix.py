@@ -49,7 +49,7 @@ def reproduction_runs(name: str) -> list[RunSpec]:
                 + _matrix("cpu-cifar10", main_seeds=range(4), sweep_seeds=range(3)) + bf16
                 + _matrix("cpu-mnist1d-800", main_seeds=range(5), sweep_seeds=range(3))
                 + _matrix("cpu-cifar10-150", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
-                + _matrix("cpu-cifar10-w32", main_seeds=range(3), sweep_seeds=(), ufm_seeds=())
+                + _matrix("cpu-cifar10-w32", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-1000pc", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-w1024", main_seeds=range(5), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-400pc", main_seeds=range(5), sweep_seeds=(), ufm_seeds=())
