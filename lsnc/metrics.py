@@ -42,6 +42,7 @@ __all__ = [
     "nc2_means_etf",
     "nc2_classifier_etf",
     "nc3_duality_sq",
+    "nc3_decomposition",
     "norm_coefficient_of_variation",
     "equiangularity",
     "nearest_class_centre_predictions",
@@ -75,6 +76,12 @@ METRIC_FORMULAS = {
     "nc2_classifier_etf": "|| W W^T/||W W^T|| - E ||, W not centred",
     "nc3_duality_sq": "|| W/||W|| - M/||M|| ||^2 (paper's NC3)",
     "nc3_duality": "|| W/||W|| - M/||M|| ||",
+    "classifier_mean_span_fraction": "||W P|| / ||W||, P the projector onto the span of the centred class means "
+                                     "(the kept eigenvectors of Sigma_B); 1 when W lies in that span",
+    "nc3_in_mean_span_sq": "|| W P/||W P|| - M/||M|| ||^2: NC3 of the part of W in that span "
+                           "(1 - NC3/2 = fraction x (1 - this/2))",
+    "nc3_whitened_means_sq": "|| W/||W|| - A/||A|| ||^2, A = M Sigma_B^+: the least-norm classifier with W M^T an "
+                             "exact simplex ETF (A M^T = K (I - 11^T/K)); A is parallel to M when the means are an ETF",
     "equinorm_class_means": "std/mean over k of ||mu_k - mu_G|| (std with Bessel's correction, as torch.std)",
     "equinorm_classifier": "std/mean over k of ||w_k|| (std with Bessel's correction)",
     "equiangularity_class_means": "mean over k != j of |cos(mu_k - mu_G, mu_j - mu_G) + 1/(K-1)|",
@@ -180,6 +187,37 @@ def nc3_duality_sq(weight: Tensor, centred_means: Tensor) -> Tensor:
     return torch.linalg.matrix_norm(w / torch.linalg.matrix_norm(w) - m / torch.linalg.matrix_norm(m)).square()
 
 
+def nc3_decomposition(weight: Tensor, centred_means: Tensor, eigenvalues: Tensor,
+                      eigenvectors: Tensor) -> dict[str, Tensor]:
+    """Where NC3 comes from: W against the class means inside and outside their span, and against A = M Sigma_B^+.
+
+    With P = V V^T the projector onto the span of the centred class means (V: the kept eigenvectors of Sigma_B,
+    :func:`between_class_eigenpairs`), W = W P + W (I - P), and since M (I - P) = 0,
+
+        cos(W, M) = (||W P|| / ||W||) cos(W P, M),   NC3 = 2 - 2 cos(W, M),
+
+    so ``1 - NC3/2 = classifier_mean_span_fraction x (1 - nc3_in_mean_span_sq / 2)``: an NC3 above 0 is W
+    leaving the span of the means, or W turning away from M inside it.
+
+    The least-norm classifier whose logit means W M^T are exactly a simplex ETF is A = E (M^T)^+, parallel to
+    A = M Sigma_B^+ (rows of M sum to zero): A M^T = K (I - 11^T/K). When the class means are themselves an ETF,
+    Sigma_B is a multiple of P and A is parallel to M: NC2 = 0 and NC3 = 0 go together. When they are not, a
+    classifier with NC2 = 0 in the span (W P parallel to A: every class gets the same logit margins, what label
+    smoothing's finite targets ask for) has an NC3 of || A/||A|| - M/||M|| ||^2 > 0. ``nc3_whitened_means_sq`` =
+    || W/||W|| - A/||A|| ||^2 measures W against A as NC3 measures it against M.
+    NaN when Sigma_B = 0 or W P = 0."""
+    w = weight.to(torch.float64)
+    m = centred_means.to(torch.float64)
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=w.device)
+    if eigenvalues.numel() == 0:
+        return {"classifier_mean_span_fraction": nan, "nc3_in_mean_span_sq": nan, "nc3_whitened_means_sq": nan}
+    w_in = (w @ eigenvectors) @ eigenvectors.T
+    whitened = ((m @ eigenvectors) / eigenvalues) @ eigenvectors.T  # M Sigma_B^+
+    return {"classifier_mean_span_fraction": torch.linalg.matrix_norm(w_in) / torch.linalg.matrix_norm(w),
+            "nc3_in_mean_span_sq": nc3_duality_sq(w_in, m),
+            "nc3_whitened_means_sq": nc3_duality_sq(w, whitened)}
+
+
 def norm_coefficient_of_variation(rows: Tensor) -> Tensor:
     """std/mean of the row norms (std with Bessel's correction, as ``torch.std``)."""
     norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1)
@@ -244,8 +282,9 @@ def collapse_metrics(stats: ClassStatistics, weight: Tensor, bias: Tensor | None
     b = torch.zeros(num_classes, dtype=torch.float64, device=device) if bias is None else \
         bias.detach().to(device, torch.float64)
     m = stats.centred_means
-    eigenvalues, _ = between_class_eigenpairs(m, rtol)
-    nc1 = nc1_within_between(stats.sigma_w, m, rtol)
+    eigenvalues, eigenvectors = between_class_eigenpairs(m, rtol)
+    nc1 = (nc1_from_eigenpairs(stats.sigma_w, eigenvalues, eigenvectors) if eigenvalues.numel()
+           else torch.tensor(math.nan, dtype=torch.float64, device=device))
     nc3_sq = nc3_duality_sq(w, m)
     mean_norms = torch.linalg.vector_norm(m, dim=1)
     classifier_norms = torch.linalg.vector_norm(w, dim=1)
@@ -266,6 +305,7 @@ def collapse_metrics(stats: ClassStatistics, weight: Tensor, bias: Tensor | None
         "nc2_classifier_etf": nc2_classifier_etf(w),
         "nc3_duality_sq": nc3_sq,
         "nc3_duality": nc3_sq.sqrt(),
+        **nc3_decomposition(w, m, eigenvalues, eigenvectors),
         "equinorm_class_means": norm_coefficient_of_variation(m),
         "equinorm_classifier": norm_coefficient_of_variation(w),
         "equiangularity_class_means": equiangularity(m),

@@ -42,7 +42,12 @@ def naive_metrics(H, y, W, b, K):
     wnorm = np.linalg.norm(W, axis=1)
     dist = np.linalg.norm(H[:, None, :] - mu[None, :, :], axis=2)
     ncc = dist.argmin(1)
-    nc3_sq = np.linalg.norm(W / np.linalg.norm(W) - M / np.linalg.norm(M)) ** 2
+    def nc3(A, B):
+        return np.linalg.norm(A / np.linalg.norm(A) - B / np.linalg.norm(B)) ** 2
+
+    nc3_sq = nc3(W, M)
+    P = np.linalg.pinv(M, rcond=1e-10) @ M  # projector onto the row space of M
+    sigma_b_pinv = np.linalg.pinv(sigma_b, rcond=1e-10, hermitian=True)
     return {
         "nc1_within_between": nc1,
         "nc1_within_between_over_k": nc1 / K,
@@ -53,6 +58,9 @@ def naive_metrics(H, y, W, b, K):
         "nc2_classifier_etf": etf(W @ W.T),
         "nc3_duality_sq": nc3_sq,
         "nc3_duality": np.sqrt(nc3_sq),
+        "classifier_mean_span_fraction": np.linalg.norm(W @ P) / np.linalg.norm(W),
+        "nc3_in_mean_span_sq": nc3(W @ P, M),
+        "nc3_whitened_means_sq": nc3(W, M @ sigma_b_pinv),
         "equinorm_class_means": mnorm.std(ddof=1) / mnorm.mean(),
         "equinorm_classifier": wnorm.std(ddof=1) / wnorm.mean(),
         "equiangularity_class_means": cosine_dev(M),
@@ -175,6 +183,45 @@ def test_exact_collapse_gives_zeros(K, d):
     off = collapse_metrics_from_features(H2, y, W2, b)
     for key in ("nc1_within_between", "nc2_wh_etf", "nc3_duality_sq", "equiangularity_classifier"):
         assert off[key] > 1e-6, key
+
+
+def test_nc3_decomposition():
+    # 1 - NC3/2 = (fraction of ||W|| in the span of the means) x (1 - NC3 of that part / 2), on any W
+    H, y, W, b = random_problem(5, 9, 200, seed=11)
+    got = collapse_metrics_from_features(H, y, W, b)
+    assert 0 < got["classifier_mean_span_fraction"] < 1
+    assert 1 - got["nc3_duality_sq"] / 2 == pytest.approx(
+        got["classifier_mean_span_fraction"] * (1 - got["nc3_in_mean_span_sq"] / 2), rel=1e-12)
+    # W = M plus a direction outside the span: aligned inside it, and the fraction is ||M|| / ||W||
+    mu = torch.stack([H[y == k].mean(0) for k in range(5)])
+    M = mu - mu.mean(0)
+    U = torch.linalg.svd(M, full_matrices=True)[2]
+    off = U[-1]  # orthogonal to every row of M (d = 9 > K - 1 = 4)
+    W_off = M + 0.5 * torch.outer(torch.ones(5, dtype=torch.float64), off)
+    got = collapse_metrics_from_features(H, y, W_off, b)
+    assert abs(got["nc3_in_mean_span_sq"]) < 1e-12
+    assert got["classifier_mean_span_fraction"] == pytest.approx(
+        float(torch.linalg.matrix_norm(M) / torch.linalg.matrix_norm(W_off)), rel=1e-12)
+    assert got["nc3_duality_sq"] > 1e-3
+    # W = M Sigma_B^+: the logit means W M^T are an exact simplex ETF (NC2 = 0), W lies in the span, and NC3 is
+    # what is left: the distance of the means from an ETF
+    A = M @ torch.linalg.pinv(M.T @ M / 5, hermitian=True)
+    got = collapse_metrics_from_features(H, y, A, b)
+    assert abs(got["nc3_whitened_means_sq"]) < 1e-12 and abs(got["nc2_wh_etf"]) < 1e-7
+    assert got["classifier_mean_span_fraction"] == pytest.approx(1.0, rel=1e-12)
+    assert got["nc3_duality_sq"] > 0.01 and got["nc2_means_etf"] > 0.01
+
+
+@pytest.mark.parametrize("K,d", [(3, 5), (10, 16)])
+def test_nc3_against_whitened_means_is_nc3_when_the_means_are_an_etf(K, d):
+    H, y, W, b, M = collapsed_problem(K, d)
+    g = torch.Generator().manual_seed(K)
+    for w in (W, torch.randn(W.shape, generator=g, dtype=torch.float64)):
+        got = collapse_metrics_from_features(H, y, w, b)
+        assert got["nc3_whitened_means_sq"] == pytest.approx(got["nc3_duality_sq"], rel=1e-9, abs=1e-12)
+    got = collapse_metrics_from_features(H, y, W, b)
+    assert got["classifier_mean_span_fraction"] == pytest.approx(1.0, rel=1e-12)
+    assert abs(got["nc3_in_mean_span_sq"]) < 1e-10 and abs(got["nc3_whitened_means_sq"]) < 1e-10
 
 
 def test_invariances():
@@ -345,7 +392,9 @@ def test_coincident_class_means_give_nan_nc1():
     y = torch.arange(K).repeat_interleave(10)
     got = collapse_metrics_from_features(H, y, torch.randn(K, d, dtype=torch.float64), None)
     assert got["sigma_b_rank_used"] == 0
-    assert math.isnan(got["nc1_within_between"])
+    for key in ("nc1_within_between", "classifier_mean_span_fraction", "nc3_in_mean_span_sq",
+                "nc3_whitened_means_sq"):
+        assert math.isnan(got[key]), key
 
 
 # ---------------------------------------------------------------- test-set split by predicted class
