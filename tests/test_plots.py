@@ -301,3 +301,47 @@ def test_end_of_training_tables_keep_two_groups_of_one_dataset_apart(tmp_path):
     shown = book.page_table(table).data
     assert list(shown["dataset"]) == [label, label] and list(shown["group"]) == ["long", "short"]
     assert len(book.final_collapse_table(sel)) == 2
+
+
+def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_path, runs_dir, sel):
+    """The final values of each CE / LS seed pair, as logged; the identity that splits NC3 holds on the logged
+    values; a group whose runs predate the columns is named, not read; the figure draws the pairs' runs."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from lsnc.book import nc3
+    from lsnc.book.plots.nc3 import plot_nc3_decomposition
+    from lsnc.book.summary import final_rows
+    final, used, left_out = nc3.final_decomposition(sel)
+    assert left_out == [] and len(final) == 4 and len(used) == 4
+    assert sorted(zip(final["delta"], final["seed"])) == [(0.0, 0), (0.0, 1), (0.05, 0), (0.05, 1)]
+    logged = final_rows(sel.runs).set_index(["delta", "seed"])
+    for _, row in final.iterrows():
+        assert row[nc3.SPAN_FRACTION] == logged.loc[(row["delta"], row["seed"]), nc3.SPAN_FRACTION]
+        assert 1 - row["train_nc3_duality_sq"] / 2 == pytest.approx(
+            row[nc3.SPAN_FRACTION] * (1 - row[nc3.NC3_IN_SPAN] / 2), rel=1e-9)
+        assert 1 - row[nc3.NC3_WHITENED] / 2 == pytest.approx(
+            row[nc3.SPAN_FRACTION] * (1 - row[nc3.NC3_IN_SPAN_WHITENED] / 2), rel=1e-12)
+    table = nc3.decomposition_table(final)
+    assert list(table["loss"]) == ["CE", "LS δ=0.05"] and list(table["seeds"]) == ["0, 1", "0, 1"]
+    lines = nc3.decomposition_lines(final)
+    assert lines.startswith("* `synthetic` (seeds 0, 1, epoch ") and "of 1 group(s)" in lines
+    assert nc3.decomposition_lines(final.iloc[:0]) == ""
+    # a copy of the CE / LS seed-0 pair without the columns, as runs trained before them are
+    old = tmp_path / "old"
+    columns = (nc3.SPAN_FRACTION, nc3.NC3_IN_SPAN, nc3.NC3_WHITENED)
+    for run in (r for r in sel.runs if r.config["seed"] == 0 and r.config["delta"] in (0.0, 0.05)):
+        dst = old / "legacy" / run.path.name
+        shutil.copytree(run.path, dst)
+        m = pd.read_csv(dst / "metrics.csv").drop(columns=list(columns))
+        m.to_csv(dst / "metrics.csv", index=False)
+        cfg = json.loads((dst / "config.json").read_text())
+        (dst / "config.json").write_text(json.dumps({**cfg, "group": "legacy"}))
+    mixed = sel.runs + book.select(None, old).runs
+    final2, used2, left_out2 = nc3.final_decomposition(mixed)
+    assert left_out2 == ["legacy"] and final2.equals(final)
+    fig = plot_nc3_decomposition(used)
+    assert fig.axes[0].get_yscale() == "log" and len(lines_with_data(fig.axes[0])) == 4  # CE, LS x (M, A)
+    assert plot_nc3_decomposition([]) is None

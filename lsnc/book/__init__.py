@@ -8,10 +8,11 @@ One module per concept:
 - :mod:`.captions`: the caption under every figure, and :func:`show`;
 - :mod:`.summary`: numbers the pages print or glue (medians per loss, end-of-training tables, bf16 vs fp32);
 - :mod:`.claims`: the paper's claims C1-C6 as tests with verdicts;
+- :mod:`.nc3`: where NC3 comes from (the disagreement with C2 taken apart), CE against LS;
 - :mod:`.theory`: the theory page's numbers and its plain-language verdict (the claims page's C6 rows reuse its
   settings, :data:`.theory.THEORY_PAGE`);
 - :mod:`.plots`: figure functions (:mod:`.plots.training`, :mod:`.plots.theory`, :mod:`.plots.scale` across run
-  groups, shared :mod:`.plots.style`);
+  groups, :mod:`.plots.nc3`, shared :mod:`.plots.style`);
 - :mod:`.widgets`: the explorers (ipywidgets, live in Jupyter);
 - :mod:`.interactive`: the kernel-free explorers of the static pages (plotly, values precomputed on a grid);
 - :mod:`.notebook`: a page's preamble (:func:`start`, :func:`check_params`) and glue helpers.

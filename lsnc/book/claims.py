@@ -50,7 +50,7 @@ import pandas as pd
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
-from .scale import align_prefixes, is_standard, reach, setting_key
+from .scale import align_prefixes, as_runs, by_dataset, is_standard, reach, setting_key
 from .select import finished_runs
 
 #: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
@@ -249,6 +249,13 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
         comp.ls = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) != 0}
         comp.notes.append(aligned.note)
     return comp
+
+
+def paired_comparisons(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> list[Comparison]:
+    """:func:`select_comparison` of every run group (a Selection or runs), groups without a CE and LS run of a
+    common seed left out: the pairs the claims compare, for the pages that read across groups."""
+    comps = [select_comparison(group_runs, ls_delta) for group_runs in by_dataset(as_runs(runs)).values()]
+    return [c for c in comps if set(c.ce) & set(c.ls)]
 
 
 # ----------------------------------------------------------------------------------------------

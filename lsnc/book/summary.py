@@ -17,7 +17,7 @@ from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
-from .claims import epochs_to_zero_error
+from .claims import epochs_to_zero_error, paired_comparisons
 from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, is_standard, model_text, pool_text, reach,
                     seeds_text, setting_key)
 
@@ -150,16 +150,6 @@ CALIBRATION_GAIN_COLUMNS = ("label", "dataset", "pairs", "ce_temperature", "ce_t
                             "ce_temperature_max", "ce_ece", "ls_ece", "ratio", "ratio_min", "ratio_max", "note")
 
 
-def _gain_comparisons(runs, delta: float) -> list:
-    """Per run group, its CE and LS (δ = ``delta``) runs paired by seed as the claims pair them
-    (:func:`lsnc.book.claims.select_comparison`: one setting, prefixes cut at a common epoch); groups without a
-    pair are left out."""
-    from .claims import select_comparison
-    from .scale import by_dataset
-    comps = [select_comparison(group_runs, delta) for group_runs in by_dataset(as_runs(runs)).values()]
-    return [c for c in comps if set(c.ce) & set(c.ls)]
-
-
 def calibration_gain(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DELTA) -> pd.DataFrame:
     """Does LS help calibration more where CE was more over-confident? One row per run group with CE and LS at
     ``delta`` on common seeds, paired as the claims pair them (one setting; prefixes compared at an epoch all
@@ -178,7 +168,7 @@ def calibration_gain(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DEL
     from .claims import final_value
     ece, temp = ece_column(bins=bins), temperature_column("holdout")
     rows = []
-    for comp in _gain_comparisons(runs, delta):
+    for comp in paired_comparisons(runs, delta):
         seeds = sorted(set(comp.ce) & set(comp.ls))
         t = pd.Series({s: final_value(comp.ce[s], temp) for s in seeds})
         ce_e, ls_e = (pd.Series({s: final_value(side[s], ece) for s in seeds}) for side in (comp.ce, comp.ls))
@@ -198,7 +188,7 @@ def calibration_gain(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DEL
 def calibration_gain_runs(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DELTA) -> list:
     """The runs behind the rows of :func:`calibration_gain` that have a ratio (what its figure is drawn from)."""
     kept = set(calibration_gain(runs, bins, delta).query("note == ''")["dataset"])
-    return [r for c in _gain_comparisons(runs, delta) if c.dataset in kept
+    return [r for c in paired_comparisons(runs, delta) if c.dataset in kept
             for s in sorted(set(c.ce) & set(c.ls)) for r in (c.ce[s], c.ls[s])]
 
 

@@ -5,6 +5,7 @@ it may be resumed. Training (``lsnc.training``) and orchestration (``lsnc.orches
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -60,9 +61,11 @@ def check_resumable(folder: Path, cfg: TrainConfig) -> None:
 
 # --------------------------------------------------------------------------- provenance
 
+@functools.cache
 def git_commit() -> dict[str, Any]:
     """The checkout's commit, and whether lsnc/ has uncommitted changes. A copy without .git (a GPU window's)
-    reports the commit that ``$LSNC_SOURCE_COMMIT`` names (set by device/window.sh from device/prepare.sh)."""
+    reports the commit that ``$LSNC_SOURCE_COMMIT`` names (set by device/window.sh from device/prepare.sh).
+    Read once per process, at its first run: a process runs the code it imported, whatever is edited later."""
     if not (REPO_ROOT / ".git").exists() and os.environ.get("LSNC_SOURCE_COMMIT"):
         return {"commit": os.environ["LSNC_SOURCE_COMMIT"], "lsnc_modified": None,
                 "commit_from": "LSNC_SOURCE_COMMIT (a copy of the checkout without .git)"}

@@ -5,5 +5,6 @@
   condition numbers, gradient-descent convergence.
 - :mod:`lsnc.book.plots.scale`: the LS / CE ratio of one setting trained at several lengths, widths or
   training-set sizes (book/claims).
-- :mod:`lsnc.book.plots.style`: what both share: loss colours, axis labels of the NC metrics, panel grids.
+- :mod:`lsnc.book.plots.nc3`: NC3 taken apart over training, CE against LS (book/claims).
+- :mod:`lsnc.book.plots.style`: what they share: loss colours, axis labels of the NC metrics, panel grids.
 """

@@ -1,0 +1,118 @@
+"""Where NC3 comes from: the runs' NC3, CE against LS, taken apart (the claims page's last analysis).
+
+NC3 = || W/||W|| - M/||M|| ||^2 compares the classifier W with the centred class means M. In these runs LS ends with
+a *higher* NC3 than CE, against the paper's C2, and more so at larger scale. :func:`lsnc.metrics.nc3_decomposition`
+logs three numbers that say why, at every evaluated epoch (runs trained before they existed lack them):
+
+* ``classifier_mean_span_fraction`` = ||W P|| / ||W||, P the projector onto the span of the class means; with
+* ``nc3_in_mean_span_sq``, the NC3 of W P:  1 - NC3/2 = fraction x (1 - NC3 in the span / 2);
+* ``nc3_whitened_means_sq``: W against A = M Sigma_B^+, the least-norm classifier whose logit means W M^T are an
+  exact simplex ETF (what label smoothing's finite, equal targets ask of the logit means). A and M coincide when
+  the class means are an ETF; while they are not, a W near A has a small NC2 and a large NC3. A lies in the span
+  too, so the distance of W P from A follows from it (:data:`NC3_IN_SPAN_WHITENED`, derived here).
+
+:func:`final_decomposition` pairs CE and LS by seed per run group as the claims do
+(:func:`lsnc.book.claims.paired_comparisons`), keeps the pairs that logged the columns, and reads them at the
+final (common) epoch; :func:`decomposition_table` and :func:`decomposition_lines` put them on the page, and
+``lsnc.book.plots.nc3`` draws them over training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, loss_label
+from .claims import final_value, format_spread, paired_comparisons
+from .scale import seeds_text
+
+#: the metrics.csv columns read here -> their names on the page
+SPAN_FRACTION, NC3_IN_SPAN, NC3_WHITENED = (TRAIN_PREFIX + k for k in (
+    "classifier_mean_span_fraction", "nc3_in_mean_span_sq", "nc3_whitened_means_sq"))
+#: derived here, not logged: the distance of W P from A, from 1 - (W against A)/2 = fraction x (1 - (WP against A)/2)
+#: (A lies in the span, as M does)
+NC3_IN_SPAN_WHITENED = "nc3_in_mean_span_whitened_sq"
+DECOMPOSITION_COLUMNS = {
+    NC_COLUMNS["NC3"]: "NC3 (W against M)",
+    SPAN_FRACTION: "‖WP‖/‖W‖ (W in the span of the means)",
+    NC3_IN_SPAN: "NC3 of WP",
+    NC3_WHITENED: "W against A = MΣ_B⁺",
+    NC3_IN_SPAN_WHITENED: "WP against A",
+    NC_COLUMNS["NC2"]: "NC2 (W Mᵀ against the ETF)",
+    TRAIN_PREFIX + "nc2_means_etf": "M Mᵀ against the ETF",
+}
+FINAL_COLUMNS = ("dataset", "label", "delta", "seed", "epoch", *DECOMPOSITION_COLUMNS)
+
+
+def final_decomposition(runs, delta: float = MAIN_DELTA) -> tuple[pd.DataFrame, list, list[str]]:
+    """``(table, runs used, groups left out)``. ``table``: one row per run (:data:`FINAL_COLUMNS`) of the CE / LS
+    (δ = ``delta``) seed pairs of each group whose two runs both logged the decomposition at their final epoch
+    (the common epoch where the claims cut prefixes); ``groups left out``: the groups with pairs but no such
+    seed, e.g. trained before the columns existed."""
+    rows, used, left_out = [], [], []
+    for comp in paired_comparisons(runs, delta):
+        seeds = [s for s in sorted(set(comp.ce) & set(comp.ls))
+                 if all(np.isfinite(final_value(side[s], SPAN_FRACTION)) for side in (comp.ce, comp.ls))]
+        if not seeds:
+            left_out.append(comp.dataset)
+            continue
+        for s in seeds:
+            for run in (comp.ce[s], comp.ls[s]):
+                used.append(run)
+                last = run.metrics.sort_values("epoch").iloc[-1]
+                rows.append({"dataset": comp.dataset, "label": comp.label, "delta": float(run.config["delta"]),
+                             "seed": s, "epoch": int(last["epoch"]),
+                             **{c: final_value(run, c) for c in DECOMPOSITION_COLUMNS
+                                if c != NC3_IN_SPAN_WHITENED}})
+    return with_in_span_whitened(pd.DataFrame(rows, columns=list(FINAL_COLUMNS))), used, left_out
+
+
+def with_in_span_whitened(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (final values or every evaluated epoch) with :data:`NC3_IN_SPAN_WHITENED` = 2 - (2 - W against A)
+    / fraction, the distance of W P from A (A lies in the span, so cos(W, A) = fraction x cos(W P, A))."""
+    out = table.copy()
+    out[NC3_IN_SPAN_WHITENED] = 2 - (2 - pd.to_numeric(out[NC3_WHITENED], errors="coerce")) / pd.to_numeric(
+        out[SPAN_FRACTION], errors="coerce")
+    return out
+
+
+def decomposition_table(final: pd.DataFrame) -> pd.DataFrame:
+    """The page's table of :func:`final_decomposition`: one row per group and loss, each column ``mean [min, max]
+    (n seeds)``, with the seeds and the epoch read."""
+    rows = []
+    for (dataset, delta), g in final.groupby(["dataset", "delta"], sort=False):
+        rows.append({"dataset": dataset, "loss": loss_label(delta), "seeds": seeds_text(g["seed"]),
+                     "epoch": ", ".join(str(e) for e in sorted(set(g["epoch"]))),
+                     **{name: format_spread(dict(zip(g["seed"], g[col])))
+                        for col, name in DECOMPOSITION_COLUMNS.items()}})
+    return pd.DataFrame(rows)
+
+
+def _means(final: pd.DataFrame) -> pd.DataFrame:
+    """Means over seeds per (group, δ) of the decomposition columns."""
+    return final.groupby(["dataset", "delta"], sort=False)[list(DECOMPOSITION_COLUMNS)].mean()
+
+
+def decomposition_lines(final: pd.DataFrame) -> str:
+    """Markdown bullets, one per group, read from :func:`final_decomposition` (means over its seeds): NC3 of CE and
+    LS, how much of each W lies in the span of the means and how far the part inside turns from M, and whether W
+    lies nearer A = M Sigma_B^+ or M; then how many groups share each reading. Empty when ``final`` is."""
+    if final.empty:
+        return ""
+    means, nc3 = _means(final), NC_COLUMNS["NC3"]
+    bullets, nearer_a = [], {}
+    for dataset, g in final.groupby("dataset", sort=False):
+        ce, ls = means.loc[(dataset, 0.0)], means.loc[(dataset, float(g["delta"].max()))]
+        words = []
+        for name, m in (("CE", ce), ("LS", ls)):
+            nearer = "A" if m[NC3_WHITENED] < m[nc3] else "M"
+            nearer_a.setdefault(name, []).append(nearer == "A")
+            words.append(f"{name}: NC3 {m[nc3]:.3g}, {100 * m[SPAN_FRACTION]:.1f} % of ‖W‖ in the span of the "
+                         f"means, NC3 of that part {m[NC3_IN_SPAN]:.3g}; W against A {m[NC3_WHITENED]:.3g} "
+                         f"(nearer {nearer}), that part against A {m[NC3_IN_SPAN_WHITENED]:.2g}")
+        bullets.append(f"* `{dataset}` (seeds {seeds_text(g['seed'])}, epoch "
+                       f"{', '.join(str(e) for e in sorted(set(g['epoch'])))}): " + "; ".join(words) + ".")
+    n = len(nearer_a["CE"])
+    summary = (f"W lies nearer A than M for LS in {sum(nearer_a['LS'])} of {n} group(s), for CE in "
+               f"{sum(nearer_a['CE'])} of {n}.")
+    return "\n".join(bullets) + "\n\n" + summary
