@@ -80,8 +80,9 @@ METRIC_FORMULAS = {
                                      "(the kept eigenvectors of Sigma_B); 1 when W lies in that span",
     "nc3_in_mean_span_sq": "|| W P/||W P|| - M/||M|| ||^2: NC3 of the part of W in that span "
                            "(1 - NC3/2 = fraction x (1 - this/2))",
-    "nc3_whitened_means_sq": "|| W/||W|| - A/||A|| ||^2, A = M Sigma_B^+: the least-norm classifier with W M^T an "
-                             "exact simplex ETF (A M^T = K (I - 11^T/K)); A is parallel to M when the means are an ETF",
+    "nc3_whitened_means_sq": "|| W/||W|| - A/||A|| ||^2, A = M Sigma_B^+: the least-norm classifier with W M^T "
+                             "an exact simplex ETF (A M^T = K (I - 11^T/K)); A is parallel to M when the means are "
+                             "an ETF",
     "equinorm_class_means": "std/mean over k of ||mu_k - mu_G|| (std with Bessel's correction, as torch.std)",
     "equinorm_classifier": "std/mean over k of ||w_k|| (std with Bessel's correction)",
     "equiangularity_class_means": "mean over k != j of |cos(mu_k - mu_G, mu_j - mu_G) + 1/(K-1)|",
