@@ -327,8 +327,19 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
     table = nc3.decomposition_table(final)
     assert list(table["loss"]) == ["CE", "LS δ=0.05"] and list(table["seeds"]) == ["0, 1", "0, 1"]
     lines = nc3.decomposition_lines(final)
-    assert lines.startswith("* `synthetic` (seeds 0, 1, epoch ") and "of 1 group(s)" in lines
+    assert lines.startswith("* `synthetic` (seeds 0, 1, epoch ") and "CE / LS: NC3 " in lines
+    assert "WP lies nearer A than M for LS in " in lines and "of 1 group(s)" in lines
     assert nc3.decomposition_lines(final.iloc[:0]) == ""
+    made = nc3.with_in_span_whitened(pd.DataFrame([
+        {"dataset": "g", "label": "G", "delta": d, "seed": s, "epoch": 10, "train_nc3_duality_sq": nc3_,
+         nc3.SPAN_FRACTION: frac, nc3.NC3_IN_SPAN: 2 - (2 - nc3_) / frac, nc3.NC3_WHITENED: w_a,
+         "train_nc2_wh_etf": 0.1, "train_nc2_means_etf": 0.2}
+        for d, s, nc3_, frac, w_a in ((0.0, 0, 0.2, 0.95, 0.3), (0.0, 1, 0.2, 0.95, 0.3),
+                                      (0.05, 0, 0.4, 0.9, 0.2), (0.05, 1, 0.4, 0.9, 0.2))]))
+    assert nc3.decomposition_lines(made) == (
+        "* `g` (seeds 0, 1, epoch 10), CE / LS: NC3 0.2 / 0.4; ‖WP‖/‖W‖ 0.95 / 0.9; WP against M 0.105 / 0.222, "
+        "against A 0.21 / 0 (WP nearer M for CE, nearer A for LS).\n\n"
+        "WP lies nearer A than M for LS in 1 of 1 group(s), for CE in 0 of 1.")
     # a copy of the CE / LS seed-0 pair without the columns, as runs trained before them are
     old = tmp_path / "old"
     columns = (nc3.SPAN_FRACTION, nc3.NC3_IN_SPAN, nc3.NC3_WHITENED)

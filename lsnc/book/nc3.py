@@ -94,25 +94,28 @@ def _means(final: pd.DataFrame) -> pd.DataFrame:
 
 
 def decomposition_lines(final: pd.DataFrame) -> str:
-    """Markdown bullets, one per group, read from :func:`final_decomposition` (means over its seeds): NC3 of CE and
-    LS, how much of each W lies in the span of the means and how far the part inside turns from M, and whether W
-    lies nearer A = M Sigma_B^+ or M; then how many groups share each reading. Empty when ``final`` is."""
+    """Markdown bullets, one per group, read from :func:`final_decomposition` (means over its seeds), CE / LS: NC3,
+    ||W P|| / ||W||, and W P against M and against A = M Sigma_B^+; then in how many groups W P lies nearer A
+    than M, for each loss. Empty when ``final`` is."""
     if final.empty:
         return ""
     means, nc3 = _means(final), NC_COLUMNS["NC3"]
-    bullets, nearer_a = [], {}
+    bullets, nearer_a = [], {"CE": [], "LS": []}
     for dataset, g in final.groupby("dataset", sort=False):
-        ce, ls = means.loc[(dataset, 0.0)], means.loc[(dataset, float(g["delta"].max()))]
-        words = []
-        for name, m in (("CE", ce), ("LS", ls)):
-            nearer = "A" if m[NC3_WHITENED] < m[nc3] else "M"
-            nearer_a.setdefault(name, []).append(nearer == "A")
-            words.append(f"{name}: NC3 {m[nc3]:.3g}, {100 * m[SPAN_FRACTION]:.1f} % of ‖W‖ in the span of the "
-                         f"means, NC3 of that part {m[NC3_IN_SPAN]:.3g}; W against A {m[NC3_WHITENED]:.3g} "
-                         f"(nearer {nearer}), that part against A {m[NC3_IN_SPAN_WHITENED]:.2g}")
+        sides = {"CE": means.loc[(dataset, 0.0)], "LS": means.loc[(dataset, float(g["delta"].max()))]}
+
+        def both(col, fmt=".3g"):
+            return " / ".join(f"{m[col]:{fmt}}" for m in sides.values())
+        nearer = {}
+        for name, m in sides.items():
+            nearer_a[name].append(bool(m[NC3_IN_SPAN_WHITENED] < m[NC3_IN_SPAN]))
+            nearer[name] = "A" if nearer_a[name][-1] else "M"
         bullets.append(f"* `{dataset}` (seeds {seeds_text(g['seed'])}, epoch "
-                       f"{', '.join(str(e) for e in sorted(set(g['epoch'])))}): " + "; ".join(words) + ".")
+                       f"{', '.join(str(e) for e in sorted(set(g['epoch'])))}), CE / LS: NC3 {both(nc3)}; "
+                       f"‖WP‖/‖W‖ {both(SPAN_FRACTION)}; WP against M {both(NC3_IN_SPAN)}, against A "
+                       f"{both(NC3_IN_SPAN_WHITENED, '.2g')} (WP nearer {nearer['CE']} for CE, nearer "
+                       f"{nearer['LS']} for LS).")
     n = len(nearer_a["CE"])
-    summary = (f"W lies nearer A than M for LS in {sum(nearer_a['LS'])} of {n} group(s), for CE in "
+    summary = (f"WP lies nearer A than M for LS in {sum(nearer_a['LS'])} of {n} group(s), for CE in "
                f"{sum(nearer_a['CE'])} of {n}.")
     return "\n".join(bullets) + "\n\n" + summary
