@@ -45,15 +45,15 @@ def reproduction_runs(name: str) -> list[RunSpec]:
     if name == "cpu":
         # bf16 autocast twins of three CE/LS seed pairs: how much the fast path's precision moves the results.
         bf16 = [RunSpec("cpu-mnist1d", {"delta": d, "seed": s, "amp": "bf16"}) for s in range(3) for d in CE_VS_LS]
-        return (_matrix("cpu-mnist1d", main_seeds=range(5), sweep_seeds=range(3))
+        return (_matrix("cpu-mnist1d", main_seeds=range(10), sweep_seeds=range(3))
                 + _matrix("cpu-cifar10", main_seeds=range(5), sweep_seeds=range(3)) + bf16
                 + _matrix("cpu-mnist1d-800", main_seeds=range(10), sweep_seeds=range(3))
                 + _matrix("cpu-cifar10-150", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-w32", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-1000pc", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
-                + _matrix("cpu-mnist1d-w1024", main_seeds=range(5), sweep_seeds=(), ufm_seeds=())
-                + _matrix("cpu-mnist1d-400pc", main_seeds=range(5), sweep_seeds=(), ufm_seeds=())
-                + _matrix("cpu-mnist1d-1600pc", main_seeds=range(5), sweep_seeds=range(3), ufm_seeds=())
+                + _matrix("cpu-mnist1d-w1024", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
+                + _matrix("cpu-mnist1d-400pc", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
+                + _matrix("cpu-mnist1d-1600pc", main_seeds=range(10), sweep_seeds=range(3), ufm_seeds=())
                 + _matrix("cpu-mnist1d-1600pc-800", main_seeds=range(5), sweep_seeds=(), ufm_seeds=()))
     if name == "paper":
         specs = _matrix("paper-cifar10", main_seeds=(0,), sweep_seeds=(0,))
