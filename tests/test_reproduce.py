@@ -45,8 +45,8 @@ def test_cpu_reproduction_matrix():
                            "cifar10-jpeg-1000pc", "mnist1d-w1024", "mnist1d-400pc", "mnist1d-1600pc",
                            "mnist1d-1600pc-800ep"}
     # the scale axes: CIFAR at width 32 and on 1000 images per class (seeds 0-3); MNIST-1D 4x wider,
-    # and 400 against 1600 training samples per class of a larger generated set (seeds 0-9, 0-4 at 800 epochs; the 1600 with the
-    # paper's δ sweep on seeds 0-2, and over the paper's 800 epochs)
+    # and 400 against 1600 training samples per class of a larger generated set (seeds 0-9; the 1600 with the
+    # paper's δ sweep on seeds 0-2, and over the paper's 800 epochs on seeds 0-4)
     def ce_and_ls(model, seeds):
         return sorted(f"{loss}-{model}-s{s}" for loss in ("ce", "ls0.05") for s in seeds)
     assert sorted(groups["cifar10-jpeg-w32"]) == ce_and_ls("resnet18w32", range(4))
