@@ -81,8 +81,8 @@ METRIC_FORMULAS = {
     "nc3_in_mean_span_sq": "|| W P/||W P|| - M/||M|| ||^2: NC3 of the part of W in that span "
                            "(1 - NC3/2 = fraction x (1 - this/2))",
     "nc3_whitened_means_sq": "|| W/||W|| - A/||A|| ||^2, A = M Sigma_B^+: the least-norm classifier with W M^T "
-                             "an exact simplex ETF (A M^T = K (I - 11^T/K)); A is parallel to M when the means are "
-                             "an ETF",
+                             "an exact simplex ETF (A M^T = K (I - 11^T/K)) when the means span K-1 dimensions; "
+                             "A is parallel to M when the means are an ETF",
     "equinorm_class_means": "std/mean over k of ||mu_k - mu_G|| (std with Bessel's correction, as torch.std)",
     "equinorm_classifier": "std/mean over k of ||w_k|| (std with Bessel's correction)",
     "equiangularity_class_means": "mean over k != j of |cos(mu_k - mu_G, mu_j - mu_G) + 1/(K-1)|",
@@ -200,13 +200,18 @@ def nc3_decomposition(weight: Tensor, centred_means: Tensor, eigenvalues: Tensor
     so ``1 - NC3/2 = classifier_mean_span_fraction x (1 - nc3_in_mean_span_sq / 2)``: an NC3 above 0 is W
     leaving the span of the means, or W turning away from M inside it.
 
-    The least-norm classifier whose logit means W M^T are exactly a simplex ETF is A = E (M^T)^+, parallel to
-    A = M Sigma_B^+ (rows of M sum to zero): A M^T = K (I - 11^T/K). When the class means are themselves an ETF,
-    Sigma_B is a multiple of P and A is parallel to M: NC2 = 0 and NC3 = 0 go together. When they are not, a
-    classifier with NC2 = 0 in the span (W P parallel to A: every class gets the same logit margins, what label
-    smoothing's finite targets ask for) has an NC3 of || A/||A|| - M/||M|| ||^2 > 0. ``nc3_whitened_means_sq`` =
-    || W/||W|| - A/||A|| ||^2 measures W against A as NC3 measures it against M.
-    NaN when Sigma_B = 0 or W P = 0."""
+    A = M Sigma_B^+ is the least-norm classifier whose logit means W M^T are exactly a multiple of the simplex-ETF
+    Gram I - 11^T/K (rows of M sum to zero, so A is parallel to E (M^T)^+; A M^T = K (I - 11^T/K)), when the means
+    span K - 1 dimensions; with fewer (d < K - 1, or coincident means) no W makes W M^T an ETF and A is its
+    least-squares fit. Since W M^T = W P M^T, NC2 = 0 exactly when W P is parallel to A. A is parallel to M when the
+    nonzero singular values of M are equal (at rank K - 1: the means form an ETF); then NC2 = 0 and NC3 = 0 go
+    together. When they are not, a classifier with NC2 = 0 has an NC3 of at least || A/||A|| - M/||M|| ||^2 > 0.
+    ``nc3_whitened_means_sq`` = || W/||W|| - A/||A|| ||^2 measures W against A as NC3 measures it against M (both
+    squared distances, NC2 is not). A weights the directions of the means by one over their spread, so it is
+    sensitive to weak directions early in training.
+
+    All three are NaN when Sigma_B = 0; ``nc3_in_mean_span_sq`` is NaN when ||W P|| <= 1e-12 ||W|| (W has no part
+    in the span to measure; the fraction is then reported as it is)."""
     w = weight.to(torch.float64)
     m = centred_means.to(torch.float64)
     nan = torch.tensor(math.nan, dtype=torch.float64, device=w.device)
@@ -214,8 +219,9 @@ def nc3_decomposition(weight: Tensor, centred_means: Tensor, eigenvalues: Tensor
         return {"classifier_mean_span_fraction": nan, "nc3_in_mean_span_sq": nan, "nc3_whitened_means_sq": nan}
     w_in = (w @ eigenvectors) @ eigenvectors.T
     whitened = ((m @ eigenvectors) / eigenvalues) @ eigenvectors.T  # M Sigma_B^+
-    return {"classifier_mean_span_fraction": torch.linalg.matrix_norm(w_in) / torch.linalg.matrix_norm(w),
-            "nc3_in_mean_span_sq": nc3_duality_sq(w_in, m),
+    fraction = torch.linalg.matrix_norm(w_in) / torch.linalg.matrix_norm(w)
+    return {"classifier_mean_span_fraction": fraction,
+            "nc3_in_mean_span_sq": torch.where(fraction > 1e-12, nc3_duality_sq(w_in, m), nan),
             "nc3_whitened_means_sq": nc3_duality_sq(w, whitened)}
 
 

@@ -203,6 +203,10 @@ def test_nc3_decomposition():
     assert got["classifier_mean_span_fraction"] == pytest.approx(
         float(torch.linalg.matrix_norm(M) / torch.linalg.matrix_norm(W_off)), rel=1e-12)
     assert got["nc3_duality_sq"] > 1e-3
+    # no part of W in the span: the fraction is 0, the NC3 of that part undefined, NC3 itself 2 (orthogonal)
+    got = collapse_metrics_from_features(H, y, torch.outer(torch.arange(1.0, 6.0, dtype=torch.float64), off), b)
+    assert got["classifier_mean_span_fraction"] < 1e-12 and math.isnan(got["nc3_in_mean_span_sq"])
+    assert got["nc3_duality_sq"] == pytest.approx(2.0)
     # W = M Sigma_B^+: the logit means W M^T are an exact simplex ETF (NC2 = 0), W lies in the span, and NC3 is
     # what is left: the distance of the means from an ETF
     A = M @ torch.linalg.pinv(M.T @ M / 5, hermitian=True)

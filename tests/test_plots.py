@@ -338,7 +338,7 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
                                       (0.05, 0, 0.4, 0.9, 0.2), (0.05, 1, 0.4, 0.9, 0.2))]))
     assert nc3.decomposition_lines(made) == (
         "* `g` (seeds 0, 1, epoch 10), CE / LS: NC3 0.2 / 0.4; ‖WP‖/‖W‖ 0.95 / 0.9; WP against M 0.105 / 0.222, "
-        "against A 0.21 / 0 (WP nearer M for CE, nearer A for LS).\n\n"
+        "against A 0.211 / 0 (WP nearer M for CE, nearer A for LS).\n\n"
         "WP lies nearer A than M for LS in 1 of 1 group(s), for CE in 0 of 1.")
     # a copy of the CE / LS seed-0 pair without the columns, as runs trained before them are
     old = tmp_path / "old"

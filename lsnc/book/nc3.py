@@ -1,15 +1,19 @@
 """Where NC3 comes from: the runs' NC3, CE against LS, taken apart (the claims page's last analysis).
 
-NC3 = || W/||W|| - M/||M|| ||^2 compares the classifier W with the centred class means M. In these runs LS ends with
-a *higher* NC3 than CE, against the paper's C2, and more so at larger scale. :func:`lsnc.metrics.nc3_decomposition`
-logs three numbers that say why, at every evaluated epoch (runs trained before they existed lack them):
+NC3 = || W/||W|| - M/||M|| ||^2 compares the classifier W with the centred class means M. In many of these runs LS
+ends with a *higher* NC3 than CE, where the paper (C2) has LS converge faster in NC3.
+:func:`lsnc.metrics.nc3_decomposition` logs three numbers that say why, at every evaluated epoch (runs trained
+before they existed lack them):
 
 * ``classifier_mean_span_fraction`` = ||W P|| / ||W||, P the projector onto the span of the class means; with
 * ``nc3_in_mean_span_sq``, the NC3 of W P:  1 - NC3/2 = fraction x (1 - NC3 in the span / 2);
 * ``nc3_whitened_means_sq``: W against A = M Sigma_B^+, the least-norm classifier whose logit means W M^T are an
-  exact simplex ETF (what label smoothing's finite, equal targets ask of the logit means). A and M coincide when
-  the class means are an ETF; while they are not, a W near A has a small NC2 and a large NC3. A lies in the span
-  too, so the distance of W P from A follows from it (:data:`NC3_IN_SPAN_WHITENED`, derived here).
+  exact simplex ETF (what label smoothing's finite, equal targets ask of the logit means, and weight decay
+  prefers the least norm). A and M are parallel when the class means are an ETF; while they are not, a W near A
+  has a small NC2 and a large NC3. A lies in the span too, so the distance of W P from A follows from it
+  (:data:`NC3_IN_SPAN_WHITENED`, derived here). At rank K - 1, NC2 = 0 exactly when W P is parallel to A.
+
+All "against" columns are squared distances, as NC3 is; NC2 and the means' distance from the ETF are not.
 
 :func:`final_decomposition` pairs CE and LS by seed per run group as the claims do
 (:func:`lsnc.book.claims.paired_comparisons`), keeps the pairs that logged the columns, and reads them at the
@@ -33,12 +37,12 @@ SPAN_FRACTION, NC3_IN_SPAN, NC3_WHITENED = (TRAIN_PREFIX + k for k in (
 #: (A lies in the span, as M does)
 NC3_IN_SPAN_WHITENED = "nc3_in_mean_span_whitened_sq"
 DECOMPOSITION_COLUMNS = {
-    NC_COLUMNS["NC3"]: "NC3 (W against M)",
+    NC_COLUMNS["NC3"]: "NC3 = W against M (squared)",
     SPAN_FRACTION: "‖WP‖/‖W‖ (W in the span of the means)",
-    NC3_IN_SPAN: "NC3 of WP",
-    NC3_WHITENED: "W against A = MΣ_B⁺",
-    NC3_IN_SPAN_WHITENED: "WP against A",
-    NC_COLUMNS["NC2"]: "NC2 (W Mᵀ against the ETF)",
+    NC3_IN_SPAN: "WP against M (squared)",
+    NC3_WHITENED: "W against A = MΣ_B⁺ (squared)",
+    NC3_IN_SPAN_WHITENED: "WP against A (squared)",
+    NC_COLUMNS["NC2"]: "NC2 = W Mᵀ against the ETF",
     TRAIN_PREFIX + "nc2_means_etf": "M Mᵀ against the ETF",
 }
 FINAL_COLUMNS = ("dataset", "label", "delta", "seed", "epoch", *DECOMPOSITION_COLUMNS)
@@ -104,8 +108,8 @@ def decomposition_lines(final: pd.DataFrame) -> str:
     for dataset, g in final.groupby("dataset", sort=False):
         sides = {"CE": means.loc[(dataset, 0.0)], "LS": means.loc[(dataset, float(g["delta"].max()))]}
 
-        def both(col, fmt=".3g"):
-            return " / ".join(f"{m[col]:{fmt}}" for m in sides.values())
+        def both(col):
+            return " / ".join(f"{m[col]:.3g}" for m in sides.values())
         nearer = {}
         for name, m in sides.items():
             nearer_a[name].append(bool(m[NC3_IN_SPAN_WHITENED] < m[NC3_IN_SPAN]))
@@ -113,7 +117,7 @@ def decomposition_lines(final: pd.DataFrame) -> str:
         bullets.append(f"* `{dataset}` (seeds {seeds_text(g['seed'])}, epoch "
                        f"{', '.join(str(e) for e in sorted(set(g['epoch'])))}), CE / LS: NC3 {both(nc3)}; "
                        f"‖WP‖/‖W‖ {both(SPAN_FRACTION)}; WP against M {both(NC3_IN_SPAN)}, against A "
-                       f"{both(NC3_IN_SPAN_WHITENED, '.2g')} (WP nearer {nearer['CE']} for CE, nearer "
+                       f"{both(NC3_IN_SPAN_WHITENED)} (WP nearer {nearer['CE']} for CE, nearer "
                        f"{nearer['LS']} for LS).")
     n = len(nearer_a["CE"])
     summary = (f"WP lies nearer A than M for LS in {sum(nearer_a['LS'])} of {n} group(s), for CE in "
