@@ -12,35 +12,34 @@ from .training import _label_of, _line_band
 
 
 def plot_nc3_decomposition(runs):
-    """One column per run group (the runs of :func:`lsnc.book.nc3.final_decomposition`), CE blue and LS red, mean
-    over seeds with the band from the smallest to the largest seed. Rows: W against the class means M (NC3, solid)
+    """One row per run group (the runs of :func:`lsnc.book.nc3.final_decomposition`), CE blue and LS red, mean over
+    seeds with the band from the smallest to the largest seed. Columns: W against the class means M (NC3, solid)
     and against A = M Sigma_B^+ (dashed); the same for W P, the part of W in the span of the means (both log
     scale); the fraction ||W P|| / ||W||. None when there are no runs."""
     if not runs:
         return None
     df = with_in_span_whitened(metrics_table(runs))
     groups = list(dict.fromkeys(df["dataset"]))
-    fig, axes = grid(3, len(groups), width=3.6, height=2.3)
-    rows = ((NC_COLUMNS["NC3"], NC3_WHITENED, "W"), (NC3_IN_SPAN, NC3_IN_SPAN_WHITENED, "WP"),
-            (SPAN_FRACTION, None, "‖WP‖ / ‖W‖"))
-    for j, dataset in enumerate(groups):
+    fig, axes = grid(len(groups), 3, width=3.4, height=2.2)
+    columns = ((NC_COLUMNS["NC3"], NC3_WHITENED, "W against M (NC3), against A"),
+               (NC3_IN_SPAN, NC3_IN_SPAN_WHITENED, "WP against M, against A"), (SPAN_FRACTION, None, "‖WP‖ / ‖W‖"))
+    for i, dataset in enumerate(groups):
         g = df[df["dataset"] == dataset]
         for delta, runs_of_loss in g.groupby("delta"):
-            for i, (solid, dashed, _) in enumerate(rows):
+            for j, (solid, dashed, _) in enumerate(columns):
                 _line_band(axes[i, j], runs_of_loss, solid, loss_colour(delta))
                 if dashed:
                     _line_band(axes[i, j], runs_of_loss, dashed, loss_colour(delta), ls="--")
-        axes[0, j].set_title(_label_of(df, dataset), fontsize=9)
-        axes[0, j].set_yscale("log")
-        axes[1, j].set_yscale("log")
-        axes[2, j].set_ylim(top=1.0)
-        axes[2, j].set_xlabel("epoch")
-    for i, (_, _, what) in enumerate(rows):
-        axes[i, 0].set_ylabel(what + (" against M, A" if i < 2 else ""))
+        axes[i, 0].set_yscale("log")
+        axes[i, 1].set_yscale("log")
+        axes[i, 2].set_ylim(top=1.0)
+        axes[i, 0].set_ylabel(_label_of(df, dataset), fontsize=8)
+    for j, (_, _, title) in enumerate(columns):
+        axes[0, j].set_title(title, fontsize=9)
+        axes[-1, j].set_xlabel("epoch")
     deltas = sorted(set(df["delta"]))
     handles = [Line2D([], [], color=loss_colour(d), lw=2, label=loss_label(d)) for d in deltas]
-    handles += [Line2D([], [], color="k", lw=1.5, label="against M (NC3)"),
+    handles += [Line2D([], [], color="k", lw=1.5, label="against M"),
                 Line2D([], [], color="k", lw=1.5, ls="--", label="against A = MΣ_B⁺")]
-    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(handles), 2 * len(groups)), frameon=False,
-               fontsize=9)
+    fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False, fontsize=9)
     return fig
