@@ -307,6 +307,7 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
     """The final values of each CE / LS seed pair, as logged; the identity that splits NC3 holds on the logged
     values; a group whose runs predate the columns is named, not read; the figure draws the pairs' runs."""
     import json
+    import math
     import shutil
 
     import pandas as pd
@@ -338,8 +339,13 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
                                       (0.05, 0, 0.4, 0.9, 0.2), (0.05, 1, 0.4, 0.9, 0.2))]))
     assert nc3.decomposition_lines(made) == (
         "* `g` (seeds 0, 1, epoch 10), CE / LS: NC3 0.2 / 0.4; ‖WP‖/‖W‖ 0.95 / 0.9; WP against M 0.105 / 0.222, "
-        "against A 0.211 / 0 (WP nearer M for CE, nearer A for LS).\n\n"
+        "against A 0.211 / 0 (WP nearer M for CE, nearer A for LS). Of LS's lower cos(W, M), 46 % (on a log "
+        "scale) is W outside the span, the rest WP turning from M.\n\n"
         "WP lies nearer A than M for LS in 1 of 1 group(s), for CE in 0 of 1.")
+    # ln(0.95 / 0.9) / ln(0.9 / 0.8): the share of the gap in ln cos(W, M) that ||WP|| / ||W|| carries
+    assert nc3.outside_share(made)["g"] == pytest.approx(math.log(0.95 / 0.9) / math.log(0.9 / 0.8))
+    swapped = made.assign(delta=made["delta"].map({0.0: 0.05, 0.05: 0.0})).sort_values("delta", kind="stable")
+    assert "LS's NC3 is not higher here." in nc3.decomposition_lines(swapped)
     # a copy of the CE / LS seed-0 pair without the columns, as runs trained before them are
     old = tmp_path / "old"
     columns = (nc3.SPAN_FRACTION, nc3.NC3_IN_SPAN, nc3.NC3_WHITENED)

@@ -97,13 +97,31 @@ def _means(final: pd.DataFrame) -> pd.DataFrame:
     return final.groupby(["dataset", "delta"], sort=False)[list(DECOMPOSITION_COLUMNS)].mean()
 
 
+def outside_share(final: pd.DataFrame) -> pd.Series:
+    """Per group: the share of LS's lower cos(W, M) (higher NC3) that comes from W leaving the span of the means.
+
+    Per run ln cos(W, M) = ln(||W P||/||W||) + ln cos(W P, M) exactly (cos = 1 - distance/2); with both averaged
+    over seeds per loss, the share is (LS - CE in the first term) / (LS - CE in the sum). NaN where LS's mean
+    ln cos(W, M) is not below CE's (no excess NC3 to split)."""
+    logs = pd.DataFrame({"dataset": final["dataset"], "delta": final["delta"],
+                         "outside": np.log(final[SPAN_FRACTION]),
+                         "total": np.log(1 - final[NC_COLUMNS["NC3"]] / 2)})
+    m = logs.groupby(["dataset", "delta"], sort=False)[["outside", "total"]].mean()
+    out = {}
+    for dataset in dict.fromkeys(final["dataset"]):
+        rows = m.loc[dataset]
+        gap = rows.loc[rows.index.max()] - rows.loc[0.0]  # LS (δ > 0) - CE
+        out[dataset] = gap["outside"] / gap["total"] if gap["total"] < 0 else np.nan
+    return pd.Series(out, dtype=float)
+
+
 def decomposition_lines(final: pd.DataFrame) -> str:
     """Markdown bullets, one per group, read from :func:`final_decomposition` (means over its seeds), CE / LS: NC3,
-    ||W P|| / ||W||, and W P against M and against A = M Sigma_B^+; then in how many groups W P lies nearer A
-    than M, for each loss. Empty when ``final`` is."""
+    ||W P|| / ||W||, and W P against M and against A = M Sigma_B^+, and :func:`outside_share`; then in how many
+    groups W P lies nearer A than M, for each loss. Empty when ``final`` is."""
     if final.empty:
         return ""
-    means, nc3 = _means(final), NC_COLUMNS["NC3"]
+    means, nc3, share = _means(final), NC_COLUMNS["NC3"], outside_share(final)
     bullets, nearer_a = [], {"CE": [], "LS": []}
     for dataset, g in final.groupby("dataset", sort=False):
         sides = {"CE": means.loc[(dataset, 0.0)], "LS": means.loc[(dataset, float(g["delta"].max()))]}
@@ -118,7 +136,10 @@ def decomposition_lines(final: pd.DataFrame) -> str:
                        f"{', '.join(str(e) for e in sorted(set(g['epoch'])))}), CE / LS: NC3 {both(nc3)}; "
                        f"‖WP‖/‖W‖ {both(SPAN_FRACTION)}; WP against M {both(NC3_IN_SPAN)}, against A "
                        f"{both(NC3_IN_SPAN_WHITENED)} (WP nearer {nearer['CE']} for CE, nearer "
-                       f"{nearer['LS']} for LS).")
+                       f"{nearer['LS']} for LS). "
+                       + (f"Of LS's lower cos(W, M), {100 * share[dataset]:.0f} % (on a log scale) is W outside the "
+                          "span, the rest WP turning from M." if np.isfinite(share[dataset])
+                          else "LS's NC3 is not higher here."))
     n = len(nearer_a["CE"])
     summary = (f"WP lies nearer A than M for LS in {sum(nearer_a['LS'])} of {n} group(s), for CE in "
                f"{sum(nearer_a['CE'])} of {n}.")
