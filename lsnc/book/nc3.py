@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, loss_label
-from .claims import final_value, format_spread, paired_comparisons
+from .claims import final_value, paired_comparisons
 from .scale import seeds_text
 
 #: the metrics.csv columns read here -> their names on the page
@@ -80,15 +80,22 @@ def with_in_span_whitened(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _spread(values: pd.Series) -> str:
+    """``mean [min, max]`` over seeds (3 significant digits); the value alone for one seed."""
+    v = pd.to_numeric(values, errors="coerce").dropna()
+    if v.empty:
+        return "n/a"
+    return f"{v.mean():.3g}" if len(v) == 1 else f"{v.mean():.3g} [{v.min():.3g}, {v.max():.3g}]"
+
+
 def decomposition_table(final: pd.DataFrame) -> pd.DataFrame:
-    """The page's table of :func:`final_decomposition`: one row per group and loss, each column ``mean [min, max]
-    (n seeds)``, with the seeds and the epoch read."""
+    """The page's table of :func:`final_decomposition`: one row per group and loss, with the seeds and the epoch
+    read, each column ``mean [min, max]`` over those seeds."""
     rows = []
     for (dataset, delta), g in final.groupby(["dataset", "delta"], sort=False):
         rows.append({"dataset": dataset, "loss": loss_label(delta), "seeds": seeds_text(g["seed"]),
                      "epoch": ", ".join(str(e) for e in sorted(set(g["epoch"]))),
-                     **{name: format_spread(dict(zip(g["seed"], g[col])))
-                        for col, name in DECOMPOSITION_COLUMNS.items()}})
+                     **{name: _spread(g[col]) for col, name in DECOMPOSITION_COLUMNS.items()}})
     return pd.DataFrame(rows)
 
 

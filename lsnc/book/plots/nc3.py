@@ -40,6 +40,6 @@ def plot_nc3_decomposition(runs):
     deltas = sorted(set(df["delta"]))
     handles = [Line2D([], [], color=loss_colour(d), lw=2, label=loss_label(d)) for d in deltas]
     handles += [Line2D([], [], color="k", lw=1.5, label="against M"),
-                Line2D([], [], color="k", lw=1.5, ls="--", label="against A = MΣ_B⁺")]
+                Line2D([], [], color="k", lw=1.5, ls="--", label=r"against $A = M\Sigma_B^+$")]
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False, fontsize=9)
     return fig
