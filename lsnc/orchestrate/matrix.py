@@ -54,7 +54,7 @@ def reproduction_runs(name: str) -> list[RunSpec]:
                 + _matrix("cpu-mnist1d-w1024", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-400pc", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-1600pc", main_seeds=range(10), sweep_seeds=range(3), ufm_seeds=())
-                + _matrix("cpu-mnist1d-1600pc-800", main_seeds=range(5), sweep_seeds=(), ufm_seeds=()))
+                + _matrix("cpu-mnist1d-1600pc-800", main_seeds=range(10), sweep_seeds=(), ufm_seeds=()))
     if name == "paper":
         specs = _matrix("paper-cifar10", main_seeds=(0,), sweep_seeds=(0,))
         for preset in ("paper-cifar100", "paper-stl10", "paper-tinyimagenet"):
