@@ -17,7 +17,7 @@ from ..models import model_width
 from ..runs import Run, default_runs_dir, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
-from .claims import epochs_to_zero_error, paired_comparisons
+from .claims import epochs_to_zero_error, final_value, paired_comparisons
 from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, is_standard, model_text, pool_text, reach,
                     seeds_text, setting_key)
 
@@ -165,7 +165,6 @@ def calibration_gain(runs, bins: int = ECE_DEFAULT_BINS, delta: float = MAIN_DEL
 
     Rows with a temperature are sorted by it, the others follow. The groups differ in data, model and length at
     once: a relation across them is a reading, not a controlled test."""
-    from .claims import final_value
     ece, temp = ece_column(bins=bins), temperature_column("holdout")
     rows = []
     for comp in paired_comparisons(runs, delta):
