@@ -44,7 +44,7 @@ def test_cpu_reproduction_matrix():
     assert set(groups) == {"mnist1d", "cifar10-jpeg", "mnist1d-800ep", "cifar10-jpeg-150ep", "cifar10-jpeg-w32",
                            "cifar10-jpeg-1000pc", "mnist1d-w1024", "mnist1d-400pc", "mnist1d-1600pc",
                            "mnist1d-1600pc-800ep"}
-    # the scale axes: CIFAR at width 32 and on 1000 images per class (seeds 0-3); MNIST-1D 4x wider,
+    # the scale axes: CIFAR at 150 epochs (seeds 0-4), at width 32 and on 1000 images per class (seeds 0-3); MNIST-1D 4x wider,
     # and 400 against 1600 training samples per class of a larger generated set (seeds 0-9; the 1600 with the
     # paper's δ sweep on seeds 0-2, and over the paper's 800 epochs)
     def ce_and_ls(model, seeds):
@@ -57,9 +57,11 @@ def test_cpu_reproduction_matrix():
     assert sorted(groups["mnist1d-1600pc"]) == sorted(ce_and_ls("mlpw256", range(10)) + sweep)
     assert sorted(groups["mnist1d-1600pc-800ep"]) == ce_and_ls("mlpw256", range(10))
     assert sum(n.startswith("ce-resnet18w16") for n in groups["cifar10-jpeg"]) == 5  # CE seeds 0-4 on CIFAR
-    assert sorted(groups["cifar10-jpeg-150ep"]) == ce_and_ls("resnet18w16", range(4))
+    assert sorted(groups["cifar10-jpeg-150ep"]) == ce_and_ls("resnet18w16", range(5))
     # the 800-epoch MNIST-1D group repeats the 150-epoch one's runs, bf16 twins aside
     assert sorted(groups["mnist1d-800ep"]) == sorted(n for n in groups["mnist1d"] if "bf16" not in n)
     assert sum(n.startswith("ce-mlpw256") for n in groups["mnist1d"]) == 10  # CE seeds 0-9
+    # the δ sweep at 150 and 800 epochs: every δ on seeds 0-9
+    assert sorted(n for n in groups["mnist1d"] if n.startswith("ls0.5-")) == [f"ls0.5-mlpw256-s{s}" for s in range(10)]
     assert sum("-ufm-" in n for _, n in keys) == 9
     assert sum("bf16" in n for _, n in keys) == 6

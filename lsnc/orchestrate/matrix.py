@@ -45,10 +45,11 @@ def reproduction_runs(name: str) -> list[RunSpec]:
     if name == "cpu":
         # bf16 autocast twins of three CE/LS seed pairs: how much the fast path's precision moves the results.
         bf16 = [RunSpec("cpu-mnist1d", {"delta": d, "seed": s, "amp": "bf16"}) for s in range(3) for d in CE_VS_LS]
-        return (_matrix("cpu-mnist1d", main_seeds=range(10), sweep_seeds=range(3))
+        # the δ sweep on seeds 0-9 at 150 and 800 epochs: seeds 5-9 log the NC3 decomposition at every δ
+        return (_matrix("cpu-mnist1d", main_seeds=range(10), sweep_seeds=range(10))
                 + _matrix("cpu-cifar10", main_seeds=range(5), sweep_seeds=range(3)) + bf16
-                + _matrix("cpu-mnist1d-800", main_seeds=range(10), sweep_seeds=range(3))
-                + _matrix("cpu-cifar10-150", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
+                + _matrix("cpu-mnist1d-800", main_seeds=range(10), sweep_seeds=range(10))
+                + _matrix("cpu-cifar10-150", main_seeds=range(5), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-w32", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-1000pc", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-w1024", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
