@@ -14,6 +14,7 @@ from lsnc import cli  # noqa: E402
 from lsnc.orchestrate import cluster  # noqa: E402
 from lsnc.presets import preset_config  # noqa: E402
 from lsnc.runs import load_run  # noqa: E402
+from lsnc.runs.lifecycle import pid_alive  # noqa: E402
 from lsnc.training import train  # noqa: E402
 
 TIMING = {"train_seconds", "eval_seconds", "seconds"}
@@ -66,11 +67,14 @@ def test_killed_job_is_resumed_with_an_identical_table(tmp_path):
         except (OSError, ValueError, KeyError):
             pass
         time.sleep(0.02)
-    os.kill(int(job.job_id), signal.SIGKILL)
-    while not job.done():  # reaps the killed process (no zombie left to look alive)
+    # the job's process and the one training (its child, which the job's death alone leaves running as an orphan)
+    trainer = json.loads((runs / "synthetic" / f".{cfg.name}.lock").read_text())["pid"]
+    for pid in {int(job.job_id), trainer}:
+        os.kill(pid, signal.SIGKILL)
+    while not job.done() or pid_alive(trainer):  # job.done() reaps the job; SIGKILL takes a moment to end the trainer
         time.sleep(0.05)
-    state, _ = cluster.run_state(runs, cfg)
-    assert state == "failed"  # stopped mid-run, its job gone
+    state, detail = cluster.run_state(runs, cfg)
+    assert state == "failed", detail  # stopped mid-run, its job gone
     _wait(cluster.submit([cfg], runs, _opts(tmp_path), log=lambda *_: None))
     resumed = load_run(runs / "synthetic" / cfg.name)
     assert resumed.status["status"] == "done"
@@ -101,3 +105,24 @@ def test_slurm_executor_without_slurm_is_a_clean_error(tmp_path, capsys, monkeyp
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch / srun here, even where SLURM is installed
     assert main(["reproduce", "--preset", "smoke", "--executor", "slurm", "--runs-dir", str(tmp_path)]) == 2
     assert "SLURM" in capsys.readouterr().err
+
+
+def test_a_run_claimed_by_a_live_process_here_reports_running_not_failed(tmp_path):
+    """``--status`` beside an inline ``lsnc reproduce`` in another process: its run in progress is running (the lock
+    of a live process on this host); a lock whose process is gone does not count (a killed run: failed, resumable,
+    once it has a status; see the test above)."""
+    from lsnc.runs.lifecycle import claim_run, run_folder
+    cfg = preset_config("smoke", threads=1).resolved()
+    runs = tmp_path / "runs"
+    folder = run_folder(runs, cfg)
+    with claim_run(folder):
+        assert cluster.run_state(runs, cfg) == ("running", f"process {os.getpid()} on this host")
+    assert cluster.run_state(runs, cfg) == ("missing", None)
+    import socket
+    import subprocess
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that no live process has: the lock a killed run leaves behind
+    lock = folder.parent / f".{folder.name}.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid, "slurm_job": None}))
+    assert cluster.run_state(runs, cfg) == ("missing", None)

@@ -362,3 +362,44 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
     fig = plot_nc3_decomposition(used)
     assert fig.axes[0].get_yscale() == "log" and len(lines_with_data(fig.axes[0])) == 4  # CE, LS x (M, A)
     assert plot_nc3_decomposition([]) is None
+
+
+def test_nc3_decomposition_against_delta_keeps_seeds_logged_at_every_delta(tmp_path, runs_dir, sel):
+    """Across δ: every δ of a group on the same seeds, those whose run at each δ logged the columns; a seed whose
+    run at one δ predates them is left out at every δ, and a group with no such seed is named."""
+    import json
+    import shutil
+
+    import pandas as pd
+
+    from lsnc.book import nc3
+    from lsnc.book.plots.nc3 import plot_decomposition_vs_delta
+    from lsnc.book.summary import final_rows
+    final, used, left_out = nc3.final_vs_delta(sel)
+    assert left_out == [] and len(used) == len(DELTAS) * len(SEEDS)
+    assert sorted(zip(final["delta"], final["seed"])) == sorted((d, s) for d in DELTAS for s in SEEDS)
+    logged = final_rows(sel.runs).set_index(["delta", "seed"])
+    for _, row in final.iterrows():
+        assert row[nc3.NC3_WHITENED] == logged.loc[(row["delta"], row["seed"]), nc3.NC3_WHITENED]
+    assert nc3.final_vs_delta(sel, min_deltas=len(DELTAS) + 1)[0].empty  # too few δ values
+    # a copy of the group in which seed 1's δ = 0.1 run predates the columns: seed 1 goes at every δ
+    old = tmp_path / "old"
+    for run in sel.runs:
+        dst = old / "partial" / run.path.name
+        shutil.copytree(run.path, dst)
+        cfg = json.loads((dst / "config.json").read_text())
+        (dst / "config.json").write_text(json.dumps({**cfg, "group": "partial"}))
+        if run.config["seed"] == 1 and run.config["delta"] == 0.1:
+            m = pd.read_csv(dst / "metrics.csv").drop(columns=[nc3.SPAN_FRACTION, nc3.NC3_IN_SPAN, nc3.NC3_WHITENED])
+            m.to_csv(dst / "metrics.csv", index=False)
+    partial, used2, left_out2 = nc3.final_vs_delta(book.select(None, old))
+    assert left_out2 == [] and set(partial["seed"]) == {0} and sorted(partial["delta"]) == sorted(DELTAS)
+    assert len(used2) == len(DELTAS)
+    for run in used2:  # seed 0 of the copy is no longer the only seed logging: drop it too, the group goes
+        m = pd.read_csv(run.path / "metrics.csv").drop(columns=[nc3.SPAN_FRACTION])
+        m.to_csv(run.path / "metrics.csv", index=False)
+    none, used3, left_out3 = nc3.final_vs_delta(book.select(None, old))
+    assert none.empty and used3 == [] and left_out3 == ["partial"]
+    fig = plot_decomposition_vs_delta(final)
+    assert fig.axes[0].get_yscale() == "log" and len(lines_with_data(fig.axes[0])) == 2  # against M, against A
+    assert plot_decomposition_vs_delta(none) is None

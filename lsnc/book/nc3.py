@@ -18,7 +18,8 @@ All "against" columns are squared distances, as NC3 is; NC2 and the means' dista
 :func:`final_decomposition` pairs CE and LS by seed per run group as the claims do
 (:func:`lsnc.book.claims.paired_comparisons`), keeps the pairs that logged the columns, and reads them at the
 final (common) epoch; :func:`decomposition_table` and :func:`decomposition_lines` put them on the page, and
-``lsnc.book.plots.nc3`` draws them over training.
+``lsnc.book.plots.nc3`` draws them over training. :func:`final_vs_delta` reads the same columns across each group's
+δ sweep (the δ figure's page), and :func:`delta_lines` says what they do as δ grows.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import pandas as pd
 
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, loss_label
 from .claims import final_value, paired_comparisons
-from .scale import seeds_text
+from .scale import as_runs, by_dataset, is_standard, seeds_text
+from .summary import final_rows
 
 #: the metrics.csv columns read here -> their names on the page
 SPAN_FRACTION, NC3_IN_SPAN, NC3_WHITENED = (TRAIN_PREFIX + k for k in (
@@ -69,6 +71,33 @@ def final_decomposition(runs, delta: float = MAIN_DELTA) -> tuple[pd.DataFrame, 
                              **{c: final_value(run, c) for c in DECOMPOSITION_COLUMNS
                                 if c != NC3_IN_SPAN_WHITENED}})
     return with_in_span_whitened(pd.DataFrame(rows, columns=list(FINAL_COLUMNS))), used, left_out
+
+
+def final_vs_delta(runs, min_deltas: int = 3) -> tuple[pd.DataFrame, list, list[str]]:
+    """The decomposition across δ at the end of training: ``(table, runs used, groups left out)``.
+
+    ``table``: one row per run (:data:`FINAL_COLUMNS`, last evaluated epoch) of each group with at least
+    ``min_deltas`` δ values, on the seeds whose run at *every* δ of the group logged the decomposition, so that each
+    δ's mean is over the same seeds; standard runs only (:func:`lsnc.book.scale.is_standard`). ``groups left out``:
+    groups with enough δ values but no such seed (runs trained before the columns existed)."""
+    parts, used, left_out = [], [], []
+    for dataset, group in by_dataset([r for r in as_runs(runs) if is_standard(r)]).items():
+        final = final_rows(group)
+        deltas = set(final["delta"])
+        if len(deltas) < min_deltas:
+            continue
+        logged = final[np.isfinite(pd.to_numeric(final.get(SPAN_FRACTION), errors="coerce"))] \
+            if SPAN_FRACTION in final.columns else final.iloc[:0]
+        seeds = {s for s, per_seed in logged.groupby("seed") if set(per_seed["delta"]) == deltas}
+        if not seeds:
+            left_out.append(dataset)
+            continue
+        parts.append(final[final["seed"].isin(seeds)].sort_values(["delta", "seed"]))
+        used += [r for r in group if r.config["seed"] in seeds]
+    if not parts:
+        return pd.DataFrame(columns=list(FINAL_COLUMNS)), used, left_out
+    table = pd.concat(parts, ignore_index=True).reindex(columns=list(FINAL_COLUMNS))
+    return with_in_span_whitened(table.astype({"seed": int, "epoch": int})), used, left_out
 
 
 def with_in_span_whitened(table: pd.DataFrame) -> pd.DataFrame:
@@ -151,3 +180,34 @@ def decomposition_lines(final: pd.DataFrame) -> str:
     summary = (f"WP lies nearer A than M for LS in {sum(nearer_a['LS'])} of {n} group(s), for CE in "
                f"{sum(nearer_a['CE'])} of {n}.")
     return "\n".join(bullets) + "\n\n" + summary
+
+
+def delta_lines(final: pd.DataFrame) -> str:
+    """Markdown bullets, one per group of :func:`final_vs_delta` (means over its seeds): W P against A for CE and
+    over LS's δ values (where it is smallest), ||W P|| / ||W|| for CE and LS, then NC3 at LS's smallest and largest
+    δ with W P against M and the means' own distance from the ETF there. Empty when ``final`` is."""
+    if final.empty:
+        return ""
+    means, nc3, means_etf = _means(final), NC_COLUMNS["NC3"], TRAIN_PREFIX + "nc2_means_etf"
+    bullets = []
+    for dataset, g in final.groupby("dataset", sort=False):
+        m = means.loc[dataset]
+        ls = m.drop(index=0.0, errors="ignore")
+        if ls.empty or 0.0 not in m.index:
+            continue
+        ce, lo, hi = m.loc[0.0], ls.iloc[0], ls.iloc[-1]
+        deltas = f"δ = {ls.index[0]:g}–{ls.index[-1]:g}"
+
+        def span(col):
+            return f"{ls[col].min():.3g}–{ls[col].max():.3g}"
+        nearer = int((ls[NC3_IN_SPAN_WHITENED] < ls[NC3_IN_SPAN]).sum())
+        bullets.append(
+            f"* `{dataset}` (seeds {seeds_text(g['seed'])}, epoch {', '.join(str(e) for e in sorted(set(g['epoch'])))}"
+            f"): WP against A is {ce[NC3_IN_SPAN_WHITENED]:.3g} for CE and {span(NC3_IN_SPAN_WHITENED)} for LS at "
+            f"{deltas} (smallest at δ = {ls[NC3_IN_SPAN_WHITENED].idxmin():g}); WP lies nearer A than M at {nearer} "
+            f"of LS's {len(ls)} δ values, {'and' if ce[NC3_IN_SPAN_WHITENED] < ce[NC3_IN_SPAN] else 'but not'} for CE. "
+            f"‖WP‖/‖W‖ is {ce[SPAN_FRACTION]:.3g} for CE, {span(SPAN_FRACTION)} for LS. From δ = {ls.index[0]:g} to "
+            f"{ls.index[-1]:g}, NC3 goes from {lo[nc3]:.3g} to {hi[nc3]:.3g} (CE: {ce[nc3]:.3g}), WP against M "
+            f"from {lo[NC3_IN_SPAN]:.3g} to {hi[NC3_IN_SPAN]:.3g}, and the class means' own distance from the ETF "
+            f"(M Mᵀ against it) from {lo[means_etf]:.3g} to {hi[means_etf]:.3g} (CE: {ce[means_etf]:.3g}).")
+    return "\n".join(bullets)

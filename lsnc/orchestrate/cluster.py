@@ -22,7 +22,7 @@ from typing import Any
 from ..atomic import write_json_atomic
 from ..config import ConfigError, TrainConfig
 from ..runs.format import RunError, read_status
-from ..runs.lifecycle import pid_alive, run_folder, run_key
+from ..runs.lifecycle import live_claim, pid_alive, run_folder, run_key
 from .inline import fusable_groups, train_configs
 
 # SLURM job states (sacct), grouped as ``lsnc reproduce --status`` reports them.
@@ -189,6 +189,9 @@ def run_state(runs_dir: str | Path, cfg: TrainConfig, states: dict[str, str] | N
         return "running", job + (f", epoch {status.get('epoch')}" if status else "")
     if status and status["status"] == "failed":
         return "failed", status.get("error") + (f" ({job})" if job else "")
+    claim = live_claim(run_folder(runs_dir, cfg))
+    if claim:  # an inline ``lsnc train`` / ``lsnc reproduce`` in another process on this host
+        return "running", f"process {claim['pid']} on this host" + (f", epoch {status.get('epoch')}" if status else "")
     error = _job_error(rec, key) if rec and js != "UNKNOWN" else None
     if status:
         return "failed", (f"stopped at epoch {status.get('epoch')} (resumable), {job or 'no job recorded'}"

@@ -111,13 +111,20 @@ class RunClaimed(RunError):
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host. A zombie (killed, not yet reaped by its parent) is not
+    alive: it can hold no claim and train nothing."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return pid > 0
+    try:  # Linux: the state field follows the command name in parentheses
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _slurm_job() -> str | None:
@@ -127,11 +134,32 @@ def _slurm_job() -> str | None:
     return None if job is None else f"{job}_{task}" if task is not None else job
 
 
+def _lock_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.lock"
+
+
+def _read_claim(lock: Path) -> dict:
+    """The lock file's owner (host, pid, slurm_job); empty when it cannot be read (gone, or being written)."""
+    try:
+        return json.loads(lock.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def live_claim(folder: Path) -> dict | None:
+    """The claim on a run folder when a live process on this host holds it (what ``lsnc reproduce --status`` reports
+    as running); None when there is none, when its process is dead, or when it comes from another host (whose
+    process cannot be checked from here)."""
+    owner = _read_claim(_lock_path(folder))
+    here = owner.get("host") == socket.gethostname()
+    return owner if here and pid_alive(owner.get("pid", -1)) else None
+
+
 @contextlib.contextmanager
 def claim_run(folder: Path):
     """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host and pid.
     A claim left by a dead process on this host (a killed run) is taken over."""
-    lock = folder.parent / f".{folder.name}.lock"
+    lock = _lock_path(folder)
     made = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
@@ -142,10 +170,7 @@ def claim_run(folder: Path):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                owner = json.loads(lock.read_text())
-            except (OSError, json.JSONDecodeError):
-                owner = {}
+            owner = _read_claim(lock)
             dead_here = owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1))
             # a requeued SLURM job (same job id, maybe another node) takes over the claim of its killed first life
             requeued = me["slurm_job"] is not None and owner.get("slurm_job") == me["slurm_job"]

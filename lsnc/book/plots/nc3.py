@@ -1,4 +1,5 @@
-"""Where NC3 comes from, over training (the claims page; the numbers: :mod:`lsnc.book.nc3`)."""
+"""Where NC3 comes from, over training (the claims page) and against δ (the δ figure's page); the numbers:
+:mod:`lsnc.book.nc3`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from matplotlib.lines import Line2D
 from ...vocab import NC_COLUMNS, loss_label
 from ..nc3 import NC3_IN_SPAN, NC3_IN_SPAN_WHITENED, NC3_WHITENED, SPAN_FRACTION, with_in_span_whitened
 from ..summary import metrics_table
-from .style import grid, loss_colour
-from .training import _label_of, _line_band
+from .style import grid, loss_colour, row_title
+from .training import _label_of, _line_band, _vs_delta
 
 
 def plot_nc3_decomposition(runs):
@@ -42,4 +43,34 @@ def plot_nc3_decomposition(runs):
     handles += [Line2D([], [], color="k", lw=1.5, label="against M"),
                 Line2D([], [], color="k", lw=1.5, ls="--", label=r"against $A = M\Sigma_B^+$")]
     fig.legend(handles=handles, loc="outside upper center", ncol=len(handles), frameon=False, fontsize=9)
+    return fig
+
+
+def plot_decomposition_vs_delta(final):
+    """One row per run group of ``final`` (:func:`lsnc.book.nc3.final_vs_delta`), against δ at the last evaluated
+    epoch; dots are seeds, lines their mean. Columns: W against the class means M (NC3) and against
+    A = M Sigma_B^+; the same for W P, the part of W in the span of the means (both log scale); the fraction
+    ||W P|| / ||W||. None when ``final`` is empty."""
+    if final.empty:
+        return None
+    groups = list(dict.fromkeys(final["dataset"]))
+    fig, axes = grid(len(groups), 3, width=3.4, height=2.4)
+    pairs = ((NC_COLUMNS["NC3"], NC3_WHITENED, "W against M (NC3), against A"),
+             (NC3_IN_SPAN, NC3_IN_SPAN_WHITENED, "WP against M, against A"))
+    for i, dataset in enumerate(groups):
+        g = final[final["dataset"] == dataset]
+        for j, (against_m, against_a, _) in enumerate(pairs):
+            _vs_delta(axes[i, j], g, against_m, "black", "against M")
+            _vs_delta(axes[i, j], g, against_a, "tab:red", r"against $A = M\Sigma_B^+$", marker="s", ls="--")
+            axes[i, j].set_yscale("log")
+            axes[i, j].set_ylabel("squared distance")
+        _vs_delta(axes[i, 2], g, SPAN_FRACTION, "tab:purple")
+        axes[i, 2].set_ylim(top=1.0)
+        axes[i, 2].set_ylabel("fraction of ‖W‖ in the span")
+        for ax in axes[i]:
+            ax.set_xlabel(r"label smoothing $\delta$")
+        row_title(axes[i, 0], _label_of(final, dataset))
+    for j, title in enumerate([p[2] for p in pairs] + ["‖WP‖ / ‖W‖"]):
+        axes[0, j].set_title(title, fontsize=9)
+    axes[0, 0].legend(frameon=False, fontsize=8)
     return fig
