@@ -45,7 +45,8 @@ def reproduction_runs(name: str) -> list[RunSpec]:
     if name == "cpu":
         # bf16 autocast twins of three CE/LS seed pairs: how much the fast path's precision moves the results.
         bf16 = [RunSpec("cpu-mnist1d", {"delta": d, "seed": s, "amp": "bf16"}) for s in range(3) for d in CE_VS_LS]
-        # the δ sweep on seeds 0-9 at 150 and 800 epochs: seeds 5-9 log the NC3 decomposition at every δ
+        # the δ sweep on seeds 0-9 (MNIST-1D at 150 and 800 epochs, and on 1600 per class): seeds 5-9 log the NC3
+        # decomposition at every δ
         return (_matrix("cpu-mnist1d", main_seeds=range(10), sweep_seeds=range(10))
                 + _matrix("cpu-cifar10", main_seeds=range(5), sweep_seeds=range(3)) + bf16
                 + _matrix("cpu-mnist1d-800", main_seeds=range(10), sweep_seeds=range(10))
@@ -54,7 +55,7 @@ def reproduction_runs(name: str) -> list[RunSpec]:
                 + _matrix("cpu-cifar10-1000pc", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-w1024", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-400pc", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
-                + _matrix("cpu-mnist1d-1600pc", main_seeds=range(10), sweep_seeds=range(3), ufm_seeds=())
+                + _matrix("cpu-mnist1d-1600pc", main_seeds=range(10), sweep_seeds=range(10), ufm_seeds=())
                 + _matrix("cpu-mnist1d-1600pc-800", main_seeds=range(10), sweep_seeds=(), ufm_seeds=()))
     if name == "paper":
         specs = _matrix("paper-cifar10", main_seeds=(0,), sweep_seeds=(0,))
