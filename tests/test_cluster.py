@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -109,20 +110,34 @@ def test_slurm_executor_without_slurm_is_a_clean_error(tmp_path, capsys, monkeyp
 
 def test_a_run_claimed_by_a_live_process_here_reports_running_not_failed(tmp_path):
     """``--status`` beside an inline ``lsnc reproduce`` in another process: its run in progress is running (the lock
-    of a live process on this host); a lock whose process is gone does not count (a killed run: failed, resumable,
-    once it has a status; see the test above)."""
-    from lsnc.runs.lifecycle import claim_run, run_folder
+    of a live process on this host). A lock does not count when its process is gone, is a zombie, or when its pid
+    now belongs to a later process (the start time differs), nor when it comes from another host (a killed run
+    with a status is then failed, resumable: the test above)."""
+    import socket
+    import subprocess
+
+    from lsnc.runs.lifecycle import claim_run, process_start, run_folder
     cfg = preset_config("smoke", threads=1).resolved()
     runs = tmp_path / "runs"
     folder = run_folder(runs, cfg)
     with claim_run(folder):
         assert cluster.run_state(runs, cfg) == ("running", f"process {os.getpid()} on this host")
     assert cluster.run_state(runs, cfg) == ("missing", None)
-    import socket
-    import subprocess
-    gone = subprocess.Popen(["true"])
-    gone.wait()  # a pid that no live process has: the lock a killed run leaves behind
     lock = folder.parent / f".{folder.name}.lock"
     lock.parent.mkdir(parents=True)
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": gone.pid, "slurm_job": None}))
-    assert cluster.run_state(runs, cfg) == ("missing", None)
+
+    def claimed_by(**owner):
+        lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                    "start": process_start(os.getpid()), "slurm_job": None, **owner}))
+        return cluster.run_state(runs, cfg)[0]
+    assert claimed_by() == "running"
+    assert claimed_by(start="0") == "missing"  # this pid, but a later process than the one that claimed it
+    assert claimed_by(host="another-node") == "missing"  # cannot be checked from here
+    zombie = subprocess.Popen(["true"])
+    deadline = time.time() + 30
+    while (Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+           and time.time() < deadline):
+        time.sleep(0.02)  # ended, not yet reaped: still in the process table
+    assert claimed_by(pid=zombie.pid, start=None) == "missing" and not pid_alive(zombie.pid)
+    zombie.wait()
+    assert claimed_by(pid=zombie.pid, start=None) == "missing"  # reaped: gone

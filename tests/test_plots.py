@@ -403,3 +403,31 @@ def test_nc3_decomposition_against_delta_keeps_seeds_logged_at_every_delta(tmp_p
     fig = plot_decomposition_vs_delta(final)
     assert fig.axes[0].get_yscale() == "log" and len(lines_with_data(fig.axes[0])) == 2  # against M, against A
     assert plot_decomposition_vs_delta(none) is None
+
+
+def test_delta_lines_reads_the_means_in_delta_order_and_says_what_is_missing():
+    """The bullets of the δ page from a made table, rows out of δ order: endpoints, the smallest δ, the counts."""
+    import pandas as pd
+
+    from lsnc.book import nc3
+
+    def row(dataset, delta, seed, nc3_, frac, wp_a, means_etf):
+        wp_m = 2 - (2 - nc3_) / frac
+        return {"dataset": dataset, "label": "G", "delta": delta, "seed": seed, "epoch": 10,
+                "train_nc3_duality_sq": nc3_, nc3.SPAN_FRACTION: frac, nc3.NC3_IN_SPAN: wp_m, nc3.NC3_WHITENED: 2 - frac * (2 - wp_a),
+                "train_nc2_wh_etf": 0.1, "train_nc2_means_etf": means_etf}
+    rows = [row("g", d, s, *v) for s in (0, 1) for d, v in ((0.5, (0.6, 0.8, 0.01, 0.5)), (0.0, (0.2, 0.95, 0.3, 0.4)),
+                                                             (0.1, (0.4, 0.9, 0.02, 0.45)))]
+    rows += [row("only-ls", d, 0, 0.5, 0.9, 0.01, 0.5) for d in (0.05, 0.1, 0.2)]
+    made = nc3.with_in_span_whitened(pd.DataFrame(rows))
+    assert made[nc3.NC3_IN_SPAN_WHITENED].iloc[0] == pytest.approx(0.01)  # the derivation inverts the made column
+    assert nc3.delta_lines(made) == (
+        "* `g` (seeds 0, 1, epoch 10): WP against A is 0.3 for CE and 0.01–0.02 for LS at δ = 0.1–0.5 (smallest at "
+        "δ = 0.5); for LS, WP lies nearer A than M at 2 of its 2 δ values; for CE, nearer M. ‖WP‖/‖W‖ is 0.95 for CE, "
+        "0.8–0.9 for LS. From δ = 0.1 to 0.5, NC3 goes from 0.4 to 0.6 (CE: 0.2), WP against M from 0.222 to 0.25, and "
+        "the class means' own distance from the ETF (M Mᵀ against it) from 0.45 to 0.5 (CE: 0.4).\n"
+        "* `only-ls` (seeds 0, epoch 10): no CE run to compare with.")
+    no_ls = made[made["dataset"] == "g"].assign(**{nc3.SPAN_FRACTION: lambda d: d[nc3.SPAN_FRACTION].where(
+        d["delta"] == 0.0)})
+    assert nc3.delta_lines(nc3.with_in_span_whitened(no_ls)).endswith("no LS δ with the decomposition logged.")
+    assert nc3.delta_lines(made.iloc[:0]) == ""

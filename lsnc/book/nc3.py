@@ -29,7 +29,7 @@ import pandas as pd
 
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, loss_label
 from .claims import final_value, paired_comparisons
-from .scale import as_runs, by_dataset, is_standard, seeds_text
+from .scale import align_prefixes, as_runs, by_dataset, is_standard, seeds_text, setting_key
 from .summary import final_rows
 
 #: the metrics.csv columns read here -> their names on the page
@@ -73,20 +73,34 @@ def final_decomposition(runs, delta: float = MAIN_DELTA) -> tuple[pd.DataFrame, 
     return with_in_span_whitened(pd.DataFrame(rows, columns=list(FINAL_COLUMNS))), used, left_out
 
 
+def _sweep(group: list) -> list:
+    """One standard run per (δ, seed) of a group's δ sweep: the setting with the most runs
+    (:func:`lsnc.book.scale.setting_key`, as the claims pick theirs), the first run of each (δ, seed), and prefixes
+    that stopped at different epochs cut at one epoch they reached (:func:`lsnc.book.scale.align_prefixes`)."""
+    main = pd.Series([setting_key(r) for r in group]).value_counts().index[0]
+    picked: dict[tuple[float, int], object] = {}
+    for r in group:
+        if setting_key(r) == main:
+            picked.setdefault((float(r.config["delta"]), int(r.config["seed"])), r)
+    return align_prefixes(list(picked.values()), per_seed=len({d for d, _ in picked})).runs
+
+
 def final_vs_delta(runs, min_deltas: int = 3) -> tuple[pd.DataFrame, list, list[str]]:
     """The decomposition across δ at the end of training: ``(table, runs used, groups left out)``.
 
     ``table``: one row per run (:data:`FINAL_COLUMNS`, last evaluated epoch) of each group with at least
-    ``min_deltas`` δ values, on the seeds whose run at *every* δ of the group logged the decomposition, so that each
-    δ's mean is over the same seeds; standard runs only (:func:`lsnc.book.scale.is_standard`). ``groups left out``:
-    groups with enough δ values but no such seed (runs trained before the columns existed)."""
+    ``min_deltas`` δ values (standard runs of one setting, one per δ and seed: :func:`_sweep`), on the seeds whose
+    run at *every* δ of the group logged the decomposition, so that each δ's mean is over the same seeds.
+    ``groups left out``: groups with enough δ values but no such seed (runs trained before the columns existed,
+    or a δ sweep not yet run on the seeds that log them)."""
     parts, used, left_out = [], [], []
     for dataset, group in by_dataset([r for r in as_runs(runs) if is_standard(r)]).items():
+        group = _sweep(group)
         final = final_rows(group)
         deltas = set(final["delta"])
         if len(deltas) < min_deltas:
             continue
-        logged = final[np.isfinite(pd.to_numeric(final.get(SPAN_FRACTION), errors="coerce"))] \
+        logged = final[np.isfinite(pd.to_numeric(final[SPAN_FRACTION], errors="coerce"))] \
             if SPAN_FRACTION in final.columns else final.iloc[:0]
         seeds = {s for s, per_seed in logged.groupby("seed") if set(per_seed["delta"]) == deltas}
         if not seeds:
@@ -151,6 +165,12 @@ def outside_share(final: pd.DataFrame) -> pd.Series:
     return pd.Series(out, dtype=float)
 
 
+def _header(dataset: str, rows: pd.DataFrame) -> str:
+    """"`group` (seeds 5–9, epoch 150)": what a bullet's numbers were read from."""
+    return (f"`{dataset}` (seeds {seeds_text(rows['seed'])}, epoch "
+            f"{', '.join(str(e) for e in sorted(set(rows['epoch'])))})")
+
+
 def decomposition_lines(final: pd.DataFrame) -> str:
     """Markdown bullets, one per group, read from :func:`final_decomposition` (means over its seeds), CE / LS: NC3,
     ||W P|| / ||W||, and W P against M and against A = M Sigma_B^+, and :func:`outside_share`; then in how many
@@ -168,8 +188,7 @@ def decomposition_lines(final: pd.DataFrame) -> str:
         for name, m in sides.items():
             nearer_a[name].append(bool(m[NC3_IN_SPAN_WHITENED] < m[NC3_IN_SPAN]))
             nearer[name] = "A" if nearer_a[name][-1] else "M"
-        bullets.append(f"* `{dataset}` (seeds {seeds_text(g['seed'])}, epoch "
-                       f"{', '.join(str(e) for e in sorted(set(g['epoch'])))}), CE / LS: NC3 {both(nc3)}; "
+        bullets.append(f"* {_header(dataset, g)}, CE / LS: NC3 {both(nc3)}; "
                        f"‖WP‖/‖W‖ {both(SPAN_FRACTION)}; WP against M {both(NC3_IN_SPAN)}, against A "
                        f"{both(NC3_IN_SPAN_WHITENED)} (WP nearer {nearer['CE']} for CE, nearer "
                        f"{nearer['LS']} for LS). "
@@ -184,30 +203,34 @@ def decomposition_lines(final: pd.DataFrame) -> str:
 
 def delta_lines(final: pd.DataFrame) -> str:
     """Markdown bullets, one per group of :func:`final_vs_delta` (means over its seeds): W P against A for CE and
-    over LS's δ values (where it is smallest), ||W P|| / ||W|| for CE and LS, then NC3 at LS's smallest and largest
-    δ with W P against M and the means' own distance from the ETF there. Empty when ``final`` is."""
+    over LS's δ values (where it is smallest), whether W P lies nearer A than M, ||W P|| / ||W|| for CE and LS,
+    then NC3 at LS's smallest and largest δ with W P against M and the means' own distance from the ETF there.
+    A group without a CE run, or whose LS values are missing, gets a bullet that says so. Empty when ``final``
+    is."""
     if final.empty:
         return ""
     means, nc3, means_etf = _means(final), NC_COLUMNS["NC3"], TRAIN_PREFIX + "nc2_means_etf"
     bullets = []
     for dataset, g in final.groupby("dataset", sort=False):
-        m = means.loc[dataset]
-        ls = m.drop(index=0.0, errors="ignore")
-        if ls.empty or 0.0 not in m.index:
+        m = means.loc[dataset].sort_index()
+        ls = m.drop(index=0.0, errors="ignore").dropna(subset=[NC3_IN_SPAN_WHITENED, NC3_IN_SPAN, SPAN_FRACTION])
+        if 0.0 not in m.index or ls.empty:
+            bullets.append(f"* {_header(dataset, g)}: " + ("no CE run to compare with." if 0.0 not in m.index
+                                                          else "no LS δ with the decomposition logged."))
             continue
         ce, lo, hi = m.loc[0.0], ls.iloc[0], ls.iloc[-1]
-        deltas = f"δ = {ls.index[0]:g}–{ls.index[-1]:g}"
 
         def span(col):
             return f"{ls[col].min():.3g}–{ls[col].max():.3g}"
         nearer = int((ls[NC3_IN_SPAN_WHITENED] < ls[NC3_IN_SPAN]).sum())
+        ce_nearer = "A" if ce[NC3_IN_SPAN_WHITENED] < ce[NC3_IN_SPAN] else "M"
         bullets.append(
-            f"* `{dataset}` (seeds {seeds_text(g['seed'])}, epoch {', '.join(str(e) for e in sorted(set(g['epoch'])))}"
-            f"): WP against A is {ce[NC3_IN_SPAN_WHITENED]:.3g} for CE and {span(NC3_IN_SPAN_WHITENED)} for LS at "
-            f"{deltas} (smallest at δ = {ls[NC3_IN_SPAN_WHITENED].idxmin():g}); WP lies nearer A than M at {nearer} "
-            f"of LS's {len(ls)} δ values, {'and' if ce[NC3_IN_SPAN_WHITENED] < ce[NC3_IN_SPAN] else 'but not'} for CE. "
-            f"‖WP‖/‖W‖ is {ce[SPAN_FRACTION]:.3g} for CE, {span(SPAN_FRACTION)} for LS. From δ = {ls.index[0]:g} to "
-            f"{ls.index[-1]:g}, NC3 goes from {lo[nc3]:.3g} to {hi[nc3]:.3g} (CE: {ce[nc3]:.3g}), WP against M "
-            f"from {lo[NC3_IN_SPAN]:.3g} to {hi[NC3_IN_SPAN]:.3g}, and the class means' own distance from the ETF "
-            f"(M Mᵀ against it) from {lo[means_etf]:.3g} to {hi[means_etf]:.3g} (CE: {ce[means_etf]:.3g}).")
+            f"* {_header(dataset, g)}: WP against A is {ce[NC3_IN_SPAN_WHITENED]:.3g} for CE and "
+            f"{span(NC3_IN_SPAN_WHITENED)} for LS at δ = {ls.index[0]:g}–{ls.index[-1]:g} (smallest at "
+            f"δ = {ls[NC3_IN_SPAN_WHITENED].idxmin():g}); for LS, WP lies nearer A than M at {nearer} of its "
+            f"{len(ls)} δ values; for CE, nearer {ce_nearer}. ‖WP‖/‖W‖ is {ce[SPAN_FRACTION]:.3g} for CE, "
+            f"{span(SPAN_FRACTION)} for LS. From δ = {ls.index[0]:g} to {ls.index[-1]:g}, NC3 goes from "
+            f"{lo[nc3]:.3g} to {hi[nc3]:.3g} (CE: {ce[nc3]:.3g}), WP against M from {lo[NC3_IN_SPAN]:.3g} to "
+            f"{hi[NC3_IN_SPAN]:.3g}, and the class means' own distance from the ETF (M Mᵀ against it) from "
+            f"{lo[means_etf]:.3g} to {hi[means_etf]:.3g} (CE: {ce[means_etf]:.3g}).")
     return "\n".join(bullets)

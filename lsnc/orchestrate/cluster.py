@@ -187,11 +187,11 @@ def run_state(runs_dir: str | Path, cfg: TrainConfig, states: dict[str, str] | N
         return "queued", job
     if js in RUNNING_STATES:
         return "running", job + (f", epoch {status.get('epoch')}" if status else "")
+    claim = live_claim(run_folder(runs_dir, cfg))
+    if claim:  # an inline ``lsnc train`` / ``lsnc reproduce`` in another process on this host (resuming, maybe)
+        return "running", f"process {claim['pid']} on this host" + (f", epoch {status.get('epoch')}" if status else "")
     if status and status["status"] == "failed":
         return "failed", status.get("error") + (f" ({job})" if job else "")
-    claim = live_claim(run_folder(runs_dir, cfg))
-    if claim:  # an inline ``lsnc train`` / ``lsnc reproduce`` in another process on this host
-        return "running", f"process {claim['pid']} on this host" + (f", epoch {status.get('epoch')}" if status else "")
     error = _job_error(rec, key) if rec and js != "UNKNOWN" else None
     if status:
         return "failed", (f"stopped at epoch {status.get('epoch')} (resumable), {job or 'no job recorded'}"

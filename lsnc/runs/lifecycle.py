@@ -110,9 +110,24 @@ class RunClaimed(RunError):
     """Another live process is training this run."""
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this host. A zombie (killed, not yet reaped by its parent) is not
-    alive: it can hold no claim and train nothing."""
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first); None where it cannot be read."""
+    try:  # the command name sits in parentheses and may itself hold ")"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_start(pid: int) -> str | None:
+    """When the process started (clock ticks since boot; Linux): with its pid, it names one process, where a pid
+    alone can be reused by a later one. None where it cannot be read."""
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether the process runs on this host: a zombie (killed, not yet reaped by its parent) is not alive, and,
+    with ``start`` (:func:`process_start` when it was recorded), neither is a later process that reuses the pid."""
     if pid <= 0:
         return False
     try:
@@ -120,11 +135,11 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields is None:  # not Linux, or gone meanwhile: os.kill's answer stands
         return True
-    try:  # Linux: the state field follows the command name in parentheses
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+    return fields[0] != "Z" and (start is None or process_start(pid) == start)
 
 
 def _slurm_job() -> str | None:
@@ -152,26 +167,27 @@ def live_claim(folder: Path) -> dict | None:
     process cannot be checked from here)."""
     owner = _read_claim(_lock_path(folder))
     here = owner.get("host") == socket.gethostname()
-    return owner if here and pid_alive(owner.get("pid", -1)) else None
+    return owner if here and pid_alive(owner.get("pid", -1), owner.get("start")) else None
 
 
 @contextlib.contextmanager
 def claim_run(folder: Path):
-    """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host and pid.
-    A claim left by a dead process on this host (a killed run) is taken over."""
+    """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host, pid and the
+    process's start time. A claim left by a dead process on this host (a killed run) is taken over."""
     lock = _lock_path(folder)
     made = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create {lock.parent} ({exc.strerror}); choose a writable --runs-dir") from exc
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "slurm_job": _slurm_job()}
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
+          "slurm_job": _slurm_job()}
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             owner = _read_claim(lock)
-            dead_here = owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1))
+            dead_here = owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1), owner.get("start"))
             # a requeued SLURM job (same job id, maybe another node) takes over the claim of its killed first life
             requeued = me["slurm_job"] is not None and owner.get("slurm_job") == me["slurm_job"]
             if dead_here or requeued:
