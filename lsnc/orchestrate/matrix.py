@@ -52,7 +52,7 @@ def reproduction_runs(name: str) -> list[RunSpec]:
                 + _matrix("cpu-mnist1d-800", main_seeds=range(10), sweep_seeds=range(10))
                 + _matrix("cpu-cifar10-150", main_seeds=range(5), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-w32", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
-                + _matrix("cpu-cifar10-1000pc", main_seeds=range(4), sweep_seeds=(), ufm_seeds=())
+                + _matrix("cpu-cifar10-1000pc", main_seeds=range(5), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-w1024", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-400pc", main_seeds=range(10), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-mnist1d-1600pc", main_seeds=range(10), sweep_seeds=range(10), ufm_seeds=())
