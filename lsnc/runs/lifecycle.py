@@ -139,7 +139,7 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     fields = _proc_stat(pid)
     if fields is None:  # not Linux, or gone meanwhile: os.kill's answer stands
         return True
-    return fields[0] != "Z" and (start is None or process_start(pid) == start)
+    return fields[0] != "Z" and (start is None or (len(fields) > 19 and fields[19] == start))
 
 
 def _slurm_job() -> str | None:
@@ -154,7 +154,7 @@ def _lock_path(folder: Path) -> Path:
 
 
 def _read_claim(lock: Path) -> dict:
-    """The lock file's owner (host, pid, slurm_job); empty when it cannot be read (gone, or being written)."""
+    """The lock file's owner (host, pid, start, slurm_job); empty when it cannot be read (gone, or being written)."""
     try:
         return json.loads(lock.read_text())
     except (OSError, json.JSONDecodeError):
