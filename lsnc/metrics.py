@@ -83,6 +83,9 @@ METRIC_FORMULAS = {
     "nc3_whitened_means_sq": "|| W/||W|| - A/||A|| ||^2, A = M Sigma_B^+: the least-norm classifier with W M^T "
                              "an exact simplex ETF (A M^T = K (I - 11^T/K)) when the means span K-1 dimensions; "
                              "A is parallel to M when the means are an ETF",
+    "nc3_means_whitened_sq": "|| A/||A|| - M/||M|| ||^2, A = M Sigma_B^+: the NC3 that W = A (NC2 = 0 at the least "
+                             "norm) would have; 0 when the means are an ETF, so the NC3 that the means' own "
+                             "distance from an ETF forces on a classifier with NC2 = 0",
     "equinorm_class_means": "std/mean over k of ||mu_k - mu_G|| (std with Bessel's correction, as torch.std)",
     "equinorm_classifier": "std/mean over k of ||w_k|| (std with Bessel's correction)",
     "equiangularity_class_means": "mean over k != j of |cos(mu_k - mu_G, mu_j - mu_G) + 1/(K-1)|",
@@ -207,22 +210,25 @@ def nc3_decomposition(weight: Tensor, centred_means: Tensor, eigenvalues: Tensor
     nonzero singular values of M are equal (at rank K - 1: the means form an ETF); then NC2 = 0 and NC3 = 0 go
     together. When they are not, a classifier with NC2 = 0 has an NC3 of at least || A/||A|| - M/||M|| ||^2 > 0.
     ``nc3_whitened_means_sq`` = || W/||W|| - A/||A|| ||^2 measures W against A as NC3 measures it against M (both
-    squared distances, NC2 is not). A weights the directions of the means by one over their spread, so it is
+    squared distances, NC2 is not), and ``nc3_means_whitened_sq`` = || A/||A|| - M/||M|| ||^2 is that floor, the
+    NC3 of W = A. A weights the directions of the means by one over their spread, so it is
     sensitive to weak directions early in training.
 
-    All three are NaN when Sigma_B = 0; ``nc3_in_mean_span_sq`` is NaN when ||W P|| <= 1e-12 ||W|| (W has no part
+    All four are NaN when Sigma_B = 0; ``nc3_in_mean_span_sq`` is NaN when ||W P|| <= 1e-12 ||W|| (W has no part
     in the span to measure; the fraction is then reported as it is)."""
     w = weight.to(torch.float64)
     m = centred_means.to(torch.float64)
     nan = torch.tensor(math.nan, dtype=torch.float64, device=w.device)
     if eigenvalues.numel() == 0:
-        return {"classifier_mean_span_fraction": nan, "nc3_in_mean_span_sq": nan, "nc3_whitened_means_sq": nan}
+        return {"classifier_mean_span_fraction": nan, "nc3_in_mean_span_sq": nan, "nc3_whitened_means_sq": nan,
+                "nc3_means_whitened_sq": nan}
     w_in = (w @ eigenvectors) @ eigenvectors.T
     whitened = ((m @ eigenvectors) / eigenvalues) @ eigenvectors.T  # M Sigma_B^+
     fraction = torch.linalg.matrix_norm(w_in) / torch.linalg.matrix_norm(w)
     return {"classifier_mean_span_fraction": fraction,
             "nc3_in_mean_span_sq": torch.where(fraction > 1e-12, nc3_duality_sq(w_in, m), nan),
-            "nc3_whitened_means_sq": nc3_duality_sq(w, whitened)}
+            "nc3_whitened_means_sq": nc3_duality_sq(w, whitened),
+            "nc3_means_whitened_sq": nc3_duality_sq(whitened, m)}
 
 
 def norm_coefficient_of_variation(rows: Tensor) -> Tensor:

@@ -61,6 +61,7 @@ def naive_metrics(H, y, W, b, K):
         "classifier_mean_span_fraction": np.linalg.norm(W @ P) / np.linalg.norm(W),
         "nc3_in_mean_span_sq": nc3(W @ P, M),
         "nc3_whitened_means_sq": nc3(W, M @ sigma_b_pinv),
+        "nc3_means_whitened_sq": nc3(M @ sigma_b_pinv, M),
         "equinorm_class_means": mnorm.std(ddof=1) / mnorm.mean(),
         "equinorm_classifier": wnorm.std(ddof=1) / wnorm.mean(),
         "equiangularity_class_means": cosine_dev(M),
@@ -214,6 +215,7 @@ def test_nc3_decomposition():
     assert abs(got["nc3_whitened_means_sq"]) < 1e-12 and abs(got["nc2_wh_etf"]) < 1e-7
     assert got["classifier_mean_span_fraction"] == pytest.approx(1.0, rel=1e-12)
     assert got["nc3_duality_sq"] > 0.01 and got["nc2_means_etf"] > 0.01
+    assert got["nc3_means_whitened_sq"] == pytest.approx(got["nc3_duality_sq"], rel=1e-12)
 
 
 @pytest.mark.parametrize("K,d", [(3, 5), (10, 16)])
@@ -223,6 +225,7 @@ def test_nc3_against_whitened_means_is_nc3_when_the_means_are_an_etf(K, d):
     for w in (W, torch.randn(W.shape, generator=g, dtype=torch.float64)):
         got = collapse_metrics_from_features(H, y, w, b)
         assert got["nc3_whitened_means_sq"] == pytest.approx(got["nc3_duality_sq"], rel=1e-9, abs=1e-12)
+        assert abs(got["nc3_means_whitened_sq"]) < 1e-10
     got = collapse_metrics_from_features(H, y, W, b)
     assert got["classifier_mean_span_fraction"] == pytest.approx(1.0, rel=1e-12)
     assert abs(got["nc3_in_mean_span_sq"]) < 1e-10 and abs(got["nc3_whitened_means_sq"]) < 1e-10
@@ -397,7 +400,7 @@ def test_coincident_class_means_give_nan_nc1():
     got = collapse_metrics_from_features(H, y, torch.randn(K, d, dtype=torch.float64), None)
     assert got["sigma_b_rank_used"] == 0
     for key in ("nc1_within_between", "classifier_mean_span_fraction", "nc3_in_mean_span_sq",
-                "nc3_whitened_means_sq"):
+                "nc3_whitened_means_sq", "nc3_means_whitened_sq"):
         assert math.isnan(got[key]), key
 
 
