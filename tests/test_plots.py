@@ -327,6 +327,12 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
             row[nc3.SPAN_FRACTION] * (1 - row[nc3.NC3_IN_SPAN_WHITENED] / 2), rel=1e-12)
     table = nc3.decomposition_table(final)
     assert list(table["loss"]) == ["CE", "LS δ=0.05"] and list(table["seeds"]) == ["0, 1", "0, 1"]
+    a_m = nc3.DECOMPOSITION_COLUMNS[nc3.MEANS_WHITENED]  # logged by every run here: no seeds named in its cells
+    assert final[nc3.MEANS_WHITENED].notna().all() and not table[a_m].str.contains("seeds|n/a").any()
+    # logged by seed 1 only (as in a group with older runs): its cells name the seed they come from
+    partial = nc3.decomposition_table(final.assign(**{nc3.MEANS_WHITENED: final[nc3.MEANS_WHITENED].where(
+        final["seed"] == 1)}))
+    assert list(partial[a_m]) == [f"{v:.3g} (seeds 1)" for v in final.loc[final["seed"] == 1, nc3.MEANS_WHITENED]]
     lines = nc3.decomposition_lines(final)
     assert lines.startswith("* `synthetic` (seeds 0, 1, epoch ") and "CE / LS: NC3 " in lines
     assert "WP lies nearer A than M for LS in " in lines and "of 1 group(s)" in lines
@@ -382,6 +388,8 @@ def test_nc3_decomposition_against_delta_keeps_seeds_logged_at_every_delta(tmp_p
     for _, row in final.iterrows():
         assert row[nc3.NC3_WHITENED] == logged.loc[(row["delta"], row["seed"]), nc3.NC3_WHITENED]
     assert nc3.final_vs_delta(sel, min_deltas=len(DELTAS) + 1)[0].empty  # too few δ values
+    text = nc3.delta_lines(final)  # every run here logs A against M: on all the seeds, none named
+    assert "A against M, the NC3 of W = A" in text and "the runs that log it" not in text
     # a copy of the group in which seed 1's δ = 0.1 run predates the columns: seed 1 goes at every δ
     old = tmp_path / "old"
     for run in sel.runs:
@@ -427,6 +435,12 @@ def test_delta_lines_reads_the_means_in_delta_order_and_says_what_is_missing():
         "0.8–0.9 for LS. From δ = 0.1 to 0.5, NC3 goes from 0.4 to 0.6 (CE: 0.2), WP against M from 0.222 to 0.25, and "
         "the class means' own distance from the ETF (M Mᵀ against it) from 0.45 to 0.5 (CE: 0.4).\n"
         "* `only-ls` (seeds 0, epoch 10): no CE run to compare with.")
+    # A against M where only seed 1 logged it (older runs beside newer ones): that seed's means, named
+    logged = made.assign(**{nc3.MEANS_WHITENED: made["delta"].map({0.0: 0.3, 0.1: 0.2, 0.5: 0.1}).where(
+        (made["dataset"] == "g") & (made["seed"] == 1))})
+    assert nc3.delta_lines(logged).split("\n")[0].endswith(
+        "(CE: 0.4). A against M, the NC3 of W = A (the least-norm classifier with NC2 = 0), goes from 0.2 to 0.1 "
+        "(CE: 0.3; seeds 1, the runs that log it).")
     no_ls = made[made["dataset"] == "g"].assign(**{nc3.SPAN_FRACTION: lambda d: d[nc3.SPAN_FRACTION].where(
         d["delta"] == 0.0)})
     assert nc3.delta_lines(nc3.with_in_span_whitened(no_ls)).endswith("no LS δ with the decomposition logged.")

@@ -2,7 +2,7 @@
 
 NC3 = || W/||W|| - M/||M|| ||^2 compares the classifier W with the centred class means M. In many of these runs LS
 ends with a *higher* NC3 than CE, where the paper (C2) has LS converge faster in NC3.
-:func:`lsnc.metrics.nc3_decomposition` logs three numbers that say why, at every evaluated epoch (runs trained
+:func:`lsnc.metrics.nc3_decomposition` logs the numbers that say why, at every evaluated epoch (runs trained
 before they existed lack them):
 
 * ``classifier_mean_span_fraction`` = ||W P|| / ||W||, P the projector onto the span of the class means; with
@@ -12,6 +12,8 @@ before they existed lack them):
   prefers the least norm). A and M are parallel when the class means are an ETF; while they are not, a W near A
   has a small NC2 and a large NC3. A lies in the span too, so the distance of W P from A follows from it
   (:data:`NC3_IN_SPAN_WHITENED`, derived here). At rank K - 1, NC2 = 0 exactly when W P is parallel to A.
+* ``nc3_means_whitened_sq`` = || A/||A|| - M/||M|| ||^2 (:data:`MEANS_WHITENED`; runs trained before it was
+  added lack it): the NC3 of W = A, so what the means' own distance from an ETF costs a classifier with NC2 = 0.
 
 All "against" columns are squared distances, as NC3 is; NC2 and the means' distance from the ETF are not.
 
@@ -38,12 +40,15 @@ SPAN_FRACTION, NC3_IN_SPAN, NC3_WHITENED = (TRAIN_PREFIX + k for k in (
 #: derived here, not logged: the distance of W P from A, from 1 - (W against A)/2 = fraction x (1 - (WP against A)/2)
 #: (A lies in the span, as M does)
 NC3_IN_SPAN_WHITENED = "nc3_in_mean_span_whitened_sq"
+#: A against M: the NC3 of the least-norm classifier with NC2 = 0 (logged by newer runs only)
+MEANS_WHITENED = TRAIN_PREFIX + "nc3_means_whitened_sq"
 DECOMPOSITION_COLUMNS = {
     NC_COLUMNS["NC3"]: "NC3 = W against M (squared)",
     SPAN_FRACTION: "‖WP‖/‖W‖ (W in the span of the means)",
     NC3_IN_SPAN: "WP against M (squared)",
     NC3_WHITENED: "W against A = MΣ_B⁺ (squared)",
     NC3_IN_SPAN_WHITENED: "WP against A (squared)",
+    MEANS_WHITENED: "A against M (squared): the NC3 of W = A",
     NC_COLUMNS["NC2"]: "NC2 = W Mᵀ against the ETF",
     TRAIN_PREFIX + "nc2_means_etf": "M Mᵀ against the ETF",
 }
@@ -131,20 +136,48 @@ def _spread(values: pd.Series) -> str:
     return f"{v.mean():.3g}" if len(v) == 1 else f"{v.mean():.3g} [{v.min():.3g}, {v.max():.3g}]"
 
 
+def _logged(g: pd.DataFrame, col: str) -> pd.DataFrame:
+    """The rows of ``g`` with a number in ``col`` (none when the column is absent)."""
+    if col not in g.columns:
+        return g.iloc[:0]
+    return g[np.isfinite(pd.to_numeric(g[col], errors="coerce"))]
+
+
 def decomposition_table(final: pd.DataFrame) -> pd.DataFrame:
     """The page's table of :func:`final_decomposition`: one row per group and loss, with the seeds and the epoch
-    read, each column ``mean [min, max]`` over those seeds."""
+    read, each column ``mean [min, max]`` over those seeds; a column that only some of them logged
+    (:data:`MEANS_WHITENED`, in groups with older runs) names the seeds its numbers come from."""
     rows = []
     for (dataset, delta), g in final.groupby(["dataset", "delta"], sort=False):
+        cells = {}
+        for col, name in DECOMPOSITION_COLUMNS.items():
+            logged = _logged(g, col)
+            cells[name] = _spread(logged[col]) if len(logged) else "n/a"
+            if 0 < len(logged) < len(g):
+                cells[name] += f" (seeds {seeds_text(logged['seed'])})"
         rows.append({"dataset": dataset, "loss": loss_label(delta), "seeds": seeds_text(g["seed"]),
-                     "epoch": ", ".join(str(e) for e in sorted(set(g["epoch"]))),
-                     **{name: _spread(g[col]) for col, name in DECOMPOSITION_COLUMNS.items()}})
+                     "epoch": ", ".join(str(e) for e in sorted(set(g["epoch"]))), **cells})
     return pd.DataFrame(rows)
 
 
 def _means(final: pd.DataFrame) -> pd.DataFrame:
-    """Means over seeds per (group, δ) of the decomposition columns."""
-    return final.groupby(["dataset", "delta"], sort=False)[list(DECOMPOSITION_COLUMNS)].mean()
+    """Means over seeds per (group, δ) of the decomposition columns (:data:`MEANS_WHITENED` aside: only newer runs
+    log it, :func:`_means_whitened_clause`)."""
+    return final.groupby(["dataset", "delta"], sort=False)[
+        [c for c in DECOMPOSITION_COLUMNS if c != MEANS_WHITENED]].mean()
+
+
+def _means_whitened_clause(g: pd.DataFrame, lo: float, hi: float) -> str:
+    """" A against M ... goes from x at δ = lo to y at hi (CE: z)." over the seeds of ``g`` whose runs at δ = 0, lo
+    and hi all logged :data:`MEANS_WHITENED` (named when they are not all of ``g``'s seeds); "" when none did."""
+    logged = _logged(g, MEANS_WHITENED)
+    seeds = set.intersection(*(set(logged.loc[logged["delta"] == d, "seed"]) for d in (0.0, lo, hi)))
+    if not seeds:
+        return ""
+    m = logged[logged["seed"].isin(seeds)].groupby("delta")[MEANS_WHITENED].mean()
+    which = "" if seeds == set(g["seed"]) else f"; seeds {seeds_text(seeds)}, the runs that log it"
+    return (f" A against M, the NC3 of W = A (the least-norm classifier with NC2 = 0), goes from {m[lo]:.3g} to "
+            f"{m[hi]:.3g} (CE: {m[0.0]:.3g}{which}).")
 
 
 def outside_share(final: pd.DataFrame) -> pd.Series:
@@ -204,8 +237,8 @@ def decomposition_lines(final: pd.DataFrame) -> str:
 def delta_lines(final: pd.DataFrame) -> str:
     """Markdown bullets, one per group of :func:`final_vs_delta` (means over its seeds): W P against A for CE and
     over LS's δ values (where it is smallest), whether W P lies nearer A than M, ||W P|| / ||W|| for CE and LS,
-    then NC3 at LS's smallest and largest δ with W P against M and the means' own distance from the ETF there.
-    A group without a CE run, or whose LS values are missing, gets a bullet that says so. Empty when ``final``
+    then NC3 at LS's smallest and largest δ with W P against M and the means' own distance from the ETF there,
+    and A against M where the runs logged it (:func:`_means_whitened_clause`). A group without a CE run, or whose LS values are missing, gets a bullet that says so. Empty when ``final``
     is."""
     if final.empty:
         return ""
@@ -232,5 +265,6 @@ def delta_lines(final: pd.DataFrame) -> str:
             f"{span(SPAN_FRACTION)} for LS. From δ = {ls.index[0]:g} to {ls.index[-1]:g}, NC3 goes from "
             f"{lo[nc3]:.3g} to {hi[nc3]:.3g} (CE: {ce[nc3]:.3g}), WP against M from {lo[NC3_IN_SPAN]:.3g} to "
             f"{hi[NC3_IN_SPAN]:.3g}, and the class means' own distance from the ETF (M Mᵀ against it) from "
-            f"{lo[means_etf]:.3g} to {hi[means_etf]:.3g} (CE: {ce[means_etf]:.3g}).")
+            f"{lo[means_etf]:.3g} to {hi[means_etf]:.3g} (CE: {ce[means_etf]:.3g})."
+            + _means_whitened_clause(g, ls.index[0], ls.index[-1]))
     return "\n".join(bullets)
