@@ -5,6 +5,7 @@
   condition numbers, gradient-descent convergence.
 - :mod:`lsnc.book.plots.scale`: the LS / CE ratio of one setting trained at several lengths, widths or
   training-set sizes (book/claims).
-- :mod:`lsnc.book.plots.nc3`: NC3 taken apart over training, CE against LS (book/claims).
-- :mod:`lsnc.book.plots.style`: what they share: loss colours, axis labels of the NC metrics, panel grids.
+- :mod:`lsnc.book.plots.nc3`: NC3 taken apart, CE against LS over training (book/claims) and across δ (book/fig6).
+- :mod:`lsnc.book.plots.style`: what they share: loss colours, axis labels of the NC metrics, panel grids, group
+  labels, and seeds drawn as a mean line with a min-max band or as dots against δ.
 """

@@ -8,8 +8,7 @@ from matplotlib.lines import Line2D
 from ...vocab import NC_COLUMNS, loss_label
 from ..nc3 import NC3_IN_SPAN, NC3_IN_SPAN_WHITENED, NC3_WHITENED, SPAN_FRACTION, with_in_span_whitened
 from ..summary import metrics_table
-from .style import grid, loss_colour, row_title
-from .training import _label_of, _line_band, _vs_delta
+from .style import dots_vs_delta, grid, group_label, line_band, loss_colour, row_title
 
 
 def plot_nc3_decomposition(runs):
@@ -28,13 +27,13 @@ def plot_nc3_decomposition(runs):
         g = df[df["dataset"] == dataset]
         for delta, runs_of_loss in g.groupby("delta"):
             for j, (solid, dashed, _) in enumerate(columns):
-                _line_band(axes[i, j], runs_of_loss, solid, loss_colour(delta))
+                line_band(axes[i, j], runs_of_loss, solid, loss_colour(delta))
                 if dashed:
-                    _line_band(axes[i, j], runs_of_loss, dashed, loss_colour(delta), ls="--")
+                    line_band(axes[i, j], runs_of_loss, dashed, loss_colour(delta), ls="--")
         axes[i, 0].set_yscale("log")
         axes[i, 1].set_yscale("log")
         axes[i, 2].set_ylim(top=1.0)
-        axes[i, 0].set_ylabel(_label_of(df, dataset), fontsize=8)
+        axes[i, 0].set_ylabel(group_label(df, dataset), fontsize=8)
     for j, (_, _, title) in enumerate(columns):
         axes[0, j].set_title(title, fontsize=9)
         axes[-1, j].set_xlabel("epoch")
@@ -60,16 +59,16 @@ def plot_decomposition_vs_delta(final):
     for i, dataset in enumerate(groups):
         g = final[final["dataset"] == dataset]
         for j, (against_m, against_a, _) in enumerate(pairs):
-            _vs_delta(axes[i, j], g, against_m, "black", "against M")
-            _vs_delta(axes[i, j], g, against_a, "tab:red", r"against $A = M\Sigma_B^+$", marker="s", ls="--")
+            dots_vs_delta(axes[i, j], g, against_m, "black", "against M")
+            dots_vs_delta(axes[i, j], g, against_a, "tab:red", r"against $A = M\Sigma_B^+$", marker="s", ls="--")
             axes[i, j].set_yscale("log")
             axes[i, j].set_ylabel("squared distance")
-        _vs_delta(axes[i, 2], g, SPAN_FRACTION, "tab:purple")
+        dots_vs_delta(axes[i, 2], g, SPAN_FRACTION, "tab:purple")
         axes[i, 2].set_ylim(top=1.0)
         axes[i, 2].set_ylabel("fraction of ‖W‖ in the span")
         for ax in axes[i]:
             ax.set_xlabel(r"label smoothing $\delta$")
-        row_title(axes[i, 0], _label_of(final, dataset))
+        row_title(axes[i, 0], group_label(final, dataset))
     for j, title in enumerate([p[2] for p in pairs] + ["‖WP‖ / ‖W‖"]):
         axes[0, j].set_title(title, fontsize=9)
     axes[0, 0].legend(frameon=False, fontsize=8)

@@ -1,4 +1,5 @@
-"""What every figure shares: loss colours, the NC metrics' axis labels, panel grids, "not logged" panels."""
+"""What every figure shares: loss colours, the NC metrics' axis labels, panel grids, "not logged" panels, group
+labels, and the two ways seeds are drawn (a mean line with a min-max band, dots with a mean line against δ)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,49 @@ def not_logged(ax, what: str) -> None:
 def has(df: pd.DataFrame, col: str) -> bool:
     """Whether ``col`` exists and holds at least one number."""
     return col in df.columns and bool(pd.to_numeric(df[col], errors="coerce").notna().any())
+
+
+# ------------------------------------------------------------------------------------------------
+# groups and seeds: a row's label; a mean line with a min-max band, or dots and a mean line against δ
+# ------------------------------------------------------------------------------------------------
+def group_label(df: pd.DataFrame, dataset: str) -> str:
+    """The group's dataset label; with its folder name when another group drawn has the same label (two
+    copies or scales of one dataset)."""
+    label = str(df.loc[df["dataset"] == dataset, "label"].iloc[0])
+    same = df.loc[df["label"] == label, "dataset"].nunique() > 1
+    return f"{label}\n({dataset})" if same else label
+
+
+def seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
+    """Mean, min, max and count over seeds of ``col`` at each ``x`` (rows with NaN ignored)."""
+    values = pd.to_numeric(df[col], errors="coerce")
+    grouped = values.groupby(df[x])
+    return pd.DataFrame({"mean": grouped.mean(), "min": grouped.min(), "max": grouped.max(),
+                         "n": grouped.count()}).dropna(subset=["mean"])
+
+
+def line_band(ax, df: pd.DataFrame, col: str, colour, label=None, ls="-", x="epoch", band_alpha=0.2, lw=1.6,
+               marker=None):
+    """``col`` against ``x``: the mean over the seeds of ``df`` as a line, their min-max as a band (none for one
+    seed); the line, or None when ``col`` has no values."""
+    stats = seed_stats(df, col, x)
+    if stats.empty:
+        return None
+    (line,) = ax.plot(stats.index, stats["mean"], color=colour, ls=ls, label=label, lw=lw, marker=marker,
+                      markersize=4)
+    if stats["n"].max() > 1:
+        ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=band_alpha, lw=0)
+    return line
+
+
+def dots_vs_delta(ax, final: pd.DataFrame, col: str, colour, label=None, marker="o", ls="-"):
+    """``col`` of ``final`` (one row per run at its end) against δ: a dot per seed, a line through the means;
+    False when ``col`` has no values."""
+    vals = pd.to_numeric(final[col], errors="coerce")
+    ok = vals.notna()
+    if not ok.any():
+        return False
+    ax.scatter(final.loc[ok, "delta"], vals[ok], color=colour, s=14, alpha=0.55, marker=marker, lw=0)
+    mean = vals[ok].groupby(final.loc[ok, "delta"]).mean()
+    ax.plot(mean.index, mean.values, color=colour, marker=marker, ls=ls, label=label, lw=1.4, markersize=5)
+    return True

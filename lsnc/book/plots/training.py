@@ -23,8 +23,8 @@ from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, 
                       UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from ..scale import describe_run
 from ..summary import final_rows, metrics_table, ufm_errors
-from .style import (COLUMN_TITLES, NC_LABELS, NC_TITLES, delta_colours, delta_legend, grid, has, loss_colour,
-                    not_logged, row_title)
+from .style import (COLUMN_TITLES, NC_LABELS, NC_TITLES, delta_colours, delta_legend, dots_vs_delta, grid,
+                    group_label, has, line_band, loss_colour, not_logged, row_title)
 
 SUBSET_STYLES = {"all": "-", "correct": "--", "incorrect": ":"}
 NC1, NC2, NC3 = NC_COLUMNS.values()
@@ -37,34 +37,6 @@ OVERVIEW_COLUMNS = ("train_error", "test_error", NC1, ece_column())
 # ------------------------------------------------------------------------------------------------
 def _datasets(df: pd.DataFrame) -> list[str]:
     return list(dict.fromkeys(df["dataset"]))
-
-
-def _label_of(df: pd.DataFrame, dataset: str) -> str:
-    """The group's dataset label; with its folder name when another group drawn has the same label (two
-    copies or scales of one dataset)."""
-    label = str(df.loc[df["dataset"] == dataset, "label"].iloc[0])
-    same = df.loc[df["label"] == label, "dataset"].nunique() > 1
-    return f"{label}\n({dataset})" if same else label
-
-
-def _seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
-    """Mean, min, max and count over seeds of ``col`` at each ``x`` (rows with NaN ignored)."""
-    values = pd.to_numeric(df[col], errors="coerce")
-    grouped = values.groupby(df[x])
-    return pd.DataFrame({"mean": grouped.mean(), "min": grouped.min(), "max": grouped.max(),
-                         "n": grouped.count()}).dropna(subset=["mean"])
-
-
-def _line_band(ax, df: pd.DataFrame, col: str, colour, label=None, ls="-", x="epoch", band_alpha=0.2, lw=1.6,
-               marker=None):
-    stats = _seed_stats(df, col, x)
-    if stats.empty:
-        return None
-    (line,) = ax.plot(stats.index, stats["mean"], color=colour, ls=ls, label=label, lw=lw, marker=marker,
-                      markersize=4)
-    if stats["n"].max() > 1:
-        ax.fill_between(stats.index, stats["min"], stats["max"], color=colour, alpha=band_alpha, lw=0)
-    return line
 
 
 def _seeds_note(df: pd.DataFrame) -> str:
@@ -208,16 +180,16 @@ def plot_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS):
         sub = df[df["dataset"] == ds]
         for delta, g in sub.groupby("delta"):
             c = loss_colour(delta)
-            _line_band(axes[i, 0], g, "train_error", c, f"{loss_label(delta)} train")
-            _line_band(axes[i, 0], g, "test_error", c, f"{loss_label(delta)} test", ls="--")
+            line_band(axes[i, 0], g, "train_error", c, f"{loss_label(delta)} train")
+            line_band(axes[i, 0], g, "test_error", c, f"{loss_label(delta)} test", ls="--")
             for j, col in enumerate(cols[1:], start=1):
-                _line_band(axes[i, j], g, col, c, loss_label(delta))
+                line_band(axes[i, j], g, col, c, loss_label(delta))
         axes[i, 0].set_ylabel("error")
         axes[i, 0].legend(fontsize=8, frameon=False)
         for j, col in enumerate(cols[1:], start=1):
             axes[i, j].set_ylabel(NC_LABELS[col], fontsize=9)
         axes[i, 1].set_yscale("log")
-        row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], group_label(df, ds))
         for ax in axes[i]:
             ax.set_xlabel("epoch")
     for ax, t in zip(axes[0], ["train (solid) / test (dashed) error", *NC_TITLES.values()]):
@@ -251,7 +223,7 @@ def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS):
         ax.set_yscale("log")
         ax.set_xlabel("NC2 (train)")
         ax.set_ylabel("NC1 (train, log scale)")
-        ax.set_title(_label_of(df, ds), fontsize=10)
+        ax.set_title(group_label(df, ds), fontsize=10)
         fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="plasma"), ax=ax, label="test error")
         handles = [Line2D([], [], marker=markers[d == 0], ls="", color="black", markerfacecolor="none",
                           label=loss_label(d)) for d in sorted(sub["delta"].unique())]
@@ -282,8 +254,8 @@ def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_L
             horizon = min(ms) if ms else int(sub["epoch"].max())
         for delta, g in sub.groupby("delta"):
             c = loss_colour(delta)
-            _line_band(axes[i, 0], g, "_loss", c, loss_label(delta), marker=".")
-            _line_band(axes[i, 1], g[g["epoch"] <= horizon], "_gap", c, loss_label(delta), marker=".")
+            line_band(axes[i, 0], g, "_loss", c, loss_label(delta), marker=".")
+            line_band(axes[i, 1], g[g["epoch"] <= horizon], "_gap", c, loss_label(delta), marker=".")
         axes[i, 0].set_yscale("log")
         axes[i, 0].set_ylabel("training loss (log scale)")
         axes[i, 1].set_yscale("log")
@@ -293,7 +265,7 @@ def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_L
         for ax in axes[i]:
             ax.set_xlabel("epoch")
             ax.legend(frameon=False, fontsize=8)
-        row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], group_label(df, ds))
     fig.suptitle(_seeds_note(df), fontsize=9, color="dimgrey")
     return fig
 
@@ -321,7 +293,7 @@ def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = No
                 not_logged(ax, titles.get(col, col))
                 continue
             for delta, g in sub.groupby("delta"):
-                _line_band(ax, g, col, colours[delta], band_alpha=0.12 if bands else 0.0, lw=1.3)
+                line_band(ax, g, col, colours[delta], band_alpha=0.12 if bands else 0.0, lw=1.3)
             if col == NC1:
                 ax.set_yscale("log")
             if col == "train_error":
@@ -329,7 +301,7 @@ def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = No
                 ax.set_ylim(bottom=0)
             ax.set_xlabel("epoch")
             ax.set_ylabel(titles.get(col, col))
-        row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], group_label(df, ds))
     for ax, col in zip(axes[0], columns):
         ax.set_title(titles.get(col, col), fontsize=10)
     delta_legend(fig, colours, title=_seeds_note(df))
@@ -339,16 +311,6 @@ def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = No
 # ------------------------------------------------------------------------------------------------
 # fig6 / fig7: end-of-training metrics vs delta
 # ------------------------------------------------------------------------------------------------
-def _vs_delta(ax, final: pd.DataFrame, col: str, colour, label=None, marker="o", ls="-"):
-    vals = pd.to_numeric(final[col], errors="coerce")
-    ok = vals.notna()
-    if not ok.any():
-        return False
-    ax.scatter(final.loc[ok, "delta"], vals[ok], color=colour, s=14, alpha=0.55, marker=marker, lw=0)
-    mean = vals[ok].groupby(final.loc[ok, "delta"]).mean()
-    ax.plot(mean.index, mean.values, color=colour, marker=marker, ls=ls, label=label, lw=1.4, markersize=5)
-    return True
-
 
 def plot_final_vs_delta(runs: Sequence[Run]):
     """Rows = datasets; end-of-training NC1 (log), NC2, NC3, norms of the centred class means and of the
@@ -359,19 +321,19 @@ def plot_final_vs_delta(runs: Sequence[Run]):
     for i, ds in enumerate(datasets):
         sub = final[final["dataset"] == ds]
         for j, (col, title) in enumerate(NC_TITLES.items()):
-            if not _vs_delta(axes[i, j], sub, col, "black"):
+            if not dots_vs_delta(axes[i, j], sub, col, "black"):
                 not_logged(axes[i, j], title)
             axes[i, j].set_ylabel(title)
         axes[i, 0].set_yscale("log")
         ax = axes[i, 3]
         _norms_vs_delta(ax, sub)
         ax = axes[i, 4]
-        if not _vs_delta(ax, sub, "test_error", "tab:orange", "test"):
+        if not dots_vs_delta(ax, sub, "test_error", "tab:orange", "test"):
             not_logged(ax, "test error")
         ax.set_ylabel("test error")
         for ax in axes[i]:
             ax.set_xlabel(r"label smoothing $\delta$")
-        row_title(axes[i, 0], _label_of(final, ds))
+        row_title(axes[i, 0], group_label(final, ds))
     for ax, t in zip(axes[0], ["NC1", "NC2", "NC3", "class-mean and classifier norms", "test error"]):
         ax.set_title(t, fontsize=10)
     n = final.groupby(["dataset", "delta"])["seed"].nunique()
@@ -382,8 +344,8 @@ def plot_final_vs_delta(runs: Sequence[Run]):
 
 def _norms_vs_delta(ax, sub) -> None:
     """Mean class-mean norm and classifier-row norm at the end of training, against δ."""
-    a = _vs_delta(ax, sub, CLASS_MEAN_NORM, "tab:green", r"mean $\|\mu_k-\mu_G\|$")
-    b = _vs_delta(ax, sub, CLASSIFIER_NORM, "tab:purple", r"mean $\|w_k\|$", marker="s")
+    a = dots_vs_delta(ax, sub, CLASS_MEAN_NORM, "tab:green", r"mean $\|\mu_k-\mu_G\|$")
+    b = dots_vs_delta(ax, sub, CLASSIFIER_NORM, "tab:purple", r"mean $\|w_k\|$", marker="s")
     if a or b:
         ax.legend(frameon=False, fontsize=8)
         ax.set_ylabel("norm")
@@ -400,10 +362,10 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = ECE_DEFAULT_BINS)
     for i, ds in enumerate(datasets):
         sub = final[final["dataset"] == ds]
         ax = axes[i, 0]
-        drawn = [_vs_delta(ax, sub, ece_column(bins=bins), "black", "before scaling"),
-                 _vs_delta(ax, sub, ece_column("holdout", bins), "tab:green", "after TS, T fitted on held-out split",
+        drawn = [dots_vs_delta(ax, sub, ece_column(bins=bins), "black", "before scaling"),
+                 dots_vs_delta(ax, sub, ece_column("holdout", bins), "tab:green", "after TS, T fitted on held-out split",
                            marker="s"),
-                 _vs_delta(ax, sub, ece_column("testfit", bins), "tab:gray", "after TS, T fitted on test set (paper)",
+                 dots_vs_delta(ax, sub, ece_column("testfit", bins), "tab:gray", "after TS, T fitted on test set (paper)",
                            marker="D", ls=":")]
         if any(drawn):
             ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
@@ -411,8 +373,8 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = ECE_DEFAULT_BINS)
         else:
             not_logged(ax, "ECE")
         ax = axes[i, 1]
-        drawn = [_vs_delta(ax, sub, temperature_column("holdout"), "tab:green", "fitted on held-out split", marker="s"),
-                 _vs_delta(ax, sub, temperature_column("testfit"), "tab:gray", "fitted on test set", marker="D", ls=":")]
+        drawn = [dots_vs_delta(ax, sub, temperature_column("holdout"), "tab:green", "fitted on held-out split", marker="s"),
+                 dots_vs_delta(ax, sub, temperature_column("testfit"), "tab:gray", "fitted on test set", marker="D", ls=":")]
         if any(drawn):
             ax.axhline(1.0, color="lightgrey", lw=1, zorder=0)
             ax.set_yscale("log")
@@ -424,7 +386,7 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = ECE_DEFAULT_BINS)
         _norms_vs_delta(ax, sub)
         for ax in axes[i]:
             ax.set_xlabel(r"label smoothing $\delta$")
-        row_title(axes[i, 0], _label_of(final, ds))
+        row_title(axes[i, 0], group_label(final, ds))
     for ax, t in zip(axes[0], ["calibration error", "temperature scaling", "norms"]):
         ax.set_title(t, fontsize=10)
     return fig
@@ -452,7 +414,7 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_
 
     def draw(i, k, *args, **kw):
         if k in panels:
-            _line_band(grid_axes[i, panels.index(k)], *args, **kw)
+            line_band(grid_axes[i, panels.index(k)], *args, **kw)
 
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
@@ -473,7 +435,7 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_
         for ax, k in zip(grid_axes[i], panels):
             ax.set_xlabel("epoch")
             ax.set_ylabel(titles[k], fontsize=9)
-        row_title(grid_axes[i, 0], _label_of(df, ds))
+        row_title(grid_axes[i, 0], group_label(df, ds))
     for ax, k in zip(grid_axes[0], panels):
         ax.set_title(titles[k], fontsize=10)
     handles = [Line2D([], [], color=loss_colour(d), lw=2, label=loss_label(d)) for d in sorted(df["delta"].unique())]
@@ -505,11 +467,11 @@ def plot_ufm_norms(runs: Sequence[Run]):
             continue
         for delta, g in sub.groupby("delta"):
             c = colours[delta]
-            _line_band(axes[i, 0], g, "rel_err_w", c)
-            _line_band(axes[i, 1], g, "rel_err_h", c)
-            _line_band(axes[i, 1], g, "rel_err_h_centred", c, ls="-.")
-            _line_band(axes[i, 2], g, CLASSIFIER_NORM, c)
-            _line_band(axes[i, 2], g, FEATURE_NORM, c, ls="-.")
+            line_band(axes[i, 0], g, "rel_err_w", c)
+            line_band(axes[i, 1], g, "rel_err_h", c)
+            line_band(axes[i, 1], g, "rel_err_h_centred", c, ls="-.")
+            line_band(axes[i, 2], g, CLASSIFIER_NORM, c)
+            line_band(axes[i, 2], g, FEATURE_NORM, c, ls="-.")
             for col, ls in ((UFM_THEORY_W_NORM, "--"), (UFM_THEORY_H_NORM, ":")):
                 axes[i, 2].axhline(float(pd.to_numeric(g[col]).iloc[0]), color=c, ls=ls, lw=1)
         axes[i, 1].legend(handles=[
@@ -524,7 +486,7 @@ def plot_ufm_norms(runs: Sequence[Run]):
             Line2D([], [], color="grey", ls="-.", label=r"measured $\|h_i\|$"),
             Line2D([], [], color="grey", ls="--", label=r"closed form $\|w_k\|$"),
             Line2D([], [], color="grey", ls=":", label=r"closed form $\|h_i\|$")], frameon=False, fontsize=7.5)
-        row_title(axes[i, 0], _label_of(df, ds))
+        row_title(axes[i, 0], group_label(df, ds))
     for ax, t in zip(axes[0], ["classifier rows vs closed form", "features vs closed form", "norms"]):
         ax.set_title(t, fontsize=10)
     delta_legend(fig, colours, title=_seeds_note(df))
