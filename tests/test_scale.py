@@ -61,7 +61,12 @@ def test_group_line_names_data_model_epochs_and_seeds():
     line = scale.group_line(ce + ls + [fake_run(0.1, 0, 2.0), fake_run(0.05, 0, 2.0, ufm=True)])
     assert line.startswith("Fake data [train 100], mlp (width 8), 40 epochs")
     assert "CE seeds 0–2" in line and "LS δ=0.05 seeds 0–2" in line
-    assert "δ sweep {0, 0.05, 0.1}" in line and "UFM-style δ {0.05}" in line and "8 finished runs" in line
+    assert "δ sweep {0, 0.05, 0.1}, its other δ on seeds {0}" in line and "UFM-style δ {0.05}" in line
+    assert "8 finished runs" in line
+    # a sweep whose δ values have different seeds names each set
+    line = scale.group_line(ce + ls + [fake_run(d, s, 2.0) for d, seeds in ((0.1, (0, 1)), (0.5, (0,)))
+                                       for s in seeds])
+    assert "δ sweep {0, 0.05, 0.1, 0.5}, its other δ on seeds {0, 1} (δ 0.1), {0} (δ 0.5)" in line
     prefix = scale.group_line([hand_run(0.0, s, reached=40) for s in (0, 1)] + [hand_run(0.05, 0, reached=40)])
     assert "epochs 0–40 of the 800-epoch recipe" in prefix and "CE seeds 0, 1, LS δ=0.05 seeds 0" in prefix
 

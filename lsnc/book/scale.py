@@ -315,7 +315,8 @@ def seeds_by_delta(runs: Sequence) -> str:
 
 def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
     """One line saying the scale of one dataset group: its setting (data, model, epochs), the seeds of the main
-    CE / LS comparison, the δ sweep and the UFM-style δ values when present, the number of finished runs."""
+    CE / LS comparison, the δ sweep (with the seeds of its other δ values) and the UFM-style δ values when
+    present, the number of finished runs."""
     runs = list(runs)
     if not runs:
         return "no finished runs"
@@ -328,7 +329,9 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
                                              f"{loss_label(ls_delta)} seeds {seeds_text(ls)}"]
     deltas = sorted(by_delta)
     if len(deltas) > 2 or (deltas and not set(deltas) <= {0.0, ls_delta}):
-        parts.append("δ sweep {" + fmt_list(deltas) + "}")
+        others = [r for r in main if not any(np.isclose(float(r.config["delta"]), (0.0, ls_delta)))]
+        parts.append("δ sweep {" + fmt_list(deltas) + "}"
+                     + (f", its other δ on {seeds_by_delta(others)}" if others else ""))
     ufm = sorted({float(r.config["delta"]) for r in runs if r.config.get("ufm")})
     if ufm:
         parts.append("UFM-style δ {" + fmt_list(ufm) + "}")
