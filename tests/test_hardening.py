@@ -208,3 +208,39 @@ def test_a_requeued_slurm_job_takes_over_its_own_claim_from_another_node(tmp_pat
     with claim_run(folder):
         assert json.loads(lock.read_text())["slurm_job"] == "123"
     assert not lock.exists()
+
+
+def test_a_claim_from_another_pid_namespace_on_this_host_is_not_taken_over(tmp_path):
+    """Two containers on one host can share its name but not their pids: a claim whose pid is free here may be a
+    live process there, so it stands (as another host's does); from this namespace, or from before lsnc recorded
+    namespaces, a dead pid's claim is taken over."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from lsnc.runs.lifecycle import RunClaimed, live_claim, pid_namespace
+    if pid_namespace() is None:
+        pytest.skip("no /proc/self/ns/pid here")
+    folder = tmp_path / "g" / "run"
+    lock = tmp_path / "g" / ".run.lock"
+    lock.parent.mkdir(parents=True)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid no process here holds now
+    for namespace, taken_over in (("pid:[1]", False), (pid_namespace(), True), (None, True)):
+        owner = {"host": socket.gethostname(), "pid": gone.pid, "start": None}
+        lock.write_text(json.dumps(owner if namespace is None else {**owner, "pid_namespace": namespace}))
+        if taken_over:
+            with claim_run(folder):
+                assert json.loads(lock.read_text())["pid_namespace"] == pid_namespace()
+            assert not lock.exists()
+        else:
+            with pytest.raises(RunClaimed, match="being trained by"):
+                with claim_run(folder):
+                    pass
+            assert lock.exists()
+    # a live pid here, but in another namespace: not reported as running here
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid_namespace": "pid:[1]", "pid": os.getpid()}))
+    assert live_claim(folder) is None
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid_namespace": pid_namespace(), "pid": os.getpid()}))
+    assert live_claim(folder)["pid"] == os.getpid()

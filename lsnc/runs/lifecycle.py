@@ -142,6 +142,22 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
     return fields[0] != "Z" and (start is None or (len(fields) > 19 and fields[19] == start))
 
 
+def pid_namespace() -> str | None:
+    """This process's PID namespace (Linux: "pid:[4026531836]"); None where it cannot be read. Two containers on
+    one host may share a host name yet number their processes apart, so a pid is only looked up in its own."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _checkable_here(owner: dict) -> bool:
+    """Whether the claim's process can be looked up from here: the same host and PID namespace (a claim written
+    before lsnc recorded the namespace counts as this one's)."""
+    return (owner.get("host") == socket.gethostname()
+            and owner.get("pid_namespace", pid_namespace()) == pid_namespace())
+
+
 def _slurm_job() -> str | None:
     """This process's SLURM job (array task included), which a requeue keeps; None outside SLURM."""
     job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
@@ -154,7 +170,8 @@ def _lock_path(folder: Path) -> Path:
 
 
 def _read_claim(lock: Path) -> dict:
-    """The lock file's owner (host, pid, start, slurm_job); empty when it cannot be read (gone, or being written)."""
+    """The lock file's owner (host, pid_namespace, pid, start, slurm_job); empty when it cannot be read (gone, or
+    being written)."""
     try:
         return json.loads(lock.read_text())
     except (OSError, json.JSONDecodeError):
@@ -163,31 +180,31 @@ def _read_claim(lock: Path) -> dict:
 
 def live_claim(folder: Path) -> dict | None:
     """The claim on a run folder when a live process on this host holds it (what ``lsnc reproduce --status`` reports
-    as running); None when there is none, when its process is dead, or when it comes from another host (whose
-    process cannot be checked from here)."""
+    as running); None when there is none, when its process is dead, or when it comes from another host or PID
+    namespace (whose process cannot be checked from here)."""
     owner = _read_claim(_lock_path(folder))
-    here = owner.get("host") == socket.gethostname()
-    return owner if here and pid_alive(owner.get("pid", -1), owner.get("start")) else None
+    return owner if _checkable_here(owner) and pid_alive(owner.get("pid", -1), owner.get("start")) else None
 
 
 @contextlib.contextmanager
 def claim_run(folder: Path):
     """Exclusive claim on a run folder while it trains: an O_EXCL lock file beside it holding host, pid and the
-    process's start time. A claim left by a dead process on this host (a killed run) is taken over."""
+    process's start time. A claim left by a dead process on this host (a killed run) is taken over; one from another
+    host or PID namespace (another container) is not, since its process cannot be looked up from here."""
     lock = _lock_path(folder)
     made = [p for p in [lock.parent, *lock.parent.parents] if not p.exists()]
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"cannot create {lock.parent} ({exc.strerror}); choose a writable --runs-dir") from exc
-    me = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid()),
-          "slurm_job": _slurm_job()}
+    me = {"host": socket.gethostname(), "pid_namespace": pid_namespace(), "pid": os.getpid(),
+          "start": process_start(os.getpid()), "slurm_job": _slurm_job()}
     for _ in range(2):
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
             owner = _read_claim(lock)
-            dead_here = owner.get("host") == me["host"] and not pid_alive(owner.get("pid", -1), owner.get("start"))
+            dead_here = _checkable_here(owner) and not pid_alive(owner.get("pid", -1), owner.get("start"))
             # a requeued SLURM job (same job id, maybe another node) takes over the claim of its killed first life
             requeued = me["slurm_job"] is not None and owner.get("slurm_job") == me["slurm_job"]
             if dead_here or requeued:
