@@ -424,8 +424,12 @@ def test_bf16_runs_are_compared_with_their_twin_at_the_last_epoch_both_reached(t
             cut = scale.UpTo(run, stop).metrics.assign(train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)
             write_rows_csv(folder / "metrics.csv", cut.to_dict("records"))
             write_status(folder, "done", stop)
-    table = precision_comparison(tmp_path)
-    assert len(table) == 1
+    from lsnc import book
+    sel = book.select(None, tmp_path, ufm=None, amp=None)  # both precisions, as the runs page selects them
+    table = precision_comparison(sel)
+    assert len(table) == 1 and table["dataset"].iloc[0] == bf16.dataset and table["label"].iloc[0] == bf16.label
+    # it reads the runs it is given, never the folder: without the twin there is no pair
+    assert precision_comparison([r for r in sel.runs if r.config.get("amp") == "bf16"]).empty
     row = table.iloc[0]
     assert row["epoch"] == 15 and row["twin"] == "tf32"
     at15 = lambda run, col: float(run.metrics.set_index("epoch").loc[15, col])  # noqa: E731

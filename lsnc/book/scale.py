@@ -346,7 +346,10 @@ def _scale_row(run) -> dict[str, Any]:
     info = dataset_info(run)
     sizes = info.get("sizes", {})
     x = reach(run)
-    return {"dataset": run.label, "kind": "UFM-style" if run.config.get("ufm") else "standard",
+    kind = "UFM-style" if run.config.get("ufm") else "standard"
+    if run.config.get("amp", "none") != "none":
+        kind += f", {run.config['amp']} autocast"
+    return {"dataset": run.dataset, "label": run.label, "kind": kind,
             "classes": info.get("num_classes"), "train": sizes.get("train"), "test": sizes.get("test"),
             "held-out": sizes.get("holdout"), "model": model_text(run.config),
             "epochs": x.text if x.prefix else x.epochs, "delta": float(run.config["delta"]),
@@ -355,12 +358,13 @@ def _scale_row(run) -> dict[str, Any]:
 
 
 def scales_table(runs) -> pd.DataFrame:
-    """One row per dataset and kind of run (standard / UFM-style): the scale of what was run. ``epochs`` is the
-    recipe's epochs, or "epochs 0–E of the N-epoch recipe" for a prefix."""
+    """One row per run group (``dataset``, its ``label``) and kind of run (standard / UFM-style, and the autocast
+    precision where not full): the scale of what was run. ``epochs`` is the recipe's epochs, or "epochs 0–E of the
+    N-epoch recipe" for a prefix."""
     rows = [_scale_row(r) for r in as_runs(runs)]
     if not rows:
         return pd.DataFrame()
-    keys = ["dataset", "kind", "classes", "train", "test", "held-out", "model", "epochs"]
+    keys = ["label", "dataset", "kind", "classes", "train", "test", "held-out", "model", "epochs"]
     out = pd.DataFrame(rows).groupby(keys, sort=False, dropna=False).agg(
         runs=("seed", "size"), deltas=("delta", lambda s: fmt_list(sorted(set(s)))),
         seeds=("seed", seeds_text), device=("device", lambda s: fmt_list(sorted(set(s)))),

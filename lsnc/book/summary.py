@@ -7,14 +7,13 @@ Every function takes runs (a list, or a Selection) already chosen by :func:`lsnc
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..calibration import ECE_BINS, ECE_DEFAULT_BINS
 from ..models import model_width
-from ..runs import Run, default_runs_dir, runs_table
+from ..runs import Run, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from .claims import epochs_to_zero_error, final_value, paired_comparisons
@@ -315,13 +314,13 @@ def _twin_key(r: Run) -> tuple:
     return (float(r.config["delta"]), int(r.config["seed"]), setting_key(r, vary="precision"))
 
 
-def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
-    """Metrics of each bf16-autocast run beside its full-precision twin (same dataset, δ, seed, model, recipe:
-    fp32, or tf32 where the twin ran with ``--tf32``), at the last epoch both reached (``epoch``; a GPU window
-    trains the twin for less time, and prefixes of one recipe agree up to where the shorter stopped), with the
-    relative difference (bf16 − twin) / |twin|. Empty when no bf16 run has a twin."""
-    from .select import finished_runs
-    runs = finished_runs(default_runs_dir() if runs_dir is None else runs_dir)
+def precision_comparison(runs) -> pd.DataFrame:
+    """Metrics of each bf16-autocast run of ``runs`` (a selection made with ``amp=None``, so that it holds both
+    precisions) beside its full-precision twin there (same group, δ, seed, model, recipe: fp32, or tf32 where the
+    twin ran with ``--tf32``), at the last epoch both reached (``epoch``; a GPU window trains the twin for less
+    time, and prefixes of one recipe agree up to where the shorter stopped), with the relative difference
+    (bf16 − twin) / |twin|. Empty when no bf16 run has a twin."""
+    runs = as_runs(runs)
     full = {_twin_key(r): r for r in runs if r.config.get("amp", "none") == "none"}
     rows = []
     for r in runs:
@@ -332,7 +331,7 @@ def precision_comparison(runs_dir: str | Path | None = None) -> pd.DataFrame:
         a, b = UpTo(twin, epoch).metrics.iloc[-1], UpTo(r, epoch).metrics.iloc[-1]
         if int(a["epoch"]) != int(b["epoch"]):  # evaluated on different epochs: no common row
             continue
-        row = {"dataset": r.label, "δ": r.config["delta"], "seed": r.config["seed"], "epoch": int(a["epoch"]),
+        row = {"dataset": r.dataset, "label": r.label, "δ": r.config["delta"], "seed": r.config["seed"], "epoch": int(a["epoch"]),
                "twin": "tf32" if twin.config.get("tf32") else "fp32"}
         for col, name in PRECISION_COLUMNS.items():
             row[f"{name} twin"], row[f"{name} bf16"] = a[col], b[col]
@@ -347,14 +346,13 @@ def precision_page_table(table: pd.DataFrame, digits: int = 4):
     or tf32 on a GPU; the ``twin`` column says which, ``epoch`` where they are compared)."""
     if table.empty:
         return page_table(table)
-    out = table[["dataset", "δ", "seed", "epoch", "twin"]].copy()
-    out.columns = ["label", "δ", "seed", "epoch", "twin"]
+    out = table[["label", "dataset", "δ", "seed", "epoch", "twin"]].copy()
     for name in PRECISION_COLUMNS.values():
         out[f"{name}: twin → bf16 (rel. diff.)"] = [
             f"{a:.{digits}g} → {b:.{digits}g}<br>({'n/a' if pd.isna(d) else f'{d:+.2%}'})"
             for a, b, d in zip(table[f"{name} twin"], table[f"{name} bf16"], table[f"{name} rel. diff"])]
     return page_table(out).set_properties(**{"text-align": "right", "white-space": "nowrap"},
-                                          subset=list(out.columns[5:]))
+                                          subset=list(out.columns[6:]))
 
 
 # ------------------------------------------------------------------------------------------------
