@@ -589,3 +589,40 @@ def test_the_claims_page_states_the_claims_of_the_library():
     text = "".join(nb["cells"][0]["source"])
     rows = dict(re.findall(r"^\| (C\d) \| (.+?) \|$", text, flags=re.M))
     assert rows == claims.CLAIMS
+
+
+def test_a_group_trained_in_bf16_is_read_in_bf16_and_its_tf32_twin_is_left_to_the_runs_page(tmp_path):
+    """A GPU window whose plan picks bf16 trains its CE / LS set in bf16 and one tf32 CE twin: the figures and
+    claims read the bf16 set (the group's main precision) and say so; a CPU group's few bf16 twins stay out."""
+    def run(group, delta, seed, amp="none", tf32=False):
+        r = fake_run(delta, seed, 3.0 if delta else 5.0)
+        r.dataset = group
+        r.config.update(amp=amp, tf32=tf32)
+        r.provenance = {**r.provenance, "precision": {"autocast": amp, "tf32": tf32},
+                        "device": {"type": "cuda" if group == "gpu" else "cpu"}}
+        return r
+    gpu = [run("gpu", d, s, "bf16") for d in (0.0, 0.05) for s in (0, 1)] + [run("gpu", 0.0, 0, tf32=True)]
+    cpu = [run("cpu", d, s) for d in (0.0, 0.05) for s in (0, 1)] + [run("cpu", 0.0, 0, "bf16")]
+    assert scale.main_precision(gpu + cpu) == {"gpu": "bf16", "cpu": "none"}
+    standard = scale.standard_runs(gpu + cpu)
+    assert standard == gpu[:4] + cpu[:4]
+    comp = claims.select_comparison(gpu)
+    assert sorted(comp.ce) == sorted(comp.ls) == [0, 1]
+    assert all(r.config["amp"] == "bf16" for r in [*comp.ce.values(), *comp.ls.values()])
+    line = scale.group_line(gpu)
+    assert "40 epochs, bf16 autocast; CE seeds 0, 1, LS δ=0.05 seeds 0, 1" in line
+    assert "1 TF32 twin run (the runs page compares them)" in line and "5 finished runs" in line
+    cpu_line = scale.group_line(cpu)
+    assert "autocast;" not in cpu_line and "1 bf16 autocast twin run" in cpu_line
+    assert scale.precision_text(gpu[-1]) == "TF32" and scale.precision_text(cpu[0]) == "fp32"
+    # from run folders: a page's default selection holds each group's main precision
+    root = tmp_path / "runs"
+    for r in gpu + cpu:  # the twin and its bf16 run share δ and seed: written apart, then given their own names
+        precision = f"{r.config['amp']}-{r.config['tf32']}"
+        folder = write_run_folder(tmp_path / "staging" / precision, r)
+        (root / r.dataset).mkdir(parents=True, exist_ok=True)
+        folder.rename(root / r.dataset / f"{folder.name}-{precision}")
+    sel = book.select(None, root)
+    assert sorted((r.dataset, r.config["amp"]) for r in sel.runs) == [("cpu", "none")] * 4 + [("gpu", "bf16")] * 4
+    assert len(book.select(None, root, amp=None).runs) == 10
+    assert [r.config["tf32"] for r in book.select("gpu", root, amp="none").runs] == [True]

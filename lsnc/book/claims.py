@@ -50,7 +50,7 @@ import pandas as pd
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
-from .scale import align_prefixes, as_runs, by_dataset, is_standard, reach, setting_key
+from .scale import align_prefixes, as_runs, by_dataset, reach, setting_key, standard_runs
 from .select import finished_runs
 
 #: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
@@ -214,15 +214,17 @@ class Comparison:
 
 
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:
-    """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, fp32, with metrics, one per seed.
+    """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, in the group's main precision
+    (:func:`.scale.standard_runs`: fp32 or TF32, or bf16 where a GPU window trained in it), with metrics, one per
+    seed.
 
     When runs of several settings (:func:`.scale.setting_key`: data, model and width, recipe, optimizer,
     precision) are present, the setting with the most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed is
     skipped (noted). Runs of the setting that stopped at different epochs of the recipe (prefixes from different
     GPU windows, say) are compared at one epoch they reached (:func:`.scale.align_prefixes`), and ``notes`` says
     so."""
-    # The claims are about the paper's recipe: UFM-style and bf16-autocast runs are compared elsewhere.
-    runs = [r for r in runs if is_standard(r) and r.metrics is not None and not r.metrics.empty]
+    # The claims are about the paper's recipe: UFM-style runs and precision twins are compared elsewhere.
+    runs = [r for r in standard_runs(runs) if r.metrics is not None and not r.metrics.empty]
     if not runs:
         return Comparison(dataset="?", label="?", ls_delta=ls_delta)
     dataset, label = runs[0].dataset, runs[0].label

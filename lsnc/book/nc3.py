@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, loss_label
 from .claims import final_value, paired_comparisons
-from .scale import align_prefixes, as_runs, by_dataset, is_standard, seeds_text, setting_key
+from .scale import align_prefixes, as_runs, by_dataset, seeds_text, setting_key, standard_runs
 from .summary import final_rows
 
 #: the metrics.csv columns read here -> their names on the page
@@ -99,7 +99,7 @@ def final_vs_delta(runs, min_deltas: int = 3) -> tuple[pd.DataFrame, list, list[
     ``groups left out``: groups with enough δ values but no such seed (runs trained before the columns existed,
     or a δ sweep not yet run on the seeds that log them)."""
     parts, used, left_out = [], [], []
-    for dataset, group in by_dataset([r for r in as_runs(runs) if is_standard(r)]).items():
+    for dataset, group in by_dataset(standard_runs(as_runs(runs))).items():
         group = _sweep(group)
         final = final_rows(group)
         deltas = set(final["delta"])

@@ -184,11 +184,40 @@ def setting_key(run, vary: str | None = None) -> tuple:
             c.get("lambda_b"), *(value for axis, value in axes.items() if axis != vary))
 
 
-def is_standard(run) -> bool:
-    """The paper's kind of training, which the claims and the scale comparisons compare: not UFM-style (no explicit
-    feature penalty) and no bf16 autocast (fp32, or TF32). UFM-style runs have their own figure, bf16 runs are
-    compared with their twins (``vary="precision"`` of :func:`setting_key`) on the runs page."""
-    return not run.config.get("ufm") and run.config.get("amp", "none") == "none"
+def main_precision(runs: Iterable) -> dict[str, str]:
+    """Per run group, the autocast (``config["amp"]``: "none" or "bf16") of most of its standard (not UFM-style)
+    runs; on a tie, and for a group without standard runs, "none". A CPU group's bf16 runs are a few twins of its
+    fp32 runs; a GPU window whose plan trains in bf16 (device/README.md) makes bf16 its group's main precision, its
+    one tf32 run the twin."""
+    counts: dict[str, dict[str, int]] = {}
+    for r in runs:
+        if not r.config.get("ufm"):
+            amp = r.config.get("amp", "none")
+            counts.setdefault(r.dataset, {}).setdefault(amp, 0)
+            counts[r.dataset][amp] += 1
+    return {group: max(c, key=lambda amp: (c[amp], amp == "none")) for group, c in counts.items()}
+
+
+def standard_runs(runs: Iterable) -> list:
+    """The paper's kind of training, which the figures, the claims and the scale comparisons compare: not UFM-style
+    (no explicit feature penalty), in its group's :func:`main_precision`. UFM-style runs have their own figure; the
+    other precision's runs are twins, compared with them (``vary="precision"`` of :func:`setting_key`) on the runs
+    page."""
+    runs = list(runs)
+    main = main_precision(runs)
+    return [r for r in runs if not r.config.get("ufm") and r.config.get("amp", "none") == main.get(r.dataset, "none")]
+
+
+def precision_text(run) -> str:
+    """How the run's training computed: "bf16 autocast", "TF32" (fp32 with TF32 matmuls and convolutions, on a GPU)
+    or "fp32"; from its provenance (what the device did), else its config."""
+    p = run.provenance.get("precision") or {}
+    amp = p.get("autocast") or run.config.get("amp", "none")
+    if amp != "none":
+        return f"{amp} autocast"
+    tf32 = p["tf32"] if "tf32" in p else bool(run.config.get("tf32")) and \
+        run.provenance.get("device", {}).get("type") == "cuda"
+    return "TF32" if tf32 else "fp32"
 
 
 def dataset_info(run) -> dict[str, Any]:
@@ -257,10 +286,13 @@ def models_text(runs: Sequence) -> str:
 
 def describe_setting(runs: Sequence) -> str:
     """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (width 256), 150 epochs`` (data of the
-    first run: the runs of one dataset group share it)."""
+    first run: the runs of one dataset group share it), and the precision where it is not fp32 (``, bf16
+    autocast``)."""
     runs = list(runs)
     pool = pool_text(runs[0])
-    return f"{data_text(runs[0])}{' ' + pool if pool else ''}, {models_text(runs)}, {epochs_text(runs)}"
+    precision = fmt_list(sorted({precision_text(r) for r in runs}))
+    return (f"{data_text(runs[0])}{' ' + pool if pool else ''}, {models_text(runs)}, {epochs_text(runs)}"
+            + ("" if precision == "fp32" else f", {precision}"))
 
 
 def recipe_text(runs: Sequence) -> str:
@@ -293,7 +325,8 @@ def provenance_line(runs: Sequence) -> str:
             f"{models_text(runs)}, {epochs_text(runs)}, {recipe_text(runs)}; {n} run{'s' if n != 1 else ''}: "
             f"δ ∈ {{{fmt_list(sorted({float(r.config['delta']) for r in runs}))}}}, {seeds_by_delta(runs)}; "
             f"lsnc commit {fmt_list(sorted({_commit(r) for r in runs}))}, "
-            f"device {fmt_list(sorted({r.provenance.get('device', {}).get('type', '?') for r in runs}))}.")
+            f"device {fmt_list(sorted({r.provenance.get('device', {}).get('type', '?') for r in runs}))}, "
+            f"precision {fmt_list(sorted({precision_text(r) for r in runs}))}.")
     if info.get("copy_note"):
         line += f" *Data: {info['copy_note']}*"
     return line
@@ -314,13 +347,14 @@ def seeds_by_delta(runs: Sequence) -> str:
 
 
 def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
-    """One line saying the scale of one dataset group: its setting (data, model, epochs), the seeds of the main
-    CE / LS comparison, the δ sweep (with the seeds of its other δ values) and the UFM-style δ values when
-    present, the number of finished runs."""
+    """One line saying the scale of one dataset group: its setting (data, model, epochs, precision when not fp32),
+    the seeds of the main CE / LS comparison (:func:`standard_runs`), the δ sweep (with the seeds of its other δ
+    values), the UFM-style δ values and the precision twins when present, the number of finished runs."""
     runs = list(runs)
     if not runs:
         return "no finished runs"
-    main = [r for r in runs if not r.config.get("ufm")]
+    main = standard_runs(runs)
+    twins = [r for r in runs if not r.config.get("ufm") and r not in main]
     by_delta: dict[float, list[int]] = {}
     for r in main:
         by_delta.setdefault(float(r.config["delta"]), []).append(int(r.config["seed"]))
@@ -335,6 +369,9 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
     ufm = sorted({float(r.config["delta"]) for r in runs if r.config.get("ufm")})
     if ufm:
         parts.append("UFM-style δ {" + fmt_list(ufm) + "}")
+    if twins:
+        parts.append(f"{len(twins)} {fmt_list(sorted({precision_text(r) for r in twins}))} twin run"
+                     f"{'s' if len(twins) != 1 else ''} (the runs page compares them)")
     parts.append(f"{len(runs)} finished runs")
     return "; ".join(parts)
 

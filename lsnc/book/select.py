@@ -25,7 +25,7 @@ from ..paths import portable_paths
 from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
 from ..runs.format import CONFIG_FILE, read_status
 from ..vocab import CE_VS_LS
-from .scale import as_runs, by_dataset, fmt_list, group_line, seeds_text
+from .scale import as_runs, by_dataset, fmt_list, group_line, main_precision, seeds_text
 
 
 class UnknownDataset(ValueError):
@@ -107,7 +107,10 @@ def _as_list(x) -> list | None:
 def _filter(runs: list[Run], ufm: bool | None, deltas, seeds, amp: str | None) -> tuple[list[Run], list[str]]:
     """The runs that match, and words for the filters applied (for the message when none do)."""
     what = []
-    if amp is not None:  # the figures use the paper's fp32 runs; bf16 runs are compared on the runs page
+    if amp == "main":  # each group's main precision (fp32; bf16 where a GPU window trained in it): the twins of
+        main = main_precision(runs)  # the other precision are compared on the runs page
+        runs = [r for r in runs if r.config.get("amp", "none") == main.get(getattr(r, "dataset", None), "none")]
+    elif amp is not None:
         runs = [r for r in runs if r.config.get("amp", "none") == amp]
     if ufm is not None:
         runs = [r for r in runs if bool(r.config.get("ufm")) == ufm]
@@ -123,11 +126,13 @@ def _filter(runs: list[Run], ufm: bool | None, deltas, seeds, amp: str | None) -
 
 def select(dataset: str | Sequence[str] | None = None, runs_dir: str | Path | None = None, *, ufm: bool | None = False,
            deltas: Sequence[float] | None = None, seeds: Sequence[int] | None = None,
-           min_deltas: int = 1, amp: str | None = "none") -> Selection:
+           min_deltas: int = 1, amp: str | None = "main") -> Selection:
     """Finished runs under ``runs_dir`` (None: the repository's runs/) for ``dataset`` (None: every run group
     present; a name a reader types, see the module, or a list of names), UFM-style or not (``ufm=None``: both),
     optionally only some deltas and seeds. Groups with fewer than ``min_deltas`` distinct deltas are left out
-    (e.g. a sweep figure). Raises :class:`UnknownDataset` when no run group holds ``dataset``; otherwise an
+    (e.g. a sweep figure). ``amp``: "main" keeps each group's main precision (:func:`.scale.main_precision`: fp32,
+    or bf16 where a GPU window trained in it), None every precision (the runs page, the claims), or one autocast
+    value ("none", "bf16"). Raises :class:`UnknownDataset` when no run group holds ``dataset``; otherwise an
     empty Selection carries a message naming what is available."""
     __tracebackhide__ = True  # noqa: F841 (IPython shows the notebook's line and the message, not these frames)
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
@@ -209,7 +214,8 @@ def _left_out(root: Path, groups: Sequence[str] | None, ufm, deltas, seeds, amp)
             status = read_status(folder) or {}
             if status.get("status") not in (None, "done"):  # not finished: no page would draw it anyway
                 continue
-            if not _filter([SimpleNamespace(config=config)], ufm, deltas, seeds, amp)[0]:
+            # a damaged run's group precision is not known here: "main" lists it whatever its precision
+            if not _filter([SimpleNamespace(config=config)], ufm, deltas, seeds, None if amp == "main" else amp)[0]:
                 continue
         except (RunError, KeyError, TypeError):
             pass

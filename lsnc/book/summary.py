@@ -17,8 +17,8 @@ from ..runs import Run, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from .claims import epochs_to_zero_error, final_value, paired_comparisons
-from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, is_standard, model_text, pool_text, reach,
-                    seeds_text, setting_key)
+from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach,
+                    seeds_text, setting_key, standard_runs)
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -439,7 +439,7 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
     if len(deltas) != 2 or float(deltas[0]) != 0.0:
         raise ValueError(f"deltas must be (0, one LS δ), CE first; got {list(deltas)}")
     field = SCALE_AXES[axis][0]
-    runs = [r for r in as_runs(runs) if is_standard(r) and not reach(r).prefix
+    runs = [r for r in standard_runs(as_runs(runs)) if not reach(r).prefix
             and (r.config.get(field) is not None or axis == "width")
             and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
     settings: dict[tuple, list] = {}
@@ -466,7 +466,7 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
 def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
     """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
     length; ``width``, the model's base width; ``train images``, training images per class): complete (not
-    prefix) fp32/tf32 runs, no UFM-style ones, that share everything else (``_setting``). Per setting, value and
+    prefix) runs in their group's main precision, no UFM-style ones (:func:`.scale.standard_runs`), that share everything else (``_setting``). Per setting, value and
     loss (CE, then LS at ``deltas[1]``): the group(s), the lr decays, and the mean over seeds of the final NC1,
     NC2, NC3, test error and ECE (20 bins), on the seeds that every value has for both losses. Column ``axis``
     holds the value as a page writes it. Empty when no setting was trained at two values."""
