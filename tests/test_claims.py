@@ -626,3 +626,25 @@ def test_a_group_trained_in_bf16_is_read_in_bf16_and_its_tf32_twin_is_left_to_th
     assert sorted((r.dataset, r.config["amp"]) for r in sel.runs) == [("cpu", "none")] * 4 + [("gpu", "bf16")] * 4
     assert len(book.select(None, root, amp=None).runs) == 10
     assert [r.config["tf32"] for r in book.select("gpu", root, amp="none").runs] == [True]
+
+
+def test_final_rows_cut_prefixes_of_one_group_at_one_epoch():
+    """Seed 1's CE / LS pair stopped at epoch 20 of the 40-epoch recipe, seed 0's ran it all: the final values of
+    both seeds are read at epoch 20 (both complete there); a run of another recipe length is left as it is."""
+    from lsnc.book.summary import final_rows
+
+    runs = []
+    for seed, stop in ((0, None), (1, 20)):
+        pair = [fake_run(0.0, seed, 6.0), fake_run(0.05, seed, 3.0)]
+        runs += [scale.UpTo(r, stop) for r in pair] if stop else pair
+    other = fake_run(0.0, 0, 6.0, epochs=EPOCHS[:-2])  # a 20-epoch recipe, complete: another setting
+    other.dataset = "fake-20ep"
+    final = final_rows(runs + [other])
+    assert len(final) == 5 and set(final["epoch"]) == {20}
+    at20 = float(runs[0].metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
+    assert final.loc[(final["seed"] == 0) & (final["delta"] == 0.0), "train_nc1_within_between"].tolist() == [
+        at20, float(other.metrics["train_nc1_within_between"].iloc[-1])]
+    assert list(final["dataset"]) == ["fake"] * 4 + ["fake-20ep"]  # in the order given
+    # a third seed that stopped at epoch 10, CE only: it does not hold the others back, it is left out
+    late = final_rows(runs + [scale.UpTo(fake_run(0.0, 2, 6.0), 10)])
+    assert len(late) == 4 and set(late["epoch"]) == {20}

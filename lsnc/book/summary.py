@@ -57,8 +57,20 @@ def last_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
-    """The last evaluated epoch of every run (one row per run)."""
-    return last_rows(metrics_table(runs))
+    """The last evaluated epoch of every run (one row per run), ``epoch`` saying which. Prefixes of one recipe
+    that stopped at different epochs (GPU windows of different lengths; per group and
+    :func:`.scale.setting_key`) are first cut at one epoch they reached (:func:`.scale.align_prefixes`, complete
+    over the group's δ values at the most seeds), so the "final" values of one group are never from different
+    epochs; its runs that stopped before that epoch are left out."""
+    sets: dict[tuple, list] = {}
+    for r in runs:
+        sets.setdefault((r.dataset, setting_key(r)), []).append(r)
+    seen = {}  # id of a run given -> the run as read (itself, or cut by align_prefixes)
+    for rs in sets.values():
+        for a in align_prefixes(rs, per_seed=len({float(r.config["delta"]) for r in rs})).runs:
+            given = a if any(a is r for r in rs) else a.run  # a run as given, or UpTo(it, the common epoch)
+            seen[id(given)] = a
+    return last_rows(metrics_table([seen[id(r)] for r in runs if id(r) in seen]))
 
 
 def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
