@@ -365,6 +365,9 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
     mixed = sel.runs + book.select(None, old).runs
     final2, used2, left_out2 = nc3.final_decomposition(mixed)
     assert left_out2 == ["legacy"] and final2.equals(final)
+    assert nc3.left_out_line(left_out2) == ("Not read (their runs were trained before lsnc logged the decomposition): "
+                                            "`legacy`.")
+    assert nc3.left_out_line([]) == "" and "every δ of the group" in nc3.left_out_line(["g"], across_delta=True)
     fig = plot_nc3_decomposition(used)
     assert fig.axes[0].get_yscale() == "log" and len(lines_with_data(fig.axes[0])) == 4  # CE, LS x (M, A)
     assert plot_nc3_decomposition([]) is None

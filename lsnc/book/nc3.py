@@ -136,6 +136,17 @@ def _spread(values: pd.Series) -> str:
     return f"{v.mean():.3g}" if len(v) == 1 else f"{v.mean():.3g} [{v.min():.3g}, {v.max():.3g}]"
 
 
+def left_out_line(groups: list[str], across_delta: bool = False) -> str:
+    """Markdown naming the groups :func:`final_decomposition` (or, ``across_delta``, :func:`final_vs_delta`) left
+    out, and why; "" when none."""
+    if not groups:
+        return ""
+    why = ("no seed has a run that logged the decomposition at every δ of the group: trained before lsnc logged "
+           "it, or the δ sweep has not been run on the seeds that do" if across_delta else
+           "their runs were trained before lsnc logged the decomposition")
+    return f"Not read ({why}): " + ", ".join(f"`{g}`" for g in groups) + "."
+
+
 def _logged(g: pd.DataFrame, col: str) -> pd.DataFrame:
     """The rows of ``g`` with a number in ``col`` (none when the column is absent)."""
     if col not in g.columns:
