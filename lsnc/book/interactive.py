@@ -27,6 +27,7 @@ from ..paths import book_dir
 from ..vocab import MAIN_DELTA, NC_COLUMNS, loss_label
 from .plots.style import CE_COLOUR, COLUMN_TITLES, LS_COLOUR
 from .plots.training import SWEEP_COLUMNS
+from .theory import THEORY_PAGE, gd_point
 
 #: the file name of plotly.js under book/_static
 PLOTLY_JS = "plotly.min.js"
@@ -43,8 +44,8 @@ DYNAMICS_DELTAS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3
 DYNAMICS_SETTINGS: tuple[dict, ...] = (dict(num_classes=4, lambda_wh=5e-3), dict(num_classes=4, lambda_wh=1e-2),
                                        dict(num_classes=3, lambda_wh=5e-3))
 DYNAMICS_FIXED = dict(n_per_class=3, lr=5.0, steps=1000, seed=0, record_every=10)
-#: the distance GD must reach for "iterations to converge"
-TIGHT = 1e-6
+#: the distance GD must reach for "iterations to converge" (the theory page's)
+TIGHT = THEORY_PAGE["tight"]
 
 
 
@@ -313,24 +314,11 @@ def dynamics_grid(settings: Sequence[dict] = DYNAMICS_SETTINGS, deltas: Sequence
     """Per setting and δ: gradient descent from the same random start (``step``, ``distance``: the relative logit
     distance to the optimum), iterations to :data:`TIGHT` (NaN: never), and the two condition numbers at the
     minimizer (``kappa_full``: the full Hessian with the symmetry directions removed; ``kappa_softmax``: the
-    softmax Hessian), NaN where s + δ ≥ 1 (no nonzero minimizer)."""
-    from .. import ufm
+    softmax Hessian), NaN where s + δ ≥ 1 (no nonzero minimizer): :func:`lsnc.book.theory.gd_point` at each."""
     out = []
     for st in settings:
-        K, lam = st["num_classes"], st["lambda_wh"]
-        rows = []
-        for d in deltas:
-            problem = ufm.UFMProblem(K, n_per_class, K + 1, lam, lam, float(d))
-            traj = ufm.gradient_descent(problem, lr=lr, steps=steps, seed=seed, record_every=record_every)
-            exists = problem.solution().exists
-            spec = ufm.hessian_spectrum(problem, seed=seed) if exists else None
-            reached = traj.first_step_below(TIGHT)
-            rows.append(dict(delta=float(d), step=traj.step, distance=traj.logit_distance,
-                             iterations=np.nan if reached is None else reached, exists=exists,
-                             diverged=not np.isfinite(traj.objective[-1]),
-                             kappa_full=spec.kappa_restricted if spec else np.nan,
-                             kappa_softmax=spec.kappa_softmax if spec else np.nan,
-                             p_y=problem.solution().p_y))
+        rows = [gd_point(st["num_classes"], n_per_class, st["lambda_wh"], d, lr=lr, steps=steps, seed=seed,
+                         record_every=record_every, tight=TIGHT) for d in deltas]
         out.append(dict(setting=dict(st, n_per_class=n_per_class, lr=lr, steps=steps, seed=seed), rows=rows))
     return out
 

@@ -37,6 +37,26 @@ PAPER_EXPERIMENTS = {"CIFAR-10": ("paper-cifar10", 10, 5000), "CIFAR-100": ("pap
                      "STL-10": ("paper-stl10", 10, 500), "Tiny ImageNet": ("paper-tinyimagenet", 200, 500)}
 
 
+def gd_point(num_classes: int, n_per_class: int, lambda_wh: float, delta: float, *, lr: float, steps: int,
+             seed: int = 0, record_every: int = 10, tight: float = THEORY_PAGE["tight"]) -> dict:
+    """Gradient descent on one small UFM (K = ``num_classes``, n per class, d = K + 1, λ_W = λ_H = ``lambda_wh``) at
+    one δ from the random start of ``seed``, and the two condition numbers at its minimizer: ``step``,
+    ``distance`` (the relative logit distance to the optimum), ``iterations`` to ``tight`` (NaN: never),
+    ``exists`` (s + δ < 1: a nonzero minimizer), ``diverged``, ``kappa_full`` (the full Hessian with the
+    symmetry directions removed), ``kappa_softmax`` (the softmax Hessian; both NaN without a minimizer) and
+    ``p_y``. The explorer's dynamics read it: its precomputed grid and its sliders."""
+    problem = ufm.UFMProblem(num_classes, n_per_class, num_classes + 1, lambda_wh, lambda_wh, float(delta))
+    traj = ufm.gradient_descent(problem, lr=lr, steps=steps, seed=seed, record_every=record_every)
+    solution = problem.solution()
+    spec = ufm.hessian_spectrum(problem, seed=seed) if solution.exists else None
+    reached = traj.first_step_below(tight)
+    return dict(delta=float(delta), step=traj.step, distance=traj.logit_distance,
+                iterations=np.nan if reached is None else reached, exists=solution.exists,
+                diverged=not np.isfinite(traj.objective[-1]),
+                kappa_full=spec.kappa_restricted if spec else np.nan,
+                kappa_softmax=spec.kappa_softmax if spec else np.nan, p_y=solution.p_y)
+
+
 def paper_sizes() -> dict[str, tuple[int, int, int]]:
     """``{dataset: (K, n, d)}`` of the paper's experiments: CIFAR-10 (10, 5000, 512: ResNet-18), CIFAR-100
     (100, 500, 2048: ResNet-50), STL-10 (10, 500, 2048), Tiny ImageNet (200, 500, 2048)."""

@@ -223,18 +223,21 @@ def plot_gd_by_classes(comparisons: dict[int, ufm.ConvergenceComparison]):
 
 def ufm_dynamics(num_classes: int = 4, n_per_class: int = 3, lambda_wh: float = 5e-3, delta: float = MAIN_DELTA,
                  lr: float = 5.0, steps: int = 1000, seed: int = 0):
-    """Gradient descent on a small UFM from one random start, CE against LS(δ), same step size; returns the
-    figure (distance to the optimum against iteration) and a one-line summary with both Hessians' condition
-    numbers (the full Hessian with the symmetry directions removed, and the softmax Hessian)."""
+    """Gradient descent on a small UFM from one random start, CE against LS(δ), same step size
+    (:func:`lsnc.book.theory.gd_point`); returns the figure (distance to the optimum against iteration) and a
+    one-line summary with both Hessians' condition numbers (the full Hessian with the symmetry directions removed,
+    and the softmax Hessian)."""
+    from ..theory import gd_point
+    points = {d: gd_point(num_classes, n_per_class, lambda_wh, d, lr=lr, steps=steps, seed=seed, record_every=5)
+              for d in (0.0, delta)}
+    if not all(p["exists"] for p in points.values()):  # no condition number to state: the sliders say why
+        raise ValueError("the minimizer is zero here (s + delta >= 1): pick a smaller delta or lambdas")
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     parts = []
-    for d, colour in ((0.0, CE_COLOUR), (delta, LS_COLOUR)):
-        problem = ufm.UFMProblem(num_classes, n_per_class, num_classes + 1, lambda_wh, lambda_wh, d)
-        traj = ufm.gradient_descent(problem, lr=lr, steps=steps, seed=seed, record_every=5)
-        spec = ufm.hessian_spectrum(problem, seed=seed)
-        ax.semilogy(traj.step, traj.logit_distance, color=colour, label=loss_label(d))
-        parts.append(f"{loss_label(d)}: κ(full Hessian, symmetry removed) = {spec.kappa_restricted:.3g}, "
-                     f"κ(softmax Hessian) = {spec.kappa_softmax:.3g}, p_y = {spec.p_y:.3f}")
+    for (d, point), colour in zip(points.items(), (CE_COLOUR, LS_COLOUR)):
+        ax.semilogy(point["step"], point["distance"], color=colour, label=loss_label(d))
+        parts.append(f"{loss_label(d)}: κ(full Hessian, symmetry removed) = {point['kappa_full']:.3g}, "
+                     f"κ(softmax Hessian) = {point['kappa_softmax']:.3g}, p_y = {point['p_y']:.3f}")
     ax.set_xlabel("gradient-descent iteration")
     ax.set_ylabel("relative logit distance to optimum")
     ax.set_title(f"UFM, K={num_classes}, n={n_per_class}, λ_W=λ_H={lambda_wh:g}, step {lr:g}, seed {seed}",
