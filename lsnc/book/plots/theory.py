@@ -9,7 +9,7 @@ import numpy as np
 
 from ... import ufm
 from ...vocab import MAIN_DELTA, loss_label
-from .style import CE_COLOUR, LS_COLOUR
+from .style import CE_COLOUR, LS_COLOUR, delta_colours
 
 DELTA_AXIS = r"label smoothing $\delta$"
 
@@ -152,9 +152,11 @@ def _distance_matrix(comparison: ufm.ConvergenceComparison, delta: float) -> tup
 
 
 def _distance_panel(ax, comparison: ufm.ConvergenceComparison) -> None:
-    """Logit distance to the optimum against iteration: median over seeds, min-max band, one colour per δ."""
-    colours = plt.cm.viridis(np.linspace(0, 0.9, len(comparison.deltas)))
-    for colour, delta in zip(colours, comparison.deltas):
+    """Logit distance to the optimum against iteration: median over seeds, min-max band, one colour per δ (the
+    book's: CE blue, :func:`.style.delta_colours`)."""
+    colours = delta_colours(comparison.deltas)
+    for delta in comparison.deltas:
+        colour = colours[float(delta)]
         steps, dist = _distance_matrix(comparison, delta)
         with np.errstate(all="ignore"):
             finite = np.isfinite(dist).any(axis=0)
