@@ -141,3 +141,12 @@ def test_a_run_claimed_by_a_live_process_here_reports_running_not_failed(tmp_pat
     assert claimed_by(pid=zombie.pid, start=None) == "missing" and not pid_alive(zombie.pid)
     zombie.wait()
     assert claimed_by(pid=zombie.pid, start=None) == "missing"  # reaped: gone
+    # a killed run (a status at epoch 2) whose lock comes from another PID namespace of this host: failed,
+    # resumable, and the detail says where the lock comes from and which file to remove
+    from lsnc.runs.format import write_status
+    folder.mkdir(parents=True)
+    write_status(folder, "running", 2)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid_namespace": "pid:[1]", "pid": os.getpid()}))
+    state, detail = cluster.run_state(runs, cfg)
+    assert state == "failed" and detail.startswith("stopped at epoch 2 (resumable)")
+    assert "PID namespace pid:[1]" in detail and f"remove {lock}" in detail

@@ -212,14 +212,15 @@ def test_a_requeued_slurm_job_takes_over_its_own_claim_from_another_node(tmp_pat
 
 def test_a_claim_from_another_pid_namespace_on_this_host_is_not_taken_over(tmp_path):
     """Two containers on one host can share its name but not their pids: a claim whose pid is free here may be a
-    live process there, so it stands (as another host's does); from this namespace, or from before lsnc recorded
-    namespaces, a dead pid's claim is taken over."""
+    live process there, so it stands (as another host's does), and the refusal and foreign_claim say where it
+    comes from; from this namespace, or naming none (from before lsnc recorded it, or unreadable there), a dead
+    pid's claim is taken over."""
     import json
     import socket
     import subprocess
     import sys
 
-    from lsnc.runs.lifecycle import RunClaimed, live_claim, pid_namespace
+    from lsnc.runs.lifecycle import RunClaimed, foreign_claim, live_claim, pid_namespace
     if pid_namespace() is None:
         pytest.skip("no /proc/self/ns/pid here")
     folder = tmp_path / "g" / "run"
@@ -227,18 +228,19 @@ def test_a_claim_from_another_pid_namespace_on_this_host_is_not_taken_over(tmp_p
     lock.parent.mkdir(parents=True)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a pid no process here holds now
-    for namespace, taken_over in (("pid:[1]", False), (pid_namespace(), True), (None, True)):
+    for namespace, taken_over in (("pid:[1]", False), (pid_namespace(), True), ("absent", True), (None, True)):
         owner = {"host": socket.gethostname(), "pid": gone.pid, "start": None}
-        lock.write_text(json.dumps(owner if namespace is None else {**owner, "pid_namespace": namespace}))
+        lock.write_text(json.dumps(owner if namespace == "absent" else {**owner, "pid_namespace": namespace}))
         if taken_over:
             with claim_run(folder):
                 assert json.loads(lock.read_text())["pid_namespace"] == pid_namespace()
             assert not lock.exists()
         else:
-            with pytest.raises(RunClaimed, match="being trained by"):
+            with pytest.raises(RunClaimed, match="PID namespace is not this one's"):
                 with claim_run(folder):
                     pass
             assert lock.exists()
+            assert "this host's PID namespace pid:[1]" in foreign_claim(folder) and str(lock) in foreign_claim(folder)
     # a live pid here, but in another namespace: not reported as running here
     lock.write_text(json.dumps({"host": socket.gethostname(), "pid_namespace": "pid:[1]", "pid": os.getpid()}))
     assert live_claim(folder) is None

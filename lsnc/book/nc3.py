@@ -249,8 +249,8 @@ def delta_lines(final: pd.DataFrame) -> str:
     """Markdown bullets, one per group of :func:`final_vs_delta` (means over its seeds): W P against A for CE and
     over LS's δ values (where it is smallest), whether W P lies nearer A than M, ||W P|| / ||W|| for CE and LS,
     then NC3 at LS's smallest and largest δ with W P against M and the means' own distance from the ETF there,
-    and A against M where the runs logged it (:func:`_means_whitened_clause`). A group without a CE run, or whose LS values are missing, gets a bullet that says so. Empty when ``final``
-    is."""
+    and A against M where the runs logged it (:func:`_means_whitened_clause`). A group without a CE run, or whose
+    LS values are missing, gets a bullet that says so. Empty when ``final`` is."""
     if final.empty:
         return ""
     means, nc3, means_etf = _means(final), NC_COLUMNS["NC3"], TRAIN_PREFIX + "nc2_means_etf"

@@ -10,7 +10,7 @@ runs' config.json, provenance.json and status.json (never by parsing another des
   each δ has);
 * :func:`provenance_line`: one dataset of a figure caption (sizes, classes, model, epochs, recipe, δ values,
   seeds, lsnc commit, device);
-* :func:`scales_table`: the runs page's table, one row per dataset and kind of run.
+* :func:`scales_table`: the runs page's table, one row per run group and kind of run.
 
 A finished run that stopped before its recipe's last epoch (a *prefix*, see ``lsnc.runs.Run.is_prefix``) is
 always described as "epochs 0–E of the N-epoch recipe", never as an E-epoch run: its learning-rate schedule is
@@ -354,7 +354,8 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
     if not runs:
         return "no finished runs"
     main = standard_runs(runs)
-    twins = [r for r in runs if not r.config.get("ufm") and r not in main]
+    in_main = {id(r) for r in main}
+    twins = [r for r in runs if not r.config.get("ufm") and id(r) not in in_main]
     by_delta: dict[float, list[int]] = {}
     for r in main:
         by_delta.setdefault(float(r.config["delta"]), []).append(int(r.config["seed"]))

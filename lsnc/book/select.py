@@ -108,8 +108,9 @@ def _filter(runs: list[Run], ufm: bool | None, deltas, seeds, amp: str | None) -
     """The runs that match, and words for the filters applied (for the message when none do)."""
     what = []
     if amp == "main":  # each group's main precision (fp32; bf16 where a GPU window trained in it): the twins of
-        main = main_precision(runs)  # the other precision are compared on the runs page
-        runs = [r for r in runs if r.config.get("amp", "none") == main.get(getattr(r, "dataset", None), "none")]
+        main = main_precision(runs)  # the other precision are compared on the runs page; UFM-style runs: fp32
+        runs = [r for r in runs if r.config.get("amp", "none") ==
+                ("none" if r.config.get("ufm") else main.get(getattr(r, "dataset", None), "none"))]
     elif amp is not None:
         runs = [r for r in runs if r.config.get("amp", "none") == amp]
     if ufm is not None:

@@ -321,9 +321,9 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
 # bf16 against fp32
 # ------------------------------------------------------------------------------------------------
 def _twin_key(r: Run) -> tuple:
-    """What a bf16 run and its full-precision twin share: δ, seed and everything but the precision
+    """What a bf16 run and its full-precision twin share: group, δ, seed and everything but the precision
     (:func:`.scale.setting_key`; not how far each got)."""
-    return (float(r.config["delta"]), int(r.config["seed"]), setting_key(r, vary="precision"))
+    return (r.dataset, float(r.config["delta"]), int(r.config["seed"]), setting_key(r, vary="precision"))
 
 
 def precision_comparison(runs) -> pd.DataFrame:
@@ -343,7 +343,8 @@ def precision_comparison(runs) -> pd.DataFrame:
         a, b = UpTo(twin, epoch).metrics.iloc[-1], UpTo(r, epoch).metrics.iloc[-1]
         if int(a["epoch"]) != int(b["epoch"]):  # evaluated on different epochs: no common row
             continue
-        row = {"dataset": r.dataset, "label": r.label, "δ": r.config["delta"], "seed": r.config["seed"], "epoch": int(a["epoch"]),
+        row = {"dataset": r.dataset, "label": r.label, "δ": r.config["delta"], "seed": r.config["seed"],
+               "epoch": int(a["epoch"]),
                "twin": "tf32" if twin.config.get("tf32") else "fp32"}
         for col, name in PRECISION_COLUMNS.items():
             row[f"{name} twin"], row[f"{name} bf16"] = a[col], b[col]
@@ -478,7 +479,8 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
 def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
     """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
     length; ``width``, the model's base width; ``train images``, training images per class): complete (not
-    prefix) runs in their group's main precision, no UFM-style ones (:func:`.scale.standard_runs`), that share everything else (``_setting``). Per setting, value and
+    prefix) runs in their group's main precision, no UFM-style ones (:func:`.scale.standard_runs`), that share
+    everything else (``_setting``). Per setting, value and
     loss (CE, then LS at ``deltas[1]``): the group(s), the lr decays, and the mean over seeds of the final NC1,
     NC2, NC3, test error and ECE (20 bins), on the seeds that every value has for both losses. Column ``axis``
     holds the value as a page writes it. Empty when no setting was trained at two values."""

@@ -22,7 +22,7 @@ from typing import Any
 from ..atomic import write_json_atomic
 from ..config import ConfigError, TrainConfig
 from ..runs.format import RunError, read_status
-from ..runs.lifecycle import live_claim, pid_alive, run_folder, run_key
+from ..runs.lifecycle import foreign_claim, live_claim, pid_alive, run_folder, run_key
 from .inline import fusable_groups, train_configs
 
 # SLURM job states (sacct), grouped as ``lsnc reproduce --status`` reports them.
@@ -194,8 +194,9 @@ def run_state(runs_dir: str | Path, cfg: TrainConfig, states: dict[str, str] | N
         return "failed", status.get("error") + (f" ({job})" if job else "")
     error = _job_error(rec, key) if rec and js != "UNKNOWN" else None
     if status:
+        foreign = foreign_claim(run_folder(runs_dir, cfg))
         return "failed", (f"stopped at epoch {status.get('epoch')} (resumable), {job or 'no job recorded'}"
-                          + (f": {error}" if error else ""))
+                          + (f": {error}" if error else "") + (f"; {foreign}" if foreign else ""))
     if rec and (error or js in FAILED_STATES):
         return "failed", f"{job}" + (f": {error}" if error else "")
     return "missing", None

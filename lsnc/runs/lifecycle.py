@@ -152,10 +152,24 @@ def pid_namespace() -> str | None:
 
 
 def _checkable_here(owner: dict) -> bool:
-    """Whether the claim's process can be looked up from here: the same host and PID namespace (a claim written
-    before lsnc recorded the namespace counts as this one's)."""
+    """Whether the claim's process can be looked up from here: the same host and PID namespace (a claim that names
+    no namespace, written before lsnc recorded it or where it could not be read, counts as this one's)."""
     return (owner.get("host") == socket.gethostname()
-            and owner.get("pid_namespace", pid_namespace()) == pid_namespace())
+            and owner.get("pid_namespace") in (None, pid_namespace()))
+
+
+def foreign_claim(folder: Path) -> str | None:
+    """What to say of a claim on ``folder`` whose process cannot be looked up from here (another host, or another
+    PID namespace of this one: another container, or this container before a restart); None when there is none."""
+    lock = _lock_path(folder)
+    owner = _read_claim(lock)
+    if not owner or _checkable_here(owner):
+        return None
+    where = (f"host {owner.get('host')}" if owner.get("host") != socket.gethostname()
+             else f"this host's PID namespace {owner.get('pid_namespace')} (another container, or this one before "
+                  "a restart)")
+    return (f"claimed by process {owner.get('pid')} in {where}, which cannot be checked from here: if nothing "
+            f"there trains it, remove {lock}")
 
 
 def _slurm_job() -> str | None:
@@ -211,7 +225,9 @@ def claim_run(folder: Path):
                 lock.unlink(missing_ok=True)
                 continue
             raise RunClaimed(f"{folder} is being trained by {owner or 'another process'} (lock {lock}); wait for "
-                             "it, or remove the lock if that process is gone")
+                             "it, or remove the lock if that process is gone"
+                             + ("" if not owner or _checkable_here(owner) else
+                                " (its host or PID namespace is not this one's, so lsnc cannot tell)"))
         with os.fdopen(fd, "w") as f:
             json.dump(me, f)
         break

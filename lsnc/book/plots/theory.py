@@ -230,13 +230,13 @@ def ufm_dynamics(num_classes: int = 4, n_per_class: int = 3, lambda_wh: float = 
     one-line summary with both Hessians' condition numbers (the full Hessian with the symmetry directions removed,
     and the softmax Hessian)."""
     from ..theory import gd_point
-    points = {d: gd_point(num_classes, n_per_class, lambda_wh, d, lr=lr, steps=steps, seed=seed, record_every=5)
-              for d in (0.0, delta)}
-    if not all(p["exists"] for p in points.values()):  # no condition number to state: the sliders say why
+    points = [(d, gd_point(num_classes, n_per_class, lambda_wh, d, lr=lr, steps=steps, seed=seed, record_every=5))
+              for d in (0.0, delta)]
+    if not all(p["exists"] for _, p in points):  # no condition number to state: the sliders say why
         raise ValueError("the minimizer is zero here (s + delta >= 1): pick a smaller delta or lambdas")
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     parts = []
-    for (d, point), colour in zip(points.items(), (CE_COLOUR, LS_COLOUR)):
+    for (d, point), colour in zip(points, (CE_COLOUR, LS_COLOUR)):
         ax.semilogy(point["step"], point["distance"], color=colour, label=loss_label(d))
         parts.append(f"{loss_label(d)}: κ(full Hessian, symmetry removed) = {point['kappa_full']:.3g}, "
                      f"κ(softmax Hessian) = {point['kappa_softmax']:.3g}, p_y = {point['p_y']:.3f}")

@@ -363,18 +363,20 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = ECE_DEFAULT_BINS)
         sub = final[final["dataset"] == ds]
         ax = axes[i, 0]
         drawn = [dots_vs_delta(ax, sub, ece_column(bins=bins), "black", "before scaling"),
-                 dots_vs_delta(ax, sub, ece_column("holdout", bins), "tab:green", "after TS, T fitted on held-out split",
-                           marker="s"),
-                 dots_vs_delta(ax, sub, ece_column("testfit", bins), "tab:gray", "after TS, T fitted on test set (paper)",
-                           marker="D", ls=":")]
+                 dots_vs_delta(ax, sub, ece_column("holdout", bins), "tab:green",
+                               "after TS, T fitted on held-out split", marker="s"),
+                 dots_vs_delta(ax, sub, ece_column("testfit", bins), "tab:gray",
+                               "after TS, T fitted on test set (paper)", marker="D", ls=":")]
         if any(drawn):
             ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))
             ax.set_ylabel(f"test ECE ({bins} bins)")
         else:
             not_logged(ax, "ECE")
         ax = axes[i, 1]
-        drawn = [dots_vs_delta(ax, sub, temperature_column("holdout"), "tab:green", "fitted on held-out split", marker="s"),
-                 dots_vs_delta(ax, sub, temperature_column("testfit"), "tab:gray", "fitted on test set", marker="D", ls=":")]
+        drawn = [dots_vs_delta(ax, sub, temperature_column("holdout"), "tab:green", "fitted on held-out split",
+                               marker="s"),
+                 dots_vs_delta(ax, sub, temperature_column("testfit"), "tab:gray", "fitted on test set", marker="D",
+                               ls=":")]
         if any(drawn):
             ax.axhline(1.0, color="lightgrey", lw=1, zorder=0)
             ax.set_yscale("log")
