@@ -198,14 +198,20 @@ def main_precision(runs: Iterable) -> dict[str, str]:
     return {group: max(c, key=lambda amp: (c[amp], amp == "none")) for group, c in counts.items()}
 
 
-def standard_runs(runs: Iterable) -> list:
-    """The paper's kind of training, which the figures, the claims and the scale comparisons compare: not UFM-style
-    (no explicit feature penalty), in its group's :func:`main_precision`. UFM-style runs have their own figure; the
-    other precision's runs are twins, compared with them (``vary="precision"`` of :func:`setting_key`) on the runs
-    page."""
+def in_main_precision(runs: Iterable) -> list:
+    """The runs in their group's :func:`main_precision` (UFM-style runs: fp32, as they are trained); the other
+    precision's runs are twins, compared with them (``vary="precision"`` of :func:`setting_key`) on the runs page."""
     runs = list(runs)
     main = main_precision(runs)
-    return [r for r in runs if not r.config.get("ufm") and r.config.get("amp", "none") == main.get(r.dataset, "none")]
+    return [r for r in runs if r.config.get("amp", "none") ==
+            ("none" if r.config.get("ufm") else main.get(getattr(r, "dataset", None), "none"))]
+
+
+def standard_runs(runs: Iterable) -> list:
+    """The paper's kind of training, which the figures, the claims and the scale comparisons compare: not UFM-style
+    (no explicit feature penalty; those have their own figure), in its group's main precision
+    (:func:`in_main_precision`)."""
+    return [r for r in in_main_precision(runs) if not r.config.get("ufm")]
 
 
 def precision_text(run) -> str:

@@ -25,7 +25,7 @@ from ..paths import portable_paths
 from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
 from ..runs.format import CONFIG_FILE, read_status
 from ..vocab import CE_VS_LS
-from .scale import as_runs, by_dataset, fmt_list, group_line, main_precision, seeds_text
+from .scale import as_runs, by_dataset, fmt_list, group_line, in_main_precision, seeds_text
 
 
 class UnknownDataset(ValueError):
@@ -107,10 +107,8 @@ def _as_list(x) -> list | None:
 def _filter(runs: list[Run], ufm: bool | None, deltas, seeds, amp: str | None) -> tuple[list[Run], list[str]]:
     """The runs that match, and words for the filters applied (for the message when none do)."""
     what = []
-    if amp == "main":  # each group's main precision (fp32; bf16 where a GPU window trained in it): the twins of
-        main = main_precision(runs)  # the other precision are compared on the runs page; UFM-style runs: fp32
-        runs = [r for r in runs if r.config.get("amp", "none") ==
-                ("none" if r.config.get("ufm") else main.get(getattr(r, "dataset", None), "none"))]
+    if amp == "main":  # each group's main precision (fp32; bf16 where a GPU window trained in it)
+        runs = in_main_precision(runs)
     elif amp is not None:
         runs = [r for r in runs if r.config.get("amp", "none") == amp]
     if ufm is not None:
