@@ -19,6 +19,7 @@ that of the N-epoch recipe. Run-like objects without a status (tests, the claims
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -189,12 +190,10 @@ def main_precision(runs: Iterable) -> dict[str, str]:
     runs; on a tie, and for a group without standard runs, "none". A CPU group's bf16 runs are a few twins of its
     fp32 runs; a GPU window whose plan trains in bf16 (device/README.md) makes bf16 its group's main precision, its
     one tf32 run the twin."""
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, Counter] = {}
     for r in runs:
         if not r.config.get("ufm"):
-            amp = r.config.get("amp", "none")
-            counts.setdefault(r.dataset, {}).setdefault(amp, 0)
-            counts[r.dataset][amp] += 1
+            counts.setdefault(r.dataset, Counter())[r.config.get("amp", "none")] += 1
     return {group: max(c, key=lambda amp: (c[amp], amp == "none")) for group, c in counts.items()}
 
 
@@ -204,7 +203,7 @@ def in_main_precision(runs: Iterable) -> list:
     runs = list(runs)
     main = main_precision(runs)
     return [r for r in runs if r.config.get("amp", "none") ==
-            ("none" if r.config.get("ufm") else main.get(getattr(r, "dataset", None), "none"))]
+            ("none" if r.config.get("ufm") else main.get(r.dataset, "none"))]
 
 
 def standard_runs(runs: Iterable) -> list:
