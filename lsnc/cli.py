@@ -1,4 +1,4 @@
-"""Command line: ``lsnc train``, ``lsnc reproduce``, ``lsnc book``, ``lsnc presets``.
+"""Command line: ``lsnc train``, ``lsnc reproduce``, ``lsnc book``, ``lsnc compare``, ``lsnc presets``.
 
 Errors in the input (unknown dataset, missing data, bad options, an existing run) print one readable line
 and exit with status 2; a run that fails while training exits with status 1 and is marked failed.
@@ -118,8 +118,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="build from the runs present; train nothing")
     p.add_argument("--quiet", action="store_true")
 
+    p = sub.add_parser("compare", help="compare runs with their namesakes elsewhere (a rerun against runs/); exit 1 "
+                                       "when a pair differs beyond the tolerance")
+    p.add_argument("first", help="a run folder, a group folder (runs/mnist1d) or a runs folder")
+    p.add_argument("second", help="the same kind of folder holding the runs to compare with")
+    p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: equal to the last bit)")
+    p.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default 0)")
+
     sub.add_parser("presets", help="list the training presets")
     return parser
+
+
+def compare(first: str, second: str, rtol: float, atol: float) -> int:
+    """``lsnc compare``: one line per pair of runs, then a count; 1 when a pair differs, 2 when none matched."""
+    from .runs.compare import compare_folders
+    from .runs.format import RunError
+    pairs, only_first, only_second = compare_folders(first, second, rtol=rtol, atol=atol)
+    if not pairs:
+        raise RunError(f"no run in {first} has a namesake in {second}: give two run folders, two group folders "
+                       f"(runs/mnist1d) or two runs folders")
+    for c in pairs:
+        print(c.line())
+    for where, names in ((first, only_first), (second, only_second)):
+        if names:
+            print(f"only in {where} ({len(names)}): {', '.join(names)}")
+    counts = {v: sum(c.verdict == v for c in pairs) for v in ("identical", "close", "differs")}
+    print(f"{len(pairs)} pairs: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return 1 if counts["differs"] else 0
 
 
 def _executor_options(args: argparse.Namespace):
@@ -183,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
                              dry_run=args.dry_run, only=args.only, progress=not args.quiet,
                              executor=_executor_options(args), wait=args.wait, status_only=args.status,
                              fuse=args.fuse)
+        if args.command == "compare":
+            return compare(args.first, args.second, args.rtol, args.atol)
         if args.command == "book":
             return build_book(args.preset, train_missing=not args.no_train, progress=not args.quiet)
         folders = train_many(configs_from_args(args), args.runs_dir, resume=args.resume, overwrite=args.overwrite,

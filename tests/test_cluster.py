@@ -18,7 +18,7 @@ from lsnc.runs import load_run  # noqa: E402
 from lsnc.runs.lifecycle import pid_alive  # noqa: E402
 from lsnc.training import train  # noqa: E402
 
-TIMING = {"train_seconds", "eval_seconds", "seconds"}
+from lsnc.runs.compare import TIMING_COLUMNS as TIMING  # noqa: E402  (wall clock, not the run)
 
 
 def _opts(tmp_path):

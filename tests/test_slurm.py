@@ -20,7 +20,7 @@ from lsnc.presets import preset_config  # noqa: E402
 from lsnc.runs import load_run  # noqa: E402
 from lsnc.training import train  # noqa: E402
 
-TIMING = {"train_seconds", "eval_seconds", "seconds"}
+from lsnc.runs.compare import TIMING_COLUMNS as TIMING  # noqa: E402  (wall clock, not the run)
 JOB = ["--executor", "slurm", "--gpus", "0", "--cpus", "1", "--time-min", "10"]
 # ~15 s of training, checkpointed each epoch: long enough to be cancelled or requeued mid-run.
 SLOW = {"epochs": 40, "milestones": [20, 30], "eval_epochs": [1, 5, 10, 20, 30, 39], "train_per_class": 1500,

@@ -79,6 +79,22 @@ def git_commit() -> dict[str, Any]:
         return {"commit": None, "lsnc_modified": None}
 
 
+@functools.cache
+def cpu_description() -> dict[str, str]:
+    """The processor (``/proc/cpuinfo``'s model name, else ``platform.processor()``) and the instruction set
+    PyTorch's CPU kernels use here (``AVX512``, ``AVX2``...). Two CPUs that differ in either round differently:
+    a CPU run reproduces bit for bit only on a CPU like the one it was trained on (``lsnc compare``)."""
+    import torch
+    name = ""
+    try:
+        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), "")
+    except OSError:
+        pass
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+    return {"cpu": name or platform.processor() or "unknown", "cpu_capability": capability}
+
+
 def provenance(cfg: TrainConfig, data_description: dict[str, Any], label: str, device) -> dict[str, Any]:
     """What a run was made with: lsnc commit, package versions, device and precision, dataset description."""
     import numpy
@@ -86,7 +102,7 @@ def provenance(cfg: TrainConfig, data_description: dict[str, Any], label: str, d
     import torchvision
 
     from .. import __version__
-    dev: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads()}
+    dev: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads(), **cpu_description()}
     if device.type == "cuda":
         dev["name"] = torch.cuda.get_device_name(device)
         dev["cuda"] = torch.version.cuda

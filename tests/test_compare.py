@@ -1,0 +1,79 @@
+"""lsnc compare: a rerun against the runs it should reproduce (lsnc.runs.compare)."""
+
+import json
+
+import pandas as pd
+
+from lsnc.cli import main
+from lsnc.presets import preset_config
+from lsnc.runs import load_run
+from lsnc.runs.compare import compare_folders, compare_runs, machine
+from lsnc.runs.format import METRICS_FILE
+from lsnc.training import train
+
+
+def _train(root, **kw):
+    return train(preset_config("smoke", threads=1, **kw), root, progress=False)
+
+
+def test_the_same_seed_is_identical_and_a_prefix_is_its_run_up_to_where_it_stopped(tmp_path, capsys):
+    full = _train(tmp_path / "a")
+    again = _train(tmp_path / "b")
+    prefix = _train(tmp_path / "c", stop_epoch=1)
+    same = compare_runs(load_run(full), load_run(again))
+    assert same.verdict == "identical" and same.values > 100 and not same.config_diff
+    cut = compare_runs(load_run(full), load_run(prefix))
+    assert cut.verdict == "identical" and cut.epochs == (3, 1) and not cut.config_diff  # stop_epoch is not the run
+    assert "epochs reached 3 against 1, compared up to 1" in cut.line()
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    assert "1 pairs: 1 identical, 0 close, 0 differs" in capsys.readouterr().out
+
+
+def test_another_seed_differs_and_the_command_fails(tmp_path, capsys):
+    a, b = _train(tmp_path / "a"), _train(tmp_path / "b", seed=1)
+    result = compare_runs(load_run(a), load_run(b))
+    assert result.verdict == "differs" and result.config_diff["seed"] == (0, 1)
+    assert "config differs in seed (0 against 1)" in result.line() and "largest relative difference" in result.line()
+    assert main(["compare", str(a), str(b)]) == 1  # two run folders: compared whatever their names
+
+
+def test_a_key_an_older_config_lacks_is_its_default_and_a_column_only_one_logs_is_named(tmp_path):
+    a, b = _train(tmp_path / "a"), _train(tmp_path / "b")
+    config = json.loads((b / "config.json").read_text())
+    del config["tf32"], config["cuda_graphs"]  # options added after the run was trained; it ran with their default
+    (b / "config.json").write_text(json.dumps(config))
+    metrics = pd.read_csv(b / METRICS_FILE, float_precision="round_trip").drop(columns=["train_nc3_duality"])
+    metrics.to_csv(b / METRICS_FILE, index=False)
+    result = compare_runs(load_run(a), load_run(b))
+    assert result.verdict == "identical" and not result.config_diff
+    assert result.only_a == ["metrics:train_nc3_duality"] and "only the first logs metrics:train_nc3_duality" in \
+        result.line()
+
+
+def test_tolerances_tell_close_from_differs(tmp_path):
+    a, b = _train(tmp_path / "a"), _train(tmp_path / "b")
+    metrics = pd.read_csv(b / METRICS_FILE, float_precision="round_trip")
+    metrics.loc[2, "test_ece20"] *= 1 + 1e-9
+    metrics.to_csv(b / METRICS_FILE, index=False, float_format="%.17g")
+    exact = compare_runs(load_run(a), load_run(b))
+    assert exact.verdict == "differs" and exact.largest[:2] == ("metrics:test_ece20", int(metrics.loc[2, "epoch"]))
+    assert compare_runs(load_run(a), load_run(b), rtol=1e-6).verdict == "close"
+
+
+def test_groups_are_paired_by_name_and_the_unpaired_listed(tmp_path, capsys):
+    _train(tmp_path / "a"), _train(tmp_path / "a", seed=1), _train(tmp_path / "b")
+    pairs, only_a, only_b = compare_folders(tmp_path / "a" / "synthetic", tmp_path / "b" / "synthetic")
+    assert [c.name for c in pairs] == ["synthetic/ce-mlpw32-s0"] and only_a == ["synthetic/ce-mlpw32-s1"] and not only_b
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "b")]) == 0  # runs folders pair the same way
+    assert "only in" in capsys.readouterr().out
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "nowhere")]) == 2
+    assert "no run in" in capsys.readouterr().err
+
+
+def test_provenance_names_the_processor_that_rounds_a_cpu_run(tmp_path):
+    run = load_run(_train(tmp_path))
+    device = run.provenance["device"]
+    assert device["cpu"] and device["cpu_capability"]
+    assert machine(run) == f"cpu {device['cpu']} ({device['cpu_capability']})"
+    del run.provenance["device"]["cpu"]
+    assert machine(run) == "cpu (processor not recorded)"
