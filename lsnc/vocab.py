@@ -6,6 +6,8 @@ NC1/NC2/NC3 to metric columns imports it from here.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .calibration import ECE_DEFAULT_BINS
 from .metrics import PAPER_NAMES
 
@@ -17,6 +19,20 @@ CE_VS_LS = (0.0, MAIN_DELTA)
 PAPER_SWEEP = (0.0, 0.05, 0.1, 0.2, 0.5, 0.8, 0.9)
 #: δ values of the UFM-style runs.
 UFM_DELTAS = (0.0, 0.05, 0.1)
+#: How near two δ values must be to be one setting. A δ read back from config.json or a table equals the value
+#: written, so this only absorbs arithmetic (a δ a reader computes, 0.1 + 0.2 against 0.3).
+DELTA_ATOL = 1e-9
+
+
+def is_delta(value, delta):
+    """Whether ``value`` (a number, or an array such as a table's ``delta`` column: elementwise) is the smoothing
+    value ``delta``: the one rule every page, claim and table matches δ with."""
+    return np.isclose(value, float(delta), rtol=0.0, atol=DELTA_ATOL)
+
+
+def in_deltas(value, deltas) -> bool:
+    """Whether the number ``value`` is one of ``deltas`` (:func:`is_delta`)."""
+    return any(bool(is_delta(float(value), d)) for d in deltas)
 
 #: Prefixes of a run's metrics.csv columns: metrics over the training set (lsnc.metrics.FeatureAccumulator) and
 #: over the test set (PredictedClassAccumulator, calibration); lsnc.training.evaluate writes them.

@@ -82,3 +82,11 @@ def test_papermill_unknown_dataset_fails_with_one_line(tmp_path):
     assert res.returncode != 0
     last = [ln for ln in res.stderr.splitlines() if ln.strip()][-1]
     assert last.startswith("UnknownDataset: Unknown dataset 'nope'") and "cifar10" in last and "mnist1d" in last
+
+
+def test_one_rule_matches_delta_values_everywhere():
+    import numpy as np
+    from lsnc.vocab import in_deltas, is_delta
+    assert is_delta(0.1 + 0.2, 0.3) and not is_delta(0.05, 0.0500001) and not is_delta(0.0, 1e-6)
+    assert is_delta(np.array([0.0, 0.05, 0.1]), 0.05).tolist() == [False, True, False]
+    assert in_deltas(0.05, (0.0, 0.05)) and not in_deltas(0.2, (0.0, 0.05)) and not in_deltas(0.2, ())

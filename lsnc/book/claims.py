@@ -49,7 +49,7 @@ import pandas as pd
 
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
-from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, loss_label
+from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, in_deltas, loss_label
 from .scale import align_prefixes, as_runs, by_dataset, reach, setting_key, standard_runs
 from .select import finished_runs
 
@@ -228,8 +228,7 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
     if not runs:
         return Comparison(dataset="?", label="?", ls_delta=ls_delta)
     dataset, label = runs[0].dataset, runs[0].label
-    cand = [r for r in runs if math.isclose(float(r.config["delta"]), 0.0, abs_tol=1e-12)
-            or math.isclose(float(r.config["delta"]), ls_delta, abs_tol=1e-12)]
+    cand = [r for r in runs if in_deltas(r.config["delta"], (0.0, ls_delta))]
     comp = Comparison(dataset=dataset, label=label, ls_delta=ls_delta)
     if not cand:
         return comp

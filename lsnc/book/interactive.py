@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..paths import book_dir
-from ..vocab import MAIN_DELTA, NC_COLUMNS, loss_label
+from ..vocab import MAIN_DELTA, NC_COLUMNS, is_delta, loss_label
 from .plots.style import CE_COLOUR, COLUMN_TITLES, LS_COLOUR
 from .plots.training import SWEEP_COLUMNS
 from .theory import THEORY_PAGE, gd_point
@@ -434,7 +434,7 @@ def sweep_text(table, delta: float) -> str:
     """The printed end-of-training numbers of ``delta``, one line per dataset (HTML lines for plotly)."""
     lines = []
     for (ds, label), sub in table.groupby(["dataset", "label"], sort=False):
-        rows = sub[np.isclose(sub["delta"], delta)]
+        rows = sub[is_delta(sub["delta"], delta)]
         if rows.empty:
             lines.append(f"<b>{label}</b>: no finished run at δ = {delta:g}")
             continue
@@ -468,7 +468,7 @@ def sweep_figure(runs, delta: float = MAIN_DELTA):
         sub = table[table["dataset"] == ds]
         for j, c in enumerate(cols, start=1):
             for d in deltas:  # context: every δ in grey
-                r = sub[np.isclose(sub["delta"], d)]
+                r = sub[is_delta(sub["delta"], d)]
                 fig.add_trace(go.Scatter(x=r["epoch"].tolist(), y=_r(r[c]), mode="lines", showlegend=False,
                                          line=dict(color="rgba(120,120,120,0.35)", width=1),
                                          name=loss_label(d), hovertemplate=f"{loss_label(d)}<br>"
@@ -485,7 +485,7 @@ def sweep_figure(runs, delta: float = MAIN_DELTA):
     for d in deltas:
         xs, ys, colour = [], [], _rgb(colours[d])
         for ds, c in cells:
-            r = table[(table["dataset"] == ds) & np.isclose(table["delta"], d)]
+            r = table[(table["dataset"] == ds) & is_delta(table["delta"], d)]
             xs.append(r["epoch"].tolist())
             ys.append(_r(r[c]))
         steps.append([{"x": xs, "y": ys, "line.color": [colour] * len(cells), "name": [loss_label(d)] * len(cells)},

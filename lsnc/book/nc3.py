@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, loss_label
+from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, is_delta, loss_label
 from .claims import final_value, paired_comparisons
 from .scale import align_prefixes, as_runs, by_dataset, seeds_text, setting_key, standard_runs
 from .summary import final_rows
@@ -182,7 +182,7 @@ def _means_whitened_clause(g: pd.DataFrame, lo: float, hi: float) -> str:
     """" A against M ... goes from x at δ = lo to y at hi (CE: z)." over the seeds of ``g`` whose runs at δ = 0, lo
     and hi all logged :data:`MEANS_WHITENED` (named when they are not all of ``g``'s seeds); "" when none did."""
     logged = _logged(g, MEANS_WHITENED)
-    seeds = set.intersection(*(set(logged.loc[logged["delta"] == d, "seed"]) for d in (0.0, lo, hi)))
+    seeds = set.intersection(*(set(logged.loc[is_delta(logged["delta"], d), "seed"]) for d in (0.0, lo, hi)))
     if not seeds:
         return ""
     m = logged[logged["seed"].isin(seeds)].groupby("delta")[MEANS_WHITENED].mean()

@@ -154,14 +154,14 @@ def setup() -> None:
 def _check_against_runs(sel: Selection, seeds: list[int] | None, seed_name: str, deltas: list[float] | None) -> None:
     """A ``seed`` / ``deltas`` that no finished run of the page's datasets has is a wrong value (a page must not
     fall back to another seed); some of several δ missing is only noted (the selection's message)."""
-    import numpy as np
+    from ..vocab import in_deltas
     if not sel.seeds_present:  # no runs at all: the page's note says so
         return
     if seeds is not None and not set(seeds) & set(sel.seeds_present):
         value = seeds[0] if seed_name == "seed" else seeds
         raise _fail(seed_name, value, f"no finished run has {'this seed' if seed_name == 'seed' else 'these seeds'} "
                                       f"(seeds with runs: {seeds_text(sel.seeds_present)})")
-    if deltas is not None and not any(np.isclose(d, sel.deltas_present).any() for d in deltas):
+    if deltas is not None and not any(in_deltas(d, sel.deltas_present) for d in deltas):
         raise _fail("deltas", deltas, f"no finished run has these δ (δ with runs: {fmt_list(sel.deltas_present)})")
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..models import model_width
-from ..vocab import MAIN_DELTA, loss_label
+from ..vocab import MAIN_DELTA, in_deltas, is_delta, loss_label
 
 
 # ------------------------------------------------------------------------------------------------
@@ -364,12 +364,12 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
     by_delta: dict[float, list[int]] = {}
     for r in main:
         by_delta.setdefault(float(r.config["delta"]), []).append(int(r.config["seed"]))
-    ls = next((v for k, v in by_delta.items() if np.isclose(k, ls_delta)), [])
+    ls = next((v for k, v in by_delta.items() if is_delta(k, ls_delta)), [])
     parts = [describe_setting(main or runs), f"{loss_label(0)} seeds {seeds_text(by_delta.get(0.0, []))}, "
                                              f"{loss_label(ls_delta)} seeds {seeds_text(ls)}"]
     deltas = sorted(by_delta)
     if len(deltas) > 2 or (deltas and not set(deltas) <= {0.0, ls_delta}):
-        others = [r for r in main if not any(np.isclose(float(r.config["delta"]), (0.0, ls_delta)))]
+        others = [r for r in main if not in_deltas(r.config["delta"], (0.0, ls_delta))]
         parts.append("δ sweep {" + fmt_list(deltas) + "}"
                      + (f", its other δ on {seeds_by_delta(others)}" if others else ""))
     ufm = sorted({float(r.config["delta"]) for r in runs if r.config.get("ufm")})

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..paths import portable_paths
 from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
 from ..runs.format import CONFIG_FILE, read_status
-from ..vocab import CE_VS_LS
+from ..vocab import CE_VS_LS, in_deltas, is_delta
 from .scale import as_runs, by_dataset, fmt_list, group_line, in_main_precision, seeds_text
 
 
@@ -83,7 +82,7 @@ class Selection:
         """One run per delta (in the order of ``deltas``) for ``dataset``: the given seed, else the smallest
         seed that every delta has, else each delta's smallest seed."""
         runs = self.of(dataset)
-        by_delta = {d: sorted((r for r in runs if np.isclose(r.config["delta"], d)), key=lambda r: r.config["seed"])
+        by_delta = {d: sorted((r for r in runs if is_delta(r.config["delta"], d)), key=lambda r: r.config["seed"])
                     for d in deltas}
         by_delta = {d: rs for d, rs in by_delta.items() if rs}
         if seed is None:
@@ -115,7 +114,7 @@ def _filter(runs: list[Run], ufm: bool | None, deltas, seeds, amp: str | None) -
         runs = [r for r in runs if bool(r.config.get("ufm")) == ufm]
         what.append("UFM-style" if ufm else "standard (not UFM-style)")
     if deltas is not None:
-        runs = [r for r in runs if any(np.isclose(r.config["delta"], d) for d in deltas)]
+        runs = [r for r in runs if in_deltas(r.config["delta"], deltas)]
         what.append(f"δ in {{{fmt_list(float(d) for d in deltas)}}}")
     if seeds is not None:
         runs = [r for r in runs if r.config["seed"] in set(seeds)]
@@ -166,7 +165,7 @@ def select(dataset: str | Sequence[str] | None = None, runs_dir: str | Path | No
             parts.append(f"Left out (no finished {' '.join(what)} runs): "
                          + ", ".join(f"`{ds}` ({_available(all_runs, [ds])})" for ds in missing) + ".")
         present_deltas = sorted({float(r.config["delta"]) for r in base})
-        absent = [float(d) for d in (deltas or []) if not np.isclose(float(d), present_deltas).any()]
+        absent = [float(d) for d in (deltas or []) if not in_deltas(d, present_deltas)]
         if absent:
             parts.append(f"No finished runs with δ {fmt_list(absent)} (δ with runs: {fmt_list(present_deltas)}).")
         message = " ".join(parts) or None

@@ -14,7 +14,7 @@ import pandas as pd
 from ..calibration import ECE_BINS, ECE_DEFAULT_BINS
 from ..models import model_width
 from ..runs import Run, runs_table
-from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
+from ..vocab import (CE_VS_LS, in_deltas, is_delta, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from .claims import epochs_to_zero_error, final_value, paired_comparisons
 from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach,
@@ -254,7 +254,7 @@ def summary_by_loss(runs, dataset: str, deltas: Sequence[float] = CE_VS_LS,
                     error_threshold: float = 0.0) -> pd.DataFrame:
     """For one dataset, per delta (rows), medians over seeds of: the first evaluated epoch with train error <=
     threshold, and the end-of-training NC1, NC2, NC3, test error, ECE (20 bins), number of seeds."""
-    runs = [r for r in as_runs(runs) if r.dataset == dataset and any(np.isclose(r.config["delta"], d) for d in deltas)]
+    runs = [r for r in as_runs(runs) if r.dataset == dataset and in_deltas(r.config["delta"], deltas)]
     df = runs_table(runs)
     if df.empty:
         return pd.DataFrame()
@@ -273,7 +273,7 @@ def zero_error_epochs_text(runs, dataset: str, delta: float, threshold: float = 
     """When each seed first reached zero training error, in evaluated epochs only (a median of two seeds could
     be an epoch that was never evaluated): ``epoch 10`` when the seeds agree, ``epochs 15, 20 (seeds 0, 1)``
     for up to three seeds, else the range ``epochs 10–20 over 5 seeds``; "never" for seeds that did not."""
-    rs = sorted((r for r in as_runs(runs) if r.dataset == dataset and np.isclose(r.config["delta"], delta)),
+    rs = sorted((r for r in as_runs(runs) if r.dataset == dataset and is_delta(r.config["delta"], delta)),
                 key=lambda r: r.config["seed"])
     at = [epochs_to_zero_error(r, threshold) for r in rs]
     reached = [int(e) for e in at if np.isfinite(e)]
@@ -304,7 +304,7 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
     runs = as_runs(runs)
     lines = []
     for ds in dict.fromkeys(r.dataset for r in runs):
-        chosen = [r for r in runs if r.dataset == ds and any(np.isclose(r.config["delta"], d) for d in deltas)]
+        chosen = [r for r in runs if r.dataset == ds and in_deltas(r.config["delta"], deltas)]
         # prefixes that stopped at different epochs (GPU windows) are summarised at one epoch they all reached
         aligned = align_prefixes(chosen, per_seed=len({float(r.config["delta"]) for r in chosen}))
         res = summary_by_loss(aligned.runs, ds, deltas)
@@ -454,7 +454,7 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
     field = SCALE_AXES[axis][0]
     runs = [r for r in standard_runs(as_runs(runs)) if not reach(r).prefix
             and (r.config.get(field) is not None or axis == "width")
-            and any(np.isclose(float(r.config["delta"]), d) for d in deltas)]
+            and in_deltas(r.config["delta"], deltas)]
     settings: dict[tuple, list] = {}
     names: dict[tuple, str] = {}
     for r in runs:
@@ -470,7 +470,7 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
         if len(values) < 2:
             continue
         seeds = set.intersection(*({int(r.config["seed"]) for r in rs if value_of[id(r)] == v
-                                    and np.isclose(float(r.config["delta"]), d)} for v in values for d in deltas))
+                                    and is_delta(r.config["delta"], d)} for v in values for d in deltas))
         at = {v: [r for r in rs if value_of[id(r)] == v and int(r.config["seed"]) in seeds] for v in values}
         out.append((names[key], at, sorted(seeds)))
     return out
@@ -491,13 +491,13 @@ def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) 
         for value, value_runs in at.items():
             final = final_rows(value_runs) if value_runs else pd.DataFrame()
             for delta in deltas:
-                mine = [r for r in value_runs if np.isclose(float(r.config["delta"]), delta)]
+                mine = [r for r in value_runs if is_delta(r.config["delta"], delta)]
                 row = {"setting": setting, axis: fmt.format(value),
                        "group": fmt_list(sorted({r.dataset for r in mine})),
                        "lr decays at": " / ".join(dict.fromkeys(fmt_list(r.config.get("milestones") or [])
                                                                  for r in mine)),
                        "loss": loss_label(delta), "seeds": seeds_text(seeds) if seeds else "none in common"}
-                sub = final[np.isclose(final["delta"], delta)] if len(final) else final
+                sub = final[is_delta(final["delta"], delta)] if len(final) else final
                 row.update({name: (pd.to_numeric(sub[col], errors="coerce").mean() if len(sub) and col in sub
                                    else np.nan) for col, name in SCALE_COLUMNS.items()})
                 rows.append(row)
@@ -522,7 +522,7 @@ def scale_ratios(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS)
             for col, metric in SCALE_COLUMNS.items():
                 if col not in final:
                     continue
-                ce, ls = (pd.to_numeric(final[np.isclose(final["delta"], d)].set_index("seed")[col], errors="coerce")
+                ce, ls = (pd.to_numeric(final[is_delta(final["delta"], d)].set_index("seed")[col], errors="coerce")
                           for d in deltas)
                 pairs = ls / ce
                 if not len(pairs) or not np.isfinite(pairs).all() or ce.mean() == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..vocab import MAIN_DELTA
+from ..vocab import MAIN_DELTA, is_delta
 
 
 def figure_output(fig) -> dict:
@@ -126,7 +126,7 @@ def run_browser(selection):
     def matching(delta=None):
         ufm = kind_dd.value == "UFM-style"
         rs = [r for r in runs if r.dataset == ds_dd.value and bool(r.config.get("ufm")) == ufm]
-        return rs if delta is None else [r for r in rs if r.config["delta"] == delta]
+        return rs if delta is None else [r for r in rs if is_delta(r.config["delta"], delta)]
 
     def refresh_delta(*_):
         deltas = sorted({r.config["delta"] for r in matching()})

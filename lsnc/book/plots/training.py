@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from ...runs import Run
 from ...runs.format import SNAPSHOTS_FILE
 from ...calibration import ECE_DEFAULT_BINS
-from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, NC_COLUMNS, UFM_THEORY_H_NORM,
+from ...vocab import (CE_VS_LS, is_delta, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, NC_COLUMNS, UFM_THEORY_H_NORM,
                       UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
 from ..scale import describe_run
 from ..summary import final_rows, metrics_table, ufm_errors
@@ -53,7 +53,7 @@ def _select(df: pd.DataFrame, deltas: Sequence[float] | None) -> pd.DataFrame:
         return df
     keep = np.zeros(len(df), dtype=bool)
     for d in deltas:
-        keep |= np.isclose(df["delta"].to_numpy(), float(d))
+        keep |= is_delta(df["delta"].to_numpy(), d)
     return df[keep]
 
 
