@@ -65,6 +65,22 @@ def ece_column(ts: str | None = None, bins: int = ECE_DEFAULT_BINS) -> str:
     return f"{TEST_PREFIX}ece{bins}" + (f"_ts_{ts}" if ts else "")
 
 
+#: metrics.csv column -> the words every table header, panel title and sentence of the book use for it.
+COLUMN_NAMES = {
+    **{col: name for name, col in NC_COLUMNS.items()},
+    "train_error": "train error", "test_error": "test error", "test_accuracy": "test accuracy",
+    ece_column(): f"ECE{ECE_DEFAULT_BINS}",
+    CLASS_MEAN_NORM: "mean ‖μ_k − μ_G‖", CLASSIFIER_NORM: "mean ‖w_k‖", FEATURE_NORM: "mean ‖h_i‖",
+    UFM_THEORY_W_NORM: "‖w_k‖ closed form", UFM_THEORY_H_NORM: "‖h_i‖ closed form",
+    temperature_column("holdout"): "T (held-out fit)", temperature_column("testfit"): "T (test fit)",
+}
+
+
+def column_names(*columns: str) -> dict[str, str]:
+    """``{column: COLUMN_NAMES[column]}`` for the columns given, in their order (a table's or a figure's)."""
+    return {col: COLUMN_NAMES[col] for col in columns}
+
+
 def loss_label(delta: float, ufm: bool = False, tex: bool = False) -> str:
     """"CE" for δ = 0, else "LS δ=0.05"; " UFM-style" appended for UFM-style runs; ``tex`` for matplotlib."""
     delta = float(delta)

@@ -14,8 +14,9 @@ import pandas as pd
 from ..calibration import ECE_BINS, ECE_DEFAULT_BINS
 from ..models import model_width
 from ..runs import Run, runs_table
-from ..vocab import (CE_VS_LS, in_deltas, is_delta, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
-                     UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
+from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
+                     UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, column_names, ece_column, in_deltas, is_delta, loss_label,
+                     temperature_column)
 from .claims import epochs_to_zero_error, final_value, paired_comparisons
 from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach,
                     seeds_text, setting_key, standard_runs)
@@ -26,11 +27,9 @@ SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
                    "test_error": "test_error", ece_column(): f"ece{ECE_DEFAULT_BINS}",
                    ece_column("holdout"): f"ece{ECE_DEFAULT_BINS}_ts_holdout"}
 #: precision_comparison: metric column -> its name in the table
-PRECISION_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_accuracy": "test accuracy",
-                     ece_column(): f"ECE{ECE_DEFAULT_BINS}"}
+PRECISION_COLUMNS = column_names(*NC_COLUMNS.values(), "test_accuracy", ece_column())
 #: scale_table: metric column -> its name in the table
-SCALE_COLUMNS = {**{col: name for name, col in NC_COLUMNS.items()}, "test_error": "test error",
-                  ece_column(): f"ECE{ECE_DEFAULT_BINS}"}
+SCALE_COLUMNS = column_names(*NC_COLUMNS.values(), "test_error", ece_column())
 #: the end-of-training collapse table (fig6)
 FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), CLASS_MEAN_NORM, CLASSIFIER_NORM, "test_error")
 #: the UFM-style table (fig9): closed form, measured, relative error
@@ -372,15 +371,10 @@ def precision_page_table(table: pd.DataFrame, digits: int = 4):
 # how a table looks on a page
 # ------------------------------------------------------------------------------------------------
 #: column -> header on a page: the paper's names for the NC metrics, words for the rest
-PAGE_HEADERS = {**{col: name for name, col in NC_COLUMNS.items()},
-                **{col.replace("train_", ""): name for name, col in NC_COLUMNS.items()},
-                "label": "dataset", "dataset": "group", "delta": "δ", "mean_class_mean_norm": "mean ‖μ_k − μ_G‖",
-                CLASS_MEAN_NORM: "mean ‖μ_k − μ_G‖", "mean_classifier_norm": "mean ‖w_k‖",
-                CLASSIFIER_NORM: "mean ‖w_k‖", FEATURE_NORM: "mean ‖h_i‖",
-                "test_error": "test error", UFM_THEORY_W_NORM: "‖w_k‖ closed form",
-                UFM_THEORY_H_NORM: "‖h_i‖ closed form", "rel_err_w": "rel. error ‖w_k‖",
+PAGE_HEADERS = {**COLUMN_NAMES,
+                **{col.replace("train_", ""): name for col, name in COLUMN_NAMES.items() if col.startswith("train_")},
+                "label": "dataset", "dataset": "group", "delta": "δ", "rel_err_w": "rel. error ‖w_k‖",
                 "rel_err_h": "rel. error ‖h_i‖", "rel_err_h_centred": "rel. error ‖μ_k − μ_G‖",
-                temperature_column("holdout"): "T (held-out fit)", temperature_column("testfit"): "T (test fit)",
                 "pairs": "seed pairs", "ce_temperature": "CE: T (held-out fit)", "ce_temperature_min": "CE: T min",
                 "ce_temperature_max": "CE: T max", "ce_ece": "CE: ECE before TS", "ls_ece": "LS: ECE before TS",
                 "ratio": "ECE LS / CE", "ratio_min": "LS / CE, seed pair min", "ratio_max": "LS / CE, seed pair max",

@@ -11,13 +11,13 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ...metrics import PAPER_TEX
-from ...vocab import NC_COLUMNS, loss_label
+from ...vocab import NC_COLUMNS, column_names, loss_label
 
 #: the book's CE blue and LS red (matplotlib's tab:blue and tab:red, as hex so plotly draws the same colours)
 CE_COLOUR = "#1f77b4"
 LS_COLOUR = "#d62728"
 #: panel title of each column of the training figures: "train error" and the paper's NC names
-COLUMN_TITLES = {"train_error": "train error", **{col: name for name, col in NC_COLUMNS.items()}}
+COLUMN_TITLES = column_names("train_error", *NC_COLUMNS.values())
 #: axis label (with the formula) of each NC metric column, keyed by vocab.NC_COLUMNS
 NC_LABELS = {col: f"{name} = ${PAPER_TEX[name]}$" for name, col in NC_COLUMNS.items()}
 #: short panel title of each NC metric column (NC1 is drawn on a log scale)

@@ -19,11 +19,11 @@ from matplotlib.lines import Line2D
 from ...runs import Run
 from ...runs.format import SNAPSHOTS_FILE
 from ...calibration import ECE_DEFAULT_BINS
-from ...vocab import (CE_VS_LS, is_delta, CLASS_MEAN_NORM, CLASSIFIER_NORM, FEATURE_NORM, NC_COLUMNS, UFM_THEORY_H_NORM,
-                      UFM_THEORY_W_NORM, ece_column, loss_label, temperature_column)
+from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, NC_COLUMNS,
+                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, is_delta, loss_label, temperature_column)
 from ..scale import describe_run
 from ..summary import final_rows, metrics_table, ufm_errors
-from .style import (COLUMN_TITLES, NC_LABELS, NC_TITLES, delta_colours, delta_legend, dots_vs_delta, grid,
+from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, dots_vs_delta, grid,
                     group_label, has, line_band, loss_colour, not_logged, row_title)
 
 SUBSET_STYLES = {"all": "-", "correct": "--", "incorrect": ":"}
@@ -283,7 +283,7 @@ def plot_delta_dynamics(runs: Sequence[Run], deltas: Sequence[float] | None = No
     df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
     colours = delta_colours(df["delta"].unique())
-    titles = {**COLUMN_TITLES, **NC_TITLES, "test_error": "test error", ece_column(): f"ECE ({ECE_DEFAULT_BINS} bins)"}
+    titles = {**COLUMN_NAMES, **NC_TITLES}
     fig, axes = grid(len(datasets), len(columns))
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
