@@ -648,3 +648,10 @@ def test_final_rows_cut_prefixes_of_one_group_at_one_epoch():
     # a third seed that stopped at epoch 10, CE only: it does not hold the others back, it is left out
     late = final_rows(runs + [scale.UpTo(fake_run(0.0, 2, 6.0), 10)])
     assert len(late) == 4 and set(late["epoch"]) == {20}
+    # the caption of a page's final values says which epoch, and which run it left out
+    from lsnc.book.summary import final_epoch_text
+    text = final_epoch_text(runs + [scale.UpTo(fake_run(0.0, 2, 6.0), 10), other])
+    assert text.startswith("last evaluated epoch of each run; `fake`: epoch 20, the last one all its compared runs")
+    assert text.count("epoch 20") == 1 and "left out, stopped earlier: " in text and " at epoch 10)" in text
+    assert "fake-20ep" not in text  # complete runs of one length: nothing to say
+    assert final_epoch_text([other]) == "last evaluated epoch of each run"

@@ -7,6 +7,7 @@ Every function takes runs (a list, or a Selection) already chosen by :func:`lsnc
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,15 +62,34 @@ def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
     :func:`.scale.setting_key`) are first cut at one epoch they reached (:func:`.scale.align_prefixes`, complete
     over the group's δ values at the most seeds), so the "final" values of one group are never from different
     epochs; its runs that stopped before that epoch are left out."""
-    sets: dict[tuple, list] = {}
-    for r in runs:
-        sets.setdefault((r.dataset, setting_key(r)), []).append(r)
     seen = {}  # id of a run given -> the run as read (itself, or cut by align_prefixes)
-    for rs in sets.values():
-        for a in align_prefixes(rs, per_seed=len({float(r.config["delta"]) for r in rs})).runs:
+    for rs, aligned in _final_cuts(runs):
+        for a in aligned.runs:
             given = a if any(a is r for r in rs) else a.run  # a run as given, or UpTo(it, the common epoch)
             seen[id(given)] = a
     return last_rows(metrics_table([seen[id(r)] for r in runs if id(r) in seen]))
+
+
+def _final_cuts(runs: Sequence[Run]) -> list[tuple[list, Any]]:
+    """(runs, :func:`.scale.align_prefixes` of them) per group and setting: how :func:`final_rows` reads them."""
+    sets: dict[tuple, list] = {}
+    for r in runs:
+        sets.setdefault((r.dataset, setting_key(r)), []).append(r)
+    return [(rs, align_prefixes(rs, per_seed=len({float(r.config["delta"]) for r in rs}))) for rs in sets.values()]
+
+
+def final_epoch_text(runs) -> str:
+    """Which epoch a page's final values are from, for its caption: "last evaluated epoch of each run", and, for a
+    group whose runs stopped at different epochs of the recipe (prefixes), the epoch :func:`final_rows` read them
+    at and the runs it left out because they stopped before it."""
+    cuts = [(rs[0].dataset, aligned) for rs, aligned in _final_cuts(as_runs(runs)) if aligned.epoch is not None]
+    text = "last evaluated epoch of each run"
+    for group, aligned in cuts:
+        text += f"; `{group}`: epoch {aligned.epoch}, the last one all its compared runs reached"
+        if aligned.skipped:
+            text += " (left out, stopped earlier: " + ", ".join(
+                f"{r.name} at epoch {reach(r).reached}" for r in aligned.skipped) + ")"
+    return text
 
 
 def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
