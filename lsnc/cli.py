@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
 
     p = sub.add_parser("compare", help="compare runs with their namesakes elsewhere (a rerun against runs/); exit 1 "
-                                       "when a pair differs beyond the tolerance")
+                                       "when a pair differs beyond the tolerance or a run is unfinished")
     p.add_argument("first", help="a run folder, a group folder (runs/mnist1d) or a runs folder")
     p.add_argument("second", help="the same kind of folder holding the runs to compare with")
     p.add_argument("--rtol", type=float, default=0.0, help="relative tolerance (default 0: equal to the last bit)")
@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def compare(first: str, second: str, rtol: float, atol: float) -> int:
-    """``lsnc compare``: one line per pair of runs, then a count; 1 when a pair differs, 2 when none matched."""
+    """``lsnc compare``: one line per pair of runs, then a count; 1 when a pair differs or is incomplete, 2 when
+    none matched."""
     from .runs.compare import compare_folders
     from .runs.format import RunError
     pairs, only_first, only_second = compare_folders(first, second, rtol=rtol, atol=atol)
@@ -142,9 +143,9 @@ def compare(first: str, second: str, rtol: float, atol: float) -> int:
     for where, names in ((first, only_first), (second, only_second)):
         if names:
             print(f"only in {where} ({len(names)}): {', '.join(names)}")
-    counts = {v: sum(c.verdict == v for c in pairs) for v in ("identical", "close", "differs")}
-    print(f"{len(pairs)} pairs: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
-    return 1 if counts["differs"] else 0
+    counts = {v: sum(c.verdict == v for c in pairs) for v in ("identical", "close", "differs", "incomplete")}
+    print(f"{len(pairs)} pair{'s' if len(pairs) != 1 else ''}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return 1 if counts["differs"] or counts["incomplete"] else 0
 
 
 def _executor_options(args: argparse.Namespace):

@@ -26,7 +26,8 @@ DELTA_ATOL = 1e-9
 
 def is_delta(value, delta):
     """Whether ``value`` (a number, or an array such as a table's ``delta`` column: elementwise) is the smoothing
-    value ``delta``: the one rule every page, claim and table matches δ with."""
+    value ``delta``: how pages, claims and tables match a run's δ against a δ asked for (telling CE, δ = 0, from LS
+    and grouping a table by its own δ values need no tolerance)."""
     return np.isclose(value, float(delta), rtol=0.0, atol=DELTA_ATOL)
 
 

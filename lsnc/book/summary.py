@@ -82,10 +82,12 @@ def final_epoch_text(runs) -> str:
     """Which epoch a page's final values are from, for its caption: "last evaluated epoch of each run", and, for a
     group whose runs stopped at different epochs of the recipe (prefixes), the epoch :func:`final_rows` read them
     at and the runs it left out because they stopped before it."""
-    cuts = [(rs[0].dataset, aligned) for rs, aligned in _final_cuts(as_runs(runs)) if aligned.epoch is not None]
+    cuts = [(rs[0], aligned) for rs, aligned in _final_cuts(as_runs(runs)) if aligned.epoch is not None]
     text = "last evaluated epoch of each run"
-    for group, aligned in cuts:
-        text += f"; `{group}`: epoch {aligned.epoch}, the last one all its compared runs reached"
+    for first, aligned in cuts:
+        several = sum(r.dataset == first.dataset for r, _ in cuts) > 1  # the group has two settings cut: say which
+        setting = f" ({data_text(first)}, {model_text(first.config)})" if several else ""
+        text += f"; `{first.dataset}`{setting}: epoch {aligned.epoch}, the last one all its compared runs reached"
         if aligned.skipped:
             text += " (left out, stopped earlier: " + ", ".join(
                 f"{r.name} at epoch {reach(r).reached}" for r in aligned.skipped) + ")"
@@ -392,7 +394,8 @@ def precision_page_table(table: pd.DataFrame, digits: int = 4):
 # ------------------------------------------------------------------------------------------------
 #: column -> header on a page: the paper's names for the NC metrics, words for the rest
 PAGE_HEADERS = {**COLUMN_NAMES,
-                **{col.replace("train_", ""): name for col, name in COLUMN_NAMES.items() if col.startswith("train_")},
+                **{col.replace("train_", ""): COLUMN_NAMES[col]  # the same, as the summary tables name them
+                   for col in (*NC_COLUMNS.values(), CLASS_MEAN_NORM, CLASSIFIER_NORM)},
                 "label": "dataset", "dataset": "group", "delta": "δ", "rel_err_w": "rel. error ‖w_k‖",
                 "rel_err_h": "rel. error ‖h_i‖", "rel_err_h_centred": "rel. error ‖μ_k − μ_G‖",
                 "pairs": "seed pairs", "ce_temperature": "CE: T (held-out fit)", "ce_temperature_min": "CE: T min",
@@ -407,7 +410,7 @@ ECE_HEADERS = {ece_column(ts, bins): f"ECE ({bins} bins){words}" for bins in ECE
 
 
 def _page_header(col: str) -> str:
-    return PAGE_HEADERS.get(col) or ECE_HEADERS.get(col) or col.replace("_", " ")
+    return ECE_HEADERS.get(col) or PAGE_HEADERS.get(col) or col.replace("_", " ")
 
 
 def page_table(table: pd.DataFrame, digits: int = 3):

@@ -13,7 +13,9 @@ Two runs are compared where both have something to say:
   clock (:data:`TIMING_COLUMNS`). Columns only one run logged (a metric added later) are listed, not compared.
 
 The verdict is ``identical`` (every value equal to the last bit), ``close`` (within ``rtol``/``atol``, as
-``numpy.isclose``) or ``differs`` (naming the column and epoch of the largest relative difference).
+``numpy.isclose``) or ``differs`` (naming the column and epoch of the largest relative difference, one beyond the
+tolerance first); ``incomplete`` where the values agree as far as both runs went but one of them is not finished
+(running, killed, failed: not a finished prefix either) or no value could be compared.
 
 Bit for bit is what to expect from the same code on the same kind of processor: lsnc seeds everything, and a CPU
 run is deterministic. A different processor (another instruction set: AVX512 against AVX2; another CPU model, whose
@@ -33,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig
-from .format import CONFIG_FILE, Run, find_runs, load_run
+from .format import CONFIG_FILE, Run, RunError, find_runs, load_run
 
 #: Columns that measure the wall clock, not the run: they differ between any two machines.
 TIMING_COLUMNS = frozenset({"seconds", "train_seconds", "eval_seconds"})
@@ -49,7 +51,9 @@ class Comparison:
     """What :func:`compare_runs` found for one pair of runs."""
 
     name: str
-    verdict: str  # "identical" | "close" | "differs": the tables' values
+    #: "identical" | "close" | "differs": the tables' values; "incomplete": they agree as far as both went, but a
+    #: run is not finished (running, failed) and not a finished prefix either, or nothing could be compared
+    verdict: str
     config_diff: dict[str, tuple] = field(default_factory=dict)
     values: int = 0  # numbers compared
     largest: tuple[str, int, float, float] | None = None  # (table:column, epoch, a, b): largest relative gap
@@ -57,9 +61,12 @@ class Comparison:
     only_a: list[str] = field(default_factory=list)
     only_b: list[str] = field(default_factory=list)
     epochs: tuple[int, int] = (0, 0)  # epochs reached by a and b
+    statuses: tuple[str, str] = ("done", "done")
 
     def line(self) -> str:
         text = f"{self.name}: {self.verdict} ({self.values} values"
+        if self.statuses != ("done", "done"):
+            text += f"; status {self.statuses[0]} against {self.statuses[1]}"
         if self.config_diff:
             text += "; config differs in " + ", ".join(f"{k} ({a!r} against {b!r})" for k, (a, b) in
                                                       self.config_diff.items())
@@ -78,22 +85,27 @@ class Comparison:
 
 def compare_runs(a: Run, b: Run, rtol: float = 0.0, atol: float = 0.0) -> Comparison:
     """Compare run ``a`` with run ``b`` (see the module docstring)."""
-    name = f"{a.dataset}/{a.name}"
+    name = f"{a.dataset}/{a.name}" + (f" against {b.dataset}/{b.name}" if (a.dataset, a.name) != (b.dataset, b.name)
+                                      else "")
     ca, cb = {**_DEFAULTS, **a.config}, {**_DEFAULTS, **b.config}
     keys = (set(ca) | set(cb)) - NOT_THE_RUN
     config_diff = {k: (ca.get(k), cb.get(k)) for k in sorted(keys) if ca.get(k) != cb.get(k)}
-    out = Comparison(name, "identical", config_diff, epochs=(a.epochs_reached, b.epochs_reached))
+    out = Comparison(name, "identical", config_diff, epochs=(a.epochs_reached, b.epochs_reached),
+                     statuses=(str(a.status.get("status")), str(b.status.get("status"))))
     machine_a, machine_b = machine(a), machine(b)
     if machine_a != machine_b:
         out.machines = (machine_a, machine_b)
-    worst = -1.0
+    worst = (False, -1.0)  # (beyond the tolerance, relative gap): a failing value is named before a closer one
     for table in ("metrics", "epochs"):
         ta, tb = getattr(a, table), getattr(b, table)
-        if ta.empty or tb.empty:
-            continue
         cols_a, cols_b = set(_numeric(ta)) - TIMING_COLUMNS, set(_numeric(tb)) - TIMING_COLUMNS
         out.only_a += sorted(f"{table}:{c}" for c in cols_a - cols_b)
         out.only_b += sorted(f"{table}:{c}" for c in cols_b - cols_a)
+        if ta.empty or tb.empty:
+            continue
+        for run, t in ((a, ta), (b, tb)):
+            if t["epoch"].duplicated().any():
+                raise RunError(f"{run.path / (table + '.csv')} is damaged (an epoch appears twice)")
         merged = ta.merge(tb, on="epoch", suffixes=("_a", "_b"))
         for col in sorted((cols_a & cols_b) - {"epoch"}):
             x, y = merged[f"{col}_a"].to_numpy(float), merged[f"{col}_b"].to_numpy(float)
@@ -102,51 +114,72 @@ def compare_runs(a: Run, b: Run, rtol: float = 0.0, atol: float = 0.0) -> Compar
             with np.errstate(invalid="ignore", divide="ignore"):
                 gap = np.where(both_nan | (x == y), 0.0, np.abs(x - y) / np.maximum(np.abs(x), np.abs(y)))
             gap = np.where(np.isnan(gap), math.inf, gap)  # one side NaN: as far apart as can be
+            beyond = ~(both_nan | np.isclose(x, y, rtol=rtol, atol=atol))
             if gap.max(initial=0.0) > 0 and out.verdict == "identical":
                 out.verdict = "close"
-            if not np.all(both_nan | np.isclose(x, y, rtol=rtol, atol=atol)):
+            if beyond.any():
                 out.verdict = "differs"
-            if len(gap) and gap.max() > worst:
-                i = int(gap.argmax())
-                worst = gap[i]
-                out.largest = (f"{table}:{col}", int(merged["epoch"].iloc[i]), float(x[i]), float(y[i]))
+            for i in range(len(gap)):
+                if (bool(beyond[i]), gap[i]) > worst:
+                    worst = (bool(beyond[i]), gap[i])
+                    out.largest = (f"{table}:{col}", int(merged["epoch"].iloc[i]), float(x[i]), float(y[i]))
+    if out.verdict != "differs" and (out.values == 0 or not (_finished(a) and _finished(b))):
+        out.verdict = "incomplete"
     return out
 
 
+def _finished(run: Run) -> bool:
+    """Done: the whole recipe, or a finished prefix of it (stopped by a time budget or --stop-epoch)."""
+    return run.status.get("status") == "done"
+
+
 def machine(run: Run) -> str:
-    """What a run was computed on, as provenance.json recorded it: ``cpu AMD EPYC (AVX512)``, ``cuda NVIDIA
-    H100 80GB HBM3``; runs trained before lsnc recorded the processor say ``cpu (processor not recorded)``."""
+    """What a run was computed on, as provenance.json recorded it: ``cpu AMD EPYC (AVX512), 1 thread``, ``cuda
+    NVIDIA H100 80GB HBM3``; runs trained before lsnc recorded the processor say ``cpu (processor not recorded),
+    1 thread``. The thread count matters too: it changes the order of a CPU's floating-point sums."""
     dev = run.provenance.get("device", {})
     kind = dev.get("type", "unknown device")
     if kind == "cuda":
         return f"cuda {dev.get('name', '(GPU not recorded)')}"
-    if "cpu" not in dev:
-        return f"{kind} (processor not recorded)"
-    return f"{kind} {dev['cpu']} ({dev.get('cpu_capability', '?')})"
+    text = f"{kind} {dev['cpu']} ({dev.get('cpu_capability', '?')})" if "cpu" in dev else \
+        f"{kind} (processor not recorded)"
+    threads = dev.get("threads")
+    text += f", {threads} thread{'s' if threads != 1 else ''}" if threads is not None else ""
+    earlier = dev.get("earlier_cpus")
+    if earlier:  # resumed on another processor (lsnc.runs.record)
+        text += " (earlier epochs on " + ", ".join(f"{c['cpu']} ({c.get('cpu_capability')})" for c in earlier) + ")"
+    return text
 
 
 def _numeric(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
 
 
-def _runs_at(path: Path) -> dict[str, Run]:
-    """The runs at ``path``: a run folder, a group folder, or a runs folder; keyed by group/name."""
+def _runs_at(path: Path) -> tuple[dict[str, Run], bool]:
+    """The runs at ``path`` (a run folder, a group folder, or a runs folder) keyed by group/name, and whether
+    ``path`` is one group's folder."""
     path = Path(path)
     if (path / CONFIG_FILE).exists():
         run = load_run(path)
-        return {f"{run.dataset}/{run.name}": run}
-    runs = find_runs(path, status=None) or find_runs(path.parent, path.name, status=None)
-    return {f"{r.dataset}/{r.name}": r for r in runs}
+        return {f"{run.dataset}/{run.name}": run}, False
+    runs = find_runs(path, status=None)
+    group = not runs
+    if group:
+        runs = find_runs(path.parent, path.name, status=None)
+    return {f"{r.dataset}/{r.name}": r for r in runs}, group
 
 
 def compare_folders(a: str | Path, b: str | Path, rtol: float = 0.0, atol: float = 0.0
                     ) -> tuple[list[Comparison], list[str], list[str]]:
-    """Compare every run at ``a`` with the run of the same group and name at ``b`` (each a run folder, a group
-    folder or a runs folder). Returns the comparisons and the runs only ``a`` and only ``b`` hold. Two single run
-    folders are compared whatever their names."""
-    runs_a, runs_b = _runs_at(Path(a)), _runs_at(Path(b))
+    """Compare every run at ``a`` with its namesake at ``b`` (each a run folder, a group folder or a runs folder;
+    runs pair by group and name, or by name alone between two group folders). Returns the comparisons and the runs
+    only ``a`` and only ``b`` hold. Two single run folders are compared whatever their names."""
+    (runs_a, group_a), (runs_b, group_b) = _runs_at(Path(a)), _runs_at(Path(b))
     if len(runs_a) == len(runs_b) == 1 and (Path(a) / CONFIG_FILE).exists() and (Path(b) / CONFIG_FILE).exists():
         return [compare_runs(*runs_a.values(), *runs_b.values(), rtol=rtol, atol=atol)], [], []
+    if group_a and group_b:  # runs/mnist1d against /tmp/rerun/mnist1d-again: the group's name may differ
+        runs_a = {r.name: r for r in runs_a.values()}
+        runs_b = {r.name: r for r in runs_b.values()}
     shared = [k for k in runs_a if k in runs_b]
     return ([compare_runs(runs_a[k], runs_b[k], rtol=rtol, atol=atol) for k in shared],
             [k for k in runs_a if k not in runs_b], [k for k in runs_b if k not in runs_a])

@@ -9,6 +9,7 @@ are dropped on resume and redone, so a resumed run writes the same tables as an 
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from ..config import TrainConfig
 from ..snapshots import load_snapshots, save_snapshots
 from .format import (CHECKPOINT_FILE, CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, PROVENANCE_FILE, SNAPSHOTS_FILE, RunError,
                      read_json, read_rows_csv, read_status, write_rows_csv, write_status)
-from .lifecycle import check_resumable, is_run_folder, provenance, run_folder
+from .lifecycle import check_resumable, cpu_description, is_run_folder, provenance, run_folder
 
 
 @dataclass
@@ -31,6 +32,8 @@ class RunRecord:
     epoch_rows: list[dict[str, Any]] = field(default_factory=list)
     snapshots: dict = field(default_factory=dict)
     resume_state: dict | None = None  # the checkpoint to continue from, if any
+    #: the processors the run's earlier epochs were trained on, where a resume runs on another one
+    earlier_cpus: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -94,6 +97,15 @@ class RunRecord:
             raise RunError(f"{folder} was trained with {recorded['threads']} CPU threads and this process has "
                            f"{torch.get_num_threads()}; an exact resume needs the same: pass --threads "
                            f"{recorded['threads']}")
+        here = cpu_description()
+        self.earlier_cpus = list(recorded.get("earlier_cpus", []))
+        if device.type == "cpu" and recorded.get("type") == "cpu" and "cpu" in recorded and (
+                recorded["cpu"], recorded.get("cpu_capability")) != (here["cpu"], here["cpu_capability"]):
+            self.earlier_cpus.append({"cpu": recorded["cpu"], "cpu_capability": recorded.get("cpu_capability")})
+            warnings.warn(f"{folder}: its first epochs were trained on {recorded['cpu']} "
+                          f"({recorded.get('cpu_capability')}), this is {here['cpu']} ({here['cpu_capability']}): "
+                          f"the resumed epochs round differently, so the run will not equal an uninterrupted one "
+                          f"bit for bit (provenance.json's device.earlier_cpus records it)", stacklevel=2)
         try:
             state = torch.load(path, map_location=device, weights_only=True)
         except Exception as exc:  # truncated, corrupt, or not a checkpoint
@@ -104,7 +116,10 @@ class RunRecord:
         self.snapshots = {e: s for e, s in load_snapshots(folder / SNAPSHOTS_FILE).items() if e <= self.start_epoch}
 
     def start(self, data, device) -> None:
-        write_json_atomic(self.folder / PROVENANCE_FILE, provenance(self.cfg, data.description, data.label, device))
+        prov = provenance(self.cfg, data.description, data.label, device)
+        if self.earlier_cpus:
+            prov["device"]["earlier_cpus"] = self.earlier_cpus
+        write_json_atomic(self.folder / PROVENANCE_FILE, prov)
         write_status(self.folder, "running", self.start_epoch)
 
     # ------------------------------------------------------------------ while training

@@ -337,7 +337,7 @@ def plot_final_vs_delta(runs: Sequence[Run]):
     for ax, t in zip(axes[0], ["NC1", "NC2", "NC3", "class-mean and classifier norms", "test error"]):
         ax.set_title(t, fontsize=10)
     n = final.groupby(["dataset", "delta"])["seed"].nunique()
-    fig.suptitle(f"end of training (last evaluated epoch); dots: single seeds, line: mean over {int(n.min())}"
+    fig.suptitle(f"end of training (the caption says which epoch); dots: single seeds, line: mean over {int(n.min())}"
                  f"{'' if n.min() == n.max() else '-' + str(int(n.max()))} seed(s)", fontsize=9, color="dimgrey")
     return fig
 
