@@ -165,3 +165,17 @@ def test_setting_key_leaves_out_only_what_varies():
     assert all(scale.setting_key(other_lr, vary=a) != scale.setting_key(base, vary=a) for a in scale.SETTING_AXES)
     with pytest.raises(ValueError, match="vary must be"):
         scale.setting_key(base, vary="delta")
+
+
+def test_machines_table_groups_runs_by_the_machine_that_computed_them(tmp_path):
+    from lsnc.book.scale import machines_table
+    from lsnc.presets import preset_config
+    from lsnc.runs import load_run
+    from lsnc.training import train
+    runs = [load_run(train(preset_config("smoke", threads=1, seed=s), tmp_path, progress=False)) for s in (0, 1)]
+    runs[1].provenance["device"] = {"type": "cpu", "threads": 1}  # an older run: processor not recorded
+    table = machines_table(runs)
+    assert list(table["runs"]) == [1, 1] and list(table["seeds"]) == ["0", "1"]
+    assert table["machine"].iloc[0].endswith(f"({runs[0].provenance['device']['cpu_capability']}), 1 thread")
+    assert table["machine"].iloc[1] == "cpu (processor not recorded), 1 thread"
+    assert machines_table([]).empty

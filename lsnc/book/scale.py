@@ -400,6 +400,24 @@ def _scale_row(run) -> dict[str, Any]:
             "train minutes": (run.status.get("train_seconds") or np.nan) / 60}
 
 
+def machines_table(runs) -> pd.DataFrame:
+    """One row per run group and machine the runs were computed on (:func:`lsnc.runs.compare.machine`: processor,
+    its instruction set and thread count, or the GPU, as provenance.json recorded them) and platform string: how
+    many runs, their seeds and the lsnc commits that trained them. A CPU run reproduces bit for bit only on a
+    machine like its own (``lsnc compare``); runs trained before lsnc recorded the processor are told apart by
+    their platform string (the VM's kernel build)."""
+    from ..runs.compare import machine
+    rows = [{"label": r.label, "dataset": r.dataset, "machine": machine(r),
+             "platform": r.provenance.get("platform", "not recorded"), "seed": r.config["seed"],
+             "commit": (r.provenance.get("lsnc", {}).get("commit") or "?")[:7]} for r in as_runs(runs)]
+    if not rows:
+        return pd.DataFrame()
+    return (pd.DataFrame(rows).groupby(["label", "dataset", "machine", "platform"], sort=False)
+            .agg(runs=("seed", "size"), seeds=("seed", seeds_text),
+                 commits=("commit", lambda s: len(set(s)))).reset_index()
+            .rename(columns={"commits": "lsnc commits"}))
+
+
 def scales_table(runs) -> pd.DataFrame:
     """One row per run group (``dataset``, its ``label``) and kind of run (standard / UFM-style, and the autocast
     precision where not full): the scale of what was run. ``epochs`` is the recipe's epochs, or "epochs 0–E of the
