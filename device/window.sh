@@ -78,10 +78,12 @@ echo "group: $GROUP" >"$STAGE/summary.txt"
 export LSNC_CACHE=${LSNC_CACHE:-$WORK/cache}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-# The device's copy has no .git: the runs' provenance takes the commit that prepare.sh recorded.
+# The device's copy has no .git, or one at the session's base commit (not what was sent): the runs' provenance
+# takes the commit that prepare.sh recorded, and whether lsnc/ had uncommitted changes then.
 if [ -f .device/source.txt ]; then
     LSNC_SOURCE_COMMIT=$(sed -n 's/^source_commit: //p' .device/source.txt)
-    export LSNC_SOURCE_COMMIT
+    LSNC_SOURCE_LSNC_MODIFIED=$(sed -n 's/^source_lsnc_modified: //p' .device/source.txt)
+    export LSNC_SOURCE_COMMIT LSNC_SOURCE_LSNC_MODIFIED
 fi
 CHILD=""
 declare -A RC=()

@@ -226,3 +226,20 @@ def test_a_bf16_run_is_evaluated_in_full_precision(tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "evaluate_model", spy)
     run = load_run(train(_smoke(amp="bf16"), tmp_path, progress=False))
     assert run.config["amp"] == "bf16" and len(seen) == len(run.metrics) and all(d is None for d in seen)
+
+
+def test_a_window_records_the_commit_prepare_sh_sent_not_the_device_copys_git(monkeypatch):
+    """The device's copy of the checkout had a .git at the session's base commit: its own git named the wrong
+    commit (and "modified"). device/window.sh exports what device/prepare.sh recorded, and that wins."""
+    from lsnc.runs import lifecycle
+    monkeypatch.setenv("LSNC_SOURCE_COMMIT", "0123abc")
+    monkeypatch.setenv("LSNC_SOURCE_LSNC_MODIFIED", "0")
+    lifecycle.git_commit.cache_clear()
+    try:
+        got = lifecycle.git_commit()
+        assert got["commit"] == "0123abc" and got["lsnc_modified"] is False and "prepare.sh" in got["commit_from"]
+        monkeypatch.setenv("LSNC_SOURCE_LSNC_MODIFIED", "")  # an older source.txt without the line: unknown
+        lifecycle.git_commit.cache_clear()
+        assert lifecycle.git_commit()["lsnc_modified"] is None
+    finally:
+        lifecycle.git_commit.cache_clear()

@@ -63,12 +63,15 @@ def check_resumable(folder: Path, cfg: TrainConfig) -> None:
 
 @functools.cache
 def git_commit() -> dict[str, Any]:
-    """The checkout's commit, and whether lsnc/ has uncommitted changes. A copy without .git (a GPU window's)
-    reports the commit that ``$LSNC_SOURCE_COMMIT`` names (set by device/window.sh from device/prepare.sh).
-    Read once per process, at its first run: a process runs the code it imported, whatever is edited later."""
-    if not (REPO_ROOT / ".git").exists() and os.environ.get("LSNC_SOURCE_COMMIT"):
-        return {"commit": os.environ["LSNC_SOURCE_COMMIT"], "lsnc_modified": None,
-                "commit_from": "LSNC_SOURCE_COMMIT (a copy of the checkout without .git)"}
+    """The checkout's commit, and whether lsnc/ has uncommitted changes. In a GPU window (device/window.sh) the
+    commit is the one device/prepare.sh recorded (``$LSNC_SOURCE_COMMIT``, with ``$LSNC_SOURCE_LSNC_MODIFIED``):
+    the device's copy of the checkout may have no .git, or one at another commit (the session's base), so its own
+    git cannot say what was sent. Read once per process, at its first run: a process runs the code it imported,
+    whatever is edited later."""
+    if os.environ.get("LSNC_SOURCE_COMMIT"):
+        modified = {"0": False, "1": True}.get(os.environ.get("LSNC_SOURCE_LSNC_MODIFIED", ""))
+        return {"commit": os.environ["LSNC_SOURCE_COMMIT"], "lsnc_modified": modified,
+                "commit_from": "LSNC_SOURCE_COMMIT (device/prepare.sh's record of the checkout sent to the device)"}
     try:
         run = lambda *args: subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True,
                                            timeout=10).stdout.strip()
