@@ -20,7 +20,8 @@
 #   LSNC_WINDOW_SEEDS        seeds to train, e.g. "3 4" (default: as many as the plan has, the lowest whose whole
 #                            δ set is in neither LSNC_WINDOW_KNOWN_RUNS/<group>/ nor the scratch runs folder)
 #   LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0;
-#                            a reused plan's graphs are first checked against the eager step on this machine);
+#                            with a reused plan, graphs are first checked against the eager step on this machine,
+#                            forced ones too; LSNC_WINDOW_MATRIX=skip checks nothing);
 #                            a stage that fails with it trains again without it (--resume) for its time left
 #   LSNC_WINDOW_WIDTH        ResNet-18 base width (default 64, the paper's)
 #   LSNC_WINDOW_DATA         an image folder (train/<class>/, test/<class>/) or a .tar.gz of one, instead of
@@ -244,9 +245,11 @@ elif [ -f "$STAGE/speed/plan.env" ]; then
 fi
 PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | concurrent (override, e.g. to test both paths)
 GRAPHS=${LSNC_WINDOW_GRAPHS:-$PLAN_GRAPHS}
-# A reused plan's graphs were checked on another machine: check the graphed step against the eager one here (the
-# matrix's graph-check cell alone, a few seconds after the data are decoded) before training with it.
-if [ -n "$REUSE" ] && [ "$GRAPHS" = 1 ] && [ -z "${LSNC_WINDOW_GRAPHS:-}" ]; then
+# A reused plan's graphs were checked on another machine, and LSNC_WINDOW_GRAPHS=1 forces them unchecked: check the
+# graphed step against the eager one here (the matrix's graph-check cell alone, a few seconds after the data are
+# decoded) before training with it. (Window 20261127T2102Z forced graphs past this check, in TF32, whose check had
+# failed in the matrix of the window before it.)
+if [ -n "$REUSE" ] && [ "$GRAPHS" = 1 ]; then
     CHECK_PREC=tf32
     [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
     # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --skip after it wins

@@ -242,8 +242,31 @@ def test_the_matrix_graph_check_passes_a_correct_graph_and_catches_a_broken_one(
                for _ in range(8)]
     ok = sm.graph_check(factory(StandInGraph), batches)
     assert ok["max_rel_diff"] == 0 and ok["update_rel_diff"] == 0 and ok["check_steps"] == 8
+    assert ok["eager_rel_diff"] == 0 and ok["eager_update_rel_diff"] == 0  # the CPU's eager step is deterministic
     with pytest.raises(RuntimeError, match="of the update"):
         sm.graph_check(factory(DropsTheUpdate), batches)
+
+    # An eager step that is not reproducible run to run (as cuDNN's TF32 kernels on a GPU): the second eager run
+    # is nudged a little before each step. The check reports that noise, and a failure names it.
+    def noisy(make, calls=[0]):  # noqa: B006 (counts the engines built)
+        def build(graphs):
+            engine, calls[0] = make(graphs), calls[0] + 1
+            if calls[0] % 3 == 2:  # the second eager run of each check
+                step, gen = engine.step, torch.Generator().manual_seed(calls[0])
+
+                def nudged(batch):
+                    with torch.no_grad():
+                        for p in engine.net.parameters():
+                            p.add_(torch.randn(p.shape, generator=gen) * 1e-4 * p.abs().mean())
+                    return step(batch)
+                engine.step = nudged
+            return engine
+        return build
+
+    passed = sm.graph_check(noisy(factory(StandInGraph)), batches)
+    assert passed["eager_rel_diff"] > 0 and passed["eager_update_rel_diff"] > 0 and passed["update_rel_diff"] == 0
+    with pytest.raises(RuntimeError, match="eager against eager: [1-9]"):
+        sm.graph_check(noisy(factory(DropsTheUpdate)), batches)
 
 
 def test_fused_cells_that_failed_make_a_concurrent_tf32_plan():
