@@ -380,24 +380,30 @@ def test_upto_is_the_run_cut_at_an_epoch():
         float(full.metrics.set_index("epoch").loc[15, "train_nc1_within_between"]))
 
 
-def test_prefixes_of_different_lengths_are_compared_at_the_epoch_that_keeps_most_pairs():
+def test_prefixes_of_different_lengths_are_compared_at_the_latest_epoch_that_keeps_enough_pairs():
     runs = []
-    for seed, (ce_stop, ls_stop) in enumerate([(None, None), (20, 20), (20, 15)]):
+    for seed, (ce_stop, ls_stop) in enumerate([(None, None), (None, None), (20, 15), (20, 20)]):
         ce, ls = fake_run(0.0, seed, 6.0), fake_run(0.05, seed, 3.0)
         runs += [_stopped(ce, ce_stop) if ce_stop else ce, _stopped(ls, ls_stop) if ls_stop else ls]
-    runs.append(_stopped(fake_run(0.0, 3, 6.0), 2))  # CE seed 3 stopped at epoch 2 and has no LS partner
+    runs.append(_stopped(fake_run(0.0, 4, 6.0), 2))  # CE seed 4 stopped at epoch 2 and has no LS partner
     comp = claims.select_comparison(runs)
-    # epochs reached: 40 (1 pair), 20 (2 pairs), 15 (3 pairs), 2 (3 pairs): 15 keeps the most pairs and is later
-    assert sorted(comp.ce) == [0, 1, 2] and sorted(comp.ls) == [0, 1, 2]
-    assert {scale.reach(r).reached for r in comp.runs} == {15}
+    # epochs reached: 40 (2 pairs), 20 (3 pairs), 15 (4 pairs), 2 (4 pairs): the latest epoch that keeps at least
+    # half the best count (4) and at least two pairs is 40
+    assert sorted(comp.ce) == [0, 1] and sorted(comp.ls) == [0, 1]
+    assert {scale.reach(r).reached for r in comp.runs} == {40}
     note = "; ".join(comp.notes)
-    assert "skipped ce-s3 (stopped at epoch 2)" in note and "all compared at epoch 15 of the 40-epoch recipe" in note
+    assert "skipped ce-s4 (stopped at epoch 2)" in note and "all compared at epoch 40 of the 40-epoch recipe" in note
     table = claims.evaluate_claims(runs)
     c3 = table[(table.claim == "C3") & table.test.str.contains("NC1")].iloc[0]
-    truth = {s: float(r.metrics.set_index("epoch").loc[15, "train_nc1_within_between"])
-             for s, r in enumerate(runs[0:6:2])}
-    assert c3.ce_values == pytest.approx(truth) and c3.n_seeds == 3 and c3.verdict == "supported"
-    assert "all compared at epoch 15" in c3.note
+    truth = {s: float(r.metrics.set_index("epoch").loc[40, "train_nc1_within_between"]) for s, r in
+             enumerate(runs[0:4:2])}
+    assert c3.ce_values == pytest.approx(truth) and c3.n_seeds == 2 and c3.verdict == "supported"
+    # a single long pair does not outweigh shorter ones: 1 pair at 40, 2 at 20, 3 at 15 -> 20
+    short = [r for r in runs if r.config["seed"] != 1]
+    assert {scale.reach(r).reached for r in claims.select_comparison(short).runs} == {20}
+    # ... nor one short pair two longer ones (the GPU windows: seeds 0 and 2 at epoch 75, seed 1 at 20)
+    assert scale.align_prefixes([_stopped(fake_run(d, s, 6.0), stop) for s, stop in ((0, 30), (1, 10), (2, 30))
+                                 for d in (0.0, 0.05)], per_seed=2).epoch == 30
 
 
 def test_runs_that_all_reached_the_same_epoch_are_not_cut():

@@ -3,7 +3,7 @@
 Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (``vocab.MAIN_DELTA``) inside
 one dataset group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. Runs that are prefixes of one
 recipe but stopped at different epochs (GPU windows of different lengths) are compared at one epoch they all
-reached, the one that keeps the most seed pairs (:func:`select_comparison`, :func:`.scale.align_prefixes`); the note says which.
+reached, the latest that keeps enough seed pairs (:func:`select_comparison`, :func:`.scale.align_prefixes`); the note says which.
 One row of :func:`claims_table` is one test::
 
     dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values

@@ -19,6 +19,8 @@ that of the N-epoch recipe. Run-like objects without a status (tests, the claims
 
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -133,9 +135,12 @@ class Aligned:
 def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
     """Runs that are prefixes of one recipe and stopped at different epochs (GPU windows of different lengths),
     made comparable: each is cut at one epoch they reached (a prefix *is* the recipe's run up to its end, so
-    the cut is what a shorter run records there). The epoch is the one that keeps the most complete seeds (a
-    seed is complete with ``per_seed`` runs reaching it, e.g. 2 for a CE-LS pair), then the latest: a run
-    without its partners does not hold the others back. Runs that stopped earlier are skipped."""
+    the cut is what a shorter run records there). A seed is complete at an epoch when ``per_seed`` of its runs
+    reached it (e.g. 2 for a CE-LS pair). The epoch is the latest one that keeps at least half of the complete
+    seeds the best epoch keeps, and at least two where any epoch has two: the paper's claims are about the end of
+    training, so a short pair (a GPU window's last minutes) does not hold two longer ones back, while many seeds
+    are not given up for a single long one. A run without its partners does not hold the others back. Runs that
+    stopped earlier are skipped."""
     reached = {id(r): reach(r).reached for r in runs}
     if len(set(reached.values())) <= 1:
         return Aligned(list(runs), [], None, (min(reached.values(), default=0), max(reached.values(), default=0)))
@@ -143,9 +148,11 @@ def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
     for r in runs:
         by_seed.setdefault(r.config.get("seed"), []).append(r)
 
-    def score(h):
-        return sum(1 for rs in by_seed.values() if sum(reached[id(r)] >= h for r in rs) >= per_seed), h
-    h = max(set(reached.values()), key=score)
+    def complete(h):
+        return sum(1 for rs in by_seed.values() if sum(reached[id(r)] >= h for r in rs) >= per_seed)
+    best = max(complete(h) for h in reached.values())
+    need = max(min(2, best), math.ceil(best / 2))
+    h = max(h for h in set(reached.values()) if complete(h) >= need)
     kept = [UpTo(r, h) if reached[id(r)] > h else r for r in runs if reached[id(r)] >= h]
     return Aligned(kept, [r for r in runs if reached[id(r)] < h], h,
                    (min(reached.values()), max(reached.values())))
