@@ -89,6 +89,7 @@ def test_an_unfinished_or_empty_rerun_is_incomplete_not_identical(tmp_path, caps
                                         + (full / METRICS_FILE).read_text().splitlines()[1] + "\n")
     result = compare_runs(load_run(full), load_run(killed))
     assert result.verdict == "incomplete" and "status done against running" in result.line()
+    assert result.largest is None and "largest" not in result.line()  # equal as far as both went: no difference
     assert main(["compare", str(full), str(killed)]) == 1
     write_status(killed, "failed", 0)
     (killed / "metrics.csv").write_text("")

@@ -120,7 +120,7 @@ def compare_runs(a: Run, b: Run, rtol: float = 0.0, atol: float = 0.0) -> Compar
             if beyond.any():
                 out.verdict = "differs"
             for i in range(len(gap)):
-                if (bool(beyond[i]), gap[i]) > worst:
+                if gap[i] > 0 and (bool(beyond[i]), gap[i]) > worst:
                     worst = (bool(beyond[i]), gap[i])
                     out.largest = (f"{table}:{col}", int(merged["epoch"].iloc[i]), float(x[i]), float(y[i]))
     if out.verdict != "differs" and (out.values == 0 or not (_finished(a) and _finished(b))):
