@@ -448,3 +448,13 @@ def test_delta_lines_reads_the_means_in_delta_order_and_says_what_is_missing():
         d["delta"] == 0.0)})
     assert nc3.delta_lines(nc3.with_in_span_whitened(no_ls)).endswith("no LS δ with the decomposition logged.")
     assert nc3.delta_lines(made.iloc[:0]) == ""
+
+
+def test_the_seeds_note_says_where_shorter_runs_end():
+    import pandas as pd
+    from lsnc.book.plots.training import _seeds_note
+    rows = [{"dataset": "gpu", "delta": d, "seed": s, "epoch": e} for d in (0.0, 0.05) for s, last in ((0, 75), (1, 20))
+            for e in range(0, last + 1, 5)]
+    assert _seeds_note(pd.DataFrame(rows)).endswith("; fewer seeds after epoch 20, where shorter runs end")
+    same = pd.DataFrame([r for r in rows if r["epoch"] <= 20])
+    assert _seeds_note(same) == "lines: mean over 2 seed(s); bands: min-max over seeds"

@@ -21,7 +21,7 @@ from ...runs.format import SNAPSHOTS_FILE
 from ...calibration import ECE_DEFAULT_BINS
 from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, NC_COLUMNS,
                       UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, is_delta, loss_label, temperature_column)
-from ..scale import describe_run
+from ..scale import describe_run, fmt_list
 from ..summary import final_rows, metrics_table, ufm_errors
 from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, dots_vs_delta, grid,
                     group_label, has, line_band, loss_colour, not_logged, row_title)
@@ -45,7 +45,13 @@ def _seeds_note(df: pd.DataFrame) -> str:
         return ""
     lo, hi = int(n.min()), int(n.max())
     seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
-    return f"lines: mean over {seeds} seed(s); bands: min-max over seeds" if hi > 1 else "one seed per setting"
+    if hi <= 1:
+        return "one seed per setting"
+    # prefixes of different lengths (GPU windows): past the shorter runs' end the line is the longer runs' mean
+    last = df.groupby(["dataset", "delta", "seed"])["epoch"].max().groupby(["dataset", "delta"])
+    stops = sorted({int(e) for e in (last.min()[last.min() < last.max()])})
+    fewer = f"; fewer seeds after epoch {fmt_list(stops)}, where shorter runs end" if stops else ""
+    return f"lines: mean over {seeds} seed(s); bands: min-max over seeds{fewer}"
 
 
 def _select(df: pd.DataFrame, deltas: Sequence[float] | None) -> pd.DataFrame:
