@@ -18,7 +18,12 @@ fi
 {
     echo "source_commit: $(git rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "source_uncommitted_files: $(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)"
-    echo "source_lsnc_modified: $([ -n "$(git status --porcelain --untracked-files=no -- lsnc 2>/dev/null)" ] && echo 1 || echo 0)"
+    # lsnc/ as sent: tracked changes and untracked files both travel (empty when git cannot say)
+    if lsnc_status=$(git status --porcelain --untracked-files=normal -- lsnc 2>/dev/null); then
+        echo "source_lsnc_modified: $([ -n "$lsnc_status" ] && echo 1 || echo 0)"
+    else
+        echo "source_lsnc_modified: "
+    fi
 } >.device/source.txt
 # What travels to the device: tracked and untracked-not-ignored files plus the carried .device/, 64 MiB at most.
 LIMIT_MIB=64

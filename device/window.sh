@@ -19,9 +19,10 @@
 #   LSNC_WINDOW_KNOWN_RUNS   runs folder of the earlier windows' runs and plans (default this checkout's runs/)
 #   LSNC_WINDOW_SEEDS        seeds to train, e.g. "3 4" (default: as many as the plan has, the lowest whose whole
 #                            δ set is in neither LSNC_WINDOW_KNOWN_RUNS/<group>/ nor the scratch runs folder)
-#   LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0;
-#                            with a reused plan, graphs are first checked against the eager step on this machine,
-#                            forced ones too; LSNC_WINDOW_MATRIX=skip checks nothing);
+#   LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0);
+#                            graphs, forced ones too, train only where a graph check passed: the reused plan's are
+#                            checked on this machine first, forced ones after this window's matrix take its check;
+#                            only LSNC_WINDOW_MATRIX=skip with no earlier plan checks nothing (the CPU tests);
 #                            a stage that fails with it trains again without it (--resume) for its time left
 #   LSNC_WINDOW_WIDTH        ResNet-18 base width (default 64, the paper's)
 #   LSNC_WINDOW_DATA         an image folder (train/<class>/, test/<class>/) or a .tar.gz of one, instead of
@@ -200,6 +201,12 @@ log "data: $DATA_ROOT ($(find "$DATA_ROOT/train" -type f | wc -l) train files)"
 echo "data_root: $DATA_ROOT" >>"$STAGE/summary.txt"
 
 # ---------------------------------------------------------------- 2. speed matrix, or an earlier window's plan
+check_status() {  # check_status SPEED_JSON PRECISION: the status of the matrix's graph-check cell at PRECISION
+    "$PYTHON" -c 'import json, sys
+cells = json.load(open(sys.argv[1]))["cells"]
+print(next((c["status"] for c in cells if c["name"] == sys.argv[2]), "missing"))' \
+        "$1" "cudagraph check $2 K=2" 2>/dev/null || echo "not run"
+}
 plan_ok() {  # plan_ok FILE: shell assignments of numbers and plain words only, PLAN_K among them
     [ -f "$1" ] && grep -q '^PLAN_K=' "$1" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$1"
 }
@@ -256,10 +263,7 @@ if [ -n "$REUSE" ] && [ "$GRAPHS" = 1 ]; then
     run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
         --width "$WIDTH" --wall-s 60 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
         --skip lsnc reference fused eval cudagraph vmap compile
-    CHECK=$("$PYTHON" -c 'import json, sys
-cells = json.load(open(sys.argv[1]))["cells"]
-print(next((c["status"] for c in cells if c["name"] == sys.argv[2]), "missing"))' \
-        "$STAGE/speed/check/speed.json" "cudagraph check $CHECK_PREC K=2" 2>/dev/null || echo "not run")
+    CHECK=$(check_status "$STAGE/speed/check/speed.json" "$CHECK_PREC")
     if [ "$CHECK" = ok ]; then
         log "graph check $CHECK_PREC K=2 on this machine: ok"
     else
@@ -267,6 +271,18 @@ print(next((c["status"] for c in cells if c["name"] == sys.argv[2]), "missing"))
         GRAPHS=0
     fi
     echo "graph_check: $CHECK" >>"$STAGE/summary.txt"
+elif [ -z "$REUSE" ] && [ "$MATRIX" != skip ] && [ "$GRAPHS" = 1 ]; then
+    # Graphs forced (LSNC_WINDOW_GRAPHS=1) past this window's own matrix: only if its check at this precision passed.
+    CHECK_PREC=tf32
+    [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
+    CHECK=$(check_status "$STAGE/speed/speed.json" "$CHECK_PREC")
+    if [ "$CHECK" = ok ]; then
+        log "graph check $CHECK_PREC K=2 in this window's matrix: ok"
+    else
+        log "graph check $CHECK_PREC K=2 in this window's matrix: $CHECK: training without CUDA graphs"
+        GRAPHS=0
+    fi
+    echo "graph_check: $CHECK (this window's matrix)" >>"$STAGE/summary.txt"
 fi
 read -r -a DELTAS <<<"$PLAN_DELTAS"
 read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"

@@ -263,11 +263,14 @@ def test_window_reuses_newest_valid_plan_and_new_seeds(tmp_path):
     assert "plan reused from window 20240101T0000Z" in proc.stdout, proc.stdout
     assert "invalid plan, ignored" in proc.stdout and "not a window folder, ignored" in proc.stdout
     assert "seeds=(1 3)" in proc.stdout, proc.stdout
-    proc, _ = _window({**env, "LSNC_WINDOW_SEEDS": "2 7", "LSNC_WINDOW_MATRIX": "full",
+    proc, _ = _window({**env, "LSNC_WINDOW_SEEDS": "2 7", "LSNC_WINDOW_MATRIX": "full", "LSNC_WINDOW_GRAPHS": "1",
                        "LSNC_WINDOW_MATRIX_ARGS": "--skip lsnc reference fused eval vmap cudagraph compile"},
                       expect_rc=4)
     assert "plan reused" not in proc.stdout and "stage matrix" in proc.stdout
     assert "seeds=(2 7)" in proc.stdout and "warning: seed 2 was trained before" in proc.stdout, proc.stdout
+    # graphs forced past this window's own matrix go only where its check passed (on the CPU it cannot run)
+    assert "graph check tf32 K=2 in this window's matrix: skipped: training without CUDA graphs" in proc.stdout
+    assert "graphs=0" in proc.stdout, proc.stdout
 
 
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"

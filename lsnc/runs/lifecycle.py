@@ -68,7 +68,7 @@ def git_commit() -> dict[str, Any]:
     the device's copy of the checkout may have no .git, or one at another commit (the session's base), so its own
     git cannot say what was sent. Read once per process, at its first run: a process runs the code it imported,
     whatever is edited later."""
-    if os.environ.get("LSNC_SOURCE_COMMIT"):
+    if os.environ.get("LSNC_SOURCE_COMMIT", "unknown") != "unknown":  # prepare.sh writes "unknown" without git
         modified = {"0": False, "1": True}.get(os.environ.get("LSNC_SOURCE_LSNC_MODIFIED", ""))
         return {"commit": os.environ["LSNC_SOURCE_COMMIT"], "lsnc_modified": modified,
                 "commit_from": "LSNC_SOURCE_COMMIT (device/prepare.sh's record of the checkout sent to the device)"}
