@@ -256,33 +256,27 @@ GRAPHS=${LSNC_WINDOW_GRAPHS:-$PLAN_GRAPHS}
 # graphed step against the eager one here (the matrix's graph-check cell alone, a few seconds after the data are
 # decoded) before training with it. (Window 20261127T2102Z forced graphs past this check, in TF32, whose check had
 # failed in the matrix of the window before it.)
-if [ -n "$REUSE" ] && [ "$GRAPHS" = 1 ]; then
+# Graphs forced past this window's own matrix go only where its check at the plan's precision passed.
+if [ "$GRAPHS" = 1 ] && { [ -n "$REUSE" ] || [ "$MATRIX" != skip ]; }; then
     CHECK_PREC=tf32
     [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
-    # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --skip after it wins
-    run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
-        --width "$WIDTH" --wall-s 60 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
-        --skip lsnc reference fused eval cudagraph vmap compile
-    CHECK=$(check_status "$STAGE/speed/check/speed.json" "$CHECK_PREC")
-    if [ "$CHECK" = ok ]; then
-        log "graph check $CHECK_PREC K=2 on this machine: ok"
+    if [ -n "$REUSE" ]; then
+        # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --skip after it wins
+        run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
+            --width "$WIDTH" --wall-s 60 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
+            --skip lsnc reference fused eval cudagraph vmap compile
+        CHECK_JSON="$STAGE/speed/check/speed.json" WHERE="on this machine" NOTE=""
     else
-        log "graph check $CHECK_PREC K=2 on this machine: $CHECK: training without CUDA graphs"
+        CHECK_JSON="$STAGE/speed/speed.json" WHERE="in this window's matrix" NOTE=" (this window's matrix)"
+    fi
+    CHECK=$(check_status "$CHECK_JSON" "$CHECK_PREC")
+    if [ "$CHECK" = ok ]; then
+        log "graph check $CHECK_PREC K=2 $WHERE: ok"
+    else
+        log "graph check $CHECK_PREC K=2 $WHERE: $CHECK: training without CUDA graphs"
         GRAPHS=0
     fi
-    echo "graph_check: $CHECK" >>"$STAGE/summary.txt"
-elif [ -z "$REUSE" ] && [ "$MATRIX" != skip ] && [ "$GRAPHS" = 1 ]; then
-    # Graphs forced (LSNC_WINDOW_GRAPHS=1) past this window's own matrix: only if its check at this precision passed.
-    CHECK_PREC=tf32
-    [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
-    CHECK=$(check_status "$STAGE/speed/speed.json" "$CHECK_PREC")
-    if [ "$CHECK" = ok ]; then
-        log "graph check $CHECK_PREC K=2 in this window's matrix: ok"
-    else
-        log "graph check $CHECK_PREC K=2 in this window's matrix: $CHECK: training without CUDA graphs"
-        GRAPHS=0
-    fi
-    echo "graph_check: $CHECK (this window's matrix)" >>"$STAGE/summary.txt"
+    echo "graph_check: $CHECK$NOTE" >>"$STAGE/summary.txt"
 fi
 read -r -a DELTAS <<<"$PLAN_DELTAS"
 read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
