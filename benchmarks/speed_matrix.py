@@ -51,6 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pipeline as ref  # noqa: E402
 from bench_training import bare_forward, sync, to_uint8_hwc  # noqa: E402
+from training_plan import KS, plan_env, plan_text, training_plan  # noqa: E402,F401  (the plan rule's home; re-exported)
 
 from lsnc.data import load_dataset  # noqa: E402
 from lsnc.models import build_model  # noqa: E402
@@ -62,15 +63,9 @@ from lsnc.training.graphs import WARMUP as GRAPH_WARMUP  # noqa: E402
 
 DELTA = 0.05
 FUSED_DELTAS = (0.0, 0.05, 0.1, 0.2)  # the members' δ in fused cells, cycled (costs do not depend on δ)
-KS = (1, 2, 4, 8)
-# Training plan rule (see training_plan).
-K_KEEP = 0.8        # a larger K is taken while each member gets >= K_KEEP x the epochs it gets at K = 2
-BF16_FACTOR = 1.3   # bf16 is used for training only when its per-model img/s is >= BF16_FACTOR x tf32's
-GRAPHS_FACTOR = 1.15  # CUDA graphs are used only when they give >= GRAPHS_FACTOR x the eager per-model img/s
 GRAPH_CHECK_RTOL = 1e-2  # ... and the graphed step's losses match the eager step's to this relative difference
 GRAPH_CHECK_UPDATE = 0.1  # ... and its parameters differ from the eager step's by < this fraction of the update
 GRAPH_KS = (1, 2, 4)
-PLAN_SETS = {2: ((0.0, 0.05), (0,)), 4: ((0.0, 0.05), (0, 1)), 8: ((0.0, 0.05, 0.1, 0.2), (0, 1))}
 MIN_SECONDS = {"compile": 15.0}  # a cell of this kind starts only with this much wall time left (others: 1 s)
 
 
@@ -396,104 +391,6 @@ def cleanup(device, compiled: bool) -> None:
                 torch.cuda.empty_cache()
 
 
-def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
-    """The fused training set the matrix suggests.
-
-    Precision: bf16 if its per-model img/s at K = 2 (fused; the eager single-model cells when no fused cell
-    ran) is >= BF16_FACTOR x tf32's, else tf32; a bf16 plan adds one tf32 twin (CE, seed 0).
-    CUDA graphs: at a K where the graph check at the plan's precision passed and the graphed step gives
-    >= GRAPHS_FACTOR x the eager per-model img/s, the K's rate is the graphed one and the set trains with
-    ``--cuda-graphs``.
-    K: a member's wall time per epoch with K fused models is ``train_images / per-model img/s + K x eval_s``
-    (the members are evaluated one after another, on every epoch early in training; eval_s from the evaluation
-    cell, 0 when it did not run or ``train_images`` is not given). K = the largest of 4, 8 whose epoch time is
-    <= that of K = 2 / K_KEEP (each member loses at most 1 - K_KEEP of the epochs it would get at K = 2 in the
-    same wall time), else 2. K picks the δ x seed set: 2: δ {0, 0.05} x seed {0}; 4: δ {0, 0.05} x seeds
-    {0, 1}; 8: δ {0, 0.05, 0.1, 0.2} x seeds {0, 1}. Concurrent tf32 processes instead of fusion: when K = 2
-    fused models together run slower than one alone, or when the fused cells failed at the plan's precision.
-    """
-    ok = [c for c in cells if c.get("status") == "ok" and not c.get("compile")]
-    eager = [c for c in ok if not c.get("cuda_graphs")]
-    fused = {(c["precision"], c["k"]): c["img_s_per_model"] for c in eager if c["pipeline"] == "fused"}
-    single = {c["precision"]: c["img_s_per_model"] for c in eager if c["pipeline"] == "lsnc"}
-    checked = {c["precision"] for c in ok if c["pipeline"] == "check"}  # precisions whose graph check passed
-    graphed = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok
-               if c["precision"] in checked and c.get("cuda_graphs") and c["pipeline"] in ("lsnc", "fused")}
-    ev = next((c for c in eager if c["pipeline"] == "evaluation"), None)
-    why = []
-    if ("bf16", 2) in fused and ("tf32", 2) in fused:
-        bf, tf, where = fused[("bf16", 2)], fused[("tf32", 2)], "fused K=2"
-    else:
-        bf, tf, where = single.get("bf16"), single.get("tf32"), "single model"
-    amp = "bf16" if bf and tf and bf >= BF16_FACTOR * tf else "none"
-    if bf and tf:
-        why.append(f"bf16/tf32 per-model img/s ({where}) = {bf / tf:.2f} ({'>=' if amp == 'bf16' else '<'} "
-                   f"{BF16_FACTOR}): {'bf16' if amp == 'bf16' else 'tf32'}")
-    else:
-        why.append("no bf16/tf32 comparison measured: tf32")
-    prec = "bf16" if amp == "bf16" else "tf32"
-    eval_s = ev["evaluate_s"] if ev and train_images else 0.0
-    n = train_images or 1
-
-    def eager_rate(k):
-        return fused.get((prec, k)) or (single.get(prec) if k == 1 else None)
-
-    def graphs_pay(k):
-        return bool(eager_rate(k) and graphed.get((prec, k), 0) >= GRAPHS_FACTOR * eager_rate(k))
-
-    def rate(k):  # per-model img/s at K = k: the graphed one where graphs pay
-        return graphed[(prec, k)] if graphs_pay(k) else eager_rate(k)
-
-    def epoch_s(k):  # a member's wall seconds per epoch with k fused models
-        return n / rate(k) + k * eval_s
-
-    if graphed:
-        why.append("CUDA graphs vs eager per-model img/s: " + ", ".join(
-            f"K={k} {graphed[(prec, k)] / eager_rate(k):.2f}" for k in KS if (prec, k) in graphed and eager_rate(k))
-            + f" (used where >= {GRAPHS_FACTOR})")
-    elif any(c.get("cuda_graphs") for c in cells):
-        why.append("CUDA graphs not used: " + ("no graphed cell ran" if prec in checked
-                                               else f"the {prec} graph check did not run or did not pass"))
-    k = 2
-    if (prec, 2) in fused:
-        for cand in (4, 8):
-            if (prec, cand) in fused and epoch_s(cand) <= epoch_s(2) / K_KEEP:
-                k = cand
-        what = "epochs per member" + (f" (eval {eval_s:.1f} s a member)" if eval_s else " (img/s only)")
-        why.append(f"{what} vs K=2: " + ", ".join(
-            f"K={c} {epoch_s(2) / epoch_s(c):.2f}" for c in KS if (prec, c) in fused) + f" -> K={k}")
-    else:
-        why.append(f"no fused {prec} K=2 measurement: K=2")
-    # Fusion must beat time-slicing: if K = 2 fused models together run slower than one model alone, the set
-    # trains as concurrent processes on the GPU instead (one model each).
-    mode, graphs = "fused", graphs_pay(k)
-    # (device/window.sh trains a bf16 set fused, with its tf32 twin after it: concurrent processes are tf32 only)
-    if amp == "none" and (prec, 2) in fused and eager_rate(1) and 2 * rate(2) < rate(1):
-        mode, k, graphs = "concurrent", 2, graphs_pay(1)
-        why.append(f"fused K=2 all models {2 * rate(2):.0f} img/s < one model alone {rate(1):.0f}: "
-                   "concurrent processes, K=2")
-    # A fused network that failed here (not one that ran out of time) would fail the window's training too: the
-    # set trains as concurrent tf32 processes, one model each.
-    failed = next((c for c in cells if c.get("pipeline") == "fused" and c.get("precision") == prec
-                   and c.get("status") == "error" and not c.get("cuda_graphs") and not c.get("compile")), None)
-    if failed is not None and (prec, 2) not in fused:
-        amp, prec = "none", "tf32"
-        mode, k, graphs = "concurrent", 2, graphs_pay(1)
-        why.append(f"{failed['name']} failed ({str(failed.get('error', ''))[:100]}): concurrent tf32 processes, K=2")
-    deltas, seeds = PLAN_SETS[k]
-    return {"k": k, "amp": amp, "deltas": list(deltas), "seeds": list(seeds), "tf32_twin": amp == "bf16",
-            "mode": mode, "cuda_graphs": graphs, "fused_measured": bool(fused), "reasons": why}
-
-
-def plan_env(plan: dict) -> str:
-    """Shell assignments for device/window.sh (numbers and plain words only)."""
-    return "".join([f'PLAN_K="{plan["k"]}"\n', f'PLAN_AMP="{plan["amp"]}"\n',
-                    f'PLAN_DELTAS="{" ".join(f"{d:g}" for d in plan["deltas"])}"\n',
-                    f'PLAN_SEEDS="{" ".join(str(s) for s in plan["seeds"])}"\n',
-                    f'PLAN_TWIN="{int(plan["tf32_twin"])}"\n', f'PLAN_MODE="{plan.get("mode", "fused")}"\n',
-                    f'PLAN_GRAPHS="{int(plan.get("cuda_graphs", False))}"\n'])
-
-
 def render_markdown(result: dict) -> str:
     r = result
     lines = [f"# Speed matrix: {r['model']}, batch {r['batch_size']}, {r['dataset']}",
@@ -533,20 +430,15 @@ def render_markdown(result: dict) -> str:
                           if "eager_rel_diff" in c else "") + "."))
     plan = r.get("plan")
     if plan:
-        lines += ["", f"Training plan: K = {plan['k']} fused models, "
-                      f"{'bf16 autocast (+ one tf32 twin)' if plan['amp'] == 'bf16' else 'tf32'}, "
-                      f"{'CUDA graphs, ' if plan.get('cuda_graphs') else ''}"
-                      f"δ {plan['deltas']} x seeds {plan['seeds']}. " + "; ".join(plan["reasons"]) + "."]
+        lines += ["", plan_text(plan)]
     return "\n".join(lines) + "\n"
 
 
 def _result_line(cells: list[dict], pipeline: str, title: str, text) -> list[str]:
-    """The sentence for the one cell of ``pipeline`` that is no training speed: ``text(cell)`` when it ran,
-    else its status; nothing when it is not in the matrix."""
-    cell = next((c for c in cells if c["pipeline"] == pipeline), None)
-    if cell is None:
-        return []
-    return [text(cell) if cell.get("status") == "ok" else f"{title}: {cell.get('status')} {cell.get('error', '')}"]
+    """The sentences for the cells of ``pipeline`` that are no training speed (one line each): ``text(cell)``
+    when it ran, else its status; nothing when none is in the matrix."""
+    return [text(c) if c.get("status") == "ok" else f"{title} ({c['name']}): {c.get('status')} {c.get('error', '')}"
+            for c in cells if c["pipeline"] == pipeline]
 
 
 def write_outputs(result: dict, out_dir: Path) -> None:

@@ -1,15 +1,23 @@
-"""The seeds a GPU window should train: the lowest s = 0, 1, 2, ... whose whole δ set is new.
+"""The seeds a GPU window should train: the lowest s = 0, 1, 2, ... whose whole δ set is new at its precision.
 
-    python device/next_seeds.py --group GROUP --deltas 0 0.05 --count 2 RUNS_DIR [RUNS_DIR ...]
+    python device/next_seeds.py --group GROUP --deltas 0 0.05 --count 2 [--amp bf16] RUNS_DIR [RUNS_DIR ...]
+    python device/next_seeds.py --group GROUP --deltas 0 --find SEED [--amp none] RUNS_DIR [RUNS_DIR ...]
 
-prints the seeds on one line (e.g. ``1 2``). A seed is taken when any run folder, of any status, in
-``RUNS_DIR/GROUP/`` has one of the δ values with that seed: device/window.sh trains every δ of the plan with
-every chosen seed, and device/unpack.sh never replaces a run folder, so a window that reused a (δ, seed) would
-bring back runs that cannot be kept. What was taken, and why, goes to stderr.
+The first prints the seeds on one line (e.g. ``1 2``). A seed is taken when any run folder, of any status, in
+``RUNS_DIR/GROUP/`` has one of the δ values with that seed and the same autocast (``--amp``, default "none": fp32
+or TF32): device/window.sh trains every δ of the plan with every chosen seed, and device/unpack.sh never replaces
+a run folder, so a window that reused a (δ, seed, precision) would bring back runs that cannot be kept. A bf16
+run and a TF32 one of the same δ and seed are two folders (the default name of a bf16 run carries ``-bf16``),
+precision twins. What was taken, and why, goes to stderr.
 
-A folder's (δ, seed) comes from its config.json; where that cannot be read (a damaged or half-written folder),
-from its name (``ce-...-s3``, ``ls0.05-...-s3``, the default run name), so the folder still blocks the seed.
-Folders that are neither (``speed/``) are ignored. Only the standard library: runs with the device's python3.
+The second (``--find``) prints the run folders that hold ``SEED`` with one of the δ values at ``--amp``, one a
+line, and exits 1 when there is none: device/window.sh asks it whether the TF32 twin of a bf16 set's CE run was
+trained by an earlier window.
+
+A folder's (δ, seed, autocast) comes from its config.json; where that cannot be read (a damaged or half-written
+folder), from its name (``ce-...-s3``, ``ls0.05-bf16-...-s3``, the default run name), so the folder still
+blocks the seed. Folders that are neither (``speed/``) are ignored. Only the standard library: runs with the
+device's python3.
 """
 
 from __future__ import annotations
@@ -25,23 +33,23 @@ from pathlib import Path
 NAME = re.compile(r"^(?:ce|ls(?P<delta>[0-9.]+(?:e-?[0-9]+)?))(?:-.*)?-s(?P<seed>[0-9]+)$")
 
 
-def folder_key(folder: Path) -> tuple[float, int] | None:
-    """(δ, seed) of a run folder, from config.json or else its name; None when it is no run folder."""
+def folder_key(folder: Path) -> tuple[float, int, str] | None:
+    """(δ, seed, autocast) of a run folder, from config.json or else its name; None when it is no run folder."""
     try:
         cfg = json.loads((folder / "config.json").read_text())
-        return float(cfg["delta"]), int(cfg["seed"])
-    except (OSError, ValueError, TypeError, KeyError):
+        return float(cfg["delta"]), int(cfg["seed"]), str(cfg.get("amp") or "none")
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         pass
     m = NAME.match(folder.name)
     if not m:
         return None
     if (folder / "config.json").exists():
         print(f"next_seeds: {folder}: config.json unreadable; (δ, seed) taken from the folder's name", file=sys.stderr)
-    return float(m["delta"] or 0.0), int(m["seed"])
+    return float(m["delta"] or 0.0), int(m["seed"]), "bf16" if "-bf16-" in folder.name else "none"
 
 
-def taken_seeds(runs_dirs: list[Path], group: str, deltas: list[float]) -> dict[int, list[str]]:
-    """seed -> the run folders that have it with one of ``deltas``."""
+def taken_seeds(runs_dirs: list[Path], group: str, deltas: list[float], amp: str = "none") -> dict[int, list[str]]:
+    """seed -> the run folders that have it with one of ``deltas`` and autocast ``amp``."""
     taken: dict[int, list[str]] = {}
     for runs_dir in runs_dirs:
         root = Path(runs_dir) / group
@@ -51,7 +59,7 @@ def taken_seeds(runs_dirs: list[Path], group: str, deltas: list[float]) -> dict[
             continue
         for folder in folders:
             key = folder_key(folder)
-            if key and any(math.isclose(key[0], d, abs_tol=1e-9) for d in deltas):
+            if key and key[2] == amp and any(math.isclose(key[0], d, abs_tol=1e-9) for d in deltas):
                 taken.setdefault(key[1], []).append(str(folder))
     return taken
 
@@ -71,14 +79,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs_dirs", nargs="+", type=Path, help="runs folders to look in (missing ones are empty)")
     p.add_argument("--group", required=True, help="the runs group, e.g. cifar10-jpeg-full-resnet18-gpu")
     p.add_argument("--deltas", required=True, type=float, nargs="+", help="the δ values the window trains")
-    p.add_argument("--count", required=True, type=int, help="how many seeds")
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--count", type=int, help="how many seeds")
+    how.add_argument("--find", type=int, metavar="SEED", help="list the runs of SEED (exit 1: none)")
+    p.add_argument("--amp", default="none", choices=("none", "bf16"), help="the autocast of the runs (default none)")
     a = p.parse_args(argv)
-    taken = taken_seeds(a.runs_dirs, a.group, a.deltas)
+    taken = taken_seeds(a.runs_dirs, a.group, a.deltas, a.amp)
+    if a.find is not None:
+        print("\n".join(taken.get(a.find, [])))
+        return 0 if a.find in taken else 1
     seeds = choose(taken, a.count)
     for s in sorted(taken):
         names = ", ".join(Path(f).name for f in taken[s])
         print(f"next_seeds: seed {s} taken ({names})", file=sys.stderr)
-    print(f"next_seeds: δ {' '.join(f'{d:g}' for d in a.deltas)} in {' '.join(map(str, a.runs_dirs))} "
+    precision = "bf16" if a.amp == "bf16" else "fp32/TF32"
+    print(f"next_seeds: δ {' '.join(f'{d:g}' for d in a.deltas)} ({precision}) in {' '.join(map(str, a.runs_dirs))} "
           f"(group {a.group}): seeds {' '.join(map(str, sorted(taken))) or 'none'} taken; "
           f"chose {' '.join(map(str, seeds))}", file=sys.stderr)
     print(" ".join(map(str, seeds)))

@@ -41,21 +41,43 @@ fi
 echo "prepare: .device/ ready ($(du -sh .device | cut -f1)): carry [\".device\"]; ${travel_mib} of ${LIMIT_MIB} MiB travel"
 
 GROUP=cifar10-jpeg-full-resnet18-gpu
-PLAN="" DELTAS="0 0.05" N=1
-for f in runs/"$GROUP"/speed/*/plan.env; do   # as window.sh picks it: the newest valid plan
+# As window.sh picks it: the newest earlier matrix (speed.json), its plan re-derived by today's rule; else the
+# newest valid plan.env.
+PLAN="" JSON=""
+for f in runs/"$GROUP"/speed/*/speed.json runs/"$GROUP"/speed/*/plan.env; do
     [[ $(basename "$(dirname "$f")") =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || continue
-    if grep -q '^PLAN_K=' "$f" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$f"; then PLAN=$f; fi
+    case $f in
+        */speed.json) JSON=$f ;;
+        *) if grep -q '^PLAN_K=' "$f" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$f"; then PLAN=$f; fi ;;
+    esac
 done
+TMP_PLAN=$(mktemp -d)
+trap 'rm -rf "$TMP_PLAN"' EXIT
+if [ -n "$JSON" ] && python3 benchmarks/training_plan.py "$JSON" --out-dir "$TMP_PLAN" >"$TMP_PLAN/why.txt" 2>&1; then
+    echo "prepare: the window re-derives its plan from $JSON: $(cat "$TMP_PLAN/why.txt")"
+    PLAN=$TMP_PLAN/plan.env
+elif [ -n "$PLAN" ]; then
+    echo "prepare: the window reuses the plan $PLAN: $(tr '\n' ' ' <"$PLAN")"
+fi
 if [ -n "$PLAN" ]; then
     DELTAS=$(sed -n 's/^PLAN_DELTAS="\(.*\)"$/\1/p' "$PLAN")
     N=$(sed -n 's/^PLAN_SEEDS="\(.*\)"$/\1/p' "$PLAN" | wc -w)
-    echo "prepare: the window reuses the plan $PLAN: $(tr '\n' ' ' <"$PLAN")"
+    AMP=$(sed -n 's/^PLAN_AMP="\(.*\)"$/\1/p' "$PLAN")
     WHICH="seeds"
 else
     echo "prepare: no earlier plan in runs/$GROUP/speed/: the window runs the speed matrix"
-    N=2 WHICH="the first 1 or 2 (its plan says) of seeds"
+    DELTAS="0 0.05" N=2 AMP=none WHICH="the first 1 or 2 (its plan says) of seeds"
 fi
 # shellcheck disable=SC2086  # DELTAS is a list
-if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" --deltas $DELTAS --count "$N" runs 2>/dev/null); then
-    echo "prepare: the window trains δ {$DELTAS} with $WHICH $SEEDS (device/next_seeds.py)"
+if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" --deltas $DELTAS --count "$N" --amp "${AMP:-none}" runs \
+           2>/dev/null); then
+    echo "prepare: the window trains δ {$DELTAS} ($([ "$AMP" = bf16 ] && echo bf16 || echo TF32)) with $WHICH $SEEDS" \
+         "(device/next_seeds.py)"
+    first=${SEEDS%% *}
+    if [ "$AMP" = bf16 ] && twins=$(python3 device/next_seeds.py --group "$GROUP" --deltas 0 --find "$first" runs \
+                                    2>/dev/null); then
+        echo "prepare: its tf32 twin (CE, seed $first) was trained before: $(xargs -n 1 basename <<<"$twins" | tr '\n' ' ')"
+    elif [ "$AMP" = bf16 ]; then
+        echo "prepare: it also trains the tf32 twin (CE, seed $first) for the last quarter of its budget"
+    fi
 fi

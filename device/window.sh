@@ -210,20 +210,37 @@ print(next((c["status"] for c in cells if c["name"] == sys.argv[2]), "missing"))
 plan_ok() {  # plan_ok FILE: shell assignments of numbers and plain words only, PLAN_K among them
     [ -f "$1" ] && grep -q '^PLAN_K=' "$1" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$1"
 }
-REUSE="" REUSE_ID=""
-if [ "$MATRIX" != full ]; then   # the newest valid plan.env of an earlier window (window ids sort by time)
-    for f in "$KNOWN/$GROUP"/speed/*/plan.env; do
+REUSE="" REUSE_ID="" REUSE_HOW="" REUSE_JSON="" REUSE_ENV="" REUSE_ENV_ID=""
+if [ "$MATRIX" != full ]; then
+    # The newest earlier matrix (window ids sort by time): its plan re-derived by today's rule
+    # (benchmarks/training_plan.py), so a rule changed since that window applies; only where no earlier window
+    # left a speed.json, the newest valid plan.env as it was written.
+    for f in "$KNOWN/$GROUP"/speed/*/speed.json "$KNOWN/$GROUP"/speed/*/plan.env; do
         [ -f "$f" ] || continue
         id=$(basename "$(dirname "$f")")
         [[ $id =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || { log "not a window folder, ignored: $f"; continue; }
-        if plan_ok "$f"; then REUSE=$f REUSE_ID=$id; else log "invalid plan, ignored: $f"; fi
+        case $f in
+            */speed.json) REUSE_JSON=$f ;;
+            *) if plan_ok "$f"; then REUSE_ENV=$f REUSE_ENV_ID=$id; else log "invalid plan, ignored: $f"; fi ;;
+        esac
     done
+    if [ -n "${REUSE_JSON:-}" ] && "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --out-dir "$WORK/replan" \
+            >"$WORK/replan.txt" 2>&1 && plan_ok "$WORK/replan/plan.env"; then
+        REUSE=$WORK/replan/plan.env REUSE_ID=$(basename "$(dirname "$REUSE_JSON")")
+        REUSE_HOW="plan derived by today's rule from the matrix of window $REUSE_ID (${REUSE_JSON#"$REPO"/})"
+        while IFS= read -r line; do log "$line"; done <"$WORK/replan.txt"
+    elif [ -n "${REUSE_ENV:-}" ]; then
+        [ -n "${REUSE_JSON:-}" ] && log "could not re-derive a plan from $REUSE_JSON: $(tail -n 1 "$WORK/replan.txt")"
+        REUSE=$REUSE_ENV REUSE_ID=$REUSE_ENV_ID
+        REUSE_HOW="plan reused from window $REUSE_ID (${REUSE#"$REPO"/})"
+    fi
 fi
 if [ -n "$REUSE" ]; then
     cp "$REUSE" "$STAGE/speed/plan.env"
-    msg="speed matrix skipped: plan reused from window $REUSE_ID (${REUSE#"$REPO"/})"
+    msg="speed matrix skipped: $REUSE_HOW"
     printf '# Speed matrix skipped\n\n%s (LSNC_WINDOW_MATRIX=%s; full measures again).\n\n' "$msg" "$MATRIX" \
         >"$STAGE/speed/speed.md"
+    [ -f "$WORK/replan.txt" ] && { cat "$WORK/replan.txt"; echo; } >>"$STAGE/speed/speed.md"
     sed 's/^/    /' "$REUSE" >>"$STAGE/speed/speed.md"
     log "$msg"
     echo "matrix: reused $REUSE_ID" >>"$STAGE/summary.txt"
@@ -281,13 +298,14 @@ fi
 read -r -a DELTAS <<<"$PLAN_DELTAS"
 read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
 
-# Seeds: every window adds runs. Its seeds are the lowest whose whole δ set (and the tf32 twin's CE) no earlier
-# window trained, as found in LSNC_WINDOW_KNOWN_RUNS (the committed runs, carried with the checkout): unpack.sh
-# never replaces a run folder, and checkpoints never come back, so a repeated (δ, seed) would be a lost window.
-SEED_DELTAS=("${DELTAS[@]}")
-if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && [[ " ${DELTAS[*]} " != *" 0 "* ]]; then SEED_DELTAS+=(0); fi
-NEXT=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas "${SEED_DELTAS[@]}" --count "${#PLAN_SEED_LIST[@]}" \
-       "$KNOWN" "$RUNS" 2>"$WORK/next_seeds.err")
+# Seeds: every window adds runs. Its seeds are the lowest whose whole δ set no earlier window trained at the plan's
+# precision, as found in LSNC_WINDOW_KNOWN_RUNS (the committed runs, carried with the checkout): unpack.sh never
+# replaces a run folder, and checkpoints never come back, so a repeated (δ, seed, precision) would be a lost window.
+# A bf16 set's runs are named apart from TF32 ones (-bf16-): TF32 runs of the same seeds are its precision twins.
+AMP_ARGS=(--amp none)
+[ "$PLAN_AMP" = bf16 ] && AMP_ARGS=(--amp bf16)
+NEXT=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas "${DELTAS[@]}" --count "${#PLAN_SEED_LIST[@]}" \
+       "${AMP_ARGS[@]}" "$KNOWN" "$RUNS" 2>"$WORK/next_seeds.err")
 NEXT_RC=$?
 while IFS= read -r line; do log "$line"; done <"$WORK/next_seeds.err"
 if [ -n "${LSNC_WINDOW_SEEDS:-}" ]; then
@@ -300,10 +318,18 @@ if [ -n "${LSNC_WINDOW_SEEDS:-}" ]; then
     done
 elif [ "$NEXT_RC" = 0 ] && [[ $NEXT =~ ^[0-9]+(\ [0-9]+)*$ ]]; then
     read -r -a SEEDS <<<"$NEXT"
-    log "seeds: ${SEEDS[*]} (as many as the plan's, the lowest not yet trained with δ ${SEED_DELTAS[*]})"
+    log "seeds: ${SEEDS[*]} (as many as the plan's, the lowest not yet trained with δ ${DELTAS[*]} at this precision)"
 else
     SEEDS=("${PLAN_SEED_LIST[@]}")
     log "warning: device/next_seeds.py failed (exit $NEXT_RC): the plan's seeds ${SEEDS[*]}"
+fi
+# The tf32 twin of a bf16 set (its CE run of the first seed) trains only where no earlier window trained it: the
+# TF32 runs of that seed are its twins then, and the bf16 set gets the whole budget.
+if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && TWINS=$("$PYTHON" device/next_seeds.py --group "$GROUP" \
+        --deltas 0 --find "${SEEDS[0]}" --amp none "$KNOWN" "$RUNS" 2>/dev/null); then
+    PLAN_TWIN=0
+    log "tf32 twin of seed ${SEEDS[0]}: trained before ($(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')): not again"
+    echo "twin: trained before: $(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')" >>"$STAGE/summary.txt"
 fi
 echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
 log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=(${SEEDS[*]}) tf32 twin=$PLAN_TWIN mode=$PLAN_MODE" \
@@ -397,19 +423,23 @@ train_concurrent() {
 }
 
 # unfuse RC: the fused stage failed (exit RC; a fused network has never trained on this machine before): the same
-# (δ, seed) set again as concurrent tf32 processes for the time left, with --resume (members that stopped after an
-# epoch continue from their checkpoints, the others start fresh). No fallback with less than a minute left.
+# (δ, seed) set again as concurrent processes at the set's precision (AMP), for the time left, with --resume (members
+# that stopped after an epoch continue from their checkpoints, the others start fresh). No fallback with less than
+# a minute left.
 unfuse() {
     local rc=$1 secs
     secs=$(( $(left) - PACK_RESERVE_S ))
     if [ "$secs" -lt 60 ]; then log "fused training failed (exit $rc) with ${secs}s left: no fallback"; return "$rc"; fi
-    log "fused training failed (exit $rc): the set again as concurrent tf32 processes (--resume), ${secs}s left"
+    log "fused training failed (exit $rc): the set again as concurrent $PREC processes (--resume), ${secs}s left"
     echo "fallback: concurrent after fused exit $rc" >>"$STAGE/summary.txt"
     PAIRS=()
     for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
-    train_concurrent "$secs" --resume
+    train_concurrent "$secs" "${AMP[@]}" --resume
 }
 
+# The set's precision: TF32 (--tf32 in TRAIN), or bf16 autocast on top of it (the runs' names then carry -bf16).
+AMP=() PREC=tf32
+[ "$PLAN_AMP" = bf16 ] && AMP=(--amp bf16) PREC=bf16
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
 if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
@@ -417,13 +447,15 @@ if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
     for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
     train_concurrent "$T"
     TRAIN_RC=$?
-elif [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
-    train_stage train "$((T * 3 / 4))" --amp bf16 --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+else
+    # A bf16 set with its tf32 twin: 3/4 of the time for the set, the rest for the twin.
+    [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && T=$((T * 3 / 4))
+    train_stage train "$T" "${AMP[@]}" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
     TRAIN_RC=$?
-    if [ "$TRAIN_RC" != 0 ]; then   # the tf32 set trained instead holds the twin's run
+    if [ "$TRAIN_RC" != 0 ] && [ $(( ${#DELTAS[@]} * ${#SEEDS[@]} )) -gt 1 ]; then   # a fused set failed
         unfuse "$TRAIN_RC"
         TRAIN_RC=$?
-    else
+    elif [ "$TRAIN_RC" = 0 ] && [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
         T=$(( $(left) - PACK_RESERVE_S ))
         # The tf32 twin of the bf16 CE run of the first seed: its default name has no "-bf16", so it is its own
         # folder.
@@ -432,13 +464,6 @@ elif [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
         else
             log "no time left for the tf32 twin"
         fi
-    fi
-else
-    train_stage train "$T" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
-    TRAIN_RC=$?
-    if [ "$TRAIN_RC" != 0 ] && [ $(( ${#DELTAS[@]} * ${#SEEDS[@]} )) -gt 1 ]; then   # a fused set failed
-        unfuse "$TRAIN_RC"
-        TRAIN_RC=$?
     fi
 fi
 exit "${TRAIN_RC:-1}"

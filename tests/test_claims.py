@@ -634,6 +634,22 @@ def test_a_group_trained_in_bf16_is_read_in_bf16_and_its_tf32_twin_is_left_to_th
     assert [r.config["tf32"] for r in book.select("gpu", root, amp="none").runs] == [True]
 
 
+def test_the_main_precision_is_the_one_that_trained_the_most_epochs():
+    """The GPU group holds TF32 CE / LS pairs (epochs 0-75 and 0-20 of the recipe) and, from a later window, a
+    bf16 pair: bf16 becomes the group's main precision once its runs reached more epochs in all (2 x 170 > 190),
+    not while they reached fewer (2 x 40); a tie stays with fp32 / TF32."""
+    def run(delta, seed, amp, reached):
+        r = fake_run(delta, seed, 3.0)
+        r.dataset = "gpu"
+        r.config.update(amp=amp, tf32=True, epochs=800)   # prefixes of the 800-epoch recipe
+        r.epochs_reached, r.is_prefix = reached, True
+        return r
+    tf32 = [run(d, s, "none", reached) for d in (0.0, 0.05) for s, reached in ((0, 75), (1, 20))]
+    assert scale.main_precision(tf32 + [run(d, 0, "bf16", 170) for d in (0.0, 0.05)]) == {"gpu": "bf16"}
+    assert scale.main_precision(tf32 + [run(d, 0, "bf16", 40) for d in (0.0, 0.05)]) == {"gpu": "none"}
+    assert scale.main_precision(tf32 + [run(d, 0, "bf16", 95) for d in (0.0, 0.05)]) == {"gpu": "none"}
+
+
 def test_final_rows_cut_prefixes_of_one_group_at_one_epoch():
     """Seed 1's CE / LS pair stopped at epoch 20 of the 40-epoch recipe, seed 0's ran it all: the final values of
     both seeds are read at epoch 20 (both complete there); a run of another recipe length is left as it is."""

@@ -145,7 +145,7 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     proc, wall2 = _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known)))
     w2, names2 = _extract(tmp_path / "out2" / "window.tar.gz", tmp_path / "x2")
     log2 = (w2 / "logs" / "window.log").read_text()
-    reused = "speed matrix skipped: plan reused from window 20000101T0000Z"
+    reused = "speed matrix skipped: plan derived by today's rule from the matrix of window 20000101T0000Z"
     assert reused in (tmp_path / "out2" / "speed.md").read_text()
     assert not (w2 / "logs" / "matrix.log").exists() and "stage matrix" not in log2
     assert (w2 / "speed" / "plan.env").read_text() == (w / "speed" / "plan.env").read_text()
@@ -273,6 +273,46 @@ def test_window_reuses_newest_valid_plan_and_new_seeds(tmp_path):
     assert "graphs=0" in proc.stdout, proc.stdout
 
 
+def test_window_rederives_the_plan_from_the_newest_matrix_and_skips_a_twin_trained_before(tmp_path):
+    """The newest earlier speed.json decides the plan by today's rule (here bf16: 2x tf32), over its own plan.env
+    and a newer window's reused plan.env; the bf16 set takes the lowest seed no bf16 run has, the tf32 twin of its
+    CE run is not trained again where an earlier window trained it, and the set trains in bf16 for the whole
+    budget. Then (no training: a budget too short for it) a speed.json that cannot be read leaves the newest
+    plan.env."""
+    _tiny_tar(tmp_path)
+    known = tmp_path / "known"
+    speed = known / GROUP / "speed"
+    cells = [{"name": f"fused {p} K=2", "pipeline": "fused", "precision": p, "k": 2, "status": "ok",
+              "img_s_per_model": v} for p, v in (("tf32", 100), ("bf16", 200))]
+    tf32_plan = 'PLAN_K="2"\nPLAN_AMP="none"\nPLAN_DELTAS="0 0.05"\nPLAN_SEEDS="0"\n'
+    for wid, files in {"20240101T0000Z": {"speed.json": json.dumps({"cells": cells, "train_images": 1000}),
+                                          "plan.env": tf32_plan},
+                       "20250101T0000Z": {"plan.env": tf32_plan}}.items():
+        (speed / wid).mkdir(parents=True)
+        for name, text in files.items():
+            (speed / wid / name).write_text(text)
+    for name, delta, amp in (("ce-resnet18-s0", 0.0, "none"), ("ls0.05-resnet18-s0", 0.05, "none"),
+                             ("ls0.05-bf16-resnet18-s1", 0.05, "bf16")):
+        (known / GROUP / name).mkdir(parents=True)
+        (known / GROUP / name / "config.json").write_text(json.dumps({"delta": delta, "seed": int(name[-1]),
+                                                                      "amp": amp}))
+    proc, _ = _window(_env(tmp_path, LSNC_WINDOW_KNOWN_RUNS=str(known)))
+    assert "plan derived by today's rule from the matrix of window 20240101T0000Z" in proc.stdout, proc.stdout
+    assert "bf16/tf32 per-model img/s (fused K=2; bf16 eager, tf32 eager) = 2.00" in proc.stdout
+    assert "tf32 twin of seed 0: trained before (ce-resnet18-s0 ): not again" in proc.stdout, proc.stdout
+    assert "amp=bf16 δ=(0 0.05) seeds=(0) tf32 twin=0" in proc.stdout, proc.stdout
+    w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
+    summary = (w / "summary.txt").read_text()
+    assert "--amp bf16 --delta 0 0.05 --seed 0" in summary and "stage_rc.twin" not in summary, summary
+    assert sorted(r.name for r in (w / "runs" / GROUP).iterdir()) == ["ce-bf16-resnet18w4-s0",
+                                                                      "ls0.05-bf16-resnet18w4-s0"]
+    assert _done(w) == {(0.0, 0), (0.05, 0)}
+    (speed / "20240101T0000Z" / "speed.json").write_text("{not json")
+    proc, _ = _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
+    assert "could not re-derive a plan from" in proc.stdout and "plan reused from window 20250101T0000Z" in proc.stdout
+    assert "amp=none δ=(0 0.05) seeds=(1) tf32 twin=0" in proc.stdout, proc.stdout
+
+
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 
@@ -309,7 +349,8 @@ def test_prepare_checks_the_archive_and_what_travels(tmp_path):
 
 
 def test_next_seeds(tmp_path):
-    """The lowest seeds whose whole δ set is new, over several runs folders; damaged folders block by name."""
+    """The lowest seeds whose whole δ set is new at the precision asked, over several runs folders; damaged folders
+    block by name; --find lists a seed's runs (the twin question)."""
     g = tmp_path / "a" / GROUP
 
     def run(root, name, cfg=None, raw=None):
@@ -320,20 +361,32 @@ def test_next_seeds(tmp_path):
     run(g, "ce-resnet18-s0", {"delta": 0.0, "seed": 0})
     run(g, "x-s1", {"delta": 0.05, "seed": 1})                     # any name: config.json decides
     run(g, "ls0.1-resnet18-s2", {"delta": 0.1, "seed": 2})         # another δ: seed 2 stays free
-    run(g, "ls0.05-bf16-resnet18-s3", raw="{not json")             # damaged: (0.05, 3) from its name
+    run(g, "ls0.05-bf16-resnet18-s3", raw="{not json")             # damaged: (0.05, 3, bf16) from its name
+    run(g, "ce-bf16-resnet18-s1", {"delta": 0.0, "seed": 1, "amp": "bf16"})
     run(g, "junk", raw="[]")                                       # neither: ignored
     run(g / "speed", "20250101T0000Z")                             # the windows' speed folders
     run(tmp_path / "a" / "other-group", "ce-resnet18-s4", {"delta": 0.0, "seed": 4})
     run(tmp_path / "b" / GROUP, "ls0.05-resnet18-s5", {"delta": 0.05, "seed": 5})
     (tmp_path / "b" / GROUP / "ls0.05-resnet18-s5" / "status.json").write_text('{"status": "failed"}')
-    cmd = [sys.executable, str(REPO / "device" / "next_seeds.py"), "--group", GROUP, "--deltas", "0", "0.05",
-           "--count", "3", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "missing")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": str(REPO)})
+    dirs = [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "missing")]
+
+    def next_seeds(*args):
+        return subprocess.run([sys.executable, str(REPO / "device" / "next_seeds.py"), "--group", GROUP, *args],
+                              capture_output=True, text=True, timeout=30)
+
+    proc = next_seeds("--deltas", "0", "0.05", "--count", "3", *dirs)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["2", "4", "6"], proc.stderr
+    assert proc.stdout.split() == ["2", "3", "4"], proc.stderr     # fp32/TF32: the bf16 runs take no seed
+    assert "seed 3 taken" not in proc.stderr and "(fp32/TF32)" in proc.stderr
+    proc = next_seeds("--deltas", "0", "0.05", "--count", "3", "--amp", "bf16", *dirs)
+    assert proc.stdout.split() == ["0", "2", "4"], proc.stderr
     assert "seed 3 taken (ls0.05-bf16-resnet18-s3)" in proc.stderr and "config.json unreadable" in proc.stderr
-    proc = subprocess.run(cmd[:-3] + [str(tmp_path / "missing")], capture_output=True, text=True, timeout=30)
-    assert proc.stdout.split() == ["0", "1", "2"]
+    assert next_seeds("--deltas", "0", "0.05", "--count", "3", dirs[-1]).stdout.split() == ["0", "1", "2"]
+    # --find: the tf32 CE run of a seed, or exit 1
+    proc = next_seeds("--deltas", "0", "--find", "0", *dirs)
+    assert proc.returncode == 0 and proc.stdout.strip() == str(g / "ce-resnet18-s0"), proc
+    assert next_seeds("--deltas", "0", "--find", "1", *dirs).returncode == 1          # its CE run is bf16
+    assert next_seeds("--deltas", "0", "--find", "1", "--amp", "bf16", *dirs).returncode == 0
 
 
 def test_cells_isolated_and_capped():
@@ -387,7 +440,7 @@ def _check_plan(per_model, eval_s, expect, single=None):
     plan = sm.training_plan(cells, train_images=1000)
     assert (plan["k"], plan["amp"]) == expect, plan["reasons"]
     assert plan["tf32_twin"] == (plan["amp"] == "bf16")
-    deltas, seeds = sm.PLAN_SETS[plan["k"]]
+    deltas, seeds = __import__("training_plan").PLAN_SETS[plan["k"]]
     assert len(deltas) * len(seeds) == plan["k"] and {0.0, 0.05} <= set(deltas)
     env = sm.plan_env(plan)
     assert all(line.startswith("PLAN_") for line in env.splitlines())

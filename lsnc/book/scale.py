@@ -193,15 +193,16 @@ def setting_key(run, vary: str | None = None) -> tuple:
 
 
 def main_precision(runs: Iterable) -> dict[str, str]:
-    """Per run group, the autocast (``config["amp"]``: "none" or "bf16") of most of its standard (not UFM-style)
-    runs; on a tie, and for a group without standard runs, "none". A CPU group's bf16 runs are a few twins of its
-    fp32 runs; a GPU window whose plan trains in bf16 (device/README.md) makes bf16 its group's main precision, its
-    one tf32 run the twin."""
-    counts: dict[str, Counter] = {}
+    """Per run group, the autocast (``config["amp"]``: "none" or "bf16") that trained the most epochs over its
+    standard (not UFM-style) runs (each run counts the epochs it reached, :func:`reach`); on a tie, and for a group
+    without standard runs, "none". A CPU group's bf16 runs are a few twins of its fp32 runs (complete runs of one
+    length, so fewer epochs); in the GPU group, windows whose plan trains in bf16 (device/README.md) make bf16 the
+    main precision once their runs hold more epochs than the TF32 ones, which then are the bf16 runs' twins."""
+    epochs: dict[str, Counter] = {}
     for r in runs:
         if not r.config.get("ufm"):
-            counts.setdefault(r.dataset, Counter())[r.config.get("amp", "none")] += 1
-    return {group: max(c, key=lambda amp: (c[amp], amp == "none")) for group, c in counts.items()}
+            epochs.setdefault(r.dataset, Counter())[r.config.get("amp", "none")] += reach(r).reached
+    return {group: max(c, key=lambda amp: (c[amp], amp == "none")) for group, c in epochs.items()}
 
 
 def in_main_precision(runs: Iterable) -> list:
