@@ -4,7 +4,9 @@
 # and the speed table, plan, environment and summary into RUNS_DIR/<group>/speed/<window-id>/, the window's UTC
 # start as YYYYMMDDTHHMMZ (from the date: line of its env.txt, else the archive's mtime; WINDOW_ID=... names it
 # otherwise). Unfinished runs are listed, not copied; an existing run or window folder is not replaced unless
-# FORCE=1. Then review and commit RUNS_DIR/<group>/.
+# FORCE=1, or unless the archive's run continues it (a second call of the session trained it on: it reached a later
+# epoch and `lsnc compare` finds it identical up to the existing one's last epoch). Then review and commit
+# RUNS_DIR/<group>/.
 set -euo pipefail
 ARCHIVE=${1:?usage: device/unpack.sh ARCHIVE [RUNS_DIR]}
 RUNS_DIR=${2:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/runs}
@@ -26,6 +28,13 @@ else
 fi
 [[ $ID =~ $ID_RE ]] || { echo "unpack: window id $ID is not YYYYMMDDTHHMMZ" >&2; exit 1; }
 
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then if [ -x "$REPO/.venv/bin/python" ]; then PY=$REPO/.venv/bin/python; else PY=python3; fi; fi
+epoch_of() {  # epoch_of RUN_FOLDER: the epoch its status.json says it stopped after
+    sed -n 's/.*"epoch": *\([0-9][0-9]*\).*/\1/p' "$1/status.json" 2>/dev/null | head -n 1
+}
+
 copied=0
 groups=()
 for run in "$W"/runs/*/*/; do
@@ -38,15 +47,26 @@ for run in "$W"/runs/*/*/; do
         continue
     fi
     dest=$RUNS_DIR/$group/$name
+    how=""
     if [ -e "$dest" ] && [ "${FORCE:-0}" != 1 ]; then
-        echo "unpack: $dest exists, not replaced (FORCE=1 replaces it)"
-        continue
+        # A later call of the same session continued this run (device/window.sh, section 2): its folder replaces
+        # the shorter one when it reached further and agrees with it, bit for bit, up to where that one stopped.
+        old_epoch=$(epoch_of "$dest") new_epoch=$(epoch_of "$run")
+        if [ -n "$old_epoch" ] && [ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] &&
+                (cd "$REPO" && PYTHONPATH="$REPO" "$PY" -m lsnc compare "$dest" "$run") >"$TMP/compare.txt" 2>&1; then
+            how=" (extended: epochs 0-$old_epoch -> 0-$new_epoch; identical up to $old_epoch)"
+        else
+            echo "unpack: $dest exists, not replaced (FORCE=1 replaces it)"
+            [ -n "$old_epoch" ] && [ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] &&
+                echo "unpack:   it reached epoch $new_epoch, but does not continue the run there: $(tail -n 2 "$TMP/compare.txt" | head -n 1)"
+            continue
+        fi
     fi
     mkdir -p "$RUNS_DIR/$group"
     rm -rf "$dest"
     cp -r "$run" "$dest"
     rm -f "$dest/checkpoint.pt"
-    echo "unpack: $dest"
+    echo "unpack: $dest$how"
     copied=$((copied + 1))
     [[ " ${groups[*]-} " == *" $group "* ]] || groups+=("$group")
 done

@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
 # One GPU window in one command (see device/README.md):
 #   1. data: unpack the carried CIFAR-10 JPEG copy (.device/cifar10-jpeg.tar.gz), describe the machine;
-#   2. speed matrix (benchmarks/speed_matrix.py) under a hard wall cap, or the plan of an earlier window;
+#   2. a second call of the session continues the first call's runs (kept with their checkpoints outside the
+#      checkout); else the plan: the speed matrix (benchmarks/speed_matrix.py) under a hard wall cap, or the plan
+#      re-derived from an earlier window's matrix (benchmarks/training_plan.py), and seeds no earlier window
+#      trained at the plan's precision (device/next_seeds.py);
 #   3. train the fused δ x seed set the plan suggests with the paper's recipe, as a prefix of its 800 epochs,
-#      for the rest of the wall budget (python -m lsnc train --time-budget-s ...), with seeds no earlier window
-#      trained (device/next_seeds.py); a failed fused set trains again as concurrent tf32 processes (--resume);
+#      for the rest of the wall budget (python -m lsnc train --time-budget-s ...); a failed fused set trains again
+#      as concurrent processes (--resume);
 #   4. pack run folders (no checkpoints), speed table, logs and env into $OUT/window.tar.gz (+ $OUT/speed.md),
-#      also when a stage fails or the script is interrupted.
+#      also when a stage fails or the script is interrupted; keep the set's runs, checkpoints included, for a
+#      later call on the same machine.
 #
 # Settings (environment; defaults are the GPU window's):
 #   OUT                      where the archive goes (default /tmp/lsnc-window-out)
 #   PYTHON                   the python to run (default python3); lsnc runs from this checkout via PYTHONPATH
 #   LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 520)
-#   LSNC_WINDOW_MATRIX       auto | full | skip (default auto): auto reuses the newest earlier window's plan
-#                            (LSNC_WINDOW_KNOWN_RUNS/<group>/speed/<window-id>/plan.env) and skips the matrix,
-#                            else runs it; full always runs it; skip never does (no earlier plan: the default one)
+#   LSNC_WINDOW_MATRIX       auto | full | skip (default auto): auto skips the matrix where an earlier window ran one
+#                            (LSNC_WINDOW_KNOWN_RUNS/<group>/speed/<window-id>/speed.json: its plan re-derived by
+#                            today's rule; else the newest plan.env), else runs it; full always runs it; skip never
+#                            does (no earlier plan: the default one)
 #   LSNC_WINDOW_MATRIX_S     wall cap of the speed matrix's cells (default 90)
 #   LSNC_WINDOW_KNOWN_RUNS   runs folder of the earlier windows' runs and plans (default this checkout's runs/)
 #   LSNC_WINDOW_SEEDS        seeds to train, e.g. "3 4" (default: as many as the plan has, the lowest whose whole
@@ -33,6 +38,10 @@
 #   LSNC_WINDOW_MATRIX_ARGS  extra speed_matrix.py options (e.g. "--steps 2 --skip compile")
 #   LSNC_WINDOW_TRAIN_ARGS   extra `lsnc train` options
 #   LSNC_WINDOW_MODE         fused | concurrent: override the plan's way of training the set together
+#   LSNC_WINDOW_CONTINUE     1 | 0 (default 1): continue the runs an earlier call of this session kept (same source
+#                            commit, group and width) instead of training new seeds; LSNC_WINDOW_SEEDS also turns it off
+#   LSNC_WINDOW_KEEP         where a call keeps its set's runs for the next one (default $TMPDIR/lsnc-window-keep,
+#                            outside the checkout: the next call's carried .device/ replaces that folder)
 set -u -o pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -61,6 +70,7 @@ fi
 SHA256=01373fb925a97e9c13f8df5ff9307dfc9bf58c509d575ff73ec5478d71a9bed8
 TARBALL=.device/cifar10-jpeg.tar.gz
 PACK_RESERVE_S=10   # kept at the end of the budget for packing
+KEEP=${LSNC_WINDOW_KEEP:-${TMPDIR:-/tmp}/lsnc-window-keep}   # the set's runs for a later call (section 2)
 START=$SECONDS
 NOW=$(date -u +%FT%TZ)
 WINDOW_ID=$(date -u -d "$NOW" +%Y%m%dT%H%MZ 2>/dev/null || date -u +%Y%m%dT%H%MZ)  # device/unpack.sh's speed folder
@@ -137,9 +147,42 @@ pack() {
         && log "packed $OUT/window.tar.gz ($(du -h "$OUT/window.tar.gz" | cut -f1))"
     echo "---- summary"; cat "$STAGE/summary.txt"
     echo "---- speed"; cat "$STAGE/speed/speed.md" 2>/dev/null
+    keep_runs
     rm -rf "$WORK"
     if [ "$SCRATCH_RUNS" = 1 ]; then rm -rf "$RUNS"; fi
     exit "$rc"
+}
+
+# shellcheck disable=SC2317  # invoked by pack
+keep_runs() {  # the set's run folders, checkpoints included, into KEEP for a later call of this session (section 2)
+    [ -n "${TRAIN_STARTED:-}" ] && [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] || return 0
+    local r name n=0 epoch=""
+    rm -rf "$KEEP"
+    mkdir -p "$KEEP/runs/$GROUP" || return 0
+    for r in "$RUNS/$GROUP"/*/; do
+        r=${r%/} name=$(basename "$r")
+        [ -f "$r/checkpoint.pt" ] || continue
+        # a bf16 set's tf32 twin (no -bf16 in its name) is not part of the set
+        if [ "$PLAN_AMP" = bf16 ] && [[ $name != *-bf16-* ]]; then continue; fi
+        if [ "$SCRATCH_RUNS" = 1 ]; then mv "$r" "$KEEP/runs/$GROUP/"; else cp -a "$r" "$KEEP/runs/$GROUP/"; fi || continue
+        [ -n "$epoch" ] || epoch=$(sed -n 's/.*"epoch": *\([0-9]*\).*/\1/p' "$KEEP/runs/$GROUP/$name/status.json" | head -n 1)
+        n=$((n + 1))
+    done
+    if [ "$n" = 0 ]; then rm -rf "$KEEP"; return 0; fi
+    {
+        echo "CONT_FROM=\"${CONT_FROM:-$WINDOW_ID}\""
+        echo "CONT_EPOCH=\"${epoch:-0}\""
+        echo "CONT_SOURCE=\"${LSNC_SOURCE_COMMIT:-unknown}\""
+        echo "CONT_GROUP=\"$GROUP\""
+        echo "CONT_WIDTH=\"$WIDTH\""
+        echo "CONT_K=\"$PLAN_K\""
+        echo "CONT_AMP=\"$PLAN_AMP\""
+        echo "CONT_DELTAS=\"${DELTAS[*]}\""
+        echo "CONT_SEEDS=\"${SEEDS[*]}\""
+        echo "CONT_MODE=\"$PLAN_MODE\""
+        echo "CONT_GRAPHS=\"$GRAPHS\""
+    } >"$KEEP/keep.env"
+    log "kept $n run folder(s) with their checkpoints in $KEEP: a second call of this session continues them"
 }
 trap pack EXIT
 trap 'log "signal: stopping"; exit 143' INT TERM
@@ -200,7 +243,7 @@ fi
 log "data: $DATA_ROOT ($(find "$DATA_ROOT/train" -type f | wc -l) train files)"
 echo "data_root: $DATA_ROOT" >>"$STAGE/summary.txt"
 
-# ---------------------------------------------------------------- 2. speed matrix, or an earlier window's plan
+# ---------------------------------------------------------------- helpers of the plan
 check_status() {  # check_status SPEED_JSON PRECISION: the status of the matrix's graph-check cell at PRECISION
     "$PYTHON" -c 'import json, sys
 cells = json.load(open(sys.argv[1]))["cells"]
@@ -210,128 +253,178 @@ print(next((c["status"] for c in cells if c["name"] == sys.argv[2]), "missing"))
 plan_ok() {  # plan_ok FILE: shell assignments of numbers and plain words only, PLAN_K among them
     [ -f "$1" ] && grep -q '^PLAN_K=' "$1" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$1"
 }
-REUSE="" REUSE_ID="" REUSE_HOW="" REUSE_JSON="" REUSE_ENV="" REUSE_ENV_ID=""
-if [ "$MATRIX" != full ]; then
-    # The newest earlier matrix (window ids sort by time): its plan re-derived by today's rule
-    # (benchmarks/training_plan.py), so a rule changed since that window applies; only where no earlier window
-    # left a speed.json, the newest valid plan.env as it was written.
-    for f in "$KNOWN/$GROUP"/speed/*/speed.json "$KNOWN/$GROUP"/speed/*/plan.env; do
-        [ -f "$f" ] || continue
-        id=$(basename "$(dirname "$f")")
-        [[ $id =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || { log "not a window folder, ignored: $f"; continue; }
-        case $f in
-            */speed.json) REUSE_JSON=$f ;;
-            *) if plan_ok "$f"; then REUSE_ENV=$f REUSE_ENV_ID=$id; else log "invalid plan, ignored: $f"; fi ;;
-        esac
-    done
-    if [ -n "${REUSE_JSON:-}" ] && "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --out-dir "$WORK/replan" \
-            >"$WORK/replan.txt" 2>&1 && plan_ok "$WORK/replan/plan.env"; then
-        REUSE=$WORK/replan/plan.env REUSE_ID=$(basename "$(dirname "$REUSE_JSON")")
-        REUSE_HOW="plan derived by today's rule from the matrix of window $REUSE_ID (${REUSE_JSON#"$REPO"/})"
-        while IFS= read -r line; do log "$line"; done <"$WORK/replan.txt"
-    elif [ -n "${REUSE_ENV:-}" ]; then
-        [ -n "${REUSE_JSON:-}" ] && log "could not re-derive a plan from $REUSE_JSON: $(tail -n 1 "$WORK/replan.txt")"
-        REUSE=$REUSE_ENV REUSE_ID=$REUSE_ENV_ID
-        REUSE_HOW="plan reused from window $REUSE_ID (${REUSE#"$REPO"/})"
-    fi
-fi
-if [ -n "$REUSE" ]; then
-    cp "$REUSE" "$STAGE/speed/plan.env"
-    msg="speed matrix skipped: $REUSE_HOW"
-    printf '# Speed matrix skipped\n\n%s (LSNC_WINDOW_MATRIX=%s; full measures again).\n\n' "$msg" "$MATRIX" \
-        >"$STAGE/speed/speed.md"
-    [ -f "$WORK/replan.txt" ] && { cat "$WORK/replan.txt"; echo; } >>"$STAGE/speed/speed.md"
-    sed 's/^/    /' "$REUSE" >>"$STAGE/speed/speed.md"
-    log "$msg"
-    echo "matrix: reused $REUSE_ID" >>"$STAGE/summary.txt"
-elif [ "$MATRIX" = skip ]; then
-    msg="speed matrix skipped (LSNC_WINDOW_MATRIX=skip): no earlier plan in ${KNOWN#"$REPO"/}/$GROUP/speed/"
-    msg+="; the default plan"
-    printf '# Speed matrix skipped\n\n%s.\n' "$msg" >"$STAGE/speed/speed.md"
-    log "$msg"
-    echo "matrix: skipped, default plan" >>"$STAGE/summary.txt"
-else
-    # The cells stop at MATRIX_S (SIGALRM inside); the outer limit adds time for decoding the images once.
-    # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options
-    run_stage matrix $((MATRIX_S + 120)) "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg \
-        --data-root "$DATA_ROOT" --width "$WIDTH" --wall-s "$MATRIX_S" --out-dir "$STAGE/speed" \
-        ${LSNC_WINDOW_MATRIX_ARGS:-}
-fi
-
-# The plan: K fused models, precision, δ x seeds (benchmarks/speed_matrix.py training_plan); a failed matrix
-# leaves the minimum set.
-PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0 PLAN_MODE=fused PLAN_GRAPHS=0
-if plan_ok "$STAGE/speed/plan.env"; then
-    # shellcheck disable=SC1091
-    . "$STAGE/speed/plan.env"
-elif [ -f "$STAGE/speed/plan.env" ]; then
-    log "invalid $STAGE/speed/plan.env: the default plan"
-fi
-PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | concurrent (override, e.g. to test both paths)
-GRAPHS=${LSNC_WINDOW_GRAPHS:-$PLAN_GRAPHS}
-# A reused plan's graphs were checked on another machine, and LSNC_WINDOW_GRAPHS=1 forces them unchecked: check the
-# graphed step against the eager one here (the matrix's graph-check cell alone, a few seconds after the data are
-# decoded) before training with it. (Window 20261127T2102Z forced graphs past this check, in TF32, whose check had
-# failed in the matrix of the window before it.)
-# Graphs forced past this window's own matrix go only where its check at the plan's precision passed.
-if [ "$GRAPHS" = 1 ] && { [ -n "$REUSE" ] || [ "$MATRIX" != skip ]; }; then
-    CHECK_PREC=tf32
-    [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
-    if [ -n "$REUSE" ]; then
-        # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --skip after it wins
-        run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
-            --width "$WIDTH" --wall-s 60 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
-            --skip lsnc reference fused eval cudagraph vmap compile
-        CHECK_JSON="$STAGE/speed/check/speed.json" WHERE="on this machine" NOTE=""
+# ---------------------------------------------------------------- 2. continue this session's earlier call, or
+#                                                                     a new set: plan (matrix) and seeds
+# A session may make a second call on the same warm machine with the device time its first call left. The first
+# call's pack() moved its set's run folders, checkpoints included, to KEEP (outside the checkout: each call's
+# carried .device/ replaces that folder). A later call of the same source commit, group and width trains those
+# runs on (--resume) for its own budget, with the same plan and the graphs that call trained with, instead of new
+# seeds: a longer prefix of the same runs beats a short extra seed, which would pull the group's compared epoch back
+# (lsnc.book.scale.align_prefixes). LSNC_WINDOW_CONTINUE=0, or LSNC_WINDOW_SEEDS, starts new seeds instead.
+keep_ok() {  # keep_ok FILE: shell assignments of numbers and plain words only
+    [ -f "$1" ] && ! grep -qvE '^CONT_[A-Z]+="[0-9A-Za-z. _-]*"$' "$1"
+}
+CONT=0
+if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [ -f "$KEEP/keep.env" ]; then
+    CONT_SOURCE="" CONT_GROUP="" CONT_WIDTH="" why=""
+    if ! keep_ok "$KEEP/keep.env"; then
+        why="invalid $KEEP/keep.env"
     else
-        CHECK_JSON="$STAGE/speed/speed.json" WHERE="in this window's matrix" NOTE=" (this window's matrix)"
-    fi
-    CHECK=$(check_status "$CHECK_JSON" "$CHECK_PREC")
-    if [ "$CHECK" = ok ]; then
-        log "graph check $CHECK_PREC K=2 $WHERE: ok"
-    else
-        log "graph check $CHECK_PREC K=2 $WHERE: $CHECK: training without CUDA graphs"
-        GRAPHS=0
-    fi
-    echo "graph_check: $CHECK$NOTE" >>"$STAGE/summary.txt"
-fi
-read -r -a DELTAS <<<"$PLAN_DELTAS"
-read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
-
-# Seeds: every window adds runs. Its seeds are the lowest whose whole δ set no earlier window trained at the plan's
-# precision, as found in LSNC_WINDOW_KNOWN_RUNS (the committed runs, carried with the checkout): unpack.sh never
-# replaces a run folder, and checkpoints never come back, so a repeated (δ, seed, precision) would be a lost window.
-# A bf16 set's runs are named apart from TF32 ones (-bf16-): TF32 runs of the same seeds are its precision twins.
-AMP_ARGS=(--amp none)
-[ "$PLAN_AMP" = bf16 ] && AMP_ARGS=(--amp bf16)
-NEXT=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas "${DELTAS[@]}" --count "${#PLAN_SEED_LIST[@]}" \
-       "${AMP_ARGS[@]}" "$KNOWN" "$RUNS" 2>"$WORK/next_seeds.err")
-NEXT_RC=$?
-while IFS= read -r line; do log "$line"; done <"$WORK/next_seeds.err"
-if [ -n "${LSNC_WINDOW_SEEDS:-}" ]; then
-    read -r -a SEEDS <<<"$LSNC_WINDOW_SEEDS"
-    log "seeds: ${SEEDS[*]} (LSNC_WINDOW_SEEDS; the plan's ${PLAN_SEEDS}; new ones would be ${NEXT:-unknown})"
-    for s in "${SEEDS[@]}"; do
-        if grep -q "seed $s taken" "$WORK/next_seeds.err"; then
-            log "warning: seed $s was trained before: unpack.sh will not replace those runs"
+        # shellcheck disable=SC1091
+        . "$KEEP/keep.env"
+        if [ "$CONT_SOURCE" != "${LSNC_SOURCE_COMMIT:-unknown}" ]; then
+            why="trained from source $CONT_SOURCE, this call's is ${LSNC_SOURCE_COMMIT:-unknown}"
+        elif [ "$CONT_GROUP" != "$GROUP" ] || [ "$CONT_WIDTH" != "$WIDTH" ]; then
+            why="group $CONT_GROUP width $CONT_WIDTH, not $GROUP width $WIDTH"
+        elif ! compgen -G "$KEEP/runs/$GROUP/*/checkpoint.pt" >/dev/null; then
+            why="no checkpoints"
+        elif mkdir -p "$RUNS" && mv "$KEEP/runs/$GROUP" "$RUNS/$GROUP"; then
+            CONT=1
+        else
+            why="could not move them into $RUNS"
         fi
-    done
-elif [ "$NEXT_RC" = 0 ] && [[ $NEXT =~ ^[0-9]+(\ [0-9]+)*$ ]]; then
-    read -r -a SEEDS <<<"$NEXT"
-    log "seeds: ${SEEDS[*]} (as many as the plan's, the lowest not yet trained with δ ${DELTAS[*]} at this precision)"
-else
-    SEEDS=("${PLAN_SEED_LIST[@]}")
-    log "warning: device/next_seeds.py failed (exit $NEXT_RC): the plan's seeds ${SEEDS[*]}"
+    fi
+    if [ "$CONT" = 1 ]; then
+        rm -rf "$KEEP"
+        PLAN_K=$CONT_K PLAN_AMP=$CONT_AMP PLAN_DELTAS=$CONT_DELTAS PLAN_SEEDS=$CONT_SEEDS PLAN_TWIN=0
+        PLAN_MODE=$CONT_MODE GRAPHS=$CONT_GRAPHS
+        read -r -a DELTAS <<<"$PLAN_DELTAS"
+        read -r -a SEEDS <<<"$PLAN_SEEDS"
+        log "continuing the runs of window $CONT_FROM (stopped after epoch $CONT_EPOCH) with --resume: no matrix," \
+            "no new seeds"
+        printf '# Speed matrix skipped\n\nA continuation of window %s'"'"'s runs (after epoch %s), same plan.\n' \
+            "$CONT_FROM" "$CONT_EPOCH" >"$STAGE/speed/speed.md"
+        echo "continued: window $CONT_FROM after epoch $CONT_EPOCH" >>"$STAGE/summary.txt"
+        echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
+    else
+        log "runs kept by an earlier call in $KEEP not continued ($why): a new set"
+    fi
 fi
-# The tf32 twin of a bf16 set (its CE run of the first seed) trains only where no earlier window trained it: the
-# TF32 runs of that seed are its twins then, and the bf16 set gets the whole budget.
-if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && TWINS=$("$PYTHON" device/next_seeds.py --group "$GROUP" \
-        --deltas 0 --find "${SEEDS[0]}" --amp none "$KNOWN" "$RUNS" 2>/dev/null); then
-    PLAN_TWIN=0
-    log "tf32 twin of seed ${SEEDS[0]}: trained before ($(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')): not again"
-    echo "twin: trained before: $(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')" >>"$STAGE/summary.txt"
+
+if [ "$CONT" != 1 ]; then
+    REUSE="" REUSE_ID="" REUSE_HOW="" REUSE_JSON="" REUSE_ENV="" REUSE_ENV_ID=""
+    if [ "$MATRIX" != full ]; then
+        # The newest earlier matrix (window ids sort by time): its plan re-derived by today's rule
+        # (benchmarks/training_plan.py), so a rule changed since that window applies; only where no earlier window
+        # left a speed.json, the newest valid plan.env as it was written.
+        for f in "$KNOWN/$GROUP"/speed/*/speed.json "$KNOWN/$GROUP"/speed/*/plan.env; do
+            [ -f "$f" ] || continue
+            id=$(basename "$(dirname "$f")")
+            [[ $id =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || { log "not a window folder, ignored: $f"; continue; }
+            case $f in
+                */speed.json) REUSE_JSON=$f ;;
+                *) if plan_ok "$f"; then REUSE_ENV=$f REUSE_ENV_ID=$id; else log "invalid plan, ignored: $f"; fi ;;
+            esac
+        done
+        if [ -n "${REUSE_JSON:-}" ] && "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --out-dir "$WORK/replan" \
+                >"$WORK/replan.txt" 2>&1 && plan_ok "$WORK/replan/plan.env"; then
+            REUSE=$WORK/replan/plan.env REUSE_ID=$(basename "$(dirname "$REUSE_JSON")")
+            REUSE_HOW="plan derived by today's rule from the matrix of window $REUSE_ID (${REUSE_JSON#"$REPO"/})"
+            while IFS= read -r line; do log "$line"; done <"$WORK/replan.txt"
+        elif [ -n "${REUSE_ENV:-}" ]; then
+            [ -n "${REUSE_JSON:-}" ] && log "could not re-derive a plan from $REUSE_JSON: $(tail -n 1 "$WORK/replan.txt")"
+            REUSE=$REUSE_ENV REUSE_ID=$REUSE_ENV_ID
+            REUSE_HOW="plan reused from window $REUSE_ID (${REUSE#"$REPO"/})"
+        fi
+    fi
+    if [ -n "$REUSE" ]; then
+        cp "$REUSE" "$STAGE/speed/plan.env"
+        msg="speed matrix skipped: $REUSE_HOW"
+        printf '# Speed matrix skipped\n\n%s (LSNC_WINDOW_MATRIX=%s; full measures again).\n\n' "$msg" "$MATRIX" \
+            >"$STAGE/speed/speed.md"
+        [ -f "$WORK/replan.txt" ] && { cat "$WORK/replan.txt"; echo; } >>"$STAGE/speed/speed.md"
+        sed 's/^/    /' "$REUSE" >>"$STAGE/speed/speed.md"
+        log "$msg"
+        echo "matrix: reused $REUSE_ID" >>"$STAGE/summary.txt"
+    elif [ "$MATRIX" = skip ]; then
+        msg="speed matrix skipped (LSNC_WINDOW_MATRIX=skip): no earlier plan in ${KNOWN#"$REPO"/}/$GROUP/speed/"
+        msg+="; the default plan"
+        printf '# Speed matrix skipped\n\n%s.\n' "$msg" >"$STAGE/speed/speed.md"
+        log "$msg"
+        echo "matrix: skipped, default plan" >>"$STAGE/summary.txt"
+    else
+        # The cells stop at MATRIX_S (SIGALRM inside); the outer limit adds time for decoding the images once.
+        # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options
+        run_stage matrix $((MATRIX_S + 120)) "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg \
+            --data-root "$DATA_ROOT" --width "$WIDTH" --wall-s "$MATRIX_S" --out-dir "$STAGE/speed" \
+            ${LSNC_WINDOW_MATRIX_ARGS:-}
+    fi
+
+    # The plan: K fused models, precision, δ x seeds (benchmarks/speed_matrix.py training_plan); a failed matrix
+    # leaves the minimum set.
+    PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0 PLAN_MODE=fused PLAN_GRAPHS=0
+    if plan_ok "$STAGE/speed/plan.env"; then
+        # shellcheck disable=SC1091
+        . "$STAGE/speed/plan.env"
+    elif [ -f "$STAGE/speed/plan.env" ]; then
+        log "invalid $STAGE/speed/plan.env: the default plan"
+    fi
+    PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | concurrent (override, e.g. to test both paths)
+    GRAPHS=${LSNC_WINDOW_GRAPHS:-$PLAN_GRAPHS}
+    # A reused plan's graphs were checked on another machine, and LSNC_WINDOW_GRAPHS=1 forces them unchecked: check the
+    # graphed step against the eager one here (the matrix's graph-check cell alone, a few seconds after the data are
+    # decoded) before training with it. (Window 20261127T2102Z forced graphs past this check, in TF32, whose check had
+    # failed in the matrix of the window before it.)
+    # Graphs forced past this window's own matrix go only where its check at the plan's precision passed.
+    if [ "$GRAPHS" = 1 ] && { [ -n "$REUSE" ] || [ "$MATRIX" != skip ]; }; then
+        CHECK_PREC=tf32
+        [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
+        if [ -n "$REUSE" ]; then
+            # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --skip after it wins
+            run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
+                --width "$WIDTH" --wall-s 60 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
+                --skip lsnc reference fused eval cudagraph vmap compile
+            CHECK_JSON="$STAGE/speed/check/speed.json" WHERE="on this machine" NOTE=""
+        else
+            CHECK_JSON="$STAGE/speed/speed.json" WHERE="in this window's matrix" NOTE=" (this window's matrix)"
+        fi
+        CHECK=$(check_status "$CHECK_JSON" "$CHECK_PREC")
+        if [ "$CHECK" = ok ]; then
+            log "graph check $CHECK_PREC K=2 $WHERE: ok"
+        else
+            log "graph check $CHECK_PREC K=2 $WHERE: $CHECK: training without CUDA graphs"
+            GRAPHS=0
+        fi
+        echo "graph_check: $CHECK$NOTE" >>"$STAGE/summary.txt"
+    fi
+    read -r -a DELTAS <<<"$PLAN_DELTAS"
+    read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
+
+    # Seeds: every window adds runs. Its seeds are the lowest whose whole δ set no earlier window trained at the plan's
+    # precision, as found in LSNC_WINDOW_KNOWN_RUNS (the committed runs, carried with the checkout): unpack.sh never
+    # replaces a run folder, and checkpoints never come back, so a repeated (δ, seed, precision) would be a lost window.
+    # A bf16 set's runs are named apart from TF32 ones (-bf16-): TF32 runs of the same seeds are its precision twins.
+    AMP_ARGS=(--amp none)
+    [ "$PLAN_AMP" = bf16 ] && AMP_ARGS=(--amp bf16)
+    NEXT=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas "${DELTAS[@]}" --count "${#PLAN_SEED_LIST[@]}" \
+           "${AMP_ARGS[@]}" "$KNOWN" "$RUNS" 2>"$WORK/next_seeds.err")
+    NEXT_RC=$?
+    while IFS= read -r line; do log "$line"; done <"$WORK/next_seeds.err"
+    if [ -n "${LSNC_WINDOW_SEEDS:-}" ]; then
+        read -r -a SEEDS <<<"$LSNC_WINDOW_SEEDS"
+        log "seeds: ${SEEDS[*]} (LSNC_WINDOW_SEEDS; the plan's ${PLAN_SEEDS}; new ones would be ${NEXT:-unknown})"
+        for s in "${SEEDS[@]}"; do
+            if grep -q "seed $s taken" "$WORK/next_seeds.err"; then
+                log "warning: seed $s was trained before: unpack.sh will not replace those runs"
+            fi
+        done
+    elif [ "$NEXT_RC" = 0 ] && [[ $NEXT =~ ^[0-9]+(\ [0-9]+)*$ ]]; then
+        read -r -a SEEDS <<<"$NEXT"
+        log "seeds: ${SEEDS[*]} (as many as the plan's, the lowest not yet trained with δ ${DELTAS[*]} at this precision)"
+    else
+        SEEDS=("${PLAN_SEED_LIST[@]}")
+        log "warning: device/next_seeds.py failed (exit $NEXT_RC): the plan's seeds ${SEEDS[*]}"
+    fi
+    # The tf32 twin of a bf16 set (its CE run of the first seed) trains only where no earlier window trained it: the
+    # TF32 runs of that seed are its twins then, and the bf16 set gets the whole budget.
+    if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && TWINS=$("$PYTHON" device/next_seeds.py --group "$GROUP" \
+            --deltas 0 --find "${SEEDS[0]}" --amp none "$KNOWN" "$RUNS" 2>/dev/null); then
+        PLAN_TWIN=0
+        log "tf32 twin of seed ${SEEDS[0]}: trained before ($(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')): not again"
+        echo "twin: trained before: $(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')" >>"$STAGE/summary.txt"
+    fi
+    echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
 fi
-echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
 log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=(${SEEDS[*]}) tf32 twin=$PLAN_TWIN mode=$PLAN_MODE" \
     "graphs=$GRAPHS"
 
@@ -351,6 +444,7 @@ TRAIN=(-m lsnc train --preset paper-cifar10-jpeg --data-root "$DATA_ROOT" --tf32
 [ "$WIDTH" != 64 ] && TRAIN+=(--width "$WIDTH")
 read -r -a EXTRA <<<"${LSNC_WINDOW_TRAIN_ARGS:-}"
 TRAIN+=("${EXTRA[@]}")
+[ "$CONT" = 1 ] && TRAIN+=(--resume)   # the earlier call's runs, from their checkpoints
 
 train_for() {  # train_for NAME SECONDS OPTIONS...: lsnc stops itself at an evaluated epoch within SECONDS
     local name=$1 secs=$2
@@ -437,6 +531,7 @@ unfuse() {
     train_concurrent "$secs" "${AMP[@]}" --resume
 }
 
+TRAIN_STARTED=1   # from here pack() keeps the set's runs for a later call (keep_runs)
 # The set's precision: TF32 (--tf32 in TRAIN), or bf16 autocast on top of it (the runs' names then carry -bf16).
 AMP=() PREC=tf32
 [ "$PLAN_AMP" = bf16 ] && AMP=(--amp bf16) PREC=bf16

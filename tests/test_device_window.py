@@ -53,6 +53,7 @@ def _env(tmp_path: Path, tag: str = "", **kw) -> dict:
             "LSNC_WINDOW_WIDTH": "4", "LSNC_WINDOW_BUDGET_S": "150", "LSNC_WINDOW_MATRIX_S": "10",
             "LSNC_WINDOW_TRAIN_ARGS": "--stop-epoch 2",
             "LSNC_WINDOW_MATRIX_ARGS": "--warmup 1 --steps 1 --ks 1 2 --skip compile",
+            "LSNC_WINDOW_CONTINUE": "0",   # each call a window of its own session (the continuation test says 1)
             "LSNC_CACHE": str(tmp_path / "cache"), **kw}
 
 
@@ -311,6 +312,49 @@ def test_window_rederives_the_plan_from_the_newest_matrix_and_skips_a_twin_train
     proc, _ = _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
     assert "could not re-derive a plan from" in proc.stdout and "plan reused from window 20250101T0000Z" in proc.stdout
     assert "amp=none δ=(0 0.05) seeds=(1) tf32 twin=0" in proc.stdout, proc.stdout
+
+
+def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tmp_path):
+    """A session's second call on the same machine: the first call kept its set's runs, checkpoints included, in
+    LSNC_WINDOW_KEEP; the second trains them on with --resume (no matrix, no new seeds) and its archive's runs
+    replace the first's when unpacked (identical up to epoch 2, then on to 4). A keep folder from another source
+    commit is not continued: that call trains new seeds."""
+    _tiny_tar(tmp_path)
+    keep = tmp_path / "keep"
+    proc, _ = _window(_env(tmp_path, LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_CONTINUE="1"))
+    assert "a second call of this session continues them" in proc.stdout, proc.stdout
+    env_text = (keep / "keep.env").read_text()
+    assert 'CONT_EPOCH="2"' in env_text and 'CONT_SEEDS="0"' in env_text and 'CONT_DELTAS="0 0.05"' in env_text
+    assert sorted(p.name for p in (keep / "runs" / GROUP).iterdir()) == ["ce-resnet18w4-s0", "ls0.05-resnet18w4-s0"]
+
+    proc, _ = _window(_env(tmp_path, "2", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_TRAIN_ARGS="--stop-epoch 4",
+                           LSNC_WINDOW_CONTINUE="1"))
+    log = proc.stdout
+    assert "continuing the runs of window" in log and "(stopped after epoch 2) with --resume" in log, log
+    assert "stage matrix" not in log and "next_seeds" not in log
+    w2, _ = _extract(tmp_path / "out2" / "window.tar.gz", tmp_path / "x2")
+    summary = (w2 / "summary.txt").read_text()
+    assert "continued: window" in summary and "--resume" in summary, summary
+    for name in ("ce-resnet18w4-s0", "ls0.05-resnet18w4-s0"):
+        status = json.loads((w2 / "runs" / GROUP / name / "status.json").read_text())
+        assert (status["status"], status["epoch"]) == ("done", 4), status
+    assert (w2 / "speed" / "speed.md").read_text().startswith("# Speed matrix skipped\n\nA continuation of window")
+
+    known = tmp_path / "committed"
+    _unpack(tmp_path / "out" / "window.tar.gz", known, WINDOW_ID="20000101T0000Z")
+    out = _unpack(tmp_path / "out2" / "window.tar.gz", known, WINDOW_ID="20000101T0001Z")
+    assert out.count("(extended: epochs 0-2 -> 0-4; identical up to 2)") == 2, out
+    assert json.loads((known / GROUP / "ce-resnet18w4-s0" / "status.json").read_text())["epoch"] == 4
+    again = _unpack(tmp_path / "out" / "window.tar.gz", known, WINDOW_ID="20000101T0002Z")
+    assert again.count("exists, not replaced") == 2 and "extended" not in again     # the shorter never wins
+
+    # the second call kept them again; from another source commit they are not continued
+    text = (keep / "keep.env").read_text()
+    (keep / "keep.env").write_text("\n".join(line if not line.startswith("CONT_SOURCE=") else 'CONT_SOURCE="abc"'
+                                             for line in text.splitlines()) + "\n")
+    proc, _ = _window(_env(tmp_path, "3", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_CONTINUE="1",
+                           LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
+    assert "not continued (trained from source abc" in proc.stdout and "seeds=(1)" in proc.stdout, proc.stdout
 
 
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
