@@ -50,12 +50,15 @@ def lsnc_epoch(engine, epoch: int) -> float:
 
 @torch.inference_mode()
 def bare_forward(model, splits, batch_size, device) -> float:
+    """Seconds of one forward pass over ``splits`` in eval mode, without autograd (inference mode, as lsnc's
+    evaluation runs): the floor an evaluation pass is measured against."""
     model.eval()
     sync(device)
     t0 = time.perf_counter()
-    for split in splits:
-        for x, _ in split.batches(batch_size):
-            model(x)
+    with torch.inference_mode():
+        for split in splits:
+            for x, _ in split.batches(batch_size):
+                model(x)
     sync(device)
     return time.perf_counter() - t0
 

@@ -286,6 +286,7 @@ if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [
     fi
     if [ "$CONT" = 1 ]; then
         rm -rf "$KEEP"
+        TRAIN_STARTED=1   # they are in RUNS now: pack() keeps them again, whatever happens next
         PLAN_K=$CONT_K PLAN_AMP=$CONT_AMP PLAN_DELTAS=$CONT_DELTAS PLAN_SEEDS=$CONT_SEEDS PLAN_TWIN=0
         PLAN_MODE=$CONT_MODE GRAPHS=$CONT_GRAPHS
         read -r -a DELTAS <<<"$PLAN_DELTAS"

@@ -348,6 +348,11 @@ def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tm
     again = _unpack(tmp_path / "out" / "window.tar.gz", known, WINDOW_ID="20000101T0002Z")
     assert again.count("exists, not replaced") == 2 and "extended" not in again     # the shorter never wins
 
+    # a call that continues them but stops before training (too little budget) keeps them for the next one
+    proc, _ = _window(_env(tmp_path, "2b", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_CONTINUE="1",
+                           LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
+    assert "continuing the runs of window" in proc.stdout and 'CONT_EPOCH="4"' in (keep / "keep.env").read_text()
+    assert (keep / "runs" / GROUP / "ce-resnet18w4-s0" / "checkpoint.pt").is_file()
     # the second call kept them again; from another source commit they are not continued
     text = (keep / "keep.env").read_text()
     (keep / "keep.env").write_text("\n".join(line if not line.startswith("CONT_SOURCE=") else 'CONT_SOURCE="abc"'
