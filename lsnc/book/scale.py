@@ -398,8 +398,8 @@ def _scale_row(run) -> dict[str, Any]:
     sizes = info.get("sizes", {})
     x = reach(run)
     kind = "UFM-style" if run.config.get("ufm") else "standard"
-    if run.config.get("amp", "none") != "none":
-        kind += f", {run.config['amp']} autocast"
+    if precision_text(run) != "fp32":   # bf16 autocast, or TF32 on a GPU
+        kind += f", {precision_text(run)}"
     return {"dataset": run.dataset, "label": run.label, "kind": kind,
             "classes": info.get("num_classes"), "train": sizes.get("train"), "test": sizes.get("test"),
             "held-out": sizes.get("holdout"), "model": model_text(run.config),
@@ -427,8 +427,8 @@ def machines_table(runs) -> pd.DataFrame:
 
 
 def scales_table(runs) -> pd.DataFrame:
-    """One row per run group (``dataset``, its ``label``) and kind of run (standard / UFM-style, and the autocast
-    precision where not full): the scale of what was run. ``epochs`` is the recipe's epochs, or "epochs 0–E of the
+    """One row per run group (``dataset``, its ``label``) and kind of run (standard / UFM-style, and the precision
+    where not fp32: bf16 autocast, TF32): the scale of what was run. ``epochs`` is the recipe's epochs, or "epochs 0–E of the
     N-epoch recipe" for a prefix."""
     rows = [_scale_row(r) for r in as_runs(runs)]
     if not rows:
