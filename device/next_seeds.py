@@ -2,6 +2,7 @@
 
     python device/next_seeds.py --group GROUP --deltas 0 0.05 --count 2 [--amp bf16] RUNS_DIR [RUNS_DIR ...]
     python device/next_seeds.py --group GROUP --deltas 0 --find SEED [--amp none] RUNS_DIR [RUNS_DIR ...]
+    python device/next_seeds.py --group GROUP --deltas 0 --twin-pairs RUNS_DIR [RUNS_DIR ...]
 
 The first prints the seeds on one line (e.g. ``1 2``). A seed is taken when any run folder, of any status, in
 ``RUNS_DIR/GROUP/`` has one of the δ values with that seed and the same autocast (``--amp``, default "none": fp32
@@ -12,7 +13,8 @@ precision twins. What was taken, and why, goes to stderr.
 
 The second (``--find``) prints the run folders that hold ``SEED`` with one of the δ values at ``--amp``, one a
 line, and exits 1 when there is none: device/window.sh asks it whether the TF32 twin of a bf16 set's CE run was
-trained by an earlier window.
+trained by an earlier window. ``--twin-pairs`` prints the seeds that have such a run in both precisions (how
+many precision twins the group holds).
 
 A folder's (δ, seed, autocast) comes from its config.json; where that cannot be read (a damaged or half-written
 folder), from its name (``ce-...-s3``, ``ls0.05-bf16-...-s3``, the default run name), so the folder still
@@ -82,8 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--count", type=int, help="how many seeds")
     how.add_argument("--find", type=int, metavar="SEED", help="list the runs of SEED (exit 1: none)")
+    how.add_argument("--twin-pairs", action="store_true",
+                     help="list the seeds that have runs of the δ values in both precisions (bf16 and fp32/TF32)")
     p.add_argument("--amp", default="none", choices=("none", "bf16"), help="the autocast of the runs (default none)")
     a = p.parse_args(argv)
+    if a.twin_pairs:
+        both = set(taken_seeds(a.runs_dirs, a.group, a.deltas, "none")) & set(
+            taken_seeds(a.runs_dirs, a.group, a.deltas, "bf16"))
+        print(" ".join(map(str, sorted(both))))
+        return 0
     taken = taken_seeds(a.runs_dirs, a.group, a.deltas, a.amp)
     if a.find is not None:
         print("\n".join(taken.get(a.find, [])))

@@ -38,6 +38,8 @@
 #   LSNC_WINDOW_MATRIX_ARGS  extra speed_matrix.py options (e.g. "--steps 2 --skip compile")
 #   LSNC_WINDOW_TRAIN_ARGS   extra `lsnc train` options
 #   LSNC_WINDOW_MODE         fused | concurrent: override the plan's way of training the set together
+#   LSNC_WINDOW_TWINS        a bf16 set trains its tf32 twin (CE, first seed) only while the group holds fewer seeds
+#                            than this with CE runs in both precisions (default 2), and not where that seed has one
 #   LSNC_WINDOW_CONTINUE     1 | 0 (default 1): continue the runs an earlier call of this session kept (same source
 #                            commit, group and width) instead of training new seeds; LSNC_WINDOW_SEEDS also turns it off
 #   LSNC_WINDOW_KEEP         where a call keeps its set's runs for the next one (default $TMPDIR/lsnc-window-keep,
@@ -71,6 +73,8 @@ SHA256=01373fb925a97e9c13f8df5ff9307dfc9bf58c509d575ff73ec5478d71a9bed8
 TARBALL=.device/cifar10-jpeg.tar.gz
 PACK_RESERVE_S=10   # kept at the end of the budget for packing
 KEEP=${LSNC_WINDOW_KEEP:-${TMPDIR:-/tmp}/lsnc-window-keep}   # the set's runs for a later call (section 2)
+TWINS_ENOUGH=${LSNC_WINDOW_TWINS:-2}   # a bf16 set trains a tf32 twin while the group has fewer precision twins
+[[ $TWINS_ENOUGH =~ ^[0-9]+$ ]] || { echo "window: LSNC_WINDOW_TWINS must be a whole number (e.g. 2)" >&2; exit 2; }
 START=$SECONDS
 NOW=$(date -u +%FT%TZ)
 WINDOW_ID=$(date -u -d "$NOW" +%Y%m%dT%H%MZ 2>/dev/null || date -u +%Y%m%dT%H%MZ)  # device/unpack.sh's speed folder
@@ -416,13 +420,26 @@ if [ "$CONT" != 1 ]; then
         SEEDS=("${PLAN_SEED_LIST[@]}")
         log "warning: device/next_seeds.py failed (exit $NEXT_RC): the plan's seeds ${SEEDS[*]}"
     fi
-    # The tf32 twin of a bf16 set (its CE run of the first seed) trains only where no earlier window trained it: the
-    # TF32 runs of that seed are its twins then, and the bf16 set gets the whole budget.
-    if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && TWINS=$("$PYTHON" device/next_seeds.py --group "$GROUP" \
-            --deltas 0 --find "${SEEDS[0]}" --amp none "$KNOWN" "$RUNS" 2>/dev/null); then
-        PLAN_TWIN=0
-        log "tf32 twin of seed ${SEEDS[0]}: trained before ($(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')): not again"
-        echo "twin: trained before: $(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')" >>"$STAGE/summary.txt"
+    # The tf32 twin of a bf16 set (its CE run of the first seed) trains only where no earlier window trained it (the
+    # TF32 runs of that seed are its twins then) and while the group holds fewer than TWINS_ENOUGH seeds with CE
+    # runs in both precisions: past that, the bf16 set gets the whole budget.
+    if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
+        if TWINS=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas 0 --find "${SEEDS[0]}" --amp none \
+                   "$KNOWN" "$RUNS" 2>/dev/null); then
+            PLAN_TWIN=0
+            TWINS=$(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')
+            log "tf32 twin of seed ${SEEDS[0]}: trained before ($TWINS): not again"
+            echo "twin: trained before: $TWINS" >>"$STAGE/summary.txt"
+        else
+            read -r -a HAVE <<<"$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas 0 --twin-pairs "$KNOWN" \
+                                  "$RUNS" 2>/dev/null)"
+            if [ "${#HAVE[@]}" -ge "$TWINS_ENOUGH" ]; then
+                PLAN_TWIN=0
+                log "tf32 twin: not trained, the group has CE runs in both precisions for seeds ${HAVE[*]}" \
+                    "(LSNC_WINDOW_TWINS=$TWINS_ENOUGH is enough)"
+                echo "twin: enough twins already (seeds ${HAVE[*]})" >>"$STAGE/summary.txt"
+            fi
+        fi
     fi
     echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
 fi

@@ -314,6 +314,31 @@ def test_window_rederives_the_plan_from_the_newest_matrix_and_skips_a_twin_train
     assert "amp=none δ=(0 0.05) seeds=(1) tf32 twin=0" in proc.stdout, proc.stdout
 
 
+def test_a_bf16_set_trains_a_twin_only_while_the_group_has_too_few(tmp_path):
+    """No training (a budget too short for it). Seeds 0 and 1 have CE runs in TF32 and bf16: the next bf16 set
+    (seed 2) trains no tf32 twin, since 2 twin pairs are enough by default; with LSNC_WINDOW_TWINS=3 it does."""
+    make_image_tree(tmp_path / "tiny", train=1, test=1)
+    known = tmp_path / "known"
+    speed = known / GROUP / "speed" / "20240101T0000Z"
+    speed.mkdir(parents=True)
+    (speed / "plan.env").write_text('PLAN_K="2"\nPLAN_AMP="bf16"\nPLAN_DELTAS="0 0.05"\nPLAN_SEEDS="0"\n'
+                                    'PLAN_TWIN="1"\n')
+    for seed in (0, 1):
+        for delta, amp in ((0.0, "none"), (0.0, "bf16"), (0.05, "bf16")):
+            folder = known / GROUP / f"{'ce' if delta == 0 else 'ls0.05'}{'-bf16' if amp == 'bf16' else ''}-resnet18-s{seed}"
+            folder.mkdir()
+            (folder / "config.json").write_text(json.dumps({"delta": delta, "seed": seed, "amp": amp}))
+    env = _env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
+               LSNC_WINDOW_BUDGET_S="1")
+    proc, _ = _window(env, expect_rc=4)
+    assert "the group has CE runs in both precisions for seeds 0 1" in proc.stdout, proc.stdout
+    assert "amp=bf16 δ=(0 0.05) seeds=(2) tf32 twin=0" in proc.stdout, proc.stdout
+    proc, _ = _window({**env, "LSNC_WINDOW_TWINS": "3"}, expect_rc=4)
+    assert "amp=bf16 δ=(0 0.05) seeds=(2) tf32 twin=1" in proc.stdout, proc.stdout
+    proc, _ = _window({**env, "LSNC_WINDOW_TWINS": "two"}, expect_rc=2)
+    assert "LSNC_WINDOW_TWINS must be a whole number" in proc.stderr
+
+
 def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tmp_path):
     """A session's second call on the same machine: the first call kept its set's runs, checkpoints included, in
     LSNC_WINDOW_KEEP; the second trains them on with --resume (no matrix, no new seeds) and its archive's runs
@@ -436,6 +461,9 @@ def test_next_seeds(tmp_path):
     assert proc.returncode == 0 and proc.stdout.strip() == str(g / "ce-resnet18-s0"), proc
     assert next_seeds("--deltas", "0", "--find", "1", *dirs).returncode == 1          # its CE run is bf16
     assert next_seeds("--deltas", "0", "--find", "1", "--amp", "bf16", *dirs).returncode == 0
+    # --twin-pairs: seeds with runs of the δ values in both precisions
+    assert next_seeds("--deltas", "0", "--twin-pairs", *dirs).stdout.split() == []
+    assert next_seeds("--deltas", "0", "0.05", "--twin-pairs", *dirs).stdout.split() == ["1"]
 
 
 def test_cells_isolated_and_capped():
