@@ -78,6 +78,11 @@ if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" --deltas $DELTAS --coun
                                     2>/dev/null); then
         echo "prepare: its tf32 twin (CE, seed $first) was trained before: $(xargs -n 1 basename <<<"$twins" | tr '\n' ' ')"
     elif [ "$AMP" = bf16 ]; then
-        echo "prepare: it also trains the tf32 twin (CE, seed $first) for the last quarter of its budget"
+        have=$(python3 device/next_seeds.py --group "$GROUP" --deltas 0 --twin-pairs runs 2>/dev/null || true)
+        if [ "$(wc -w <<<"$have")" -ge "${LSNC_WINDOW_TWINS:-2}" ]; then
+            echo "prepare: no tf32 twin: seeds $have already have CE runs in both precisions"
+        else
+            echo "prepare: it also trains the tf32 twin (CE, seed $first) for the last quarter of its budget"
+        fi
     fi
 fi
