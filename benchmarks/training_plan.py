@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("speed_json", type=Path, help="a speed matrix's speed.json")
     p.add_argument("--out-dir", type=Path, help="write plan.env here")
+    p.add_argument("--no-graphs", action="store_true",
+                   help="leave the CUDA-graph cells out (their check failed on the machine that will train)")
     a = p.parse_args(argv)
     try:
         result = json.loads(a.speed_json.read_text())
@@ -151,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"training_plan: cannot read the cells of {a.speed_json} ({exc}); pass a speed matrix's speed.json",
               file=sys.stderr)
         return 2
+    if a.no_graphs:
+        cells = [c for c in cells if not c.get("cuda_graphs") and c.get("pipeline") != "check"]
     plan = training_plan(cells, result.get("train_images"))
+    if a.no_graphs:
+        plan["reasons"].append("CUDA-graph cells left out (--no-graphs)")
     print(plan_text(plan))
     if a.out_dir is not None:
         a.out_dir.mkdir(parents=True, exist_ok=True)

@@ -63,10 +63,11 @@ if [ -n "$PLAN" ]; then
     DELTAS=$(sed -n 's/^PLAN_DELTAS="\(.*\)"$/\1/p' "$PLAN")
     N=$(sed -n 's/^PLAN_SEEDS="\(.*\)"$/\1/p' "$PLAN" | wc -w)
     AMP=$(sed -n 's/^PLAN_AMP="\(.*\)"$/\1/p' "$PLAN")
+    TWIN=$(sed -n 's/^PLAN_TWIN="\(.*\)"$/\1/p' "$PLAN")
     WHICH="seeds"
 else
     echo "prepare: no earlier plan in runs/$GROUP/speed/: the window runs the speed matrix"
-    DELTAS="0 0.05" N=2 AMP=none WHICH="the first 1 or 2 (its plan says) of seeds"
+    DELTAS="0 0.05" N=2 AMP=none TWIN=0 WHICH="the first 1 or 2 (its plan says) of seeds"
 fi
 # shellcheck disable=SC2086  # DELTAS is a list
 if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" --deltas $DELTAS --count "$N" --amp "${AMP:-none}" runs \
@@ -74,10 +75,12 @@ if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" --deltas $DELTAS --coun
     echo "prepare: the window trains δ {$DELTAS} ($([ "$AMP" = bf16 ] && echo bf16 || echo TF32)) with $WHICH $SEEDS" \
          "(device/next_seeds.py)"
     first=${SEEDS%% *}
-    if [ "$AMP" = bf16 ] && twins=$(python3 device/next_seeds.py --group "$GROUP" --deltas 0 --find "$first" runs \
+    if [ "$AMP" != bf16 ] || [ "${TWIN:-0}" != 1 ]; then
+        :
+    elif twins=$(python3 device/next_seeds.py --group "$GROUP" --deltas 0 --find "$first" runs \
                                     2>/dev/null); then
         echo "prepare: its tf32 twin (CE, seed $first) was trained before: $(xargs -n 1 basename <<<"$twins" | tr '\n' ' ')"
-    elif [ "$AMP" = bf16 ]; then
+    else
         have=$(python3 device/next_seeds.py --group "$GROUP" --deltas 0 --twin-pairs runs 2>/dev/null || true)
         if [ "$(wc -w <<<"$have")" -ge "${LSNC_WINDOW_TWINS:-2}" ]; then
             echo "prepare: no tf32 twin: seeds $have already have CE runs in both precisions"

@@ -52,6 +52,7 @@ OUT=$(abs "${OUT:-${TMPDIR:-/tmp}/lsnc-window-out}")
 [ -n "${LSNC_WINDOW_DATA:-}" ] && LSNC_WINDOW_DATA=$(abs "$LSNC_WINDOW_DATA")
 [ -n "${LSNC_WINDOW_RUNS_DIR:-}" ] && LSNC_WINDOW_RUNS_DIR=$(abs "$LSNC_WINDOW_RUNS_DIR")
 [ -n "${LSNC_WINDOW_KNOWN_RUNS:-}" ] && LSNC_WINDOW_KNOWN_RUNS=$(abs "$LSNC_WINDOW_KNOWN_RUNS")
+[ -n "${LSNC_WINDOW_KEEP:-}" ] && LSNC_WINDOW_KEEP=$(abs "$LSNC_WINDOW_KEEP")
 cd "$REPO" || exit 2
 PYTHON=${PYTHON:-python3}
 BUDGET_S=${LSNC_WINDOW_BUDGET_S:-520}
@@ -73,6 +74,11 @@ SHA256=01373fb925a97e9c13f8df5ff9307dfc9bf58c509d575ff73ec5478d71a9bed8
 TARBALL=.device/cifar10-jpeg.tar.gz
 PACK_RESERVE_S=10   # kept at the end of the budget for packing
 KEEP=${LSNC_WINDOW_KEEP:-${TMPDIR:-/tmp}/lsnc-window-keep}   # the set's runs for a later call (section 2)
+case $KEEP/ in
+    "$REPO"/*) echo "window: LSNC_WINDOW_KEEP must lie outside the checkout (each call's copy replaces it)" >&2; exit 2 ;;
+esac
+# lsnc's code as it is here (a continuation trains on only with the code that trained the runs so far)
+CODE=$(find lsnc -type f -name '*.py' -print0 2>/dev/null | LC_ALL=C sort -z | xargs -0 -r sha256sum | sha256sum | cut -c1-16)
 TWINS_ENOUGH=${LSNC_WINDOW_TWINS:-2}   # a bf16 set trains a tf32 twin while the group has fewer precision twins
 [[ $TWINS_ENOUGH =~ ^[0-9]+$ ]] || { echo "window: LSNC_WINDOW_TWINS must be a whole number (e.g. 2)" >&2; exit 2; }
 START=$SECONDS
@@ -147,11 +153,11 @@ pack() {
     mkdir -p "$STAGE/runs"
     tar -cf - -C "$RUNS" --exclude='checkpoint.pt' --exclude='.*.lock' --exclude='.*.tmp' . \
         | tar -xf - -C "$STAGE/runs"
+    keep_runs   # (after the copy above: it may move the scratch folders away)
     tar -czf "$OUT/window.tar.gz" -C "$WORK" window \
         && log "packed $OUT/window.tar.gz ($(du -h "$OUT/window.tar.gz" | cut -f1))"
     echo "---- summary"; cat "$STAGE/summary.txt"
     echo "---- speed"; cat "$STAGE/speed/speed.md" 2>/dev/null
-    keep_runs
     rm -rf "$WORK"
     if [ "$SCRATCH_RUNS" = 1 ]; then rm -rf "$RUNS"; fi
     exit "$rc"
@@ -177,6 +183,7 @@ keep_runs() {  # the set's run folders, checkpoints included, into KEEP for a la
         echo "CONT_FROM=\"${CONT_FROM:-$WINDOW_ID}\""
         echo "CONT_EPOCH=\"${epoch:-0}\""
         echo "CONT_SOURCE=\"${LSNC_SOURCE_COMMIT:-unknown}\""
+        echo "CONT_CODE=\"$CODE\""
         echo "CONT_GROUP=\"$GROUP\""
         echo "CONT_WIDTH=\"$WIDTH\""
         echo "CONT_K=\"$PLAN_K\""
@@ -187,6 +194,7 @@ keep_runs() {  # the set's run folders, checkpoints included, into KEEP for a la
         echo "CONT_GRAPHS=\"$GRAPHS\""
     } >"$KEEP/keep.env"
     log "kept $n run folder(s) with their checkpoints in $KEEP: a second call of this session continues them"
+    echo "kept: $n run folder(s) for a second call (after epoch ${epoch:-0})" >>"$STAGE/summary.txt"
 }
 trap pack EXIT
 trap 'log "signal: stopping"; exit 143' INT TERM
@@ -270,7 +278,7 @@ keep_ok() {  # keep_ok FILE: shell assignments of numbers and plain words only
 }
 CONT=0
 if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [ -f "$KEEP/keep.env" ]; then
-    CONT_SOURCE="" CONT_GROUP="" CONT_WIDTH="" why=""
+    CONT_SOURCE="" CONT_CODE="" CONT_GROUP="" CONT_WIDTH="" why=""
     if ! keep_ok "$KEEP/keep.env"; then
         why="invalid $KEEP/keep.env"
     else
@@ -278,6 +286,8 @@ if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [
         . "$KEEP/keep.env"
         if [ "$CONT_SOURCE" != "${LSNC_SOURCE_COMMIT:-unknown}" ]; then
             why="trained from source $CONT_SOURCE, this call's is ${LSNC_SOURCE_COMMIT:-unknown}"
+        elif [ "$CONT_CODE" != "$CODE" ]; then
+            why="lsnc/ differs from the code that trained them (sha256 $CONT_CODE, here $CODE)"
         elif [ "$CONT_GROUP" != "$GROUP" ] || [ "$CONT_WIDTH" != "$WIDTH" ]; then
             why="group $CONT_GROUP width $CONT_WIDTH, not $GROUP width $WIDTH"
         elif ! compgen -G "$KEEP/runs/$GROUP/*/checkpoint.pt" >/dev/null; then
@@ -389,6 +399,18 @@ if [ "$CONT" != 1 ]; then
         else
             log "graph check $CHECK_PREC K=2 $WHERE: $CHECK: training without CUDA graphs"
             GRAPHS=0
+            # A plan derived here from an earlier matrix may have chosen bf16 for its graphs alone (on the H200 eager
+            # bf16 was no faster than TF32): derive it again from that matrix without graphs.
+            if [ "$PLAN_AMP" = bf16 ] && [ "$REUSE" = "$WORK/replan/plan.env" ] &&
+                    "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --no-graphs --out-dir "$WORK/replan-nographs" \
+                    >"$WORK/replan-nographs.txt" 2>&1 && plan_ok "$WORK/replan-nographs/plan.env"; then
+                # shellcheck disable=SC1091
+                . "$WORK/replan-nographs/plan.env"
+                cp "$WORK/replan-nographs/plan.env" "$STAGE/speed/plan.env"
+                PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}
+                log "the plan again, without CUDA graphs: $(cat "$WORK/replan-nographs.txt")"
+                echo "plan: derived again without CUDA graphs (amp=$PLAN_AMP K=$PLAN_K)" >>"$STAGE/summary.txt"
+            fi
         fi
         echo "graph_check: $CHECK$NOTE" >>"$STAGE/summary.txt"
     fi
@@ -402,7 +424,7 @@ if [ "$CONT" != 1 ]; then
     AMP_ARGS=(--amp none)
     [ "$PLAN_AMP" = bf16 ] && AMP_ARGS=(--amp bf16)
     NEXT=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas "${DELTAS[@]}" --count "${#PLAN_SEED_LIST[@]}" \
-           "${AMP_ARGS[@]}" "$KNOWN" "$RUNS" 2>"$WORK/next_seeds.err")
+           "${AMP_ARGS[@]}" "$KNOWN" "$RUNS" "$KEEP/runs" 2>"$WORK/next_seeds.err")
     NEXT_RC=$?
     while IFS= read -r line; do log "$line"; done <"$WORK/next_seeds.err"
     if [ -n "${LSNC_WINDOW_SEEDS:-}" ]; then
@@ -425,14 +447,14 @@ if [ "$CONT" != 1 ]; then
     # runs in both precisions: past that, the bf16 set gets the whole budget.
     if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
         if TWINS=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas 0 --find "${SEEDS[0]}" --amp none \
-                   "$KNOWN" "$RUNS" 2>/dev/null); then
+                   "$KNOWN" "$RUNS" "$KEEP/runs" 2>/dev/null); then
             PLAN_TWIN=0
             TWINS=$(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')
             log "tf32 twin of seed ${SEEDS[0]}: trained before ($TWINS): not again"
             echo "twin: trained before: $TWINS" >>"$STAGE/summary.txt"
         else
             read -r -a HAVE <<<"$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas 0 --twin-pairs "$KNOWN" \
-                                  "$RUNS" 2>/dev/null)"
+                                  "$RUNS" "$KEEP/runs" 2>/dev/null)"
             if [ "${#HAVE[@]}" -ge "$TWINS_ENOUGH" ]; then
                 PLAN_TWIN=0
                 log "tf32 twin: not trained, the group has CE runs in both precisions for seeds ${HAVE[*]}" \
@@ -544,6 +566,7 @@ unfuse() {
     if [ "$secs" -lt 60 ]; then log "fused training failed (exit $rc) with ${secs}s left: no fallback"; return "$rc"; fi
     log "fused training failed (exit $rc): the set again as concurrent $PREC processes (--resume), ${secs}s left"
     echo "fallback: concurrent after fused exit $rc" >>"$STAGE/summary.txt"
+    PLAN_MODE=concurrent   # what a continuation of these runs must do too (their members may stop apart)
     PAIRS=()
     for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
     train_concurrent "$secs" "${AMP[@]}" --resume

@@ -339,6 +339,31 @@ def test_a_bf16_set_trains_a_twin_only_while_the_group_has_too_few(tmp_path):
     assert "LSNC_WINDOW_TWINS must be a whole number" in proc.stderr
 
 
+def test_a_bf16_plan_chosen_for_its_graphs_goes_back_to_tf32_when_the_graph_check_fails_here(tmp_path):
+    """No training (a budget too short for it). The earlier matrix: eager bf16 no faster than TF32, graphed bf16
+    2x, its graph check passed there. Here (a CPU) the check cannot pass, so the plan is derived again without the
+    graph cells: TF32, eager, and its seeds are the TF32 ones."""
+    make_image_tree(tmp_path / "tiny", train=1, test=1)
+    known = tmp_path / "known"
+    speed = known / GROUP / "speed" / "20240101T0000Z"
+    speed.mkdir(parents=True)
+    cells = [{"name": f"fused {p} K=2", "pipeline": "fused", "precision": p, "k": 2, "status": "ok",
+              "img_s_per_model": 100} for p in ("tf32", "bf16")]
+    cells += [{"name": "cudagraph bf16 K=2", "pipeline": "fused", "precision": "bf16", "k": 2, "cuda_graphs": True,
+               "status": "ok", "img_s_per_model": 200},
+              {"name": "cudagraph check bf16 K=2", "pipeline": "check", "precision": "bf16", "k": 2,
+               "cuda_graphs": True, "status": "ok"}]
+    (speed / "speed.json").write_text(json.dumps({"cells": cells, "train_images": 1000}))
+    (known / GROUP / "ce-resnet18-s0").mkdir(parents=True)
+    (known / GROUP / "ce-resnet18-s0" / "config.json").write_text(json.dumps({"delta": 0.0, "seed": 0}))
+    proc, _ = _window(_env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
+                           LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
+    out = proc.stdout
+    assert "bf16 + CUDA graphs" in out and "graph check bf16 K=2 on this machine: skipped" in out, out
+    assert "the plan again, without CUDA graphs: Training plan: K = 2 fused models, tf32" in out, out
+    assert "amp=none δ=(0 0.05) seeds=(1) tf32 twin=0 mode=fused graphs=0" in out, out
+
+
 def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tmp_path):
     """A session's second call on the same machine: the first call kept its set's runs, checkpoints included, in
     LSNC_WINDOW_KEEP; the second trains them on with --resume (no matrix, no new seeds) and its archive's runs
@@ -385,6 +410,12 @@ def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tm
     proc, _ = _window(_env(tmp_path, "3", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_CONTINUE="1",
                            LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
     assert "not continued (trained from source abc" in proc.stdout and "seeds=(1)" in proc.stdout, proc.stdout
+    # nor with other code in lsnc/ (an uncommitted fix between the calls leaves the commit as it was)
+    (keep / "keep.env").write_text("\n".join('CONT_CODE="0000"' if line.startswith("CONT_CODE=") else line
+                                             for line in text.splitlines()) + "\n")
+    proc, _ = _window(_env(tmp_path, "4", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_CONTINUE="1",
+                           LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
+    assert "not continued (lsnc/ differs from the code that trained them" in proc.stdout, proc.stdout
 
 
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
