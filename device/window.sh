@@ -365,7 +365,7 @@ if [ "$CONT" != 1 ]; then
             ${LSNC_WINDOW_MATRIX_ARGS:-}
     fi
 
-    # The plan: K fused models, precision, δ x seeds (benchmarks/speed_matrix.py training_plan); a failed matrix
+    # The plan: K fused models, precision, δ x seeds (benchmarks/training_plan.py); a failed matrix
     # leaves the minimum set.
     PLAN_K=2 PLAN_AMP=none PLAN_DELTAS="0 0.05" PLAN_SEEDS=0 PLAN_TWIN=0 PLAN_MODE=fused PLAN_GRAPHS=0
     if plan_ok "$STAGE/speed/plan.env"; then
