@@ -28,7 +28,7 @@ Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the
 Each cell is failure-isolated: an exception (or the wall cap, enforced with SIGALRM) is recorded in the cell and
 the matrix goes on; cells that no longer fit are recorded as skipped. After every cell the output folder gets
 speed.json, speed.md (a readable table) and plan.env (the training set the results suggest, see
-:func:`training_plan`), so a process killed from outside still leaves what it measured.
+benchmarks/training_plan.py), so a process killed from outside still leaves what it measured.
 """
 
 from __future__ import annotations
