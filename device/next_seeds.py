@@ -50,11 +50,12 @@ def folder_key(folder: Path) -> tuple[float, int, str] | None:
     return float(m["delta"] or 0.0), int(m["seed"]), "bf16" if "-bf16-" in folder.name else "none"
 
 
-def taken_seeds(runs_dirs: list[Path], group: str, deltas: list[float], amp: str = "none") -> dict[int, list[str]]:
-    """seed -> the run folders that have it with one of ``deltas`` and autocast ``amp``."""
+def taken_seeds(runs_dirs: list[Path], groups: str | list[str], deltas: list[float],
+                amp: str = "none") -> dict[int, list[str]]:
+    """seed -> the run folders (in any of ``groups``) that have it with one of ``deltas`` and autocast ``amp``."""
     taken: dict[int, list[str]] = {}
-    for runs_dir in runs_dirs:
-        root = Path(runs_dir) / group
+    groups = [groups] if isinstance(groups, str) else groups
+    for root in (Path(runs_dir) / group for runs_dir in runs_dirs for group in groups):
         try:
             folders = sorted(p for p in root.iterdir() if p.is_dir())
         except OSError:  # no such group (yet)
@@ -79,7 +80,8 @@ def choose(taken: dict[int, list[str]], count: int) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs_dirs", nargs="+", type=Path, help="runs folders to look in (missing ones are empty)")
-    p.add_argument("--group", required=True, help="the runs group, e.g. cifar10-jpeg-full-resnet18-gpu")
+    p.add_argument("--group", required=True, nargs="+",
+                   help="the runs group(s), e.g. cifar10-jpeg-full-resnet18-gpu cifar10-jpeg-full-resnet18-gpu-bf16")
     p.add_argument("--deltas", required=True, type=float, nargs="+", help="the δ values the window trains")
     how = p.add_mutually_exclusive_group(required=True)
     how.add_argument("--count", type=int, help="how many seeds")
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"next_seeds: seed {s} taken ({names})", file=sys.stderr)
     precision = "bf16" if a.amp == "bf16" else "fp32/TF32"
     print(f"next_seeds: δ {' '.join(f'{d:g}' for d in a.deltas)} ({precision}) in {' '.join(map(str, a.runs_dirs))} "
-          f"(group {a.group}): seeds {' '.join(map(str, sorted(taken))) or 'none'} taken; "
+          f"(group {' '.join(a.group)}): seeds {' '.join(map(str, sorted(taken))) or 'none'} taken; "
           f"chose {' '.join(map(str, seeds))}", file=sys.stderr)
     print(" ".join(map(str, seeds)))
     return 0

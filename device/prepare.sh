@@ -43,12 +43,16 @@ echo "prepare: .device/ ready ($(du -sh .device | cut -f1)): carry [\".device\"]
 GROUP=cifar10-jpeg-full-resnet18-gpu
 # As window.sh picks it: the newest earlier matrix (speed.json), its plan re-derived by today's rule; else the
 # newest valid plan.env.
-PLAN="" JSON=""
-for f in runs/"$GROUP"/speed/*/speed.json runs/"$GROUP"/speed/*/plan.env; do
-    [[ $(basename "$(dirname "$f")") =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || continue
+PLAN="" JSON="" PLAN_ID="" JSON_ID=""
+for f in runs/"$GROUP"/speed/*/speed.json runs/"$GROUP"/speed/*/plan.env \
+         runs/"$GROUP"-bf16/speed/*/speed.json runs/"$GROUP"-bf16/speed/*/plan.env; do
+    id=$(basename "$(dirname "$f")")
+    [[ $id =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || continue
     case $f in
-        */speed.json) JSON=$f ;;
-        *) if grep -q '^PLAN_K=' "$f" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$f"; then PLAN=$f; fi ;;
+        */speed.json) if [[ ! $id < $JSON_ID ]]; then JSON=$f JSON_ID=$id; fi ;;
+        *) if grep -q '^PLAN_K=' "$f" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$f" && [[ ! $id < $PLAN_ID ]]; then
+               PLAN=$f PLAN_ID=$id
+           fi ;;
     esac
 done
 TMP_PLAN=$(mktemp -d)
@@ -70,18 +74,19 @@ else
     DELTAS="0 0.05" N=2 AMP=none TWIN=0 WHICH="the first 1 or 2 (its plan says) of seeds"
 fi
 # shellcheck disable=SC2086  # DELTAS is a list
-if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" --deltas $DELTAS --count "$N" --amp "${AMP:-none}" runs \
-           2>/dev/null); then
-    echo "prepare: the window trains δ {$DELTAS} ($([ "$AMP" = bf16 ] && echo bf16 || echo TF32)) with $WHICH $SEEDS" \
-         "(device/next_seeds.py)"
+if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" "$GROUP-bf16" --deltas $DELTAS --count "$N" \
+           --amp "${AMP:-none}" runs 2>/dev/null); then
+    echo "prepare: the window trains δ {$DELTAS} ($([ "$AMP" = bf16 ] && echo "bf16, group $GROUP-bf16" ||
+         echo "TF32, group $GROUP")) with $WHICH $SEEDS (device/next_seeds.py)"
     first=${SEEDS%% *}
     if [ "$AMP" != bf16 ] || [ "${TWIN:-0}" != 1 ]; then
         :
-    elif twins=$(python3 device/next_seeds.py --group "$GROUP" --deltas 0 --find "$first" runs \
-                                    2>/dev/null); then
+    elif twins=$(python3 device/next_seeds.py --group "$GROUP" "$GROUP-bf16" --deltas 0 --find "$first" runs \
+                 2>/dev/null); then
         echo "prepare: its tf32 twin (CE, seed $first) was trained before: $(xargs -n 1 basename <<<"$twins" | tr '\n' ' ')"
     else
-        have=$(python3 device/next_seeds.py --group "$GROUP" --deltas 0 --twin-pairs runs 2>/dev/null || true)
+        have=$(python3 device/next_seeds.py --group "$GROUP" "$GROUP-bf16" --deltas 0 --twin-pairs runs 2>/dev/null ||
+               true)
         if [ "$(wc -w <<<"$have")" -ge "${LSNC_WINDOW_TWINS:-2}" ]; then
             echo "prepare: no tf32 twin: seeds $have already have CE runs in both precisions"
         else

@@ -59,6 +59,10 @@ BUDGET_S=${LSNC_WINDOW_BUDGET_S:-520}
 MATRIX_S=${LSNC_WINDOW_MATRIX_S:-90}
 WIDTH=${LSNC_WINDOW_WIDTH:-64}
 GROUP=${LSNC_WINDOW_GROUP:-cifar10-jpeg-full-resnet18-gpu}
+# The runs' group: GROUP for TF32 sets (and bf16 sets' tf32 twins), GROUP-bf16 for bf16 sets, so that the book shows
+# each precision as its own group (figures, claims) and compares twins across the two (lsnc.book.summary).
+RUN_GROUP=$GROUP
+BOTH_GROUPS=("$GROUP" "$GROUP-bf16")
 DATA=${LSNC_WINDOW_DATA:-}
 KNOWN=${LSNC_WINDOW_KNOWN_RUNS:-$REPO/runs}
 MATRIX=${LSNC_WINDOW_MATRIX:-auto}
@@ -168,14 +172,16 @@ keep_runs() {  # the set's run folders, checkpoints included, into KEEP for a la
     [ -n "${TRAIN_STARTED:-}" ] && [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] || return 0
     local r name n=0 epoch=""
     rm -rf "$KEEP"
-    mkdir -p "$KEEP/runs/$GROUP" || return 0
-    for r in "$RUNS/$GROUP"/*/; do
+    mkdir -p "$KEEP/runs/$RUN_GROUP" || return 0
+    for r in "$RUNS/$RUN_GROUP"/*/; do
         r=${r%/} name=$(basename "$r")
         [ -f "$r/checkpoint.pt" ] || continue
         # a bf16 set's tf32 twin (no -bf16 in its name) is not part of the set
         if [ "$PLAN_AMP" = bf16 ] && [[ $name != *-bf16-* ]]; then continue; fi
-        if [ "$SCRATCH_RUNS" = 1 ]; then mv "$r" "$KEEP/runs/$GROUP/"; else cp -a "$r" "$KEEP/runs/$GROUP/"; fi || continue
-        [ -n "$epoch" ] || epoch=$(sed -n 's/.*"epoch": *\([0-9]*\).*/\1/p' "$KEEP/runs/$GROUP/$name/status.json" | head -n 1)
+        if [ "$SCRATCH_RUNS" = 1 ]; then mv "$r" "$KEEP/runs/$RUN_GROUP/"; else cp -a "$r" "$KEEP/runs/$RUN_GROUP/"; fi ||
+            continue
+        [ -n "$epoch" ] ||
+            epoch=$(sed -n 's/.*"epoch": *\([0-9]*\).*/\1/p' "$KEEP/runs/$RUN_GROUP/$name/status.json" | head -n 1)
         n=$((n + 1))
     done
     if [ "$n" = 0 ]; then rm -rf "$KEEP"; return 0; fi
@@ -185,6 +191,7 @@ keep_runs() {  # the set's run folders, checkpoints included, into KEEP for a la
         echo "CONT_SOURCE=\"${LSNC_SOURCE_COMMIT:-unknown}\""
         echo "CONT_CODE=\"$CODE\""
         echo "CONT_GROUP=\"$GROUP\""
+        echo "CONT_RUN_GROUP=\"$RUN_GROUP\""
         echo "CONT_WIDTH=\"$WIDTH\""
         echo "CONT_K=\"$PLAN_K\""
         echo "CONT_AMP=\"$PLAN_AMP\""
@@ -274,11 +281,11 @@ plan_ok() {  # plan_ok FILE: shell assignments of numbers and plain words only, 
 # seeds: a longer prefix of the same runs beats a short extra seed, which would pull the group's compared epoch back
 # (lsnc.book.scale.align_prefixes). LSNC_WINDOW_CONTINUE=0, or LSNC_WINDOW_SEEDS, starts new seeds instead.
 keep_ok() {  # keep_ok FILE: shell assignments of numbers and plain words only
-    [ -f "$1" ] && ! grep -qvE '^CONT_[A-Z]+="[0-9A-Za-z. _-]*"$' "$1"
+    [ -f "$1" ] && ! grep -qvE '^CONT_[A-Z_]+="[0-9A-Za-z. _-]*"$' "$1"
 }
 CONT=0
 if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [ -f "$KEEP/keep.env" ]; then
-    CONT_SOURCE="" CONT_CODE="" CONT_GROUP="" CONT_WIDTH="" why=""
+    CONT_SOURCE="" CONT_CODE="" CONT_GROUP="" CONT_RUN_GROUP="" CONT_WIDTH="" why=""
     if ! keep_ok "$KEEP/keep.env"; then
         why="invalid $KEEP/keep.env"
     else
@@ -288,11 +295,12 @@ if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [
             why="trained from source $CONT_SOURCE, this call's is ${LSNC_SOURCE_COMMIT:-unknown}"
         elif [ "$CONT_CODE" != "$CODE" ]; then
             why="lsnc/ differs from the code that trained them (sha256 $CONT_CODE, here $CODE)"
-        elif [ "$CONT_GROUP" != "$GROUP" ] || [ "$CONT_WIDTH" != "$WIDTH" ]; then
-            why="group $CONT_GROUP width $CONT_WIDTH, not $GROUP width $WIDTH"
-        elif ! compgen -G "$KEEP/runs/$GROUP/*/checkpoint.pt" >/dev/null; then
+        elif [ "$CONT_GROUP" != "$GROUP" ] || [ "$CONT_WIDTH" != "$WIDTH" ] ||
+                [[ " ${BOTH_GROUPS[*]} " != *" $CONT_RUN_GROUP "* ]]; then
+            why="group $CONT_GROUP ($CONT_RUN_GROUP) width $CONT_WIDTH, not $GROUP width $WIDTH"
+        elif ! compgen -G "$KEEP/runs/$CONT_RUN_GROUP/*/checkpoint.pt" >/dev/null; then
             why="no checkpoints"
-        elif mkdir -p "$RUNS" && mv "$KEEP/runs/$GROUP" "$RUNS/$GROUP"; then
+        elif mkdir -p "$RUNS" && mv "$KEEP/runs/$CONT_RUN_GROUP" "$RUNS/$CONT_RUN_GROUP"; then
             CONT=1
         else
             why="could not move them into $RUNS"
@@ -302,7 +310,7 @@ if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [
         rm -rf "$KEEP"
         TRAIN_STARTED=1   # they are in RUNS now: pack() keeps them again, whatever happens next
         PLAN_K=$CONT_K PLAN_AMP=$CONT_AMP PLAN_DELTAS=$CONT_DELTAS PLAN_SEEDS=$CONT_SEEDS PLAN_TWIN=0
-        PLAN_MODE=$CONT_MODE GRAPHS=$CONT_GRAPHS
+        PLAN_MODE=$CONT_MODE GRAPHS=$CONT_GRAPHS RUN_GROUP=$CONT_RUN_GROUP
         read -r -a DELTAS <<<"$PLAN_DELTAS"
         read -r -a SEEDS <<<"$PLAN_SEEDS"
         log "continuing the runs of window $CONT_FROM (stopped after epoch $CONT_EPOCH) with --resume: no matrix," \
@@ -322,13 +330,17 @@ if [ "$CONT" != 1 ]; then
         # The newest earlier matrix (window ids sort by time): its plan re-derived by today's rule
         # (benchmarks/training_plan.py), so a rule changed since that window applies; only where no earlier window
         # left a speed.json, the newest valid plan.env as it was written.
-        for f in "$KNOWN/$GROUP"/speed/*/speed.json "$KNOWN/$GROUP"/speed/*/plan.env; do
+        # (both groups' speed folders: unpack.sh puts a window's beside the runs it brought back)
+        JSON_ID=""
+        for f in "$KNOWN/$GROUP"/speed/*/speed.json "$KNOWN/$GROUP"/speed/*/plan.env \
+                 "$KNOWN/$GROUP-bf16"/speed/*/speed.json "$KNOWN/$GROUP-bf16"/speed/*/plan.env; do
             [ -f "$f" ] || continue
             id=$(basename "$(dirname "$f")")
             [[ $id =~ ^[0-9]{8}T[0-9]{4}Z$ ]] || { log "not a window folder, ignored: $f"; continue; }
             case $f in
-                */speed.json) REUSE_JSON=$f ;;
-                *) if plan_ok "$f"; then REUSE_ENV=$f REUSE_ENV_ID=$id; else log "invalid plan, ignored: $f"; fi ;;
+                */speed.json) if [[ ! $id < $JSON_ID ]]; then REUSE_JSON=$f JSON_ID=$id; fi ;;
+                *) if ! plan_ok "$f"; then log "invalid plan, ignored: $f"
+                   elif [[ ! $id < $REUSE_ENV_ID ]]; then REUSE_ENV=$f REUSE_ENV_ID=$id; fi ;;
             esac
         done
         if [ -n "${REUSE_JSON:-}" ] && "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --out-dir "$WORK/replan" \
@@ -416,6 +428,7 @@ if [ "$CONT" != 1 ]; then
     fi
     read -r -a DELTAS <<<"$PLAN_DELTAS"
     read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
+    [ "$PLAN_AMP" = bf16 ] && RUN_GROUP=$GROUP-bf16
 
     # Seeds: every window adds runs. Its seeds are the lowest whose whole δ set no earlier window trained at the plan's
     # precision, as found in LSNC_WINDOW_KNOWN_RUNS (the committed runs, carried with the checkout): unpack.sh never
@@ -423,8 +436,8 @@ if [ "$CONT" != 1 ]; then
     # A bf16 set's runs are named apart from TF32 ones (-bf16-): TF32 runs of the same seeds are its precision twins.
     AMP_ARGS=(--amp none)
     [ "$PLAN_AMP" = bf16 ] && AMP_ARGS=(--amp bf16)
-    NEXT=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas "${DELTAS[@]}" --count "${#PLAN_SEED_LIST[@]}" \
-           "${AMP_ARGS[@]}" "$KNOWN" "$RUNS" "$KEEP/runs" 2>"$WORK/next_seeds.err")
+    NEXT=$("$PYTHON" device/next_seeds.py --group "${BOTH_GROUPS[@]}" --deltas "${DELTAS[@]}" \
+           --count "${#PLAN_SEED_LIST[@]}" "${AMP_ARGS[@]}" "$KEEP/runs" "$KNOWN" "$RUNS" 2>"$WORK/next_seeds.err")
     NEXT_RC=$?
     while IFS= read -r line; do log "$line"; done <"$WORK/next_seeds.err"
     if [ -n "${LSNC_WINDOW_SEEDS:-}" ]; then
@@ -446,15 +459,15 @@ if [ "$CONT" != 1 ]; then
     # TF32 runs of that seed are its twins then) and while the group holds fewer than TWINS_ENOUGH seeds with CE
     # runs in both precisions: past that, the bf16 set gets the whole budget.
     if [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then
-        if TWINS=$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas 0 --find "${SEEDS[0]}" --amp none \
-                   "$KNOWN" "$RUNS" "$KEEP/runs" 2>/dev/null); then
+        if TWINS=$("$PYTHON" device/next_seeds.py --group "${BOTH_GROUPS[@]}" --deltas 0 --find "${SEEDS[0]}" \
+                   --amp none "$KNOWN" "$RUNS" "$KEEP/runs" 2>/dev/null); then
             PLAN_TWIN=0
             TWINS=$(xargs -n 1 basename <<<"$TWINS" | tr '\n' ' ')
             log "tf32 twin of seed ${SEEDS[0]}: trained before ($TWINS): not again"
             echo "twin: trained before: $TWINS" >>"$STAGE/summary.txt"
         else
-            read -r -a HAVE <<<"$("$PYTHON" device/next_seeds.py --group "$GROUP" --deltas 0 --twin-pairs "$KNOWN" \
-                                  "$RUNS" "$KEEP/runs" 2>/dev/null)"
+            read -r -a HAVE <<<"$("$PYTHON" device/next_seeds.py --group "${BOTH_GROUPS[@]}" --deltas 0 --twin-pairs \
+                                  "$KNOWN" "$RUNS" "$KEEP/runs" 2>/dev/null)"
             if [ "${#HAVE[@]}" -ge "$TWINS_ENOUGH" ]; then
                 PLAN_TWIN=0
                 log "tf32 twin: not trained, the group has CE runs in both precisions for seeds ${HAVE[*]}" \
@@ -465,8 +478,10 @@ if [ "$CONT" != 1 ]; then
     fi
     echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
 fi
+echo "run_group: $RUN_GROUP" >>"$STAGE/summary.txt"
+echo "run_group: $RUN_GROUP" >>"$STAGE/summary.txt"
 log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=(${SEEDS[*]}) tf32 twin=$PLAN_TWIN mode=$PLAN_MODE" \
-    "graphs=$GRAPHS"
+    "graphs=$GRAPHS group=$RUN_GROUP"
 
 # ---------------------------------------------------------------- 3. training
 T=$(( $(left) - PACK_RESERVE_S ))
@@ -480,7 +495,7 @@ if [ "$GRAPHS" = 1 ] && ! grep -q -- '--cuda-graphs' <<<"$TRAIN_HELP"; then
     GRAPHS=0
 fi
 TRAIN=(-m lsnc train --preset paper-cifar10-jpeg --data-root "$DATA_ROOT" --tf32 --channels-last
-       --group "$GROUP" --runs-dir "$RUNS" --quiet)
+       --group "$RUN_GROUP" --runs-dir "$RUNS" --quiet)
 [ "$WIDTH" != 64 ] && TRAIN+=(--width "$WIDTH")
 read -r -a EXTRA <<<"${LSNC_WINDOW_TRAIN_ARGS:-}"
 TRAIN+=("${EXTRA[@]}")
@@ -596,7 +611,7 @@ else
         # The tf32 twin of the bf16 CE run of the first seed: its default name has no "-bf16", so it is its own
         # folder.
         if [ "$T" -ge 10 ]; then
-            train_stage twin "$T" --delta 0 --seed "${SEEDS[0]}"
+            train_stage twin "$T" --group "$GROUP" --delta 0 --seed "${SEEDS[0]}"
         else
             log "no time left for the tf32 twin"
         fi

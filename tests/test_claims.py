@@ -446,6 +446,23 @@ def test_bf16_runs_are_compared_with_their_twin_at_the_last_epoch_both_reached(t
     assert "twin → bf16" in html and "tf32" in html
 
 
+def test_a_bf16_run_finds_its_twin_in_the_tf32_group():
+    """The GPU windows put a bf16 set in a group of its own beside the TF32 group: the twins are paired across the
+    two (same δ, seed, data, model, recipe) and the table names the twin's group; another setting is no twin."""
+    from lsnc.book.summary import precision_comparison
+    bf16, twin, other = fake_run(0.05, 1, 3.0), fake_run(0.05, 1, 3.0), fake_run(0.05, 1, 3.0)
+    bf16.dataset, twin.dataset, other.dataset = "gpu-bf16", "gpu", "gpu-w32"
+    bf16.config.update(amp="bf16", tf32=True)
+    twin.config.update(tf32=True)
+    other.config.update(tf32=True, width=32)
+    for r in (bf16, twin, other):
+        r.metrics = r.metrics.assign(test_accuracy=0.8, train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)
+    table = precision_comparison([bf16, other])
+    assert table.empty
+    table = precision_comparison([bf16, twin, other])
+    assert len(table) == 1 and table["twin"].iloc[0] == "tf32 (gpu)" and table["dataset"].iloc[0] == "gpu-bf16"
+
+
 def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():
     from lsnc.book.summary import compare_sentence
 

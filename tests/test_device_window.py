@@ -73,15 +73,17 @@ def _extract(archive: Path, into: Path) -> tuple[Path, list[str]]:
 
 
 def _n_done(w: Path) -> int:
-    """How many finished run folders the window brought back (a bf16 plan's tf32 twin shares its (δ, seed))."""
+    """How many finished run folders the window brought back, in every group (a bf16 plan's set is a group of its
+    own, its tf32 twin in GROUP)."""
     return sum(json.loads((r / "status.json").read_text())["status"] == "done"
-               for r in (w / "runs" / GROUP).iterdir())
+               for r in (w / "runs").glob("*/*") if (r / "status.json").is_file())
 
 
-def _done(w: Path) -> set[tuple[float, int]]:
-    """(δ, seed) of the window's finished runs."""
+def _done(w: Path, group: str = "*") -> set[tuple[float, int]]:
+    """(δ, seed) of the window's finished runs in ``group`` (default: every group; on a CPU the matrix may plan
+    bf16, whose set is GROUP-bf16 and its twin in GROUP)."""
     out = set()
-    for r in sorted((w / "runs" / GROUP).iterdir()):
+    for r in sorted((w / "runs").glob(f"{group}/*")):
         assert (r / "metrics.csv").is_file(), r
         if json.loads((r / "status.json").read_text())["status"] == "done":
             cfg = json.loads((r / "config.json").read_text())
@@ -140,7 +142,7 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     group = known / GROUP
     first = group / "speed" / "20000101T0000Z"
     assert sorted(p.name for p in first.iterdir()) == ["env.txt", "plan.env", "speed.json", "speed.md", "summary.txt"]
-    assert len(list(group.glob("*/config.json"))) == _n_done(w)
+    assert len(list(known.glob("*/*/config.json"))) == _n_done(w)
 
     # The second window: no matrix (auto), the first one's plan, seeds no run in `known` has.
     proc, wall2 = _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known)))
@@ -162,7 +164,7 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     _unpack(tmp_path / "out2" / "window.tar.gz", known)
     assert sorted(p.name for p in (group / "speed").iterdir()) == ["20000101T0000Z", id2]
     assert (group / "speed" / id2 / "speed.md").read_text().startswith("# Speed matrix skipped")
-    assert len(list(group.glob("*/config.json"))) == _n_done(w) + _n_done(w2)
+    assert len(list(known.glob("*/*/config.json"))) == _n_done(w) + _n_done(w2)
     before = (first / "summary.txt").read_text()
     again = _unpack(out / "window.tar.gz", known, WINDOW_ID="20000101T0000Z")
     assert "20000101T0000Z exists, not replaced" in again and (first / "summary.txt").read_text() == before
@@ -305,9 +307,12 @@ def test_window_rederives_the_plan_from_the_newest_matrix_and_skips_a_twin_train
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     summary = (w / "summary.txt").read_text()
     assert "--amp bf16 --delta 0 0.05 --seed 0" in summary and "stage_rc.twin" not in summary, summary
-    assert sorted(r.name for r in (w / "runs" / GROUP).iterdir()) == ["ce-bf16-resnet18w4-s0",
-                                                                      "ls0.05-bf16-resnet18w4-s0"]
-    assert _done(w) == {(0.0, 0), (0.05, 0)}
+    # a bf16 set is a group of its own beside the TF32 one
+    assert sorted(p.name for p in (w / "runs").iterdir()) == [GROUP + "-bf16"]
+    assert sorted(r.name for r in (w / "runs" / (GROUP + "-bf16")).iterdir()) == ["ce-bf16-resnet18w4-s0",
+                                                                                  "ls0.05-bf16-resnet18w4-s0"]
+    assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0)}
+    assert "run_group: " + GROUP + "-bf16" in summary
     (speed / "20240101T0000Z" / "speed.json").write_text("{not json")
     proc, _ = _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
     assert "could not re-derive a plan from" in proc.stdout and "plan reused from window 20250101T0000Z" in proc.stdout

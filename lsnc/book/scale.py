@@ -196,8 +196,8 @@ def main_precision(runs: Iterable) -> dict[str, str]:
     """Per run group, the autocast (``config["amp"]``: "none" or "bf16") that trained the most epochs over its
     standard (not UFM-style) runs (each run counts the epochs it reached, :func:`reach`); on a tie, and for a group
     without standard runs, "none". A CPU group's bf16 runs are a few twins of its fp32 runs (complete runs of one
-    length, so fewer epochs); in the GPU group, windows whose plan trains in bf16 (device/README.md) make bf16 the
-    main precision once their runs hold more epochs than the TF32 ones, which then are the bf16 runs' twins."""
+    length, so fewer epochs). (The GPU windows put a bf16 set in a group of its own, ``…-gpu-bf16``, so both
+    precisions are shown there; its twins are in the TF32 group, device/README.md.)"""
     epochs: dict[str, Counter] = {}
     for r in runs:
         if not r.config.get("ufm"):

@@ -342,15 +342,16 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
 # bf16 against fp32
 # ------------------------------------------------------------------------------------------------
 def _twin_key(r: Run) -> tuple:
-    """What a bf16 run and its full-precision twin share: group, δ, seed and everything but the precision
-    (:func:`.scale.setting_key`; not how far each got)."""
-    return (r.dataset, float(r.config["delta"]), int(r.config["seed"]), setting_key(r, vary="precision"))
+    """What a bf16 run and its full-precision twin share: δ, seed and everything but the precision
+    (:func:`.scale.setting_key`, the data's label included; not how far each got), in the same group or another:
+    the GPU windows put bf16 sets in a group of their own (``…-gpu-bf16``) beside the TF32 group."""
+    return (float(r.config["delta"]), int(r.config["seed"]), setting_key(r, vary="precision"))
 
 
 def precision_comparison(runs) -> pd.DataFrame:
     """Metrics of each bf16-autocast run of ``runs`` (a selection made with ``amp=None``, so that it holds both
-    precisions) beside its full-precision twin there (same group, δ, seed, model, recipe: fp32, or tf32 where the
-    twin ran with ``--tf32``), at the last epoch both reached (``epoch``; a GPU window trains the twin for less
+    precisions) beside its full-precision twin there (same δ, seed, data, model, recipe, in its group or another:
+    fp32, or tf32 where the twin ran with ``--tf32``; the ``twin`` column names the twin's group where it differs), at the last epoch both reached (``epoch``; a GPU window trains the twin for less
     time, and prefixes of one recipe agree up to where the shorter stopped), with the relative difference
     (bf16 − twin) / |twin|. Empty when no bf16 run has a twin."""
     runs = as_runs(runs)
@@ -364,9 +365,10 @@ def precision_comparison(runs) -> pd.DataFrame:
         a, b = UpTo(twin, epoch).metrics.iloc[-1], UpTo(r, epoch).metrics.iloc[-1]
         if int(a["epoch"]) != int(b["epoch"]):  # evaluated on different epochs: no common row
             continue
+        kind = "tf32" if twin.config.get("tf32") else "fp32"
         row = {"dataset": r.dataset, "label": r.label, "δ": r.config["delta"], "seed": r.config["seed"],
                "epoch": int(a["epoch"]),
-               "twin": "tf32" if twin.config.get("tf32") else "fp32"}
+               "twin": kind if twin.dataset == r.dataset else f"{kind} ({twin.dataset})"}
         for col, name in PRECISION_COLUMNS.items():
             row[f"{name} twin"], row[f"{name} bf16"] = a[col], b[col]
             row[f"{name} rel. diff"] = (b[col] - a[col]) / abs(a[col]) if a[col] else float("nan")
