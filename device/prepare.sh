@@ -70,7 +70,7 @@ if [ -n "$PLAN" ]; then
     TWIN=$(sed -n 's/^PLAN_TWIN="\(.*\)"$/\1/p' "$PLAN")
     WHICH="seeds"
 else
-    echo "prepare: no earlier plan in runs/$GROUP/speed/: the window runs the speed matrix"
+    echo "prepare: no earlier plan in runs/$GROUP[-bf16]/speed/: the window runs the speed matrix"
     DELTAS="0 0.05" N=2 AMP=none TWIN=0 WHICH="the first 1 or 2 (its plan says) of seeds"
 fi
 # shellcheck disable=SC2086  # DELTAS is a list

@@ -17,13 +17,14 @@
 #   PYTHON                   the python to run (default python3); lsnc runs from this checkout via PYTHONPATH
 #   LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 520)
 #   LSNC_WINDOW_MATRIX       auto | full | skip (default auto): auto skips the matrix where an earlier window ran one
-#                            (LSNC_WINDOW_KNOWN_RUNS/<group>/speed/<window-id>/speed.json: its plan re-derived by
+#                            (LSNC_WINDOW_KNOWN_RUNS/<group>[-bf16]/speed/<window-id>/speed.json: its plan re-derived by
 #                            today's rule; else the newest plan.env), else runs it; full always runs it; skip never
 #                            does (no earlier plan: the default one)
 #   LSNC_WINDOW_MATRIX_S     wall cap of the speed matrix's cells (default 90)
 #   LSNC_WINDOW_KNOWN_RUNS   runs folder of the earlier windows' runs and plans (default this checkout's runs/)
 #   LSNC_WINDOW_SEEDS        seeds to train, e.g. "3 4" (default: as many as the plan has, the lowest whose whole
-#                            δ set is in neither LSNC_WINDOW_KNOWN_RUNS/<group>/ nor the scratch runs folder)
+#                            δ set at the plan's precision is in none of LSNC_WINDOW_KNOWN_RUNS/<group>[-bf16]/, the
+#                            scratch runs folder and the runs kept by an earlier call)
 #   LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0);
 #                            graphs, forced ones too, train only where a graph check passed: the reused plan's are
 #                            checked on this machine first, forced ones after this window's matrix take its check;
@@ -32,7 +33,7 @@
 #   LSNC_WINDOW_WIDTH        ResNet-18 base width (default 64, the paper's)
 #   LSNC_WINDOW_DATA         an image folder (train/<class>/, test/<class>/) or a .tar.gz of one, instead of
 #                            the CIFAR-10 JPEG copy
-#   LSNC_WINDOW_GROUP        runs group (default cifar10-jpeg-full-resnet18-gpu)
+#   LSNC_WINDOW_GROUP        runs group (default cifar10-jpeg-full-resnet18-gpu); a bf16 set trains into <group>-bf16
 #   LSNC_WINDOW_RUNS_DIR     scratch runs folder, emptied first (default .device/runs: repo-relative, so the runs'
 #                            provenance records a portable command)
 #   LSNC_WINDOW_MATRIX_ARGS  extra speed_matrix.py options (e.g. "--steps 2 --skip compile")
@@ -364,7 +365,7 @@ if [ "$CONT" != 1 ]; then
         log "$msg"
         echo "matrix: reused $REUSE_ID" >>"$STAGE/summary.txt"
     elif [ "$MATRIX" = skip ]; then
-        msg="speed matrix skipped (LSNC_WINDOW_MATRIX=skip): no earlier plan in ${KNOWN#"$REPO"/}/$GROUP/speed/"
+        msg="speed matrix skipped (LSNC_WINDOW_MATRIX=skip): no earlier plan in ${KNOWN#"$REPO"/}/$GROUP[-bf16]/speed/"
         msg+="; the default plan"
         printf '# Speed matrix skipped\n\n%s.\n' "$msg" >"$STAGE/speed/speed.md"
         log "$msg"
@@ -478,7 +479,6 @@ if [ "$CONT" != 1 ]; then
     fi
     echo "seeds: ${SEEDS[*]}" >>"$STAGE/summary.txt"
 fi
-echo "run_group: $RUN_GROUP" >>"$STAGE/summary.txt"
 echo "run_group: $RUN_GROUP" >>"$STAGE/summary.txt"
 log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=(${SEEDS[*]}) tf32 twin=$PLAN_TWIN mode=$PLAN_MODE" \
     "graphs=$GRAPHS group=$RUN_GROUP"
@@ -611,6 +611,9 @@ else
         # The tf32 twin of the bf16 CE run of the first seed: its default name has no "-bf16", so it is its own
         # folder.
         if [ "$T" -ge 10 ]; then
+            # the graph check ran at the set's precision (bf16) only: the TF32 twin trains eagerly
+            [ "$GRAPHS" = 1 ] && log "tf32 twin: without CUDA graphs (no TF32 graph check passed here)"
+            GRAPHS=0
             train_stage twin "$T" --group "$GROUP" --delta 0 --seed "${SEEDS[0]}"
         else
             log "no time left for the tf32 twin"

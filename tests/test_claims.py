@@ -419,7 +419,7 @@ def test_bf16_runs_are_compared_with_their_twin_at_the_last_epoch_both_reached(t
     from lsnc.runs.format import write_rows_csv, write_status
 
     bf16 = fake_run(0.0, 0, 3.0)
-    bf16.config.update(amp="bf16")
+    bf16.config.update(amp="bf16", tf32=True)   # a GPU window trains both with --tf32
     twin = fake_run(0.0, 0, 3.0, nc_final=(1.5, 0.3, 0.2))  # a different end point, same trajectory shape
     twin.config.update(tf32=True)
     twin.metrics = twin.metrics.assign(test_accuracy=0.8)
@@ -461,6 +461,19 @@ def test_a_bf16_run_finds_its_twin_in_the_tf32_group():
     assert table.empty
     table = precision_comparison([bf16, twin, other])
     assert len(table) == 1 and table["twin"].iloc[0] == "tf32 (gpu)" and table["dataset"].iloc[0] == "gpu-bf16"
+    # a TF32 run of the same setting elsewhere: the group the bf16 group's name derives from wins; with two
+    # elsewhere and none there, no pair (not guessed); a plain fp32 run is no twin of a run trained with TF32
+    elsewhere, again, fp32 = fake_run(0.05, 1, 3.0), fake_run(0.05, 1, 3.0), fake_run(0.05, 1, 3.0)
+    elsewhere.dataset, again.dataset, fp32.dataset = "cpu-a", "cpu-b", "gpu"
+    for r in (elsewhere, again, fp32):
+        r.metrics = twin.metrics
+    elsewhere.config.update(tf32=True)
+    again.config.update(tf32=True)
+    table = precision_comparison([bf16, elsewhere, twin])
+    assert table["twin"].tolist() == ["tf32 (gpu)"]
+    assert precision_comparison([bf16, elsewhere, again]).empty
+    assert precision_comparison([bf16, fp32]).empty
+    assert precision_comparison([bf16, elsewhere])["twin"].tolist() == ["tf32 (cpu-a)"]
 
 
 def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():

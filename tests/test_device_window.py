@@ -139,7 +139,9 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     # device/unpack.sh: finished runs into <runs>/<group>/, the speed files into <runs>/<group>/speed/<window-id>/
     known = tmp_path / "committed"
     _unpack(out / "window.tar.gz", known, WINDOW_ID="20000101T0000Z")  # an id apart from the second window's
-    group = known / GROUP
+    # (on a CPU the 1-step matrix may plan bf16: its set goes to GROUP-bf16, the twin to GROUP, the speed folder
+    # beside both; GROUP's own when the plan is tf32)
+    group = next(g for g in (known / GROUP, known / (GROUP + "-bf16")) if (g / "speed").is_dir())
     first = group / "speed" / "20000101T0000Z"
     assert sorted(p.name for p in first.iterdir()) == ["env.txt", "plan.env", "speed.json", "speed.md", "summary.txt"]
     assert len(list(known.glob("*/*/config.json"))) == _n_done(w)
@@ -367,6 +369,36 @@ def test_a_bf16_plan_chosen_for_its_graphs_goes_back_to_tf32_when_the_graph_chec
     assert "bf16 + CUDA graphs" in out and "graph check bf16 K=2 on this machine: skipped" in out, out
     assert "the plan again, without CUDA graphs: Training plan: K = 2 fused models, tf32" in out, out
     assert "amp=none δ=(0 0.05) seeds=(1) tf32 twin=0 mode=fused graphs=0" in out, out
+
+
+def test_a_bf16_window_trains_its_twin_into_the_tf32_group_and_a_second_call_continues_the_bf16_group(tmp_path):
+    """An earlier matrix that plans bf16 (eager, 2x TF32) and no runs yet: the bf16 set trains into GROUP-bf16 and
+    its tf32 twin (CE, seed 0) into GROUP; the set, not the twin, is kept, and a second call continues it there."""
+    _tiny_tar(tmp_path)
+    known, keep = tmp_path / "known", tmp_path / "keep"
+    speed = known / GROUP / "speed" / "20240101T0000Z"
+    speed.mkdir(parents=True)
+    cells = [{"name": f"fused {p} K=2", "pipeline": "fused", "precision": p, "k": 2, "status": "ok",
+              "img_s_per_model": v} for p, v in (("tf32", 100), ("bf16", 200))]
+    (speed / "speed.json").write_text(json.dumps({"cells": cells, "train_images": 1000}))
+    common = dict(LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_CONTINUE="1")
+    proc, _ = _window(_env(tmp_path, **common))
+    assert "tf32 twin=1" in proc.stdout and "group=" + GROUP + "-bf16" in proc.stdout, proc.stdout
+    w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
+    assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0)} and _done(w, GROUP) == {(0.0, 0)}
+    assert [p.name for p in (w / "runs" / GROUP).iterdir()] == ["ce-resnet18w4-s0"]
+    assert f'CONT_RUN_GROUP="{GROUP}-bf16"' in (keep / "keep.env").read_text()
+    assert sorted(p.name for p in (keep / "runs" / (GROUP + "-bf16")).iterdir()) == [
+        "ce-bf16-resnet18w4-s0", "ls0.05-bf16-resnet18w4-s0"]
+    assert "kept: 2 run folder(s)" in (w / "summary.txt").read_text()
+
+    proc, _ = _window(_env(tmp_path, "2", LSNC_WINDOW_TRAIN_ARGS="--stop-epoch 4", **common))
+    assert "continuing the runs of window" in proc.stdout and "group=" + GROUP + "-bf16" in proc.stdout, proc.stdout
+    w2, _ = _extract(tmp_path / "out2" / "window.tar.gz", tmp_path / "x2")
+    for name in ("ce-bf16-resnet18w4-s0", "ls0.05-bf16-resnet18w4-s0"):
+        status = json.loads((w2 / "runs" / (GROUP + "-bf16") / name / "status.json").read_text())
+        assert (status["status"], status["epoch"]) == ("done", 4), status
+    assert not (w2 / "runs" / GROUP).exists()
 
 
 def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tmp_path):

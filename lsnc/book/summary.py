@@ -342,10 +342,22 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
 # bf16 against fp32
 # ------------------------------------------------------------------------------------------------
 def _twin_key(r: Run) -> tuple:
-    """What a bf16 run and its full-precision twin share: δ, seed and everything but the precision
+    """What a bf16 run and its full-precision twin share: δ, seed, TF32 or not, and everything but the autocast
     (:func:`.scale.setting_key`, the data's label included; not how far each got), in the same group or another:
     the GPU windows put bf16 sets in a group of their own (``…-gpu-bf16``) beside the TF32 group."""
-    return (float(r.config["delta"]), int(r.config["seed"]), setting_key(r, vary="precision"))
+    return (float(r.config["delta"]), int(r.config["seed"]), bool(r.config.get("tf32")),
+            setting_key(r, vary="precision"))
+
+
+def _twin_of(r: Run, candidates: list) -> Run | None:
+    """The twin among ``candidates`` (runs with ``r``'s twin key): the one in r's own group, else the one in the
+    group r's name derives from (``…-gpu-bf16`` → ``…-gpu``), else the only one; None when several remain (two
+    groups hold a run with the same setting, δ and seed: which one is the twin is not for the page to guess)."""
+    for group in (r.dataset, r.dataset.removesuffix("-bf16")):
+        here = [t for t in candidates if t.dataset == group]
+        if len(here) == 1:
+            return here[0]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def precision_comparison(runs) -> pd.DataFrame:
@@ -355,11 +367,16 @@ def precision_comparison(runs) -> pd.DataFrame:
     time, and prefixes of one recipe agree up to where the shorter stopped), with the relative difference
     (bf16 − twin) / |twin|. Empty when no bf16 run has a twin."""
     runs = as_runs(runs)
-    full = {_twin_key(r): r for r in runs if r.config.get("amp", "none") == "none"}
+    full: dict[tuple, list] = {}
+    for r in runs:
+        if r.config.get("amp", "none") == "none":
+            full.setdefault(_twin_key(r), []).append(r)
     rows = []
     for r in runs:
-        twin = full.get(_twin_key(r))
-        if r.config.get("amp") != "bf16" or twin is None:
+        if r.config.get("amp") != "bf16":
+            continue
+        twin = _twin_of(r, full.get(_twin_key(r), []))
+        if twin is None:
             continue
         epoch = min(reach(r).reached, reach(twin).reached)
         a, b = UpTo(twin, epoch).metrics.iloc[-1], UpTo(r, epoch).metrics.iloc[-1]
