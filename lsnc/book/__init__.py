@@ -8,6 +8,7 @@ One module per concept:
 - :mod:`.captions`: the caption under every figure, and :func:`show`;
 - :mod:`.summary`: numbers the pages print or glue (medians per loss, end-of-training tables, bf16 vs fp32);
 - :mod:`.claims`: the paper's claims C1-C6 as tests with verdicts;
+- :mod:`.windows`: the GPU windows that trained a group (what each brought back, from ``speed/<window-id>/``);
 - :mod:`.nc3`: where NC3 comes from (the disagreement with C2 taken apart), CE against LS;
 - :mod:`.theory`: the theory page's numbers and its plain-language verdict (the claims page's C6 rows reuse its
   settings, :data:`.theory.THEORY_PAGE`);
@@ -30,6 +31,7 @@ from .summary import (calibration_gain, calibration_gain_lines, calibration_gain
                       compare_sentence, final_calibration_table, final_collapse_table, final_epoch_text, page_table,
                       precision_comparison, precision_page_table, summary_by_loss, ufm_error_maxima, ufm_error_table)
 from .widgets import closed_form_explorer, run_browser, ufm_dynamics_explorer
+from .windows import windows_table
 
 __all__ = ["ParameterError", "Selection", "UnknownDataset", "calibration_gain", "calibration_gain_lines",
            "calibration_gain_runs", "calibration_lines", "caption", "check_params", "closed_form_explorer",
@@ -37,4 +39,4 @@ __all__ = ["ParameterError", "Selection", "UnknownDataset", "calibration_gain", 
            "glue_values", "group_lines", "interactive", "or_note", "page_table", "precision_comparison",
            "precision_page_table", "resolve_datasets", "machines_table", "run_browser", "scale", "scales_table", "select", "setup",
            "show", "show_caption", "start", "summary_by_loss", "ufm_dynamics_explorer", "ufm_error_maxima",
-           "ufm_error_table"]
+           "ufm_error_table", "windows_table"]

@@ -1,0 +1,101 @@
+"""The GPU windows that trained a run group: one row per window, read from what each window brought back.
+
+device/unpack.sh puts every window's ``summary.txt`` and ``env.txt`` into ``runs/<group>/speed/<window-id>/``
+beside the runs it trained (lsnc reads no ``speed/`` folder as a run). ``summary.txt`` has ``key: value`` lines
+(``elapsed_s``, ``budget_s``, ``matrix: reused <id>``, ``continued: window <id> after epoch <E>``, ``run_group``)
+and one ``run.<name>: {status json}`` line per run folder the window packed; ``env.txt`` has the nvidia-smi table.
+:func:`windows_table` turns them into the runs page's table: which GPU, how long the command ran, how the plan
+was made, each run's epochs, and the model-epochs the window trained (a continuation counts only the epochs it
+added). Windows are listed once even when their speed folder sits in two groups (a bf16 set and its TF32 twin).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ..runs import default_runs_dir
+
+__all__ = ["windows_table", "read_window"]
+
+WINDOW_ID = re.compile(r"^\d{8}T\d{4}Z$")
+GPU_NAME = re.compile(r"^\|\s+\d+\s+(NVIDIA[^|]*?)\s{2,}", re.M)
+
+
+def read_window(folder: Path) -> dict | None:
+    """One window's row from ``folder`` (``speed/<window-id>/``); None when it holds no summary.txt."""
+    try:
+        summary = (folder / "summary.txt").read_text()
+    except OSError:
+        return None
+    fields: dict[str, str] = {}
+    runs: dict[str, dict] = {}
+    for line in summary.splitlines():
+        key, sep, value = line.partition(": ")
+        if not sep:
+            continue
+        if key.startswith("run."):
+            try:
+                runs[key[4:]] = json.loads(value)
+            except ValueError:
+                runs[key[4:]] = {}
+        else:
+            fields.setdefault(key, value.strip())
+    try:
+        gpu = GPU_NAME.search((folder / "env.txt").read_text())
+    except OSError:
+        gpu = None
+    start = 0
+    how = "speed matrix"
+    if "continued" in fields:
+        m = re.search(r"after epoch (\d+)", fields["continued"])
+        start = int(m.group(1)) if m else 0
+        how = f"continued {fields['continued']}"
+    elif fields.get("matrix", "").startswith("reused"):
+        how = f"plan from window {fields['matrix'].split()[-1]}"
+    elif fields.get("matrix", "").startswith("skipped"):
+        how = "default plan"
+    done = {name: s for name, s in runs.items() if s.get("status") == "done" and isinstance(s.get("epoch"), int)}
+    return {"window": folder.name, "GPU": gpu.group(1).strip() if gpu else "",
+            "command s": _int(fields.get("elapsed_s")), "budget s": _int(fields.get("budget_s")), "plan": how,
+            "runs (epochs reached)": ", ".join(f"{name} 0–{s['epoch']}" for name, s in sorted(done.items())),
+            "model-epochs": sum(max(s["epoch"] - start, 0) for s in done.values()),
+            "training s": round(max((float(s.get("train_seconds") or 0) for s in done.values()), default=0.0)),
+            "exit": fields.get("exit", "")}
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def windows_table(runs_dir: str | Path | None = None, groups=None) -> pd.DataFrame:
+    """One row per GPU window found under ``runs_dir`` (default: the repository's runs/), in the order they ran;
+    ``groups`` (names of run groups) limits the search. ``training s`` is the longest run's training seconds
+    (the whole run's, a continued run included); ``model-epochs`` what this window added. Empty when no group has
+    a ``speed/`` folder."""
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    rows: dict[str, dict] = {}
+    for folder in sorted(root.glob("*/speed/*")):
+        if not folder.is_dir() or not WINDOW_ID.match(folder.name):
+            continue
+        if groups is not None and folder.parent.parent.name not in set(groups):
+            continue
+        row = read_window(folder)
+        if row is None:
+            continue
+        row["groups"] = folder.parent.parent.name
+        if folder.name in rows:  # one window, two groups (a bf16 set and its twin): one row
+            rows[folder.name]["groups"] += f", {row['groups']}"
+        else:
+            rows[folder.name] = row
+    if not rows:
+        return pd.DataFrame()
+    columns = ["window", "GPU", "groups", "plan", "runs (epochs reached)", "model-epochs", "training s",
+               "command s", "budget s", "exit"]
+    return pd.DataFrame([rows[k] for k in sorted(rows)])[columns]

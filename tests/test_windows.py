@@ -1,0 +1,56 @@
+"""lsnc.book.windows: the runs page's GPU-window table, read from the files device/unpack.sh leaves."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from lsnc.book.windows import windows_table
+
+GROUP = "cifar10-jpeg-full-resnet18-gpu"
+NVIDIA_SMI = """---- nvidia-smi
+|=========================================+========================+======================|
+|   0  NVIDIA H100 80GB HBM3          On  |   00000000:00:06.0 Off |                    0 |
+"""
+
+
+def _window(root, group, wid, lines, runs, env=NVIDIA_SMI):
+    folder = root / group / "speed" / wid
+    folder.mkdir(parents=True)
+    text = [f"group: {GROUP}", *lines, f"window_id: {wid}"]
+    text += [f"run.{name}: {json.dumps(status)}" for name, status in runs.items()]
+    (folder / "summary.txt").write_text("\n".join(text) + "\n")
+    if env is not None:
+        (folder / "env.txt").write_text(env)
+
+
+def test_one_row_per_window_with_the_epochs_it_added(tmp_path):
+    done = lambda epoch, secs: {"epoch": epoch, "status": "done", "train_seconds": secs}  # noqa: E731
+    # a matrix window: a bf16 set and its twin, the speed folder beside both groups
+    for group in (GROUP, GROUP + "-bf16"):
+        _window(tmp_path, group, "20270101T1000Z",
+                ["elapsed_s: 499", "budget_s: 520", "exit: 0"],
+                {"ce-bf16-resnet18-s0": done(170, 400.4), "ls0.05-bf16-resnet18-s0": done(170, 400.4),
+                 "ce-resnet18-s0": done(40, 110.0)})
+    # its second call: the set continued from epoch 170 to 210; a run that failed counts nothing
+    _window(tmp_path, GROUP + "-bf16", "20270101T1010Z",
+            ["continued: window 20270101T1000Z after epoch 170", "elapsed_s: 150", "budget_s: 140", "exit: 0"],
+            {"ce-bf16-resnet18-s0": done(210, 500.0), "ls0.05-bf16-resnet18-s0": done(210, 500.0),
+             "x-s9": {"epoch": 3, "status": "failed"}})
+    # a reused plan, and a folder that is no window
+    _window(tmp_path, GROUP, "20270102T0900Z", ["matrix: reused 20270101T1000Z", "elapsed_s: 90"],
+            {"ce-bf16-resnet18-s1": done(20, 60.0)}, env=None)
+    (tmp_path / GROUP / "speed" / "notes").mkdir()
+    table = windows_table(tmp_path)
+    assert table["window"].tolist() == ["20270101T1000Z", "20270101T1010Z", "20270102T0900Z"]
+    first, second, third = table.to_dict("records")
+    assert first["GPU"] == "NVIDIA H100 80GB HBM3" and first["groups"] == f"{GROUP}, {GROUP}-bf16"
+    assert first["model-epochs"] == 170 + 170 + 40 and first["training s"] == 400 and first["plan"] == "speed matrix"
+    assert second["model-epochs"] == 2 * 40 and second["plan"].startswith("continued window 20270101T1000Z")
+    assert "x-s9" not in second["runs (epochs reached)"]
+    assert "ce-bf16-resnet18-s0 0–210" in second["runs (epochs reached)"]
+    assert third["plan"] == "plan from window 20270101T1000Z" and third["GPU"] == "" and pd.isna(third["budget s"])
+    assert windows_table(tmp_path, groups=[GROUP + "-bf16"])["window"].tolist() == ["20270101T1000Z",
+                                                                                    "20270101T1010Z"]
+    assert windows_table(tmp_path / "nothing").empty
