@@ -94,3 +94,7 @@ if SEEDS=$(python3 device/next_seeds.py --group "$GROUP" "$GROUP-bf16" --deltas 
         fi
     fi
 fi
+echo "prepare: then run(command=\"bash device/window.sh\", carry=[\".device\"], timeout_s=600); at once after it (the machine" \
+     "goes back after 30 s idle), with budget_left_s from its reply: run(command=\"LSNC_WINDOW_BUDGET_S=<budget_left_s - 110>" \
+     "bash device/window.sh\", carry=[\".device\"], timeout_s=<budget_left_s - 30>), which continues the same runs;" \
+     "then device/unpack.sh each archive, the first first (device/README.md)"
