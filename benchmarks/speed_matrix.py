@@ -2,7 +2,7 @@
 plus one full evaluation against a bare forward pass, all within a hard wall cap.
 
     python benchmarks/speed_matrix.py --data-root DIR [--width 64] [--batch-size 128] [--wall-s 90]
-                                      [--skip compile cudagraph ...] --out-dir DIR
+                                      [--skip compile cudagraph ...] [--cells NAME ...] --out-dir DIR
 
 The whole training set is resident on the device (lsnc's load_dataset). Every cell times a few SGD steps
 (ResNet, batch --batch-size, δ = 0.05) after --warmup untimed steps, on random batches gathered on the device;
@@ -22,6 +22,11 @@ Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the
                                  beside it, the eager step's own noise); graphs are used only where it passed
   cudagraph bf16 / tf32 K=1,2,4  lsnc's --cuda-graphs step (lsnc.training.graphs): forward, backward and fused
                                  SGD of K fused models captured once, replayed
+  streams check bf16/tf32 K=2    K networks on K CUDA streams, graphed (lsnc --together streams --cuda-graphs),
+                                 against the same K stepped one after another eagerly on one stream (a missing
+                                 stream wait would show here)
+  streams bf16 / tf32 K=2,4      K separate networks, each its own captured step, replayed on its own CUDA stream
+                                 so the GPU overlaps them (lsnc.training.streams)
   vmap tf32 K=4                  the other way to fuse: torch.func.functional_call + vmap (bench_fused.py)
   compile bf16 / tf32 / fp32     torch.compile (default mode) of the model, compile time in the warm-up
 
@@ -58,7 +63,7 @@ from lsnc.data import load_dataset  # noqa: E402
 from lsnc.models import build_model  # noqa: E402
 from lsnc.paths import resolve_data_root  # noqa: E402
 from lsnc.config import TrainConfig  # noqa: E402
-from lsnc.training.engine import Engine  # noqa: E402
+from lsnc.training.engine import make_engine  # noqa: E402
 from lsnc.training.evaluate import evaluate_model  # noqa: E402
 from lsnc.training.graphs import WARMUP as GRAPH_WARMUP  # noqa: E402
 
@@ -67,6 +72,7 @@ FUSED_DELTAS = (0.0, 0.05, 0.1, 0.2)  # the members' δ in fused cells, cycled (
 GRAPH_CHECK_RTOL = 1e-2  # ... and the graphed step's losses match the eager step's to this relative difference
 GRAPH_CHECK_UPDATE = 0.1  # ... and its parameters differ from the eager step's by < this fraction of the update
 GRAPH_KS = (1, 2, 4)
+STREAM_KS = (2, 4)
 MIN_SECONDS = {"compile": 15.0}  # a cell of this kind starts only with this much wall time left (others: 1 s)
 
 
@@ -157,28 +163,29 @@ def cell_lsnc(b: Bench, precision: str, compiled: bool = False) -> dict:
     return _engine_cell(b, precision, 1, compiled=compiled)
 
 
-def _engine_cell(b: Bench, precision: str, k: int, graphs: bool = False, compiled: bool = False) -> dict:
-    """Images/s of lsnc's engine for ``k`` members (fused for k > 1), each on its own batches."""
+def _engine_cell(b: Bench, precision: str, k: int, graphs: bool = False, compiled: bool = False,
+                 together: str = "fused") -> dict:
+    """Images/s of lsnc's engine for ``k`` members (fused for k > 1, or on streams), each on its own batches."""
     set_precision(b.device, precision)
-    engine = _engine(b, precision, k, graphs=graphs, compiled=compiled)
+    engine = _engine(b, precision, k, graphs=graphs, compiled=compiled, together=together)
     idx = b.indices(k, b.B)
     step = lambda i: engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])  # noqa: E731
     out = rates(b.timed(step, warmup=max(b.a.warmup, GRAPH_WARMUP + 2) if graphs else None), b.B, k)
     if graphs:
-        out["captures"] = engine.graphed.captures
+        out["captures"] = engine.graph_captures if together == "streams" else engine.graphed.captures
     return out
 
 
-def _engine(b: Bench, precision: str, k: int, graphs: bool, compiled: bool = False):
-    """lsnc's own training engine (lsnc.training.engine) for k members (fused for k > 1) on the bench's data,
-    stepping eagerly or replaying the step from a CUDA graph (lsnc.training.graphs)."""
+def _engine(b: Bench, precision: str, k: int, graphs: bool, compiled: bool = False, together: str = "fused"):
+    """lsnc's own training engine (lsnc.training.engine.make_engine) for k members (fused for k > 1, or K
+    networks on K streams) on the bench's data, stepping eagerly or replaying CUDA graphs (lsnc.training.graphs)."""
     cfgs = [TrainConfig(dataset=b.a.dataset, model=b.a.model, width=b.a.width, batch_size=b.B, seed=j,
                         delta=DELTA if k == 1 else FUSED_DELTAS[j % len(FUSED_DELTAS)],
                         amp="bf16" if precision == "bf16" else "none",
-                        channels_last=b.x.ndim == 4, cuda_graphs=graphs, compile=compiled,
+                        channels_last=b.x.ndim == 4, cuda_graphs=graphs, compile=compiled, together=together,
                         device=str(b.device)).resolved()
             for j in range(k)]
-    return Engine(cfgs, [b.data] * k, b.device)
+    return make_engine(cfgs, [b.data] * k, b.device)
 
 
 def cell_cudagraph(b: Bench, precision: str, k: int) -> dict:
@@ -189,14 +196,30 @@ def cell_cudagraph(b: Bench, precision: str, k: int) -> dict:
     return _engine_cell(b, precision, k, graphs=True)
 
 
-def cell_graph_check(b: Bench, precision: str, k: int, steps: int = 8) -> dict:
-    """:func:`graph_check` of lsnc's engine for ``k`` fused models at ``precision`` on the bench's data."""
+def cell_graph_check(b: Bench, precision: str, k: int, steps: int = 8, together: str = "fused") -> dict:
+    """:func:`graph_check` of lsnc's engine for ``k`` fused models at ``precision`` on the bench's data; with
+    ``together="streams"``, the K networks graphed on K streams against the same K stepped eagerly one after
+    another on one stream."""
     if b.device.type != "cuda":
         raise RuntimeError("CUDA graphs need a CUDA device")
     set_precision(b.device, precision)
     idx = torch.randint(len(b.y), (steps, k, b.B), generator=torch.Generator().manual_seed(1)).to(b.device)
     batches = [[(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)] for i in range(steps)]
-    return graph_check(lambda graphs: _engine(b, precision, k, graphs), batches)
+
+    def make(graphs):
+        engine = _engine(b, precision, k, graphs, together=together)
+        if together == "streams" and not graphs:
+            engine.streams = None  # the reference: one run after another on the current stream
+        return engine
+    return graph_check(make, batches)
+
+
+def cell_streams(b: Bench, precision: str, k: int) -> dict:
+    """k separate networks, each its own captured step, replayed on its own CUDA stream (``lsnc train --together
+    streams --cuda-graphs``): the GPU overlaps their kernels."""
+    if b.device.type != "cuda":
+        raise RuntimeError("CUDA graphs need a CUDA device")
+    return _engine_cell(b, precision, k, graphs=True, together="streams")
 
 
 def graph_check(make_engine, batches: list) -> dict:
@@ -311,9 +334,9 @@ def cell_plan(args) -> list[dict]:
     """Every cell: name, kind (for --skip), pipeline, precision, compile, cuda_graphs, k, and the call."""
     cells = []
 
-    def add(name, kind, pipeline, precision, fn, k=1, compiled=False, graphs=False):
+    def add(name, kind, pipeline, precision, fn, k=1, compiled=False, graphs=False, together="fused"):
         cells.append({"name": name, "kind": kind, "pipeline": pipeline, "precision": precision, "k": k,
-                      "compile": compiled, "cuda_graphs": graphs, "fn": fn})
+                      "compile": compiled, "cuda_graphs": graphs, "together": together, "fn": fn})
 
     def fused(p, ks):
         for k in ks:
@@ -336,6 +359,12 @@ def cell_plan(args) -> list[dict]:
         for k in [k for k in GRAPH_KS if k in args.ks]:
             add(f"cudagraph {p} K={k}", "cudagraph", "fused" if k > 1 else "lsnc", p,
                 lambda b, p=p, k=k: cell_cudagraph(b, p, k), k=k, graphs=True)
+    for p in ("bf16", "tf32"):
+        add(f"streams check {p} K=2", "graphcheck", "check", p,
+            lambda b, p=p: cell_graph_check(b, p, 2, together="streams"), k=2, graphs=True, together="streams")
+        for k in [k for k in STREAM_KS if k in args.ks]:
+            add(f"streams {p} K={k}", "streams", "streams", p, lambda b, p=p, k=k: cell_streams(b, p, k), k=k,
+                graphs=True, together="streams")
     add("vmap tf32 K=4", "vmap", "vmap", "tf32", lambda b: cell_vmap(b, "tf32", 4), k=4)
     compiled("bf16")
     compiled("tf32")
@@ -409,7 +438,8 @@ def render_markdown(result: dict) -> str:
              f"(random batches, δ = {DELTA}); wall cap {r['wall_cap_s']:.0f} s, used {r.get('matrix_s', 0):.0f} s.",
              "fp32 = TF32 off, tf32 = TF32 matmuls and convolutions, bf16 = bf16 autocast (on CUDA; on a CPU fp32 "
              "and tf32 are the same). Reference: DataLoader + per-sample transforms, torch's default precision. "
-             "K = models fused into one network; per model = all models / K.",
+             "K = models fused into one network (streams: K networks, each on its own CUDA stream); per model = "
+             "all models / K.",
              "", "| cell | precision | K | img/s (all models) | img/s per model | vs reference | warm-up s | "
                  "peak GiB | status |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -475,11 +505,19 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="reference DataLoader workers")
     p.add_argument("--wall-s", type=float, default=90.0, help="hard cap on the cells' total wall time")
     p.add_argument("--skip", nargs="*", default=[],
-                   help="cell kinds to skip: lsnc reference fused eval graphcheck cudagraph vmap compile")
+                   help="cell kinds to skip: lsnc reference fused eval graphcheck cudagraph streams vmap compile")
+    p.add_argument("--cells", nargs="+", metavar="NAME",
+                   help="run only the cells of these names (e.g. 'cudagraph check bf16 K=2'), in the matrix's order")
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", required=True)
     a = p.parse_args(argv)
 
+    cells = cell_plan(a)
+    if a.cells:
+        unknown = sorted(set(a.cells) - {c["name"] for c in cells})
+        if unknown:
+            p.error(f"--cells: no cell named {', '.join(map(repr, unknown))} (with --ks {' '.join(map(str, a.ks))})")
+        cells = [c for c in cells if c["name"] in a.cells]
     out = Path(a.out_dir)
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if a.device == "auto" else a.device))
@@ -489,11 +527,10 @@ def main(argv=None) -> int:
     data = load_dataset(a.dataset, root=resolve_data_root(a.data_root), train_per_class=a.train_per_class,
                         test_per_class=a.test_per_class, device=device)
     sync(device)
-    cells = cell_plan(a)
     for c in cells:
         if c["kind"] in a.skip:
             c["skip"] = "skipped by --skip"
-        elif c["kind"] in ("cudagraph", "graphcheck") and device.type != "cuda":
+        elif c["kind"] in ("cudagraph", "graphcheck", "streams") and device.type != "cuda":
             c["skip"] = "CUDA graphs need a CUDA device"
         elif c["kind"] == "reference":
             norm = data.description["normalization"]

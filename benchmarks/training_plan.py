@@ -1,15 +1,17 @@
 """The training set a GPU window trains, chosen from a speed matrix's cells (benchmarks/speed_matrix.py).
 
-    python3 benchmarks/training_plan.py SPEED_JSON [--out-dir DIR]
+    python3 benchmarks/training_plan.py SPEED_JSON [--out-dir DIR] [--no-graphs] [--probe PROBE_JSON]
 
 prints the plan and why, and writes ``DIR/plan.env`` (shell assignments device/window.sh reads). The matrix
 writes the same plan.env itself; this script re-derives it from an earlier window's speed.json, so a window that
-skips the matrix trains by the current rule, not by the one in force when the matrix ran. Only the standard
-library: it runs on the device's python3 and on any development machine.
+skips the matrix trains by the current rule, not by the one in force when the matrix ran. ``--probe`` takes the
+few cells a window measured on its own machine (device/window.sh's check stage) to choose how the set trains
+together there (:func:`probe_streams`). Only the standard library: it runs on the device's python3 and on any
+development machine.
 
 The rule (:func:`training_plan`), in short: the precision whose CE/LS pair trains the most images per second per
-model (bf16 only at >= BF16_FACTOR x TF32, graphs counted where their check passed), then the largest K whose
-members keep >= K_KEEP of the epochs they get at K = 2, then fused or concurrent processes.
+model (bf16 only at >= BF16_FACTOR x TF32, graphs and streams counted where their check passed), then the largest
+K whose members keep >= K_KEEP of the epochs they get at K = 2, then fused, on streams, or concurrent processes.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ KS = (1, 2, 4, 8)
 K_KEEP = 0.8        # a larger K is taken while each member gets >= K_KEEP x the epochs it gets at K = 2
 BF16_FACTOR = 1.3   # bf16 is used for training only when its per-model img/s is >= BF16_FACTOR x tf32's
 GRAPHS_FACTOR = 1.15  # CUDA graphs are used only when they give >= GRAPHS_FACTOR x the eager per-model img/s
+STREAMS_FACTOR = 1.1  # K networks on K streams replace one fused network at >= STREAMS_FACTOR x its per-model img/s
 #: K -> (δ values, seeds) of the set
 PLAN_SETS = {2: ((0.0, 0.05), (0,)), 4: ((0.0, 0.05), (0, 1)), 8: ((0.0, 0.05, 0.1, 0.2), (0, 1))}
 
-__all__ = ["training_plan", "plan_env", "KS", "K_KEEP", "BF16_FACTOR", "GRAPHS_FACTOR", "PLAN_SETS"]
+__all__ = ["training_plan", "probe_streams", "plan_env", "KS", "K_KEEP", "BF16_FACTOR", "GRAPHS_FACTOR",
+           "STREAMS_FACTOR", "PLAN_SETS"]
 
 
 def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
@@ -35,7 +39,9 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
 
     Rates: a K's per-model img/s at a precision is the fused cell's (K >= 2; the single-model cell at K = 1), or
     the graphed cell's where the CUDA-graph check at that precision passed and the graphed step gives
-    >= GRAPHS_FACTOR x the eager rate (the set then trains with ``--cuda-graphs``).
+    >= GRAPHS_FACTOR x the eager rate (the set then trains with ``--cuda-graphs``), or the streams cell's (K
+    networks graphed on K CUDA streams, ``--together streams --cuda-graphs``) where the streams check at that
+    precision passed and it gives >= STREAMS_FACTOR x that.
     Precision: bf16 if its rate at K = 2 (the single-model rate when no fused K = 2 cell ran at both precisions)
     is >= BF16_FACTOR x tf32's, else tf32; a bf16 plan adds one tf32 twin (CE, the first seed; device/window.sh
     skips it where an earlier window already trained that seed in tf32). Graphs count here: on an H200 (window
@@ -52,9 +58,13 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     eager = [c for c in ok if not c.get("cuda_graphs")]
     fused = {(c["precision"], c["k"]): c["img_s_per_model"] for c in eager if c["pipeline"] == "fused"}
     single = {c["precision"]: c["img_s_per_model"] for c in eager if c["pipeline"] == "lsnc"}
-    checked = {c["precision"] for c in ok if c["pipeline"] == "check"}  # precisions whose graph check passed
+    checks = [c for c in ok if c["pipeline"] == "check"]  # the precisions whose graph checks passed
+    checked = {c["precision"] for c in checks if c.get("together", "fused") == "fused"}
+    streams_checked = {c["precision"] for c in checks if c.get("together") == "streams"}
     graphed = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok
                if c["precision"] in checked and c.get("cuda_graphs") and c["pipeline"] in ("lsnc", "fused")}
+    streamed = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok
+                if c["precision"] in streams_checked and c["pipeline"] == "streams"}
     ev = next((c for c in eager if c["pipeline"] == "evaluation"), None)
     why = []
 
@@ -64,14 +74,21 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     def graphs_pay(p, k):
         return bool(eager_rate(p, k) and graphed.get((p, k), 0) >= GRAPHS_FACTOR * eager_rate(p, k))
 
-    def rate(p, k):  # per-model img/s at K = k: the graphed one where graphs pay
+    def fused_rate(p, k):  # per-model img/s of one (fused) network at K = k: the graphed one where graphs pay
         return graphed[(p, k)] if graphs_pay(p, k) else eager_rate(p, k)
+
+    def streams_pay(p, k):
+        return (p, k) in streamed and streamed[(p, k)] >= STREAMS_FACTOR * (fused_rate(p, k) or 0)
+
+    def rate(p, k):  # per-model img/s at K = k, the faster way of training K together
+        return streamed[(p, k)] if streams_pay(p, k) else fused_rate(p, k)
 
     k_cmp = 2 if ("bf16", 2) in fused and ("tf32", 2) in fused else 1
     bf, tf = rate("bf16", k_cmp), rate("tf32", k_cmp)
     amp = "bf16" if bf and tf and bf >= BF16_FACTOR * tf else "none"
     if bf and tf:
-        how = lambda p: "graphed" if graphs_pay(p, k_cmp) else "eager"  # noqa: E731
+        how = lambda p: ("streams" if streams_pay(p, k_cmp)  # noqa: E731
+                         else "graphed" if graphs_pay(p, k_cmp) else "eager")
         where = "fused K=2" if k_cmp == 2 else "single model"
         why.append(f"bf16/tf32 per-model img/s ({where}; bf16 {how('bf16')}, tf32 {how('tf32')}) = {bf / tf:.2f} "
                    f"({'>=' if amp == 'bf16' else '<'} {BF16_FACTOR}): {'bf16' if amp == 'bf16' else 'tf32'}")
@@ -91,19 +108,26 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     elif any(c.get("cuda_graphs") for c in cells):
         why.append("CUDA graphs not used: " + ("no graphed cell ran" if prec in checked
                                                else f"the {prec} graph check did not run or did not pass"))
+    if streamed:
+        why.append("streams vs one fused network, per-model img/s: " + ", ".join(
+            f"K={k} {streamed[(prec, k)] / fused_rate(prec, k):.2f}" for k in KS
+            if (prec, k) in streamed and fused_rate(prec, k)) + f" (used where >= {STREAMS_FACTOR})")
+    elif any(c.get("pipeline") == "streams" for c in cells):
+        why.append("streams not used: " + ("no streams cell ran" if prec in streams_checked
+                                           else f"the {prec} streams check did not run or did not pass"))
     k = 2
     if (prec, 2) in fused:
         for cand in (4, 8):
-            if (prec, cand) in fused and epoch_s(cand) <= epoch_s(2) / K_KEEP:
+            if rate(prec, cand) and epoch_s(cand) <= epoch_s(2) / K_KEEP:
                 k = cand
         what = "epochs per member" + (f" (eval {eval_s:.1f} s a member)" if eval_s else " (img/s only)")
         why.append(f"{what} vs K=2: " + ", ".join(
-            f"K={c} {epoch_s(2) / epoch_s(c):.2f}" for c in KS if (prec, c) in fused) + f" -> K={k}")
+            f"K={c} {epoch_s(2) / epoch_s(c):.2f}" for c in KS if c > 1 and rate(prec, c)) + f" -> K={k}")
     else:
         why.append(f"no fused {prec} K=2 measurement: K=2")
     # Fusion must beat time-slicing: if K = 2 fused models together run slower than one model alone, the set
     # trains as concurrent processes on the GPU instead (one model each).
-    mode, graphs = "fused", graphs_pay(prec, k)
+    mode, graphs = ("streams", True) if streams_pay(prec, k) else ("fused", graphs_pay(prec, k))
     # (device/window.sh trains a bf16 set fused, with its tf32 twin after it: concurrent processes are tf32 only)
     if amp == "none" and (prec, 2) in fused and eager_rate(prec, 1) and 2 * rate(prec, 2) < rate(prec, 1):
         mode, k, graphs = "concurrent", 2, graphs_pay(prec, 1)
@@ -122,6 +146,34 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
             "mode": mode, "cuda_graphs": graphs, "fused_measured": bool(fused), "reasons": why}
 
 
+def probe_streams(plan: dict, cells: list[dict]) -> dict:
+    """The plan's way of training its set together, chosen again from cells measured on the machine that trains
+    it: a graphed fused plan at precision P and K trains on K streams instead where that machine's ``streams check
+    P K=2`` passed and its ``streams P K=K`` gives >= STREAMS_FACTOR x its ``cudagraph P K=K`` (both rates from
+    the same machine; the plan itself may come from another GPU's matrix). Anything else: the plan unchanged, with
+    the reason."""
+    plan = {**plan, "reasons": list(plan["reasons"])}
+    p, k = ("bf16" if plan["amp"] == "bf16" else "tf32"), plan["k"]
+    if plan.get("mode", "fused") != "fused" or not plan.get("cuda_graphs"):
+        plan["reasons"].append("streams not probed: the plan is no graphed fused set")
+        return plan
+    ok = {c["name"]: c for c in cells if c.get("status") == "ok"}
+    check, fused, streams = (ok.get(n) for n in (f"streams check {p} K=2", f"cudagraph {p} K={k}",
+                                                 f"streams {p} K={k}"))
+    if check is None:
+        plan["reasons"].append(f"streams not used here: the {p} streams check did not run or did not pass")
+    elif fused is None or streams is None:
+        plan["reasons"].append(f"streams not used here: cudagraph/streams {p} K={k} not both measured")
+    else:
+        ratio = streams["img_s_per_model"] / fused["img_s_per_model"]
+        use = ratio >= STREAMS_FACTOR
+        plan["reasons"].append(f"on this machine streams {p} K={k} / one graphed fused network = {ratio:.2f} "
+                               f"({'>=' if use else '<'} {STREAMS_FACTOR}): {'streams' if use else 'fused'}")
+        if use:
+            plan["mode"] = "streams"
+    return plan
+
+
 def plan_env(plan: dict) -> str:
     """Shell assignments for device/window.sh (numbers and plain words only)."""
     return "".join([f'PLAN_K="{plan["k"]}"\n', f'PLAN_AMP="{plan["amp"]}"\n',
@@ -133,7 +185,9 @@ def plan_env(plan: dict) -> str:
 
 def plan_text(plan: dict) -> str:
     """One line: the set and why."""
-    return (f"Training plan: K = {plan['k']} {'fused models' if plan.get('mode', 'fused') == 'fused' else 'concurrent processes'}, "
+    how = {"fused": "fused models", "streams": "networks on CUDA streams"}.get(plan.get("mode", "fused"),
+                                                                              "concurrent processes")
+    return (f"Training plan: K = {plan['k']} {how}, "
             f"{'bf16' if plan['amp'] == 'bf16' else 'tf32'}{' + CUDA graphs' if plan.get('cuda_graphs') else ''}, "
             f"δ {plan['deltas']} x seeds {plan['seeds']}"
             f"{' + a tf32 twin' if plan.get('tf32_twin') else ''}. " + "; ".join(plan["reasons"]) + ".")
@@ -145,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", type=Path, help="write plan.env here")
     p.add_argument("--no-graphs", action="store_true",
                    help="leave the CUDA-graph cells out (their check failed on the machine that will train)")
+    p.add_argument("--probe", type=Path, metavar="PROBE_JSON",
+                   help="a speed.json of cells measured on the machine that will train: streams or fused there")
     a = p.parse_args(argv)
     try:
         result = json.loads(a.speed_json.read_text())
@@ -158,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     plan = training_plan(cells, result.get("train_images"))
     if a.no_graphs:
         plan["reasons"].append("CUDA-graph cells left out (--no-graphs)")
+    if a.probe is not None:
+        try:
+            probe = json.loads(a.probe.read_text())["cells"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"training_plan: cannot read the cells of {a.probe} ({exc}); pass the probe's speed.json",
+                  file=sys.stderr)
+            return 2
+        plan = probe_streams(plan, probe)
     print(plan_text(plan))
     if a.out_dir is not None:
         a.out_dir.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,9 @@ class TrainConfig:
     compile: bool = _opt(False, EXEC, "torch.compile the training step")
     cuda_graphs: bool = _opt(False, EXEC, "CUDA: capture the whole training step as one CUDA graph and replay it "
                                           "(same arithmetic, fewer kernel launches)")
+    together: str = _opt("fused", EXEC, "how several runs (several --delta/--seed) train together: fused (one "
+                                        "network of grouped layers) | streams (a network each, each run's step on its "
+                                        "own CUDA stream, overlapping on the GPU; the same arithmetic as separate runs)")
     channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images")
     deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels")
     tf32: bool = _opt(False, EXEC, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)")
@@ -157,6 +160,8 @@ class TrainConfig:
             raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.amp not in ("none", "bf16"):
             raise ConfigError(f"--amp must be 'none' or 'bf16'; got {self.amp!r}")
+        if self.together not in ("fused", "streams"):
+            raise ConfigError(f"--together must be 'fused' or 'streams'; got {self.together!r}")
         if self.cuda_graphs and self.compile:
             raise ConfigError("--cuda-graphs and --compile cannot be combined; choose one")
         if self.cuda_graphs and self.device in ("cpu", "mps"):

@@ -21,7 +21,7 @@ from .format import CONFIG_FILE, STATUS_FILE, RunError, read_json, read_status
 
 #: Options that change how fast a run goes, not what it computes: they may differ when a run is resumed.
 #: (tf32 is not among them: it changes the numbers, so a run keeps the precision it started with.)
-EXECUTION_ONLY = frozenset({"device", "threads", "compile", "cuda_graphs", "eval_batch_size", "download", "data_root", "group",
+EXECUTION_ONLY = frozenset({"device", "threads", "compile", "cuda_graphs", "together", "eval_batch_size", "download", "data_root", "group",
                             "time_budget_s", "stop_epoch"})
 
 

@@ -1,4 +1,5 @@
-"""What trains: one network, or K runs fused into one (:mod:`.fused`), with its SGD optimizer and lr schedule.
+"""What trains: one network, or K runs fused into one (:mod:`.fused`), with its SGD optimizer and lr schedule
+(:func:`make_engine` picks it, or K networks on K CUDA streams, :mod:`.streams`).
 
 Both cases expose the same small interface to the loop: ``step(batches)`` for one SGD step (eager, or replayed
 from a CUDA graph with ``cuda_graphs``, :mod:`.graphs`), ``losses(batches)`` for the objective, ``member(k)`` for
@@ -42,6 +43,15 @@ def _optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.SG
     if device.type == "cuda":
         kwargs["fused"] = True
     return torch.optim.SGD(params, **kwargs)
+
+
+def make_engine(cfgs: list[TrainConfig], data: list[Dataset], device: torch.device):
+    """The engine that trains ``cfgs`` together: one network (one run, or K fused, :class:`Engine`), or K networks
+    on K CUDA streams (``--together streams``, :class:`.streams.StreamedRuns`)."""
+    if len(cfgs) > 1 and cfgs[0].together == "streams":
+        from .streams import StreamedRuns
+        return StreamedRuns(cfgs, data, device)
+    return Engine(cfgs, data, device)
 
 
 class Engine:

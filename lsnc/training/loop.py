@@ -1,8 +1,9 @@
 """The training loop: set up, then per epoch train, evaluate on the evaluation epochs, checkpoint; stop at the
 recipe's last epoch or, as a finished prefix, at an evaluated epoch (``stop_epoch`` / ``time_budget_s``).
 
-``train(cfg)`` trains one run; ``train_many(cfgs)`` trains runs that differ only in δ and seed as one fused
-network (:mod:`.fused`), each written to its own ordinary run folder. A prefix stopped at epoch E *is* the
+``train(cfg)`` trains one run; ``train_many(cfgs)`` trains runs that differ only in δ and seed together, as one
+fused network (:mod:`.fused`) or as K networks on K CUDA streams (:mod:`.streams`, ``--together streams``), each
+written to its own ordinary run folder. A prefix stopped at epoch E *is* the
 recipe's run up to E: the milestones are never rescaled.
 """
 
@@ -21,7 +22,7 @@ from ..runs.lifecycle import claim_run, run_folder
 from ..runs.record import RunRecord
 from ..snapshots import snapshot_epochs, snapshot_indices, take_snapshot
 from ..vocab import UFM_THEORY_H_NORM, UFM_THEORY_W_NORM
-from .engine import Engine, check_fusable
+from .engine import check_fusable, make_engine
 from .evaluate import evaluate_model
 from .prepare import configure_backends, load_data, pick_device
 from .step import NonFiniteLoss, train_epoch
@@ -48,7 +49,8 @@ def train(cfg: TrainConfig, runs_dir: str | Path = "runs", *, resume: bool = Fal
 
 def train_many(cfgs: list[TrainConfig], runs_dir: str | Path = "runs", *, resume: bool = False,
                overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
-    """Train runs that differ only in δ and seed together, one fused network; return their folders.
+    """Train runs that differ only in δ and seed together (fused, or on streams: ``together``); return their
+    folders.
 
     Each run is claimed (an exclusive lock beside its folder) for the whole call, so a second writer of the
     same run is refused with RunClaimed instead of mixing two runs' rows in one folder.
@@ -81,7 +83,7 @@ class _Training:
         configure_backends(cfgs[0], self.device)
         cache: dict = {}
         self.data = [load_data(c, self.device, cache) for c in cfgs]
-        self.engine = Engine(cfgs, self.data, self.device)
+        self.engine = make_engine(cfgs, self.data, self.device)
         # Read the resumed runs back first: runs trained together must start from one epoch, refused before any
         # folder of a new run is written.
         order = sorted(range(len(cfgs)), key=lambda i: modes[i] != "resume")

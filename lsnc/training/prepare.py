@@ -49,8 +49,10 @@ def configure_backends(cfg: TrainConfig, device: torch.device) -> None:
 
 
 def data_key(cfg: TrainConfig) -> tuple:
-    """What determines a run's data: the seed matters only when it selects a subset or a held-out split."""
-    seeded = cfg.train_per_class is not None or cfg.test_per_class is not None or cfg.holdout_per_class > 0
+    """What determines a run's data: the seed matters only when it selects a subset or a held-out split, or
+    generates the data (the synthetic test dataset: lsnc.data draws it from the seed)."""
+    seeded = (cfg.train_per_class is not None or cfg.test_per_class is not None or cfg.holdout_per_class > 0
+              or cfg.dataset == "synthetic")
     return (cfg.dataset, cfg.data_root, cfg.train_per_class, cfg.test_per_class, cfg.holdout_per_class,
             repr(sorted(cfg.data_options.items())), cfg.seed if seeded else None)
 
