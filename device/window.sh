@@ -5,9 +5,9 @@
 #      checkout); else the plan: the speed matrix (benchmarks/speed_matrix.py) under a hard wall cap, or the plan
 #      re-derived from an earlier window's matrix (benchmarks/training_plan.py), and seeds no earlier window
 #      trained at the plan's precision (device/next_seeds.py);
-#   3. train the fused δ x seed set the plan suggests with the paper's recipe, as a prefix of its 800 epochs,
-#      for the rest of the wall budget (python -m lsnc train --time-budget-s ...); a failed fused set trains again
-#      as concurrent processes (--resume);
+#   3. train the δ x seed set the plan suggests (fused, or on CUDA streams) with the paper's recipe, as a prefix of
+#      its 800 epochs, for the rest of the wall budget (python -m lsnc train --time-budget-s ...); a failed set
+#      trains again as concurrent processes (--resume);
 #   4. pack run folders (no checkpoints), speed table, logs and env into $OUT/window.tar.gz (+ $OUT/speed.md),
 #      also when a stage fails or the script is interrupted; keep the set's runs, checkpoints included, for a
 #      later call on the same machine.
@@ -38,7 +38,8 @@
 #                            provenance records a portable command)
 #   LSNC_WINDOW_MATRIX_ARGS  extra speed_matrix.py options (e.g. "--steps 2 --skip compile")
 #   LSNC_WINDOW_TRAIN_ARGS   extra `lsnc train` options
-#   LSNC_WINDOW_MODE         fused | concurrent: override the plan's way of training the set together
+#   LSNC_WINDOW_MODE         fused | streams | concurrent: override the plan's way of training the set together
+#                            (streams: `lsnc train --together streams`, K networks on K CUDA streams)
 #   LSNC_WINDOW_TWINS        a bf16 set trains its tf32 twin (CE, first seed) only while the group holds fewer seeds
 #                            than this with CE runs in both precisions (default 2), and not where that seed has one
 #   LSNC_WINDOW_CONTINUE     1 | 0 (default 1): continue the runs an earlier call of this session kept (same source
@@ -264,11 +265,11 @@ log "data: $DATA_ROOT ($(find "$DATA_ROOT/train" -type f | wc -l) train files)"
 echo "data_root: $DATA_ROOT" >>"$STAGE/summary.txt"
 
 # ---------------------------------------------------------------- helpers of the plan
-check_status() {  # check_status SPEED_JSON PRECISION: the status of the matrix's graph-check cell at PRECISION
+check_status() {  # check_status SPEED_JSON CELL: the status of the matrix's cell named CELL (a graph check)
     "$PYTHON" -c 'import json, sys
 cells = json.load(open(sys.argv[1]))["cells"]
 print(next((c["status"] for c in cells if c["name"] == sys.argv[2]), "missing"))' \
-        "$1" "cudagraph check $2 K=2" 2>/dev/null || echo "not run"
+        "$1" "$2" 2>/dev/null || echo "not run"
 }
 plan_ok() {  # plan_ok FILE: shell assignments of numbers and plain words only, PLAN_K among them
     [ -f "$1" ] && grep -q '^PLAN_K=' "$1" && ! grep -qvE '^PLAN_[A-Z]+="[0-9a-z. ]*"$' "$1"
@@ -387,31 +388,59 @@ if [ "$CONT" != 1 ]; then
     elif [ -f "$STAGE/speed/plan.env" ]; then
         log "invalid $STAGE/speed/plan.env: the default plan"
     fi
-    PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | concurrent (override, e.g. to test both paths)
+    PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}   # fused | streams | concurrent (override, e.g. to test each path)
+    case $PLAN_MODE in
+        fused | streams | concurrent) ;;
+        *) log "error: LSNC_WINDOW_MODE (or the plan's PLAN_MODE) must be fused, streams or concurrent"; exit 2 ;;
+    esac
     GRAPHS=${LSNC_WINDOW_GRAPHS:-$PLAN_GRAPHS}
     # A reused plan's graphs were checked on another machine, and LSNC_WINDOW_GRAPHS=1 forces them unchecked: check the
     # graphed step against the eager one here (the matrix's graph-check cell alone, a few seconds after the data are
     # decoded) before training with it. (Window 20261127T2102Z forced graphs past this check, in TF32, whose check had
     # failed in the matrix of the window before it.)
     # Graphs forced past this window's own matrix go only where its check at the plan's precision passed.
+    # A reused graphed fused plan also probes streams on this machine (the probe: the same set graphed as K networks on
+    # K CUDA streams, against one graphed fused network, both timed here, benchmarks/training_plan.py --probe).
     if [ "$GRAPHS" = 1 ] && { [ -n "$REUSE" ] || [ "$MATRIX" != skip ]; }; then
         CHECK_PREC=tf32
         [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
+        CHECK_CELL="cudagraph check $CHECK_PREC K=2"
+        [ "$PLAN_MODE" = streams ] && CHECK_CELL="streams check $CHECK_PREC K=2"
+        PROBE=0
         if [ -n "$REUSE" ]; then
-            # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --skip after it wins
+            CELLS=("$CHECK_CELL")
+            if [ "$PLAN_MODE" = fused ] && [ -z "${LSNC_WINDOW_MODE:-}" ] && [ "$REUSE" = "$WORK/replan/plan.env" ] &&
+                    { [ "$PLAN_K" = 2 ] || [ "$PLAN_K" = 4 ]; }; then
+                CELLS+=("cudagraph $CHECK_PREC K=$PLAN_K" "streams check $CHECK_PREC K=2" "streams $CHECK_PREC K=$PLAN_K")
+                PROBE=1
+            fi
+            # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --cells after it wins
             run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
-                --width "$WIDTH" --wall-s 60 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
-                --skip lsnc reference fused eval cudagraph vmap compile
+                --width "$WIDTH" --wall-s 90 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
+                --cells "${CELLS[@]}"
             CHECK_JSON="$STAGE/speed/check/speed.json" WHERE="on this machine" NOTE=""
         else
             CHECK_JSON="$STAGE/speed/speed.json" WHERE="in this window's matrix" NOTE=" (this window's matrix)"
         fi
-        CHECK=$(check_status "$CHECK_JSON" "$CHECK_PREC")
+        CHECK=$(check_status "$CHECK_JSON" "$CHECK_CELL")
         if [ "$CHECK" = ok ]; then
-            log "graph check $CHECK_PREC K=2 $WHERE: ok"
+            log "$CHECK_CELL $WHERE: ok"
+            if [ "$PROBE" = 1 ] &&
+                    "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --probe "$CHECK_JSON" --out-dir "$WORK/probe" \
+                    >"$WORK/probe.txt" 2>&1 && plan_ok "$WORK/probe/plan.env"; then
+                # shellcheck disable=SC1091
+                . "$WORK/probe/plan.env"
+                cp "$WORK/probe/plan.env" "$STAGE/speed/plan.env"
+                log "the plan with this machine's streams probe: $(cat "$WORK/probe.txt")"
+                echo "probe: $PLAN_MODE ($(grep -o 'on this machine [^;]*\|streams not used here[^;]*' "$WORK/probe.txt" |
+                    tail -n 1 | sed 's/\.$//'))" >>"$STAGE/summary.txt"
+            elif [ "$PROBE" = 1 ]; then
+                log "the streams probe gave no plan (the plan stays fused): $(tail -n 1 "$WORK/probe.txt" 2>/dev/null)"
+            fi
         else
-            log "graph check $CHECK_PREC K=2 $WHERE: $CHECK: training without CUDA graphs"
+            log "$CHECK_CELL $WHERE: $CHECK: training without CUDA graphs"
             GRAPHS=0
+            [ "$PLAN_MODE" = streams ] && PLAN_MODE=fused   # streams pay only graphed
             # A plan derived here from an earlier matrix may have chosen bf16 for its graphs alone (on the H200 eager
             # bf16 was no faster than TF32): derive it again from that matrix without graphs.
             if [ "$PLAN_AMP" = bf16 ] && [ "$REUSE" = "$WORK/replan/plan.env" ] &&
@@ -421,6 +450,7 @@ if [ "$CONT" != 1 ]; then
                 . "$WORK/replan-nographs/plan.env"
                 cp "$WORK/replan-nographs/plan.env" "$STAGE/speed/plan.env"
                 PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}
+                [ "$PLAN_MODE" = streams ] && PLAN_MODE=fused
                 log "the plan again, without CUDA graphs: $(cat "$WORK/replan-nographs.txt")"
                 echo "plan: derived again without CUDA graphs (amp=$PLAN_AMP K=$PLAN_K)" >>"$STAGE/summary.txt"
             fi
@@ -571,16 +601,16 @@ train_concurrent() {
     return "$rc"
 }
 
-# unfuse RC: the fused stage failed (exit RC; a fused network has never trained on this machine before): the same
+# unfuse RC: the fused (or streams) stage failed (exit RC; such a set never trained on this machine before): the same
 # (δ, seed) set again as concurrent processes at the set's precision (AMP), for the time left, with --resume (members
 # that stopped after an epoch continue from their checkpoints, the others start fresh). No fallback with less than
 # a minute left.
 unfuse() {
     local rc=$1 secs
     secs=$(( $(left) - PACK_RESERVE_S ))
-    if [ "$secs" -lt 60 ]; then log "fused training failed (exit $rc) with ${secs}s left: no fallback"; return "$rc"; fi
-    log "fused training failed (exit $rc): the set again as concurrent $PREC processes (--resume), ${secs}s left"
-    echo "fallback: concurrent after fused exit $rc" >>"$STAGE/summary.txt"
+    if [ "$secs" -lt 60 ]; then log "$PLAN_MODE training failed (exit $rc) with ${secs}s left: no fallback"; return "$rc"; fi
+    log "$PLAN_MODE training failed (exit $rc): the set again as concurrent $PREC processes (--resume), ${secs}s left"
+    echo "fallback: concurrent after $PLAN_MODE exit $rc" >>"$STAGE/summary.txt"
     PLAN_MODE=concurrent   # what a continuation of these runs must do too (their members may stop apart)
     PAIRS=()
     for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
@@ -591,6 +621,8 @@ TRAIN_STARTED=1   # from here pack() keeps the set's runs for a later call (keep
 # The set's precision: TF32 (--tf32 in TRAIN), or bf16 autocast on top of it (the runs' names then carry -bf16).
 AMP=() PREC=tf32
 [ "$PLAN_AMP" = bf16 ] && AMP=(--amp bf16) PREC=bf16
+TOGETHER=()   # how the set trains together in one process: fused (lsnc's default) or on CUDA streams
+[ "$PLAN_MODE" = streams ] && TOGETHER=(--together streams)
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
 if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
@@ -601,9 +633,9 @@ if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
 else
     # A bf16 set with its tf32 twin: 3/4 of the time for the set, the rest for the twin.
     [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && T=$((T * 3 / 4))
-    train_stage train "$T" "${AMP[@]}" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+    train_stage train "$T" "${AMP[@]}" "${TOGETHER[@]}" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
     TRAIN_RC=$?
-    if [ "$TRAIN_RC" != 0 ] && [ $(( ${#DELTAS[@]} * ${#SEEDS[@]} )) -gt 1 ]; then   # a fused set failed
+    if [ "$TRAIN_RC" != 0 ] && [ $(( ${#DELTAS[@]} * ${#SEEDS[@]} )) -gt 1 ]; then   # a fused/streams set failed
         unfuse "$TRAIN_RC"
         TRAIN_RC=$?
     elif [ "$TRAIN_RC" = 0 ] && [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ]; then

@@ -371,6 +371,73 @@ def test_a_bf16_plan_chosen_for_its_graphs_goes_back_to_tf32_when_the_graph_chec
     assert "amp=none δ=(0 0.05) seeds=(1) tf32 twin=0 mode=fused graphs=0" in out, out
 
 
+FAKE_PROBE = """# a stand-in for benchmarks/speed_matrix.py --cells on a GPU: every asked-for cell 'ok' at made-up rates
+import json, sys
+from pathlib import Path
+args = sys.argv[1:]
+out = Path(args[args.index("--out-dir") + 1])
+names = []
+for a in args[args.index("--cells") + 1:]:
+    if a.startswith("--"):
+        break
+    names.append(a)
+rate = {"cudagraph": 100.0, "streams": float(__import__("os").environ.get("FAKE_STREAMS_RATE", "150"))}
+cells = [{"name": n, "status": "ok", "precision": n.split()[-2], "k": int(n.split("K=")[1]),
+          "pipeline": "check" if " check " in n else n.split()[0],
+          **({} if " check " in n else {"img_s_per_model": rate[n.split()[0]]})} for n in names]
+out.mkdir(parents=True, exist_ok=True)
+(out / "speed.json").write_text(json.dumps({"cells": cells}))
+print("fake probe:", names)
+"""
+
+
+def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path):
+    """The earlier matrix plans bf16 + CUDA graphs, fused (no streams cells: it predates them). The check stage
+    measures the graph check, the graphed fused set and the set on streams on this machine (here a stand-in
+    reports them, since a CPU runs no CUDA graphs), the probe switches the set to streams (1.5x), and the set
+    trains with --together streams; --cuda-graphs fails on the CPU, so it trains again without, on streams."""
+    make_image_tree(tmp_path / "tiny")
+    known = tmp_path / "known"
+    speed = known / GROUP / "speed" / "20240101T0000Z"
+    speed.mkdir(parents=True)
+    cells = [{"name": f"fused {p} K=2", "pipeline": "fused", "precision": p, "k": 2, "status": "ok",
+              "img_s_per_model": 100} for p in ("tf32", "bf16")]
+    cells += [{"name": "cudagraph bf16 K=2", "pipeline": "fused", "precision": "bf16", "k": 2, "cuda_graphs": True,
+               "status": "ok", "img_s_per_model": 200},
+              {"name": "cudagraph check bf16 K=2", "pipeline": "check", "precision": "bf16", "k": 2,
+               "cuda_graphs": True, "status": "ok"}]
+    (speed / "speed.json").write_text(json.dumps({"cells": cells, "train_images": 1000}))
+    (known / GROUP / "ce-resnet18-s0").mkdir(parents=True)   # the set's tf32 twin exists: no twin trains
+    (known / GROUP / "ce-resnet18-s0" / "config.json").write_text(json.dumps({"delta": 0.0, "seed": 0}))
+    (tmp_path / "fake_probe.py").write_text(FAKE_PROBE)
+    wrapper = tmp_path / "python-fake-probe"
+    wrapper.write_text("#!/bin/bash\n"
+                       'if [[ " $* " == *"speed_matrix.py"* && " $* " == *" --cells "* ]]; then\n'
+                       f'    exec "{sys.executable}" "{tmp_path / "fake_probe.py"}" "$@"\n'
+                       "fi\n"
+                       f'exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    proc, _ = _window(_env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
+                           PYTHON=str(wrapper)))
+    out = proc.stdout
+    w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
+    check_log = (w / "logs" / "graphcheck.log").read_text()
+    assert ("fake probe: ['cudagraph check bf16 K=2', 'cudagraph bf16 K=2', 'streams check bf16 K=2', "
+            "'streams bf16 K=2']") in check_log, check_log
+    assert "cudagraph check bf16 K=2 on this machine: ok" in out, out
+    assert "streams bf16 K=2 / one graphed fused network = 1.50 (>= 1.1): streams" in out, out
+    assert "mode=streams graphs=1 group=" + GROUP + "-bf16" in out, out
+    summary = (w / "summary.txt").read_text()
+    assert "probe: streams (on this machine streams bf16 K=2 / one graphed fused network = 1.50" in summary, summary
+    assert "--amp bf16 --together streams --delta 0 0.05 --seed 0" in summary, summary
+    assert 'PLAN_MODE="streams"' in (w / "speed" / "plan.env").read_text()
+    assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0)}
+    for r in (w / "runs" / (GROUP + "-bf16")).iterdir():
+        assert json.loads((r / "config.json").read_text())["together"] == "streams"
+    from lsnc.book.windows import read_window
+    assert read_window(w)["trained as"] == "streams, bf16 + CUDA graphs (failed: again without)"
+
+
 def test_a_bf16_window_trains_its_twin_into_the_tf32_group_and_a_second_call_continues_the_bf16_group(tmp_path):
     """An earlier matrix that plans bf16 (eager, 2x TF32) and no runs yet: the bf16 set trains into GROUP-bf16 and
     its tf32 twin (CE, seed 0) into GROUP; the set, not the twin, is kept, and a second call continues it there."""

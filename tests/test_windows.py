@@ -54,3 +54,22 @@ def test_one_row_per_window_with_the_epochs_it_added(tmp_path):
     assert windows_table(tmp_path, groups=[GROUP + "-bf16"])["window"].tolist() == ["20270101T1000Z",
                                                                                     "20270101T1010Z"]
     assert windows_table(tmp_path / "nothing").empty
+
+
+def test_trained_as_is_read_off_the_logged_train_commands(tmp_path):
+    from lsnc.book.windows import trained_as
+    cmd = "python3 -m lsnc train --preset paper-cifar10-jpeg --tf32 --channels-last --quiet --time-budget-s 396"
+    streams = {"train.train": f"{cmd} --cuda-graphs --amp bf16 --together streams --delta 0 0.05 --seed 0",
+               "train.twin": f"{cmd} --group g --delta 0 --seed 0"}
+    assert trained_as(streams) == "streams, bf16 + CUDA graphs"
+    failed = {"train.train": f"{cmd} --cuda-graphs --delta 0 0.05 --seed 0",
+              "train.train-nographs": f"{cmd} --resume --delta 0 0.05 --seed 0",
+              "fallback": "concurrent after fused exit 1"}
+    assert trained_as(failed) == "fused, TF32 + CUDA graphs (failed: again without); concurrent after fused exit 1"
+    concurrent = {"train.d0-s1": f"{cmd} --delta 0 --seed 1  --cuda-graphs (if it fails: again without, --resume)",
+                  "train.d0.05-s1": f"{cmd} --delta 0.05 --seed 1  --cuda-graphs (if it fails: again without)"}
+    assert trained_as(concurrent) == "2 concurrent processes, TF32 + CUDA graphs"
+    assert trained_as({"matrix": "reused 20270101T1000Z"}) == ""
+    # in the table: the committed first window trained fused in TF32, eagerly
+    _window(tmp_path, GROUP, "20270101T1000Z", [f"train.train: {cmd} --delta 0 0.05 --seed 0"], {})
+    assert windows_table(tmp_path)["trained as"].tolist() == ["fused, TF32"]

@@ -61,10 +61,31 @@ def read_window(folder: Path) -> dict | None:
     done = {name: s for name, s in runs.items() if s.get("status") == "done" and isinstance(s.get("epoch"), int)}
     return {"window": folder.name, "GPU": gpu.group(1).strip() if gpu else "",
             "command s": _int(fields.get("elapsed_s")), "budget s": _int(fields.get("budget_s")), "plan": how,
+            "trained as": trained_as(fields),
             "runs (epochs reached)": ", ".join(f"{name} 0–{s['epoch']}" for name, s in sorted(done.items())),
             "model-epochs": sum(max(s["epoch"] - start, 0) for s in done.values()),
             "training s": round(max((float(s.get("train_seconds") or 0) for s in done.values()), default=0.0)),
             "exit": fields.get("exit", "")}
+
+
+def trained_as(fields: dict[str, str]) -> str:
+    """How the window trained its set, read off the `lsnc train` commands its summary logs (``train.<stage>``; a
+    bf16 set's tf32 twin, ``train.twin``, aside): fused, on CUDA streams or as concurrent processes; bf16 or TF32;
+    with CUDA graphs, and whether the graphed command had to be run again without them."""
+    stages = {k[len("train."):]: v for k, v in fields.items() if k.startswith("train.") and k != "train.twin"}
+    if not stages:
+        return ""
+    first = next(iter(stages.values()))
+    if any(k.startswith("d") and "-s" in k for k in stages):
+        mode = f"{len([k for k in stages if k.startswith('d')])} concurrent processes"
+    else:
+        mode = "streams" if "--together streams" in first else "fused"
+    text = f"{mode}, {'bf16' if '--amp bf16' in first else 'TF32'}"
+    if "--cuda-graphs" in first:
+        text += " + CUDA graphs" + (" (failed: again without)" if any(k.endswith("-nographs") for k in stages) else "")
+    if "fallback" in fields:
+        text += f"; {fields['fallback']}"
+    return text
 
 
 def _int(value: str | None) -> int | None:
@@ -96,6 +117,6 @@ def windows_table(runs_dir: str | Path | None = None, groups=None) -> pd.DataFra
             rows[folder.name] = row
     if not rows:
         return pd.DataFrame()
-    columns = ["window", "GPU", "groups", "plan", "runs (epochs reached)", "model-epochs", "training s",
+    columns = ["window", "GPU", "groups", "plan", "trained as", "runs (epochs reached)", "model-epochs", "training s",
                "command s", "budget s", "exit"]
     return pd.DataFrame([rows[k] for k in sorted(rows)])[columns]
