@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # After a GPU window: device/unpack.sh ARCHIVE [RUNS_DIR]
 # Copies the finished run folders of window.tar.gz into RUNS_DIR/<group>/<name>/ (default: this checkout's runs/)
-# and the speed table, plan, environment and summary into RUNS_DIR/<group>/speed/<window-id>/, the window's UTC
+# and the speed table, plan, environment and summary (and check.md/check.json, the cells measured before training)
+# into RUNS_DIR/<group>/speed/<window-id>/, the window's UTC
 # start as YYYYMMDDTHHMMZ (from the date: line of its env.txt, else the archive's mtime; WINDOW_ID=... names it
 # otherwise). Unfinished runs are listed, not copied; an existing run or window folder is not replaced unless
 # FORCE=1, or unless the archive's run continues it (a second call of the session trained it on: it reached a later
@@ -93,6 +94,11 @@ for group in "${groups[@]-}"; do
     mkdir -p "$dest"
     for f in speed/speed.md speed/speed.json speed/plan.env env.txt summary.txt; do
         if [ -f "$W/$f" ]; then cp "$W/$f" "$dest/"; fi
+    done
+    # the cells the window measured on its own machine before training (graph check, streams probe): check.*, so
+    # that no later window takes them for a whole matrix (speed.json)
+    for f in speed.md speed.json; do
+        if [ -f "$W/speed/check/$f" ]; then cp "$W/speed/check/$f" "$dest/check.${f#speed.}"; fi
     done
     echo "unpack: $dest/"
 done

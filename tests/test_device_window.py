@@ -436,6 +436,13 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
         assert json.loads((r / "config.json").read_text())["together"] == "streams"
     from lsnc.book.windows import read_window
     assert read_window(w)["trained as"] == "streams, bf16 + CUDA graphs (failed: again without)"
+    # unpacked: the probe's cells come along as check.json (never taken for a whole matrix), the plan column says
+    _unpack(tmp_path / "out" / "window.tar.gz", tmp_path / "committed")
+    folder = next((tmp_path / "committed" / (GROUP + "-bf16") / "speed").iterdir())
+    assert (folder / "check.json").is_file() and not (folder / "speed.json").exists()
+    from lsnc.book.windows import windows_table
+    assert windows_table(tmp_path / "committed")["plan"].tolist() == [
+        "plan from window 20240101T0000Z; probe: streams 1.50x fused"]
 
 
 def test_a_bf16_window_trains_its_twin_into_the_tf32_group_and_a_second_call_continues_the_bf16_group(tmp_path):

@@ -58,6 +58,9 @@ def read_window(folder: Path) -> dict | None:
         how = f"plan from window {fields['matrix'].split()[-1]}"
     elif fields.get("matrix", "").startswith("skipped"):
         how = "default plan"
+    probe = re.search(r"= ([0-9.]+)", fields.get("probe", ""))
+    if probe:  # the streams probe on the window's machine (device/window.sh): streams against one fused network
+        how += f"; probe: streams {probe.group(1)}x fused"
     done = {name: s for name, s in runs.items() if s.get("status") == "done" and isinstance(s.get("epoch"), int)}
     return {"window": folder.name, "GPU": gpu.group(1).strip() if gpu else "",
             "command s": _int(fields.get("elapsed_s")), "budget s": _int(fields.get("budget_s")), "plan": how,
