@@ -440,7 +440,8 @@ if [ "$CONT" != 1 ]; then
         else
             log "$CHECK_CELL $WHERE: $CHECK: training without CUDA graphs"
             GRAPHS=0
-            [ "$PLAN_MODE" = streams ] && PLAN_MODE=fused   # streams pay only graphed
+            # streams pay only graphed (an explicit LSNC_WINDOW_MODE=streams stays)
+            [ "$PLAN_MODE" = streams ] && [ -z "${LSNC_WINDOW_MODE:-}" ] && PLAN_MODE=fused
             # A plan derived here from an earlier matrix may have chosen bf16 for its graphs alone (on the H200 eager
             # bf16 was no faster than TF32): derive it again from that matrix without graphs.
             if [ "$PLAN_AMP" = bf16 ] && [ "$REUSE" = "$WORK/replan/plan.env" ] &&
@@ -450,7 +451,7 @@ if [ "$CONT" != 1 ]; then
                 . "$WORK/replan-nographs/plan.env"
                 cp "$WORK/replan-nographs/plan.env" "$STAGE/speed/plan.env"
                 PLAN_MODE=${LSNC_WINDOW_MODE:-$PLAN_MODE}
-                [ "$PLAN_MODE" = streams ] && PLAN_MODE=fused
+                [ "$PLAN_MODE" = streams ] && [ -z "${LSNC_WINDOW_MODE:-}" ] && PLAN_MODE=fused
                 log "the plan again, without CUDA graphs: $(cat "$WORK/replan-nographs.txt")"
                 echo "plan: derived again without CUDA graphs (amp=$PLAN_AMP K=$PLAN_K)" >>"$STAGE/summary.txt"
             fi

@@ -31,13 +31,18 @@ WARMUP = 3
 
 
 class CudaGraph:
-    """A torch.cuda.CUDAGraph behind two calls, ``capture(body)`` and ``replay()`` (tests pass a stand-in)."""
+    """A torch.cuda.CUDAGraph behind two calls, ``capture(body)`` and ``replay()`` (tests pass a stand-in).
+
+    Each graph is captured on a capture stream of its own, not PyTorch's one shared capture stream: cuBLAS's
+    workspace is kept per stream, so graphs captured on one stream would share it, and runs replaying their graphs
+    at the same time on their own streams (:mod:`.streams`) would race in it."""
 
     def __init__(self):
         self.graph = torch.cuda.CUDAGraph()
+        self.stream = torch.cuda.Stream()
 
     def capture(self, body) -> None:
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=self.stream):
             body()
 
     def replay(self) -> None:
