@@ -69,6 +69,10 @@ if [ -n "$PLAN" ]; then
     AMP=$(sed -n 's/^PLAN_AMP="\(.*\)"$/\1/p' "$PLAN")
     TWIN=$(sed -n 's/^PLAN_TWIN="\(.*\)"$/\1/p' "$PLAN")
     WHICH="seeds"
+    if grep -q '^PLAN_MODE="fused"' "$PLAN" && grep -q '^PLAN_GRAPHS="1"' "$PLAN"; then
+        echo "prepare: before training, the window checks the graphed step on its machine and probes the set on CUDA" \
+             "streams there (training_plan.py --probe): streams where they are >= 1.1x one graphed fused network"
+    fi
 else
     echo "prepare: no earlier plan in runs/$GROUP[-bf16]/speed/: the window runs the speed matrix"
     DELTAS="0 0.05" N=2 AMP=none TWIN=0 WHICH="the first 1 or 2 (its plan says) of seeds"

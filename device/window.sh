@@ -103,7 +103,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/lsnc-window.XXXXXX")
 STAGE=$WORK/window            # everything under it goes into the archive
 mkdir -p "$STAGE/logs" "$STAGE/speed" "$RUNS"
 echo "group: $GROUP" >"$STAGE/summary.txt"
-export LSNC_CACHE=${LSNC_CACHE:-$WORK/cache}
+# decoded images, kept for a second call on the same machine (outside the checkout, as KEEP; keyed by the files)
+export LSNC_CACHE=${LSNC_CACHE:-${TMPDIR:-/tmp}/lsnc-window-cache}
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 # The device's copy has no .git, or one at the session's base commit (not what was sent): the runs' provenance

@@ -223,3 +223,39 @@ def test_a_probe_on_the_training_machine_chooses_streams_or_fused(tmp_path, caps
     assert "networks on CUDA streams" in capsys.readouterr().out
     (tmp_path / "bad.json").write_text("{")
     assert tp.main([str(tmp_path / "earlier.json"), "--probe", str(tmp_path / "bad.json")]) == 2
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_real_streams_with_graphs_match_the_runs_stepped_one_after_another_on_the_gpu():
+    """On a GPU: two runs graphed on two streams against the same two stepped eagerly one after another on one
+    stream (the matrix's streams check), then 3 epochs across the milestone (a second capture per run)."""
+    import torch
+
+    import test_graphs
+    sm, _, _ = _bench()
+
+    def make(graphs):
+        cfgs = [TrainConfig(**test_graphs.BASE, delta=d, seed=s, together="streams", cuda_graphs=graphs,
+                            deterministic=False, device="cuda").resolved() for d, s in [(0.0, 0), (0.05, 1)]]
+        from lsnc.training.prepare import configure_backends, load_data
+        device = torch.device("cuda")
+        configure_backends(cfgs[0], device)
+        cache: dict = {}
+        engine = make_engine(cfgs, [load_data(c, device, cache) for c in cfgs], device)
+        if not graphs:
+            engine.streams = None
+        return engine
+
+    data = make(False).data
+    g = torch.Generator().manual_seed(0)
+    steps = [[(d.train.x[i], d.train.y[i]) for d, i in zip(data, torch.randint(len(data[0].train.y), (2, 16),
+                                                                                generator=g))] for _ in range(8)]
+    assert sm.graph_check(make, steps)["update_rel_diff"] < sm.GRAPH_CHECK_UPDATE
+    from lsnc.training.step import train_epoch
+    eager, graphed = make(False), make(True)
+    start = torch.cat([p.detach().float().flatten() for p in eager.net.parameters()])
+    for e in range(1, 4):
+        train_epoch(eager, e), train_epoch(graphed, e)
+    assert graphed.graph_captures == 4
+    flat = lambda m: torch.cat([p.detach().float().flatten() for p in m.net.parameters()])  # noqa: E731
+    assert (flat(graphed) - flat(eager)).norm() / (flat(eager) - start).norm() < 0.1
