@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true", help="only report the state of every run")
     p.add_argument("--fuse", type=int, default=1, help="train up to this many runs that differ only in δ and seed "
                                                       "as one fused network (faster on a GPU)")
+    p.add_argument("--together", choices=["fused", "streams"], default="fused",
+                   help="how --fuse trains its runs together: one fused network, or a network each on its own CUDA "
+                        "stream (the same arithmetic as separate runs)")
     g = p.add_argument_group("cluster (submitit)")
     g.add_argument("--executor", choices=["inline", "local", "slurm"], default="inline",
                    help="inline: train here, one run after another; local: submitit local processes (one per GPU, "
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             return reproduce(args.preset, runs_dir=args.runs_dir, data_root=args.data_root, download=args.download,
                              dry_run=args.dry_run, only=args.only, progress=not args.quiet,
                              executor=_executor_options(args), wait=args.wait, status_only=args.status,
-                             fuse=args.fuse)
+                             fuse=args.fuse, together=args.together)
         if args.command == "compare":
             return compare(args.first, args.second, args.rtol, args.atol)
         if args.command == "book":

@@ -67,3 +67,16 @@ def test_cpu_reproduction_matrix():
     assert sorted(n for n in groups["mnist1d"] if n.startswith("ls0.5-")) == [f"ls0.5-mlpw256-s{s}" for s in range(10)]
     assert sum("-ufm-" in n for _, n in keys) == 9
     assert sum("bf16" in n for _, n in keys) == 6
+
+
+def test_reproduce_trains_fusable_runs_on_streams_from_the_cli(tmp_path):
+    """`lsnc reproduce --fuse 2 --together streams`: the smoke runs that differ only in δ train together on
+    streams, each an ordinary run that records how it trained."""
+    import json
+
+    from lsnc.cli import main
+    assert main(["reproduce", "--preset", "smoke", "--runs-dir", str(tmp_path), "--quiet", "--fuse", "2",
+                 "--together", "streams"]) == 0
+    configs = [json.loads(p.read_text()) for p in tmp_path.rglob("config.json")]
+    assert len(configs) == 3 and {c["together"] for c in configs} == {"streams"}
+    assert main(["reproduce", "--preset", "smoke", "--runs-dir", str(tmp_path), "--together", "vmap"]) == 2

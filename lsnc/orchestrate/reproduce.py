@@ -3,6 +3,7 @@ sent to SLURM / local processes (:mod:`.cluster`). Done runs are skipped, interr
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from .inline import log_outcome, train_configs
@@ -12,16 +13,18 @@ from ..runs.lifecycle import run_key
 
 def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None = None, download: bool = False,
               dry_run: bool = False, only: str | None = None, progress: bool = True, log=print,
-              executor=None, wait: bool = True, status_only: bool = False, fuse: int = 1) -> int:
+              executor=None, wait: bool = True, status_only: bool = False, fuse: int = 1,
+              together: str = "fused") -> int:
     """Train what is missing; return 0 if every run ends done, 1 otherwise.
 
     ``executor`` (a ``lsnc.orchestrate.cluster.ExecutorOptions``) sends the runs to SLURM or local processes
     through submitit instead of training them in this process (``wait``: until no run is queued or running);
     ``status_only`` just reports every run's state; ``download`` fetches each missing dataset once, here, before
     anything trains or is submitted; ``fuse`` trains up to that many runs that differ only in δ
-    and seed as one fused network (on SLURM: one job array task per fused group).
+    and seed together (on SLURM: one job array task per group), as one fused network or, with
+    ``together="streams"``, as that many networks on CUDA streams (:mod:`lsnc.training.streams`).
     """
-    configs = [s.config(data_root, download) for s in reproduction_runs(name)]
+    configs = [dataclasses.replace(s.config(data_root, download), together=together) for s in reproduction_runs(name)]
     if only:
         configs = [c for c in configs if only in run_key(c)]
     if download and not dry_run and not status_only:
