@@ -469,6 +469,8 @@ def render_markdown(result: dict) -> str:
     plan = r.get("plan")
     if plan:
         lines += ["", plan_text(plan)]
+    elif r.get("cells_asked"):
+        lines += ["", "Only the cells asked for (--cells): no training plan from them."]
     return "\n".join(lines) + "\n"
 
 
@@ -480,10 +482,14 @@ def _result_line(cells: list[dict], pipeline: str, title: str, text) -> list[str
 
 
 def write_outputs(result: dict, out_dir: Path) -> None:
+    """speed.json, speed.md and plan.env; a partial matrix (``--cells``: a window's check stage) gets no plan."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    result["plan"] = training_plan(result["cells"], result.get("train_images"))
-    for name, text in (("speed.json", json.dumps(result, indent=2, default=str)),
-                       ("speed.md", render_markdown(result)), ("plan.env", plan_env(result["plan"]))):
+    files = []
+    if not result.get("cells_asked"):
+        result["plan"] = training_plan(result["cells"], result.get("train_images"))
+        files.append(("plan.env", plan_env(result["plan"])))
+    for name, text in [("speed.json", json.dumps(result, indent=2, default=str)),
+                       ("speed.md", render_markdown(result)), *files]:
         tmp = out_dir / f".{name}.tmp"
         tmp.write_text(text)
         os.replace(tmp, out_dir / name)
@@ -546,7 +552,8 @@ def main(argv=None) -> int:
               "cudnn": torch.backends.cudnn.version() if device.type == "cuda" else None,
               "dataset": data.label, "train_images": len(data.train), "test_images": len(data.test),
               "model": f"{a.model} width {a.width}", "batch_size": a.batch_size, "warmup": a.warmup,
-              "steps": a.steps, "wall_cap_s": a.wall_s, "load_s": load_s, "cells": []}
+              "steps": a.steps, "wall_cap_s": a.wall_s, "load_s": load_s, "cells": [],
+              "cells_asked": a.cells or None}
     bench = Bench(a, data, device)
 
     def update():

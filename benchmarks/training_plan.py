@@ -108,11 +108,12 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     elif any(c.get("cuda_graphs") for c in cells):
         why.append("CUDA graphs not used: " + ("no graphed cell ran" if prec in checked
                                                else f"the {prec} graph check did not run or did not pass"))
-    if streamed:
-        why.append("streams vs one fused network, per-model img/s: " + ", ".join(
-            f"K={k} {streamed[(prec, k)] / fused_rate(prec, k):.2f}" for k in KS
-            if (prec, k) in streamed and fused_rate(prec, k)) + f" (used where >= {STREAMS_FACTOR})")
-    elif any(c.get("pipeline") == "streams" for c in cells):
+    ratios = [f"K={k} {streamed[(prec, k)] / fused_rate(prec, k):.2f}" for k in KS
+              if (prec, k) in streamed and fused_rate(prec, k)]
+    if ratios:
+        why.append("streams vs one fused network, per-model img/s: " + ", ".join(ratios)
+                   + f" (used where >= {STREAMS_FACTOR})")
+    elif not streamed and any(c.get("pipeline") == "streams" for c in cells):
         why.append("streams not used: " + ("no streams cell ran" if prec in streams_checked
                                            else f"the {prec} streams check did not run or did not pass"))
     k = 2
@@ -137,7 +138,7 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     # set trains as concurrent tf32 processes, one model each.
     failed = next((c for c in cells if c.get("pipeline") == "fused" and c.get("precision") == prec
                    and c.get("status") == "error" and not c.get("cuda_graphs") and not c.get("compile")), None)
-    if failed is not None and (prec, 2) not in fused:
+    if failed is not None and (prec, 2) not in fused and (prec, 2) not in streamed:
         amp, prec = "none", "tf32"
         mode, k, graphs = "concurrent", 2, graphs_pay(prec, 1)
         why.append(f"{failed['name']} failed ({str(failed.get('error', ''))[:100]}): concurrent tf32 processes, K=2")
@@ -148,18 +149,20 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
 
 def probe_streams(plan: dict, cells: list[dict]) -> dict:
     """The plan's way of training its set together, chosen again from cells measured on the machine that trains
-    it: a graphed fused plan at precision P and K trains on K streams instead where that machine's ``streams check
-    P K=2`` passed and its ``streams P K=K`` gives >= STREAMS_FACTOR x its ``cudagraph P K=K`` (both rates from
-    the same machine; the plan itself may come from another GPU's matrix). Anything else: the plan unchanged, with
-    the reason."""
+    it: a graphed plan (fused or on streams) at precision P and K trains on K streams where that machine's
+    ``streams check P K=2`` passed and its ``streams P K=K`` gives >= STREAMS_FACTOR x its ``cudagraph P K=K``
+    (both rates from the same machine; the plan itself may come from another GPU's matrix), else as one fused
+    network. K and the precision stay the plan's. A plan without graphs, or of concurrent processes: unchanged.
+    The reason is appended either way."""
     plan = {**plan, "reasons": list(plan["reasons"])}
     p, k = ("bf16" if plan["amp"] == "bf16" else "tf32"), plan["k"]
-    if plan.get("mode", "fused") != "fused" or not plan.get("cuda_graphs"):
-        plan["reasons"].append("streams not probed: the plan is no graphed fused set")
+    if plan.get("mode", "fused") not in ("fused", "streams") or not plan.get("cuda_graphs"):
+        plan["reasons"].append("streams not probed: the plan is no graphed set of one process")
         return plan
     ok = {c["name"]: c for c in cells if c.get("status") == "ok"}
     check, fused, streams = (ok.get(n) for n in (f"streams check {p} K=2", f"cudagraph {p} K={k}",
                                                  f"streams {p} K={k}"))
+    use = False
     if check is None:
         plan["reasons"].append(f"streams not used here: the {p} streams check did not run or did not pass")
     elif fused is None or streams is None:
@@ -169,8 +172,7 @@ def probe_streams(plan: dict, cells: list[dict]) -> dict:
         use = ratio >= STREAMS_FACTOR
         plan["reasons"].append(f"on this machine streams {p} K={k} / one graphed fused network = {ratio:.2f} "
                                f"({'>=' if use else '<'} {STREAMS_FACTOR}): {'streams' if use else 'fused'}")
-        if use:
-            plan["mode"] = "streams"
+    plan["mode"] = "streams" if use else "fused"
     return plan
 
 
@@ -200,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-graphs", action="store_true",
                    help="leave the CUDA-graph cells out (their check failed on the machine that will train)")
     p.add_argument("--probe", type=Path, metavar="PROBE_JSON",
-                   help="a speed.json of cells measured on the machine that will train: streams or fused there")
+                   help="a speed.json of cells measured on the machine that will train: streams or fused there "
+                        "(probe_streams)")
     a = p.parse_args(argv)
     try:
         result = json.loads(a.speed_json.read_text())

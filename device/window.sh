@@ -400,44 +400,57 @@ if [ "$CONT" != 1 ]; then
     # decoded) before training with it. (Window 20261127T2102Z forced graphs past this check, in TF32, whose check had
     # failed in the matrix of the window before it.)
     # Graphs forced past this window's own matrix go only where its check at the plan's precision passed.
-    # A reused graphed fused plan also probes streams on this machine (the probe: the same set graphed as K networks on
-    # K CUDA streams, against one graphed fused network, both timed here, benchmarks/training_plan.py --probe).
+    # A reused graphed plan (fused or streams) also probes streams on this machine: the same set graphed as one fused
+    # network and as K networks on K CUDA streams, both timed here, the streams step checked against the eager one
+    # (benchmarks/training_plan.py --probe): streams where they pass and are >= 1.1x, else fused. The cells' names
+    # fix --ks and no --skip applies (LSNC_WINDOW_MATRIX_ARGS may carry both, for the matrix).
+    FUSED_CHECK=""   # the fused graph check's status here ("ok": a failed streams stage may retry fused with graphs)
     if [ "$GRAPHS" = 1 ] && { [ -n "$REUSE" ] || [ "$MATRIX" != skip ]; }; then
         CHECK_PREC=tf32
         [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
-        CHECK_CELL="cudagraph check $CHECK_PREC K=2"
-        [ "$PLAN_MODE" = streams ] && CHECK_CELL="streams check $CHECK_PREC K=2"
         PROBE=0
         if [ -n "$REUSE" ]; then
-            CELLS=("$CHECK_CELL")
-            if [ "$PLAN_MODE" = fused ] && [ -z "${LSNC_WINDOW_MODE:-}" ] && [ "$REUSE" = "$WORK/replan/plan.env" ] &&
-                    { [ "$PLAN_K" = 2 ] || [ "$PLAN_K" = 4 ]; }; then
+            CELLS=("cudagraph check $CHECK_PREC K=2")
+            if [ "$PLAN_MODE" != concurrent ] && [ "$PLAN_GRAPHS" = 1 ] && [ -z "${LSNC_WINDOW_MODE:-}" ] &&
+                    [ "$REUSE" = "$WORK/replan/plan.env" ] && { [ "$PLAN_K" = 2 ] || [ "$PLAN_K" = 4 ]; }; then
                 CELLS+=("cudagraph $CHECK_PREC K=$PLAN_K" "streams check $CHECK_PREC K=2" "streams $CHECK_PREC K=$PLAN_K")
                 PROBE=1
+            elif [ "$PLAN_MODE" = streams ]; then
+                CELLS+=("streams check $CHECK_PREC K=2")
             fi
-            # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; the --cells after it wins
+            # shellcheck disable=SC2086  # LSNC_WINDOW_MATRIX_ARGS is a list of options; those after it win
             run_stage graphcheck 180 "$PYTHON" benchmarks/speed_matrix.py --dataset cifar10-jpeg --data-root "$DATA_ROOT" \
                 --width "$WIDTH" --wall-s 90 --out-dir "$STAGE/speed/check" ${LSNC_WINDOW_MATRIX_ARGS:-} \
-                --cells "${CELLS[@]}"
+                --skip --ks 1 2 4 --cells "${CELLS[@]}"
             CHECK_JSON="$STAGE/speed/check/speed.json" WHERE="on this machine" NOTE=""
+            if [ "$PROBE" = 1 ]; then
+                if "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --probe "$CHECK_JSON" --out-dir "$WORK/probe" \
+                        >"$WORK/probe.txt" 2>&1 && plan_ok "$WORK/probe/plan.env"; then
+                    # shellcheck disable=SC1091
+                    . "$WORK/probe/plan.env"
+                    cp "$WORK/probe/plan.env" "$STAGE/speed/plan.env"
+                    log "the plan with this machine's streams probe: $(cat "$WORK/probe.txt")"
+                    echo "probe: $PLAN_MODE ($(grep -o 'on this machine [^;]*\|streams not used here[^;]*' \
+                        "$WORK/probe.txt" | tail -n 1 | sed 's/\.$//'))" >>"$STAGE/summary.txt"
+                else
+                    log "the streams probe gave no plan (the plan stays $PLAN_MODE): $(tail -n 1 "$WORK/probe.txt")"
+                fi
+            fi
         else
             CHECK_JSON="$STAGE/speed/speed.json" WHERE="in this window's matrix" NOTE=" (this window's matrix)"
         fi
-        CHECK=$(check_status "$CHECK_JSON" "$CHECK_CELL")
+        FUSED_CHECK=$(check_status "$CHECK_JSON" "cudagraph check $CHECK_PREC K=2")
+        CHECK_CELL="cudagraph check $CHECK_PREC K=2" CHECK=$FUSED_CHECK
+        if [ "$PLAN_MODE" = streams ]; then
+            CHECK_CELL="streams check $CHECK_PREC K=2"
+            CHECK=$(check_status "$CHECK_JSON" "$CHECK_CELL")
+            if [ "$CHECK" != ok ] && [ "$FUSED_CHECK" = ok ] && [ -z "${LSNC_WINDOW_MODE:-}" ]; then
+                log "$CHECK_CELL $WHERE: $CHECK; the fused one passed: the set trains as one fused network, graphed"
+                PLAN_MODE=fused CHECK_CELL="cudagraph check $CHECK_PREC K=2" CHECK=ok
+            fi
+        fi
         if [ "$CHECK" = ok ]; then
             log "$CHECK_CELL $WHERE: ok"
-            if [ "$PROBE" = 1 ] &&
-                    "$PYTHON" benchmarks/training_plan.py "$REUSE_JSON" --probe "$CHECK_JSON" --out-dir "$WORK/probe" \
-                    >"$WORK/probe.txt" 2>&1 && plan_ok "$WORK/probe/plan.env"; then
-                # shellcheck disable=SC1091
-                . "$WORK/probe/plan.env"
-                cp "$WORK/probe/plan.env" "$STAGE/speed/plan.env"
-                log "the plan with this machine's streams probe: $(cat "$WORK/probe.txt")"
-                echo "probe: $PLAN_MODE ($(grep -o 'on this machine [^;]*\|streams not used here[^;]*' "$WORK/probe.txt" |
-                    tail -n 1 | sed 's/\.$//'))" >>"$STAGE/summary.txt"
-            elif [ "$PROBE" = 1 ]; then
-                log "the streams probe gave no plan (the plan stays fused): $(tail -n 1 "$WORK/probe.txt" 2>/dev/null)"
-            fi
         else
             log "$CHECK_CELL $WHERE: $CHECK: training without CUDA graphs"
             GRAPHS=0
@@ -623,8 +636,7 @@ TRAIN_STARTED=1   # from here pack() keeps the set's runs for a later call (keep
 # The set's precision: TF32 (--tf32 in TRAIN), or bf16 autocast on top of it (the runs' names then carry -bf16).
 AMP=() PREC=tf32
 [ "$PLAN_AMP" = bf16 ] && AMP=(--amp bf16) PREC=bf16
-TOGETHER=()   # how the set trains together in one process: fused (lsnc's default) or on CUDA streams
-[ "$PLAN_MODE" = streams ] && TOGETHER=(--together streams)
+TOGETHER=(--together streams)   # a streams set (PLAN_MODE=streams): K networks on K CUDA streams in one process
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
 if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
@@ -635,8 +647,27 @@ if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
 else
     # A bf16 set with its tf32 twin: 3/4 of the time for the set, the rest for the twin.
     [ "$PLAN_AMP" = bf16 ] && [ "$PLAN_TWIN" = 1 ] && T=$((T * 3 / 4))
-    train_stage train "$T" "${AMP[@]}" "${TOGETHER[@]}" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
-    TRAIN_RC=$?
+    if [ "$PLAN_MODE" = streams ]; then
+        # On streams: one try (with graphs where GRAPHS=1); if it fails, the set again as one fused network with
+        # --resume for the time left (graphed where this machine's fused graph check passed), then as processes.
+        END=$((SECONDS + T))
+        GRAPH_ARGS=()
+        [ "$GRAPHS" = 1 ] && GRAPH_ARGS=(--cuda-graphs)
+        train_for train "$T" "${AMP[@]}" "${TOGETHER[@]}" "${GRAPH_ARGS[@]}" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+        TRAIN_RC=$?
+        if [ "$TRAIN_RC" != 0 ] && [ $((END - SECONDS)) -ge 10 ]; then
+            [ "$FUSED_CHECK" = ok ] || GRAPHS=0
+            log "streams training failed (exit $TRAIN_RC): the set again as one fused network (--resume," \
+                "graphs=$GRAPHS), $((END - SECONDS))s left"
+            echo "fallback: fused after streams exit $TRAIN_RC" >>"$STAGE/summary.txt"
+            PLAN_MODE=fused   # what a continuation of these runs does too
+            train_stage train-fused $((END - SECONDS)) "${AMP[@]}" --resume --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+            TRAIN_RC=$?
+        fi
+    else
+        train_stage train "$T" "${AMP[@]}" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
+        TRAIN_RC=$?
+    fi
     if [ "$TRAIN_RC" != 0 ] && [ $(( ${#DELTAS[@]} * ${#SEEDS[@]} )) -gt 1 ]; then   # a fused/streams set failed
         unfuse "$TRAIN_RC"
         TRAIN_RC=$?

@@ -391,11 +391,13 @@ print("fake probe:", names)
 """
 
 
-def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path):
+@pytest.mark.parametrize("streams_fail", [False, True], ids=["streams", "streams fail"])
+def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path, streams_fail):
     """The earlier matrix plans bf16 + CUDA graphs, fused (no streams cells: it predates them). The check stage
-    measures the graph check, the graphed fused set and the set on streams on this machine (here a stand-in
-    reports them, since a CPU runs no CUDA graphs), the probe switches the set to streams (1.5x), and the set
-    trains with --together streams; --cuda-graphs fails on the CPU, so it trains again without, on streams."""
+    measures the graph check, the graphed fused set and the set on streams on this machine, the probe switches the
+    set to streams (1.5x), and the set trains with --together streams. A CPU runs no CUDA graphs, so a PYTHON wrapper
+    plays the GPU: it reports the asked-for cells (made-up rates) and drops --cuda-graphs from `lsnc train`. Where
+    the streams stage fails (the wrapper fails it), the set trains again as one fused network, --resume."""
     make_image_tree(tmp_path / "tiny")
     known = tmp_path / "known"
     speed = known / GROUP / "speed" / "20240101T0000Z"
@@ -410,12 +412,16 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
     (known / GROUP / "ce-resnet18-s0").mkdir(parents=True)   # the set's tf32 twin exists: no twin trains
     (known / GROUP / "ce-resnet18-s0" / "config.json").write_text(json.dumps({"delta": 0.0, "seed": 0}))
     (tmp_path / "fake_probe.py").write_text(FAKE_PROBE)
-    wrapper = tmp_path / "python-fake-probe"
+    wrapper = tmp_path / "python-fake-gpu"
     wrapper.write_text("#!/bin/bash\n"
                        'if [[ " $* " == *"speed_matrix.py"* && " $* " == *" --cells "* ]]; then\n'
                        f'    exec "{sys.executable}" "{tmp_path / "fake_probe.py"}" "$@"\n'
                        "fi\n"
-                       f'exec "{sys.executable}" "$@"\n')
+                       + ('if [[ " $* " == *" --together streams "* ]]; then\n'
+                          '    echo "simulated: streams training failed" >&2; exit 1\n'
+                          "fi\n" if streams_fail else "")
+                       + 'args=(); for a in "$@"; do [ "$a" = --cuda-graphs ] || args+=("$a"); done\n'
+                       f'exec "{sys.executable}" "${{args[@]}}"\n')
     wrapper.chmod(0o755)
     proc, _ = _window(_env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
                            PYTHON=str(wrapper)))
@@ -424,18 +430,24 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
     check_log = (w / "logs" / "graphcheck.log").read_text()
     assert ("fake probe: ['cudagraph check bf16 K=2', 'cudagraph bf16 K=2', 'streams check bf16 K=2', "
             "'streams bf16 K=2']") in check_log, check_log
-    assert "cudagraph check bf16 K=2 on this machine: ok" in out, out
+    assert "streams check bf16 K=2 on this machine: ok" in out, out
     assert "streams bf16 K=2 / one graphed fused network = 1.50 (>= 1.1): streams" in out, out
     assert "mode=streams graphs=1 group=" + GROUP + "-bf16" in out, out
     summary = (w / "summary.txt").read_text()
     assert "probe: streams (on this machine streams bf16 K=2 / one graphed fused network = 1.50" in summary, summary
-    assert "--amp bf16 --together streams --delta 0 0.05 --seed 0" in summary, summary
+    assert "--amp bf16 --together streams --cuda-graphs --delta 0 0.05 --seed 0" in summary, summary
     assert 'PLAN_MODE="streams"' in (w / "speed" / "plan.env").read_text()
     assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0)}
-    for r in (w / "runs" / (GROUP + "-bf16")).iterdir():
-        assert json.loads((r / "config.json").read_text())["together"] == "streams"
+    together = {json.loads((r / "config.json").read_text())["together"]
+                for r in (w / "runs" / (GROUP + "-bf16")).iterdir()}
     from lsnc.book.windows import read_window
-    assert read_window(w)["trained as"] == "streams, bf16 + CUDA graphs (failed: again without)"
+    if streams_fail:
+        assert "streams training failed (exit 1): the set again as one fused network (--resume, graphs=1)" in out
+        assert "fallback: fused after streams exit 1" in summary and together == {"fused"}
+        assert read_window(w)["trained as"] == "streams, bf16 + CUDA graphs; fused after streams exit 1"
+        return
+    assert together == {"streams"} and "fallback" not in summary
+    assert read_window(w)["trained as"] == "streams, bf16 + CUDA graphs"
     # unpacked: the probe's cells come along as check.json (never taken for a whole matrix), the plan column says
     _unpack(tmp_path / "out" / "window.tar.gz", tmp_path / "committed")
     folder = next((tmp_path / "committed" / (GROUP + "-bf16") / "speed").iterdir())

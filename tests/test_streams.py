@@ -214,6 +214,11 @@ def test_a_probe_on_the_training_machine_chooses_streams_or_fused(tmp_path, caps
     assert tp.probe_streams(plan, probe(15000, 15500))["mode"] == "fused"
     assert tp.probe_streams(plan, probe(15000, 21000, check="error"))["mode"] == "fused"
     assert "not probed" in tp.probe_streams({**plan, "cuda_graphs": False}, probe(1, 9))["reasons"][-1]
+    # a streams plan (from a matrix with streams cells) is probed too, and goes back to fused where streams fail here
+    streams_plan = {**plan, "mode": "streams"}
+    assert tp.probe_streams(streams_plan, probe(15000, 21000))["mode"] == "streams"
+    assert tp.probe_streams(streams_plan, probe(15000, 21000, check="error"))["mode"] == "fused"
+    assert tp.probe_streams({**plan, "mode": "concurrent"}, probe(1, 9))["mode"] == "concurrent"
     # the command line: --probe with a speed.json of those cells
     (tmp_path / "earlier.json").write_text(json.dumps({"cells": earlier, "train_images": 1000}))
     (tmp_path / "probe.json").write_text(json.dumps({"cells": probe(15000, 21000)}))
@@ -235,8 +240,9 @@ def test_real_streams_with_graphs_match_the_runs_stepped_one_after_another_on_th
     sm, _, _ = _bench()
 
     def make(graphs):
-        cfgs = [TrainConfig(**test_graphs.BASE, delta=d, seed=s, together="streams", cuda_graphs=graphs,
-                            deterministic=False, device="cuda").resolved() for d, s in [(0.0, 0), (0.05, 1)]]
+        base = {**test_graphs.BASE, "deterministic": False}
+        cfgs = [TrainConfig(**base, delta=d, seed=s, together="streams", cuda_graphs=graphs, device="cuda").resolved()
+                for d, s in [(0.0, 0), (0.05, 1)]]
         from lsnc.training.prepare import configure_backends, load_data
         device = torch.device("cuda")
         configure_backends(cfgs[0], device)
@@ -259,3 +265,19 @@ def test_real_streams_with_graphs_match_the_runs_stepped_one_after_another_on_th
     assert graphed.graph_captures == 4
     flat = lambda m: torch.cat([p.detach().float().flatten() for p in m.net.parameters()])  # noqa: E731
     assert (flat(graphed) - flat(eager)).norm() / (flat(eager) - start).norm() < 0.1
+
+
+def test_the_matrix_runs_only_the_cells_asked_for_and_plans_nothing_from_them(tmp_path, capsys):
+    import json
+    sm, _, _ = _bench()
+    args = ["--dataset", "synthetic", "--width", "4", "--batch-size", "16", "--warmup", "1", "--steps", "1",
+            "--out-dir", str(tmp_path)]
+    assert sm.main(args + ["--cells", "lsnc fp32", "streams check bf16 K=2"]) == 0
+    result = json.loads((tmp_path / "speed.json").read_text())
+    assert [(c["name"], c["status"]) for c in result["cells"]] == [("lsnc fp32", "ok"),
+                                                                     ("streams check bf16 K=2", "skipped")]
+    assert "plan" not in result and not (tmp_path / "plan.env").exists()
+    assert "no training plan" in (tmp_path / "speed.md").read_text()
+    with pytest.raises(SystemExit):
+        sm.main(args + ["--cells", "streams bf16 K=8"])
+    assert "no cell named 'streams bf16 K=8'" in capsys.readouterr().err

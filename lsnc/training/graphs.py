@@ -33,9 +33,10 @@ WARMUP = 3
 class CudaGraph:
     """A torch.cuda.CUDAGraph behind two calls, ``capture(body)`` and ``replay()`` (tests pass a stand-in).
 
-    Each graph is captured on a capture stream of its own, not PyTorch's one shared capture stream: cuBLAS's
-    workspace is kept per stream, so graphs captured on one stream would share it, and runs replaying their graphs
-    at the same time on their own streams (:mod:`.streams`) would race in it."""
+    Each graph is captured on a capture stream of its own (the next of PyTorch's pooled streams), not PyTorch's one
+    shared capture stream: cuBLAS keeps its workspace per stream, so graphs captured on one stream would share it,
+    and runs replaying their graphs at the same time on their own streams (:mod:`.streams`) would race in it. (The
+    pool hands out 32 streams in turn: the runs of one set, captured one after another, get distinct ones.)"""
 
     def __init__(self):
         self.graph = torch.cuda.CUDAGraph()
