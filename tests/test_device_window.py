@@ -346,11 +346,10 @@ def test_a_bf16_set_trains_a_twin_only_while_the_group_has_too_few(tmp_path):
     assert "LSNC_WINDOW_TWINS must be a whole number" in proc.stderr
 
 
-def test_a_bf16_plan_chosen_for_its_graphs_goes_back_to_tf32_when_the_graph_check_fails_here(tmp_path):
-    """No training (a budget too short for it). The earlier matrix: eager bf16 no faster than TF32, graphed bf16
-    2x, its graph check passed there. Here (a CPU) the check cannot pass, so the plan is derived again without the
-    graph cells: TF32, eager, and its seeds are the TF32 ones."""
-    make_image_tree(tmp_path / "tiny", train=1, test=1)
+def _earlier_graphed_bf16_matrix(tmp_path: Path) -> Path:
+    """A known-runs folder whose one earlier matrix plans bf16 for its graphs alone (eager bf16 no faster than
+    TF32, graphed bf16 2x, its graph check passed there), fused K=2, with no streams cells; and the TF32 CE run of
+    seed 0, the set's tf32 twin, so no twin trains."""
     known = tmp_path / "known"
     speed = known / GROUP / "speed" / "20240101T0000Z"
     speed.mkdir(parents=True)
@@ -363,6 +362,15 @@ def test_a_bf16_plan_chosen_for_its_graphs_goes_back_to_tf32_when_the_graph_chec
     (speed / "speed.json").write_text(json.dumps({"cells": cells, "train_images": 1000}))
     (known / GROUP / "ce-resnet18-s0").mkdir(parents=True)
     (known / GROUP / "ce-resnet18-s0" / "config.json").write_text(json.dumps({"delta": 0.0, "seed": 0}))
+    return known
+
+
+def test_a_bf16_plan_chosen_for_its_graphs_goes_back_to_tf32_when_the_graph_check_fails_here(tmp_path):
+    """No training (a budget too short for it). The earlier matrix: eager bf16 no faster than TF32, graphed bf16
+    2x, its graph check passed there. Here (a CPU) the check cannot pass, so the plan is derived again without the
+    graph cells: TF32, eager, and its seeds are the TF32 ones."""
+    make_image_tree(tmp_path / "tiny", train=1, test=1)
+    known = _earlier_graphed_bf16_matrix(tmp_path)
     proc, _ = _window(_env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
                            LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
     out = proc.stdout
@@ -399,18 +407,7 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
     plays the GPU: it reports the asked-for cells (made-up rates) and drops --cuda-graphs from `lsnc train`. Where
     the streams stage fails (the wrapper fails it), the set trains again as one fused network, --resume."""
     make_image_tree(tmp_path / "tiny")
-    known = tmp_path / "known"
-    speed = known / GROUP / "speed" / "20240101T0000Z"
-    speed.mkdir(parents=True)
-    cells = [{"name": f"fused {p} K=2", "pipeline": "fused", "precision": p, "k": 2, "status": "ok",
-              "img_s_per_model": 100} for p in ("tf32", "bf16")]
-    cells += [{"name": "cudagraph bf16 K=2", "pipeline": "fused", "precision": "bf16", "k": 2, "cuda_graphs": True,
-               "status": "ok", "img_s_per_model": 200},
-              {"name": "cudagraph check bf16 K=2", "pipeline": "check", "precision": "bf16", "k": 2,
-               "cuda_graphs": True, "status": "ok"}]
-    (speed / "speed.json").write_text(json.dumps({"cells": cells, "train_images": 1000}))
-    (known / GROUP / "ce-resnet18-s0").mkdir(parents=True)   # the set's tf32 twin exists: no twin trains
-    (known / GROUP / "ce-resnet18-s0" / "config.json").write_text(json.dumps({"delta": 0.0, "seed": 0}))
+    known = _earlier_graphed_bf16_matrix(tmp_path)
     (tmp_path / "fake_probe.py").write_text(FAKE_PROBE)
     wrapper = tmp_path / "python-fake-gpu"
     wrapper.write_text("#!/bin/bash\n"
