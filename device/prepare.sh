@@ -59,7 +59,7 @@ TMP_PLAN=$(mktemp -d)
 trap 'rm -rf "$TMP_PLAN"' EXIT
 if [ -n "$JSON" ] && python3 benchmarks/training_plan.py "$JSON" --out-dir "$TMP_PLAN" >"$TMP_PLAN/why.txt" 2>&1; then
     echo "prepare: the window re-derives its plan from $JSON: $(cat "$TMP_PLAN/why.txt")"
-    PLAN=$TMP_PLAN/plan.env
+    PLAN=$TMP_PLAN/plan.env FROM_JSON=1
 elif [ -n "$PLAN" ]; then
     echo "prepare: the window reuses the plan $PLAN: $(tr '\n' ' ' <"$PLAN")"
 fi
@@ -69,9 +69,11 @@ if [ -n "$PLAN" ]; then
     AMP=$(sed -n 's/^PLAN_AMP="\(.*\)"$/\1/p' "$PLAN")
     TWIN=$(sed -n 's/^PLAN_TWIN="\(.*\)"$/\1/p' "$PLAN")
     WHICH="seeds"
-    if grep -q '^PLAN_MODE="fused"' "$PLAN" && grep -q '^PLAN_GRAPHS="1"' "$PLAN"; then
+    if [ "${FROM_JSON:-0}" = 1 ] && grep -qE '^PLAN_MODE="(fused|streams)"' "$PLAN" &&
+            grep -q '^PLAN_GRAPHS="1"' "$PLAN" && grep -qE '^PLAN_K="[24]"' "$PLAN"; then
         echo "prepare: before training, the window checks the graphed step on its machine and probes the set on CUDA" \
-             "streams there (training_plan.py --probe): streams where they are >= 1.1x one graphed fused network"
+             "streams there (training_plan.py --probe): streams where they pass and are >= 1.1x one graphed fused" \
+             "network, else fused"
     fi
 else
     echo "prepare: no earlier plan in runs/$GROUP[-bf16]/speed/: the window runs the speed matrix"

@@ -201,7 +201,8 @@ keep_runs() {  # the set's run folders, checkpoints included, into KEEP for a la
         echo "CONT_DELTAS=\"${DELTAS[*]}\""
         echo "CONT_SEEDS=\"${SEEDS[*]}\""
         echo "CONT_MODE=\"$PLAN_MODE\""
-        echo "CONT_GRAPHS=\"$GRAPHS\""
+        echo "CONT_GRAPHS=\"${SET_GRAPHS:-$GRAPHS}\""
+        echo "CONT_FUSED_CHECK=\"$FUSED_CHECK\""
     } >"$KEEP/keep.env"
     log "kept $n run folder(s) with their checkpoints in $KEEP: a second call of this session continues them"
     echo "kept: $n run folder(s) for a second call (after epoch ${epoch:-0})" >>"$STAGE/summary.txt"
@@ -287,6 +288,7 @@ keep_ok() {  # keep_ok FILE: shell assignments of numbers and plain words only
     [ -f "$1" ] && ! grep -qvE '^CONT_[A-Z_]+="[0-9A-Za-z. _-]*"$' "$1"
 }
 CONT=0
+FUSED_CHECK=""   # the fused graph check's status on this machine ("ok": a failed streams stage may retry fused graphed)
 if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [ -f "$KEEP/keep.env" ]; then
     CONT_SOURCE="" CONT_CODE="" CONT_GROUP="" CONT_RUN_GROUP="" CONT_WIDTH="" why=""
     if ! keep_ok "$KEEP/keep.env"; then
@@ -313,7 +315,7 @@ if [ "${LSNC_WINDOW_CONTINUE:-1}" != 0 ] && [ -z "${LSNC_WINDOW_SEEDS:-}" ] && [
         rm -rf "$KEEP"
         TRAIN_STARTED=1   # they are in RUNS now: pack() keeps them again, whatever happens next
         PLAN_K=$CONT_K PLAN_AMP=$CONT_AMP PLAN_DELTAS=$CONT_DELTAS PLAN_SEEDS=$CONT_SEEDS PLAN_TWIN=0
-        PLAN_MODE=$CONT_MODE GRAPHS=$CONT_GRAPHS RUN_GROUP=$CONT_RUN_GROUP
+        PLAN_MODE=$CONT_MODE GRAPHS=$CONT_GRAPHS RUN_GROUP=$CONT_RUN_GROUP FUSED_CHECK=${CONT_FUSED_CHECK:-}
         read -r -a DELTAS <<<"$PLAN_DELTAS"
         read -r -a SEEDS <<<"$PLAN_SEEDS"
         log "continuing the runs of window $CONT_FROM (stopped after epoch $CONT_EPOCH) with --resume: no matrix," \
@@ -400,11 +402,11 @@ if [ "$CONT" != 1 ]; then
     # decoded) before training with it. (Window 20261127T2102Z forced graphs past this check, in TF32, whose check had
     # failed in the matrix of the window before it.)
     # Graphs forced past this window's own matrix go only where its check at the plan's precision passed.
-    # A reused graphed plan (fused or streams) also probes streams on this machine: the same set graphed as one fused
-    # network and as K networks on K CUDA streams, both timed here, the streams step checked against the eager one
-    # (benchmarks/training_plan.py --probe): streams where they pass and are >= 1.1x, else fused. The cells' names
+    # A graphed plan (fused or streams) re-derived from an earlier speed.json, at K = 2 or 4, also probes streams on
+    # this machine: the same set graphed as one fused network and as K networks on K CUDA streams, both timed here, the
+    # streams step checked against the eager one (benchmarks/training_plan.py --probe): streams where they pass and
+    # are >= 1.1x, else fused. (A streams plan reused from a plan.env gets the streams check only.) The cells' names
     # fix --ks and no --skip applies (LSNC_WINDOW_MATRIX_ARGS may carry both, for the matrix).
-    FUSED_CHECK=""   # the fused graph check's status here ("ok": a failed streams stage may retry fused with graphs)
     if [ "$GRAPHS" = 1 ] && { [ -n "$REUSE" ] || [ "$MATRIX" != skip ]; }; then
         CHECK_PREC=tf32
         [ "$PLAN_AMP" = bf16 ] && CHECK_PREC=bf16
@@ -471,6 +473,7 @@ if [ "$CONT" != 1 ]; then
             fi
         fi
         echo "graph_check: $CHECK$NOTE" >>"$STAGE/summary.txt"
+        [ "$CHECK_CELL" != "cudagraph check $CHECK_PREC K=2" ] && echo "fused_check: $FUSED_CHECK" >>"$STAGE/summary.txt"
     fi
     read -r -a DELTAS <<<"$PLAN_DELTAS"
     read -r -a PLAN_SEED_LIST <<<"$PLAN_SEEDS"
@@ -539,6 +542,10 @@ if [ "$GRAPHS" = 1 ] && ! grep -q -- '--cuda-graphs' <<<"$TRAIN_HELP"; then
     log "this lsnc has no 'train --cuda-graphs': training without CUDA graphs"
     GRAPHS=0
 fi
+if [ "$GRAPHS" != 1 ] && [ "$PLAN_MODE" = streams ] && [ -z "${LSNC_WINDOW_MODE:-}" ]; then
+    log "no CUDA graphs: the set trains as one fused network (streams pay only graphed)"
+    PLAN_MODE=fused
+fi
 TRAIN=(-m lsnc train --preset paper-cifar10-jpeg --data-root "$DATA_ROOT" --tf32 --channels-last
        --group "$RUN_GROUP" --runs-dir "$RUNS" --quiet)
 [ "$WIDTH" != 64 ] && TRAIN+=(--width "$WIDTH")
@@ -593,10 +600,11 @@ pair_job() {
     try "$secs" --resume
 }
 
-# train_concurrent SECONDS [OPTIONS...]: one process per (δ, seed) of PAIRS ("δ:seed"), all at once on the one GPU.
+# train_concurrent NAME SECONDS [OPTIONS...]: one process per (δ, seed) of PAIRS ("δ:seed"), all at once on the one
+# GPU; its exit status in RC[NAME].
 train_concurrent() {
-    local secs=$1 pids=() p d s i rc=0 failed=()
-    shift
+    local name=$1 secs=$2 pids=() p d s i rc=0 failed=()
+    shift 2
     for p in "${PAIRS[@]}"; do
         d=${p%:*} s=${p#*:}
         echo "train.d$d-s$s: $PYTHON ${TRAIN[*]} --time-budget-s $secs --delta $d --seed $s $*" \
@@ -605,13 +613,13 @@ train_concurrent() {
         pids+=("$!")
     done
     CHILD="${pids[*]}"
-    log "stage train (concurrent, ${#pids[@]} processes, budget ${secs}s, graphs=$GRAPHS)"
+    log "stage $name (concurrent, ${#pids[@]} processes, budget ${secs}s, graphs=$GRAPHS)"
     for i in "${!pids[@]}"; do
         if ! wait "${pids[$i]}"; then rc=1; failed+=("${PAIRS[$i]}"); fi
     done
     CHILD=""
-    RC[train]=$rc
-    log "stage train: exit $rc${failed[*]:+ (failed: ${failed[*]})}"
+    RC[$name]=$rc
+    log "stage $name: exit $rc${failed[*]:+ (failed: ${failed[*]})}"
     grep -h "^window: " "$STAGE"/logs/train-d*.log 2>/dev/null | while IFS= read -r line; do log "$line"; done
     return "$rc"
 }
@@ -629,7 +637,7 @@ unfuse() {
     PLAN_MODE=concurrent   # what a continuation of these runs must do too (their members may stop apart)
     PAIRS=()
     for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
-    train_concurrent "$secs" "${AMP[@]}" --resume
+    train_concurrent train-concurrent "$secs" "${AMP[@]}" --resume
 }
 
 TRAIN_STARTED=1   # from here pack() keeps the set's runs for a later call (keep_runs)
@@ -639,10 +647,11 @@ AMP=() PREC=tf32
 TOGETHER=(--together streams)   # a streams set (PLAN_MODE=streams): K networks on K CUDA streams in one process
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
-if [ "$PLAN_MODE" = concurrent ] && [ "$PLAN_AMP" != bf16 ]; then
+# (a bf16 plan is a set of one process; concurrent bf16 processes only continue a set that fell back to them)
+if [ "$PLAN_MODE" = concurrent ] && { [ "$PLAN_AMP" != bf16 ] || [ "$CONT" = 1 ]; }; then
     PAIRS=()
     for s in "${SEEDS[@]}"; do for d in "${DELTAS[@]}"; do PAIRS+=("$d:$s"); done; done
-    train_concurrent "$T"
+    train_concurrent train "$T" "${AMP[@]}"
     TRAIN_RC=$?
 else
     # A bf16 set with its tf32 twin: 3/4 of the time for the set, the rest for the twin.
@@ -668,6 +677,7 @@ else
         train_stage train "$T" "${AMP[@]}" --delta "${DELTAS[@]}" --seed "${SEEDS[@]}"
         TRAIN_RC=$?
     fi
+    SET_GRAPHS=$GRAPHS   # the set's own, for a continuation (the tf32 twin below trains without graphs)
     if [ "$TRAIN_RC" != 0 ] && [ $(( ${#DELTAS[@]} * ${#SEEDS[@]} )) -gt 1 ]; then   # a fused/streams set failed
         unfuse "$TRAIN_RC"
         TRAIN_RC=$?

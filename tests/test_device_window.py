@@ -240,7 +240,8 @@ def test_window_unfuses_a_fused_set_that_fails(tmp_path):
     summary = (w / "summary.txt").read_text()
     assert "simulated: fused training failed" in (w / "logs" / "train.log").read_text()
     assert "fused training failed (exit 1): the set again as concurrent tf32 processes (--resume)" in log, log
-    assert "fallback: concurrent after fused exit 1" in summary and "stage train: exit 0" in log
+    assert "fallback: concurrent after fused exit 1" in summary and "stage train-concurrent: exit 0" in log
+    assert "stage_rc.train: 1" in summary and "stage_rc.train-concurrent: 0" in summary, summary
     for d in ("0", "0.05"):
         assert f"--delta {d} --seed 0 --resume" in summary, summary
     assert _done(w) == {(0.0, 0), (0.05, 0)}
@@ -399,17 +400,12 @@ print("fake probe:", names)
 """
 
 
-@pytest.mark.parametrize("streams_fail", [False, True], ids=["streams", "streams fail"])
-def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path, streams_fail):
-    """The earlier matrix plans bf16 + CUDA graphs, fused (no streams cells: it predates them). The check stage
-    measures the graph check, the graphed fused set and the set on streams on this machine, the probe switches the
-    set to streams (1.5x), and the set trains with --together streams. A CPU runs no CUDA graphs, so a PYTHON wrapper
-    plays the GPU: it reports the asked-for cells (made-up rates) and drops --cuda-graphs from `lsnc train`. Where
-    the streams stage fails (the wrapper fails it), the set trains again as one fused network, --resume."""
-    make_image_tree(tmp_path / "tiny")
-    known = _earlier_graphed_bf16_matrix(tmp_path)
+def _fake_gpu_python(tmp_path: Path, streams_fail: bool = False, name: str = "python-fake-gpu") -> Path:
+    """A PYTHON for window.sh that plays a GPU on the CPU: it reports the cells a check stage asks for (FAKE_PROBE's
+    made-up rates) and drops --cuda-graphs from `lsnc train`; with ``streams_fail`` every `lsnc train --together
+    streams` exits 1, as a streams set failing on the GPU would."""
     (tmp_path / "fake_probe.py").write_text(FAKE_PROBE)
-    wrapper = tmp_path / "python-fake-gpu"
+    wrapper = tmp_path / name
     wrapper.write_text("#!/bin/bash\n"
                        'if [[ " $* " == *"speed_matrix.py"* && " $* " == *" --cells "* ]]; then\n'
                        f'    exec "{sys.executable}" "{tmp_path / "fake_probe.py"}" "$@"\n'
@@ -420,8 +416,43 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
                        + 'args=(); for a in "$@"; do [ "$a" = --cuda-graphs ] || args+=("$a"); done\n'
                        f'exec "{sys.executable}" "${{args[@]}}"\n')
     wrapper.chmod(0o755)
+    return wrapper
+
+
+def test_a_second_call_continues_a_streams_set_and_falls_back_to_fused_graphs_if_it_fails(tmp_path):
+    """Call 1 trains the set on streams (the probe chose them) and keeps it; call 2 continues it on streams, where
+    it fails: the set goes on as one fused network, graphed, since call 1's fused graph check passed (keep.env)."""
+    make_image_tree(tmp_path / "tiny")
+    known, keep = _earlier_graphed_bf16_matrix(tmp_path), tmp_path / "keep"
+    common = dict(LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
+                  LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_CONTINUE="1")
+    _window(_env(tmp_path, PYTHON=str(_fake_gpu_python(tmp_path)), **common))
+    kept = (keep / "keep.env").read_text()
+    assert 'CONT_MODE="streams"' in kept and 'CONT_GRAPHS="1"' in kept and 'CONT_FUSED_CHECK="ok"' in kept, kept
+    proc, _ = _window(_env(tmp_path, "2", LSNC_WINDOW_TRAIN_ARGS="--stop-epoch 4",
+                           PYTHON=str(_fake_gpu_python(tmp_path, True, "python-streams-fail")), **common))
+    assert "continuing the runs of window" in proc.stdout, proc.stdout
+    assert "streams training failed (exit 1): the set again as one fused network (--resume, graphs=1)" in proc.stdout
+    w, _ = _extract(tmp_path / "out2" / "window.tar.gz", tmp_path / "x2")
+    summary = (w / "summary.txt").read_text()
+    assert "--cuda-graphs --amp bf16 --resume --delta 0 0.05 --seed 0" in summary, summary
+    for name in ("ce-bf16-resnet18w4-s0", "ls0.05-bf16-resnet18w4-s0"):
+        status = json.loads((w / "runs" / (GROUP + "-bf16") / name / "status.json").read_text())
+        assert (status["status"], status["epoch"]) == ("done", 4), status
+    assert 'CONT_MODE="fused"' in (keep / "keep.env").read_text()
+
+
+@pytest.mark.parametrize("streams_fail", [False, True], ids=["streams", "streams fail"])
+def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path, streams_fail):
+    """The earlier matrix plans bf16 + CUDA graphs, fused (no streams cells: it predates them). The check stage
+    measures the graph check, the graphed fused set and the set on streams on this machine, the probe switches the
+    set to streams (1.5x), and the set trains with --together streams. A CPU runs no CUDA graphs, so a PYTHON wrapper
+    plays the GPU: it reports the asked-for cells (made-up rates) and drops --cuda-graphs from `lsnc train`. Where
+    the streams stage fails (the wrapper fails it), the set trains again as one fused network, --resume."""
+    make_image_tree(tmp_path / "tiny")
+    known = _earlier_graphed_bf16_matrix(tmp_path)
     proc, _ = _window(_env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
-                           PYTHON=str(wrapper)))
+                           PYTHON=str(_fake_gpu_python(tmp_path, streams_fail))))
     out = proc.stdout
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     check_log = (w / "logs" / "graphcheck.log").read_text()

@@ -64,8 +64,9 @@ def test_trained_as_is_read_off_the_logged_train_commands(tmp_path):
     assert trained_as(streams) == "streams, bf16 + CUDA graphs"
     failed = {"train.train": f"{cmd} --cuda-graphs --delta 0 0.05 --seed 0",
               "train.train-nographs": f"{cmd} --resume --delta 0 0.05 --seed 0",
-              "fallback": "concurrent after fused exit 1"}
-    assert trained_as(failed) == "fused, TF32 + CUDA graphs (failed: again without); concurrent after fused exit 1"
+              "train.d0-s0": f"{cmd} --delta 0 --seed 0 --resume", "train.d0.05-s0": f"{cmd} --delta 0.05 --seed 0"}
+    assert trained_as(failed, ["concurrent after fused exit 1"]) == \
+        "fused, TF32 + CUDA graphs; train again without graphs; concurrent after fused exit 1"
     concurrent = {"train.d0-s1": f"{cmd} --delta 0 --seed 1  --cuda-graphs (if it fails: again without, --resume)",
                   "train.d0.05-s1": f"{cmd} --delta 0.05 --seed 1  --cuda-graphs (if it fails: again without)"}
     assert trained_as(concurrent) == "2 concurrent processes, TF32 + CUDA graphs"
@@ -73,3 +74,13 @@ def test_trained_as_is_read_off_the_logged_train_commands(tmp_path):
     # in the table: the committed first window trained fused in TF32, eagerly
     _window(tmp_path, GROUP, "20270101T1000Z", [f"train.train: {cmd} --delta 0 0.05 --seed 0"], {})
     assert windows_table(tmp_path)["trained as"].tolist() == ["fused, TF32"]
+    # every fallback, in order; a probe that measured no ratio says what it chose
+    _window(tmp_path, GROUP, "20270102T1000Z",
+            [f"train.train: {cmd} --together streams --cuda-graphs", "fallback: fused after streams exit 1",
+             f"train.train-fused: {cmd} --cuda-graphs --resume", f"train.train-fused-nographs: {cmd} --resume",
+             "fallback: concurrent after fused exit 1", f"train.d0-s0: {cmd} --resume",
+             "probe: fused (streams not used here: the bf16 streams check did not run or did not pass)"], {})
+    row = windows_table(tmp_path).to_dict("records")[1]
+    assert row["trained as"] == ("streams, TF32 + CUDA graphs; train-fused again without graphs; fused after streams "
+                                 "exit 1; concurrent after fused exit 1")
+    assert row["plan"] == "speed matrix; probe: fused (streams not measured or not checked)"

@@ -33,6 +33,7 @@ def read_window(folder: Path) -> dict | None:
         return None
     fields: dict[str, str] = {}
     runs: dict[str, dict] = {}
+    fallbacks: list[str] = []
     for line in summary.splitlines():
         key, sep, value = line.partition(": ")
         if not sep:
@@ -42,6 +43,8 @@ def read_window(folder: Path) -> dict | None:
                 runs[key[4:]] = json.loads(value)
             except ValueError:
                 runs[key[4:]] = {}
+        elif key == "fallback":
+            fallbacks.append(value.strip())
         else:
             fields.setdefault(key, value.strip())
     try:
@@ -58,37 +61,38 @@ def read_window(folder: Path) -> dict | None:
         how = f"plan from window {fields['matrix'].split()[-1]}"
     elif fields.get("matrix", "").startswith("skipped"):
         how = "default plan"
-    probe = re.search(r"= ([0-9.]+)", fields.get("probe", ""))
-    if probe:  # the streams probe on the window's machine (device/window.sh): streams against one fused network
-        how += f"; probe: streams {probe.group(1)}x fused"
+    if "probe" in fields:  # the streams probe on the window's machine (device/window.sh): streams against fused
+        ratio = re.search(r"= ([0-9.]+)", fields["probe"])
+        how += (f"; probe: streams {ratio.group(1)}x fused" if ratio
+                else f"; probe: {fields['probe'].split(' (')[0]} (streams not measured or not checked)")
     done = {name: s for name, s in runs.items() if s.get("status") == "done" and isinstance(s.get("epoch"), int)}
     return {"window": folder.name, "GPU": gpu.group(1).strip() if gpu else "",
             "command s": _int(fields.get("elapsed_s")), "budget s": _int(fields.get("budget_s")), "plan": how,
-            "trained as": trained_as(fields),
+            "trained as": trained_as(fields, fallbacks),
             "runs (epochs reached)": ", ".join(f"{name} 0–{s['epoch']}" for name, s in sorted(done.items())),
             "model-epochs": sum(max(s["epoch"] - start, 0) for s in done.values()),
             "training s": round(max((float(s.get("train_seconds") or 0) for s in done.values()), default=0.0)),
             "exit": fields.get("exit", "")}
 
 
-def trained_as(fields: dict[str, str]) -> str:
+def trained_as(fields: dict[str, str], fallbacks=()) -> str:
     """How the window trained its set, read off the `lsnc train` commands its summary logs (``train.<stage>``; a
-    bf16 set's tf32 twin, ``train.twin``, aside): fused, on CUDA streams or as concurrent processes; bf16 or TF32;
-    with CUDA graphs, and whether the graphed command had to be run again without them."""
+    bf16 set's tf32 twin, ``train.twin``, aside): fused, on CUDA streams or as concurrent processes, bf16 or TF32,
+    with CUDA graphs, as its first command asked; then each stage that ran again without graphs (``<stage>-nographs``)
+    and each fallback (``fallback:`` lines, in order)."""
     stages = {k[len("train."):]: v for k, v in fields.items() if k.startswith("train.") and k != "train.twin"}
     if not stages:
         return ""
     first = next(iter(stages.values()))
-    if any(k.startswith("d") and "-s" in k for k in stages):
-        mode = f"{len([k for k in stages if k.startswith('d')])} concurrent processes"
+    pairs = [k for k in stages if k.startswith("d") and "-s" in k]   # concurrent processes, one per (δ, seed)
+    if pairs and len(pairs) == len(stages):
+        mode = f"{len(pairs)} concurrent processes"
     else:
         mode = "streams" if "--together streams" in first else "fused"
-    text = f"{mode}, {'bf16' if '--amp bf16' in first else 'TF32'}"
-    if "--cuda-graphs" in first:
-        text += " + CUDA graphs" + (" (failed: again without)" if any(k.endswith("-nographs") for k in stages) else "")
-    if "fallback" in fields:
-        text += f"; {fields['fallback']}"
-    return text
+    text = f"{mode}, {'bf16' if '--amp bf16' in first else 'TF32'}" + (" + CUDA graphs" if "--cuda-graphs" in first
+                                                                         else "")
+    notes = [f"{k[:-len('-nographs')]} again without graphs" for k in stages if k.endswith("-nographs")]
+    return "; ".join([text, *notes, *fallbacks])
 
 
 def _int(value: str | None) -> int | None:
