@@ -172,7 +172,7 @@ def _engine_cell(b: Bench, precision: str, k: int, graphs: bool = False, compile
     step = lambda i: engine.step([(b.x[idx[i, j]], b.y[idx[i, j]]) for j in range(k)])  # noqa: E731
     out = rates(b.timed(step, warmup=max(b.a.warmup, GRAPH_WARMUP + 2) if graphs else None), b.B, k)
     if graphs:
-        out["captures"] = engine.graph_captures if together == "streams" else engine.graphed.captures
+        out["captures"] = engine.graph_captures
     return out
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 
-from .config import ConfigError, TrainConfig
+from .config import TOGETHER, ConfigError, TrainConfig
 from .training.engine import FUSABLE_FIELDS
 
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="store_true", help="only report the state of every run")
     p.add_argument("--fuse", type=int, default=1, help="train up to this many runs that differ only in δ and seed "
                                                       "as one fused network (faster on a GPU)")
-    p.add_argument("--together", choices=["fused", "streams"], default="fused",
+    p.add_argument("--together", choices=list(TOGETHER), default="fused",
                    help="how --fuse trains its runs together: one fused network, or a network each on its own CUDA "
                         "stream (the same arithmetic as separate runs)")
     g = p.add_argument_group("cluster (submitit)")

@@ -37,6 +37,10 @@ def _opt(default: Any = None, section: str = "", help: str = "", *, factory=None
 PAPER_RECIPE: dict[str, Any] = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=800,
                                     milestones=[150, 350], gamma=0.1)
 
+#: How several runs train together in one process (``--together``): one fused network, or a network each on its own
+#: CUDA stream (lsnc.training.streams).
+TOGETHER = ("fused", "streams")
+
 DATA, MODEL, OPTIM, EVAL, UFM, EXEC, STOP, NAMING = ("data", "model and loss", "optimisation (the paper's recipe)",
                                                     "evaluation", "UFM-style training",
                                                     "execution (speed only; the recipe is unchanged)",
@@ -160,8 +164,8 @@ class TrainConfig:
             raise ConfigError(f"--device must be auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.amp not in ("none", "bf16"):
             raise ConfigError(f"--amp must be 'none' or 'bf16'; got {self.amp!r}")
-        if self.together not in ("fused", "streams"):
-            raise ConfigError(f"--together must be 'fused' or 'streams'; got {self.together!r}")
+        if self.together not in TOGETHER:
+            raise ConfigError(f"--together must be one of {', '.join(TOGETHER)}; got {self.together!r}")
         if self.cuda_graphs and self.compile:
             raise ConfigError("--cuda-graphs and --compile cannot be combined; choose one")
         if self.cuda_graphs and self.device in ("cpu", "mps"):

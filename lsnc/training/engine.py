@@ -84,6 +84,11 @@ class Engine:
     def lr(self) -> float:
         return self.optimizer.param_groups[0]["lr"]
 
+    @property
+    def graph_captures(self) -> int:
+        """CUDA graphs captured so far (0 without ``--cuda-graphs``)."""
+        return self.graphed.captures if self.graphed is not None else 0
+
     def _classifier(self, k: int) -> tuple[Tensor, Tensor]:
         head = self.net.body.classifier if self.fused else self.net.classifier
         return (head.weight[k], head.bias[k]) if self.fused else (head.weight, head.bias)

@@ -41,8 +41,6 @@ class StreamedRuns:
     """The engine interface of :class:`.engine.Engine` (``step``, ``member``, ``lr``, checkpoint states, ``net``
     and ``scheduler`` for the epoch loop) over K single-run engines, one CUDA stream each."""
 
-    fused = False
-
     def __init__(self, cfgs: list[TrainConfig], data: list[Dataset], device: torch.device):
         self.configs, self.data, self.device = cfgs, data, device
         self.runs = [Engine([c], [d], device) for c, d in zip(cfgs, data)]
@@ -84,5 +82,5 @@ class StreamedRuns:
     @property
     def graph_captures(self) -> int:
         """CUDA graphs captured so far, all runs together (0 without ``--cuda-graphs``)."""
-        return sum(r.graphed.captures for r in self.runs if r.graphed is not None)
+        return sum(r.graph_captures for r in self.runs)
 
