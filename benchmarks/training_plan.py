@@ -6,8 +6,8 @@ prints the plan and why, and writes ``DIR/plan.env`` (shell assignments device/w
 writes the same plan.env itself; this script re-derives it from an earlier window's speed.json, so a window that
 skips the matrix trains by the current rule, not by the one in force when the matrix ran. ``--probe`` takes the
 few cells a window measured on its own machine (device/window.sh's check stage) to choose how the set trains
-together there (:func:`probe_streams`). Only the standard library: it runs on the device's python3 and on any
-development machine.
+together there, and whether a second seed comes nearly free on streams (:func:`probe_streams`). Only the
+standard library: it runs on the device's python3 and on any development machine.
 
 The rule (:func:`training_plan`), in short: the precision whose CE/LS pair trains the most images per second per
 model (bf16 only at >= BF16_FACTOR x TF32, graphs and streams counted where their check passed), then the largest
@@ -30,8 +30,8 @@ STREAMS_FACTOR = 1.1  # K networks on K streams replace one fused network at >= 
 #: K -> (δ values, seeds) of the set
 PLAN_SETS = {2: ((0.0, 0.05), (0,)), 4: ((0.0, 0.05), (0, 1)), 8: ((0.0, 0.05, 0.1, 0.2), (0, 1))}
 
-__all__ = ["training_plan", "probe_streams", "plan_env", "KS", "K_KEEP", "BF16_FACTOR", "GRAPHS_FACTOR",
-           "STREAMS_FACTOR", "PLAN_SETS"]
+__all__ = ["training_plan", "probe_streams", "evaluation_seconds", "plan_env", "KS", "K_KEEP", "BF16_FACTOR",
+           "GRAPHS_FACTOR", "STREAMS_FACTOR", "PLAN_SETS"]
 
 
 def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
@@ -65,7 +65,6 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
                if c["precision"] in checked and c.get("cuda_graphs") and c["pipeline"] in ("lsnc", "fused")}
     streamed = {(c["precision"], c["k"]): c["img_s_per_model"] for c in ok
                 if c["precision"] in streams_checked and c["pipeline"] == "streams"}
-    ev = next((c for c in eager if c["pipeline"] == "evaluation"), None)
     why = []
 
     def eager_rate(p, k):
@@ -95,7 +94,7 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     else:
         why.append("no bf16/tf32 comparison measured: tf32")
     prec = "bf16" if amp == "bf16" else "tf32"
-    eval_s = ev["evaluate_s"] if ev and train_images else 0.0
+    eval_s = evaluation_seconds(cells, train_images)
     n = train_images or 1
 
     def epoch_s(k):  # a member's wall seconds per epoch with k fused models
@@ -147,13 +146,16 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
             "mode": mode, "cuda_graphs": graphs, "fused_measured": bool(fused), "reasons": why}
 
 
-def probe_streams(plan: dict, cells: list[dict]) -> dict:
+def probe_streams(plan: dict, cells: list[dict], train_images: int | None = None, eval_s: float = 0.0) -> dict:
     """The plan's way of training its set together, chosen again from cells measured on the machine that trains
     it: a graphed plan (fused or on streams) at precision P and K trains on K streams where that machine's
     ``streams check P K=2`` passed and its ``streams P K=K`` gives >= STREAMS_FACTOR x its ``cudagraph P K=K``
     (both rates from the same machine; the plan itself may come from another GPU's matrix), else as one fused
-    network. K and the precision stay the plan's. A plan without graphs, or of concurrent processes: unchanged.
-    The reason is appended either way."""
+    network. The precision stays the plan's; so does K, but for a K = 2 set on streams where that machine also
+    measured ``streams P K=4``: K = 4 (:data:`PLAN_SETS`: a second seed) where each member keeps >= K_KEEP of
+    the epochs it gets at K = 2, by the rule of :func:`training_plan` (``train_images`` and the evaluation's
+    ``eval_s`` a member, from the plan's matrix, as there). A plan without graphs, or of concurrent processes:
+    unchanged. The reasons are appended either way."""
     plan = {**plan, "reasons": list(plan["reasons"])}
     p, k = ("bf16" if plan["amp"] == "bf16" else "tf32"), plan["k"]
     if plan.get("mode", "fused") not in ("fused", "streams") or not plan.get("cuda_graphs"):
@@ -173,7 +175,28 @@ def probe_streams(plan: dict, cells: list[dict]) -> dict:
         plan["reasons"].append(f"on this machine streams {p} K={k} / one graphed fused network = {ratio:.2f} "
                                f"({'>=' if use else '<'} {STREAMS_FACTOR}): {'streams' if use else 'fused'}")
     plan["mode"] = "streams" if use else "fused"
+    four = ok.get(f"streams {p} K=4")
+    if use and k == 2 and four is not None:
+        n = train_images or 1
+        eval_s = eval_s if train_images else 0.0
+
+        def epoch_s(kk, rate):  # a member's wall seconds per epoch, as training_plan's
+            return n / rate + kk * eval_s
+        keep = epoch_s(2, streams["img_s_per_model"]) / epoch_s(4, four["img_s_per_model"])
+        if keep >= K_KEEP:
+            plan["k"] = 4
+            plan["deltas"], plan["seeds"] = (list(x) for x in PLAN_SETS[4])
+        plan["reasons"].append(f"epochs per member on streams here, K=4 vs K=2: {keep:.2f} "
+                               f"({'>=' if keep >= K_KEEP else '<'} {K_KEEP}) -> K={plan['k']}")
     return plan
+
+
+def evaluation_seconds(cells: list[dict], train_images: int | None) -> float:
+    """A member's evaluation seconds from a matrix's evaluation cell (0 when it did not run or the number of
+    training images is unknown): what training_plan's K rule adds to a member's epoch."""
+    ev = next((c for c in cells if c.get("status") == "ok" and c.get("pipeline") == "evaluation"
+               and not c.get("cuda_graphs") and not c.get("compile")), None)
+    return float(ev["evaluate_s"]) if ev and train_images else 0.0
 
 
 def plan_env(plan: dict) -> str:
@@ -224,7 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"training_plan: cannot read the cells of {a.probe} ({exc}); pass the probe's speed.json",
                   file=sys.stderr)
             return 2
-        plan = probe_streams(plan, probe)
+        plan = probe_streams(plan, probe, result.get("train_images"),
+                             evaluation_seconds(cells, result.get("train_images")))
     print(plan_text(plan))
     if a.out_dir is not None:
         a.out_dir.mkdir(parents=True, exist_ok=True)

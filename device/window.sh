@@ -534,14 +534,6 @@ log "plan: K=$PLAN_K amp=$PLAN_AMP δ=($PLAN_DELTAS) seeds=(${SEEDS[*]}) tf32 tw
 # ---------------------------------------------------------------- 3. training
 T=$(( $(left) - PACK_RESERVE_S ))
 if [ "$T" -lt 10 ]; then log "error: only ${T}s left for training; none"; exit 4; fi
-TRAIN_HELP=$("$PYTHON" -m lsnc train --help 2>/dev/null)
-if ! grep -q -- '--time-budget-s' <<<"$TRAIN_HELP"; then
-    log "error: this lsnc has no 'train --time-budget-s'; no training"; exit 3
-fi
-if [ "$GRAPHS" = 1 ] && ! grep -q -- '--cuda-graphs' <<<"$TRAIN_HELP"; then
-    log "this lsnc has no 'train --cuda-graphs': training without CUDA graphs"
-    GRAPHS=0
-fi
 if [ "$GRAPHS" != 1 ] && [ "$PLAN_MODE" = streams ] && [ -z "${LSNC_WINDOW_MODE:-}" ]; then
     log "no CUDA graphs: the set trains as one fused network (streams pay only graphed)"
     PLAN_MODE=fused
@@ -553,7 +545,8 @@ read -r -a EXTRA <<<"${LSNC_WINDOW_TRAIN_ARGS:-}"
 TRAIN+=("${EXTRA[@]}")
 [ "$CONT" = 1 ] && TRAIN+=(--resume)   # the earlier call's runs, from their checkpoints
 
-train_for() {  # train_for NAME SECONDS OPTIONS...: lsnc stops itself at an evaluated epoch within SECONDS
+# train_for NAME SECONDS OPTIONS...: lsnc stops itself within SECONDS (after the last epoch that fits, evaluated)
+train_for() {
     local name=$1 secs=$2
     shift 2
     echo "train.$name: $PYTHON ${TRAIN[*]} --time-budget-s $secs $*" >>"$STAGE/summary.txt"

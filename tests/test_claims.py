@@ -406,6 +406,19 @@ def test_prefixes_of_different_lengths_are_compared_at_the_latest_epoch_that_kee
                                  for d in (0.0, 0.05)], per_seed=2).epoch == 30
 
 
+def test_a_prefix_stopped_off_the_evaluation_schedule_is_compared_at_an_epoch_all_evaluated():
+    """A time budget evaluates a run where it stops (epoch 17 here, between the scheduled 15 and 20): runs are
+    compared at the latest epoch every one of them has a row for."""
+    off = [*[e for e in EPOCHS if e <= 15], 17, *[e for e in EPOCHS if e > 15]]
+    runs = [_stopped(fake_run(d, 0, 6.0, epochs=off), 17) for d in (0.0, 0.05)]
+    runs += [_stopped(fake_run(d, 1, 6.0), 20) for d in (0.0, 0.05)]
+    aligned = scale.align_prefixes(runs, per_seed=2)
+    assert aligned.epoch == 15 and not aligned.skipped
+    assert [int(r.metrics.epoch.iloc[-1]) for r in aligned.runs] == [15] * 4
+    assert "all compared at epoch 15 of the 40-epoch recipe, the last evaluated epoch" in aligned.note
+    assert scale.common_epoch(runs[:2], 17) == 17 and scale.common_epoch(runs, 40) == 15
+
+
 def test_runs_that_all_reached_the_same_epoch_are_not_cut():
     runs = [_stopped(fake_run(d, s, f), 20) for s in range(2) for d, f in ((0.0, 6.0), (0.05, 3.0))]
     comp = claims.select_comparison(runs)

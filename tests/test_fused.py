@@ -74,29 +74,65 @@ def test_fused_prefix_then_plain_resume_equals_uninterrupted(tmp_path):
     _assert_same_tables(folders[1], whole, rtol=1e-3)
 
 
+def _on_schedule(metrics, eval_epochs):
+    return metrics[metrics.epoch.isin([0, *eval_epochs])]
+
+
 def test_time_budget_stops_at_an_evaluated_epoch_as_a_prefix(tmp_path):
     six = {**BASE, "epochs": 6, "milestones": [3], "eval_epochs": [2, 4]}
     whole = train(TrainConfig(**six, group="whole"), tmp_path, progress=False)
     cut = train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, progress=False)
     run = load_run(cut)
     assert run.status["status"] == "done" and run.is_prefix
-    assert run.epochs_reached in run.config["eval_epochs"] and run.epochs_reached < 6
+    # out of time after its first epoch, off the evaluation schedule: evaluated there, and stopped
+    assert run.epochs_reached == 1 and list(run.metrics.epoch) == [0, 1]
     assert run.status["recipe_epochs"] == 6 and run.status["stopped_by"].startswith("time budget")
-    assert run.config["milestones"] == [3]  # the recipe's schedule, never rescaled
+    assert run.config["milestones"] == [3] and run.config["eval_epochs"] == [0, 2, 4, 6]  # the recipe, unchanged
     full = load_run(whole).metrics
-    prefix = full[full.epoch <= run.epochs_reached]
-    np.testing.assert_array_equal(_numeric(run.metrics), _numeric(prefix))  # same code path: bit-identical
-    # resumed with a budget, the prefix grows by at least one evaluation interval, still exact
+    np.testing.assert_array_equal(_numeric(run.metrics.iloc[:1]), _numeric(full.iloc[:1]))  # same code path
+    # resumed with a budget, the prefix grows by an epoch at a time, still exact: the extra evaluation changed
+    # nothing, and the row at epoch 1 stays
     train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, resume=True, progress=False)
     longer = load_run(cut)
-    assert longer.epochs_reached == 4 and longer.is_prefix
-    np.testing.assert_array_equal(_numeric(longer.metrics), _numeric(full[full.epoch <= 4]))
+    assert longer.epochs_reached == 2 and longer.is_prefix and list(longer.metrics.epoch) == [0, 1, 2]
+    np.testing.assert_array_equal(_numeric(_on_schedule(longer.metrics, [2])), _numeric(full[full.epoch <= 2]))
+    train(TrainConfig(**six, group="cut"), tmp_path, resume=True, progress=False)   # to the end of the recipe
+    np.testing.assert_array_equal(_numeric(_on_schedule(load_run(cut).metrics, [2, 4, 6])), _numeric(full))
+    np.testing.assert_array_equal(_numeric(load_run(cut).epochs), _numeric(load_run(whole).epochs))
     # without its checkpoint (a run carried back from a GPU window) a prefix is left as it is, or refused
-    (cut / "checkpoint.pt").unlink()
-    train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, resume=True, progress=False)
-    assert load_run(cut).epochs_reached == 4
+    cut2 = train(TrainConfig(**six, group="cut2", time_budget_s=1e-3), tmp_path, progress=False)
+    (cut2 / "checkpoint.pt").unlink()
+    train(TrainConfig(**six, group="cut2", time_budget_s=1e-3), tmp_path, resume=True, progress=False)
+    assert load_run(cut2).epochs_reached == 1
     with pytest.raises(RunError, match="--overwrite"):
-        train(TrainConfig(**six, group="cut"), tmp_path, resume=True, progress=False)
+        train(TrainConfig(**six, group="cut2"), tmp_path, resume=True, progress=False)
+
+
+def test_a_time_budget_stops_one_epoch_before_it_runs_out():
+    """The stop rule: go on while one more epoch and its evaluation (and this epoch's, where scheduled) fit, with
+    10% to spare; an explicit stop epoch stops at the first evaluated epoch at or after it."""
+    import time
+
+    from lsnc.training.loop import _Training
+
+    def rule(epoch, elapsed, *, epochs=(5.0,), evals=(2.0,), stop_epoch=None, budget=100.0, trained=5.0):
+        t = object.__new__(_Training)
+        t.cfgs = [TrainConfig(**{**BASE, "epochs": 800, "milestones": [150]}, time_budget_s=budget,
+                              stop_epoch=stop_epoch).resolved()]
+        t.epoch_seconds, t.eval_seconds = list(epochs), list(evals)
+        t.wall_start = time.perf_counter() - elapsed
+        return t.stop_reason(epoch, trained)
+
+    assert rule(13, 80.0) is None                       # 80 + 1.1 * (5 + 2) = 87.7 <= 100: epoch 14 fits
+    assert rule(13, 93.0) == "time budget 100 s"        # 93 + 7.7 > 100: stop at 13, off the schedule
+    assert rule(10, 91.0) == "time budget 100 s"        # 91 + 1.1 * (2 + 5 + 2) > 100 (epoch 10 is evaluated)
+    assert rule(10, 91.0, evals=(0.5,)) is None         # 91 + 1.1 * 6 <= 100
+    assert rule(13, 85.0) is None and rule(13, 90.0) is None
+    assert rule(13, 85.0, trained=12.0) == "time budget 100 s"   # the slowest recent epoch counts
+    assert rule(13, 90.0, evals=()) == "time budget 100 s"       # resumed, no evaluation yet: as long as an epoch
+    assert rule(800, 1e9) is None                       # the recipe's end is not a stop
+    assert rule(13, 0.0, stop_epoch=20, budget=None) is None
+    assert rule(20, 0.0, stop_epoch=20, budget=None) == "stop epoch 20"
 
 
 def test_runs_that_differ_in_more_than_delta_and_seed_are_refused(tmp_path):

@@ -219,6 +219,16 @@ def test_a_probe_on_the_training_machine_chooses_streams_or_fused(tmp_path, caps
     assert tp.probe_streams(streams_plan, probe(15000, 21000))["mode"] == "streams"
     assert tp.probe_streams(streams_plan, probe(15000, 21000, check="error"))["mode"] == "fused"
     assert tp.probe_streams({**plan, "mode": "concurrent"}, probe(1, 9))["mode"] == "concurrent"
+    # a K = 2 set on streams takes K = 4 (a second seed) where its members keep >= K_KEEP of their epochs there
+    four = [*probe(15000, 21000), {"name": "streams bf16 K=4", "status": "ok", "img_s_per_model": 17000}]
+    wider = tp.probe_streams(plan, four)
+    assert (wider["mode"], wider["k"], wider["seeds"], wider["deltas"]) == ("streams", 4, [0, 1], [0.0, 0.05])
+    assert "K=4 vs K=2: 0.81 (>= 0.8) -> K=4" in wider["reasons"][-1] and plan["k"] == 2
+    # ... counting each member's evaluation (4 members evaluated per epoch, not 2)
+    assert tp.probe_streams(plan, four, train_images=1000, eval_s=0.01)["k"] == 2
+    four[-1]["img_s_per_model"] = 16000   # 0.76 of the epochs: K = 2
+    assert tp.probe_streams(plan, four)["k"] == 2 and "-> K=2" in tp.probe_streams(plan, four)["reasons"][-1]
+    assert tp.probe_streams(plan, [*probe(15000, 15500), four[-1]])["k"] == 2   # fused here: K stays
     # the command line: --probe with a speed.json of those cells
     (tmp_path / "earlier.json").write_text(json.dumps({"cells": earlier, "train_images": 1000}))
     (tmp_path / "probe.json").write_text(json.dumps({"cells": probe(15000, 21000)}))

@@ -84,3 +84,9 @@ def test_trained_as_is_read_off_the_logged_train_commands(tmp_path):
     assert row["trained as"] == ("streams, TF32 + CUDA graphs; train-fused again without graphs; fused after streams "
                                  "exit 1; concurrent after fused exit 1")
     assert row["plan"] == "speed matrix; probe: fused (streams not measured or not checked)"
+    # a probe that timed four networks on streams too, and took K = 4
+    _window(tmp_path, GROUP, "20270103T1000Z", [
+        "probe: streams (on this machine streams bf16 K=2 / one graphed fused network = 1.50 (>= 1.1): streams; "
+        "epochs per member on streams here, K=4 vs K=2: 0.85 (>= 0.8) -> K=4)"], {})
+    assert windows_table(tmp_path).to_dict("records")[2]["plan"] == (
+        "speed matrix; probe: streams 1.50x fused, K=4 (K=4 keeps 0.85 of a member's epochs)")

@@ -128,8 +128,8 @@ class Aligned:
             return ""
         epochs = int(self.runs[0].config["epochs"]) if self.runs else 0
         skipped = "".join(f"; skipped {r.name} (stopped at epoch {reach(r).reached})" for r in self.skipped)
-        return (f"all compared at epoch {self.epoch} of the {epochs}-epoch recipe, the last epoch every compared "
-                f"run reached (the runs reached epochs {self.reached[0]}-{self.reached[1]}){skipped}")
+        return (f"all compared at epoch {self.epoch} of the {epochs}-epoch recipe, the last evaluated epoch every "
+                f"compared run reached (the runs reached epochs {self.reached[0]}-{self.reached[1]}){skipped}")
 
 
 def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
@@ -153,9 +153,28 @@ def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
     best = max(complete(h) for h in reached.values())
     need = max(min(2, best), math.ceil(best / 2))
     h = max(h for h in set(reached.values()) if complete(h) >= need)
-    kept = [UpTo(r, h) if reached[id(r)] > h else r for r in runs if reached[id(r)] >= h]
-    return Aligned(kept, [r for r in runs if reached[id(r)] < h], h,
+    longer = [r for r in runs if reached[id(r)] >= h]
+    cut = common_epoch(longer, h)   # where a time budget stopped a run off the evaluation schedule: the one before
+    kept = [UpTo(r, cut) if reached[id(r)] > cut else r for r in longer]
+    return Aligned(kept, [r for r in runs if reached[id(r)] < h], cut,
                    (min(reached.values()), max(reached.values())))
+
+
+def common_epoch(runs: Sequence[Any], upto: int) -> int:
+    """Where to cut ``runs`` at epoch ``upto`` so that all end on the same metrics row: ``upto`` where their last
+    rows up to it agree (or a run has no table), else the latest epoch before it at which every run has a row.
+    The rows are the evaluated epochs (config.json's ``eval_epochs``) and, for a prefix a time budget stopped, its
+    last epoch, on the schedule or not (lsnc.runs.format)."""
+    rows = []
+    for r in runs:
+        table = getattr(r, "metrics", None)
+        if table is None or table.empty or "epoch" not in table.columns:
+            return int(upto)
+        rows.append({int(e) for e in pd.to_numeric(table["epoch"], errors="coerce").dropna() if e <= upto})
+    if len({max(e, default=-1) for e in rows}) <= 1:
+        return int(upto)
+    common = set.intersection(*rows)
+    return max(common) if common else int(upto)
 
 
 #: the axes :func:`setting_key` can leave out: a scale axis of the claims page, or the precision (bf16 twins)

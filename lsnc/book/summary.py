@@ -19,7 +19,7 @@ from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, F
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, column_names, ece_column, in_deltas, is_delta, loss_label,
                      temperature_column)
 from .claims import epochs_to_zero_error, final_value, paired_comparisons
-from .scale import (UpTo, align_prefixes, as_runs, data_text, fmt_list, model_text, pool_text, reach,
+from .scale import (UpTo, align_prefixes, as_runs, common_epoch, data_text, fmt_list, model_text, pool_text, reach,
                     seeds_text, setting_key, standard_runs)
 
 #: summary_by_loss: metric column -> its column in the summary
@@ -378,7 +378,7 @@ def precision_comparison(runs) -> pd.DataFrame:
         twin = _twin_of(r, full.get(_twin_key(r), []))
         if twin is None:
             continue
-        epoch = min(reach(r).reached, reach(twin).reached)
+        epoch = common_epoch([twin, r], min(reach(r).reached, reach(twin).reached))
         a, b = UpTo(twin, epoch).metrics.iloc[-1], UpTo(r, epoch).metrics.iloc[-1]
         if int(a["epoch"]) != int(b["epoch"]):  # evaluated on different epochs: no common row
             continue

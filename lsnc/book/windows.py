@@ -65,6 +65,9 @@ def read_window(folder: Path) -> dict | None:
         ratio = re.search(r"= ([0-9.]+)", fields["probe"])
         how += (f"; probe: streams {ratio.group(1)}x fused" if ratio
                 else f"; probe: {fields['probe'].split(' (')[0]} (streams not measured or not checked)")
+        wider = re.search(r"K=4 vs K=2: ([0-9.]+) .*-> K=(\d)", fields["probe"])
+        if wider:  # four networks on streams timed too: K = 4 where each member keeps enough of its epochs
+            how += f", K={wider.group(2)} (K=4 keeps {wider.group(1)} of a member's epochs)"
     done = {name: s for name, s in runs.items() if s.get("status") == "done" and isinstance(s.get("epoch"), int)}
     return {"window": folder.name, "GPU": gpu.group(1).strip() if gpu else "",
             "command s": _int(fields.get("elapsed_s")), "budget s": _int(fields.get("budget_s")), "plan": how,

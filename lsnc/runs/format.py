@@ -10,7 +10,9 @@ one)::
                      finished *prefix* of its recipe (stopped by a time budget or --stop-epoch at an evaluated
                      epoch; "stopped_by" says which, "recipe_epochs" repeats the recipe's length): its rows are
                      the recipe's run up to that epoch, never a rescaled schedule
-    metrics.csv      one row per evaluated epoch (epoch 0 = initialisation): train-set NC, test metrics, calibration
+    metrics.csv      one row per evaluated epoch (epoch 0 = initialisation): train-set NC, test metrics, calibration;
+                     the evaluated epochs are config.json's "eval_epochs", and the epoch where a time budget stopped
+                     the run (a resumed prefix keeps that row: a row at an epoch off the schedule)
     epochs.csv       one row per trained epoch: lr, running train loss / accuracy, wall seconds
     snapshots.npz    low-dimensional views of features, class means and classifier rows at a few epochs
     checkpoint.pt    latest training state for --resume (git-ignored; not part of the committed result)

@@ -1,5 +1,6 @@
 """The training loop: set up, then per epoch train, evaluate on the evaluation epochs, checkpoint; stop at the
-recipe's last epoch or, as a finished prefix, at an evaluated epoch (``stop_epoch`` / ``time_budget_s``).
+recipe's last epoch or, as a finished prefix, at an evaluated epoch (``stop_epoch``; ``time_budget_s``: the last
+epoch that fits, evaluated there).
 
 ``train(cfg)`` trains one run; ``train_many(cfgs)`` trains runs that differ only in δ and seed together, as one
 fused network (:mod:`.fused`) or as K networks on K CUDA streams (:mod:`.streams`, ``--together streams``), each
@@ -123,14 +124,14 @@ class _Training:
             for epoch in _progress(range(self.start_epoch + 1, cfg.epochs + 1), progress, self.records[0].folder.name):
                 t0 = time.perf_counter()
                 self.train_one_epoch(epoch)
-                if epoch in cfg.eval_epochs:
+                stopped_by = self.stop_reason(epoch, time.perf_counter() - t0)
+                evaluated = epoch in cfg.eval_epochs or stopped_by is not None
+                if evaluated:  # a time budget's stop epoch is evaluated too (a prefix ends on a metrics row)
                     self.evaluate(epoch)
                 self.checkpoint(epoch)
                 completed = epoch
                 # wall seconds of the whole epoch (training, tables, checkpoint), less its evaluation
-                evaluation = self.eval_seconds[-1] if epoch in cfg.eval_epochs else 0.0
-                self.epoch_seconds.append(time.perf_counter() - t0 - evaluation)
-                stopped_by = self.stop_reason(epoch)
+                self.epoch_seconds.append(time.perf_counter() - t0 - (self.eval_seconds[-1] if evaluated else 0.0))
                 if stopped_by:
                     break
         except BaseException as exc:
@@ -181,18 +182,24 @@ class _Training:
             r.save_checkpoint({**self.engine.checkpoint_state(k), "epoch": epoch, "train_seconds": r.train_seconds})
             r.running(epoch)
 
-    def stop_reason(self, epoch: int) -> str | None:
-        """Stop here (an evaluated epoch) if asked to, or if the next evaluated epoch would not fit the budget."""
+    def stop_reason(self, epoch: int, trained_s: float) -> str | None:
+        """Stop after this epoch (just trained, in ``trained_s`` seconds) if asked to (``stop_epoch``, an evaluated
+        epoch), or if one more epoch and its evaluation would not fit the time budget: the loop then evaluates this
+        epoch, on the evaluation schedule or not, so a budgeted prefix loses at most one epoch to its budget, not
+        an evaluation interval (up to 25 epochs late in the recipe)."""
         cfg = self.cfgs[0]
-        if epoch not in cfg.eval_epochs or epoch == cfg.epochs:
+        if epoch == cfg.epochs:
             return None
-        if cfg.stop_epoch is not None and epoch >= cfg.stop_epoch:
+        if cfg.stop_epoch is not None and epoch >= cfg.stop_epoch and epoch in cfg.eval_epochs:
             return f"stop epoch {cfg.stop_epoch}"
         if cfg.time_budget_s is None:
             return None
-        following = min(e for e in cfg.eval_epochs if e > epoch)
-        per_epoch = max(self.epoch_seconds[-3:])  # the slowest recent epoch, to stay inside the budget
-        needed = 1.1 * ((following - epoch) * per_epoch + self.eval_seconds[-1])
+        # the slowest recent epoch (checkpoint included), and the last evaluation (none yet after a resume: as
+        # long as an epoch), to stay inside the budget
+        per_epoch = max([*self.epoch_seconds[-3:], trained_s])
+        evaluation = self.eval_seconds[-1] if self.eval_seconds else per_epoch
+        # if it goes on: this epoch's evaluation where scheduled, the next epoch, and that one's evaluation
+        needed = 1.1 * ((1 + (epoch in cfg.eval_epochs)) * evaluation + per_epoch)
         elapsed = time.perf_counter() - self.wall_start
         if elapsed + needed > cfg.time_budget_s:
             return f"time budget {cfg.time_budget_s:g} s"
