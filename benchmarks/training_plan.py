@@ -27,11 +27,15 @@ K_KEEP = 0.8        # a larger K is taken while each member gets >= K_KEEP x the
 BF16_FACTOR = 1.3   # bf16 is used for training only when its per-model img/s is >= BF16_FACTOR x tf32's
 GRAPHS_FACTOR = 1.15  # CUDA graphs are used only when they give >= GRAPHS_FACTOR x the eager per-model img/s
 STREAMS_FACTOR = 1.1  # K networks on K streams replace one fused network at >= STREAMS_FACTOR x its per-model img/s
+#: evaluations per epoch over the part of the recipe a window trains, epochs 1-200: every epoch to 10, every 5 to
+#: 50, every 10 to 200, and 75, 125, 175 (36 of 200; lsnc.config.dense_then_sparse_epochs, the evaluation
+#: schedule's one home: a test checks this against it, since this script runs without lsnc)
+EVALS_PER_EPOCH = 36 / 200
 #: K -> (δ values, seeds) of the set
 PLAN_SETS = {2: ((0.0, 0.05), (0,)), 4: ((0.0, 0.05), (0, 1)), 8: ((0.0, 0.05, 0.1, 0.2), (0, 1))}
 
 __all__ = ["training_plan", "probe_streams", "evaluation_seconds", "plan_env", "KS", "K_KEEP", "BF16_FACTOR",
-           "GRAPHS_FACTOR", "STREAMS_FACTOR", "PLAN_SETS"]
+           "GRAPHS_FACTOR", "STREAMS_FACTOR", "EVALS_PER_EPOCH", "PLAN_SETS"]
 
 
 def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
@@ -46,9 +50,9 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     is >= BF16_FACTOR x tf32's, else tf32; a bf16 plan adds one tf32 twin (CE, the first seed; device/window.sh
     skips it where an earlier window already trained that seed in tf32). Graphs count here: on an H200 (window
     20261127T2052Z) eager bf16 was no faster than TF32, graphed bf16 1.7x.
-    K: a member's wall time per epoch with K fused models is ``train_images / rate + K x eval_s``
-    (the members are evaluated one after another, on every epoch early in training; eval_s from the evaluation
-    cell, 0 when it did not run or ``train_images`` is not given). K = the largest of 4, 8 whose epoch time is
+    K: a member's wall time per epoch with K fused models is ``train_images / rate + EVALS_PER_EPOCH x K x
+    eval_s`` (the members are evaluated one after another, on the recipe's evaluated epochs; eval_s from the
+    evaluation cell, 0 when it did not run or ``train_images`` is not given). K = the largest of 4, 8 whose epoch time is
     <= that of K = 2 / K_KEEP (each member loses at most 1 - K_KEEP of the epochs it would get at K = 2 in the
     same wall time), else 2. K picks the δ x seed set (:data:`PLAN_SETS`): 2: δ {0, 0.05} x seed {0}; 4: δ {0, 0.05}
     x seeds {0, 1}; 8: δ {0, 0.05, 0.1, 0.2} x seeds {0, 1}. Concurrent tf32 processes instead of fusion: when
@@ -98,7 +102,7 @@ def training_plan(cells: list[dict], train_images: int | None = None) -> dict:
     n = train_images or 1
 
     def epoch_s(k):  # a member's wall seconds per epoch with k fused models
-        return n / rate(prec, k) + k * eval_s
+        return n / rate(prec, k) + EVALS_PER_EPOCH * k * eval_s
 
     if graphed:
         why.append("CUDA graphs vs eager per-model img/s: " + ", ".join(
@@ -181,7 +185,7 @@ def probe_streams(plan: dict, cells: list[dict], train_images: int | None = None
         eval_s = eval_s if train_images else 0.0
 
         def epoch_s(kk, rate):  # a member's wall seconds per epoch, as training_plan's
-            return n / rate + kk * eval_s
+            return n / rate + EVALS_PER_EPOCH * kk * eval_s
         keep = epoch_s(2, streams["img_s_per_model"]) / epoch_s(4, four["img_s_per_model"])
         if keep >= K_KEEP:
             plan["k"] = 4

@@ -73,7 +73,7 @@ if [ -n "$PLAN" ]; then
             grep -q '^PLAN_GRAPHS="1"' "$PLAN" && grep -qE '^PLAN_K="[24]"' "$PLAN"; then
         echo "prepare: before training, the window checks the graphed step on its machine and probes the set on CUDA" \
              "streams there (training_plan.py --probe): streams where they pass and are >= 1.1x one graphed fused" \
-             "network, else fused"
+             "network, else fused; on streams, K=4 (a second seed) where each member keeps >= 0.8 of its epochs"
     fi
 else
     echo "prepare: no earlier plan in runs/$GROUP[-bf16]/speed/: the window runs the speed matrix"

@@ -416,6 +416,9 @@ if [ "$CONT" != 1 ]; then
             if [ "$PLAN_MODE" != concurrent ] && [ "$PLAN_GRAPHS" = 1 ] && [ -z "${LSNC_WINDOW_MODE:-}" ] &&
                     [ "$REUSE" = "$WORK/replan/plan.env" ] && { [ "$PLAN_K" = 2 ] || [ "$PLAN_K" = 4 ]; }; then
                 CELLS+=("cudagraph $CHECK_PREC K=$PLAN_K" "streams check $CHECK_PREC K=2" "streams $CHECK_PREC K=$PLAN_K")
+                # a K = 2 set on streams may take K = 4 (a second seed) where its members keep enough of their epochs
+                # (last: the cells' cap cuts it first)
+                [ "$PLAN_K" = 2 ] && CELLS+=("streams $CHECK_PREC K=4")
                 PROBE=1
             elif [ "$PLAN_MODE" = streams ]; then
                 CELLS+=("streams check $CHECK_PREC K=2")
@@ -432,8 +435,9 @@ if [ "$CONT" != 1 ]; then
                     . "$WORK/probe/plan.env"
                     cp "$WORK/probe/plan.env" "$STAGE/speed/plan.env"
                     log "the plan with this machine's streams probe: $(cat "$WORK/probe.txt")"
-                    echo "probe: $PLAN_MODE ($(grep -o 'on this machine [^;]*\|streams not used here[^;]*' \
-                        "$WORK/probe.txt" | tail -n 1 | sed 's/\.$//'))" >>"$STAGE/summary.txt"
+                    WHY=$(grep -o -e 'on this machine [^;]*' -e 'streams not used here[^;]*' \
+                          -e 'epochs per member on streams here[^;]*' "$WORK/probe.txt" | sed 's/\.$//' | paste -sd ';' -)
+                    echo "probe: $PLAN_MODE (${WHY//;/; })" >>"$STAGE/summary.txt"
                 else
                     log "the streams probe gave no plan (the plan stays $PLAN_MODE): $(tail -n 1 "$WORK/probe.txt")"
                 fi

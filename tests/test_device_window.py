@@ -390,10 +390,13 @@ for a in args[args.index("--cells") + 1:]:
     if a.startswith("--"):
         break
     names.append(a)
-rate = {"cudagraph": 100.0, "streams": float(__import__("os").environ.get("FAKE_STREAMS_RATE", "150"))}
+env = __import__("os").environ
+rate = {"cudagraph": 100.0, "streams": float(env.get("FAKE_STREAMS_RATE", "150"))}
+four = float(env.get("FAKE_STREAMS_K4_RATE", "90"))   # a member's rate with 4 networks on streams
 cells = [{"name": n, "status": "ok", "precision": n.split()[-2], "k": int(n.split("K=")[1]),
           "pipeline": "check" if " check " in n else n.split()[0],
-          **({} if " check " in n else {"img_s_per_model": rate[n.split()[0]]})} for n in names]
+          **({} if " check " in n else {"img_s_per_model": four if n.startswith("streams") and n.endswith("K=4")
+                                        else rate[n.split()[0]]})} for n in names]
 out.mkdir(parents=True, exist_ok=True)
 (out / "speed.json").write_text(json.dumps({"cells": cells}))
 print("fake probe:", names)
@@ -442,27 +445,39 @@ def test_a_second_call_continues_a_streams_set_and_falls_back_to_fused_graphs_if
     assert 'CONT_MODE="fused"' in (keep / "keep.env").read_text()
 
 
-@pytest.mark.parametrize("streams_fail", [False, True], ids=["streams", "streams fail"])
-def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path, streams_fail):
+@pytest.mark.parametrize("case", ["streams", "streams fail", "streams K=4"])
+def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path, case):
     """The earlier matrix plans bf16 + CUDA graphs, fused (no streams cells: it predates them). The check stage
-    measures the graph check, the graphed fused set and the set on streams on this machine, the probe switches the
-    set to streams (1.5x), and the set trains with --together streams. A CPU runs no CUDA graphs, so a PYTHON wrapper
-    plays the GPU: it reports the asked-for cells (made-up rates) and drops --cuda-graphs from `lsnc train`. Where
-    the streams stage fails (the wrapper fails it), the set trains again as one fused network, --resume."""
+    measures the graph check, the graphed fused set and the set on streams (K = 2 and 4) on this machine, the probe
+    switches the set to streams (1.5x), and the set trains with --together streams. A CPU runs no CUDA graphs, so a
+    PYTHON wrapper plays the GPU: it reports the asked-for cells (made-up rates) and drops --cuda-graphs from
+    `lsnc train`. Where the streams stage fails (the wrapper fails it), the set trains again as one fused network,
+    --resume. Where four networks on streams keep each member's rate (K=4), the set is two seed pairs."""
     make_image_tree(tmp_path / "tiny")
     known = _earlier_graphed_bf16_matrix(tmp_path)
+    streams_fail = case == "streams fail"
     proc, _ = _window(_env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
-                           PYTHON=str(_fake_gpu_python(tmp_path, streams_fail))))
+                           PYTHON=str(_fake_gpu_python(tmp_path, streams_fail)),
+                           FAKE_STREAMS_K4_RATE="150" if case == "streams K=4" else "90"))
     out = proc.stdout
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     check_log = (w / "logs" / "graphcheck.log").read_text()
     assert ("fake probe: ['cudagraph check bf16 K=2', 'cudagraph bf16 K=2', 'streams check bf16 K=2', "
-            "'streams bf16 K=2']") in check_log, check_log
+            "'streams bf16 K=2', 'streams bf16 K=4']") in check_log, check_log
     assert "streams check bf16 K=2 on this machine: ok" in out, out
     assert "streams bf16 K=2 / one graphed fused network = 1.50 (>= 1.1): streams" in out, out
     assert "mode=streams graphs=1 group=" + GROUP + "-bf16" in out, out
     summary = (w / "summary.txt").read_text()
     assert "probe: streams (on this machine streams bf16 K=2 / one graphed fused network = 1.50" in summary, summary
+    if case == "streams K=4":
+        assert "; epochs per member on streams here, K=4 vs K=2: " in summary and "-> K=4)\n" in summary, summary
+        assert "--amp bf16 --together streams --cuda-graphs --delta 0 0.05 --seed 0 1" in summary, summary
+        assert 'PLAN_K="4"' in (w / "speed" / "plan.env").read_text()
+        assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0), (0.0, 1), (0.05, 1)}
+        from lsnc.book.windows import read_window
+        assert ", K=4 (K=4 keeps " in read_window(w)["plan"]
+        return
+    assert "-> K=2)\n" in summary, summary
     assert "--amp bf16 --together streams --cuda-graphs --delta 0 0.05 --seed 0" in summary, summary
     assert 'PLAN_MODE="streams"' in (w / "speed" / "plan.env").read_text()
     assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0)}
@@ -482,7 +497,7 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
     assert (folder / "check.json").is_file() and not (folder / "speed.json").exists()
     from lsnc.book.windows import windows_table
     assert windows_table(tmp_path / "committed")["plan"].tolist() == [
-        "plan from window 20240101T0000Z; probe: streams 1.50x fused"]
+        "plan from window 20240101T0000Z; probe: streams 1.50x fused, K=2 (K=4 keeps 0.60 of a member's epochs)"]
 
 
 def test_a_bf16_window_trains_its_twin_into_the_tf32_group_and_a_second_call_continues_the_bf16_group(tmp_path):
@@ -673,11 +688,19 @@ def test_cells_isolated_and_capped():
     ({("tf32", 2): 100, ("tf32", 4): 85, ("tf32", 8): 60, ("bf16", 2): 110}, None, (4, "none")),
     ({("tf32", 2): 100, ("tf32", 4): 70, ("tf32", 8): 81, ("bf16", 2): 140, ("bf16", 4): 139}, None, (4, "bf16")),
     ({("tf32", 2): 100, ("tf32", 4): 90, ("tf32", 8): 85}, 0.1, (8, "none")),   # 10 s of training an epoch
-    ({("tf32", 2): 100, ("tf32", 4): 90, ("tf32", 8): 85}, 5.0, (2, "none")),   # evaluation dominates
+    ({("tf32", 2): 100, ("tf32", 4): 90, ("tf32", 8): 85}, 30.0, (2, "none")),  # evaluation dominates
+    ({("tf32", 2): 100, ("tf32", 4): 90, ("tf32", 8): 85}, 5.0, (4, "none")),   # ... on 36 of 200 epochs only
     ({}, None, (2, "none")),
 ])
 def test_training_plan_rule(per_model, eval_s, expect):
     _check_plan(per_model, eval_s, expect)
+
+
+def test_the_plans_evaluations_per_epoch_are_the_recipes():
+    """training_plan.py runs without lsnc: its evaluations per epoch must be the evaluation schedule's."""
+    from lsnc.config import dense_then_sparse_epochs
+    from training_plan import EVALS_PER_EPOCH
+    assert EVALS_PER_EPOCH == len([e for e in dense_then_sparse_epochs(800) if 1 <= e <= 200]) / 200
 
 
 def test_training_plan_prefers_concurrent_processes_when_fusion_does_not_pay():
