@@ -417,6 +417,12 @@ def test_a_prefix_stopped_off_the_evaluation_schedule_is_compared_at_an_epoch_al
     assert [int(r.metrics.epoch.iloc[-1]) for r in aligned.runs] == [15] * 4
     assert "all compared at epoch 15 of the 40-epoch recipe, the last evaluated epoch" in aligned.note
     assert scale.common_epoch(runs[:2], 17) == 17 and scale.common_epoch(runs, 40) == 15
+    # a pair that stopped between the scheduled 15 and the 17 compared first is compared too, not skipped
+    sixteen = [*[e for e in EPOCHS if e <= 15], 16, *[e for e in EPOCHS if e > 15]]
+    runs += [_stopped(fake_run(d, 2, 6.0, epochs=off), 17) for d in (0.0, 0.05)]
+    runs += [_stopped(fake_run(d, 3, 6.0, epochs=sixteen), 16) for d in (0.0, 0.05)]
+    aligned = scale.align_prefixes(runs, per_seed=2)
+    assert aligned.epoch == 15 and not aligned.skipped and len(aligned.runs) == 8
 
 
 def test_runs_that_all_reached_the_same_epoch_are_not_cut():

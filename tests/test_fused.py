@@ -74,10 +74,6 @@ def test_fused_prefix_then_plain_resume_equals_uninterrupted(tmp_path):
     _assert_same_tables(folders[1], whole, rtol=1e-3)
 
 
-def _on_schedule(metrics, eval_epochs):
-    return metrics[metrics.epoch.isin([0, *eval_epochs])]
-
-
 def test_time_budget_stops_at_an_evaluated_epoch_as_a_prefix(tmp_path):
     six = {**BASE, "epochs": 6, "milestones": [3], "eval_epochs": [2, 4]}
     whole = train(TrainConfig(**six, group="whole"), tmp_path, progress=False)
@@ -90,14 +86,16 @@ def test_time_budget_stops_at_an_evaluated_epoch_as_a_prefix(tmp_path):
     assert run.config["milestones"] == [3] and run.config["eval_epochs"] == [0, 2, 4, 6]  # the recipe, unchanged
     full = load_run(whole).metrics
     np.testing.assert_array_equal(_numeric(run.metrics.iloc[:1]), _numeric(full.iloc[:1]))  # same code path
-    # resumed with a budget, the prefix grows by an epoch at a time, still exact: the extra evaluation changed
-    # nothing, and the row at epoch 1 stays
+    # resumed with a budget, the prefix grows by an epoch at a time, still exact (the extra evaluation changed
+    # nothing); the stop row off the schedule goes: the longer run has the uninterrupted run's rows
     train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, resume=True, progress=False)
     longer = load_run(cut)
-    assert longer.epochs_reached == 2 and longer.is_prefix and list(longer.metrics.epoch) == [0, 1, 2]
-    np.testing.assert_array_equal(_numeric(_on_schedule(longer.metrics, [2])), _numeric(full[full.epoch <= 2]))
+    assert longer.epochs_reached == 2 and longer.is_prefix and list(longer.metrics.epoch) == [0, 2]
+    np.testing.assert_array_equal(_numeric(longer.metrics), _numeric(full[full.epoch <= 2]))
+    train(TrainConfig(**six, group="cut", time_budget_s=1e-3), tmp_path, resume=True, progress=False)
+    assert list(load_run(cut).metrics.epoch) == [0, 2, 3]   # stopped off the schedule again
     train(TrainConfig(**six, group="cut"), tmp_path, resume=True, progress=False)   # to the end of the recipe
-    np.testing.assert_array_equal(_numeric(_on_schedule(load_run(cut).metrics, [2, 4, 6])), _numeric(full))
+    np.testing.assert_array_equal(_numeric(load_run(cut).metrics), _numeric(full))
     np.testing.assert_array_equal(_numeric(load_run(cut).epochs), _numeric(load_run(whole).epochs))
     # without its checkpoint (a run carried back from a GPU window) a prefix is left as it is, or refused
     cut2 = train(TrainConfig(**six, group="cut2", time_budget_s=1e-3), tmp_path, progress=False)
@@ -115,11 +113,13 @@ def test_a_time_budget_stops_one_epoch_before_it_runs_out():
 
     from lsnc.training.loop import _Training
 
-    def rule(epoch, elapsed, *, epochs=(5.0,), evals=(2.0,), stop_epoch=None, budget=100.0, trained=5.0):
+    def rule(epoch, elapsed, *, epochs=(5.0,), evals=(2.0,), stop_epoch=None, budget=100.0, trained=5.0,
+             logged=None, checkpoint=0.0):
         t = object.__new__(_Training)
         t.cfgs = [TrainConfig(**{**BASE, "epochs": 800, "milestones": [150]}, time_budget_s=budget,
                               stop_epoch=stop_epoch).resolved()]
         t.epoch_seconds, t.eval_seconds = list(epochs), list(evals)
+        t.eval_logged, t.checkpoint_seconds = logged, checkpoint
         t.wall_start = time.perf_counter() - elapsed
         return t.stop_reason(epoch, trained)
 
@@ -130,6 +130,8 @@ def test_a_time_budget_stops_one_epoch_before_it_runs_out():
     assert rule(13, 85.0) is None and rule(13, 90.0) is None
     assert rule(13, 85.0, trained=12.0) == "time budget 100 s"   # the slowest recent epoch counts
     assert rule(13, 90.0, evals=()) == "time budget 100 s"       # resumed, no evaluation yet: as long as an epoch
+    assert rule(13, 90.0, evals=(), logged=2.0) is None          # ... or the one the runs logged last
+    assert rule(13, 92.0) is None and rule(13, 92.0, checkpoint=1.0) == "time budget 100 s"  # its checkpoint counts
     assert rule(800, 1e9) is None                       # the recipe's end is not a stop
     assert rule(13, 0.0, stop_epoch=20, budget=None) is None
     assert rule(20, 0.0, stop_epoch=20, budget=None) == "stop epoch 20"

@@ -153,10 +153,18 @@ def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
     best = max(complete(h) for h in reached.values())
     need = max(min(2, best), math.ceil(best / 2))
     h = max(h for h in set(reached.values()) if complete(h) >= need)
-    longer = [r for r in runs if reached[id(r)] >= h]
-    cut = common_epoch(longer, h)   # where a time budget stopped a run off the evaluation schedule: the one before
+    # where a time budget stopped a run off the evaluation schedule, h may be an epoch the longer runs have no row
+    # for: cut at the latest epoch every run that reaches it evaluated (which may take in runs that stopped
+    # between the two, so again until it holds)
+    cut = h
+    while True:
+        longer = [r for r in runs if reached[id(r)] >= cut]
+        again = common_epoch(longer, cut)
+        if again == cut:
+            break
+        cut = again
     kept = [UpTo(r, cut) if reached[id(r)] > cut else r for r in longer]
-    return Aligned(kept, [r for r in runs if reached[id(r)] < h], cut,
+    return Aligned(kept, [r for r in runs if reached[id(r)] < cut], cut,
                    (min(reached.values()), max(reached.values())))
 
 

@@ -12,7 +12,7 @@ one)::
                      the recipe's run up to that epoch, never a rescaled schedule
     metrics.csv      one row per evaluated epoch (epoch 0 = initialisation): train-set NC, test metrics, calibration;
                      the evaluated epochs are config.json's "eval_epochs", and the epoch where a time budget stopped
-                     the run (a resumed prefix keeps that row: a row at an epoch off the schedule)
+                     the run, on the schedule or not (resumed, the run drops a stop row off the schedule)
     epochs.csv       one row per trained epoch: lr, running train loss / accuracy, wall seconds
     snapshots.npz    low-dimensional views of features, class means and classifier rows at a few epochs
     checkpoint.pt    latest training state for --resume (git-ignored; not part of the committed result)

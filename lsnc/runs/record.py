@@ -3,7 +3,8 @@ checkpoint. The format itself is documented in :mod:`lsnc.runs.format`.
 
 A checkpoint holds the plain model's ``state_dict``, the optimizer's and the scheduler's, the epoch and the
 training seconds so far; rows written after the checkpoint (a kill between a table write and the checkpoint)
-are dropped on resume and redone, so a resumed run writes the same tables as an uninterrupted one.
+are dropped on resume and redone, so a resumed run writes the same tables as an uninterrupted one. So is the
+metrics row a time budget adds where it stops a prefix off the evaluation schedule (lsnc.runs.format).
 """
 
 from __future__ import annotations
@@ -111,7 +112,11 @@ class RunRecord:
         except Exception as exc:  # truncated, corrupt, or not a checkpoint
             raise RunError(f"{path} is damaged ({type(exc).__name__}); pass --overwrite to train the run again") from exc
         self.resume_state, self.start_epoch, self.train_seconds = state, state["epoch"], state["train_seconds"]
-        self.metrics_rows = [r for r in read_rows_csv(folder / METRICS_FILE) if r["epoch"] <= self.start_epoch]
+        # a time budget's stop row off the evaluation schedule is the end of a prefix, not part of the run that
+        # goes on from it: dropped, so the longer run has the uninterrupted run's rows (and one grid of epochs)
+        scheduled = {0, *(self.cfg.eval_epochs or ())}
+        self.metrics_rows = [r for r in read_rows_csv(folder / METRICS_FILE)
+                             if r["epoch"] <= self.start_epoch and r["epoch"] in scheduled]
         self.epoch_rows = [r for r in read_rows_csv(folder / EPOCHS_FILE) if r["epoch"] <= self.start_epoch]
         self.snapshots = {e: s for e, s in load_snapshots(folder / SNAPSHOTS_FILE).items() if e <= self.start_epoch}
 

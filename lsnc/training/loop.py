@@ -109,8 +109,13 @@ class _Training:
             r.start(self.data[k], self.device)
         self.snap_idx = [snapshot_indices(d.train.y) for d in self.data]
         self.theory = [ufm_theory_norms(c, d) if c.ufm else {} for c, d in zip(cfgs, self.data)]
-        self.epoch_seconds: list[float] = []
-        self.eval_seconds: list[float] = []
+        self.epoch_seconds: list[float] = []   # whole epochs (checkpoint included), less their evaluation
+        self.eval_seconds: list[float] = []    # evaluations of all the runs, one after another
+        self.checkpoint_seconds = 0.0          # the last checkpoint of all the runs
+        # resumed: the evaluation the runs last logged (on this machine, in a window's second call), until one is
+        # timed here
+        last = [float(r.metrics_rows[-1].get("eval_seconds") or 0.0) for r in self.records if r.metrics_rows]
+        self.eval_logged = sum(last) if len(last) == len(self.records) else None
 
     # ------------------------------------------------------------------ the loop
 
@@ -178,9 +183,11 @@ class _Training:
         self.eval_seconds.append(time.perf_counter() - t_all)
 
     def checkpoint(self, epoch: int) -> None:
+        t0 = time.perf_counter()
         for k, r in enumerate(self.records):
             r.save_checkpoint({**self.engine.checkpoint_state(k), "epoch": epoch, "train_seconds": r.train_seconds})
             r.running(epoch)
+        self.checkpoint_seconds = time.perf_counter() - t0
 
     def stop_reason(self, epoch: int, trained_s: float) -> str | None:
         """Stop after this epoch (just trained, in ``trained_s`` seconds) if asked to (``stop_epoch``, an evaluated
@@ -194,12 +201,14 @@ class _Training:
             return f"stop epoch {cfg.stop_epoch}"
         if cfg.time_budget_s is None:
             return None
-        # the slowest recent epoch (checkpoint included), and the last evaluation (none yet after a resume: as
-        # long as an epoch), to stay inside the budget
+        # the slowest recent epoch (checkpoint included), and the last evaluation (after a resume, the one the runs
+        # logged last; else as long as an epoch), to stay inside the budget
         per_epoch = max([*self.epoch_seconds[-3:], trained_s])
-        evaluation = self.eval_seconds[-1] if self.eval_seconds else per_epoch
-        # if it goes on: this epoch's evaluation where scheduled, the next epoch, and that one's evaluation
-        needed = 1.1 * ((1 + (epoch in cfg.eval_epochs)) * evaluation + per_epoch)
+        evaluation = (self.eval_seconds[-1] if self.eval_seconds
+                      else self.eval_logged if self.eval_logged is not None else per_epoch)
+        # if it goes on: this epoch's evaluation where scheduled and its checkpoint, the next epoch (checkpoint
+        # included), and that one's evaluation
+        needed = 1.1 * ((1 + (epoch in cfg.eval_epochs)) * evaluation + self.checkpoint_seconds + per_epoch)
         elapsed = time.perf_counter() - self.wall_start
         if elapsed + needed > cfg.time_budget_s:
             return f"time budget {cfg.time_budget_s:g} s"
