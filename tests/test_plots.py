@@ -458,3 +458,19 @@ def test_the_seeds_note_says_where_shorter_runs_end():
     assert _seeds_note(pd.DataFrame(rows)).endswith("; fewer seeds after epoch 20, where shorter runs end")
     same = pd.DataFrame([r for r in rows if r["epoch"] <= 20])
     assert _seeds_note(same) == "lines: mean over 2 seed(s); bands: min-max over seeds"
+
+
+def test_seed_means_leave_out_a_stop_row_another_run_went_past():
+    """A time budget evaluates a prefix where it stops (seed 1 at epoch 17, between the scheduled 15 and 20); seed 0
+    went on without a row there: the seed mean skips 17 rather than show seed 1 alone between two means of both."""
+    import pandas as pd
+
+    from lsnc.book.plots.style import seed_stats, stop_rows_off_the_grid
+
+    rows = [{"dataset": "g", "run": f"ce-s{s}", "epoch": e, "v": float(s)} for s, epochs in
+            ((0, (0, 10, 15, 20, 25, 27)), (1, (0, 10, 15, 17))) for e in epochs]
+    df = pd.DataFrame(rows)
+    assert list(df[stop_rows_off_the_grid(df)].epoch) == [17]    # 27 is a stop row too, but no run went past it
+    stats = seed_stats(df, "v")
+    assert list(stats.index) == [0, 10, 15, 20, 25, 27] and list(stats["n"]) == [2, 2, 2, 1, 1, 1]
+    assert not stop_rows_off_the_grid(df.drop(columns="run")).any()

@@ -88,11 +88,28 @@ def group_label(df: pd.DataFrame, dataset: str) -> str:
 
 
 def seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
-    """Mean, min, max and count over seeds of ``col`` at each ``x`` (rows with NaN ignored)."""
+    """Mean, min, max and count over seeds of ``col`` at each ``x`` (rows with NaN ignored); against the epoch,
+    without the stop rows a longer run has no row for (:func:`stop_rows_off_the_grid`)."""
+    if x == "epoch":
+        df = df[~stop_rows_off_the_grid(df)]
     values = pd.to_numeric(df[col], errors="coerce")
     grouped = values.groupby(df[x])
     return pd.DataFrame({"mean": grouped.mean(), "min": grouped.min(), "max": grouped.max(),
                          "n": grouped.count()}).dropna(subset=["mean"])
+
+
+def stop_rows_off_the_grid(df: pd.DataFrame) -> pd.Series:
+    """The rows (a boolean mask) at an epoch that is one run's last and that another run of ``df`` went past without
+    evaluating: a time budget evaluates a prefix where it stops, on the schedule or not (lsnc.runs.format), and a
+    seed mean there would be one seed's value between two means of all of them. Runs are told apart by ``run``
+    (and ``dataset``); without that column, nothing is masked."""
+    if "run" not in df.columns or df.empty:
+        return pd.Series(False, index=df.index)
+    keys = [c for c in ("dataset", "run") if c in df.columns]
+    epochs = {k: set(g["epoch"]) for k, g in df.groupby(keys)}
+    off = {last for k, rows in epochs.items() for last in [max(rows)]
+           if any(max(other) > last and last not in other for other in epochs.values())}
+    return df["epoch"].isin(off)
 
 
 def line_band(ax, df: pd.DataFrame, col: str, colour, label=None, ls="-", x="epoch", band_alpha=0.2, lw=1.6,
