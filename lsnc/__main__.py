@@ -2,6 +2,7 @@
 
 import sys
 
+from . import IMPORTED_AT
 from .cli import main
 
-sys.exit(main())
+sys.exit(main(started=IMPORTED_AT))

@@ -191,7 +191,9 @@ def build_book(preset: str, *, train_missing: bool, progress: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, started: float | None = None) -> int:
+    """The command line; ``started`` (a ``time.perf_counter()`` reading): when the process started, for
+    ``train --time-budget-s`` (default: when training is called)."""
     from .data import DataError
     from .runs import RunError
     from .training import NonFiniteLoss, train_many
@@ -217,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "book":
             return build_book(args.preset, train_missing=not args.no_train, progress=not args.quiet)
         folders = train_many(configs_from_args(args), args.runs_dir, resume=args.resume, overwrite=args.overwrite,
-                             progress=not args.quiet)
+                             progress=not args.quiet, started=started)
         print("\n".join(map(str, folders)))
         return 0
     except (ConfigError, DataError, RunError) as exc:

@@ -106,6 +106,17 @@ def test_time_budget_stops_at_an_evaluated_epoch_as_a_prefix(tmp_path):
         train(TrainConfig(**six, group="cut2"), tmp_path, resume=True, progress=False)
 
 
+def test_a_time_budget_counts_from_when_the_process_started(tmp_path):
+    """`python -m lsnc train` passes when lsnc was imported (lsnc.IMPORTED_AT): importing torch is in the budget."""
+    import time
+    budget = dict(**BASE, time_budget_s=500)
+    late = train_many([TrainConfig(**budget, group="late")], tmp_path, progress=False,
+                      started=time.perf_counter() - 1000)[0]
+    assert load_run(late).epochs_reached == 1 and load_run(late).status["stopped_by"] == "time budget 500 s"
+    now = train_many([TrainConfig(**budget, group="now")], tmp_path, progress=False)[0]
+    assert load_run(now).epochs_reached == BASE["epochs"] and not load_run(now).is_prefix
+
+
 def test_a_time_budget_stops_one_epoch_before_it_runs_out():
     """The stop rule: go on while one more epoch and its evaluation (and this epoch's, where scheduled) fit, with
     10% to spare; an explicit stop epoch stops at the first evaluated epoch at or after it."""

@@ -49,14 +49,14 @@ def train(cfg: TrainConfig, runs_dir: str | Path = "runs", *, resume: bool = Fal
 
 
 def train_many(cfgs: list[TrainConfig], runs_dir: str | Path = "runs", *, resume: bool = False,
-               overwrite: bool = False, progress: bool = True, log=print) -> list[Path]:
+               overwrite: bool = False, progress: bool = True, log=print, started: float | None = None) -> list[Path]:
     """Train runs that differ only in δ and seed together (fused, or on streams: ``together``); return their
-    folders.
+    folders. A time budget counts from ``started`` (a ``time.perf_counter()`` reading; default: now).
 
     Each run is claimed (an exclusive lock beside its folder) for the whole call, so a second writer of the
     same run is refused with RunClaimed instead of mixing two runs' rows in one folder.
     """
-    wall_start = time.perf_counter()
+    wall_start = time.perf_counter() if started is None else started
     cfgs = [c.resolved() for c in cfgs]
     check_fusable(cfgs)
     folders = [run_folder(runs_dir, c) for c in cfgs]
