@@ -2,7 +2,6 @@
 
 import sys
 
-from . import IMPORTED_AT
-from .cli import main
+from .cli import command
 
-sys.exit(main(started=IMPORTED_AT))
+sys.exit(command())

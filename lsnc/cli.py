@@ -230,5 +230,12 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
         return 1
 
 
+def command() -> int:
+    """The ``lsnc`` command and ``python -m lsnc``: :func:`main`, its time budgets counted from when the process
+    imported lsnc (``lsnc.IMPORTED_AT``)."""
+    from . import IMPORTED_AT
+    return main(started=IMPORTED_AT)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -91,7 +91,7 @@ class TrainConfig:
     tf32: bool = _opt(False, EXEC, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)")
     threads: int | None = _opt(None, EXEC, "CPU threads for torch")
     time_budget_s: float | None = _opt(None, STOP, ("stop at the last epoch that fits in this many seconds "
-                                                        "(from the start of `python -m lsnc`), evaluated there (on "
+                                                        "(from the start of the lsnc command), evaluated there (on "
                                                         "the schedule or not)"))
     stop_epoch: int | None = _opt(None, STOP, "stop after this evaluated epoch")
     name: str | None = _opt(None, NAMING, "run folder name (default: from loss, model and seed)")

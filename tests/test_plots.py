@@ -474,3 +474,14 @@ def test_seed_means_leave_out_a_stop_row_another_run_went_past():
     stats = seed_stats(df, "v")
     assert list(stats.index) == [0, 10, 15, 20, 25, 27] and list(stats["n"]) == [2, 2, 2, 1, 1, 1]
     assert not stop_rows_off_the_grid(df.drop(columns="run")).any()
+    # a set trained together stops together: three seeds at 17 and one that went on keep their common end point
+    many = pd.DataFrame(rows + [{"dataset": "g", "run": f"ce-s{s}", "epoch": e, "v": float(s)}
+                                for s in (2, 3) for e in (0, 10, 15, 17)])
+    assert not stop_rows_off_the_grid(many).any()
+    assert list(seed_stats(many, "v").loc[17, ["n"]]) == [3]
+    # counted per δ: another δ's runs that went past 17 do not outvote this δ's
+    other = pd.DataFrame([{**r, "delta": 0.0} for r in rows] + [
+        {"dataset": "g", "run": f"ls-s{s}", "epoch": e, "v": 1.0, "delta": 0.05}
+        for s in (0, 1, 2) for e in (0, 10, 15, 20)])
+    assert list(other[stop_rows_off_the_grid(other)].epoch) == [17]
+    assert not stop_rows_off_the_grid(other[other.delta == 0.05]).any()

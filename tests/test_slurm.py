@@ -69,9 +69,16 @@ def _submitted(out: str) -> dict[str, str]:
     return {line.split()[1]: line.split()[-1] for line in out.splitlines() if line.startswith("submitted")}
 
 
-def _tasks(cluster, array_id: str) -> list[str]:
-    """The array's tasks as SLURM's accounting lists them (allocations only, no steps)."""
-    return cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID", "-j", array_id).split()
+def _tasks(cluster, array_id: str, expect: int, timeout: float = 20) -> list[str]:
+    """The array's tasks as SLURM's accounting lists them (allocations only, no steps), once it lists ``expect``
+    of them or ``timeout`` seconds have passed: slurmctld records a finished task a moment after its run folder
+    says done (a loaded CI machine listed one of two tasks)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = cluster.run("sacct", "-X", "-n", "-P", "-o", "JobID", "-j", array_id).split()
+        if len(tasks) >= expect or time.monotonic() > deadline:
+            return tasks
+        time.sleep(0.2)
 
 
 def _wait_epoch(folder, epoch: int, timeout: float = 45) -> None:
@@ -112,7 +119,7 @@ def test_smoke_sweep_is_one_job_array_queued_then_done_and_idempotent(slurm, tmp
     slurm.run("scontrol", "release", *array)
     rc, out = _lsnc(capsys, "--preset", "smoke", *JOB, "--runs-dir", runs, "--wait")  # waits for those jobs
     assert rc == 0 and not _submitted(out) and "done: 3" in out
-    assert len(_tasks(slurm, *array)) == 3
+    assert len(_tasks(slurm, *array, expect=3)) == 3
     rc, out = _lsnc(capsys, "--preset", "smoke", *JOB, "--runs-dir", runs, "--wait")
     assert rc == 0 and not _submitted(out) and "done: 3" in out
     slurm.wait_idle()  # the jobs end just after their runs; accounting records it a moment later on a busy machine
@@ -148,7 +155,7 @@ def test_fuse_trains_a_delta_sweep_in_one_job(slurm, tmp_path, capsys):
     # CE and LS (δ differs) share one job; the UFM run (another model) has its own: 2 array tasks for 3 runs.
     ce, ls, ufm = (jobs[f"synthetic/{n}-s0"] for n in ("ce-mlpw32", "ls0.05-mlpw32", "ls0.05-ufm-mlpw32"))
     assert ce == ls != ufm
-    assert len(_tasks(slurm, jobs["synthetic/ce-mlpw32-s0"].split("_")[0])) == 2
+    assert len(_tasks(slurm, jobs["synthetic/ce-mlpw32-s0"].split("_")[0], expect=2)) == 2
 
 
 def _start_slow_run(capsys, monkeypatch, runs) -> str:

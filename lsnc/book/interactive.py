@@ -418,9 +418,12 @@ def dynamics_figure(grids: Sequence[dict] | None = None, delta: float = MAIN_DEL
 
 
 def sweep_table(runs) -> "object":
-    """Mean over seeds per (dataset, δ, epoch) of :data:`SWEEP_COLUMNS`, with the number of seeds."""
+    """Mean over seeds per (dataset, δ, epoch) of :data:`SWEEP_COLUMNS`, with the number of seeds (without the
+    stop rows the seed means of the figures leave out: :func:`.plots.style.stop_rows_off_the_grid`)."""
+    from .plots.style import stop_rows_off_the_grid
     from .summary import metrics_table
     df = metrics_table(runs)
+    df = df[~stop_rows_off_the_grid(df)].copy()
     cols = [c for c in SWEEP_COLUMNS if c in df.columns]
     for c in cols:
         df[c] = df[c].astype(float)

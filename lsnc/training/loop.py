@@ -114,8 +114,9 @@ class _Training:
         self.checkpoint_seconds = 0.0          # the last checkpoint of all the runs
         # resumed: the evaluation the runs last logged (on this machine, in a window's second call), until one is
         # timed here
-        last = [float(r.metrics_rows[-1].get("eval_seconds") or 0.0) for r in self.records if r.metrics_rows]
-        self.eval_logged = sum(last) if len(last) == len(self.records) else None
+        last = [r.metrics_rows[-1].get("eval_seconds") for r in self.records if r.metrics_rows]
+        self.eval_logged = (sum(float(s) for s in last) if len(last) == len(self.records)
+                            and all(isinstance(s, (int, float)) and s == s for s in last) else None)
 
     # ------------------------------------------------------------------ the loop
 
@@ -203,7 +204,7 @@ class _Training:
             return None
         # the slowest recent epoch (checkpoint included), and the last evaluation (after a resume, the one the runs
         # logged last; else as long as an epoch), to stay inside the budget
-        per_epoch = max([*self.epoch_seconds[-3:], trained_s])
+        per_epoch = max([*self.epoch_seconds[-3:], trained_s + self.checkpoint_seconds])
         evaluation = (self.eval_seconds[-1] if self.eval_seconds
                       else self.eval_logged if self.eval_logged is not None else per_epoch)
         # if it goes on: this epoch's evaluation where scheduled and its checkpoint, the next epoch (checkpoint

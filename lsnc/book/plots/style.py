@@ -99,17 +99,22 @@ def seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
 
 
 def stop_rows_off_the_grid(df: pd.DataFrame) -> pd.Series:
-    """The rows (a boolean mask) at an epoch that is one run's last and that another run of ``df`` went past without
-    evaluating: a time budget evaluates a prefix where it stops, on the schedule or not (lsnc.runs.format), and a
-    seed mean there would be one seed's value between two means of all of them. Runs are told apart by ``run``
-    (and ``dataset``); without that column, nothing is masked."""
+    """The rows (a boolean mask) at an epoch that is the last of some runs and that as many runs or more went past
+    without evaluating: a time budget evaluates a prefix where it stops, on the schedule or not (lsnc.runs.format),
+    and a seed mean there would be a few seeds' value between two means of others. Counted per dataset and δ; runs
+    are told apart by ``run``: without that column, nothing is masked."""
+    mask = pd.Series(False, index=df.index)
     if "run" not in df.columns or df.empty:
-        return pd.Series(False, index=df.index)
-    keys = [c for c in ("dataset", "run") if c in df.columns]
-    epochs = {k: set(g["epoch"]) for k, g in df.groupby(keys)}
-    off = {last for k, rows in epochs.items() for last in [max(rows)]
-           if any(max(other) > last and last not in other for other in epochs.values())}
-    return df["epoch"].isin(off)
+        return mask
+    keys = [c for c in ("dataset", "delta") if c in df.columns]
+    for _, setting in (df.groupby(keys) if keys else [(None, df)]):
+        epochs = {run: set(g["epoch"]) for run, g in setting.groupby("run")}
+        for stop in {max(rows) for rows in epochs.values()}:
+            having = sum(stop in rows for rows in epochs.values())
+            passed = sum(max(rows) > stop and stop not in rows for rows in epochs.values())
+            if passed >= having:
+                mask[setting.index[setting["epoch"] == stop]] = True
+    return mask
 
 
 def line_band(ax, df: pd.DataFrame, col: str, colour, label=None, ls="-", x="epoch", band_alpha=0.2, lw=1.6,

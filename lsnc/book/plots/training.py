@@ -24,7 +24,7 @@ from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, 
 from ..scale import describe_run, fmt_list
 from ..summary import final_rows, metrics_table, ufm_errors
 from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, dots_vs_delta, grid,
-                    group_label, has, line_band, loss_colour, not_logged, row_title)
+                    group_label, has, line_band, loss_colour, not_logged, row_title, stop_rows_off_the_grid)
 
 SUBSET_STYLES = {"all": "-", "correct": "--", "incorrect": ":"}
 NC1, NC2, NC3 = NC_COLUMNS.values()
@@ -40,6 +40,7 @@ def _datasets(df: pd.DataFrame) -> list[str]:
 
 
 def _seeds_note(df: pd.DataFrame) -> str:
+    df = df[~stop_rows_off_the_grid(df)]   # as the lines are drawn (seed_stats)
     n = df.groupby(["dataset", "delta"])["seed"].nunique()
     if n.empty:
         return ""
