@@ -1,4 +1,4 @@
-"""The GPU window script (device/window.sh) end to end on the CPU, and the speed matrix's cell runner and plan."""
+"""The GPU window (device/window.sh, which runs device/window.py) end to end on the CPU, and the speed matrix's cell runner and plan."""
 
 from __future__ import annotations
 
@@ -316,6 +316,12 @@ def test_window_rederives_the_plan_from_the_newest_matrix_and_skips_a_twin_train
                                                                                   "ls0.05-bf16-resnet18w4-s0"]
     assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0)}
     assert "run_group: " + GROUP + "-bf16" in summary
+    # device/prepare.sh's preview takes the same plan, seed and twin from the same runs
+    preview = subprocess.run([sys.executable, str(REPO / "device" / "window.py"), "--preview"], capture_output=True,
+                             text=True, env={**os.environ, "LSNC_WINDOW_KNOWN_RUNS": str(known)}).stdout
+    assert "the window re-derives its plan from " + str(speed / "20240101T0000Z" / "speed.json") in preview, preview
+    assert f"(bf16, group {GROUP}-bf16) with seeds 0 (device/next_seeds.py)" in preview, preview
+    assert "its tf32 twin (CE, seed 0) was trained before: ce-resnet18-s0\n" in preview, preview
     (speed / "20240101T0000Z" / "speed.json").write_text("{not json")
     proc, _ = _window(_env(tmp_path, "2", LSNC_WINDOW_KNOWN_RUNS=str(known), LSNC_WINDOW_BUDGET_S="1"), expect_rc=4)
     assert "could not re-derive a plan from" in proc.stdout and "plan reused from window 20250101T0000Z" in proc.stdout
@@ -592,7 +598,7 @@ def test_prepare_checks_the_archive_and_what_travels(tmp_path):
     whose tracked and untracked-not-ignored files plus .device/ exceed the device's 64 MiB."""
     repo = tmp_path / "repo"
     (repo / "device").mkdir(parents=True)
-    for f in ("prepare.sh", "next_seeds.py"):
+    for f in ("prepare.sh", "next_seeds.py", "window.py"):
         (repo / "device" / f).write_bytes((REPO / "device" / f).read_bytes())
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / ".gitignore").write_text(".device/\n")
@@ -611,12 +617,46 @@ def test_prepare_checks_the_archive_and_what_travels(tmp_path):
     (repo / "gone.txt").unlink()
     proc = prepare(SHARED_ARCHIVE)
     assert proc.returncode == 0 and "of 64 MiB travel" in proc.stdout, proc.stderr
+    # its preview of the window (device/window.py --preview): no earlier window here, so the matrix and seeds 0 1
+    assert "no earlier plan in runs/" + GROUP + "[-bf16]/speed/: the window runs the speed matrix" in proc.stdout
+    assert "(TF32, group " + GROUP + ") with the first 1 or 2 (its plan says) of seeds 0 1" in proc.stdout, proc.stdout
     with open(repo / "big.bin", "wb") as f:   # sparse: 50 MiB apparent size, what the device counts
         f.truncate(50 * 2**20)
     proc = prepare(SHARED_ARCHIVE)
     assert proc.returncode == 1 and "over the device's 64 MiB" in proc.stderr, proc.stderr
     (repo / ".gitignore").write_text(".device/\nbig.bin\n")
     assert prepare(SHARED_ARCHIVE).returncode == 0
+
+
+def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
+    """device/window.py reads plan.env and keep.env back line by line (never sources them): a line of any other
+    form makes the file invalid. A bad setting exits 2 before anything is made, naming the setting."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("window", REPO / "device" / "window.py")
+    window = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(window)
+    plan = tmp_path / "plan.env"
+    for text, expect in (('PLAN_K="2"\nPLAN_DELTAS="0 0.05"\n', {"PLAN_K": "2", "PLAN_DELTAS": "0 0.05"}),
+                         ('PLAN_K="2"\nPLAN_SEEDS=0; echo hi\n', None), ('PLAN_DELTAS="0"\n', None),
+                         ('PLAN_K="2"\n\n', None), ('PLAN_K="$(id)"\n', None), ("", None)):
+        plan.write_text(text)
+        assert window.read_plan(plan) == expect, text
+    assert window.read_plan(tmp_path / "missing.env") is None
+    keep = tmp_path / "keep.env"
+    keep.write_text('CONT_RUN_GROUP="cifar10-jpeg-full-resnet18-gpu-bf16"\nCONT_FROM="20261127T2052Z"\n')
+    assert window.read_assignments(keep, window.KEEP_LINE)["CONT_RUN_GROUP"].endswith("-bf16")
+    assert window.cell_status(tmp_path / "none.json", "cudagraph check bf16 K=2") == "not run"
+    (tmp_path / "s.json").write_text(json.dumps({"cells": [{"name": "a", "status": "ok"}]}))
+    assert [window.cell_status(tmp_path / "s.json", n) for n in ("a", "b")] == ["ok", "missing"]
+    for bad, message in (({"LSNC_WINDOW_BUDGET_S": "8m"}, "LSNC_WINDOW_BUDGET_S must be whole seconds"),
+                         ({"LSNC_WINDOW_GRAPHS": "yes"}, "LSNC_WINDOW_GRAPHS must be 0 or 1"),
+                         ({"LSNC_WINDOW_KEEP": str(REPO / ".device" / "keep")}, "LSNC_WINDOW_KEEP must lie outside")):
+        with pytest.raises(SystemExit) as stop:
+            window.Settings(bad)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    proc = subprocess.run([sys.executable, str(REPO / "device" / "window.py"), "--budget", "60"], capture_output=True,
+                          text=True, env={**os.environ, "OUT": str(tmp_path / "never")})
+    assert proc.returncode == 2 and "unknown arguments" in proc.stderr and not (tmp_path / "never").exists()
 
 
 def test_next_seeds(tmp_path):
