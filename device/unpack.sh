@@ -55,7 +55,14 @@ for run in "$W"/runs/*/*/; do
         old_epoch=$(epoch_of "$dest") new_epoch=$(epoch_of "$run")
         if [ -n "$old_epoch" ] && [ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] &&
                 (cd "$REPO" && PYTHONPATH="$REPO" "$PY" -m lsnc compare "$dest" "$run") >"$TMP/compare.txt" 2>&1; then
-            how=" (extended: epochs 0-$old_epoch -> 0-$new_epoch; identical up to $old_epoch)"
+            how=" (extended: epochs 0-$old_epoch -> 0-$new_epoch; identical up to $old_epoch"
+            # A budget stop evaluates its last epoch even off the evaluation schedule; the continued run, like an
+            # uninterrupted one, has no row there, so that evaluation was not compared and goes with the old folder.
+            if [ "$(tail -n 1 "$dest/metrics.csv" 2>/dev/null | cut -d, -f1)" = "$old_epoch" ] &&
+                    ! cut -d, -f1 "$run/metrics.csv" 2>/dev/null | grep -qx "$old_epoch"; then
+                how+=", but for the evaluation at $old_epoch, off the schedule, which the continued run does not have"
+            fi
+            how+=")"
         else
             echo "unpack: $dest exists, not replaced (FORCE=1 replaces it)"
             [ -n "$old_epoch" ] && [ -n "$new_epoch" ] && [ "$new_epoch" -gt "$old_epoch" ] &&

@@ -569,6 +569,20 @@ def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tm
     assert json.loads((known / GROUP / "ce-resnet18w4-s0" / "status.json").read_text())["epoch"] == 4
     again = _unpack(tmp_path / "out" / "window.tar.gz", known, WINDOW_ID="20000101T0002Z")
     assert again.count("exists, not replaced") == 2 and "extended" not in again     # the shorter never wins
+    # A budget stop off the evaluation schedule: the first call's last epoch has a metrics row the continued run
+    # lacks (emulated: that row taken out of the second archive's runs), so unpack says it was not compared.
+    x2 = tmp_path / "x2-off"
+    with tarfile.open(tmp_path / "out2" / "window.tar.gz") as tar:
+        tar.extractall(x2, filter="data")
+    for metrics in (x2 / "window" / "runs").glob("*/*/metrics.csv"):
+        metrics.write_text("".join(line for line in metrics.read_text().splitlines(keepends=True)
+                                   if not line.startswith("2,")))
+    with tarfile.open(tmp_path / "off.tar.gz", "w:gz") as tar:
+        tar.add(x2 / "window", arcname="window")
+    _unpack(tmp_path / "out" / "window.tar.gz", tmp_path / "known-off", WINDOW_ID="20000101T0000Z")
+    off = _unpack(tmp_path / "off.tar.gz", tmp_path / "known-off", WINDOW_ID="20000101T0001Z")
+    assert off.count("identical up to 2, but for the evaluation at 2, off the schedule, which the continued run "
+                     "does not have)") == 2, off
 
     # a call that continues them but stops before training (too little budget) keeps them for the next one
     proc, _ = _window(_env(tmp_path, "2b", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_CONTINUE="1",
