@@ -16,7 +16,9 @@ Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the
                                  through lsnc's Engine as `lsnc train` runs them (K = 1 is the plain network:
                                  the Engine fuses from K = 2, so K = 1 repeats the lsnc cell at that precision)
   evaluation                     lsnc evaluate_model on all train + test images (its second call: the first pays
-                                 one-time costs) vs a bare forward pass without autograd
+                                 one-time costs) vs a bare forward pass without autograd; a third call timed in
+                                 parts (train pass, test pass, metrics from the statistics), each pass against its
+                                 own bare forward: where an evaluation's cost above the forward goes
   cudagraph check bf16/tf32 K=2  the graphed step against the eager one, same start and batches (losses, and
                                  parameters against the size of the update; a second eager run against the first
                                  beside it, the eager step's own noise); graphs are used only where it passed
@@ -311,21 +313,26 @@ def cell_eval(b: Bench, precision: str) -> dict:
     bare_forward(model, [train, test], bs, b.device)  # warm-up: cuDNN autotuning for these shapes
     warm = time.perf_counter() - t0
     forward_s = bare_forward(model, [train, test], bs, b.device)
+    # each pass's own floor, against the evaluation's parts below
+    forward_train_s, forward_test_s = (bare_forward(model, [split], bs, b.device) for split in (train, test))
 
-    def evaluate():
+    def evaluate(phases=None):
         sync(b.device)
         t0 = time.perf_counter()
-        evaluate_model(model, train.batches(bs), test.batches(bs), b.K, delta=DELTA, device=b.device)
+        evaluate_model(model, train.batches(bs), test.batches(bs), b.K, delta=DELTA, device=b.device, phases=phases)
         sync(b.device)
         return time.perf_counter() - t0
     # The first call also pays one-time costs (the float64 linear-algebra libraries load, kernels for the
     # accumulators' shapes): a training run pays them once, so the steady-state call is what is compared.
     first_s = evaluate()
     eval_s = evaluate()
+    phases = {}
+    evaluate(phases)  # a third call, its parts timed (their synchronizations stay out of eval_s)
     n = len(train) + len(test)
     return {"evaluate_s": eval_s, "bare_forward_s": forward_s, "eval_over_forward": eval_s / forward_s,
             "evaluate_first_s": first_s, "warmup_s": warm + first_s, "images": n, "eval_img_s": n / eval_s,
-            "forward_img_s": n / forward_s, "eval_batch_size": bs}
+            "forward_img_s": n / forward_s, "eval_batch_size": bs, **phases,
+            "forward_train_s": forward_train_s, "forward_test_s": forward_test_s}
 
 
 # --------------------------------------------------------------------------- the matrix
@@ -460,7 +467,11 @@ def render_markdown(result: dict) -> str:
         f"Full evaluation ({ev['images']} images, batch {ev['eval_batch_size']}, tf32): lsnc evaluate_model "
         f"{ev['evaluate_s']:.2f} s vs bare forward {ev['bare_forward_s']:.2f} s (evaluation / forward = "
         f"{ev['eval_over_forward']:.2f})" + (f"; its first call {ev['evaluate_first_s']:.2f} s"
-                                             if "evaluate_first_s" in ev else "") + "."))
+                                             if "evaluate_first_s" in ev else "")
+        + (f". Its parts (a call of their own): train pass {ev['train_pass_s']:.3f} s (bare forward "
+           f"{ev['forward_train_s']:.3f}), test pass {ev['test_pass_s']:.3f} s (bare forward "
+           f"{ev['forward_test_s']:.3f}), metrics from the statistics {ev['finalize_s']:.3f} s"
+           if "finalize_s" in ev else "") + "."))
     lines += _result_line(r["cells"], "check", "CUDA-graph check", lambda c: (
         f"CUDA-graph check ({c['precision']}, K={c['k']}, {c['check_steps']} steps): graphed losses within "
         f"{c['max_rel_diff']:.1e} (relative) of the eager step's; parameters {c['update_rel_diff']:.1e} of the "

@@ -127,6 +127,10 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     by_name = {c["name"]: c for c in speed["cells"]}
     if mode == "plan":
         assert by_name["lsnc fp32"]["status"] == "ok" and by_name["lsnc fp32"]["img_s"] > 0
+        # the evaluation's parts, each against its pass's bare forward
+        ev = by_name["evaluation"]
+        assert ev["status"] == "ok" and {"train_pass_s", "test_pass_s", "finalize_s", "forward_train_s"} <= set(ev)
+        assert "Its parts (a call of their own): train pass " in (w / "speed" / "speed.md").read_text()
     assert by_name["compile bf16"]["status"] == "skipped"
     if mode == "concurrent":
         assert "mode=concurrent" in (w / "logs" / "window.log").read_text()

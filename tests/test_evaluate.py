@@ -106,6 +106,18 @@ def test_evaluate_model_keys_are_stable(setup):
     assert without["train_loss_ls"] == pytest.approx(without["train_loss_ce"], rel=1e-12)
 
 
+def test_evaluate_model_times_its_parts_only_when_asked(setup):
+    """``phases`` gets the seconds of the train pass, the test pass and the finalization (a benchmark's breakdown);
+    the metrics are the same with it as without."""
+    model, train, test, holdout = setup
+    plain = evaluate_model(model, train, test, 4, holdout_batches=holdout, delta=0.1)
+    phases = {}
+    timed = evaluate_model(model, train, test, 4, holdout_batches=holdout, delta=0.1, phases=phases)
+    assert set(phases) == {"train_pass_s", "test_pass_s", "finalize_s"} and all(v >= 0 for v in phases.values())
+    assert timed.keys() == plain.keys()
+    assert all(timed[k] == plain[k] or (math.isnan(timed[k]) and math.isnan(plain[k])) for k in plain)
+
+
 def test_evaluate_model_under_bf16_autocast(setup):
     model, train, test, _ = setup
     row = evaluate_model(model, train, test, 4, autocast_dtype=torch.bfloat16)

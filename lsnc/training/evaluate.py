@@ -7,6 +7,7 @@ same set at every call (quantities that cannot be computed are NaN, never missin
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterable
 
 import torch
@@ -23,7 +24,7 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
                    test_batches: Iterable[tuple[Tensor, Tensor]], num_classes: int, *,
                    holdout_batches: Iterable[tuple[Tensor, Tensor]] | None = None, delta: float = 0.0,
                    device=None, ncc_samples: int | None = None,
-                   autocast_dtype: torch.dtype | None = None) -> dict[str, float]:
+                   autocast_dtype: torch.dtype | None = None, phases: dict | None = None) -> dict[str, float]:
     """Evaluate ``model`` (contract: ``logits, features = model(x)``, ``model.classifier`` the
     ``nn.Linear(d, K)`` mapping features to logits, ``model.feature_dim`` = d) in eval mode without
     gradients; the model's train/eval mode is restored afterwards.
@@ -41,6 +42,9 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
     when the data are stored by class (image folders are).
     ``autocast_dtype`` (e.g. torch.bfloat16) runs the forward passes under autocast; features are cast to
     float64 only inside the accumulators.
+    ``phases`` (a dict, for benchmarks) receives the seconds of each part, the device synchronized at each end:
+    ``train_pass_s`` (forward passes over ``train_batches`` and their accumulation), ``test_pass_s`` (the test and
+    holdout passes) and ``finalize_s`` (the metrics from the accumulated statistics, and calibration).
     """
     if device is None:
         device = next(model.parameters()).device
@@ -50,6 +54,7 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
 
     was_training = model.training
     model.eval()
+    mark = _phase_clock(device, phases)
     try:
         with torch.inference_mode():
             forward = lambda x: _forward(model, x, device, autocast_dtype)
@@ -57,20 +62,43 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
             for x, y in train_batches:
                 logits, features = forward(x)
                 train_acc.update(features, y, logits)
+            mark("train_pass_s")
             test_acc = PredictedClassAccumulator(num_classes, dim, device=device)
             test_logits, test_labels = _logits(forward, test_batches, test_acc)
             holdout_logits, holdout_labels = (_logits(forward, holdout_batches) if holdout_batches is not None
                                               else (None, None))
+            mark("test_pass_s")
             train = train_acc.compute(classifier.weight, classifier.bias)
             test = test_acc.compute()
             calibration = calibration_metrics(test_logits, test_labels, holdout_logits=holdout_logits,
                                               holdout_labels=holdout_labels)
+            mark("finalize_s")
     finally:
         model.train(was_training)
 
     row = {TRAIN_PREFIX + k: v for k, v in train.items()}
     row.update({TEST_PREFIX + k: v for k, v in {**test, **calibration}.items()})
     return {k: float(v) for k, v in row.items()}
+
+
+def _phase_clock(device: torch.device, phases: dict | None):
+    """``mark(name)``: the seconds since the last mark (or this call) into ``phases[name]``, the device synchronized
+    first; does nothing when ``phases`` is None (no synchronization in training)."""
+    if phases is None:
+        return lambda name: None
+
+    def now() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    last = [now()]
+
+    def mark(name: str) -> None:
+        t = now()
+        phases[name] = t - last[0]
+        last[0] = t
+    return mark
 
 
 def _forward(model: nn.Module, x: Tensor, device: torch.device, autocast_dtype) -> tuple[Tensor, Tensor]:
