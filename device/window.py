@@ -333,10 +333,17 @@ class Window:
         speed_md = self.stage / "speed" / "speed.md"
         if speed_md.is_file():
             shutil.copy(speed_md, Path(self.s.out) / "speed.md")
-        # run folders without checkpoints (and without lock or temporary files)
-        shutil.copytree(self.runs, self.stage / "runs", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("checkpoint.pt", ".*.lock", ".*.tmp"))
-        self.keep_runs()   # (after the copy above: it may move the scratch folders away)
+        # run folders without checkpoints (and without lock or temporary files); each step by itself, so that a
+        # failing one still leaves the archive
+        try:
+            shutil.copytree(self.runs, self.stage / "runs", dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("checkpoint.pt", ".*.lock", ".*.tmp"))
+        except (OSError, shutil.Error) as e:
+            self.log(f"error: copying the run folders into the archive: {e}")
+        try:
+            self.keep_runs()   # (after the copy above: it may move the scratch folders away)
+        except OSError as e:
+            self.log(f"error: keeping the runs for a second call: {e}")
         archive = Path(self.s.out) / "window.tar.gz"
         try:
             with tarfile.open(archive, "w:gz") as tar:
