@@ -164,6 +164,12 @@ def derive_plan(python: str, speed_json: Path, out_dir: Path, why: Path, *option
     return read_plan(out_dir / "plan.env") if rc == 0 else None
 
 
+def next_seeds(python: str, groups: list[str], *args: str) -> subprocess.CompletedProcess:
+    """device/next_seeds.py over ``groups`` with ``args`` (its options, then the runs folders to look in)."""
+    return subprocess.run([python, str(REPO / "device" / "next_seeds.py"), "--group", *groups, *args],
+                          capture_output=True, text=True)
+
+
 def last_line(path: Path) -> str:
     return (path.read_text(errors="replace").splitlines() or [""])[-1]
 
@@ -691,7 +697,8 @@ class Window:
 
     def next_seeds(self, *args: str) -> tuple[int, str, str]:
         """device/next_seeds.py over the earlier windows' runs, this call's and the kept ones."""
-        return self.python("device/next_seeds.py", "--group", *self.s.both_groups, *args)
+        p = next_seeds(self.s.python, self.s.both_groups, *args)
+        return signal_rc(p.returncode), p.stdout, p.stderr
 
     def choose_seeds(self) -> None:
         """Every window adds runs. Its seeds are the lowest whose whole δ set no earlier window trained at the plan's
@@ -937,8 +944,7 @@ def preview(s: Settings) -> int:
             "there (training_plan.py --probe): streams where they pass and are >= 1.1x one graphed fused network, "
             "else fused; on streams, K=4 (a second seed) where each member keeps >= 0.8 of its epochs")
     bf16 = plan["PLAN_AMP"] == "bf16"
-    seeds = lambda *args: subprocess.run([s.python, str(REPO / "device" / "next_seeds.py"), "--group",
-                                          *s.both_groups, *args, s.known], capture_output=True, text=True)
+    seeds = lambda *args: next_seeds(s.python, s.both_groups, *args, s.known)
     found = seeds("--deltas", *plan["PLAN_DELTAS"].split(), "--count", str(len(plan["PLAN_SEEDS"].split())),
                   "--amp", "bf16" if bf16 else "none")
     if found.returncode != 0:
