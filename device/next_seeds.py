@@ -6,7 +6,7 @@
 
 The first prints the seeds on one line (e.g. ``1 2``). A seed is taken when any run folder, of any status, in
 ``RUNS_DIR/GROUP/`` has one of the δ values with that seed and the same autocast (``--amp``, default "none": fp32
-or TF32): device/window.sh trains every δ of the plan with every chosen seed, and device/unpack.sh never replaces
+or TF32): device/window.sh trains every δ of the plan with every chosen seed, and device/unpack.py never replaces
 a run folder, so a window that reused a (δ, seed, precision) would bring back runs that cannot be kept. A bf16
 run and a TF32 one of the same δ and seed are two folders (the default name of a bf16 run carries ``-bf16``),
 precision twins. What was taken, and why, goes to stderr.
