@@ -158,7 +158,8 @@ def probe_streams(plan: dict, cells: list[dict], train_images: int | None = None
     network. The precision stays the plan's; so does K, but for a K = 2 set on streams where that machine also
     measured ``streams P K=4``: K = 4 (:data:`PLAN_SETS`: a second seed) where each member keeps >= K_KEEP of
     the epochs it gets at K = 2, by the rule of :func:`training_plan` (``train_images`` and the evaluation's
-    ``eval_s`` a member, from the plan's matrix, as there). A plan without graphs, or of concurrent processes:
+    ``eval_s`` a member: the command line takes the evaluation cell of ``cells`` where the check stage ran one,
+else the plan's matrix's). A plan without graphs, or of concurrent processes:
     unchanged. The reasons are appended either way."""
     plan = {**plan, "reasons": list(plan["reasons"])}
     p, k = ("bf16" if plan["amp"] == "bf16" else "tf32"), plan["k"]
@@ -251,8 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"training_plan: cannot read the cells of {a.probe} ({exc}); pass the probe's speed.json",
                   file=sys.stderr)
             return 2
-        plan = probe_streams(plan, probe, result.get("train_images"),
-                             evaluation_seconds(cells, result.get("train_images")))
+        # a member's evaluation: this machine's (the check stage runs the evaluation cell), else the matrix's
+        eval_s = (evaluation_seconds(probe, result.get("train_images"))
+                  or evaluation_seconds(cells, result.get("train_images")))
+        plan = probe_streams(plan, probe, result.get("train_images"), eval_s)
     print(plan_text(plan))
     if a.out_dir is not None:
         a.out_dir.mkdir(parents=True, exist_ok=True)

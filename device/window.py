@@ -621,7 +621,9 @@ class Window:
         they pass and are >= 1.1x, else fused. A K = 2 set on streams may take K = 4 (a second seed) where its
         members keep enough of their epochs (that cell last: the cap cuts it first). (A streams plan reused from a
         plan.env gets the streams check only.) The cells' names fix --ks and no --skip applies
-        (LSNC_WINDOW_MATRIX_ARGS may carry both, for the matrix)."""
+        (LSNC_WINDOW_MATRIX_ARGS may carry both, for the matrix). The check stage also runs the evaluation cell (a few
+        seconds): a window that reuses a plan runs no matrix, and so would never time an evaluation (and its parts)
+        against a bare forward pass on the GPU; the probe takes that cell's seconds for a member's evaluation."""
         s, plan, speed = self.s, self.plan, self.stage / "speed"
         prec = "bf16" if plan["PLAN_AMP"] == "bf16" else "tf32"
         fused_cell = f"cudagraph check {prec} K=2"
@@ -636,6 +638,7 @@ class Window:
                     cells.append(f"streams {prec} K=4")
             elif plan["PLAN_MODE"] == "streams":
                 cells.append(f"streams check {prec} K=2")
+            cells.append("evaluation")   # a few seconds: this machine's evaluation, its parts against bare forwards
             self.run_stage("graphcheck", 180, [
                 s.python, "benchmarks/speed_matrix.py", "--dataset", "cifar10-jpeg", "--data-root", self.data_root,
                 "--width", s.width, "--wall-s", "90", "--out-dir", str(speed / "check"), *s.matrix_args,

@@ -221,6 +221,10 @@ def test_window_concurrent_pairs_fall_back_one_by_one_and_reused_graphs_are_chec
     log2 = (w2 / "logs" / "window.log").read_text()
     assert "plan reused from window 20240101T0000Z" in log2
     assert "graph check tf32 K=2 on this machine: skipped: training without CUDA graphs" in log2, log2
+    # the check stage also timed this machine's evaluation, and its parts (a window that reuses a plan runs no matrix)
+    check = {c["name"]: c for c in json.loads((w2 / "speed" / "check" / "speed.json").read_text())["cells"]}
+    assert check["evaluation"]["status"] == "ok" and check["evaluation"]["finalize_s"] > 0, check
+    assert "Its parts (a call of their own): train pass " in (w2 / "speed" / "check" / "speed.md").read_text()
     summary2 = (w2 / "summary.txt").read_text()
     assert "graph_check: skipped" in summary2 and "train.train: " in summary2 and "--cuda-graphs" not in summary2
     assert _done(w2) == {(0.0, 0), (0.05, 0)}
@@ -406,7 +410,10 @@ four = float(env.get("FAKE_STREAMS_K4_RATE", "90"))   # a member's rate with 4 n
 cells = [{"name": n, "status": "ok", "precision": n.split()[-2], "k": int(n.split("K=")[1]),
           "pipeline": "check" if " check " in n else n.split()[0],
           **({} if " check " in n else {"img_s_per_model": four if n.startswith("streams") and n.endswith("K=4")
-                                        else rate[n.split()[0]]})} for n in names]
+                                        else rate[n.split()[0]]})} for n in names if n != "evaluation"]
+if "evaluation" in names:
+    cells.append({"name": "evaluation", "pipeline": "evaluation", "precision": "tf32", "k": 1, "status": "ok",
+                  "evaluate_s": 0.7, "bare_forward_s": 0.4})
 out.mkdir(parents=True, exist_ok=True)
 (out / "speed.json").write_text(json.dumps({"cells": cells}))
 print("fake probe:", names)
@@ -473,7 +480,7 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     check_log = (w / "logs" / "graphcheck.log").read_text()
     assert ("fake probe: ['cudagraph check bf16 K=2', 'cudagraph bf16 K=2', 'streams check bf16 K=2', "
-            "'streams bf16 K=2', 'streams bf16 K=4']") in check_log, check_log
+            "'streams bf16 K=2', 'streams bf16 K=4', 'evaluation']") in check_log, check_log
     assert "streams check bf16 K=2 on this machine: ok" in out, out
     assert "streams bf16 K=2 / one graphed fused network = 1.50 (>= 1.1): streams" in out, out
     assert "mode=streams graphs=1 group=" + GROUP + "-bf16" in out, out

@@ -236,6 +236,14 @@ def test_a_probe_on_the_training_machine_chooses_streams_or_fused(tmp_path, caps
                     "--out-dir", str(tmp_path / "out")]) == 0
     assert 'PLAN_MODE="streams"' in (tmp_path / "out" / "plan.env").read_text()
     assert "networks on CUDA streams" in capsys.readouterr().out
+    # a member's evaluation is this machine's where the check stage timed one (the earlier matrix has none here)
+    four = [*probe(15000, 21000), {"name": "streams bf16 K=4", "status": "ok", "img_s_per_model": 17000}]
+    evaluation = {"name": "evaluation", "pipeline": "evaluation", "status": "ok", "evaluate_s": 0.01}
+    for cells, k in ((four, "4"), ([*four, evaluation], "2")):
+        (tmp_path / "probe.json").write_text(json.dumps({"cells": cells}))
+        assert tp.main([str(tmp_path / "earlier.json"), "--probe", str(tmp_path / "probe.json"),
+                        "--out-dir", str(tmp_path / "out")]) == 0
+        assert f'PLAN_K="{k}"' in (tmp_path / "out" / "plan.env").read_text()
     (tmp_path / "bad.json").write_text("{")
     assert tp.main([str(tmp_path / "earlier.json"), "--probe", str(tmp_path / "bad.json")]) == 2
 
