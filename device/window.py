@@ -121,7 +121,12 @@ def read_assignments(path: Path, line: re.Pattern, required: str | None = None) 
 
 
 def read_plan(path: Path) -> dict[str, str] | None:
-    return read_assignments(path, PLAN_LINE, "PLAN_K")
+    """plan.env's values, or None where it is invalid: see read_assignments; PLAN_K, PLAN_DELTAS and PLAN_SEEDS,
+    where given, must not be blank (a set with no seed trains nothing)."""
+    plan = read_assignments(path, PLAN_LINE, "PLAN_K")
+    if plan is None or not all(plan.get(k, "given").strip() for k in ("PLAN_K", "PLAN_DELTAS", "PLAN_SEEDS")):
+        return None
+    return plan
 
 
 def cell_status(speed_json: Path, name: str) -> str:
@@ -168,6 +173,16 @@ def next_seeds(python: str, groups: list[str], *args: str) -> subprocess.Complet
     """device/next_seeds.py over ``groups`` with ``args`` (its options, then the runs folders to look in)."""
     return subprocess.run([python, str(REPO / "device" / "next_seeds.py"), "--group", *groups, *args],
                           capture_output=True, text=True)
+
+
+def command_output(cmd: list[str], timeout: int = 120) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``cmd``; a command that is missing or hangs past ``timeout`` gives status 1
+    and says so in stderr, instead of stopping the window before it trains."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return 1, "", f"{cmd[0]}: {e}"
+    return signal_rc(p.returncode), p.stdout, p.stderr
 
 
 def last_line(path: Path) -> str:
@@ -269,6 +284,7 @@ class Window:
         (self.stage / "summary.txt").write_text(f"group: {s.group}\n")
         self.rc: dict[str, int] = {}
         self.children: list[subprocess.Popen] = []
+        self.spawning = self.stop_pending = False   # a signal while a child starts is raised once it is recorded
         self.source_commit = "unknown"
         # the set (section 2)
         self.plan = dict(DEFAULT_PLAN)
@@ -292,8 +308,11 @@ class Window:
     def log(self, message: str) -> None:
         line = f"[window +{self.elapsed()}s] {message}"
         print(line, flush=True)
-        with open(self.stage / "logs" / "window.log", "a") as f:
-            f.write(line + "\n")
+        try:
+            with open(self.stage / "logs" / "window.log", "a") as f:
+                f.write(line + "\n")
+        except OSError:   # (stdout has it; a full disk must not stop pack)
+            pass
 
     def summary(self, line: str) -> None:
         with open(self.stage / "summary.txt", "a") as f:
@@ -301,16 +320,28 @@ class Window:
 
     def python(self, *args: str) -> tuple[int, str, str]:
         """Run PYTHON with ``args``; returns (exit status, stdout, stderr)."""
-        p = subprocess.run([self.s.python, *args], capture_output=True, text=True)
-        return signal_rc(p.returncode), p.stdout, p.stderr
+        return command_output([self.s.python, *args])
+
+    def spawn(self, cmd: list[str], log) -> subprocess.Popen:
+        """Start ``cmd`` (output to the open file ``log``) and add it to the children pack() stops. A SIGTERM/SIGINT
+        that arrives meanwhile is held back until the child is recorded (see main's handler), so none is left
+        running unseen."""
+        self.spawning = True
+        try:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            self.children.append(proc)
+        finally:
+            self.spawning = False
+        if self.stop_pending:
+            raise Exit(143)
+        return proc
 
     def run_stage(self, name: str, limit: int, cmd: list[str]) -> int:
         """``cmd`` under a hard timeout, its output in logs/NAME.log, its exit status in rc[NAME]."""
         self.log(f"stage {name} (hard limit {limit}s): {' '.join(cmd)}")
         path = self.stage / "logs" / f"{name}.log"
         with open(path, "w") as f:
-            proc = subprocess.Popen(["timeout", "-k", "10", str(limit), *cmd], stdout=f, stderr=subprocess.STDOUT)
-            self.children = [proc]
+            proc = self.spawn(["timeout", "-k", "10", str(limit), *cmd], f)
             rc = signal_rc(proc.wait())
             self.children = []
         self.rc[name] = rc
@@ -333,14 +364,20 @@ class Window:
                  f"matrix_cap_s: {self.s.matrix_s}", f"exit: {rc}"]
         lines += [f"stage_rc.{k}: {v}" for k, v in self.rc.items()]
         for status in sorted(self.runs.glob("*/*/status.json")):
-            compact = re.sub(r"[\n ]", "", status.read_text(errors="replace"))
+            try:
+                compact = re.sub(r"[\n ]", "", status.read_text(errors="replace"))
+            except OSError as e:
+                compact = f"unreadable: {e}"
             lines.append(f"run.{status.parent.name}: {compact}")
-        self.summary("\n".join(lines))
         speed_md = self.stage / "speed" / "speed.md"
-        if speed_md.is_file():
-            shutil.copy(speed_md, Path(self.s.out) / "speed.md")
-        # run folders without checkpoints (and without lock or temporary files); each step by itself, so that a
-        # failing one still leaves the archive
+        # each step by itself, so that a failing one still leaves the archive
+        try:
+            self.summary("\n".join(lines))
+            if speed_md.is_file():
+                shutil.copy(speed_md, Path(self.s.out) / "speed.md")
+        except OSError as e:
+            self.log(f"error: writing the summary or copying speed.md: {e}")
+        # run folders without checkpoints (and without lock or temporary files)
         try:
             shutil.copytree(self.runs, self.stage / "runs", dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("checkpoint.pt", ".*.lock", ".*.tmp"))
@@ -357,8 +394,11 @@ class Window:
             self.log(f"packed {archive} ({human_size(archive.stat().st_size)})")
         except OSError as e:
             self.log(f"error: could not pack {archive}: {e}")
-        print("---- summary\n" + (self.stage / "summary.txt").read_text(), end="")
-        print("---- speed\n" + (speed_md.read_text() if speed_md.is_file() else ""), end="", flush=True)
+        try:
+            print("---- summary\n" + (self.stage / "summary.txt").read_text(), end="")
+            print("---- speed\n" + (speed_md.read_text() if speed_md.is_file() else ""), end="", flush=True)
+        except OSError:
+            pass
         shutil.rmtree(self.work, ignore_errors=True)
         if self.scratch_runs:
             shutil.rmtree(self.runs, ignore_errors=True)
@@ -406,7 +446,7 @@ class Window:
     # ------------------------------------------------------------------ 1. data and machine
     def describe_machine(self) -> None:
         lines = [f"date: {self.now_utc}", f"window_id: {self.window_id}",
-                 "host: " + subprocess.run(["uname", "-a"], capture_output=True, text=True).stdout.strip(),
+                 "host: " + command_output(["uname", "-a"])[1].strip(),
                  f"nproc: {len(os.sched_getaffinity(0))}"]
         try:
             kib = int(re.search(r"MemTotal: *([0-9]+)", Path("/proc/meminfo").read_text()).group(1))
@@ -425,8 +465,8 @@ class Window:
                                              "    except Exception:\n        print(f'{m}: not installed')\n")
         lines.append((versions + err).rstrip("\n"))
         if shutil.which("nvidia-smi"):
-            smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True)
-            lines.append("---- nvidia-smi\n" + (smi.stdout + smi.stderr).rstrip("\n"))
+            _, out, err = command_output(["nvidia-smi"])
+            lines.append("---- nvidia-smi\n" + (out + err).rstrip("\n"))
         text = "\n".join(lines) + "\n"
         (self.stage / "env.txt").write_text(text)
         print(text, end="", flush=True)
@@ -514,12 +554,16 @@ class Window:
             why = f"group {get('GROUP')} ({get('RUN_GROUP')}) width {get('WIDTH')}, not {s.group} width {s.width}"
         elif not list((keep / "runs" / get("RUN_GROUP")).glob("*/checkpoint.pt")):
             why = "no checkpoints"
+        elif not (get("DELTAS").strip() and get("SEEDS").strip()):
+            why = "no δ or no seed in keep.env"
         else:
+            # (shutil.move: KEEP, under $TMPDIR, may be another filesystem than the checkout; it copies then)
             try:
                 self.runs.mkdir(parents=True, exist_ok=True)
-                os.rename(keep / "runs" / get("RUN_GROUP"), self.runs / get("RUN_GROUP"))
-            except OSError:
-                why = f"could not move them into {self.runs}"
+                shutil.move(str(keep / "runs" / get("RUN_GROUP")), str(self.runs / get("RUN_GROUP")))
+            except (OSError, shutil.Error) as e:
+                why = f"could not move them into {self.runs}: {e}"
+                shutil.rmtree(self.runs / get("RUN_GROUP"), ignore_errors=True)   # a partial copy; KEEP still has all
         if why:
             self.log(f"runs kept by an earlier call in {keep} not continued ({why}): a new set")
             return False
@@ -818,6 +862,8 @@ class Window:
                 else:
                     self._start_pair(job, left, ["--resume"], extra)
         self.children = []
+        # what a continuation of these runs trains with: graphs only where every pair kept them
+        self.set_graphs = "1" if self.graphs == "1" and all(j["graphs"] for j in jobs) else "0"
         failed = [f"{j['d']}:{j['s']}" for j in jobs if j["rc"] != 0]
         rc = 1 if failed else 0
         self.rc[name] = rc
@@ -830,11 +876,11 @@ class Window:
 
     def _start_pair(self, job: dict, secs: int, options: list[str], extra: list[str]) -> None:
         old = job.get("proc")
+        self.children = [p for p in self.children if p is not old]
         with open(job["log"], "a") as f:
-            job["proc"] = subprocess.Popen(
+            job["proc"] = self.spawn(
                 ["timeout", "-k", "10", str(secs + 60), self.s.python, *self.train, "--time-budget-s", str(secs),
-                 "--delta", job["d"], "--seed", job["s"], *extra, *options], stdout=f, stderr=subprocess.STDOUT)
-        self.children = [p for p in self.children if p is not old] + [job["proc"]]
+                 "--delta", job["d"], "--seed", job["s"], *extra, *options], f)
 
     def unfuse(self, rc: int) -> int:
         """The fused (or streams) set failed with ``rc`` (such a set never trained on this machine before): the same
@@ -994,18 +1040,26 @@ def main() -> int:
     window.source_commit = os.environ.get("LSNC_SOURCE_COMMIT") or "unknown"
 
     def stop(signum, frame):
+        for sig in (signal.SIGTERM, signal.SIGINT):   # the first signal stops the window; pack() is next
+            signal.signal(sig, lambda *_: None)   # (a handler, not SIG_IGN: a child started now does not inherit it)
         window.log("signal: stopping")
+        if window.spawning:   # raised once the child that is starting is recorded (Window.spawn)
+            window.stop_pending = True
+            return
         raise Exit(143)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        rc = window.run()
-    except Exit as e:
+        try:
+            rc = window.run()
+        except Exit as e:
+            rc = e.code
+        except Exception:   # a bug here must still leave the archive
+            window.log("error: " + traceback.format_exc().rstrip())
+            rc = 1
+    except Exit as e:   # the signal arrived while the error above was being logged
         rc = e.code
-    except Exception:   # a bug here must still leave the archive
-        window.log("error: " + traceback.format_exc().rstrip())
-        rc = 1
     return window.pack(rc)
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -177,6 +180,42 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     print(f"second window.sh (plan reused): {wall2:.0f} s")
 
 
+def test_a_signal_mid_training_still_packs_and_leaves_no_process(tmp_path):
+    """The device tool's timeout ends a call with SIGTERM: the window stops its training processes, packs what it
+    has (exit 143), and a second signal right after the first does not cut the archive short."""
+    _tiny_tar(tmp_path)
+    env = _env(tmp_path, LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_TRAIN_ARGS="")   # trains until stopped
+    proc = subprocess.Popen(["bash", str(REPO / "device" / "window.sh")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if "stage train (hard limit" in line:
+                break
+        time.sleep(8)   # the training process is up and in its epochs
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    out = "".join(seen) + rest
+    assert proc.returncode == 143, out[-3000:]
+    assert "signal: stopping" in out and "packed " in out, out[-3000:]
+    w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
+    assert "exit: 143" in (w / "summary.txt").read_text()
+    assert "stage train" in (w / "logs" / "window.log").read_text()
+    deadline = time.time() + 20   # `timeout` passes the SIGTERM on to lsnc (SIGKILL after 10 s)
+    while time.time() < deadline:
+        ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        left = [x for x in ps.splitlines() if str(tmp_path / "runs") in x]
+        if not left:
+            break
+        time.sleep(0.5)
+    assert not left, left
+
+
 def test_window_graphs_fall_back(tmp_path):
     """LSNC_WINDOW_GRAPHS=1 on the CPU: `lsnc train --cuda-graphs` refuses, and the stage trains again without it
     (--resume: nothing was written, so the runs start fresh). LSNC_WINDOW_MATRIX=skip with no earlier plan: the
@@ -204,13 +243,18 @@ def test_window_concurrent_pairs_fall_back_one_by_one_and_reused_graphs_are_chec
     trains again without it by itself (--resume). Then a window that reuses a plan with PLAN_GRAPHS=1 runs the
     graph check on its own machine first; on the CPU the check cannot run, so it trains without CUDA graphs."""
     _tiny_tar(tmp_path)
-    _window(_env(tmp_path, LSNC_WINDOW_GRAPHS="1", LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_MODE="concurrent"))
+    keep = tmp_path / "keep"
+    _window(_env(tmp_path, LSNC_WINDOW_GRAPHS="1", LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_MODE="concurrent",
+                 LSNC_WINDOW_CONTINUE="1", LSNC_WINDOW_KEEP=str(keep)))
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     for d in ("0", "0.05"):
         pair_log = (w / "logs" / f"train-d{d}-s0.log").read_text()
         assert "--cuda-graphs" in pair_log and "again without CUDA graphs (--resume)" in pair_log, pair_log
     assert "stage train: exit 0" in (w / "logs" / "window.log").read_text()
     assert _done(w) == {(0.0, 0), (0.05, 0)}
+    # the pairs fell back: a second call continues them without graphs, not through another failed capture
+    kept = (keep / "keep.env").read_text()
+    assert 'CONT_MODE="concurrent"' in kept and 'CONT_GRAPHS="0"' in kept, kept
 
     known = tmp_path / "known"
     (known / GROUP / "speed" / "20240101T0000Z").mkdir(parents=True)
@@ -547,13 +591,18 @@ def test_a_bf16_window_trains_its_twin_into_the_tf32_group_and_a_second_call_con
     assert not (w2 / "runs" / GROUP).exists()
 
 
-def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tmp_path):
+def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tmp_path, request):
     """A session's second call on the same machine: the first call kept its set's runs, checkpoints included, in
     LSNC_WINDOW_KEEP; the second trains them on with --resume (no matrix, no new seeds) and its archive's runs
     replace the first's when unpacked (identical up to epoch 2, then on to 4). A keep folder from another source
     commit is not continued: that call trains new seeds."""
     _tiny_tar(tmp_path)
-    keep = tmp_path / "keep"
+    # KEEP on another filesystem where there is one (on the device it is under $TMPDIR, the checkout elsewhere): the
+    # second call moves the kept runs across it
+    shm = Path("/dev/shm")
+    other_fs = shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev
+    keep = Path(tempfile.mkdtemp(prefix="lsnc-keep-", dir=shm)) / "keep" if other_fs else tmp_path / "keep"
+    request.addfinalizer(lambda: shutil.rmtree(keep.parent, ignore_errors=True) if other_fs else None)
     proc, _ = _window(_env(tmp_path, LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_KEEP=str(keep), LSNC_WINDOW_CONTINUE="1"))
     assert "a second call of this session continues them" in proc.stdout, proc.stdout
     env_text = (keep / "keep.env").read_text()
@@ -663,13 +712,16 @@ def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
     plan = tmp_path / "plan.env"
     for text, expect in (('PLAN_K="2"\nPLAN_DELTAS="0 0.05"\n', {"PLAN_K": "2", "PLAN_DELTAS": "0 0.05"}),
                          ('PLAN_K="2"\nPLAN_SEEDS=0; echo hi\n', None), ('PLAN_DELTAS="0"\n', None),
-                         ('PLAN_K="2"\n\n', None), ('PLAN_K="$(id)"\n', None), ("", None)):
+                         ('PLAN_K="2"\n\n', None), ('PLAN_K="$(id)"\n', None), ("", None),
+                         ('PLAN_K="2"\nPLAN_SEEDS=""\n', None), ('PLAN_K="2"\nPLAN_DELTAS=" "\n', None)):
         plan.write_text(text)
         assert window.read_plan(plan) == expect, text
     assert window.read_plan(tmp_path / "missing.env") is None
     keep = tmp_path / "keep.env"
     keep.write_text('CONT_RUN_GROUP="cifar10-jpeg-full-resnet18-gpu-bf16"\nCONT_FROM="20261127T2052Z"\n')
     assert window.read_assignments(keep, window.KEEP_LINE)["CONT_RUN_GROUP"].endswith("-bf16")
+    assert window.command_output(["no-such-command-here"])[0] == 1   # env.txt says so; the window goes on
+    assert window.command_output(["sleep", "5"], timeout=1)[2].startswith("sleep: ")
     assert window.cell_status(tmp_path / "none.json", "cudagraph check bf16 K=2") == "not run"
     (tmp_path / "s.json").write_text(json.dumps({"cells": [{"name": "a", "status": "ok"}]}))
     assert [window.cell_status(tmp_path / "s.json", n) for n in ("a", "b")] == ["ok", "missing"]
