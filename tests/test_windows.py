@@ -90,3 +90,23 @@ def test_trained_as_is_read_off_the_logged_train_commands(tmp_path):
         "epochs per member on streams here, K=4 vs K=2: 0.85 (>= 0.8) -> K=4)"], {})
     assert windows_table(tmp_path).to_dict("records")[2]["plan"] == (
         "speed matrix; probe: streams 1.50x fused, K=4 (K=4 keeps 0.85 of a member's epochs)")
+
+
+def test_the_evaluation_against_a_bare_forward_pass(tmp_path):
+    """From the window's matrix (speed.json), else the cells its check stage timed (check.json); with its parts
+    where the cell timed them; empty where the window timed no evaluation."""
+    ev = {"name": "evaluation", "pipeline": "evaluation", "status": "ok", "evaluate_s": 0.72, "bare_forward_s": 0.44}
+    _window(tmp_path, GROUP, "20270101T1000Z", [], {})
+    (tmp_path / GROUP / "speed" / "20270101T1000Z" / "speed.json").write_text(json.dumps({"cells": [ev]}))
+    _window(tmp_path, GROUP, "20270102T1000Z", [], {})
+    parts = {**ev, "train_pass_s": 0.55, "forward_train_s": 0.37, "test_pass_s": 0.09, "forward_test_s": 0.075,
+             "finalize_s": 0.08}
+    (tmp_path / GROUP / "speed" / "20270102T1000Z" / "check.json").write_text(json.dumps({"cells": [
+        {"name": "cudagraph check bf16 K=2", "pipeline": "check", "status": "ok"}, parts]}))
+    _window(tmp_path, GROUP, "20270103T1000Z", [], {})
+    (tmp_path / GROUP / "speed" / "20270103T1000Z" / "check.json").write_text(json.dumps({"cells": [
+        {**ev, "status": "timeout"}]}))
+    assert windows_table(tmp_path)["evaluation / forward"].tolist() == [
+        "1.64x (0.72 s / 0.44 s)",
+        "1.64x (0.72 s / 0.44 s); train pass 1.49x, test pass 1.20x, metrics 0.08 s", ""]
+

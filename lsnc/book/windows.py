@@ -3,7 +3,9 @@
 device/unpack.sh puts every window's ``summary.txt`` and ``env.txt`` into ``runs/<group>/speed/<window-id>/``
 beside the runs it trained (lsnc reads no ``speed/`` folder as a run). ``summary.txt`` has ``key: value`` lines
 (``elapsed_s``, ``budget_s``, ``matrix: reused <id>``, ``continued: window <id> after epoch <E>``, ``run_group``)
-and one ``run.<name>: {status json}`` line per run folder the window packed; ``env.txt`` has the nvidia-smi table.
+and one ``run.<name>: {status json}`` line per run folder the window packed; ``env.txt`` has the nvidia-smi table;
+``speed.json`` (a matrix) or ``check.json`` (the cells a window timed before training) the evaluation cell, one
+full evaluation against a bare forward pass on that GPU.
 :func:`windows_table` turns them into the runs page's table: which GPU, how long the command ran, how the plan
 was made, each run's epochs, and the model-epochs the window trained (a continuation counts only the epochs it
 added). Windows are listed once even when their speed folder sits in two groups (a bf16 set and its TF32 twin).
@@ -75,7 +77,33 @@ def read_window(folder: Path) -> dict | None:
             "runs (epochs reached)": ", ".join(f"{name} 0–{s['epoch']}" for name, s in sorted(done.items())),
             "model-epochs": sum(max(s["epoch"] - start, 0) for s in done.values()),
             "training s": round(max((float(s.get("train_seconds") or 0) for s in done.values()), default=0.0)),
-            "exit": fields.get("exit", "")}
+            "evaluation / forward": evaluation_cost(folder), "exit": fields.get("exit", "")}
+
+
+def evaluation_cost(folder: Path) -> str:
+    """The window's evaluation cell (benchmarks/speed_matrix.py), from its matrix or its check stage: one full
+    evaluation (train-set NC + test calibration) against a bare forward pass over the same images, e.g. "1.63x
+    (0.72 s / 0.44 s)", and where that cell timed its parts, how far each pass is above its own forward; "" where
+    the window timed none."""
+    for name in ("speed.json", "check.json"):
+        try:
+            cells = json.loads((folder / name).read_text())["cells"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        ev = next((c for c in cells if isinstance(c, dict) and c.get("pipeline") == "evaluation"
+                   and c.get("status") == "ok"), None)
+        if ev is None or not all(isinstance(ev.get(k), (int, float)) for k in ("evaluate_s", "bare_forward_s")):
+            continue
+        total, forward = ev["evaluate_s"], ev["bare_forward_s"]
+        text = f"{total / forward:.2f}x ({total:.2f} s / {forward:.2f} s)"
+        parts = [(label, ev.get(part), ev.get(floor)) for label, part, floor in (
+            ("train pass", "train_pass_s", "forward_train_s"), ("test pass", "test_pass_s", "forward_test_s"))]
+        if all(isinstance(x, (int, float)) and x > 0 for _, a, b in parts for x in (a, b)):
+            text += "; " + ", ".join(f"{label} {a / b:.2f}x" for label, a, b in parts)
+            if isinstance(ev.get("finalize_s"), (int, float)):
+                text += f", metrics {ev['finalize_s']:.2f} s"
+        return text
+    return ""
 
 
 def trained_as(fields: dict[str, str], fallbacks=()) -> str:
@@ -128,5 +156,5 @@ def windows_table(runs_dir: str | Path | None = None, groups=None) -> pd.DataFra
     if not rows:
         return pd.DataFrame()
     columns = ["window", "GPU", "groups", "plan", "trained as", "runs (epochs reached)", "model-epochs", "training s",
-               "command s", "budget s", "exit"]
+               "evaluation / forward", "command s", "budget s", "exit"]
     return pd.DataFrame([rows[k] for k in sorted(rows)])[columns]
