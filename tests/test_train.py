@@ -92,6 +92,72 @@ def test_sigkill_then_resume_gives_the_uninterrupted_table(tmp_path):
     assert (resumed.path / "metrics.csv").read_text() == before
 
 
+def test_checkpoints_are_written_behind_the_training_and_a_failed_write_fails_the_run_where_it_is_whole(
+        tmp_path, monkeypatch):
+    """CheckpointWriter: the state is copied when the epoch ends (later in-place updates do not reach the file),
+    status.json moves to an epoch only once its checkpoint is on disk, and a write that fails stops the training at
+    the next checkpoint: the run is failed at the last whole checkpoint and resumes from it to the uninterrupted
+    tables."""
+    import threading
+
+    import torch
+
+    from lsnc.runs.record import CheckpointWriter, RunRecord
+
+    class Record:  # what the writer uses of a RunRecord
+        def __init__(self):
+            self.train_seconds, self.saved, self.status, self.gate = 1.5, [], [], threading.Event()
+
+        def save_checkpoint(self, state):
+            self.gate.wait(10)
+            self.saved.append(state)
+
+        def running(self, epoch):
+            self.status.append(epoch)
+
+    rec = Record()
+    writer = CheckpointWriter([rec], epoch=0, background=True)
+    weight = torch.zeros(3)
+    writer.save([{"model": {"w": weight}, "optimizer": {"param_groups": [{"lr": 0.1}]}}], epoch=1)
+    weight += 7   # the next epoch's in-place update
+    time.sleep(0.1)
+    assert rec.status == [] and writer.epoch == 0   # not on disk yet: status.json still says the last whole one
+    rec.gate.set()
+    writer.close()
+    assert rec.status == [1] and writer.epoch == 1
+    assert rec.saved[0]["model"]["w"].tolist() == [0.0, 0.0, 0.0] and rec.saved[0]["epoch"] == 1
+    assert rec.saved[0]["train_seconds"] == 1.5
+
+    # in the loop: on a CPU the checkpoints are written in line; here behind, as on a GPU (the same tables)
+    import lsnc.training.loop as loop
+    cfg = _smoke(epochs=6, milestones=[3], eval_epochs=[1, 2, 3, 4, 5])
+    inline = load_run(train(cfg, tmp_path / "inline", progress=False))
+    monkeypatch.setattr(loop, "writes_behind", lambda device: True)
+    reference = load_run(train(cfg, tmp_path / "ref", progress=False))
+    cols = [k for k in inline.metrics.columns if k not in TIMING_COLUMNS]
+    pd.testing.assert_frame_equal(inline.metrics[cols], reference.metrics[cols])
+    save = RunRecord.save_checkpoint
+
+    def full_disk_at_epoch_3(self, state):
+        if state["epoch"] == 3:
+            raise OSError(28, "No space left on device")
+        save(self, state)
+
+    monkeypatch.setattr(RunRecord, "save_checkpoint", full_disk_at_epoch_3)
+    with pytest.raises(OSError, match="No space left"):
+        train(cfg, tmp_path / "full", progress=False)
+    folder = tmp_path / "full" / "synthetic" / cfg.resolved().name
+    status = json.loads((folder / "status.json").read_text())
+    assert status["status"] == "failed" and status["epoch"] == 2 and "No space left" in status["error"], status
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["epoch"] == 2
+    monkeypatch.setattr(RunRecord, "save_checkpoint", save)
+    resumed = load_run(train(cfg, tmp_path / "full", resume=True, progress=False, log=lambda *_: None))
+    for table in ("metrics", "epochs"):
+        ref, got = getattr(reference, table), getattr(resumed, table)
+        cols = [k for k in ref.columns if k not in TIMING_COLUMNS]
+        pd.testing.assert_frame_equal(ref[cols], got[cols])
+
+
 def test_resume_with_a_different_recipe_is_refused(tmp_path):
     train(_smoke(), tmp_path, progress=False)
     with pytest.raises(RunError, match="different configuration.*lr"):

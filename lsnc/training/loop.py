@@ -20,7 +20,7 @@ import torch
 from ..config import ConfigError, TrainConfig
 from ..runs.format import non_finite
 from ..runs.lifecycle import claim_run, run_folder
-from ..runs.record import RunRecord
+from ..runs.record import CheckpointWriter, RunRecord
 from ..snapshots import snapshot_epochs, snapshot_indices, take_snapshot
 from ..vocab import UFM_THEORY_H_NORM, UFM_THEORY_W_NORM
 from .engine import check_fusable, make_engine
@@ -122,7 +122,7 @@ class _Training:
 
     def run(self, progress: bool) -> None:
         cfg, epoch, stopped_by = self.cfgs[0], self.start_epoch, None
-        completed = self.start_epoch  # the last epoch whose checkpoint is written
+        self.checkpoints = CheckpointWriter(self.records, self.start_epoch, background=writes_behind(self.device))
         try:
             if epoch == 0:
                 self.evaluate(0)
@@ -135,14 +135,18 @@ class _Training:
                 if evaluated:  # a time budget's stop epoch is evaluated too (a prefix ends on a metrics row)
                     self.evaluate(epoch)
                 self.checkpoint(epoch)
-                completed = epoch
                 # wall seconds of the whole epoch (training, tables, checkpoint), less its evaluation
                 self.epoch_seconds.append(time.perf_counter() - t0 - (self.eval_seconds[-1] if evaluated else 0.0))
                 if stopped_by:
                     break
+            self.checkpoints.close()   # the last checkpoint on disk before the runs are marked done
         except BaseException as exc:
+            try:
+                self.checkpoints.close()
+            except Exception:   # (the error being handled is the one to report)
+                pass
             for r in self.records:
-                r.failed(completed, exc)
+                r.failed(self.checkpoints.epoch, exc)
             raise
         for r in self.records:
             r.done(epoch, stopped_by)
@@ -184,10 +188,11 @@ class _Training:
         self.eval_seconds.append(time.perf_counter() - t_all)
 
     def checkpoint(self, epoch: int) -> None:
+        """This epoch's checkpoints (on a GPU written while the next epoch trains: CheckpointWriter); the seconds
+        they take here (in line, or the copies and the wait for the previous epoch's write) count in the epoch's
+        time."""
         t0 = time.perf_counter()
-        for k, r in enumerate(self.records):
-            r.save_checkpoint({**self.engine.checkpoint_state(k), "epoch": epoch, "train_seconds": r.train_seconds})
-            r.running(epoch)
+        self.checkpoints.save([self.engine.checkpoint_state(k) for k in range(len(self.records))], epoch)
         self.checkpoint_seconds = time.perf_counter() - t0
 
     def stop_reason(self, epoch: int, trained_s: float) -> str | None:
@@ -214,6 +219,12 @@ class _Training:
         if elapsed + needed > cfg.time_budget_s:
             return f"time budget {cfg.time_budget_s:g} s"
         return None
+
+
+def writes_behind(device: torch.device) -> bool:
+    """Checkpoints written while the next epoch trains (CheckpointWriter): on a GPU, whose host CPU waits while it
+    trains; on a CPU, which trains on its cores, in line."""
+    return device.type == "cuda"
 
 
 def _progress(it, enabled: bool, desc: str):
