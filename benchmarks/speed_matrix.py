@@ -524,7 +524,8 @@ def main(argv=None) -> int:
     p.add_argument("--skip", nargs="*", default=[],
                    help="cell kinds to skip: lsnc reference fused eval graphcheck cudagraph streams vmap compile")
     p.add_argument("--cells", nargs="+", metavar="NAME",
-                   help="run only the cells of these names (e.g. 'cudagraph check bf16 K=2'), in the matrix's order")
+                   help="run only the cells of these names (e.g. 'cudagraph check bf16 K=2'), in the order given: "
+                        "what the wall cap cuts is the last")
     p.add_argument("--device", default="auto")
     p.add_argument("--out-dir", required=True)
     a = p.parse_args(argv)
@@ -534,7 +535,8 @@ def main(argv=None) -> int:
         unknown = sorted(set(a.cells) - {c["name"] for c in cells})
         if unknown:
             p.error(f"--cells: no cell named {', '.join(map(repr, unknown))} (with --ks {' '.join(map(str, a.ks))})")
-        cells = [c for c in cells if c["name"] in a.cells]
+        by_name = {c["name"]: c for c in cells}
+        cells = [by_name[n] for n in dict.fromkeys(a.cells)]
     out = Path(a.out_dir)
     device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if a.device == "auto" else a.device))

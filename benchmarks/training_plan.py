@@ -159,8 +159,8 @@ def probe_streams(plan: dict, cells: list[dict], train_images: int | None = None
     measured ``streams P K=4``: K = 4 (:data:`PLAN_SETS`: a second seed) where each member keeps >= K_KEEP of
     the epochs it gets at K = 2, by the rule of :func:`training_plan` (``train_images`` and the evaluation's
     ``eval_s`` a member: the command line takes the evaluation cell of ``cells`` where the check stage ran one,
-else the plan's matrix's). A plan without graphs, or of concurrent processes:
-    unchanged. The reasons are appended either way."""
+    else the plan's matrix's). A plan without graphs, or of concurrent processes: unchanged. The reasons are
+    appended either way."""
     plan = {**plan, "reasons": list(plan["reasons"])}
     p, k = ("bf16" if plan["amp"] == "bf16" else "tf32"), plan["k"]
     if plan.get("mode", "fused") not in ("fused", "streams") or not plan.get("cuda_graphs"):

@@ -12,8 +12,10 @@
   (else each group it made folders for, else the group its summary names). The window id is its UTC start as
   YYYYMMDDTHHMMZ, from the `date:` line of its env.txt (else the archive's mtime; WINDOW_ID=... names it
   otherwise). An existing window folder is not replaced unless FORCE=1.
-- Every folder is copied next to its destination under a hidden name, then renamed into place: a killed unpack
-  leaves no half-copied run or window folder under a name the book reads.
+- Every folder is copied whole into a hidden staging folder beside its destination (``.<name>.unpack-XXXX/``),
+  then renamed into place; a replaced folder waits in that staging folder until the new one is in place. A killed
+  unpack leaves no half-copied run or window folder where the book reads runs, and the next unpack puts back a
+  folder it had moved aside (recover()).
 
 Then review and commit RUNS_DIR/<group>/. The printed lines (`unpack: ...`) are read by tests/test_device_window.py.
 Exit 1 when the archive cannot be read or holds no window/ folder, or the window id is malformed.
@@ -37,6 +39,7 @@ DATE_LINE = re.compile(r"^date: ([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-
 GROUP_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 SPEED_FILES = ("speed/speed.md", "speed/speed.json", "speed/plan.env", "env.txt", "summary.txt")
 CHECK_FILES = {"speed/check/speed.md": "check.md", "speed/check/speed.json": "check.json"}
+STAGING = ".unpack-"   # in the name of the hidden folders a copy is staged in
 
 
 class UnpackError(Exception):
@@ -94,12 +97,12 @@ def extends(old: Path, new: Path) -> tuple[str | None, str]:
     old_epoch, new_epoch = status_of(old).get("epoch"), status_of(new).get("epoch")
     if not (isinstance(old_epoch, int) and isinstance(new_epoch, int) and new_epoch > old_epoch):
         return None, ""
-    from lsnc.runs.compare import compare_folders   # lsnc is imported only here: --help needs no pandas
     try:
+        from lsnc.runs.compare import compare_folders   # lsnc is imported only here: --help needs no pandas
         pairs, _, _ = compare_folders(old, new)
         verdict = pairs[0].verdict if pairs else "nothing to compare"
         line = pairs[0].line() if pairs else verdict
-    except Exception as exc:   # a damaged folder: say so, replace nothing
+    except Exception as exc:   # a damaged folder, or no lsnc dependencies in this python: say so, replace nothing
         verdict, line = "unreadable", f"{type(exc).__name__}: {exc}"
     if verdict != "identical":
         return None, f"it reached epoch {new_epoch}, but does not continue the run there: {line}"
@@ -111,42 +114,68 @@ def extends(old: Path, new: Path) -> tuple[str | None, str]:
     return note + ")", ""
 
 
-def put_folder(src: Path, dest: Path, ignore=None) -> None:
-    """Copy ``src`` to ``dest`` (replacing it) through a hidden sibling renamed into place."""
+def _staging(dest: Path) -> Path:
+    """A hidden folder beside ``dest`` (``.<name>.unpack-XXXX/``) for its new copy (``new/``) and, while it is being
+    replaced, the old one (``old/``): both one level deeper than any run folder, where no reader of runs looks."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
-    old = None
+    return Path(tempfile.mkdtemp(prefix=f".{dest.name}{STAGING}", dir=dest.parent))
+
+
+def _place(new: Path, dest: Path, staging: Path) -> None:
+    """Rename ``new`` to ``dest``; an existing ``dest`` is moved into ``staging`` first, and put back if the rename
+    fails (recover() puts it back after a kill between the two renames)."""
+    old = staging / "old"
+    if dest.exists():
+        os.replace(dest, old)
     try:
-        shutil.copytree(src, tmp / "x", ignore=ignore)
-        if dest.exists():
-            old = dest.parent / f"{tmp.name}-old"
-            os.replace(dest, old)
-        os.replace(tmp / "x", dest)
+        os.replace(new, dest)
+    except BaseException:
+        if old.exists() and not dest.exists():
+            os.replace(old, dest)
+        raise
+
+
+def put_folder(src: Path, dest: Path, ignore=None) -> None:
+    """Copy ``src`` to ``dest`` (replacing it): copied whole into a staging folder, then renamed into place."""
+    staging = _staging(dest)
+    try:
+        shutil.copytree(src, staging / "new", ignore=ignore)
+        _place(staging / "new", dest, staging)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def put_files(files: dict[Path, str], dest: Path) -> None:
     """Copy ``files`` (source -> name) into a new folder ``dest`` (replacing it), renamed into place."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{dest.name}.unpack-", dir=dest.parent))
+    staging = _staging(dest)
     try:
-        (stage / "x").mkdir()
+        (staging / "new").mkdir()
         for src, name in files.items():
-            shutil.copy2(src, stage / "x" / name)
-        put_folder(stage / "x", dest)
+            shutil.copy2(src, staging / "new" / name)
+        _place(staging / "new", dest, staging)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def recover(runs_dir: Path) -> None:
+    """Undo what a killed unpack left in ``runs_dir``: a folder it had moved aside to replace, and not yet
+    replaced, is put back; staging folders are removed."""
+    for staging in sorted([*runs_dir.glob(f"*/.*{STAGING}*"), *runs_dir.glob(f"*/speed/.*{STAGING}*")]):
+        dest = staging.parent / staging.name[1:staging.name.rindex(STAGING)]
+        if (staging / "old").is_dir() and not dest.exists():
+            os.replace(staging / "old", dest)
+            print(f"unpack: {dest} put back (an earlier unpack was stopped while replacing it)")
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def unpack(archive: Path, runs_dir: Path, given_id: str | None = None, force: bool = False) -> int:
     """Unpack ``archive`` into ``runs_dir``; returns how many run folders were copied."""
+    recover(runs_dir)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             with tarfile.open(archive) as tar:
-                tar.extractall(tmp, filter="data")
+                # (filter: Python >= 3.11.4; the archive is ours, from the device, so without it where missing)
+                tar.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         except (OSError, tarfile.TarError) as exc:
             raise UnpackError(f"{archive} cannot be read: {exc}") from exc
         window = Path(tmp) / "window"

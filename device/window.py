@@ -285,6 +285,7 @@ class Window:
         self.rc: dict[str, int] = {}
         self.children: list[subprocess.Popen] = []
         self.spawning = self.stop_pending = False   # a signal while a child starts is raised once it is recorded
+        self.signalled = False
         self.source_commit = "unknown"
         # the set (section 2)
         self.plan = dict(DEFAULT_PLAN)
@@ -557,13 +558,18 @@ class Window:
         elif not (get("DELTAS").strip() and get("SEEDS").strip()):
             why = "no δ or no seed in keep.env"
         else:
-            # (shutil.move: KEEP, under $TMPDIR, may be another filesystem than the checkout; it copies then)
+            # (renamed; KEEP, under $TMPDIR, may be another filesystem than the checkout: copied then, and KEEP
+            # removed below only once the copy is whole)
+            src, dst = keep / "runs" / get("RUN_GROUP"), self.runs / get("RUN_GROUP")
             try:
                 self.runs.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(keep / "runs" / get("RUN_GROUP")), str(self.runs / get("RUN_GROUP")))
+                try:
+                    os.rename(src, dst)
+                except OSError:
+                    shutil.copytree(src, dst, symlinks=True)
             except (OSError, shutil.Error) as e:
                 why = f"could not move them into {self.runs}: {e}"
-                shutil.rmtree(self.runs / get("RUN_GROUP"), ignore_errors=True)   # a partial copy; KEEP still has all
+                shutil.rmtree(dst, ignore_errors=True)   # a partial copy; KEEP still has them all
         if why:
             self.log(f"runs kept by an earlier call in {keep} not continued ({why}): a new set")
             return False
@@ -663,11 +669,12 @@ class Window:
         on this machine: the same set graphed as one fused network and as K networks on K CUDA streams, both timed
         here, the streams step checked against the eager one (benchmarks/training_plan.py --probe): streams where
         they pass and are >= 1.1x, else fused. A K = 2 set on streams may take K = 4 (a second seed) where its
-        members keep enough of their epochs (that cell last: the cap cuts it first). (A streams plan reused from a
-        plan.env gets the streams check only.) The cells' names fix --ks and no --skip applies
-        (LSNC_WINDOW_MATRIX_ARGS may carry both, for the matrix). The check stage also runs the evaluation cell (a few
-        seconds): a window that reuses a plan runs no matrix, and so would never time an evaluation (and its parts)
-        against a bare forward pass on the GPU; the probe takes that cell's seconds for a member's evaluation."""
+        members keep enough of their epochs (that cell after the others the plan needs). (A streams plan reused
+        from a plan.env gets the streams check only.) The cells' names fix --ks and no --skip applies
+        (LSNC_WINDOW_MATRIX_ARGS may carry both, for the matrix). The check stage also runs the evaluation cell, last
+        (the cells run in the order given; the wall cap cuts the last first): a window that reuses a plan runs no
+        matrix, and so would never time an evaluation (and its parts) against a bare forward pass on the GPU; the
+        probe takes that cell's seconds for a member's evaluation."""
         s, plan, speed = self.s, self.plan, self.stage / "speed"
         prec = "bf16" if plan["PLAN_AMP"] == "bf16" else "tf32"
         fused_cell = f"cudagraph check {prec} K=2"
@@ -682,7 +689,7 @@ class Window:
                     cells.append(f"streams {prec} K=4")
             elif plan["PLAN_MODE"] == "streams":
                 cells.append(f"streams check {prec} K=2")
-            cells.append("evaluation")   # a few seconds: this machine's evaluation, its parts against bare forwards
+            cells.append("evaluation")   # last (the cap cuts it first): this machine's evaluation, against forwards
             self.run_stage("graphcheck", 180, [
                 s.python, "benchmarks/speed_matrix.py", "--dataset", "cifar10-jpeg", "--data-root", self.data_root,
                 "--width", s.width, "--wall-s", "90", "--out-dir", str(speed / "check"), *s.matrix_args,
@@ -854,6 +861,7 @@ class Window:
                     job["rc"] = rc
                     continue
                 job["graphs"], left = False, job["end"] - self.elapsed()
+                self.set_graphs = "0"   # (a continuation trains without them, even if this call is stopped now)
                 with open(job["log"], "a") as f:
                     f.write(f"window: d{job['d']}-s{job['s']} with --cuda-graphs failed: again without CUDA graphs "
                             f"(--resume), {left}s left\n")
@@ -1042,7 +1050,7 @@ def main() -> int:
     def stop(signum, frame):
         for sig in (signal.SIGTERM, signal.SIGINT):   # the first signal stops the window; pack() is next
             signal.signal(sig, lambda *_: None)   # (a handler, not SIG_IGN: a child started now does not inherit it)
-        window.log("signal: stopping")
+        window.signalled = True   # logged after the handler (a print inside it could meet the main thread's)
         if window.spawning:   # raised once the child that is starting is recorded (Window.spawn)
             window.stop_pending = True
             return
@@ -1060,6 +1068,8 @@ def main() -> int:
             rc = 1
     except Exit as e:   # the signal arrived while the error above was being logged
         rc = e.code
+    if window.signalled:
+        window.log("signal: stopping")
     return window.pack(rc)
 
 

@@ -290,10 +290,10 @@ def test_the_matrix_runs_only_the_cells_asked_for_and_plans_nothing_from_them(tm
     sm, _, _ = _bench()
     args = ["--dataset", "synthetic", "--width", "4", "--batch-size", "16", "--warmup", "1", "--steps", "1",
             "--out-dir", str(tmp_path)]
-    assert sm.main(args + ["--cells", "lsnc fp32", "streams check bf16 K=2"]) == 0
+    assert sm.main(args + ["--cells", "streams check bf16 K=2", "lsnc fp32", "lsnc fp32"]) == 0
     result = json.loads((tmp_path / "speed.json").read_text())
-    assert [(c["name"], c["status"]) for c in result["cells"]] == [("lsnc fp32", "ok"),
-                                                                     ("streams check bf16 K=2", "skipped")]
+    assert [(c["name"], c["status"]) for c in result["cells"]] == [("streams check bf16 K=2", "skipped"),
+                                                                     ("lsnc fp32", "ok")]   # in the order asked
     assert "plan" not in result and not (tmp_path / "plan.env").exists()
     assert "no training plan" in (tmp_path / "speed.md").read_text()
     with pytest.raises(SystemExit):

@@ -151,3 +151,35 @@ def test_window_ids_and_bad_archives(tmp_path):
     empty = _run(tmp_path / "empty.tar.gz", runs)
     assert empty.returncode == 1 and "holds no window/ folder" in empty.stderr
     assert _run(undated, runs, WINDOW_ID="").returncode == 0   # empty: from env.txt / mtime, as unset
+
+
+def test_a_replace_stopped_between_its_renames_loses_nothing(tmp_path, monkeypatch):
+    """Replacing a folder moves the old one into the staging folder, then renames the new one in. Interrupted between
+    the two (Ctrl-C), the old one goes back; killed there, the next unpack puts it back before it starts."""
+    runs = tmp_path / "runs"
+    dest = runs / GROUP / "ce-resnet18-s0"
+    dest.mkdir(parents=True)
+    (dest / "marker").write_text("old")
+    real_replace = unpack.os.replace
+
+    def interrupted(src, dst):
+        if Path(src).name == "new":
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(unpack.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        unpack.put_folder(SOURCE, dest)
+    monkeypatch.setattr(unpack.os, "replace", real_replace)
+    assert [p.name for p in (runs / GROUP).iterdir()] == ["ce-resnet18-s0"] and (dest / "marker").is_file()
+
+    # killed between the renames: the old folder waits in the staging folder, where no reader of runs looks
+    staging = runs / GROUP / ".ce-resnet18-s0.unpack-abc123"
+    (staging / "new").mkdir(parents=True)
+    real_replace(dest, staging / "old")
+    from lsnc.runs import find_runs
+    assert find_runs(runs, status=None) == []
+    out = _run(_archive(tmp_path, {}), runs).stdout
+    assert f"unpack: {dest} put back (an earlier unpack was stopped while replacing it)" in out, out
+    assert (dest / "marker").read_text() == "old" and not staging.exists()
+

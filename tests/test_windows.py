@@ -106,7 +106,12 @@ def test_the_evaluation_against_a_bare_forward_pass(tmp_path):
     _window(tmp_path, GROUP, "20270103T1000Z", [], {})
     (tmp_path / GROUP / "speed" / "20270103T1000Z" / "check.json").write_text(json.dumps({"cells": [
         {**ev, "status": "timeout"}]}))
+    # unreadable cells: no value, and the table still stands
+    _window(tmp_path, GROUP, "20270104T1000Z", [], {})
+    (tmp_path / GROUP / "speed" / "20270104T1000Z" / "speed.json").write_text(json.dumps({"cells": None}))
+    (tmp_path / GROUP / "speed" / "20270104T1000Z" / "check.json").write_text(json.dumps({"cells": [
+        {**ev, "bare_forward_s": 0.0}]}))
     assert windows_table(tmp_path)["evaluation / forward"].tolist() == [
         "1.64x (0.72 s / 0.44 s)",
-        "1.64x (0.72 s / 0.44 s); train pass 1.49x, test pass 1.20x, metrics 0.08 s", ""]
+        "1.64x (0.72 s / 0.44 s); train pass 1.49x, test pass 1.20x, metrics 0.08 s", "", ""]
 

@@ -82,7 +82,7 @@ def read_window(folder: Path) -> dict | None:
 
 def evaluation_cost(folder: Path) -> str:
     """The window's evaluation cell (benchmarks/speed_matrix.py), from its matrix or its check stage: one full
-    evaluation (train-set NC + test calibration) against a bare forward pass over the same images, e.g. "1.63x
+    evaluation (train-set NC + test calibration) against a bare forward pass over the same images, e.g. "1.64x
     (0.72 s / 0.44 s)", and where that cell timed its parts, how far each pass is above its own forward; "" where
     the window timed none."""
     for name in ("speed.json", "check.json"):
@@ -90,9 +90,12 @@ def evaluation_cost(folder: Path) -> str:
             cells = json.loads((folder / name).read_text())["cells"]
         except (OSError, ValueError, KeyError, TypeError):
             continue
+        if not isinstance(cells, list):
+            continue
         ev = next((c for c in cells if isinstance(c, dict) and c.get("pipeline") == "evaluation"
                    and c.get("status") == "ok"), None)
-        if ev is None or not all(isinstance(ev.get(k), (int, float)) for k in ("evaluate_s", "bare_forward_s")):
+        if ev is None or not all(isinstance(ev.get(k), (int, float)) and ev[k] > 0
+                                 for k in ("evaluate_s", "bare_forward_s")):
             continue
         total, forward = ev["evaluate_s"], ev["bare_forward_s"]
         text = f"{total / forward:.2f}x ({total:.2f} s / {forward:.2f} s)"

@@ -170,15 +170,15 @@ class CheckpointWriter:
     Writing a ResNet-18's checkpoint (about 90 MB with its momentum) takes 0.1-0.4 s, a tenth of an epoch on a GPU,
     whose host CPU is idle while it trains; a CPU that trains has no core to spare for it (measured on 2 cores:
     writing behind a training on both is slower than in line, and faster where the training takes one), so the loop
-    writes behind on a GPU only. In the background, :meth:`save` copies the states into host memory (so the next epoch's in-place updates cannot reach them; on a
-    GPU a few milliseconds at the end of an epoch, when the loop has synchronized anyway), waits until the previous
-    save is on disk, and queues this one: each run's checkpoint (atomic: the previous file stays
-    until the new one is whole), then its status.json ("running", this epoch). :meth:`wait` returns once the queued
-    save is on disk and raises its error if it failed; the loop calls it before a run is marked done or failed. A
-    run killed at any moment resumes from a whole checkpoint (the rows written after it are dropped then), and
-    ``epoch`` is the epoch of the last checkpoint on disk. The tables are the same as with writes in line: only
-    when the bytes reach the disk changes. The thread touches no GPU: a CUDA-graph capture in the training thread
-    (at an lr milestone) must see no other thread's CUDA work."""
+    writes behind on a GPU only. In the background, :meth:`save` copies the states into host memory (so the next
+    epoch's in-place updates cannot reach them; on a GPU a few milliseconds at the end of an epoch, when the loop
+    has synchronized anyway), waits until the previous save is on disk, and queues this one: each run's checkpoint
+    (atomic: the previous file stays until the new one is whole), then its status.json ("running", this epoch).
+    :meth:`wait` returns once the queued save is on disk and raises its error if it failed; the loop calls it before
+    a run is marked done or failed. A run killed at any moment resumes from a whole checkpoint (the rows written
+    after it are dropped then), and ``epoch`` is the epoch of the last checkpoint on disk. The tables are the same
+    as with writes in line: only when the bytes reach the disk changes. The thread touches no GPU: a CUDA-graph
+    capture in the training thread (at an lr milestone) must see no other thread's CUDA work."""
 
     def __init__(self, records: list[RunRecord], epoch: int, background: bool = True):
         self.records, self.epoch = records, epoch
