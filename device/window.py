@@ -283,6 +283,9 @@ class Window:
             d.mkdir(parents=True, exist_ok=True)
         (self.stage / "summary.txt").write_text(f"group: {s.group}\n")
         self.rc: dict[str, int] = {}
+        # wall seconds of each stage: against its runs' train_seconds and eval_seconds, what start-up and the
+        # checkpoints cost (summary.txt's stage_s.NAME)
+        self.wall: dict[str, float] = {}
         self.children: list[subprocess.Popen] = []
         self.spawning = self.stop_pending = False   # a signal while a child starts is raised once it is recorded
         self.signalled = False
@@ -338,14 +341,16 @@ class Window:
         return proc
 
     def run_stage(self, name: str, limit: int, cmd: list[str]) -> int:
-        """``cmd`` under a hard timeout, its output in logs/NAME.log, its exit status in rc[NAME]."""
+        """``cmd`` under a hard timeout, its output in logs/NAME.log, its exit status in rc[NAME], its wall seconds
+        in wall[NAME]."""
         self.log(f"stage {name} (hard limit {limit}s): {' '.join(cmd)}")
         path = self.stage / "logs" / f"{name}.log"
+        t0 = time.monotonic()
         with open(path, "w") as f:
             proc = self.spawn(["timeout", "-k", "10", str(limit), *cmd], f)
             rc = signal_rc(proc.wait())
             self.children = []
-        self.rc[name] = rc
+        self.rc[name], self.wall[name] = rc, round(time.monotonic() - t0, 1)
         self.log(f"stage {name}: exit {rc}")
         if rc != 0:
             for line in path.read_text(errors="replace").splitlines()[-20:]:
@@ -364,6 +369,7 @@ class Window:
         lines = [f"window_id: {self.window_id}", f"elapsed_s: {self.elapsed()}", f"budget_s: {self.s.budget_s}",
                  f"matrix_cap_s: {self.s.matrix_s}", f"exit: {rc}"]
         lines += [f"stage_rc.{k}: {v}" for k, v in self.rc.items()]
+        lines += [f"stage_s.{k}: {v}" for k, v in self.wall.items()]
         for status in sorted(self.runs.glob("*/*/status.json")):
             try:
                 compact = re.sub(r"[\n ]", "", status.read_text(errors="replace"))
@@ -841,7 +847,7 @@ class Window:
         graphs and their time). The stage's exit status (1 if any pair failed) goes to rc[NAME]."""
         pairs = [(d, s) for s in self.seeds for d in self.deltas]
         note = "--cuda-graphs (if it fails: again without, --resume)" if self.graphs == "1" else ""
-        jobs, self.children = [], []
+        jobs, self.children, t0 = [], [], time.monotonic()
         for d, s in pairs:
             self.summary(f"train.d{d}-s{s}: {self.s.python} {' '.join(self.train)} --time-budget-s {secs} "
                          f"--delta {d} --seed {s} {' '.join(extra)} {note}")
@@ -874,7 +880,7 @@ class Window:
         self.set_graphs = "1" if self.graphs == "1" and all(j["graphs"] for j in jobs) else "0"
         failed = [f"{j['d']}:{j['s']}" for j in jobs if j["rc"] != 0]
         rc = 1 if failed else 0
-        self.rc[name] = rc
+        self.rc[name], self.wall[name] = rc, round(time.monotonic() - t0, 1)
         self.log(f"stage {name}: exit {rc}" + (f" (failed: {' '.join(failed)})" if failed else ""))
         for log in sorted((self.stage / "logs").glob("train-d*.log")):
             for line in log.read_text(errors="replace").splitlines():

@@ -294,6 +294,7 @@ def test_window_unfuses_a_fused_set_that_fails(tmp_path):
     assert "fused training failed (exit 1): the set again as concurrent tf32 processes (--resume)" in log, log
     assert "fallback: concurrent after fused exit 1" in summary and "stage train-concurrent: exit 0" in log
     assert "stage_rc.train: 1" in summary and "stage_rc.train-concurrent: 0" in summary, summary
+    assert "stage_s.train: " in summary and "stage_s.train-concurrent: " in summary, summary   # wall seconds
     for d in ("0", "0.05"):
         assert f"--delta {d} --seed 0 --resume" in summary, summary
     assert _done(w) == {(0.0, 0), (0.05, 0)}
