@@ -288,16 +288,16 @@ def cell_reference(b: Bench, uint8: tuple) -> dict:
     pick = torch.randint(len(ys), (b.n_steps * b.B,), generator=g).numpy()
     loader = ref.make_loader(xs[pick], ys[pick], norm["mean"], norm["std"], b.B, workers=b.a.workers)
     model.train()
-    it = iter(loader)
+    batches = {"it": iter(loader)}
 
     def step(i):
-        x, y = next(it)
+        x, y = next(batches["it"])
         ref.train_step(model, x, y, opt, b.K, DELTA, b.device)
 
     try:
         out = rates(b.timed(step), b.B)
     finally:
-        del it
+        batches.clear()   # the last reference to the iterator: its DataLoader workers stop
     out["note"] = f"DataLoader {b.a.workers} workers, torch default precision"
     return out
 
