@@ -129,13 +129,19 @@ def test_checkpoints_are_written_behind_the_training_and_a_failed_write_fails_th
     assert rec.saved[0]["train_seconds"] == 1.5
 
     # in the loop: on a CPU the checkpoints are written in line; here behind, as on a GPU (the same tables)
-    import lsnc.training.loop as loop
+    from lsnc.training.loop import writes_behind
     cfg = _smoke(epochs=6, milestones=[3], eval_epochs=[1, 2, 3, 4, 5])
     inline = load_run(train(cfg, tmp_path / "inline", progress=False))
-    monkeypatch.setattr(loop, "writes_behind", lambda device: True)
+    assert not writes_behind(torch.device("cpu")) and writes_behind(torch.device("cuda"))
+    monkeypatch.setenv("LSNC_CHECKPOINT_WRITES", "behind")
+    assert writes_behind(torch.device("cpu"))
     reference = load_run(train(cfg, tmp_path / "ref", progress=False))
     cols = [k for k in inline.metrics.columns if k not in TIMING_COLUMNS]
     pd.testing.assert_frame_equal(inline.metrics[cols], reference.metrics[cols])
+    with monkeypatch.context() as m:
+        m.setenv("LSNC_CHECKPOINT_WRITES", "later")
+        with pytest.raises(ConfigError, match="use auto, inline or behind"):
+            writes_behind(torch.device("cpu"))
     save = RunRecord.save_checkpoint
 
     def full_disk_at_epoch_3(self, state):

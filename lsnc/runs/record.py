@@ -178,7 +178,8 @@ class CheckpointWriter:
     a run is marked done or failed. A run killed at any moment resumes from a whole checkpoint (the rows written
     after it are dropped then), and ``epoch`` is the epoch of the last checkpoint on disk. The tables are the same
     as with writes in line: only when the bytes reach the disk changes. The thread touches no GPU: a CUDA-graph
-    capture in the training thread (at an lr milestone) must see no other thread's CUDA work."""
+    capture in the training thread must see no other thread's CUDA work (and the loop waits for the write before an
+    epoch that captures one: the first, and the first at a new lr)."""
 
     def __init__(self, records: list[RunRecord], epoch: int, background: bool = True):
         self.records, self.epoch = records, epoch

@@ -81,6 +81,7 @@ class _Training:
     def __init__(self, cfgs: list[TrainConfig], runs_dir, modes: list[str], wall_start: float, log):
         self.cfgs, self.log, self.wall_start = cfgs, log, wall_start
         self.device = pick_device(cfgs[0].device, cfgs[0].cuda_graphs)
+        self.write_behind = writes_behind(self.device)   # (a bad LSNC_CHECKPOINT_WRITES: before any folder is written)
         configure_backends(cfgs[0], self.device)
         cache: dict = {}
         self.data = [load_data(c, self.device, cache) for c in cfgs]
@@ -122,13 +123,17 @@ class _Training:
 
     def run(self, progress: bool) -> None:
         cfg, epoch, stopped_by = self.cfgs[0], self.start_epoch, None
-        self.checkpoints = CheckpointWriter(self.records, self.start_epoch, background=writes_behind(self.device))
+        self.checkpoints = CheckpointWriter(self.records, self.start_epoch, background=self.write_behind)
         try:
             if epoch == 0:
                 self.evaluate(0)
                 self.checkpoint(0)
+            lr = None
             for epoch in _progress(range(self.start_epoch + 1, cfg.epochs + 1), progress, self.records[0].folder.name):
                 t0 = time.perf_counter()
+                if self.engine.lr != lr:   # a CUDA graph is captured in this epoch (its first, or a new lr): with no
+                    self.checkpoints.wait()   # checkpoint being written meanwhile
+                lr = self.engine.lr
                 self.train_one_epoch(epoch)
                 stopped_by = self.stop_reason(epoch, time.perf_counter() - t0)
                 evaluated = epoch in cfg.eval_epochs or stopped_by is not None
@@ -223,8 +228,12 @@ class _Training:
 
 def writes_behind(device: torch.device) -> bool:
     """Checkpoints written while the next epoch trains (CheckpointWriter): on a GPU, whose host CPU waits while it
-    trains; on a CPU, which trains on its cores, in line."""
-    return device.type == "cuda"
+    trains; on a CPU, which trains on its cores, in line. ``LSNC_CHECKPOINT_WRITES=inline`` or ``behind`` decides
+    instead (``auto``, the default: by the device)."""
+    how = os.environ.get("LSNC_CHECKPOINT_WRITES", "auto")
+    if how not in ("auto", "inline", "behind"):
+        raise ConfigError(f"LSNC_CHECKPOINT_WRITES={how!r}: use auto, inline or behind")
+    return how == "behind" or (how == "auto" and device.type == "cuda")
 
 
 def _progress(it, enabled: bool, desc: str):
