@@ -737,6 +737,29 @@ def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
     assert proc.returncode == 2 and "unknown arguments" in proc.stderr and not (tmp_path / "never").exists()
 
 
+def test_a_signal_while_a_child_starts_is_raised_once_the_child_is_recorded(tmp_path, monkeypatch):
+    """main's SIGTERM handler, landing while Window.spawn starts a child, only leaves stop_pending: spawn records the
+    child first (so pack can stop it), then raises the stop."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("window", REPO / "device" / "window.py")
+    window = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(window)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    w = window.Window(window.Settings({"OUT": str(tmp_path / "out"), "LSNC_WINDOW_RUNS_DIR": str(tmp_path / "runs")}))
+    try:
+        with open(tmp_path / "child.log", "w") as log:
+            assert w.spawn(["sleep", "30"], log).poll() is None and not w.stop_pending   # no signal: it runs
+            w.stop_pending = True
+            with pytest.raises(window.Exit) as stop:
+                w.spawn(["sleep", "30"], log)
+        assert stop.value.code == 143 and len(w.children) == 2 and w.children[1].poll() is None
+    finally:
+        for child in w.children:
+            child.kill()
+            child.wait()
+        shutil.rmtree(w.work, ignore_errors=True)
+
+
 def test_next_seeds(tmp_path):
     """The lowest seeds whose whole δ set is new at the precision asked, over several runs folders; damaged folders
     block by name; --find lists a seed's runs (the twin question)."""
