@@ -169,10 +169,10 @@ def derive_plan(python: str, speed_json: Path, out_dir: Path, why: Path, *option
     return read_plan(out_dir / "plan.env") if rc == 0 else None
 
 
-def next_seeds(python: str, groups: list[str], *args: str) -> subprocess.CompletedProcess:
-    """device/next_seeds.py over ``groups`` with ``args`` (its options, then the runs folders to look in)."""
-    return subprocess.run([python, str(REPO / "device" / "next_seeds.py"), "--group", *groups, *args],
-                          capture_output=True, text=True)
+def next_seeds(python: str, groups: list[str], *args: str) -> tuple[int, str, str]:
+    """device/next_seeds.py over ``groups`` with ``args`` (its options, then the runs folders to look in): its exit
+    status, stdout and stderr."""
+    return command_output([python, str(REPO / "device" / "next_seeds.py"), "--group", *groups, *args])
 
 
 def command_output(cmd: list[str], timeout: int = 120) -> tuple[int, str, str]:
@@ -757,8 +757,7 @@ class Window:
 
     def next_seeds(self, *args: str) -> tuple[int, str, str]:
         """device/next_seeds.py over the earlier windows' runs, this call's and the kept ones."""
-        p = next_seeds(self.s.python, self.s.both_groups, *args)
-        return signal_rc(p.returncode), p.stdout, p.stderr
+        return next_seeds(self.s.python, self.s.both_groups, *args)
 
     def choose_seeds(self) -> None:
         """Every window adds runs. Its seeds are the lowest whose whole δ set no earlier window trained at the plan's
@@ -848,6 +847,7 @@ class Window:
         pairs = [(d, s) for s in self.seeds for d in self.deltas]
         note = "--cuda-graphs (if it fails: again without, --resume)" if self.graphs == "1" else ""
         jobs, self.children, t0 = [], [], time.monotonic()
+        self.set_graphs = self.graphs   # what a continuation of these runs trains with: off once a pair falls back
         for d, s in pairs:
             self.summary(f"train.d{d}-s{s}: {self.s.python} {' '.join(self.train)} --time-budget-s {secs} "
                          f"--delta {d} --seed {s} {' '.join(extra)} {note}")
@@ -867,7 +867,7 @@ class Window:
                     job["rc"] = rc
                     continue
                 job["graphs"], left = False, job["end"] - self.elapsed()
-                self.set_graphs = "0"   # (a continuation trains without them, even if this call is stopped now)
+                self.set_graphs = "0"   # (at once: this call may be stopped before the stage ends)
                 with open(job["log"], "a") as f:
                     f.write(f"window: d{job['d']}-s{job['s']} with --cuda-graphs failed: again without CUDA graphs "
                             f"(--resume), {left}s left\n")
@@ -876,8 +876,6 @@ class Window:
                 else:
                     self._start_pair(job, left, ["--resume"], extra)
         self.children = []
-        # what a continuation of these runs trains with: graphs only where every pair kept them
-        self.set_graphs = "1" if self.graphs == "1" and all(j["graphs"] for j in jobs) else "0"
         failed = [f"{j['d']}:{j['s']}" for j in jobs if j["rc"] != 0]
         rc = 1 if failed else 0
         self.rc[name], self.wall[name] = rc, round(time.monotonic() - t0, 1)
@@ -1008,21 +1006,21 @@ def preview(s: Settings) -> int:
             "else fused; on streams, K=4 (a second seed) where each member keeps >= 0.8 of its epochs")
     bf16 = plan["PLAN_AMP"] == "bf16"
     seeds = lambda *args: next_seeds(s.python, s.both_groups, *args, s.known)
-    found = seeds("--deltas", *plan["PLAN_DELTAS"].split(), "--count", str(len(plan["PLAN_SEEDS"].split())),
-                  "--amp", "bf16" if bf16 else "none")
-    if found.returncode != 0:
-        say(f"device/next_seeds.py failed: {found.stderr.strip()}")
+    rc, found, err = seeds("--deltas", *plan["PLAN_DELTAS"].split(), "--count", str(len(plan["PLAN_SEEDS"].split())),
+                           "--amp", "bf16" if bf16 else "none")
+    if rc != 0:
+        say(f"device/next_seeds.py failed: {err.strip()}")
         return 1
     group = f"bf16, group {s.group}-bf16" if bf16 else f"TF32, group {s.group}"
-    say(f"the window trains δ {{{plan['PLAN_DELTAS']}}} ({group}) with {which} {found.stdout.strip()} "
+    say(f"the window trains δ {{{plan['PLAN_DELTAS']}}} ({group}) with {which} {found.strip()} "
         "(device/next_seeds.py)")
     if bf16 and plan["PLAN_TWIN"] == "1":
-        first = found.stdout.split()[0]
-        twins = seeds("--deltas", "0", "--find", first, "--amp", "none")
-        have = seeds("--deltas", "0", "--twin-pairs").stdout.split()
-        if twins.returncode == 0:
+        first = found.split()[0]
+        twins_rc, twins, _ = seeds("--deltas", "0", "--find", first, "--amp", "none")
+        have = seeds("--deltas", "0", "--twin-pairs")[1].split()
+        if twins_rc == 0:
             say(f"its tf32 twin (CE, seed {first}) was trained before: "
-                f"{' '.join(os.path.basename(x) for x in twins.stdout.split())}")
+                f"{' '.join(os.path.basename(x) for x in twins.split())}")
         elif len(have) >= s.twins_enough:
             say(f"no tf32 twin: seeds {' '.join(have)} already have CE runs in both precisions")
         else:

@@ -189,15 +189,15 @@ class CheckpointWriter:
     def save(self, states: list[dict[str, Any]], epoch: int) -> None:
         """Write (or queue) the checkpoints of ``epoch``, one state per record as ``Engine.checkpoint_state`` gives
         it."""
-        if self._pool is None:
-            self._write([{**state, "epoch": epoch, "train_seconds": r.train_seconds}
-                         for r, state in zip(self.records, states)], epoch)
+        behind = self._pool is not None
+        states = [{**(_copied(state) if behind else state), "epoch": epoch, "train_seconds": r.train_seconds}
+                  for r, state in zip(self.records, states)]
+        if not behind:
+            self._write(states, epoch)
             self.epoch = epoch
             return
-        copies = [{**_copied(state), "epoch": epoch, "train_seconds": r.train_seconds}
-                  for r, state in zip(self.records, states)]
         self.wait()
-        self._pending = (self._pool.submit(self._write, copies, epoch), epoch)
+        self._pending = (self._pool.submit(self._write, states, epoch), epoch)
 
     def _write(self, states: list[dict[str, Any]], epoch: int) -> None:
         for r, state in zip(self.records, states):
