@@ -17,6 +17,7 @@ from torch import Tensor
 __all__ = [
     "ECE_BINS",
     "ECE_DEFAULT_BINS",
+    "CALIBRATION_FORMULAS",
     "confidence_and_correct",
     "equal_width_bin_index",
     "ece_equal_width",
@@ -31,6 +32,21 @@ __all__ = [
 ECE_BINS = (15, 20, 25)
 #: the one the figures, tables and claims use, as the paper's figures do (``ece20``)
 ECE_DEFAULT_BINS = 20
+
+_ECE = "sum_b (|B_b|/n) |acc(B_b) - conf(B_b)|, conf the top-1 softmax probability"
+_FITS = {"testfit": "fitted on these same (test) logits, as the paper's code does",
+         "holdout": "fitted on a held-out split of the training data (NaN without one)"}
+#: Every key returned by :func:`calibration_metrics`, with its formula.
+CALIBRATION_FORMULAS = {
+    **{f"ece{b}": f"ECE, {b} equal-width bins (lower, upper]: {_ECE}" for b in ECE_BINS},
+    f"ece{ECE_DEFAULT_BINS}_equal_mass": f"ECE, {ECE_DEFAULT_BINS} bins of equal count (samples sorted by "
+                                         f"confidence): {_ECE}",
+    **{k: v for tag, fit in _FITS.items() for k, v in {
+        f"temperature_{tag}": f"T in [0.01, 100] minimising the mean NLL of softmax(z / T), {fit}",
+        f"nll_ts_{tag}": f"mean NLL of softmax(z / T) on the test logits, T = temperature_{tag}",
+        **{f"ece{b}_ts_{tag}": f"ece{b} of softmax(z / T), T = temperature_{tag}" for b in ECE_BINS},
+    }.items()},
+}
 
 
 def confidence_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,7 +124,7 @@ def reliability_diagram(confidences: Tensor, correct: Tensor, num_bins: int = EC
 def mean_nll(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> float:
     """Mean cross-entropy of logits / temperature."""
     z = logits.detach().to(torch.float64) / temperature
-    return float(F.cross_entropy(z, labels.to(z.device)))
+    return float(F.cross_entropy(z, labels.to(z.device, torch.long)))
 
 
 def fit_temperature(logits: Tensor, labels: Tensor, *, t_min: float = 1e-2, t_max: float = 1e2,

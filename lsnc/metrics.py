@@ -30,6 +30,7 @@ __all__ = [
     "PAPER_NAMES",
     "PAPER_TEX",
     "METRIC_FORMULAS",
+    "PREDICTED_CLASS_FORMULAS",
     "ClassStatistics",
     "FeatureAccumulator",
     "PredictedClassAccumulator",
@@ -64,7 +65,8 @@ PAPER_TEX = {
     "NC3": r"\|W/\|W\| - M/\|M\|\|^2",
 }
 
-# Every key returned by collapse_metrics / the accumulators, with the formula it computes.
+# Every key returned by collapse_metrics / FeatureAccumulator.compute (the training set grouped by label), with the
+# formula it computes.
 METRIC_FORMULAS = {
     "nc1_within_between": "tr(Sigma_W Sigma_B^+), Sigma_B^+ from the top K-1 eigenpairs of Sigma_B (paper)",
     "nc1_within_between_over_k": "tr(Sigma_W Sigma_B^+) / K (Papyan et al. 2020)",
@@ -102,6 +104,25 @@ METRIC_FORMULAS = {
     "error": "1 - accuracy",
     "loss_ce": "mean cross-entropy of the logits (no smoothing)",
     "loss_ls": "mean label-smoothed cross-entropy with targets (1-delta) onehot + delta/K (when delta is given)",
+}
+
+# Every key returned by PredictedClassAccumulator.compute (the test set grouped by predicted class), with its formula.
+# p_i = argmax logits_i; groups g: all samples, those with p_i == y_i (correct), the others (incorrect).
+PREDICTED_CLASS_FORMULAS = {
+    **{f"nc1_by_prediction_{g}": f"tr(Sigma_W^{g} Sigma_B^+), Sigma_W^{g} = (1/N_{g}) sum over the {g} samples of "
+                                 "(h_i - nu_{p_i})(h_i - nu_{p_i})^T, nu_p the mean of all samples predicted p; "
+                                 "Sigma_B from the nu_p of the K' classes predicted at least once"
+       for g in ("all", "correct", "incorrect")},
+    **{f"loss_ce_{g}": f"mean cross-entropy -log softmax(z_i)_{{y_i}} over the {g} samples"
+       for g in ("all", "correct", "incorrect")},
+    **{f"entropy_{g}": f"mean entropy -sum_k p_ik log p_ik of softmax(z_i) over the {g} samples"
+       for g in ("all", "correct", "incorrect")},
+    "accuracy": "fraction with argmax(logits) == label",
+    "error": "1 - accuracy",
+    "num_samples": "N",
+    "num_correct": "number of samples with argmax(logits) == label",
+    "num_incorrect": "number of the others",
+    "num_predicted_classes": "K': number of classes predicted at least once",
 }
 
 _EPS64 = torch.finfo(torch.float64).eps
@@ -353,6 +374,9 @@ def _check_batch(features: Tensor, labels: Tensor, dim: int) -> None:
         raise ValueError(f"features must have shape (batch, {dim}), got {tuple(features.shape)}")
     if labels.shape != (features.shape[0],):
         raise ValueError(f"labels must have shape ({features.shape[0]},), got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integer class indices, got dtype {labels.dtype}: pass labels.long() "
+                         "if they hold whole numbers")
 
 
 # Rows per chunk inside update(): bounds the B x K one-hot matrix when a caller passes one huge batch.
@@ -461,6 +485,11 @@ class FeatureAccumulator:
 
     def update(self, features: Tensor, labels: Tensor, logits: Tensor | None = None) -> None:
         _check_batch(features, labels, self.dim)
+        if self._with_logits is not None and self._with_logits != (logits is not None):
+            raise ValueError("give logits for every batch or for none")
+        if logits is not None and logits.shape != (features.shape[0], self.num_classes):
+            raise ValueError(f"logits must have shape ({features.shape[0]}, {self.num_classes}), "
+                             f"got {tuple(logits.shape)}")
         # inference_mode (not no_grad): in-place updates then work whether the state was created inside or
         # outside an inference_mode block
         with torch.inference_mode():
@@ -486,14 +515,8 @@ class FeatureAccumulator:
                 self._num_ncc += take
             self.num_samples += h.shape[0]
 
-            if self._with_logits is None:
-                self._with_logits = logits is not None
-            elif self._with_logits != (logits is not None):
-                raise ValueError("give logits for every batch or for none")
+            self._with_logits = logits is not None
             if logits is not None:
-                if logits.shape != (h.shape[0], self.num_classes):
-                    raise ValueError(f"logits must have shape ({h.shape[0]}, {self.num_classes}), "
-                                     f"got {tuple(logits.shape)}")
                 z = logits.detach().to(self.device, torch.float64)
                 self._num_correct += (z.argmax(1) == y).sum()
                 self._loss_ce_sum += F.cross_entropy(z, y, reduction="sum")

@@ -6,6 +6,7 @@ from scipy.optimize import minimize_scalar
 from torchmetrics.functional import calibration_error
 
 from lsnc.calibration import (
+    CALIBRATION_FORMULAS,
     calibration_metrics,
     confidence_and_correct,
     ece_equal_mass,
@@ -121,6 +122,16 @@ def test_calibration_metrics_keys_and_holdout():
     assert with_holdout["ece20_ts_holdout"] == with_holdout["ece20_ts_testfit"]
     # scaling at the NLL-optimal temperature cannot increase the NLL
     assert without["nll_ts_testfit"] <= mean_nll(logits, labels) + 1e-12
+
+
+def test_calibration_formulas_cover_every_key():
+    logits, labels = random_logits(seed=4)
+    assert set(calibration_metrics(logits, labels)) == set(CALIBRATION_FORMULAS)
+
+
+def test_integer_labels_of_any_dtype():
+    logits, labels = random_logits(seed=5)
+    assert calibration_metrics(logits, labels.int()) == pytest.approx(calibration_metrics(logits, labels), nan_ok=True)
 
 
 def test_empty_input_raises():

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lsnc.calibration import calibration_metrics
-from lsnc.training.evaluate import evaluate_model
+from lsnc.training.evaluate import COLUMN_FORMULAS, evaluate_model
 from lsnc.metrics import collapse_metrics_from_features
 
 
@@ -104,6 +104,17 @@ def test_evaluate_model_keys_are_stable(setup):
         assert key in without, key
     # delta = 0: the smoothed training loss is the plain one
     assert without["train_loss_ls"] == pytest.approx(without["train_loss_ce"], rel=1e-12)
+    # every column has its formula, and every formula is a column
+    assert set(without) == set(COLUMN_FORMULAS)
+
+
+def test_evaluate_model_takes_int32_labels_and_batches_off_the_device(setup):
+    """Labels of any integer dtype (a user's loader), the same metrics as int64 ones."""
+    model, train, test, holdout = setup
+    as_int32 = lambda batches: [(x, y.int()) for x, y in batches]
+    reference = evaluate_model(model, train, test, 4, holdout_batches=holdout, device="cpu")
+    row = evaluate_model(model, as_int32(train), as_int32(test), 4, holdout_batches=as_int32(holdout), device="cpu")
+    assert all(row[k] == reference[k] or (math.isnan(row[k]) and math.isnan(reference[k])) for k in reference)
 
 
 def test_evaluate_model_times_its_parts_only_when_asked(setup):

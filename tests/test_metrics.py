@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from lsnc.metrics import (
     METRIC_FORMULAS,
+    PREDICTED_CLASS_FORMULAS,
     PAPER_NAMES,
     FeatureAccumulator,
     PredictedClassAccumulator,
@@ -388,6 +389,24 @@ def test_invalid_labels_and_shapes_raise():
         FeatureAccumulator(3, 4).statistics()
     with pytest.raises(ValueError, match="classifier weight"):
         collapse_metrics_from_features(H, y, W[:, :3], b)
+    with pytest.raises(ValueError, match="integer class indices"):
+        FeatureAccumulator(3, 4).update(H, y.double())
+
+
+def test_a_rejected_batch_leaves_the_statistics_as_they_were():
+    """A batch update() refuses is not counted: a caller that catches the error and retries counts it once."""
+    H, y, W, b = random_problem(3, 4, 30)
+    once = FeatureAccumulator(3, 4)
+    once.update(H, y, H @ W.T)
+    retried = FeatureAccumulator(3, 4)
+    for wrong in (H @ W.T[:, :2], None):  # logits of the wrong shape; then no logits after a batch with them
+        with pytest.raises(ValueError):
+            retried.update(H, y, wrong)
+        if wrong is not None:
+            assert retried.num_samples == 0
+            retried.update(H, y, H @ W.T)
+    assert retried.num_samples == once.num_samples
+    assert retried.compute(W, b) == once.compute(W, b)
 
 
 def test_coincident_class_means_give_nan_nc1():
@@ -424,6 +443,7 @@ def test_prediction_split_matches_naive():
     assert 0 < expected["num_correct"] < len(y)
     assert_close_dict(got, expected, rtol=1e-9)
     assert got["num_samples"] == len(y)
+    assert set(got) == set(PREDICTED_CLASS_FORMULAS)
 
 
 def test_prediction_split_with_unpredicted_class_and_no_errors():

@@ -13,11 +13,17 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-from ..calibration import calibration_metrics
-from ..metrics import FeatureAccumulator, PredictedClassAccumulator
+from ..calibration import CALIBRATION_FORMULAS, calibration_metrics
+from ..metrics import METRIC_FORMULAS, PREDICTED_CLASS_FORMULAS, FeatureAccumulator, PredictedClassAccumulator
 from ..vocab import TEST_PREFIX, TRAIN_PREFIX
 
-__all__ = ["evaluate_model"]
+__all__ = ["evaluate_model", "COLUMN_FORMULAS"]
+
+#: Every key :func:`evaluate_model` returns (a column of a run's metrics.csv) -> the formula behind it.
+COLUMN_FORMULAS = {
+    **{TRAIN_PREFIX + k: v for k, v in METRIC_FORMULAS.items()},
+    **{TEST_PREFIX + k: v for k, v in {**PREDICTED_CLASS_FORMULAS, **CALIBRATION_FORMULAS}.items()},
+}
 
 
 def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tensor]],
@@ -27,9 +33,10 @@ def evaluate_model(model: nn.Module, train_batches: Iterable[tuple[Tensor, Tenso
                    autocast_dtype: torch.dtype | None = None, phases: dict | None = None) -> dict[str, float]:
     """Evaluate ``model`` (contract: ``logits, features = model(x)``, ``model.classifier`` the
     ``nn.Linear(d, K)`` mapping features to logits, ``model.feature_dim`` = d) in eval mode without
-    gradients; the model's train/eval mode is restored afterwards.
+    gradients; the model's train/eval mode is restored afterwards. Batches may live anywhere: the images are moved
+    to ``device`` (default: the model's), where the statistics are accumulated.
 
-    Keys:
+    Keys (each with its formula in :data:`COLUMN_FORMULAS`):
       ``train_*``  :class:`lsnc.metrics.FeatureAccumulator` metrics over ``train_batches`` (label-grouped NC
                    metrics, accuracy, error, ``loss_ce``, and ``loss_ls`` = the loss with the model's own
                    smoothing ``delta``, equal to ``loss_ce`` when delta = 0);
@@ -105,7 +112,7 @@ def _forward(model: nn.Module, x: Tensor, device: torch.device, autocast_dtype) 
     autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
                 else contextlib.nullcontext())
     with autocast:
-        return model(x)
+        return model(x.to(device, non_blocking=True))
 
 
 def _logits(forward, batches, accumulator=None) -> tuple[Tensor | None, Tensor | None]:
