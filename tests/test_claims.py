@@ -170,7 +170,20 @@ def test_paper_like_runs_support_every_claim():
     assert set(table["claim"]) == {"C1", "C2", "C3", "C4", "C5"}
     assert set(table["verdict"]) == {"supported"}, table[["test", "verdict", "note"]].to_string()
     assert set(table["n_seeds"]) == {3}
-    assert claims.verdict_counts(table) == {"supported": len(table), "not supported": 0, "inconclusive": 0}
+    assert claims.verdict_counts(table) == {"supported": len(table), "not supported": 0, "inconclusive": 0,
+                                            "prefix": 0}
+
+
+def test_prefixes_give_directions_not_verdicts():
+    """The same paper-like runs stopped at epoch 20 of their 40-epoch recipe: every row that would be "supported"
+    says only which way LS goes at that epoch, and why."""
+    ce, ls = paper_like()
+    full = claims.evaluate_claims(ce + ls)
+    table = claims.evaluate_claims([_stopped(r, 20) for r in ce + ls])
+    assert "supported" not in set(table["verdict"]) and set(table["verdict"]) <= ALLOWED
+    assert (table["verdict"] == "prefix: the paper's way").sum() == claims.verdict_counts(table)["prefix"] > 0
+    assert table["note"].str.contains("compared at epoch 20 of the 40-epoch recipe (a prefix)", regex=False).all()
+    assert not full["note"].str.contains("a prefix", regex=False).any()
 
 
 def test_reversed_runs_support_no_claim():
@@ -506,7 +519,9 @@ def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():
         if stop:
             runs[-2:] = [scale.UpTo(r, stop) for r in runs[-2:]]
     text = compare_sentence(runs)
-    assert "all compared at epoch 20 of the 40-epoch recipe" in text and "(2 CE / 2 LS seeds)" in text
+    assert "all compared at epoch 20 of the 40-epoch recipe" in text and "; 2 CE / 2 LS seeds." in text
+    # headed by the group and what its runs are, as compared: a prefix of which recipe
+    assert text.startswith(f"- **`{runs[0].dataset}`**: ") and "epochs 0–20 of the 40-epoch recipe;" in text
     nc1_at_20 = np.median([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
                            for r in runs if r.config["delta"] == 0])
     assert f"NC1 {nc1_at_20:.3g} vs" in text

@@ -19,6 +19,9 @@ Verdict rules (:func:`judge`), for a test where the paper predicts LS "lower" (o
 * ``inconclusive``: mixed pairs or ties, overlapping ranges, or fewer than 2 seeds on a side; with one seed the
   note says "1 seed: direction only" and which way that seed goes.
 * ``inconclusive (missing runs)``: no finished CE or no finished LS run (or the measurement is undefined).
+* ``prefix: the paper's way`` / ``prefix: against the paper`` (:func:`as_prefix`): what would be ``supported`` /
+  ``not supported`` when the compared runs stopped before the end of their recipe (GPU windows): the paper's claims
+  are about the end of training, so a prefix says only which way LS goes so far.
 
 The tests (``test`` column; the exact definitions are in each function's docstring):
 
@@ -72,7 +75,10 @@ C1_LOOSE_ERROR = 0.001
 #: C4: number of NC1 levels in the common range
 C4_GRID = 25
 
-VERDICTS = ("supported", "not supported", "inconclusive", "inconclusive (missing runs)")
+#: A comparison of prefixes (runs stopped before the recipe's last epoch, GPU windows) is no verdict on a claim about
+#: the end of training: where every pair goes one way, the row says only which way, at that epoch.
+PREFIX_VERDICTS = {"supported": "prefix: the paper's way", "not supported": "prefix: against the paper"}
+VERDICTS = ("supported", "not supported", "inconclusive", "inconclusive (missing runs)", *PREFIX_VERDICTS.values())
 TABLE_COLUMNS = ["dataset", "label", "claim", "test", "ce", "ls", "verdict", "n_seeds", "note",
                  "ce_values", "ls_values"]
 DISPLAY_COLUMNS = ["claim", "test", "ce", "ls", "verdict", "n_seeds", "note"]
@@ -147,19 +153,45 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
-    """How many rows have each verdict (both inconclusive kinds counted under "inconclusive")."""
-    out = {"supported": 0, "not supported": 0, "inconclusive": 0}
+    """How many rows have each verdict (both inconclusive kinds counted under "inconclusive", both prefix
+    directions under "prefix")."""
+    out = {"supported": 0, "not supported": 0, "inconclusive": 0, "prefix": 0}
     if table is None or table.empty:
         return out
     for v in table["verdict"]:
-        out["inconclusive" if str(v).startswith("inconclusive") else str(v)] += 1
+        v = str(v)
+        out["inconclusive" if v.startswith("inconclusive") else "prefix" if v.startswith("prefix") else v] += 1
     return out
 
 
 def verdict_glue(table: pd.DataFrame, prefix: str) -> dict[str, int]:
     """:func:`verdict_counts` named for the page's text: ``{prefix}supported``, ``{prefix}not_supported``,
-    ``{prefix}inconclusive``."""
+    ``{prefix}inconclusive``, ``{prefix}prefix``."""
     return {prefix + verdict.replace(" ", "_"): n for verdict, n in verdict_counts(table).items()}
+
+
+def prefix_epoch(runs: Sequence[Any]) -> tuple[int, int] | None:
+    """``(E, recipe epochs)`` when ``runs`` (one comparison, cut to a common epoch) stopped before the end of their
+    recipe, E the last epoch they reached; None when they ran it to the end."""
+    reaches = [reach(r) for r in runs]
+    prefixes = [r for r in reaches if r.prefix]
+    if not prefixes:
+        return None
+    return max(r.reached for r in prefixes), max(r.epochs for r in prefixes)
+
+
+def as_prefix(table: pd.DataFrame, runs: Sequence[Any]) -> pd.DataFrame:
+    """``table`` (rows of one comparison) with the verdicts of a prefix comparison made :data:`PREFIX_VERDICTS`, and
+    its notes saying so; unchanged when the runs ran their recipe to the end."""
+    at = prefix_epoch(runs)
+    if at is None:
+        return table
+    table = table.copy()
+    table["verdict"] = table["verdict"].map(lambda v: PREFIX_VERDICTS.get(v, v))
+    why = (f"compared at epoch {at[0]} of the {at[1]}-epoch recipe (a prefix): which way LS goes so far, not a "
+           "verdict on a claim about the end of training")
+    table["note"] = [f"{note}; {why}" if note else why for note in table["note"]]
+    return table
 
 
 # ----------------------------------------------------------------------------------------------
@@ -491,6 +523,11 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str) -> d
         verdict = judge(before, after, "lower")
         note = (f"|LS - CE| ECE gap before -> after TS: {format_spread(before)} -> {format_spread(after)}; "
                 f"ce / ls columns: ECE after TS")
+        flipped = [s for s in pairs if (ece[1][s] - ece[0][s]) * (ts[1][s] - ts[0][s]) < 0]
+        if flipped:
+            note += (f"; the gap changes sign in {len(flipped)} of {len(pairs)} seed pairs ("
+                     + ", ".join(f"s{s}: LS {'higher' if ts[1][s] > ts[0][s] else 'lower'} than CE after TS"
+                                 for s in flipped) + ")")
     else:
         verdict = judge(*ts) if not (_clean(ts[0]) and _clean(ts[1])) else (
             "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")
@@ -519,7 +556,7 @@ def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
     if comp.notes:
         df["note"] = df["note"] + "; " + ", ".join(comp.notes)
     df["n_seeds"] = df["n_seeds"].astype("Int64")
-    return df
+    return as_prefix(df, comp.runs)
 
 
 def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> pd.DataFrame:

@@ -19,8 +19,8 @@ from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, F
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, column_names, ece_column, in_deltas, is_delta, loss_label,
                      temperature_column)
 from .claims import epochs_to_zero_error, final_value, paired_comparisons
-from .scale import (UpTo, align_prefixes, as_runs, common_epoch, data_text, fmt_list, model_text, pool_text, reach,
-                    seeds_text, setting_key, standard_runs)
+from .scale import (UpTo, align_prefixes, as_runs, common_epoch, data_text, describe_setting, fmt_list, model_text,
+                    pool_text, reach, seeds_text, setting_key, standard_runs)
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -310,12 +310,16 @@ def zero_error_epochs_text(runs, dataset: str, delta: float, threshold: float = 
     return text + (f", never for {never}" if never else "")
 
 
-def _compare_bullet(runs, dataset: str, label: str, delta: float, ce: pd.Series, ls: pd.Series) -> str:
+def _compare_bullet(runs, dataset: str, delta: float, ce: pd.Series, ls: pd.Series) -> str:
+    """One group's bullet, headed by what its runs are (the group, data subset, model, epochs of which recipe), so
+    the bullets of groups that share a dataset can be told apart."""
     pairs = ", ".join(f"{n} {ce[n.lower()]:.3g} vs {ls[n.lower()]:.3g}" for n in NC_COLUMNS)
     ece = SUMMARY_COLUMNS[ece_column()]
-    return (f"- **{label}** ({int(ce['seeds'])} CE / {int(ls['seeds'])} LS seeds): zero training "
-            f"error: {loss_label(0)} at {zero_error_epochs_text(runs, dataset, 0.0)}, {loss_label(delta)} at "
-            f"{zero_error_epochs_text(runs, dataset, delta)}; final values, medians over seeds, CE vs LS: {pairs}; test error "
+    reached = {d: zero_error_epochs_text(runs, dataset, d) for d in (0.0, delta)}
+    zero = ", ".join(f"{loss_label(d)} {'never' if text == 'never' else 'at ' + text}" for d, text in reached.items())
+    shown = [r for r in runs if r.dataset == dataset]
+    return (f"- **`{dataset}`**: {describe_setting(shown)}; {int(ce['seeds'])} CE / {int(ls['seeds'])} LS "
+            f"seeds. Zero training error: {zero}; final values, medians over seeds, CE vs LS: {pairs}; test error "
             f"{ce['test_error']:.3g} vs {ls['test_error']:.3g}; ECE {ce[ece]:.3g} vs {ls[ece]:.3g}.")
 
 
@@ -331,8 +335,7 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
         res = summary_by_loss(aligned.runs, ds, deltas)
         if len(res) < 2 or 0.0 not in res.index:
             continue
-        label = next(r.label for r in chosen)
-        lines += [_compare_bullet(aligned.runs, ds, label, delta, res.loc[0.0], ls)
+        lines += [_compare_bullet(aligned.runs, ds, delta, res.loc[0.0], ls)
                   + (f" ({aligned.note}.)" if aligned.note else "")
                   for delta, ls in res.drop(index=0.0).iterrows()]
     return "\n".join(lines)
