@@ -741,3 +741,31 @@ def test_final_rows_cut_prefixes_of_one_group_at_one_epoch():
     assert text.count("epoch 20") == 1 and "left out, stopped earlier: " in text and " at epoch 10)" in text
     assert "fake-20ep" not in text  # complete runs of one length: nothing to say
     assert final_epoch_text([other]) == "last evaluated epoch of each run"
+
+
+def test_final_tables_say_what_each_mean_is_over():
+    """fig6/fig7's tables: each cell a mean, so each row says over how many seeds and at which epoch (prefixes that
+    stopped at different epochs: the one epoch they are compared at)."""
+    from lsnc.book.summary import final_collapse_table
+
+    runs = []
+    for seed, stop in ((0, None), (1, 20), (2, 20)):
+        pair = [fake_run(0.0, seed, 6.0), fake_run(0.05, seed, 3.0)]
+        for r in pair:
+            r.metrics = r.metrics.assign(test_error=0.2)
+        runs += [scale.UpTo(r, stop) for r in pair] if stop else pair
+    table = final_collapse_table(runs)
+    assert table["mean of"].tolist() == ["3 seeds", "3 seeds"] and table["epoch"].tolist() == ["20", "20"]
+    nc1 = np.mean([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
+                   for r in runs if r.config["delta"] == 0])
+    assert table["nc1_within_between"].iloc[0] == pytest.approx(nc1, abs=1e-4)
+
+
+@pytest.mark.parametrize("share,says", [(0.46, "46 % (on a log scale) is W outside the span"),
+                                        (1.13, "that part alone is 113 % of it"),
+                                        (-0.2, "W lies more inside the span for LS"),
+                                        (float("nan"), "not higher")])
+def test_the_nc3_share_sentence_reads_right_beyond_0_and_100_percent(share, says):
+    from lsnc.book.nc3 import _share_text
+
+    assert says in _share_text(share)

@@ -215,6 +215,20 @@ def _header(dataset: str, rows: pd.DataFrame) -> str:
             f"{', '.join(str(e) for e in sorted(set(rows['epoch'])))})")
 
 
+def _share_text(share: float) -> str:
+    """The sentence on :func:`outside_share`; above 100 % the span part overshoots and WP is nearer M for LS."""
+    if not np.isfinite(share):
+        return "LS's NC3 is not higher here."
+    if share > 1:
+        return (f"LS's lower cos(W, M) comes from W outside the span: that part alone is {100 * share:.0f} % of it "
+                "(on a log scale), and inside the span WP is nearer M for LS than for CE, which gives back the rest.")
+    if share < 0:
+        return ("LS's lower cos(W, M) comes from WP turning from M inside the span: W lies more inside the span for LS "
+                "than for CE.")
+    return (f"Of LS's lower cos(W, M), {100 * share:.0f} % (on a log scale) is W outside the span, the rest WP "
+            "turning from M.")
+
+
 def decomposition_lines(final: pd.DataFrame) -> str:
     """Markdown bullets, one per group, read from :func:`final_decomposition` (means over its seeds), CE / LS: NC3,
     ||W P|| / ||W||, and W P against M and against A = M Sigma_B^+, and :func:`outside_share`; then in how many
@@ -236,9 +250,7 @@ def decomposition_lines(final: pd.DataFrame) -> str:
                        f"‖WP‖/‖W‖ {both(SPAN_FRACTION)}; WP against M {both(NC3_IN_SPAN)}, against A "
                        f"{both(NC3_IN_SPAN_WHITENED)} (WP nearer {nearer['CE']} for CE, nearer "
                        f"{nearer['LS']} for LS). "
-                       + (f"Of LS's lower cos(W, M), {100 * share[dataset]:.0f} % (on a log scale) is W outside the "
-                          "span, the rest WP turning from M." if np.isfinite(share[dataset])
-                          else "LS's NC3 is not higher here."))
+                       + _share_text(share[dataset]))
     n = len(nearer_a["CE"])
     summary = (f"WP lies nearer A than M for LS in {sum(nearer_a['LS'])} of {n} group(s), for CE in "
                f"{sum(nearer_a['CE'])} of {n}.")

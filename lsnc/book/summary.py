@@ -113,8 +113,13 @@ def ufm_errors(runs: Sequence[Run]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 def _final_means(final: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     """Mean over seeds per run group (``dataset``: two groups of one dataset, e.g. two scales, stay apart) and δ,
-    with the group's dataset label."""
-    return final.groupby(["label", "dataset", "delta"])[list(columns)].mean().round(4)
+    with the group's dataset label, and what each mean is over: ``mean of`` (its number of seeds) and ``epoch``
+    (the epoch its rows were read at: the runs' last, or one epoch prefixes all reached)."""
+    by = final.groupby(["label", "dataset", "delta"])
+    out = by[list(columns)].mean().round(4)
+    out.insert(0, "epoch", by["epoch"].agg(lambda e: fmt_list(sorted({int(x) for x in e}))))
+    out.insert(0, "mean of", by.size().map(lambda n: f"{n} seed{'s' if n > 1 else ''}"))
+    return out
 
 
 def final_collapse_table(runs) -> pd.DataFrame:
