@@ -30,14 +30,25 @@ def test_closed_form_numbers(problem):
 
 
 def test_spectrum_numbers(problem):
+    from lsnc.vocab import MAIN_DELTA
     deltas = theory.kappa_deltas(problem, 4)
-    assert deltas[0] == 0 and deltas[-1] == pytest.approx(0.9 * (1 - problem.solution().s))
+    top = 0.9 * (1 - problem.solution().s)
+    assert deltas[0] == 0 and deltas[-1] == pytest.approx(top)
+    # the paper's main δ is on the grid (the linspace alone skips it), sorted in, once
+    assert MAIN_DELTA in deltas and len(deltas) == 5 and np.all(np.diff(deltas) > 0)
+    assert list(theory.kappa_deltas(problem, 3, also=(0.0, top / 2, 2.0))) == list(np.linspace(0, top, 3))
     spectrum = ufm.condition_numbers_vs_delta(problem, deltas)
     n = theory.spectrum_numbers(spectrum)
     assert n["sym_dim"] == int(spectrum["symmetry_dim"][0]) and n["kappa_delta_max"] == pytest.approx(deltas[-1])
     for key in ("kappa_restricted", "restricted_min", "restricted_max", "kappa_softmax"):
         assert n[f"{key}_ce"] == spectrum[key][0]
         assert n[f"{key}_min"] <= n[f"{key}_max"]
+    # the text states the grid it ranges over, and where κ is smallest and largest on it
+    assert n["kappa_ls_count"] == 4 and n["kappa_grid"] == ", ".join(f"{d:.3g}" for d in deltas[1:])
+    assert n["kappa_grid"].startswith(f"{MAIN_DELTA:g}, ")
+    kappa = spectrum["kappa_restricted"][1:]
+    assert n["kappa_restricted_min_delta"] == deltas[1:][np.argmin(kappa)]
+    assert n["kappa_restricted_max_delta"] == deltas[1:][np.argmax(kappa)]
     broken = dict(spectrum, num_dropped=spectrum["num_dropped"] + 1)
     with pytest.raises(ValueError, match="flat"):
         theory.spectrum_numbers(broken)
@@ -57,6 +68,30 @@ def test_verdict_summary(comparison):
     text = theory.verdict_summary(comparison)
     assert text.count("\n* ") == 3 and "**Verdict" in text
     assert ("numbers support the claim" in text) == comparison.verdict()["supports_claim"]
+
+
+def test_verdict_says_which_curvature_sets_the_rate_at_each_step(problem, comparison):
+    """At a common step the smallest curvature sets the rate, at a step matched to each δ's largest curvature κ does:
+    the verdict says which comparison showed what, so "faster, but not because of κ" and "followed κ" agree."""
+    tuned = ufm.compare_convergence(problem, [0.0, 0.3], seeds=[0, 1], lr=0.5, steps=4000, loose=1e-3, tight=1e-7,
+                                    lr_rule="inverse_max_curvature")
+    assert ufm.spectrum_against_baseline(comparison.spectrum, "kappa_restricted") == "higher"
+    assert np.all(comparison.iters_tight[1] < comparison.iters_tight[0])  # faster at the common step
+    assert np.all(tuned.iters_tight[1] > tuned.iters_tight[0])  # slower at the matched step, as κ says
+    text = theory.verdict_summary(comparison, tuned)
+    verdict = text.split("**Verdict")[1]
+    assert "At a common step size η the local rate is |1 − η λ_min|, set by the smallest curvature" in verdict
+    assert ("With the step matched to each δ's largest curvature (η = 0.5 / λ_max(δ)) the rate is |1 − 0.5/κ|, set "
+            "by the condition number: there LS, whose κ is higher, needed more iterations than CE to reach the tight "
+            "distance for every seed, as κ predicts.") in verdict
+    assert "(symmetry directions removed; at δ = 0.3)" in text and "LS: 47.8 to 47.8" not in text
+    # the matched step's outcome is read from its runs: where none arrives, it says so and claims nothing
+    short = ufm.compare_convergence(problem, [0.0, 0.3], seeds=[0], lr=0.5, steps=50, loose=1e-3, tight=1e-7,
+                                    lr_rule="inverse_max_curvature")
+    text = theory.verdict_summary(comparison, short)
+    assert "measured medians: none arrived (CE) and none arrived (LS)" in text
+    assert "was neither faster nor slower than CE on any seed-run (did not arrive" in text
+    assert "as κ predicts" not in text and "against κ" not in text
 
 
 def test_size_table_and_its_lines():
@@ -201,7 +236,8 @@ def test_gd_by_classes_and_its_words():
     assert lines.count("\n") == 1 and lines.startswith("* K = 3: κ(LS)/κ(CE) = ")
     assert list(table["GD vs κ"]) == ["followed", "followed"]  # κ(LS) > κ(CE) at K = 3 and 4, LS slower
     assert all(table["κ LS / CE"] > 1)
-    assert theory.gd_classes_verdict(table).startswith("**Gradient descent followed κ on the small UFM")
+    assert theory.gd_classes_verdict(table).startswith(
+        "**With the step matched to each δ's largest curvature, gradient descent followed κ on the small UFM")
     assert "more slowly where its κ was higher (K = 3 and 4)" in theory.gd_classes_verdict(table)
     with pytest.raises(ValueError, match="δ must be in"):
         theory.gd_by_classes((3,), (2, 4, 1e-2, 1e-2, 0.0), 0.0, (0,), 0.5, 10, 1e-2, 1e-6)
@@ -226,14 +262,15 @@ def test_gd_classes_verdict_words():
     rows = [{"UFM": "u", "K": 4, "κ LS / CE": 7.0, "GD vs κ": "followed"},
             {"UFM": "u", "K": 50, "κ LS / CE": 0.8, "GD vs κ": "followed"}]
     verdict = theory.gd_classes_verdict(pd.DataFrame(rows))
-    assert verdict == ("**Gradient descent followed κ on the small UFM (u) at K = 4 and 50, on every seed**: LS "
-                       "converged faster where its κ (full Hessian) was lower (K = 50) and more slowly where its κ "
-                       "was higher (K = 4).")
+    assert verdict == ("**With the step matched to each δ's largest curvature, gradient descent followed κ on the "
+                       "small UFM (u) at K = 4 and 50, on every seed**: LS converged faster where its κ (full Hessian) "
+                       "was lower (K = 50) and more slowly where its κ was higher (K = 4).")
     rows[1]["GD vs κ"] = "contradicted"
     assert "did not follow κ" in theory.gd_classes_verdict(pd.DataFrame(rows)) and "K = 50 every seed" in \
         theory.gd_classes_verdict(pd.DataFrame(rows))
     rows[1]["GD vs κ"] = "inconclusive (a tie)"
-    assert theory.gd_classes_verdict(pd.DataFrame(rows)).startswith("**Inconclusive on the small UFM (u)")
+    assert theory.gd_classes_verdict(pd.DataFrame(rows)).startswith(
+        "**With the step matched to each δ's largest curvature: inconclusive on the small UFM (u)")
 
 
 def test_the_theory_page_parameters_are_the_library_settings():

@@ -7,6 +7,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from lsnc import book  # noqa: E402
@@ -485,3 +486,80 @@ def test_seed_means_leave_out_a_stop_row_another_run_went_past():
         for s in (0, 1, 2) for e in (0, 10, 15, 20)])
     assert list(other[stop_rows_off_the_grid(other)].epoch) == [17]
     assert not stop_rows_off_the_grid(other[other.delta == 0.05]).any()
+
+
+def _regroup(runs, group, **config):
+    """Copies of ``runs`` in another dataset group (``group``), with ``config`` changed: a recipe of more epochs makes
+    them prefixes (finished before the recipe's last epoch)."""
+    return [type(r)(r.path.parent.parent / group / r.name, {**r.config, **config}, r.provenance,
+                    {**r.status, "epoch": int(r.metrics["epoch"].max())}, r.metrics, r.epochs) for r in runs]
+
+
+def test_loss_convergence_titles_the_epochs_drawn_and_leaves_prefixes_out(sel):
+    complete = sel.runs
+    prefixes = _regroup(complete, "gpu-prefix", epochs=30)
+    assert all(r.is_prefix for r in prefixes) and not any(r.is_prefix for r in complete)
+    last = int(complete[0].metrics["epoch"].max())
+    fig = T.plot_loss_convergence(complete + prefixes)
+    (_, gap), (left, gap_prefix) = fig.axes[:2], fig.axes[2:]
+    # the epochs actually drawn (up to the first lr decay of the smoke recipe, epoch 2), never the horizon alone
+    assert gap.get_title() == "epochs 0–2, before the first lr decay (epoch 2):\ndistance to the run's minimum"
+    assert max(x for ln in lines_with_data(gap) for x in ln.get_xdata()) == 2
+    # a group of prefixes: its loss is drawn, the distance to its smallest loss is not, and the panel says why
+    assert len(lines_with_data(left)) == 2 and not gap_prefix.get_lines()
+    assert gap_prefix.get_title() == "distance to the run's minimum: not drawn"
+    note = gap_prefix.texts[0].get_text()
+    assert "prefixes" in note and f"epochs 0–{last} of the 30-epoch recipe" in note and "not\na converged" in note
+    fig = T.plot_loss_convergence(complete, first_epochs=1)
+    assert fig.axes[1].get_title().startswith("epochs 0–1:\n")
+    # a group with some prefixes: those are left out, and the title says so
+    seed0_prefixes = _regroup([r for r in complete if r.config["seed"] == 0], "synthetic", epochs=30)
+    fig = T.plot_loss_convergence([r for r in complete if r.config["seed"] == 1] + seed0_prefixes)
+    assert fig.axes[1].get_title().endswith("; prefix runs left out")
+
+
+def test_calibration_dynamics_says_where_no_temperature_was_fitted_on_a_held_out_split(sel):
+    held_out = [c for c in sel.runs[0].metrics.columns
+                if c.endswith("_ts_holdout") or c == "test_temperature_holdout"]
+    unfitted = [type(r)(r.path, r.config, r.provenance, r.status, r.metrics.assign(**{c: np.nan for c in held_out}),
+                        r.epochs) for r in sel.runs]
+    none = _regroup(unfitted, "no-holdout")
+    fig = T.plot_calibration_dynamics(sel.runs + none, part="calibration")
+    (_, ece), (_, ece_none) = fig.axes[:2], fig.axes[2:]
+    assert len(lines_with_data(ece)) == 4 and not ece.texts  # before and after TS, CE and LS
+    assert len(lines_with_data(ece_none)) == 2  # before TS only
+    assert ece_none.texts[0].get_text() == "no held-out split:\nno after-TS curve"
+    assert "after TS" not in ece_none.get_ylabel()
+    # only some runs of a row with a held-out fit: the after-TS line is theirs, and the row says so
+    some = [r if r.config["seed"] == 0 else n for r, n in zip(sel.runs, unfitted)]
+    fig = T.plot_calibration_dynamics(some, part="calibration")
+    # CE and LS δ = 0.05 (the default δ), seeds 0 and 1: the two seed-0 runs kept their fit
+    assert fig.axes[1].texts[0].get_text() == "after TS: the 2 of 4 runs\nwith a held-out split"
+
+
+def test_ufm_norms_never_use_one_line_style_for_two_quantities(runs_dir):
+    ufm = book.select(None, runs_dir, ufm=True)
+    fig = T.plot_ufm_norms(ufm.runs)
+
+    def styles(ax):
+        return {(ln.get_linestyle(), tuple(ln._unscaled_dash_pattern[1] or ())): ln.get_label()
+                for ln in ax.get_legend().get_lines()}
+
+    features, norms = styles(fig.axes[1]), styles(fig.axes[2])
+    solid = {key for key in features if key[0] == "-"}
+    assert not (set(features) - solid) & set(norms)  # the centred class means' style is not the measured ||h_i||'s
+    assert "centred class means" in " ".join(features.values())
+
+
+def test_seeds_note_for_captions(sel, runs_dir):
+    assert T.seeds_note(sel.runs) == "lines: mean over 2 seed(s); bands: min-max over seeds"
+    assert T.seeds_note(book.select(None, runs_dir, ufm=True).runs) == "one seed per setting: each line is one run"
+    assert T.seeds_note(sel.runs, deltas=[0.0]) == "lines: mean over 2 seed(s); bands: min-max over seeds"
+    assert T.seeds_note([]) == ""
+
+
+def test_a_row_label_names_its_group_even_when_it_is_the_only_one_drawn():
+    from lsnc.book.plots.style import group_label
+
+    df = pd.DataFrame({"dataset": ["cifar10-jpeg-150ep"], "label": ["CIFAR-10 (JPEG copy)"]})
+    assert group_label(df, "cifar10-jpeg-150ep") == "CIFAR-10 (JPEG copy)\n(cifar10-jpeg-150ep)"

@@ -80,11 +80,10 @@ def has(df: pd.DataFrame, col: str) -> bool:
 # groups and seeds: a row's label; a mean line with a min-max band, or dots and a mean line against δ
 # ------------------------------------------------------------------------------------------------
 def group_label(df: pd.DataFrame, dataset: str) -> str:
-    """The group's dataset label; with its folder name when another group drawn has the same label (two
-    copies or scales of one dataset)."""
+    """The group's dataset label and its folder name (``runs/<group>``, which names its scale where several groups
+    hold one dataset): a row copied out of its page still says which runs it shows."""
     label = str(df.loc[df["dataset"] == dataset, "label"].iloc[0])
-    same = df.loc[df["label"] == label, "dataset"].nunique() > 1
-    return f"{label}\n({dataset})" if same else label
+    return f"{label}\n({dataset})"
 
 
 def seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:

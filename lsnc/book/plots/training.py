@@ -21,7 +21,7 @@ from ...runs.format import SNAPSHOTS_FILE
 from ...calibration import ECE_DEFAULT_BINS
 from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, NC_COLUMNS,
                       UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, is_delta, loss_label, temperature_column)
-from ..scale import describe_run, fmt_list
+from ..scale import describe_run, epochs_text, fmt_list, reach
 from ..summary import final_rows, metrics_table, ufm_errors
 from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, dots_vs_delta, grid,
                     group_label, has, line_band, loss_colour, not_logged, row_title, stop_rows_off_the_grid)
@@ -47,12 +47,21 @@ def _seeds_note(df: pd.DataFrame) -> str:
     lo, hi = int(n.min()), int(n.max())
     seeds = f"{lo}" if lo == hi else f"{lo}-{hi}"
     if hi <= 1:
-        return "one seed per setting"
+        return "one seed per setting: each line is one run"
     # prefixes of different lengths (GPU windows): past the shorter runs' end the line is the longer runs' mean
     last = df.groupby(["dataset", "delta", "seed"])["epoch"].max().groupby(["dataset", "delta"])
     stops = sorted({int(e) for e in (last.min()[last.min() < last.max()])})
     fewer = f"; fewer seeds after epoch {fmt_list(stops)}, where shorter runs end" if stops else ""
     return f"lines: mean over {seeds} seed(s); bands: min-max over seeds{fewer}"
+
+
+def seeds_note(runs: Sequence[Run], deltas: Sequence[float] | None = None) -> str:
+    """What a line of the figures of ``runs`` (those at ``deltas``, all when None) is, for a caption, read from
+    the runs: "one seed per setting: each line is one run", or "lines: mean over 2-10 seed(s); bands: min-max
+    over seeds" (and where shorter runs end), as the figures' own note says."""
+    rows = [{"dataset": r.dataset, "run": r.name, "delta": float(r.config["delta"]), "seed": r.config["seed"],
+             "epoch": e} for r in runs for e in r.metrics["epoch"]]
+    return _seeds_note(_select(pd.DataFrame(rows), deltas)) if rows else ""
 
 
 def _select(df: pd.DataFrame, deltas: Sequence[float] | None) -> pd.DataFrame:
@@ -246,35 +255,58 @@ def plot_loss_convergence(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_L
     """Rows = datasets. Left: the loss each run optimises (CE, or LS with its own delta), on the full training
     set at the evaluated epochs (model in eval mode). Right: loss - min loss + eps (log scale) over the first
     ``first_epochs`` epochs (default: up to the first learning-rate decay), min = the run's smallest logged
-    value."""
+    value; its title gives the epochs actually drawn. Runs that stopped before the end of their recipe (prefixes,
+    ``lsnc.runs.Run.is_prefix``) are left out of the right panel, which says so: the smallest loss of a prefix
+    is not a converged minimum, and the distance to it falls to eps at its argmin by construction."""
     df = _select(metrics_table(runs), deltas).copy()
     datasets = _datasets(df)
     col = "train_loss_ls" if has(df, "train_loss_ls") else "train_loss_ce"
     df["_loss"] = pd.to_numeric(df[col], errors="coerce")
-    df["_gap"] = df["_loss"] - df.groupby("run")["_loss"].transform("min") + eps
+    df["_gap"] = df["_loss"] - df.groupby(["dataset", "run"])["_loss"].transform("min") + eps
+    prefixes = {(r.dataset, r.name): r for r in runs if reach(r).prefix}
+    df["_prefix"] = [(ds, run) in prefixes for ds, run in zip(df["dataset"], df["run"])]
     fig, axes = grid(len(datasets), 2, width=4.4, height=3.0)
     for i, ds in enumerate(datasets):
         sub = df[df["dataset"] == ds]
-        horizon = first_epochs
+        horizon, why = first_epochs, ""
         if horizon is None:
             ms = [m for r in runs if r.dataset == ds for m in (r.config.get("milestones") or [])]
             horizon = min(ms) if ms else int(sub["epoch"].max())
+            why = f", before the first lr decay (epoch {horizon})" if ms else ", the whole run"
+        drawn = sub[~sub["_prefix"] & (sub["epoch"] <= horizon)]
         for delta, g in sub.groupby("delta"):
-            c = loss_colour(delta)
-            line_band(axes[i, 0], g, "_loss", c, loss_label(delta), marker=".")
-            line_band(axes[i, 1], g[g["epoch"] <= horizon], "_gap", c, loss_label(delta), marker=".")
+            line_band(axes[i, 0], g, "_loss", loss_colour(delta), loss_label(delta), marker=".")
+        for delta, g in drawn.groupby("delta"):
+            line_band(axes[i, 1], g, "_gap", loss_colour(delta), loss_label(delta), marker=".")
+        left_out = sorted({run for (d, run) in prefixes if d == ds and run in set(sub["run"])})
         axes[i, 0].set_yscale("log")
         axes[i, 0].set_ylabel("training loss (log scale)")
-        axes[i, 1].set_yscale("log")
-        axes[i, 1].set_ylabel(f"loss − min loss + {eps:g}")
         axes[i, 0].set_title("loss being optimised, full training set", fontsize=10)
-        axes[i, 1].set_title(f"first {horizon} epochs: distance to the run's minimum", fontsize=10)
-        for ax in axes[i]:
-            ax.set_xlabel("epoch")
-            ax.legend(frameon=False, fontsize=8)
+        if drawn["_gap"].notna().any():
+            shown = drawn.loc[drawn["_gap"].notna(), "epoch"]
+            axes[i, 1].set_yscale("log")
+            axes[i, 1].set_ylabel(f"loss − run's min loss + {eps:g}")
+            axes[i, 1].set_title(f"epochs {int(shown.min())}–{int(shown.max())}{why}:\ndistance to the run's minimum"
+                                 + ("; prefix runs left out" if left_out else ""), fontsize=10)
+            axes[i, 1].legend(frameon=False, fontsize=8)
+            axes[i, 1].set_xlabel("epoch")
+        else:
+            _no_converged_minimum(axes[i, 1], [prefixes[(ds, run)] for run in left_out])
+        axes[i, 0].set_xlabel("epoch")
+        axes[i, 0].legend(frameon=False, fontsize=8)
         row_title(axes[i, 0], group_label(df, ds))
     fig.suptitle(_seeds_note(df), fontsize=9, color="dimgrey")
     return fig
+
+
+def _no_converged_minimum(ax, prefixes: Sequence[Run]) -> None:
+    """The right panel of :func:`plot_loss_convergence` for a group of prefixes only: why nothing is drawn."""
+    ax.set_title("distance to the run's minimum: not drawn", fontsize=10)
+    text = ("these runs are prefixes\n(" + epochs_text(prefixes).replace(" and ", ",\n") + "):\nthe smallest loss of "
+            "a prefix is not\na converged minimum" if prefixes else "no loss logged")
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -412,7 +444,8 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_
                               part: str = "all"):
     """Rows = datasets; columns: test CE loss and predictive entropy (all / correct / incorrect test samples),
     train NC1 and test NC1 by predicted class (all / correct / incorrect), train / test error, ECE before and
-    after temperature scaling (T fitted on the held-out split); colour = loss, line style = subset.
+    after temperature scaling (T fitted on the held-out split); colour = loss, line style = subset. A row whose
+    runs hold out no images (no after-TS ECE logged) says so in its ECE panel instead of promising that line.
     ``part``: "all" five columns, "entropy" the first three, "calibration" the last two."""
     df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
@@ -444,6 +477,8 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_
         for ax, k in zip(grid_axes[i], panels):
             ax.set_xlabel("epoch")
             ax.set_ylabel(titles[k], fontsize=9)
+        if 4 in panels:
+            _held_out_note(grid_axes[i, panels.index(4)], sub, bins)
         row_title(grid_axes[i, 0], group_label(df, ds))
     for ax, k in zip(grid_axes[0], panels):
         ax.set_title(titles[k], fontsize=10)
@@ -458,9 +493,32 @@ def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_
     return fig
 
 
+def _held_out_note(ax, sub: pd.DataFrame, bins: int) -> None:
+    """The ECE panel of one row of :func:`plot_calibration_dynamics`: where no run of the row logged an ECE after
+    temperature scaling on a held-out split (it held out no images), the label and a note in the panel say there is
+    no after-TS curve; where only some did, the note says which line is of fewer runs."""
+    col = ece_column("holdout", bins)
+    with_fit = set(sub.loc[pd.to_numeric(sub[col], errors="coerce").notna(), "run"]) if col in sub else set()
+    if with_fit == set(sub["run"]):
+        return
+    if not with_fit:
+        ax.set_ylabel(f"ECE ({bins} bins): before TS ─", fontsize=9)
+        note = "no held-out split:\nno after-TS curve"
+    else:
+        note = f"after TS: the {len(with_fit)} of {sub['run'].nunique()} runs\nwith a held-out split"
+    ax.text(0.97, 0.97, note, ha="right", va="top", transform=ax.transAxes, color="dimgrey", fontsize=8,
+            bbox=dict(facecolor="white", edgecolor="lightgrey", alpha=0.9, boxstyle="round,pad=0.3"))
+
+
 # ------------------------------------------------------------------------------------------------
 # fig9: UFM-style training against the closed form
 # ------------------------------------------------------------------------------------------------
+#: plot_ufm_norms: the line of the centred class-mean norm (middle panel, dash-dotted, as book/fig9 says) and of
+#: the measured feature norm (right panel, dash-dot-dotted): one style never means two quantities
+CENTRED_STYLE = "-."
+MEASURED_H_STYLE = (0, (6, 1.5, 1, 1.5, 1, 1.5))
+
+
 def plot_ufm_norms(runs: Sequence[Run]):
     """Rows = datasets; relative error of the measured mean ||w_k|| and ||h_i|| against the UFM closed form
     (log scale), and the measured norms with the closed form as dashed lines, one colour per delta."""
@@ -478,21 +536,22 @@ def plot_ufm_norms(runs: Sequence[Run]):
             c = colours[delta]
             line_band(axes[i, 0], g, "rel_err_w", c)
             line_band(axes[i, 1], g, "rel_err_h", c)
-            line_band(axes[i, 1], g, "rel_err_h_centred", c, ls="-.")
+            line_band(axes[i, 1], g, "rel_err_h_centred", c, ls=CENTRED_STYLE)
             line_band(axes[i, 2], g, CLASSIFIER_NORM, c)
-            line_band(axes[i, 2], g, FEATURE_NORM, c, ls="-.")
+            line_band(axes[i, 2], g, FEATURE_NORM, c, ls=MEASURED_H_STYLE)
             for col, ls in ((UFM_THEORY_W_NORM, "--"), (UFM_THEORY_H_NORM, ":")):
                 axes[i, 2].axhline(float(pd.to_numeric(g[col]).iloc[0]), color=c, ls=ls, lw=1)
         axes[i, 1].legend(handles=[
-            Line2D([], [], color="grey", ls="-", label=r"mean $\|h_i\|$"),
-            Line2D([], [], color="grey", ls="-.", label=r"mean $\|\mu_k-\mu_G\|$")], frameon=False, fontsize=7.5)
+            Line2D([], [], color="grey", ls="-", label=r"mean $\|h_i\|$ (raw features)"),
+            Line2D([], [], color="grey", ls=CENTRED_STYLE, label=r"mean $\|\mu_k-\mu_G\|$ (centred class means)")],
+            frameon=False, fontsize=7.5)
         for ax, t in zip(axes[i], [r"rel. error of mean $\|w_k\|$", "rel. error vs closed-form $\\|h_i\\|$", "norm"]):
             ax.set_yscale("log")
             ax.set_xlabel("epoch")
             ax.set_ylabel(t)
         axes[i, 2].legend(handles=[
             Line2D([], [], color="grey", ls="-", label=r"measured $\|w_k\|$"),
-            Line2D([], [], color="grey", ls="-.", label=r"measured $\|h_i\|$"),
+            Line2D([], [], color="grey", ls=MEASURED_H_STYLE, label=r"measured mean $\|h_i\|$"),
             Line2D([], [], color="grey", ls="--", label=r"closed form $\|w_k\|$"),
             Line2D([], [], color="grey", ls=":", label=r"closed form $\|h_i\|$")], frameon=False, fontsize=7.5)
         row_title(axes[i, 0], group_label(df, ds))
