@@ -559,6 +559,8 @@ def test_seeds_note_for_captions(sel, runs_dir):
 
 
 def test_a_row_label_names_its_group_even_when_it_is_the_only_one_drawn():
+    import pandas as pd
+
     from lsnc.book.plots.style import group_label
 
     df = pd.DataFrame({"dataset": ["cifar10-jpeg-150ep"], "label": ["CIFAR-10 (JPEG copy)"]})
