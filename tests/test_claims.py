@@ -769,3 +769,21 @@ def test_the_nc3_share_sentence_reads_right_beyond_0_and_100_percent(share, says
     from lsnc.book.nc3 import _share_text
 
     assert says in _share_text(share)
+
+
+def test_c2_against_each_runs_own_end():
+    """Two runs with the same speed, ending at 0.1 and at 0.01: against a shared level the lower one is 'faster';
+    against its own end (90 % of the way, log scale: 0.1**0.9 = 0.126, 0.01**0.9 = 0.0158) it takes longer."""
+    class Curve:
+        def __init__(self, end):
+            e = np.arange(13.0)
+            self.metrics = pd.DataFrame({"epoch": e, "train_nc1_within_between": end + (1 - end) * np.exp(-e)})
+
+    high, low = Curve(0.1), Curve(0.01)
+    col = "train_nc1_within_between"
+    # 0.9 e^-t <= 0.026 from t = 3.54; 0.99 e^-t <= 0.0058 from t = 5.14
+    assert claims.epochs_to_own_level(high, col, 0.9) == 4 and claims.epochs_to_own_level(low, col, 0.9) == 6
+    assert claims.epochs_to_level(low, col, 0.126) < claims.epochs_to_level(high, col, 0.126) == 4
+    rising = Curve(0.1)
+    rising.metrics[col] = rising.metrics[col][::-1].to_numpy()
+    assert math.isnan(claims.epochs_to_own_level(rising, col, 0.9))

@@ -30,7 +30,9 @@ The tests (``test`` column; the exact definitions are in each function's docstri
   :func:`epochs_to_zero_running_error`: the same two levels on the running training error of every epoch
   (``epochs.csv``: train mode, averaged over the epoch's batches while the model changes), one-epoch
   resolution where the evaluated epochs often tie.
-* C2 :func:`epochs_to_level`: epoch from which NC1 / NC2 / NC3 stay at or below a level set per dataset.
+* C2 :func:`epochs_to_level`: epoch from which NC1 / NC2 / NC3 stay at or below a level set per dataset (which
+  depends on where the runs end); :func:`epochs_to_own_level`: the same at each run's own level, 90 % of the way
+  to its own final value (how fast a run approaches where it ends, apart from where that is).
 * C3 final NC1 and NC2 (last evaluated epoch).
 * C4 :func:`nc2_at_matched_nc1`: mean NC2 over a grid of NC1 values both trajectories pass through.
 * C5 final test ECE (20 bins) before temperature scaling; whether TS (held-out fit, and the test-fit variant
@@ -70,6 +72,8 @@ CLAIMS: dict[str, str] = {
 
 #: C2 levels: the fraction of the way (in log space) from the epoch-0 value to the worst final value
 C2_FRACTIONS = (0.5, 0.9)
+#: C2 with each run against its own end: the fraction of the way from its epoch-0 value to its final value
+C2_OWN_FRACTION = 0.9
 #: C1 looser variant: train error at or below this
 C1_LOOSE_ERROR = 0.001
 #: C4: number of NC1 levels in the common range
@@ -366,6 +370,16 @@ def epochs_to_level(run, column: str, level: float) -> float:
     return float(e[last_above + 1]) if last_above + 1 < len(e) else float("inf")
 
 
+def epochs_to_own_level(run, column: str, fraction: float) -> float:
+    """:func:`epochs_to_level` at the run's own level: ``fraction`` of the way (log scale) from its epoch-0 value to
+    its final value, so how fast the run approaches where it ends, whatever that is (NaN where the metric does
+    not decrease over the run or a value is not positive)."""
+    _, v = _series(run, column)
+    if len(v) < 2 or v[0] <= 0 or v[-1] <= 0 or not v[-1] < v[0]:
+        return float("nan")
+    return epochs_to_level(run, column, float(np.exp(np.log(v[0]) + fraction * (np.log(v[-1]) - np.log(v[0])))))
+
+
 def c2_level(runs: Sequence[Any], column: str, fraction: float) -> tuple[float, float, float]:
     """The C2 level of one metric for one comparison (CE and LS runs together).
 
@@ -486,6 +500,20 @@ def _c2_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
     return _row(comp, "C2", test, ce, ls, "lower", note, per_seed=True)
 
 
+def _c2_own_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
+    """C2 with each run against its own end (:func:`epochs_to_own_level`): apart from where the runs end (C3)."""
+    col = NC_COLUMNS[nc]
+    ce, ls = _both(comp, lambda r: epochs_to_own_level(r, col, frac))
+    test = (f"epoch from which {nc} stays <= {frac:.0%} of the way (log scale) from the run's own epoch-0 value to "
+            "its own final value")
+    rising = sorted(f"{loss_label(float(r.config['delta']))} s{r.config['seed']}" for r in comp.runs
+                    if math.isnan(epochs_to_own_level(r, col, frac)) and len(_series(r, col)[1]) >= 2)
+    note = "each run against its own end, so apart from where the runs end (C3)"
+    if rising:
+        note += f"; {nc} does not decrease over {', '.join(rising)}: left out"
+    return _row(comp, "C2", test, ce, ls, "lower", note, per_seed=True)
+
+
 def _c3_rows(comp: Comparison) -> list[dict[str, Any]]:
     rows = []
     for nc in ("NC1", "NC2"):
@@ -551,6 +579,7 @@ def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
     """Rows for C1-C5 on one comparison (see the module docstring and each measurement's docstring)."""
     rows = _c1_rows(comp)
     rows += [_c2_row(comp, nc, frac) for nc in NC_COLUMNS for frac in C2_FRACTIONS]
+    rows += [_c2_own_row(comp, nc, C2_OWN_FRACTION) for nc in NC_COLUMNS]
     rows += _c3_rows(comp) + [_c4_row(comp)] + _c5_rows(comp)
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     if comp.notes:
