@@ -1,4 +1,5 @@
 import math
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -787,3 +788,16 @@ def test_c2_against_each_runs_own_end():
     rising = Curve(0.1)
     rising.metrics[col] = rising.metrics[col][::-1].to_numpy()
     assert math.isnan(claims.epochs_to_own_level(rising, col, 0.9))
+
+
+def test_verdict_matrix_counts_each_groups_tests_by_verdict():
+    ce, ls = paper_like()
+    table = claims.evaluate_claims(ce + ls + [_stopped(r, 20) for r in paper_like(seeds=(5, 6))[0]])
+    table = pd.concat([table, claims.evaluate_claims([_stopped(r, 20) for r in ce + ls]).assign(dataset="prefix")])
+    m = claims.verdict_matrix(table)
+    assert list(m.columns) == ["C1", "C2", "C3", "C4", "C5"] and list(m.index) == [ce[0].dataset, "prefix"]
+    n_c3 = (table["claim"] == "C3").sum() // 2
+    assert m.loc["prefix", "C3"] == f"(+){n_c3}" and "(" not in "".join(m.loc[ce[0].dataset])
+    for group, row in m.iterrows():  # every test counted once
+        sub = table[table["dataset"] == group]
+        assert sum(int(n) for cell in row for n in re.findall(r"(\d+)", cell)) == len(sub)

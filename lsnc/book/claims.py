@@ -174,6 +174,28 @@ def verdict_glue(table: pd.DataFrame, prefix: str) -> dict[str, int]:
     return {prefix + verdict.replace(" ", "_"): n for verdict, n in verdict_counts(table).items()}
 
 
+#: The marks of :func:`verdict_matrix`, one per verdict (both inconclusive kinds: "?").
+VERDICT_MARKS = {"supported": "+", "not supported": "−", "inconclusive": "?", "inconclusive (missing runs)": "?",
+                 PREFIX_VERDICTS["supported"]: "(+)", PREFIX_VERDICTS["not supported"]: "(−)"}
+
+
+def verdict_matrix(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims table at a glance: one row per group, one column per claim, each cell the count of its tests per
+    verdict in :data:`VERDICT_MARKS` ("+3 −1 ?2": 3 supported, 1 not supported, 2 inconclusive; "(+)2": 2 rows of a
+    prefix going the paper's way), so a group's verdicts are never pooled with another's."""
+    if table is None or table.empty:
+        return pd.DataFrame()
+    marks = table.assign(mark=table["verdict"].map(VERDICT_MARKS))
+    order = list(dict.fromkeys(VERDICT_MARKS.values()))
+
+    def cell(rows: pd.Series) -> str:
+        counts = rows.value_counts()
+        return " ".join(f"{m}{counts[m]}" for m in order if m in counts)
+    out = marks.groupby(["dataset", "claim"], sort=False)["mark"].agg(cell).unstack("claim").fillna("")
+    out.index.name = "group"
+    return out[sorted(out.columns)]
+
+
 def prefix_epoch(runs: Sequence[Any]) -> tuple[int, int] | None:
     """``(E, recipe epochs)`` when ``runs`` (one comparison, cut to a common epoch) stopped before the end of their
     recipe, E the last epoch they reached; None when they ran it to the end."""
