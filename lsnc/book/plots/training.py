@@ -102,6 +102,21 @@ def drawn_snapshot_epochs(runs: Sequence[Run], max_epochs: int = 5) -> list[int]
     return epochs
 
 
+def snapshot_epochs_text(runs: Sequence[Run], max_epochs: int = 5, last: bool = False) -> str:
+    """Which snapshot epochs a figure draws, against those the runs saved (a run saves them on a schedule, so its
+    last snapshot may be well before its last epoch): "drawn at epochs 0, 10, 20 of the snapshots both runs saved, at
+    epochs 0, 5, 10, 15, 20"."""
+    saved = drawn_snapshot_epochs(runs, max_epochs=10 ** 6)
+    if not saved:
+        return "no snapshots stored"
+    drawn = saved[-1:] if last else drawn_snapshot_epochs(runs, max_epochs)  # last: what plot_geometry_3d draws
+    stopped = min(reach(r).reached for r in runs)
+    return (f"drawn at epoch{'s' if len(drawn) > 1 else ''} {fmt_list(drawn)}"
+            + ("" if drawn == saved else f" of the snapshots both runs saved, at epochs {fmt_list(saved)}")
+            + (f"; the recipe's snapshot schedule has none after epoch {saved[-1]} up to epoch {stopped}, where the "
+               "runs stopped" if saved[-1] < stopped else ""))
+
+
 def plot_geometry(runs: Sequence[Run], epochs: Sequence[int] | None = None):
     """Penultimate geometry at a few epochs, one row per run: training features (dots, coloured by class),
     class means (large circles) and classifier rows (arrows, rescaled to the size of the means), projected
