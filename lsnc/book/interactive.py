@@ -39,11 +39,14 @@ CLOSED_FORM_SETTINGS: tuple[dict, ...] = tuple(dict(num_classes=K, n_per_class=1
                                                for K in (4, 10, 100) for lam in (1e-4, 1e-3, 5e-3))
 #: δ grid of gradient descent and the condition numbers (finer near the paper's small δ)
 DYNAMICS_DELTAS: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.7, 0.9)
-#: settings of the dynamics' menu (n = 3 per class, d = K + 1, step size 5, 1000 steps, seed 0: the explorer's
-#: static view)
-DYNAMICS_SETTINGS: tuple[dict, ...] = (dict(num_classes=4, lambda_wh=5e-3), dict(num_classes=4, lambda_wh=1e-2),
-                                       dict(num_classes=3, lambda_wh=5e-3))
-DYNAMICS_FIXED = dict(n_per_class=3, lr=5.0, steps=1000, seed=0, record_every=10)
+#: settings of the dynamics' menu, the first the theory page's UFM (its K, λ_W = λ_H, n per class and step size;
+#: d = K + 1; 1000 steps, seed 0: the explorer's static view)
+DYNAMICS_SETTINGS: tuple[dict, ...] = (
+    dict(num_classes=THEORY_PAGE["num_classes"], lambda_wh=THEORY_PAGE["lambda_w"]),
+    dict(num_classes=THEORY_PAGE["num_classes"], lambda_wh=1e-2),
+    dict(num_classes=3, lambda_wh=THEORY_PAGE["lambda_w"]))
+DYNAMICS_FIXED = dict(n_per_class=THEORY_PAGE["n_per_class"], lr=THEORY_PAGE["lr"], steps=1000, seed=0,
+                      record_every=10)
 #: the distance GD must reach for "iterations to converge" (the theory page's)
 TIGHT = THEORY_PAGE["tight"]
 

@@ -95,16 +95,18 @@ def closed_form_explorer(num_classes: int = 10, n_per_class: int = 380, lambda_w
 
 def ufm_dynamics_explorer():
     """Sliders for δ, λ (= λ_W = λ_H), K and the step size driving :func:`lsnc.book.plots.theory.ufm_dynamics`."""
+    from .interactive import DYNAMICS_FIXED, DYNAMICS_SETTINGS
     from .plots.theory import ufm_dynamics
 
+    start = {**DYNAMICS_SETTINGS[0], **DYNAMICS_FIXED}  # the explorer's first setting: the theory page's UFM
     sliders = {
         "delta": _float_slider(MAIN_DELTA, 0.0, 0.9, 0.01, "δ"),
-        "log10_lambda": _float_slider(float(np.log10(5e-3)), -4, -1.5, 0.1, "log10 λ_W = λ_H"),
-        "num_classes": _int_slider(4, 2, 8, "K classes"),
-        "lr": _float_slider(5.0, 0.5, 10.0, 0.5, "step size"),
+        "log10_lambda": _float_slider(float(np.log10(start["lambda_wh"])), -4, -1.5, 0.1, "log10 λ_W = λ_H"),
+        "num_classes": _int_slider(start["num_classes"], 2, 8, "K classes"),
+        "lr": _float_slider(start["lr"], 0.5, 10.0, 0.5, "step size"),
     }
-    return slider_panel(sliders, lambda v: ufm_dynamics(v["num_classes"], 3, 10 ** v["log10_lambda"], v["delta"],
-                                                        v["lr"]))
+    return slider_panel(sliders, lambda v: ufm_dynamics(v["num_classes"], start["n_per_class"], 10 ** v["log10_lambda"],
+                                                        v["delta"], v["lr"]))
 
 
 def run_browser(selection):
