@@ -112,7 +112,8 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
     plan: then a second window that finds the first one's runs and plan (unpacked into a known-runs folder): it
     skips the matrix, reuses the plan, trains the next seeds, and unpacks beside the first without replacing it."""
     _tiny_tar(tmp_path)
-    env = _env(tmp_path)
+    # the matrix's cap with room for its last cell, the evaluation, on a loaded machine (10 s cut it once)
+    env = _env(tmp_path, LSNC_WINDOW_MATRIX_S="60")
     if mode == "concurrent":
         env.update(LSNC_WINDOW_MODE="concurrent",
                    LSNC_WINDOW_MATRIX_ARGS="--warmup 1 --steps 1 --skip lsnc reference fused eval vmap cudagraph compile")
