@@ -566,10 +566,11 @@ def collapse_metrics_from_features(H: Tensor, y: Tensor, W: Tensor, b: Tensor | 
 
     Runs :class:`FeatureAccumulator` once over all of H (NC4 is exact: every sample is kept for it) and
     feeds it the logits H W^T + b, so ``accuracy``, ``error``, ``loss_ce`` (and ``loss_ls`` if ``delta``)
-    are included. ``num_classes`` defaults to max(y) + 1.
+    are included. ``num_classes`` defaults to the classifier's number of rows (a class absent from ``y`` then
+    raises as a class with no samples).
     """
     if num_classes is None:
-        num_classes = int(y.max()) + 1
+        num_classes = W.shape[0]
     if W.shape != (num_classes, H.shape[1]):
         raise ValueError(f"classifier weight has shape {tuple(W.shape)}, expected {(num_classes, H.shape[1])}")
     acc = FeatureAccumulator(num_classes, H.shape[1], device=H.device, ncc_samples=H.shape[0], delta=delta)

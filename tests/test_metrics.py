@@ -389,6 +389,8 @@ def test_invalid_labels_and_shapes_raise():
         FeatureAccumulator(3, 4).statistics()
     with pytest.raises(ValueError, match="classifier weight"):
         collapse_metrics_from_features(H, y, W[:, :3], b)
+    with pytest.raises(ValueError, match=r"class\(es\) \[2\] have no samples"):  # K from W, not from the labels
+        collapse_metrics_from_features(H[y != 2], y[y != 2], W, b)
     with pytest.raises(ValueError, match="integer class indices"):
         FeatureAccumulator(3, 4).update(H, y.double())
 
