@@ -78,9 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lsnc", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    runs_dir_help = ("where run folders are written (default: runs/ in the working directory; the book reads the "
+                     "repository's runs/, or the notebooks' runs_dir parameter)")
     p = sub.add_parser("train", help="train runs into <runs-dir>/<group>/<name>/ (several --delta/--seed: fused)")
     p.add_argument("--preset", help="start from a named setting (see `lsnc presets`)")
-    p.add_argument("--runs-dir", default="runs", help="where run folders are written")
+    p.add_argument("--runs-dir", default="runs", help=runs_dir_help)
     p.add_argument("--resume", action="store_true", help="continue the run from its last checkpoint")
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder of that name first")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -88,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reproduce", help="train every run a reproduction preset needs (skips finished runs)")
     p.add_argument("--preset", required=True, help="paper | cpu | smoke")
-    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--runs-dir", default="runs", help=runs_dir_help)
     p.add_argument("--data-root", help="root folder of the downloaded datasets (paper preset)")
     p.add_argument("--download", action="store_true", help="fetch missing datasets (paper preset)")
     p.add_argument("--dry-run", action="store_true", help="only list what would be trained")
