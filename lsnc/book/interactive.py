@@ -442,12 +442,12 @@ def sweep_text(table, delta: float) -> str:
     for (ds, label), sub in table.groupby(["dataset", "label"], sort=False):
         rows = sub[is_delta(sub["delta"], delta)]
         if rows.empty:
-            lines.append(f"<b>{label}</b>: no finished run at δ = {delta:g}")
+            lines.append(f"<b>{label}</b> ({ds}): no finished run at δ = {delta:g}")
             continue
         last = rows.loc[rows["epoch"].idxmax()]
         vals = ",  ".join(f"{COLUMN_TITLES[c]} = {last[c]:.3g}" for c in SWEEP_COLUMNS
                           if c in last.index and np.isfinite(last[c]))
-        lines.append(f"<b>{label}</b>, {loss_label(delta)}, epoch {int(last['epoch'])} (mean over "
+        lines.append(f"<b>{label}</b> ({ds}), {loss_label(delta)}, epoch {int(last['epoch'])} (mean over "
                      f"{int(last['seeds'])} seed{'s' if last['seeds'] > 1 else ''}): {vals}")
     return "<br>".join(lines)
 
@@ -486,7 +486,7 @@ def sweep_figure(runs, delta: float = MAIN_DELTA):
             if c == NC_COLUMNS["NC1"]:
                 fig.update_yaxes(type="log", exponentformat="power", row=i, col=j)
             fig.update_xaxes(title_text="epoch" if i == len(datasets) else None, row=i, col=j)
-        fig.update_yaxes(title_text=f"<b>{label}</b>", row=i, col=1)
+        fig.update_yaxes(title_text=f"<b>{label}</b><br>{ds}", row=i, col=1)
     steps = []
     for d in deltas:
         xs, ys, colour = [], [], _rgb(colours[d])
