@@ -301,3 +301,18 @@ def test_ls_against_ce_words():
     assert ufm.ls_against_ce(2.0, [2.5, 3.0]) == "higher"
     assert ufm.ls_against_ce(2.0, [1.0, 3.0]) == "not uniformly lower"
     assert ufm.ls_against_ce(2.0, [2.0]) == "not uniformly lower"  # a tie is not lower
+
+
+def test_the_common_step_rate_names_the_curvature_that_sets_it():
+    """|1 − η λ_min| is the rate only while η λ_max <= 2 − η λ_min: the sentence says so, or where it fails."""
+    from lsnc import ufm
+    from lsnc.book.theory import THEORY_PAGE, _min_sets_rate
+
+    p = THEORY_PAGE
+    problem = ufm.UFMProblem(p["num_classes"], p["n_per_class"], p["dim"], p["lambda_w"], p["lambda_h"], 0.0)
+    assert _min_sets_rate(ufm.compare_convergence(problem, p["deltas"], (0,), lr=p["lr"], steps=20)).startswith(
+        "(as η λ_max <= ")
+    large = ufm.compare_convergence(problem, p["deltas"], (0,), lr=12.0, steps=20)
+    top = large.lrs * large.spectrum["restricted_max"]
+    assert (top > 2 - large.lrs * large.spectrum["restricted_min"]).any()
+    assert "the largest curvature sets it" in _min_sets_rate(large)

@@ -185,6 +185,10 @@ def test_prefixes_give_directions_not_verdicts():
     assert (table["verdict"] == "prefix: the paper's way").sum() == claims.verdict_counts(table)["prefix"] > 0
     assert table["note"].str.contains("compared at epoch 20 of the 40-epoch recipe (a prefix)", regex=False).all()
     assert not full["note"].str.contains("a prefix", regex=False).any()
+    # complete runs cut down to where two prefix pairs stopped (align_prefixes keeps the most seeds): prefixes too
+    mixed = claims.evaluate_claims(ce[:1] + ls[:1] + [_stopped(r, 20) for r in ce[1:] + ls[1:]])
+    assert "supported" not in set(mixed["verdict"]) and claims.verdict_counts(mixed)["prefix"] > 0
+    assert mixed["note"].str.contains("compared at epoch 20 of the 40-epoch recipe (a prefix)", regex=False).all()
 
 
 def test_reversed_runs_support_no_claim():
@@ -788,6 +792,12 @@ def test_c2_against_each_runs_own_end():
     rising = Curve(0.1)
     rising.metrics[col] = rising.metrics[col][::-1].to_numpy()
     assert math.isnan(claims.epochs_to_own_level(rising, col, 0.9))
+    # in the claims table, a run whose NC1 rises is left out of the own-end row, and its note says so
+    ce, ls = paper_like()
+    ce[0].metrics = ce[0].metrics.assign(**{col: ce[0].metrics[col][::-1].to_numpy()})
+    row = claims.evaluate_claims(ce + ls).query("test.str.contains('NC1 stays') and test.str.contains('own')").iloc[0]
+    assert 0 not in row["ce_values"] or math.isnan(row["ce_values"][0])
+    assert "NC1 does not decrease (or is not positive) over CE s0: left out" in row["note"]
 
 
 def test_verdict_matrix_counts_each_groups_tests_by_verdict():
@@ -801,3 +811,9 @@ def test_verdict_matrix_counts_each_groups_tests_by_verdict():
     for group, row in m.iterrows():  # every test counted once
         sub = table[table["dataset"] == group]
         assert sum(int(n) for cell in row for n in re.findall(r"(\d+)", cell)) == len(sub)
+    # with the runs: what each group compared, prefixes as such
+    cut = [_stopped(r, 20) for r in ce + ls]
+    m = claims.verdict_matrix(claims.evaluate_claims(cut), cut)
+    assert m["runs compared"].iloc[0].endswith("epochs 0–20 of the 40-epoch recipe; 3 seed pairs")
+    with pytest.raises(ValueError, match="verdicts without a mark"):
+        claims.verdict_matrix(table.assign(verdict="maybe"))

@@ -108,7 +108,7 @@ def test_evaluate_model_keys_are_stable(setup):
     assert set(without) == set(COLUMN_FORMULAS)
 
 
-def test_evaluate_model_takes_int32_labels_and_batches_off_the_device(setup):
+def test_evaluate_model_takes_int32_labels(setup):
     """Labels of any integer dtype (a user's loader), the same metrics as int64 ones."""
     model, train, test, holdout = setup
     as_int32 = lambda batches: [(x, y.int()) for x, y in batches]

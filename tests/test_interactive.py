@@ -201,3 +201,15 @@ def test_show_carries_no_plotly_js():
     html = I.show(go.Figure())._repr_html_()
     assert "Plotly.newPlot" in html and "<script src" not in html and "cdn" not in html.lower()
     assert len(html) < 10_000
+
+
+def test_the_dynamics_start_from_the_theory_pages_ufm():
+    """The explorer's first dynamics setting is the theory page's UFM: its UFM has λ_W = λ_H and d = K + 1, as the
+    explorer's (one λ slider, d = K + 1), so the two draw the same problem."""
+    from lsnc.book.interactive import DYNAMICS_FIXED, DYNAMICS_SETTINGS
+    from lsnc.book.theory import THEORY_PAGE as P
+
+    assert P["lambda_h"] == P["lambda_w"] and P["dim"] == P["num_classes"] + 1
+    first = {**DYNAMICS_SETTINGS[0], **DYNAMICS_FIXED}
+    assert (first["num_classes"], first["lambda_wh"], first["n_per_class"], first["lr"]) == (
+        P["num_classes"], P["lambda_w"], P["n_per_class"], P["lr"])

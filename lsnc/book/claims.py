@@ -55,7 +55,7 @@ import pandas as pd
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, in_deltas, loss_label
-from .scale import align_prefixes, as_runs, by_dataset, reach, setting_key, standard_runs
+from .scale import align_prefixes, as_runs, by_dataset, describe_setting, reach, setting_key, standard_runs
 from .select import finished_runs
 
 #: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
@@ -179,12 +179,17 @@ VERDICT_MARKS = {"supported": "+", "not supported": "−", "inconclusive": "?", 
                  PREFIX_VERDICTS["supported"]: "(+)", PREFIX_VERDICTS["not supported"]: "(−)"}
 
 
-def verdict_matrix(table: pd.DataFrame) -> pd.DataFrame:
+def verdict_matrix(table: pd.DataFrame, runs: Iterable[Any] | None = None) -> pd.DataFrame:
     """The claims table at a glance: one row per group, one column per claim, each cell the count of its tests per
     verdict in :data:`VERDICT_MARKS` ("+3 −1 ?2": 3 supported, 1 not supported, 2 inconclusive; "(+)2": 2 rows of a
-    prefix going the paper's way), so a group's verdicts are never pooled with another's."""
+    prefix going the paper's way), so a group's verdicts are never pooled with another's. With ``runs`` (those the
+    table was evaluated on), a first column says what each group compared: data, model, epochs (of which recipe,
+    for prefixes) and seed pairs."""
     if table is None or table.empty:
         return pd.DataFrame()
+    unknown = set(table["verdict"]) - set(VERDICT_MARKS)
+    if unknown:
+        raise ValueError(f"verdicts without a mark: {sorted(unknown)}")
     marks = table.assign(mark=table["verdict"].map(VERDICT_MARKS))
     order = list(dict.fromkeys(VERDICT_MARKS.values()))
 
@@ -192,8 +197,21 @@ def verdict_matrix(table: pd.DataFrame) -> pd.DataFrame:
         counts = rows.value_counts()
         return " ".join(f"{m}{counts[m]}" for m in order if m in counts)
     out = marks.groupby(["dataset", "claim"], sort=False)["mark"].agg(cell).unstack("claim").fillna("")
+    out = out[sorted(out.columns)]
+    if runs is not None:
+        groups = by_dataset(list(runs))
+        out.insert(0, "runs compared", [_compared_text(groups.get(g, [])) for g in out.index])
     out.index.name = "group"
-    return out[sorted(out.columns)]
+    return out
+
+
+def _compared_text(runs: Sequence[Any]) -> str:
+    """"CIFAR-10 (JPEG copy) [...], resnet18 (width 64), epochs 0–20 of the 800-epoch recipe; 2 seed pairs": what
+    :func:`select_comparison` compares in a group."""
+    comp = select_comparison(runs)
+    if not comp.runs:
+        return "no CE or LS run"
+    return f"{describe_setting(comp.runs)}; {len(set(comp.ce) & set(comp.ls))} seed pairs"
 
 
 def prefix_epoch(runs: Sequence[Any]) -> tuple[int, int] | None:
@@ -393,9 +411,9 @@ def epochs_to_level(run, column: str, level: float) -> float:
 
 
 def epochs_to_own_level(run, column: str, fraction: float) -> float:
-    """:func:`epochs_to_level` at the run's own level: ``fraction`` of the way (log scale) from its epoch-0 value to
-    its final value, so how fast the run approaches where it ends, whatever that is (NaN where the metric does
-    not decrease over the run or a value is not positive)."""
+    """:func:`epochs_to_level` at the run's own level: ``fraction`` of the way (log scale) from its first evaluated
+    value (epoch 0 in lsnc's runs) to its final value, so how fast the run approaches where it ends, whatever that is
+    (NaN where the metric does not decrease over the run or a value is not positive)."""
     _, v = _series(run, column)
     if len(v) < 2 or v[0] <= 0 or v[-1] <= 0 or not v[-1] < v[0]:
         return float("nan")
@@ -532,7 +550,7 @@ def _c2_own_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
                     if math.isnan(epochs_to_own_level(r, col, frac)) and len(_series(r, col)[1]) >= 2)
     note = "each run against its own end, so apart from where the runs end (C3)"
     if rising:
-        note += f"; {nc} does not decrease over {', '.join(rising)}: left out"
+        note += f"; {nc} does not decrease (or is not positive) over {', '.join(rising)}: left out"
     return _row(comp, "C2", test, ce, ls, "lower", note, per_seed=True)
 
 

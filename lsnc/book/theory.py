@@ -518,8 +518,20 @@ def _same_step_lines(same: ufm.ConvergenceComparison, sp: dict) -> list[str]:
         f"* **Softmax Hessian** diag(p) − ppᵀ in logit space: condition number "
         f"{'lower' if softmax == 'lower' else 'not lower'} for LS "
         f"(CE: {sp['kappa_softmax'][0]:.3g}; LS: down to {sp['kappa_softmax'][1:].min():.3g}).",
-        f"* At a common step η the local rate is |1 − η λ_min|, set by the smallest curvature: {_phase_words(same)}.",
+        f"* At a common step η the local rate is |1 − η λ_min|, set by the smallest curvature "
+        f"{_min_sets_rate(same)}: {_phase_words(same)}.",
     ]
+
+
+def _min_sets_rate(comp: ufm.ConvergenceComparison) -> str:
+    """Whether the smallest curvature sets the rate max(|1 − η λ_min|, |1 − η λ_max|) at every δ of ``comp``: it does
+    while η λ_max <= 2 − η λ_min."""
+    sp = comp.spectrum
+    top, bottom = comp.lrs * sp["restricted_max"], comp.lrs * sp["restricted_min"]
+    if np.all(top <= 2 - bottom):
+        return f"(as η λ_max <= {top.max():.3g} stays below 2 − η λ_min at every δ)"
+    return (f"only where η λ_max <= 2 − η λ_min; at δ = {fmt_list(np.asarray(comp.deltas)[top > 2 - bottom])} the "
+            "largest curvature sets it")
 
 
 def _tuned_eta(tuned: ufm.ConvergenceComparison) -> float:
