@@ -764,6 +764,9 @@ def test_final_tables_say_what_each_mean_is_over():
     nc1 = np.mean([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
                    for r in runs if r.config["delta"] == 0])
     assert table["nc1_within_between"].iloc[0] == pytest.approx(nc1, abs=1e-4)
+    # a seed that did not log a column: that column's mean is over fewer seeds, and the row says so
+    runs[0].metrics = runs[0].metrics.assign(test_error=float("nan"))
+    assert final_collapse_table(runs)["mean of"].tolist() == ["3 seeds (2 for some columns)", "3 seeds"]
 
 
 @pytest.mark.parametrize("share,says", [(0.46, "46 % (on a log scale) is W outside the span"),

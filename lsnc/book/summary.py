@@ -118,7 +118,11 @@ def _final_means(final: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     by = final.groupby(["label", "dataset", "delta"])
     out = by[list(columns)].mean().round(4)
     out.insert(0, "epoch", by["epoch"].agg(lambda e: fmt_list(sorted({int(x) for x in e}))))
-    out.insert(0, "mean of", by.size().map(lambda n: f"{n} seed{'s' if n > 1 else ''}"))
+    fewest = by[list(columns)].count().min(axis=1)  # a column a seed did not log is a mean over fewer seeds
+
+    def over(n: int, least: int) -> str:
+        return f"{n} seed{'s' if n > 1 else ''}" + (f" ({least} for some columns)" if 0 < least < n else "")
+    out.insert(0, "mean of", [over(n, least) for n, least in zip(by.size(), fewest)])
     return out
 
 

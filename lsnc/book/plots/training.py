@@ -60,7 +60,7 @@ def seeds_note(runs: Sequence[Run], deltas: Sequence[float] | None = None) -> st
     the runs: "one seed per setting: each line is one run", or "lines: mean over 2-10 seed(s); bands: min-max
     over seeds" (and where shorter runs end), as the figures' own note says."""
     rows = [{"dataset": r.dataset, "run": r.name, "delta": float(r.config["delta"]), "seed": r.config["seed"],
-             "epoch": e} for r in runs for e in r.metrics["epoch"]]
+             "epoch": e} for r in runs if r.metrics is not None for e in r.metrics["epoch"]]
     return _seeds_note(_select(pd.DataFrame(rows), deltas)) if rows else ""
 
 
