@@ -820,3 +820,9 @@ def test_verdict_matrix_counts_each_groups_tests_by_verdict():
     assert m["runs compared"].iloc[0].endswith("epochs 0–20 of the 40-epoch recipe; 3 seed pairs")
     with pytest.raises(ValueError, match="verdicts without a mark"):
         claims.verdict_matrix(table.assign(verdict="maybe"))
+
+
+def test_styled_matrix_keeps_each_claims_cell_on_one_line():
+    ce, ls = paper_like()
+    html = claims.styled_matrix(claims.evaluate_claims(ce + ls), ce + ls).to_html()
+    assert "white-space: nowrap" in html and "runs compared" in html and ">group<" in html

@@ -680,6 +680,15 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return table[DISPLAY_COLUMNS].reset_index(drop=True)
 
 
+def styled_matrix(table: pd.DataFrame, runs: Iterable[Any] | None = None):
+    """:func:`verdict_matrix` for a page: the group a column, no index, each claim's cell on one line."""
+    matrix = verdict_matrix(table, runs).reset_index()
+    claims = [c for c in matrix.columns if c in CLAIMS]
+    return (matrix.style.hide(axis="index")
+            .set_properties(**{"text-align": "left", "vertical-align": "top", "font-size": "0.85em"})
+            .set_properties(subset=claims, **{"white-space": "nowrap"}))
+
+
 def styled_table(table: pd.DataFrame):
     """``display_table`` for a page: no index, text left-aligned, the note column given room to read."""
     return (display_table(table).style.hide(axis="index")
