@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SRC=${1:-../shared/data/cifar10-jpeg.tar.gz}
-SHA256=01373fb925a97e9c13f8df5ff9307dfc9bf58c509d575ff73ec5478d71a9bed8
+SHA256=$(cut -d' ' -f1 device/cifar10-jpeg.sha256)   # the archive's, also checked by device/stages/data.py
 mkdir -p .device
 rm -rf .device/data .device/runs  # only the archive travels (64 MiB carry limit)
 rm -f .device/cifar10-jpeg.tar.gz

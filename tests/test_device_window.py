@@ -18,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "device"))   # device/stages, the window's parts
 
 
 def make_image_tree(root: Path, classes: int = 10, train: int = 14, test: int = 3) -> None:
@@ -674,8 +675,10 @@ def test_prepare_checks_the_archive_and_what_travels(tmp_path):
     whose tracked and untracked-not-ignored files plus .device/ exceed the device's 64 MiB."""
     repo = tmp_path / "repo"
     (repo / "device").mkdir(parents=True)
-    for f in ("prepare.sh", "next_seeds.py", "window.py"):
+    for f in ("prepare.sh", "next_seeds.py", "window.py", "cifar10-jpeg.sha256"):
         (repo / "device" / f).write_bytes((REPO / "device" / f).read_bytes())
+    shutil.copytree(REPO / "device" / "stages", repo / "device" / "stages",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     (repo / ".gitignore").write_text(".device/\n")
 
@@ -707,31 +710,28 @@ def test_prepare_checks_the_archive_and_what_travels(tmp_path):
 def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
     """device/window.py reads plan.env and keep.env back line by line (never sources them): a line of any other
     form makes the file invalid. A bad setting exits 2 before anything is made, naming the setting."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("window", REPO / "device" / "window.py")
-    window = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(window)
+    from stages import call, files, settings
     plan = tmp_path / "plan.env"
     for text, expect in (('PLAN_K="2"\nPLAN_DELTAS="0 0.05"\n', {"PLAN_K": "2", "PLAN_DELTAS": "0 0.05"}),
                          ('PLAN_K="2"\nPLAN_SEEDS=0; echo hi\n', None), ('PLAN_DELTAS="0"\n', None),
                          ('PLAN_K="2"\n\n', None), ('PLAN_K="$(id)"\n', None), ("", None),
                          ('PLAN_K="2"\nPLAN_SEEDS=""\n', None), ('PLAN_K="2"\nPLAN_DELTAS=" "\n', None)):
         plan.write_text(text)
-        assert window.read_plan(plan) == expect, text
-    assert window.read_plan(tmp_path / "missing.env") is None
+        assert files.read_plan(plan) == expect, text
+    assert files.read_plan(tmp_path / "missing.env") is None
     keep = tmp_path / "keep.env"
     keep.write_text('CONT_RUN_GROUP="cifar10-jpeg-full-resnet18-gpu-bf16"\nCONT_FROM="20261127T2052Z"\n')
-    assert window.read_assignments(keep, window.KEEP_LINE)["CONT_RUN_GROUP"].endswith("-bf16")
-    assert window.command_output(["no-such-command-here"])[0] == 1   # env.txt says so; the window goes on
-    assert window.command_output(["sleep", "5"], timeout=1)[2].startswith("sleep: ")
-    assert window.cell_status(tmp_path / "none.json", "cudagraph check bf16 K=2") == "not run"
+    assert files.read_assignments(keep, files.KEEP_LINE)["CONT_RUN_GROUP"].endswith("-bf16")
+    assert call.command_output(["no-such-command-here"])[0] == 1   # env.txt says so; the window goes on
+    assert call.command_output(["sleep", "5"], timeout=1)[2].startswith("sleep: ")
+    assert files.cell_status(tmp_path / "none.json", "cudagraph check bf16 K=2") == "not run"
     (tmp_path / "s.json").write_text(json.dumps({"cells": [{"name": "a", "status": "ok"}]}))
-    assert [window.cell_status(tmp_path / "s.json", n) for n in ("a", "b")] == ["ok", "missing"]
+    assert [files.cell_status(tmp_path / "s.json", n) for n in ("a", "b")] == ["ok", "missing"]
     for bad, message in (({"LSNC_WINDOW_BUDGET_S": "8m"}, "LSNC_WINDOW_BUDGET_S must be whole seconds"),
                          ({"LSNC_WINDOW_GRAPHS": "yes"}, "LSNC_WINDOW_GRAPHS must be 0 or 1"),
                          ({"LSNC_WINDOW_KEEP": str(REPO / ".device" / "keep")}, "LSNC_WINDOW_KEEP must lie outside")):
         with pytest.raises(SystemExit) as stop:
-            window.Settings(bad)
+            settings.Settings(bad)
         assert stop.value.code == 2 and message in capsys.readouterr().err
     proc = subprocess.run([sys.executable, str(REPO / "device" / "window.py"), "--budget", "60"], capture_output=True,
                           text=True, env={**os.environ, "OUT": str(tmp_path / "never")})
@@ -741,17 +741,15 @@ def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
 def test_a_signal_while_a_child_starts_is_raised_once_the_child_is_recorded(tmp_path, monkeypatch):
     """main's SIGTERM handler, landing while Window.spawn starts a child, only leaves stop_pending: spawn records the
     child first (so pack can stop it), then raises the stop."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("window", REPO / "device" / "window.py")
-    window = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(window)
+    from stages.call import Exit, Window
+    from stages.settings import Settings
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    w = window.Window(window.Settings({"OUT": str(tmp_path / "out"), "LSNC_WINDOW_RUNS_DIR": str(tmp_path / "runs")}))
+    w = Window(Settings({"OUT": str(tmp_path / "out"), "LSNC_WINDOW_RUNS_DIR": str(tmp_path / "runs")}))
     try:
         with open(tmp_path / "child.log", "w") as log:
             assert w.spawn(["sleep", "30"], log).poll() is None and not w.stop_pending   # no signal: it runs
             w.stop_pending = True
-            with pytest.raises(window.Exit) as stop:
+            with pytest.raises(Exit) as stop:
                 w.spawn(["sleep", "30"], log)
         assert stop.value.code == 143 and len(w.children) == 2 and w.children[1].poll() is None
     finally:
