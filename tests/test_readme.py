@@ -97,3 +97,17 @@ def test_the_layout_lists_every_module_and_imports_point_down_it():
                     and (module, target) not in LAYOUT_EXCEPTIONS:
                 up.append(f"{module} -> {target}")
     assert not up, f"imports that point up the README's Layout: {up}"
+
+
+def test_every_stage_module_of_the_gpu_window_is_mapped():
+    """device/stages/'s __init__ maps each module to its stage, and the README's Layout names them: a module added
+    there without a word is a part a newcomer cannot find."""
+    stages = README.parent / "device" / "stages"
+    names = sorted(p.stem for p in stages.glob("*.py") if p.name != "__init__.py")
+    doc = ast.get_docstring(ast.parse((stages / "__init__.py").read_text()))
+    layout = README.read_text().split("## Layout", 1)[-1]
+    unmapped = [n for n in names if f"{n}.py" not in doc]
+    assert not unmapped, f"modules device/stages/__init__.py does not map: {unmapped}"
+    shown = re.search(r"`stages/`:([^)]*)\)", layout.replace("\n", " ")).group(1)
+    omitted = [n for n in names if n not in ("call", "settings", "files", "preview") and f"`{n}`" not in shown]
+    assert not omitted, f"stages the README's Layout omits: {omitted}"
