@@ -2,7 +2,7 @@
 
     python3 benchmarks/training_plan.py SPEED_JSON [--out-dir DIR] [--no-graphs] [--probe PROBE_JSON]
 
-prints the plan and why, and writes ``DIR/plan.env`` (KEY="value" lines device/window.py reads). The matrix
+prints the plan and why, and writes ``DIR/plan.env`` (KEY="value" lines device/stages/files.py reads back). The matrix
 writes the same plan.env itself; this script re-derives it from an earlier window's speed.json, so a window that
 skips the matrix trains by the current rule, not by the one in force when the matrix ran. ``--probe`` takes the
 few cells a window measured on its own machine (device/window.sh's check stage) to choose how the set trains
@@ -205,7 +205,8 @@ def evaluation_seconds(cells: list[dict], train_images: int | None) -> float:
 
 
 def plan_env(plan: dict) -> str:
-    """KEY="value" lines for device/window.py (numbers and plain words only: read back, never sourced)."""
+    """KEY="value" lines for the GPU window (device/stages/files.py read_plan; numbers and plain words only: read
+    back, never sourced)."""
     return "".join([f'PLAN_K="{plan["k"]}"\n', f'PLAN_AMP="{plan["amp"]}"\n',
                     f'PLAN_DELTAS="{" ".join(f"{d:g}" for d in plan["deltas"])}"\n',
                     f'PLAN_SEEDS="{" ".join(str(s) for s in plan["seeds"])}"\n',

@@ -40,7 +40,7 @@ if (( travel_mib > LIMIT_MIB )); then
 fi
 echo "prepare: .device/ ready ($(du -sh .device | cut -f1)): carry [\".device\"]; ${travel_mib} of ${LIMIT_MIB} MiB travel"
 
-# What the window will train: its plan, seeds and twin, chosen as device/window.py chooses them
+# What the window will train: its plan, seeds and twin, chosen as a window chooses them (device/stages/preview.py)
 python3 device/window.py --preview || echo "prepare: could not preview the window's plan (above)" >&2
 echo "prepare: then run(command=\"bash device/window.sh\", carry=[\".device\"], timeout_s=600); at once after it (the machine" \
      "goes back after 30 s idle), with budget_left_s from its reply: run(command=\"LSNC_WINDOW_BUDGET_S=<budget_left_s - 110>" \

@@ -5,7 +5,7 @@
 - Each finished run folder of window.tar.gz goes to RUNS_DIR/<group>/<name>/, its checkpoint left out. An
   unfinished one is listed, not copied.
 - An existing run folder is not replaced (FORCE=1 replaces it), unless the archive's run continues it: a second
-  call of the session trained it on (device/window.py, "continuing the runs of window ..."), it reached a later
+  call of the session trained it on (device/stages/keep.py, "continuing the runs of window ..."), it reached a later
   epoch, and `lsnc compare` finds the two identical up to the existing one's last epoch. The shorter never wins.
 - The speed table, plan, environment and summary (and check.md/check.json, the cells a window measured on its own
   machine before training) go to RUNS_DIR/<group>/speed/<window-id>/ for each group the window brought runs of
@@ -194,7 +194,7 @@ def unpack(archive: Path, runs_dir: Path, given_id: str | None = None, force: bo
             dest = runs_dir / group / name
             note = ""
             if dest.exists() and not force:
-                # A later call of the same session continued this run (device/window.py): its folder replaces
+                # A later call of the same session continued this run (device/stages/keep.py): its folder replaces
                 # the shorter one when it reached further and agrees with it, bit for bit, up to where that stopped.
                 note, why_not = extends(dest, run)
                 if note is None:
@@ -209,7 +209,8 @@ def unpack(archive: Path, runs_dir: Path, given_id: str | None = None, force: bo
                 groups.append(group)
 
         # The speed files go beside the runs of each group the window produced (else the groups it made folders
-        # for, else its summary's group), one folder per window: device/window.py reuses the newest plan among them.
+        # for, else its summary's group), one folder per window: device/stages/plan.py reuses the newest plan among
+        # them.
         if not groups and (window / "runs").is_dir():
             groups = sorted(p.name for p in (window / "runs").iterdir() if p.is_dir())
         if not groups:

@@ -16,41 +16,8 @@ This file holds the order (run), the environment the stages' children get, and t
 The log (stdout and logs/window.log) and summary.txt (`key: value` lines) are read by the tests, device/unpack.sh
 and lsnc.book.windows: their wording is part of the interface.
 
-Settings (environment; defaults are the GPU window's):
-  OUT                      where the archive goes (default /tmp/lsnc-window-out)
-  PYTHON                   the python that runs lsnc and the benchmarks (default python3), from this checkout
-                           via PYTHONPATH
-  LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 520)
-  LSNC_WINDOW_MATRIX       auto | full | skip (default auto): auto skips the matrix where an earlier window ran one
-                           (LSNC_WINDOW_KNOWN_RUNS/<group>[-bf16]/speed/<window-id>/speed.json: its plan re-derived by
-                           today's rule; else the newest plan.env), else runs it; full always runs it; skip never
-                           does (no earlier plan: the default one)
-  LSNC_WINDOW_MATRIX_S     wall cap of the speed matrix's cells (default 90)
-  LSNC_WINDOW_KNOWN_RUNS   runs folder of the earlier windows' runs and plans (default this checkout's runs/)
-  LSNC_WINDOW_SEEDS        seeds to train, e.g. "3 4" (default: as many as the plan has, the lowest whose whole
-                           δ set at the plan's precision is in none of LSNC_WINDOW_KNOWN_RUNS/<group>[-bf16]/, the
-                           scratch runs folder and the runs kept by an earlier call)
-  LSNC_WINDOW_GRAPHS       0 | 1: train with `lsnc train --cuda-graphs` (default: the plan's PLAN_GRAPHS, else 0);
-                           graphs, forced ones too, train only where a graph check passed: the reused plan's are
-                           checked on this machine first, forced ones after this window's matrix take its check;
-                           only LSNC_WINDOW_MATRIX=skip with no earlier plan checks nothing (the CPU tests);
-                           a stage that fails with it trains again without it (--resume) for its time left
-  LSNC_WINDOW_WIDTH        ResNet-18 base width (default 64, the paper's)
-  LSNC_WINDOW_DATA         an image folder (train/<class>/, test/<class>/) or a .tar.gz of one, instead of
-                           the CIFAR-10 JPEG copy
-  LSNC_WINDOW_GROUP        runs group (default cifar10-jpeg-full-resnet18-gpu); a bf16 set trains into <group>-bf16
-  LSNC_WINDOW_RUNS_DIR     scratch runs folder, emptied first (default .device/runs: repo-relative, so the runs'
-                           provenance records a portable command)
-  LSNC_WINDOW_MATRIX_ARGS  extra speed_matrix.py options (e.g. "--steps 2 --skip compile")
-  LSNC_WINDOW_TRAIN_ARGS   extra `lsnc train` options
-  LSNC_WINDOW_MODE         fused | streams | concurrent: override the plan's way of training the set together
-                           (streams: `lsnc train --together streams`, K networks on K CUDA streams)
-  LSNC_WINDOW_TWINS        a bf16 set trains its tf32 twin (CE, first seed) only while the group holds fewer seeds
-                           than this with CE runs in both precisions (default 2), and not where that seed has one
-  LSNC_WINDOW_CONTINUE     1 | 0 (default 1): continue the runs an earlier call of this session kept (same source
-                           commit, group and width) instead of training new seeds; LSNC_WINDOW_SEEDS also turns it off
-  LSNC_WINDOW_KEEP         where a call keeps its set's runs for the next one (default $TMPDIR/lsnc-window-keep,
-                           outside the checkout: the next call's carried .device/ replaces that folder)
+Settings: environment variables, each with its default, listed and checked in device/stages/settings.py
+(`device/window.py --preview` says what a window started now would train).
 
 Exit status: that of the set's training (its last attempt); 2 for bad settings or data, 4 when no time is left for
 training, 143 on SIGTERM or SIGINT. Only the standard library: it runs on the device's python3 beside torch.
@@ -64,15 +31,17 @@ import sys
 import traceback
 from pathlib import Path
 
-from stages.call import Exit, Window
-from stages.data import describe_machine, find_data
-from stages.keep import continue_kept
-from stages.pack import pack
-from stages.plan import plan_new_set
-from stages.preview import preview
-from stages.seeds import choose_seeds
-from stages.settings import REPO, Settings, fail_setting
-from stages.train import train_set
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # device/stages, also under python -P or -I
+
+from stages.call import Exit, Window  # noqa: E402
+from stages.data import describe_machine, find_data  # noqa: E402
+from stages.keep import continue_kept  # noqa: E402
+from stages.pack import pack  # noqa: E402
+from stages.plan import plan_new_set  # noqa: E402
+from stages.preview import preview  # noqa: E402
+from stages.seeds import choose_seeds  # noqa: E402
+from stages.settings import REPO, Settings, fail_setting  # noqa: E402
+from stages.train import train_set  # noqa: E402
 
 
 def run(w: Window) -> int:
@@ -95,8 +64,8 @@ def main() -> int:
     if sys.argv[1:] == ["--preview"]:
         return preview(settings)
     if sys.argv[1:]:
-        fail_setting(f"unknown arguments {sys.argv[1:]}: the settings are environment variables (this file's "
-                     "docstring); --preview alone says what a window would train")
+        fail_setting(f"unknown arguments {sys.argv[1:]}: the settings are environment variables "
+                     "(device/stages/settings.py); --preview alone says what a window would train")
     os.chdir(REPO)
     window = Window(settings)
     # decoded images, kept for a second call on the same machine (outside the checkout, as KEEP; keyed by the files)

@@ -708,7 +708,7 @@ def test_prepare_checks_the_archive_and_what_travels(tmp_path):
 
 
 def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
-    """device/window.py reads plan.env and keep.env back line by line (never sources them): a line of any other
+    """The window (device/stages/files.py) reads plan.env and keep.env back line by line (never sources them): a line of any other
     form makes the file invalid. A bad setting exits 2 before anything is made, naming the setting."""
     from stages import call, files, settings
     plan = tmp_path / "plan.env"

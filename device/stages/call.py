@@ -1,6 +1,6 @@
 """One call of the window: its clock and budget, scratch folders, log and summary, the exit status and wall
 seconds of each stage, the children it runs (so that pack can stop them), and the set it trains (filled in by
-keep.py or plan.py + seeds.py, changed by train.py's fallbacks, kept by pack.py for a later call)."""
+keep.py or plan.py + seeds.py, changed by train.py's fallbacks; at pack, keep.py keeps it for a later call)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .files import DEFAULT_PLAN
 from .settings import Settings, fail_setting
+
 
 class Exit(Exception):
     """Leave the window with this status (packing first)."""

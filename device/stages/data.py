@@ -15,7 +15,7 @@ from .call import Exit, Window, command_output
 from .settings import REPO
 
 TARBALL = ".device/cifar10-jpeg.tar.gz"
-SHA256 = (REPO / "device" / "cifar10-jpeg.sha256").read_text().split()[0]
+SHA256_FILE = REPO / "device" / "cifar10-jpeg.sha256"   # `sha256sum -c` format: the one home of the hash
 
 
 def describe_machine(w: Window) -> None:
@@ -88,8 +88,13 @@ def find_data(w: Window) -> None:
         if not os.path.isfile(TARBALL):
             w.log(f"error: no {TARBALL} (run device/prepare.sh and carry .device)")
             raise Exit(2)
-        if hashlib.sha256(Path(TARBALL).read_bytes()).hexdigest() != SHA256:
-            w.log(f"error: {TARBALL} has the wrong sha256 (expected {SHA256})")
+        try:
+            expected = SHA256_FILE.read_text().split()[0]
+        except (OSError, IndexError):
+            w.log(f"error: cannot read the expected sha256 from {SHA256_FILE} (it comes with the checkout)")
+            raise Exit(2)
+        if hashlib.sha256(Path(TARBALL).read_bytes()).hexdigest() != expected:
+            w.log(f"error: {TARBALL} has the wrong sha256 (expected {expected}, {SHA256_FILE.name})")
             raise Exit(2)
         # Beside the checkout as on the development machines, so the runs record the same relative data_root;
         # inside .device/ where that folder cannot be made.

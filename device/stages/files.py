@@ -1,5 +1,6 @@
 """Reading back the small files windows write: plan.env and keep.env (KEY="value" lines, never sourced), a speed
-matrix's speed.json, a run's status.json; and the window id every window's speed folder is named by."""
+matrix's speed.json, a run's status.json; the window id every window's speed folder is named by; and plan.env's
+keys: the default plan and the ways a set trains together (PLAN_MODE)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ KEEP_LINE = re.compile(r'^CONT_[A-Z_]+="[0-9A-Za-z. _-]*"$')   # keep.env: the s
 #: The plan when no matrix gives one (benchmarks/training_plan.py writes the same keys)
 DEFAULT_PLAN = {"PLAN_K": "2", "PLAN_AMP": "none", "PLAN_DELTAS": "0 0.05", "PLAN_SEEDS": "0", "PLAN_TWIN": "0",
                 "PLAN_MODE": "fused", "PLAN_GRAPHS": "0"}
+MODES = ("fused", "streams", "concurrent")   # PLAN_MODE: one fused network, K networks on CUDA streams, processes
 
 
 def read_assignments(path: Path, line: re.Pattern, required: str | None = None) -> dict[str, str] | None:

@@ -14,16 +14,18 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from pathlib import Path
 
 from .call import Window
 from .files import KEEP_LINE, read_assignments, stopped_after
+from .settings import REPO
 
 
 def code_digest() -> str:
-    """sha256 over lsnc/'s .py files (a continuation trains on only with the code that trained the runs so far)."""
-    files = sorted(os.path.join(d, f) for d, _, names in os.walk("lsnc") for f in names if f.endswith(".py"))
-    listing = "".join(f"{hashlib.sha256(Path(f).read_bytes()).hexdigest()}  {f}\n" for f in files)
+    """sha256 over the checkout's lsnc/*.py files, named relative to the checkout (a continuation trains on only
+    with the code that trained the runs so far)."""
+    files = sorted(os.path.relpath(os.path.join(d, f), REPO) for d, _, names in os.walk(REPO / "lsnc")
+                   for f in names if f.endswith(".py"))
+    listing = "".join(f"{hashlib.sha256((REPO / f).read_bytes()).hexdigest()}  {f}\n" for f in files)
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 

@@ -14,10 +14,8 @@ import subprocess
 from pathlib import Path
 
 from .call import Exit, Window
-from .files import WINDOW_ID_RE, cell_status, last_line, read_plan
+from .files import MODES, WINDOW_ID_RE, cell_status, last_line, read_plan
 from .settings import REPO, relative_to_repo
-
-MODES = ("fused", "streams", "concurrent")
 
 
 def newest_earlier(known: str, groups: list[str], log) -> tuple[Path | None, str, Path | None, str]:
