@@ -160,9 +160,12 @@ def probe_streams(plan: dict, cells: list[dict], train_images: int | None = None
     the epochs it gets at K = 2, by the rule of :func:`training_plan` (``train_images`` and the evaluation's
     ``eval_s`` a member: the command line takes the evaluation cell of ``cells`` where the check stage ran one,
     else the plan's matrix's). A plan without graphs, or of concurrent processes: unchanged. The reasons are
-    appended either way."""
+    appended either way, and ``plan["probe"]`` holds the numbers behind the choice (``mode``, ``k``,
+    ``streams_over_fused``, ``k4_keep``; None where not measured), which ``--out-dir`` writes to probe.json."""
     plan = {**plan, "reasons": list(plan["reasons"])}
     p, k = ("bf16" if plan["amp"] == "bf16" else "tf32"), plan["k"]
+    # what was measured, for the window's summary (its probe.* keys): None where not measured
+    probe = plan["probe"] = {"mode": plan.get("mode", "fused"), "k": k, "streams_over_fused": None, "k4_keep": None}
     if plan.get("mode", "fused") not in ("fused", "streams") or not plan.get("cuda_graphs"):
         plan["reasons"].append("streams not probed: the plan is no graphed set of one process")
         return plan
@@ -175,7 +178,7 @@ def probe_streams(plan: dict, cells: list[dict], train_images: int | None = None
     elif fused is None or streams is None:
         plan["reasons"].append(f"streams not used here: cudagraph/streams {p} K={k} not both measured")
     else:
-        ratio = streams["img_s_per_model"] / fused["img_s_per_model"]
+        ratio = probe["streams_over_fused"] = streams["img_s_per_model"] / fused["img_s_per_model"]
         use = ratio >= STREAMS_FACTOR
         plan["reasons"].append(f"on this machine streams {p} K={k} / one graphed fused network = {ratio:.2f} "
                                f"({'>=' if use else '<'} {STREAMS_FACTOR}): {'streams' if use else 'fused'}")
@@ -187,12 +190,13 @@ def probe_streams(plan: dict, cells: list[dict], train_images: int | None = None
 
         def epoch_s(kk, rate):  # a member's wall seconds per epoch, as training_plan's
             return n / rate + EVALS_PER_EPOCH * kk * eval_s
-        keep = epoch_s(2, streams["img_s_per_model"]) / epoch_s(4, four["img_s_per_model"])
+        keep = probe["k4_keep"] = epoch_s(2, streams["img_s_per_model"]) / epoch_s(4, four["img_s_per_model"])
         if keep >= K_KEEP:
             plan["k"] = 4
             plan["deltas"], plan["seeds"] = (list(x) for x in PLAN_SETS[4])
         plan["reasons"].append(f"epochs per member on streams here, K=4 vs K=2: {keep:.2f} "
                                f"({'>=' if keep >= K_KEEP else '<'} {K_KEEP}) -> K={plan['k']}")
+    probe.update(mode=plan["mode"], k=plan["k"])
     return plan
 
 
@@ -263,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = a.out_dir / ".plan.env.tmp"
         tmp.write_text(plan_env(plan))
         os.replace(tmp, a.out_dir / "plan.env")
+        if "probe" in plan:   # the numbers behind the probe's choice (device/stages/plan.py puts them in the summary)
+            tmp = a.out_dir / ".probe.json.tmp"
+            tmp.write_text(json.dumps(plan["probe"]) + "\n")
+            os.replace(tmp, a.out_dir / "probe.json")
     return 0
 
 

@@ -533,6 +533,7 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
     assert "mode=streams graphs=1 group=" + GROUP + "-bf16" in out, out
     summary = (w / "summary.txt").read_text()
     assert "probe: streams (on this machine streams bf16 K=2 / one graphed fused network = 1.50" in summary, summary
+    assert "probe.mode: streams\n" in summary and "probe.streams_over_fused: 1.50\n" in summary, summary
     if case == "streams K=4":
         assert "; epochs per member on streams here, K=4 vs K=2: " in summary and "-> K=4)\n" in summary, summary
         assert "--amp bf16 --together streams --cuda-graphs --delta 0 0.05 --seed 0 1" in summary, summary
@@ -620,6 +621,8 @@ def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tm
     w2, _ = _extract(tmp_path / "out2" / "window.tar.gz", tmp_path / "x2")
     summary = (w2 / "summary.txt").read_text()
     assert "continued: window" in summary and "--resume" in summary, summary
+    from lsnc.book.windows import read_window
+    assert read_window(w2)["model-epochs"] == 2 * (4 - 2)   # the runs page counts only the epochs it added
     for name in ("ce-resnet18w4-s0", "ls0.05-resnet18w4-s0"):
         status = json.loads((w2 / "runs" / GROUP / name / "status.json").read_text())
         assert (status["status"], status["epoch"]) == ("done", 4), status

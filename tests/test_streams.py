@@ -210,6 +210,7 @@ def test_a_probe_on_the_training_machine_chooses_streams_or_fused(tmp_path, caps
                 {"name": "streams bf16 K=2", "status": "ok", "img_s_per_model": streams}]
     faster = tp.probe_streams(plan, probe(15000, 21000))
     assert faster["mode"] == "streams" and "= 1.40 (>= 1.1): streams" in faster["reasons"][-1]
+    assert faster["probe"] == {"mode": "streams", "k": 2, "streams_over_fused": 1.4, "k4_keep": None}
     assert plan["mode"] == "fused"  # the plan given is left as it was
     assert tp.probe_streams(plan, probe(15000, 15500))["mode"] == "fused"
     assert tp.probe_streams(plan, probe(15000, 21000, check="error"))["mode"] == "fused"
@@ -224,6 +225,7 @@ def test_a_probe_on_the_training_machine_chooses_streams_or_fused(tmp_path, caps
     wider = tp.probe_streams(plan, four)
     assert (wider["mode"], wider["k"], wider["seeds"], wider["deltas"]) == ("streams", 4, [0, 1], [0.0, 0.05])
     assert "K=4 vs K=2: 0.81 (>= 0.8) -> K=4" in wider["reasons"][-1] and plan["k"] == 2
+    assert (wider["probe"]["mode"], wider["probe"]["k"], round(wider["probe"]["k4_keep"], 2)) == ("streams", 4, 0.81)
     # ... counting each member's evaluation (4 members evaluated per epoch, not 2)
     assert tp.probe_streams(plan, four, train_images=1000, eval_s=0.01)["k"] == 2
     four[-1]["img_s_per_model"] = 16000   # 0.76 of the epochs: K = 2
@@ -235,6 +237,7 @@ def test_a_probe_on_the_training_machine_chooses_streams_or_fused(tmp_path, caps
     assert tp.main([str(tmp_path / "earlier.json"), "--probe", str(tmp_path / "probe.json"),
                     "--out-dir", str(tmp_path / "out")]) == 0
     assert 'PLAN_MODE="streams"' in (tmp_path / "out" / "plan.env").read_text()
+    assert json.loads((tmp_path / "out" / "probe.json").read_text())["streams_over_fused"] == 1.4
     assert "networks on CUDA streams" in capsys.readouterr().out
     # a member's evaluation is this machine's where the check stage timed one (the earlier matrix has none here)
     four = [*probe(15000, 21000), {"name": "streams bf16 K=4", "status": "ok", "img_s_per_model": 17000}]

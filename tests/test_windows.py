@@ -35,7 +35,7 @@ def test_one_row_per_window_with_the_epochs_it_added(tmp_path):
                  "ce-resnet18-s0": done(40, 110.0)})
     # its second call: the set continued from epoch 170 to 210; a run that failed counts nothing
     _window(tmp_path, GROUP + "-bf16", "20270101T1010Z",
-            ["continued: window 20270101T1000Z after epoch 170", "elapsed_s: 150", "budget_s: 140", "exit: 0"],
+            ["continued: window 20270101T1000Z after epoch 170", "continued.after_epoch: 170", "elapsed_s: 150", "budget_s: 140", "exit: 0"],
             {"ce-bf16-resnet18-s0": done(210, 500.0), "ls0.05-bf16-resnet18-s0": done(210, 500.0),
              "x-s9": {"epoch": 3, "status": "failed"}})
     # a reused plan, and a folder that is no window
@@ -79,7 +79,8 @@ def test_trained_as_is_read_off_the_logged_train_commands(tmp_path):
             [f"train.train: {cmd} --together streams --cuda-graphs", "fallback: fused after streams exit 1",
              f"train.train-fused: {cmd} --cuda-graphs --resume", f"train.train-fused-nographs: {cmd} --resume",
              "fallback: concurrent after fused exit 1", f"train.d0-s0: {cmd} --resume",
-             "probe: fused (streams not used here: the bf16 streams check did not run or did not pass)"], {})
+             "probe: fused (streams not used here: the bf16 streams check did not run or did not pass)",
+             "probe.mode: fused", "probe.k: 2"], {})
     row = windows_table(tmp_path).to_dict("records")[1]
     assert row["trained as"] == ("streams, TF32 + CUDA graphs; train-fused again without graphs; fused after streams "
                                  "exit 1; concurrent after fused exit 1")
@@ -87,7 +88,8 @@ def test_trained_as_is_read_off_the_logged_train_commands(tmp_path):
     # a probe that timed four networks on streams too, and took K = 4
     _window(tmp_path, GROUP, "20270103T1000Z", [
         "probe: streams (on this machine streams bf16 K=2 / one graphed fused network = 1.50 (>= 1.1): streams; "
-        "epochs per member on streams here, K=4 vs K=2: 0.85 (>= 0.8) -> K=4)"], {})
+        "epochs per member on streams here, K=4 vs K=2: 0.85 (>= 0.8) -> K=4)", "probe.mode: streams", "probe.k: 4",
+        "probe.streams_over_fused: 1.50", "probe.k4_keep: 0.85"], {})
     assert windows_table(tmp_path).to_dict("records")[2]["plan"] == (
         "speed matrix; probe: streams 1.50x fused, K=4 (K=4 keeps 0.85 of a member's epochs)")
 

@@ -79,6 +79,7 @@ def continue_kept(w: Window) -> bool:
         f"# Speed matrix skipped\n\nA continuation of window {get('FROM')}'s runs (after epoch {get('EPOCH')}), "
         "same plan.\n")
     w.summary(f"continued: window {get('FROM')} after epoch {get('EPOCH')}")
+    w.summary(f"continued.after_epoch: {get('EPOCH')}")   # (the number alone, for lsnc.book.windows)
     w.summary(f"seeds: {' '.join(w.seeds)}")
     return True
 

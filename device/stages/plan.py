@@ -8,6 +8,7 @@ machines is timed here first (the graph checks, the streams probe, the evaluatio
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -208,4 +209,16 @@ def probe_streams(w: Window, reuse_json: Path, check_json: Path) -> None:
     w.log(f"the plan with this machine's streams probe: {text.rstrip(chr(10))}")
     reasons = re.compile(r"on this machine [^;]*|streams not used here[^;]*|epochs per member on streams here[^;]*")
     why = [m.group(0).removesuffix(".") for line in text.splitlines() for m in reasons.finditer(line)]
-    w.summary(f"probe: {w.plan['PLAN_MODE']} ({'; '.join(why)})")
+    w.summary(f"probe: {w.plan['PLAN_MODE']} ({'; '.join(why)})")   # for a reader
+    # for lsnc.book.windows: the numbers behind the choice (training_plan.py's probe.json), one key each
+    try:
+        numbers = json.loads((w.work / "probe" / "probe.json").read_text())
+    except (OSError, ValueError):
+        numbers = {}
+    if not isinstance(numbers, dict):
+        numbers = {}
+    w.summary(f"probe.mode: {w.plan['PLAN_MODE']}")
+    w.summary(f"probe.k: {w.plan['PLAN_K']}")
+    for key in ("streams_over_fused", "k4_keep"):
+        if isinstance(numbers.get(key), (int, float)):
+            w.summary(f"probe.{key}: {numbers[key]:.2f}")

@@ -2,8 +2,10 @@
 
 device/unpack.sh puts every window's ``summary.txt`` and ``env.txt`` into ``runs/<group>/speed/<window-id>/``
 beside the runs it trained (lsnc reads no ``speed/`` folder as a run). ``summary.txt`` has ``key: value`` lines
-(``elapsed_s``, ``budget_s``, ``matrix: reused <id>``, ``continued: window <id> after epoch <E>``, ``run_group``)
-and one ``run.<name>: {status json}`` line per run folder the window packed; ``env.txt`` has the nvidia-smi table;
+(``elapsed_s``, ``budget_s``, ``matrix: reused <id>``, ``continued: window <id> after epoch <E>`` with
+``continued.after_epoch: <E>``, ``run_group``, the streams probe's ``probe.mode``, ``probe.k``,
+``probe.streams_over_fused`` and ``probe.k4_keep``, the ``train.<stage>`` commands, ``fallback`` lines) and one
+``run.<name>: {status json}`` line per run folder the window packed; ``env.txt`` has the nvidia-smi table;
 ``speed.json`` (a matrix) or ``check.json`` (the cells a window timed before training) the evaluation cell, one
 full evaluation against a bare forward pass on that GPU.
 :func:`windows_table` turns them into the runs page's table: which GPU, how long the command ran, how the plan
@@ -56,20 +58,18 @@ def read_window(folder: Path) -> dict | None:
     start = 0
     how = "speed matrix"
     if "continued" in fields:
-        m = re.search(r"after epoch (\d+)", fields["continued"])
-        start = int(m.group(1)) if m else 0
+        start = _int(fields.get("continued.after_epoch")) or 0
         how = f"continued {fields['continued']}"
     elif fields.get("matrix", "").startswith("reused"):
         how = f"plan from window {fields['matrix'].split()[-1]}"
     elif fields.get("matrix", "").startswith("skipped"):
         how = "default plan"
-    if "probe" in fields:  # the streams probe on the window's machine (device/window.sh): streams against fused
-        ratio = re.search(r"= ([0-9.]+)", fields["probe"])
-        how += (f"; probe: streams {ratio.group(1)}x fused" if ratio
-                else f"; probe: {fields['probe'].split(' (')[0]} (streams not measured or not checked)")
-        wider = re.search(r"K=4 vs K=2: ([0-9.]+) .*-> K=(\d)", fields["probe"])
-        if wider:  # four networks on streams timed too: K = 4 where each member keeps enough of its epochs
-            how += f", K={wider.group(2)} (K=4 keeps {wider.group(1)} of a member's epochs)"
+    if "probe.mode" in fields:  # the streams probe on the window's machine (device/stages/plan.py)
+        ratio = fields.get("probe.streams_over_fused")
+        how += (f"; probe: streams {ratio}x fused" if ratio
+                else f"; probe: {fields['probe.mode']} (streams not measured or not checked)")
+        if "probe.k4_keep" in fields:  # four networks on streams timed too: K = 4 where each member keeps enough
+            how += f", K={fields.get('probe.k', '?')} (K=4 keeps {fields['probe.k4_keep']} of a member's epochs)"
     done = {name: s for name, s in runs.items() if s.get("status") == "done" and isinstance(s.get("epoch"), int)}
     return {"window": folder.name, "GPU": gpu.group(1).strip() if gpu else "",
             "command s": _int(fields.get("elapsed_s")), "budget s": _int(fields.get("budget_s")), "plan": how,
