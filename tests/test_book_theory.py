@@ -170,7 +170,17 @@ def test_verdict_summary_with_sizes(comparison):
     assert (f"is also {small} for LS, so this is not an effect" in text) == same
     assert ("it depends on the UFM" in text) == (not same)
     relies = "larger smallest curvature" in text.split("**Verdict")[1]
-    assert ("cannot explain a faster descent" in text) == relies
+    assert ("the smallest curvature of the whole Hessian is the same for CE and every LS" in text) == relies
+    if relies:   # that curvature is off the logits: the sentence goes by the smallest one the logits see
+        rows = table[table["UFM"] == theory.problem_label(wide)]
+        word = ufm.ls_against_ce(rows.loc[rows["δ"] == 0, "logit λ_min"].iloc[0],
+                                 rows.loc[rows["δ"] > 0, "logit λ_min"])
+        assert ("carries over to a logit distance" in text) == (word == "higher")
+        assert ("cannot explain a faster descent" in text) == (word != "higher")
+        lowered = table.copy()
+        lowered.loc[lowered["δ"] > 0, "logit λ_min"] = lowered["logit λ_min"].min() / 2
+        text_low = theory.verdict_summary(comparison, spectrum=spectrum, sizes=lowered)
+        assert "is lower for LS there (" in text_low and "cannot explain a faster descent" in text_low
     # the other branch: κ made lower for LS on the larger UFMs
     flipped = table.copy()
     flipped.loc[flipped["δ"] > 0, "κ"] = flipped["κ"].min() / 2
@@ -316,3 +326,26 @@ def test_the_common_step_rate_names_the_curvature_that_sets_it():
     top = large.lrs * large.spectrum["restricted_max"]
     assert (top > 2 - large.lrs * large.spectrum["restricted_min"]).any()
     assert "the largest curvature sets it" in _min_sets_rate(large)
+
+
+def test_the_other_candidates_and_the_endpoint_errors(problem, comparison):
+    """The verdict's sentence on candidates (b) and (c) follows their numbers δ by δ; the endpoint error is the
+    worst single ||w_k|| and ||h_i||, not their means."""
+    sp = {"delta": np.array([0.0, 0.1, 0.5]), "kappa_softmax": np.array([4.0, 3.0, 2.0]),
+          "kappa_features_block": np.array([5.0, 9.0, 4.0])}
+    assert theory.other_candidates_sentence(sp) == (
+        " Of the other candidates, (b) the logit-space softmax Hessian is lower for LS at every δ; (c) the H-block at "
+        "fixed W is lower for LS only at δ = 0.5.")
+    sp["kappa_features_block"] = np.array([5.0, 5.0, 9.0])
+    assert "(c) the H-block at fixed W is lower for LS at no δ" in theory.other_candidates_sentence(sp)
+    assert theory.other_candidates_sentence({"delta": np.array([0.0, 0.1])}) == ""
+    worst, of_means = 0.0, 0.0
+    for (delta, _seed), traj in comparison.trajectories.items():
+        sol = problem.with_delta(delta).solution()
+        worst = max(worst, float((traj.W.norm(dim=1) - sol.w_norm).abs().max() / sol.w_norm),
+                    float((traj.H.norm(dim=1) - sol.h_norm).abs().max() / sol.h_norm),
+                    abs(traj.objective[-1] - sol.objective) / sol.objective)
+        of_means = max(of_means, abs(traj.w_norm[-1] - sol.w_norm) / sol.w_norm,
+                       abs(traj.h_norm[-1] - sol.h_norm) / sol.h_norm)
+    assert theory.endpoint_numbers(problem, comparison)["max_rel_err"] == pytest.approx(worst, rel=1e-9)
+    assert worst >= of_means

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from .. import ufm
 from ..config import TrainConfig
@@ -175,8 +176,10 @@ def problem_label(problem: ufm.UFMProblem) -> str:
 def size_table(problems: Sequence[ufm.UFMProblem], deltas: Sequence[float]) -> pd.DataFrame:
     """Candidate (a), the full Hessian with the symmetry directions removed, at every size in ``problems`` and
     every δ (exact, from ``ufm.block_spectrum``): one row per (UFM, δ) with the UFM's label (and its size and
-    penalties apart), κ, λ_min and λ_max and the block of directions each comes from (``ufm.BLOCKS``). δ where the minimizer is zero (s + δ >= 1) are skipped (the
-    text functions below name the δ each UFM has)."""
+    penalties apart), κ, λ_min and λ_max and the block of directions each comes from (``ufm.BLOCKS``), and
+    ``logit λ_min``, the smallest curvature of the directions that move the logits (``BlockSpectrum.logit_min``:
+    what a logit distance sees). δ where the minimizer is zero (s + δ >= 1) are skipped (the text functions below
+    name the δ each UFM has)."""
     labels = [problem_label(p) for p in problems]
     if len(set(labels)) != len(labels):
         raise ValueError(f"two UFMs of the same size and penalties: {labels}")
@@ -191,7 +194,7 @@ def size_table(problems: Sequence[ufm.UFMProblem], deltas: Sequence[float]) -> p
                          "penalties": penalties_text(problem), "parameters": sp.num_params, "δ": float(delta),
                          "κ": sp.kappa_restricted, "λ_min": sp.restricted_min,
                          "λ_min from": " + ".join(sp.blocks_of(sp.restricted_min)), "λ_max": sp.restricted_max,
-                         "λ_max from": " + ".join(sp.blocks_of(sp.restricted_max))})
+                         "λ_max from": " + ".join(sp.blocks_of(sp.restricted_max)), "logit λ_min": sp.logit_min})
     return pd.DataFrame(rows)
 
 
@@ -380,7 +383,7 @@ def size_styled(table: pd.DataFrame):
     if table.loc[first, "parameters"].nunique() == 1:
         table = table.drop(columns="parameters")
     return (table.style.hide(axis="index")
-            .format({"κ": "{:.4g}", "λ_min": "{:.3g}", "λ_max": "{:.3g}", "δ": "{:g}"})
+            .format({"κ": "{:.4g}", "λ_min": "{:.3g}", "λ_max": "{:.3g}", "logit λ_min": "{:.3g}", "δ": "{:g}"})
             .set_properties(**{"text-align": "left", "font-size": "0.85em"}))
 
 
@@ -405,7 +408,8 @@ def size_details(table: pd.DataFrame) -> str:
         rows = table[table["UFM"] == label]
         ce, ls = rows[rows["δ"] == 0].iloc[0], rows[rows["δ"] > 0]
         same_min = bool(np.allclose(rows["λ_min"], ce["λ_min"], rtol=1e-9, atol=0))
-        min_text = (f"{ce['λ_min']:.3g} for every δ, so κ follows λ_max" if same_min else
+        min_text = (f"{ce['λ_min']:.3g} for every δ, so κ follows λ_max (the smallest curvature the logits see is "
+                    f"{ce['logit λ_min']:.3g} for CE, {_span(ls['logit λ_min'])} for LS)" if same_min else
                     f"{ce['λ_min']:.3g} for CE, {_span(ls['λ_min'])} for LS")
         max_text = (f"is higher for LS (CE {ce['λ_max']:.3g}; LS up to {ls['λ_max'].max():.3g})"
                     if (ls["λ_max"] > ce["λ_max"]).all() else
@@ -437,15 +441,45 @@ def same_smallest_curvature(table: pd.DataFrame) -> list[str]:
             if np.allclose(rows["λ_min"], rows["λ_min"].iloc[0], rtol=1e-9, atol=0)]
 
 
+def flat_curvature_sentence(table: pd.DataFrame, flat: Sequence[str]) -> str:
+    """The verdict's words on the UFMs of ``size_table`` whose smallest curvature is the same for CE and every LS
+    δ (``flat``, from :func:`same_smallest_curvature`): that curvature comes from directions the logits do not see,
+    so what a logit distance's descent would follow there is the smallest curvature the logits see (``logit
+    λ_min``), compared CE against LS. No gradient descent runs at those sizes: the sentence says so."""
+    parts, words, names = [], set(), []
+    for label in flat:
+        rows = table[table["UFM"] == label]
+        ce, ls = rows.loc[rows["δ"] == 0, "logit λ_min"].iloc[0], rows.loc[rows["δ"] > 0, "logit λ_min"]
+        words.add(ufm.ls_against_ce(ce, ls))
+        names.append(f"{rows['size'].iloc[0]} ({rows['penalties'].iloc[0]})")
+        parts.append(f"{names[-1]}: CE {ce:.3g}, LS {_span(ls)}")
+    blocks = fmt_list(sorted(set(table.loc[table["UFM"].isin(flat), "λ_min from"])))
+    first = (f" At {fmt_list(names)} the smallest curvature of the whole Hessian is the same for CE and every LS "
+             f"δ; it comes from directions the logits do not see ({blocks}).")
+    word = words.pop() if len(words) == 1 else "not the same way at every size"
+    if word == "higher":
+        then = (" The smallest curvature the logits see is higher for LS there too (" + "; ".join(parts) + "), so the "
+                "common-step explanation carries over to a logit distance at those sizes (no gradient descent was "
+                "run there).")
+    else:
+        then = (f" The smallest curvature the logits see is {word} for LS there (" + "; ".join(parts) + "), so there "
+                "a larger smallest curvature cannot explain a faster descent (no gradient descent was run there).")
+    return first + then
+
+
 def endpoint_numbers(problem: ufm.UFMProblem, comparison: ufm.ConvergenceComparison) -> dict[str, float]:
     """How close the last gradient-descent iterates are to the closed form, over every (δ, seed) run:
-    ``max_rel_err`` (largest relative error of the objective, ||w_k|| and ||h_i||) and the largest final
-    NC1, NC2, NC3 (``max_nc1`` ...)."""
+    ``max_rel_err`` (largest relative error of the objective, and of every single ||w_k|| and ||h_i||, not their
+    means: the directions off the simplex span converge more slowly than the logits) and the largest final NC1,
+    NC2, NC3 (``max_nc1`` ...)."""
     rel_err, nc = [], []
     for (delta, _seed), traj in comparison.trajectories.items():
         sol = problem.with_delta(delta).solution()
+        w_norms, h_norms = (torch.linalg.vector_norm(m.detach().double(), dim=1).cpu().numpy()
+                            for m in (traj.W, traj.H))
         rel_err += [abs(traj.objective[-1] - sol.objective) / sol.objective,
-                    abs(traj.w_norm[-1] - sol.w_norm) / sol.w_norm, abs(traj.h_norm[-1] - sol.h_norm) / sol.h_norm]
+                    float(np.max(np.abs(w_norms - sol.w_norm))) / sol.w_norm,
+                    float(np.max(np.abs(h_norms - sol.h_norm))) / sol.h_norm]
         m = collapse_metrics_from_features(traj.H, problem.labels(), traj.W, traj.b, num_classes=problem.num_classes)
         nc.append([m[key] for key in PAPER_NAMES.values()])
     worst = np.max(nc, axis=0)
@@ -563,7 +597,38 @@ def _tuned_outcome(tuned: ufm.ConvergenceComparison) -> str:
 def _tuned_line(tuned: ufm.ConvergenceComparison) -> str:
     c = _tuned_eta(tuned)
     return (f"* **Step matched to each δ** (η = {c:g} / λ_max(δ)): the local rate is |1 − η λ_min| = "
-            f"|1 − {c:g}/κ|, set by the condition number: {_phase_words(tuned)}. {_tuned_outcome(tuned)}.")
+            f"|1 − {c:g}/κ|, set by the condition number: {_phase_words(tuned)}. {_tuned_outcome(tuned)}"
+            f"{_loose_note(tuned)}.")
+
+
+def _loose_note(comp: ufm.ConvergenceComparison) -> str:
+    """The loose distance, before the local rate governs: on how many seed-runs LS got there before CE."""
+    iters = np.where(np.isfinite(comp.iters_loose), comp.iters_loose, np.inf)
+    faster = iters[1:] < iters[0]
+    return f"; to the loose distance LS got there first on {int(faster.sum())} of {faster.size} seed-runs"
+
+
+#: the other candidates of the verdict's last sentence: key of ``ufm.condition_numbers_vs_delta`` -> its name
+OTHER_CANDIDATES = {"kappa_softmax": "(b) the logit-space softmax Hessian",
+                    "kappa_features_block": "(c) the H-block at fixed W"}
+
+
+def other_candidates_sentence(sp: dict) -> str:
+    """How the other candidates' condition numbers go for LS against CE over ``sp``'s δ grid: "lower at every δ",
+    "higher at every δ", or where not, at which δ it is lower."""
+    parts = []
+    for key, name in OTHER_CANDIDATES.items():
+        if key not in sp:
+            continue
+        ce, ls, deltas = sp[key][0], np.asarray(sp[key][1:]), np.asarray(sp["delta"][1:])
+        word = ufm.ls_against_ce(ce, ls)
+        if word in ("lower", "higher"):
+            parts.append(f"{name} is {word} for LS at every δ")
+        elif (ls < ce).any():
+            parts.append(f"{name} is lower for LS only at δ = {fmt_list([f'{d:.3g}' for d in deltas[ls < ce]])}")
+        else:
+            parts.append(f"{name} is lower for LS at no δ")
+    return (" Of the other candidates, " + "; ".join(parts) + ".") if parts else ""
 
 
 def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.ConvergenceComparison | None = None,
@@ -596,8 +661,7 @@ def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.Conver
                    "gradient descent depends on the step size. At a common step size η the local rate is "
                    "|1 − η λ_min|, set by the smallest curvature: there LS converges faster on every seed, with its "
                    "larger smallest curvature, although the condition number of its UFM Hessian is higher, so the "
-                   "speed-up does not come from a lower condition number." + tuned
-                   + " Only the logit-space softmax Hessian has a lower condition number under LS.")
+                   "speed-up does not come from a lower condition number." + tuned + other_candidates_sentence(sp))
     else:
         verdict = ("**Verdict: the numbers do not support the claim**: LS is not faster than CE on every run "
                    "at a common step size." + tuned)
@@ -616,6 +680,5 @@ def verdict_summary(same_step: ufm.ConvergenceComparison, tuned_step: ufm.Conver
                         + "; ".join(f"{word} for LS at {fmt_list(where)}" for word, where in by_word.items()) + ".")
         flat = same_smallest_curvature(sizes)
         if flat and blames_min:
-            verdict += (" But at " + "; ".join(flat) + " the smallest curvature is the same for CE and every LS δ, "
-                        "so there a larger smallest curvature cannot explain a faster descent.")
+            verdict += flat_curvature_sentence(sizes, flat)
     return "\n".join(lines) + "\n\n" + verdict
