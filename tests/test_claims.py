@@ -183,12 +183,12 @@ def test_prefixes_give_directions_not_verdicts():
     table = claims.evaluate_claims([_stopped(r, 20) for r in ce + ls])
     assert "supported" not in set(table["verdict"]) and set(table["verdict"]) <= ALLOWED
     assert (table["verdict"] == "prefix: the paper's way").sum() == claims.verdict_counts(table)["prefix"] > 0
-    assert table["note"].str.contains("compared at epoch 20 of the 40-epoch recipe (a prefix)", regex=False).all()
+    assert table["note"].str.contains("epochs 0–20 are a prefix of the 40-epoch recipe", regex=False).all()
     assert not full["note"].str.contains("a prefix", regex=False).any()
     # complete runs cut down to where two prefix pairs stopped (align_prefixes keeps the most seeds): prefixes too
     mixed = claims.evaluate_claims(ce[:1] + ls[:1] + [_stopped(r, 20) for r in ce[1:] + ls[1:]])
     assert "supported" not in set(mixed["verdict"]) and claims.verdict_counts(mixed)["prefix"] > 0
-    assert mixed["note"].str.contains("compared at epoch 20 of the 40-epoch recipe (a prefix)", regex=False).all()
+    assert mixed["note"].str.contains("epochs 0–20 are a prefix of the 40-epoch recipe", regex=False).all()
 
 
 def test_reversed_runs_support_no_claim():
@@ -203,7 +203,31 @@ def test_reversed_runs_support_no_claim():
         m["test_ece20_ts_testfit"] = 0.2
         swapped.append(FakeRun(dict(r.config, delta=0.0), m, epochs=r.epochs))
     table = claims.evaluate_claims(swapped)
-    assert set(table["verdict"]) == {"not supported"}, table[["test", "verdict", "note"]].to_string()
+    ts = table["test"].str.startswith("TS narrows")
+    assert set(table.loc[~ts, "verdict"]) == {"not supported"}, table[["test", "verdict", "note"]].to_string()
+    # LS is the worse calibrated before TS: no LS advantage for TS to narrow (the |gap| TS changes is CE's)
+    assert set(table.loc[ts, "verdict"]) == {"inconclusive"}
+    assert table.loc[ts, "note"].str.contains("better calibrated than CE before TS in 0 of 3 seed pairs").all()
+
+
+def test_ts_narrowing_is_judged_only_where_ls_is_better_calibrated_before_ts():
+    """The gap LS opens before TS against the |gap| after it; with a held-out split missing from the recipe the
+    held-out row says so, not "missing runs"."""
+    ce, ls = paper_like()
+    table = claims.evaluate_claims(ce + ls)
+    ts = table[table["test"].str.startswith("TS narrows")]
+    assert set(ts["verdict"]) == {"supported"} and ts["note"].str.contains("CE - LS ECE before TS").all()
+    for r in ce + ls:   # TS after which LS is as far from CE as before, the other way: not narrowed
+        r.metrics = r.metrics.copy()
+        before = float(r.metrics["test_ece20"].iloc[-1])
+        r.metrics["test_ece20_ts_testfit"] = 2 * before if r.config["delta"] == 0 else 0.0
+    row = claims.evaluate_claims(ce + ls).set_index("test").filter(like="test set", axis=0).iloc[0]
+    assert row["verdict"] == "not supported", row.to_dict()
+    for r in ce + ls:
+        r.metrics = r.metrics.drop(columns=["test_ece20_ts_holdout"])
+        r.config = dict(r.config, holdout_per_class=0)
+    row = claims.evaluate_claims(ce + ls).set_index("test").filter(like="held-out", axis=0).iloc[0]
+    assert row["verdict"] == "inconclusive" and "holdout_per_class 0" in row["note"], row.to_dict()
 
 
 def test_overlapping_seeds_give_inconclusive():

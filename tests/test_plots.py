@@ -345,7 +345,9 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
         final["seed"] == 1)}))
     assert list(partial[a_m]) == [f"{v:.3g} (seeds 1)" for v in final.loc[final["seed"] == 1, nc3.MEANS_WHITENED]]
     lines = nc3.decomposition_lines(final)
-    assert lines.startswith("* `synthetic` (seeds 0, 1, epoch ") and "CE / LS: NC3 " in lines
+    assert lines.startswith("* `synthetic`, ") and " (seeds 0, 1, epoch " in lines and "CE / LS: NC3 " in lines
+    setting = final["setting"].iloc[0]   # the group's setting (data, subset, model, epochs), in bullets and table
+    assert f"* `synthetic`, {setting} (seeds" in lines and list(table["setting"]) == [setting] * 2 and "epochs" in setting
     assert "WP lies nearer A than M for LS in " in lines and "of 1 group(s)" in lines
     assert nc3.decomposition_lines(final.iloc[:0]) == ""
     made = nc3.with_in_span_whitened(pd.DataFrame([

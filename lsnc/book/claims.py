@@ -232,8 +232,8 @@ def as_prefix(table: pd.DataFrame, runs: Sequence[Any]) -> pd.DataFrame:
         return table
     table = table.copy()
     table["verdict"] = table["verdict"].map(lambda v: PREFIX_VERDICTS.get(v, v))
-    why = (f"compared at epoch {at[0]} of the {at[1]}-epoch recipe (a prefix): which way LS goes so far, not a "
-           "verdict on a claim about the end of training")
+    why = (f"epochs 0–{at[0]} are a prefix of the {at[1]}-epoch recipe: which way LS goes so far, not a verdict on "
+           "a claim about the end of training")
     table["note"] = [f"{note}; {why}" if note else why for note in table["note"]]
     return table
 
@@ -582,20 +582,34 @@ def _c4_row(comp: Comparison) -> dict[str, Any]:
 
 
 def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str) -> dict[str, Any]:
-    """C5, "temperature scaling narrows the gap": the |LS - CE| ECE gap before against after TS, per seed pair."""
+    """C5, "temperature scaling narrows the gap": the gap LS's better calibration opens before TS (CE ECE - LS ECE,
+    > 0) against the |LS - CE| ECE gap after TS, per seed pair. The claim presupposes that advantage: where LS is
+    not better calibrated before TS in every seed pair, the row is inconclusive and says in how many it is (a
+    |gap| that TS shrinks where CE is the better calibrated is CE's advantage, not LS's)."""
     ts = _both(comp, lambda r: final_value(r, col))
     pairs = sorted(set(_clean(ece[0])) & set(_clean(ece[1])) & set(_clean(ts[0])) & set(_clean(ts[1])))
-    before = {s: abs(ece[1][s] - ece[0][s]) for s in pairs}
+    better = [s for s in pairs if ece[1][s] < ece[0][s]]
+    before = {s: ece[0][s] - ece[1][s] for s in pairs}
     after = {s: abs(ts[1][s] - ts[0][s]) for s in pairs}
-    if pairs:
+    holdout = "holdout" in col
+    if pairs and len(better) < len(pairs):
+        verdict = ("inconclusive", len(pairs), f"LS is better calibrated than CE before TS in {len(better)} of "
+                   f"{len(pairs)} seed pairs: no LS advantage in every pair for TS to narrow")
+        note = "ce / ls columns: ECE after TS"
+    elif pairs:
         verdict = judge(before, after, "lower")
-        note = (f"|LS - CE| ECE gap before -> after TS: {format_spread(before)} -> {format_spread(after)}; "
+        note = (f"CE - LS ECE before TS -> |LS - CE| after TS: {format_spread(before)} -> {format_spread(after)}; "
                 f"ce / ls columns: ECE after TS")
         flipped = [s for s in pairs if (ece[1][s] - ece[0][s]) * (ts[1][s] - ts[0][s]) < 0]
         if flipped:
             note += (f"; the gap changes sign in {len(flipped)} of {len(pairs)} seed pairs ("
                      + ", ".join(f"s{s}: LS {'higher' if ts[1][s] > ts[0][s] else 'lower'} than CE after TS"
                                  for s in flipped) + ")")
+    elif holdout and comp.runs and not (_clean(ts[0]) or _clean(ts[1])) and not any(
+            int(r.config.get("holdout_per_class") or 0) > 0 for r in comp.runs):
+        verdict = ("inconclusive", 0, "these runs hold out no split to fit T on "
+                   "(holdout_per_class 0 in their recipe)")
+        note = "ce / ls columns: ECE after TS"
     else:
         verdict = judge(*ts) if not (_clean(ts[0]) and _clean(ts[1])) else (
             "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")

@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, is_delta, loss_label
 from .claims import final_value, paired_comparisons
-from .scale import align_prefixes, as_runs, by_dataset, seeds_text, setting_key, standard_runs
+from .scale import align_prefixes, as_runs, by_dataset, describe_setting, seeds_text, setting_key, standard_runs
 from .summary import final_rows
 
 #: the metrics.csv columns read here -> their names on the page
@@ -52,7 +52,7 @@ DECOMPOSITION_COLUMNS = {
     NC_COLUMNS["NC2"]: "NC2 = W Mᵀ against the ETF",
     TRAIN_PREFIX + "nc2_means_etf": "M Mᵀ against the ETF",
 }
-FINAL_COLUMNS = ("dataset", "label", "delta", "seed", "epoch", *DECOMPOSITION_COLUMNS)
+FINAL_COLUMNS = ("dataset", "label", "setting", "delta", "seed", "epoch", *DECOMPOSITION_COLUMNS)
 
 
 def final_decomposition(runs, delta: float = MAIN_DELTA) -> tuple[pd.DataFrame, list, list[str]]:
@@ -67,11 +67,13 @@ def final_decomposition(runs, delta: float = MAIN_DELTA) -> tuple[pd.DataFrame, 
         if not seeds:
             left_out.append(comp.dataset)
             continue
+        setting = describe_setting([run for s in seeds for run in (comp.ce[s], comp.ls[s])])
         for s in seeds:
             for run in (comp.ce[s], comp.ls[s]):
                 used.append(run)
                 last = run.metrics.sort_values("epoch").iloc[-1]
-                rows.append({"dataset": comp.dataset, "label": comp.label, "delta": float(run.config["delta"]),
+                rows.append({"dataset": comp.dataset, "label": comp.label, "setting": setting,
+                             "delta": float(run.config["delta"]),
                              "seed": s, "epoch": int(last["epoch"]),
                              **{c: final_value(run, c) for c in DECOMPOSITION_COLUMNS
                                 if c != NC3_IN_SPAN_WHITENED}})
@@ -111,7 +113,8 @@ def final_vs_delta(runs, min_deltas: int = 3) -> tuple[pd.DataFrame, list, list[
         if not seeds:
             left_out.append(dataset)
             continue
-        parts.append(final[final["seed"].isin(seeds)].sort_values(["delta", "seed"]))
+        parts.append(final[final["seed"].isin(seeds)].sort_values(["delta", "seed"])
+                     .assign(setting=describe_setting([r for r in group if r.config["seed"] in seeds])))
         used += [r for r in group if r.config["seed"] in seeds]
     if not parts:
         return pd.DataFrame(columns=list(FINAL_COLUMNS)), used, left_out
@@ -166,7 +169,9 @@ def decomposition_table(final: pd.DataFrame) -> pd.DataFrame:
             cells[name] = _spread(logged[col]) if len(logged) else "n/a"
             if 0 < len(logged) < len(g):
                 cells[name] += f" (seeds {seeds_text(logged['seed'])})"
-        rows.append({"dataset": dataset, "loss": loss_label(delta), "seeds": seeds_text(g["seed"]),
+        setting = g["setting"].dropna() if "setting" in g.columns else g.iloc[:0]
+        rows.append({"dataset": dataset, "setting": setting.iloc[0] if len(setting) else "",
+                     "loss": loss_label(delta), "seeds": seeds_text(g["seed"]),
                      "epoch": ", ".join(str(e) for e in sorted(set(g["epoch"]))), **cells})
     return pd.DataFrame(rows)
 
@@ -210,8 +215,11 @@ def outside_share(final: pd.DataFrame) -> pd.Series:
 
 
 def _header(dataset: str, rows: pd.DataFrame) -> str:
-    """"`group` (seeds 5–9, epoch 150)": what a bullet's numbers were read from."""
-    return (f"`{dataset}` (seeds {seeds_text(rows['seed'])}, epoch "
+    """"`group`, its setting (seeds 5–9, epoch 150)": what a bullet's numbers were read from (the setting: data and
+    its copy, subset, model, epochs of which recipe, :func:`lsnc.book.scale.describe_setting`)."""
+    setting = rows["setting"].dropna() if "setting" in rows.columns else rows.iloc[:0]
+    where = f"`{dataset}`" + (f", {setting.iloc[0]}" if len(setting) else "")
+    return (f"{where} (seeds {seeds_text(rows['seed'])}, epoch "
             f"{', '.join(str(e) for e in sorted(set(rows['epoch'])))})")
 
 

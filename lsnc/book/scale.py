@@ -388,7 +388,9 @@ def seeds_by_delta(runs: Sequence) -> str:
 
 def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
     """One line saying the scale of one dataset group: its setting (data, model, epochs, precision when not fp32),
-    the seeds of the main CE / LS comparison (:func:`standard_runs`), the δ sweep (with the seeds of its other δ
+    the seeds of the main CE / LS comparison (:func:`standard_runs`) and, for prefixes that stopped at different
+    epochs, the epoch those comparisons read (:func:`align_prefixes` of the CE-LS pairs, as the claims do), the δ
+    sweep (with the seeds of its other δ
     values), the UFM-style δ values and the precision twins when present, the number of finished runs."""
     runs = list(runs)
     if not runs:
@@ -402,6 +404,10 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
     ls = next((v for k, v in by_delta.items() if is_delta(k, ls_delta)), [])
     parts = [describe_setting(main or runs), f"{loss_label(0)} seeds {seeds_text(by_delta.get(0.0, []))}, "
                                              f"{loss_label(ls_delta)} seeds {seeds_text(ls)}"]
+    pair = [r for r in main if in_deltas(r.config["delta"], (0.0, ls_delta))]
+    cut = align_prefixes(pair, per_seed=2).epoch if pair else None
+    if cut is not None:   # prefixes that stopped apart: the CE / LS comparisons read every run at one epoch
+        parts[1] += f" (compared at epoch {cut}, which enough CE-LS pairs reached)"
     deltas = sorted(by_delta)
     if len(deltas) > 2 or (deltas and not set(deltas) <= {0.0, ls_delta}):
         others = [r for r in main if not in_deltas(r.config["delta"], (0.0, ls_delta))]
