@@ -12,8 +12,10 @@ one)::
                      the recipe's run up to that epoch, never a rescaled schedule
     metrics.csv      one row per evaluated epoch (epoch 0 = initialisation): train-set NC, test metrics, calibration;
                      the evaluated epochs are config.json's "eval_epochs", and the epoch where a time budget stopped
-                     the run, on the schedule or not (resumed, the run drops a stop row off the schedule)
-    epochs.csv       one row per trained epoch: lr, running train loss / accuracy, wall seconds
+                     the run, on the schedule or not (resumed, the run drops a stop row off the schedule); its
+                     "lr" is the scheduler's after the epoch, i.e. the next epoch's (0.005 in the row of epoch 150
+                     of the 800-epoch recipe): the lr an epoch trained at is epochs.csv's
+    epochs.csv       one row per trained epoch: the lr it trained at, running train loss / accuracy, wall seconds
     snapshots.npz    low-dimensional views of features, class means and classifier rows at a few epochs
     checkpoint.pt    latest training state for --resume (git-ignored; not part of the committed result)
 
