@@ -581,17 +581,17 @@ def _c4_row(comp: Comparison) -> dict[str, Any]:
                 "in log NC1 at first passage), per seed pair", ce4, ls4, "lower", note)
 
 
-def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str) -> dict[str, Any]:
+def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str, holdout: bool) -> dict[str, Any]:
     """C5, "temperature scaling narrows the gap": the gap LS's better calibration opens before TS (CE ECE - LS ECE,
     > 0) against the |LS - CE| ECE gap after TS, per seed pair. The claim presupposes that advantage: where LS is
     not better calibrated before TS in every seed pair, the row is inconclusive and says in how many it is (a
-    |gap| that TS shrinks where CE is the better calibrated is CE's advantage, not LS's)."""
+    |gap| that TS shrinks where CE is the better calibrated is CE's advantage, not LS's). ``holdout``: T is fitted on
+    a held-out split, which runs whose recipe holds out none do not have (the row says so)."""
     ts = _both(comp, lambda r: final_value(r, col))
     pairs = sorted(set(_clean(ece[0])) & set(_clean(ece[1])) & set(_clean(ts[0])) & set(_clean(ts[1])))
     better = [s for s in pairs if ece[1][s] < ece[0][s]]
     before = {s: ece[0][s] - ece[1][s] for s in pairs}
     after = {s: abs(ts[1][s] - ts[0][s]) for s in pairs}
-    holdout = "holdout" in col
     if pairs and len(better) < len(pairs):
         verdict = ("inconclusive", len(pairs), f"LS is better calibrated than CE before TS in {len(better)} of "
                    f"{len(pairs)} seed pairs: no LS advantage in every pair for TS to narrow")
@@ -620,9 +620,9 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str) -> d
 def _c5_rows(comp: Comparison) -> list[dict[str, Any]]:
     ece = _both(comp, lambda r: final_value(r, ece_column()))
     rows = [_row(comp, "C5", f"final test ECE ({ECE_DEFAULT_BINS} bins), before temperature scaling", *ece, "lower")]
-    for col, label in ((ece_column("holdout"), "T fitted on a held-out split"),
-                       (ece_column("testfit"), "T fitted on the test set, as in the paper's code")):
-        rows.append(_ts_row(comp, ece, col, label))
+    for col, label, holdout in ((ece_column("holdout"), "T fitted on a held-out split", True),
+                                (ece_column("testfit"), "T fitted on the test set, as in the paper's code", False)):
+        rows.append(_ts_row(comp, ece, col, label, holdout))
     for col, what in ((CLASS_MEAN_NORM, "mean class-mean norm ||mu_k - mu_G||"),
                       (CLASSIFIER_NORM, "mean classifier-row norm ||w_k||")):
         rows.append(_row(comp, "C5", f"final {what} (train)", *_both(comp, lambda r: final_value(r, col)), "lower"))

@@ -169,8 +169,7 @@ def decomposition_table(final: pd.DataFrame) -> pd.DataFrame:
             cells[name] = _spread(logged[col]) if len(logged) else "n/a"
             if 0 < len(logged) < len(g):
                 cells[name] += f" (seeds {seeds_text(logged['seed'])})"
-        setting = g["setting"].dropna() if "setting" in g.columns else g.iloc[:0]
-        rows.append({"dataset": dataset, "setting": setting.iloc[0] if len(setting) else "",
+        rows.append({"dataset": dataset, "setting": _setting(g),
                      "loss": loss_label(delta), "seeds": seeds_text(g["seed"]),
                      "epoch": ", ".join(str(e) for e in sorted(set(g["epoch"]))), **cells})
     return pd.DataFrame(rows)
@@ -214,11 +213,17 @@ def outside_share(final: pd.DataFrame) -> pd.Series:
     return pd.Series(out, dtype=float)
 
 
+def _setting(rows: pd.DataFrame) -> str:
+    """The group's setting (:func:`lsnc.book.scale.describe_setting`) its rows carry; "" where they carry none."""
+    setting = rows["setting"].dropna() if "setting" in rows.columns else rows.iloc[:0]
+    return str(setting.iloc[0]) if len(setting) else ""
+
+
 def _header(dataset: str, rows: pd.DataFrame) -> str:
     """"`group`, its setting (seeds 5–9, epoch 150)": what a bullet's numbers were read from (the setting: data and
     its copy, subset, model, epochs of which recipe, :func:`lsnc.book.scale.describe_setting`)."""
-    setting = rows["setting"].dropna() if "setting" in rows.columns else rows.iloc[:0]
-    where = f"`{dataset}`" + (f", {setting.iloc[0]}" if len(setting) else "")
+    setting = _setting(rows)
+    where = f"`{dataset}`" + (f", {setting}" if setting else "")
     return (f"{where} (seeds {seeds_text(rows['seed'])}, epoch "
             f"{', '.join(str(e) for e in sorted(set(rows['epoch'])))})")
 

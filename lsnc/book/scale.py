@@ -390,8 +390,8 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
     """One line saying the scale of one dataset group: its setting (data, model, epochs, precision when not fp32),
     the seeds of the main CE / LS comparison (:func:`standard_runs`) and, for prefixes that stopped at different
     epochs, the epoch those comparisons read (:func:`align_prefixes` of the CE-LS pairs, as the claims do), the δ
-    sweep (with the seeds of its other δ
-    values), the UFM-style δ values and the precision twins when present, the number of finished runs."""
+    sweep (with the seeds of its other δ values), the UFM-style δ values and the precision twins when present, the
+    number of finished runs."""
     runs = list(runs)
     if not runs:
         return "no finished runs"
