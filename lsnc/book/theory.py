@@ -384,7 +384,7 @@ def size_styled(table: pd.DataFrame):
         table = table.drop(columns="parameters")
     return (table.style.hide(axis="index")
             .format({"κ": "{:.4g}", "λ_min": "{:.3g}", "λ_max": "{:.3g}", "logit λ_min": "{:.3g}", "δ": "{:g}"})
-            .set_properties(**{"text-align": "left", "font-size": "0.85em"}))
+            .set_properties(**{"text-align": "left", "font-size": "0.85em", "padding": "0.2em 0.6em"}))
 
 
 def _curvature_words(problem_rows: pd.DataFrame, which: str) -> str:
