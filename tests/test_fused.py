@@ -8,6 +8,7 @@ from lsnc.cli import main
 from lsnc.config import ConfigError, TrainConfig
 from lsnc.models import build_model
 from lsnc.runs import RunError, load_run
+from lsnc.runs.compare import machine
 from lsnc.training import train, train_many
 from lsnc.training.fused import FusedNet
 
@@ -54,10 +55,23 @@ def test_fused_training_equals_separate_runs(tmp_path):
                        progress=False)
     separate = [train(TrainConfig(**BASE, delta=d, seed=s, group="separate"), tmp_path, progress=False)
                 for d, s in PAIRS]
+    names = [load_run(f).config["name"] for f in fused]
     for f, s in zip(fused, separate):
         assert load_run(f).status["status"] == "done"
         assert (f / "snapshots.npz").exists() and (f / "checkpoint.pt").exists()
         _assert_same_tables(f, s)
+        # provenance says how each was trained; all else (network, optimizer, schedule, batches, loss) is the same
+        tf, ts = load_run(f).provenance["training"], load_run(s).provenance["training"]
+        assert tf.pop("together") == {"how": "fused", "runs": names}
+        assert ts.pop("together") == {"how": "alone", "runs": [load_run(s).config["name"]]}
+        assert tf == ts and tf["since_epoch"] == 0
+        group, = tf["optimizer"]["param_groups"]   # one group: weight decay on every parameter tensor
+        assert group["parameter_tensors"] == sum(tf["model"]["parameter_tensors"].values())
+        assert (group["momentum"], group["weight_decay"], group["nesterov"]) == (0.9, BASE.get("weight_decay", 5e-4),
+                                                                                False)
+        assert tf["lr_schedule"]["milestones"] == [2] and tf["batches"]["drop_last"] is True
+        # lsnc compare names it where the two differ
+        assert machine(load_run(f)).endswith(", fused K=3 from epoch 0") and "fused" not in machine(load_run(s))
 
 
 def test_fused_prefix_then_plain_resume_equals_uninterrupted(tmp_path):
@@ -72,6 +86,12 @@ def test_fused_prefix_then_plain_resume_equals_uninterrupted(tmp_path):
     whole = train(TrainConfig(**BASE, delta=PAIRS[1][0], seed=PAIRS[1][1], group="whole"), tmp_path, progress=False)
     assert not load_run(folders[1]).is_prefix
     _assert_same_tables(folders[1], whole, rtol=1e-3)
+    # provenance: trained alone from epoch 2, fused with the other run before
+    training = load_run(folders[1]).provenance["training"]
+    assert training["together"]["how"] == "alone" and training["since_epoch"] == 2
+    earlier, = training["earlier"]
+    assert earlier["together"] == {"how": "fused", "runs": [f.name for f in folders]} and earlier["since_epoch"] == 0
+    assert machine(load_run(folders[1])).endswith(", fused K=2 from epoch 0")
 
 
 def test_time_budget_stops_at_an_evaluated_epoch_as_a_prefix(tmp_path):
@@ -97,6 +117,7 @@ def test_time_budget_stops_at_an_evaluated_epoch_as_a_prefix(tmp_path):
     train(TrainConfig(**six, group="cut"), tmp_path, resume=True, progress=False)   # to the end of the recipe
     np.testing.assert_array_equal(_numeric(load_run(cut).metrics), _numeric(full))
     np.testing.assert_array_equal(_numeric(load_run(cut).epochs), _numeric(load_run(whole).epochs))
+    assert "earlier" not in load_run(cut).provenance["training"]   # resumed alone as it began: nothing to add
     # without its checkpoint (a run carried back from a GPU window) a prefix is left as it is, or refused
     cut2 = train(TrainConfig(**six, group="cut2", time_budget_s=1e-3), tmp_path, progress=False)
     (cut2 / "checkpoint.pt").unlink()

@@ -37,6 +37,8 @@ def test_streams_training_equals_separate_runs_bit_for_bit(tmp_path):
         assert load_run(t).status["status"] == "done" and (t / "checkpoint.pt").exists()
         assert load_run(t).config["together"] == "streams"
         _same_bits(t, s)
+        tt, ts = load_run(t).provenance["training"], load_run(s).provenance["training"]
+        assert tt.pop("together")["how"] == "streams" and ts.pop("together")["how"] == "alone" and tt == ts
 
 
 def test_a_streams_prefix_resumes_alone_or_together_exactly(tmp_path):
@@ -53,6 +55,13 @@ def test_a_streams_prefix_resumes_alone_or_together_exactly(tmp_path):
         assert not load_run(f).is_prefix
         assert list(load_run(f).epochs.lr) == pytest.approx([0.05, 0.05, 0.005, 0.005])
         _same_bits(f, whole)
+        # provenance: epochs 1-2 on streams with all three, then alone (the first) or with the other one
+        training = load_run(f).provenance["training"]
+        earlier, = training["earlier"]
+        assert earlier["together"] == {"how": "streams", "runs": [g.name for g in first]}
+        now = ({"how": "alone", "runs": [f.name]} if f == first[0]
+               else {"how": "streams", "runs": [g.name for g in first[1:]]})
+        assert training["since_epoch"] == 2 and training["together"] == now
 
 
 def test_make_engine_picks_streams_only_for_several_runs():

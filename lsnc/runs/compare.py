@@ -20,8 +20,9 @@ tolerance first); ``incomplete`` where the values agree as far as both runs went
 Bit for bit is what to expect from the same code on the same kind of processor: lsnc seeds everything, and a CPU
 run is deterministic. A different processor (another instruction set: AVX512 against AVX2; another CPU model, whose
 math libraries take other code paths) or a GPU rounds differently from the first step; SGD amplifies that, and
-after some epochs the rerun is another sample of the same recipe, as a new seed would be. The line names both
-runs' processors where they differ (provenance.json's ``device``).
+after some epochs the rerun is another sample of the same recipe, as a new seed would be. So does training a run
+fused with others (``--fuse``: grouped convolutions sum in another order). The line names both runs' processors
+where they differ, with the epochs each trained fused (provenance.json's ``device`` and ``training``).
 """
 
 from __future__ import annotations
@@ -148,7 +149,18 @@ def machine(run: Run) -> str:
     earlier = dev.get("earlier_cpus")
     if earlier:  # resumed on another processor (lsnc.runs.record)
         text += " (earlier epochs on " + ", ".join(f"{c['cpu']} ({c.get('cpu_capability')})" for c in earlier) + ")"
-    return text
+    return text + _fused(run)
+
+
+def _fused(run: Run) -> str:
+    """``, fused K=3 from epoch 0`` where the run was trained as one of a fused set (its grouped convolutions sum in
+    another order than a plain network's), from provenance.json's ``training``; nothing for a run trained alone or
+    on streams (a separate run's arithmetic), or one trained before lsnc recorded it."""
+    training = run.provenance.get("training") or {}
+    spells = [*training.get("earlier", []), training] if training else []
+    fused = [f"fused K={len(t['together']['runs'])} from epoch {t.get('since_epoch', 0)}" for t in spells
+             if t.get("together", {}).get("how") == "fused"]
+    return "".join(", " + f for f in fused)
 
 
 def _numeric(table: pd.DataFrame) -> list[str]:

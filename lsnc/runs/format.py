@@ -4,7 +4,11 @@ A run lives in ``<runs_dir>/<group>/<run-name>/`` (group: the dataset's name unl
 one)::
 
     config.json      the full resolved TrainConfig
-    provenance.json  lsnc commit, package versions, device, dataset description (source, copy, subsets, fingerprint)
+    provenance.json  lsnc commit, package versions, device, dataset description (source, copy, subsets, fingerprint);
+                     "training": how the code trained it, read from the objects it built (the runs it trained with
+                     and how: alone, fused or streams; network class and parameter count; the optimizer's and lr
+                     schedule's settings as torch holds them; batches; loss), with "since_epoch" and, for a run
+                     resumed another way, the "earlier" ways (runs trained before this was recorded lack it)
     status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...;
                      done: "train_seconds"}; a "done" run whose epoch is below config.json's "epochs" is a
                      finished *prefix* of its recipe (stopped by a time budget or --stop-epoch at an evaluated

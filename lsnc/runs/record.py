@@ -37,6 +37,7 @@ class RunRecord:
     resume_state: dict | None = None  # the checkpoint to continue from, if any
     #: the processors the run's earlier epochs were trained on, where a resume runs on another one
     earlier_cpus: list[dict[str, Any]] = field(default_factory=list)
+    earlier_training: dict[str, Any] | None = None   # provenance.json's "training" before a resume
 
     @property
     def checkpoint_path(self) -> Path:
@@ -93,8 +94,9 @@ class RunRecord:
     def _read_back(self, device) -> None:
         import torch
         folder, path = self.folder, self.checkpoint_path
-        recorded = (read_json(folder / PROVENANCE_FILE).get("device", {}) if (folder / PROVENANCE_FILE).exists()
-                    else {})
+        earlier = read_json(folder / PROVENANCE_FILE) if (folder / PROVENANCE_FILE).exists() else {}
+        recorded = earlier.get("device", {})
+        self.earlier_training = earlier.get("training")
         if device.type == "cpu" and recorded.get("type") == "cpu" and recorded.get("threads") not in (
                 None, torch.get_num_threads()):
             raise RunError(f"{folder} was trained with {recorded['threads']} CPU threads and this process has "
@@ -122,8 +124,20 @@ class RunRecord:
         self.epoch_rows = [r for r in read_rows_csv(folder / EPOCHS_FILE) if r["epoch"] <= self.start_epoch]
         self.snapshots = {e: s for e, s in load_snapshots(folder / SNAPSHOTS_FILE).items() if e <= self.start_epoch}
 
-    def start(self, data, device) -> None:
+    def start(self, data, device, training: dict[str, Any] | None = None) -> None:
+        """Write provenance.json (with ``training``, how the engine trains the run: :meth:`Engine.describe
+        <lsnc.training.engine.Engine.describe>`) and mark the run running."""
         prov = provenance(self.cfg, data.description, data.label, device)
+        if training is not None:
+            prov["training"] = {**training, "since_epoch": self.start_epoch}
+            before = self.earlier_training
+            if before is not None:   # resumed: how the earlier epochs trained, where that differs (the oldest first)
+                kept = before.get("earlier", [])
+                old = {k: v for k, v in before.items() if k != "earlier"}
+                if {k: v for k, v in old.items() if k != "since_epoch"} != training:
+                    kept = [*kept, old]
+                if kept:
+                    prov["training"]["earlier"] = kept
         if self.earlier_cpus:
             prov["device"]["earlier_cpus"] = self.earlier_cpus
         write_json_atomic(self.folder / PROVENANCE_FILE, prov)

@@ -19,7 +19,7 @@ from ..data import Dataset
 from .fused import FusedNet
 from .graphs import GraphedStep
 from .prepare import build_net
-from .step import autocast_for, objective, sgd_step
+from .step import BATCHES, LOSS, UFM_LOSS, autocast_for, objective, sgd_step
 
 #: The fields fused runs may differ in; everything else (data, model, recipe, execution) must be shared.
 FUSABLE_FIELDS = ("delta", "seed", "name")
@@ -108,6 +108,31 @@ class Engine:
         """Run k's network as a plain model (for evaluation and snapshots)."""
         return self.net.member(k) if self.fused else self.net
 
+    def describe(self, k: int) -> dict[str, Any]:
+        """How run k trains, read from the objects built here (provenance.json's ``training``): the runs it trains
+        with, its network, the optimizer's and the lr schedule's settings as torch holds them, its batches and
+        loss. What config.json asked for, as the code carried it out."""
+        cfg, net = self.configs[k], self.member(k)
+        layers: dict[str, int] = {}
+        for module in net.modules():
+            own = len(list(module.parameters(recurse=False)))
+            if own:
+                layers[type(module).__name__] = layers.get(type(module).__name__, 0) + own
+        groups = self.optimizer.param_groups
+        return {
+            "together": {"how": "fused" if self.fused else "alone", "runs": [c.name for c in self.configs]},
+            "model": {"class": _qualname(net), "parameters": sum(p.numel() for p in net.parameters()),
+                      "parameter_tensors": layers, "feature_dim": getattr(net, "feature_dim", None),
+                      "classifier": repr(net.classifier)},
+            "optimizer": {"class": _qualname(self.optimizer), "param_groups": [
+                {"parameter_tensors": len(g["params"]),
+                 **{key: v for key, v in g.items() if key not in ("params", "lr") and _plain(v)}} for g in groups]},
+            "lr_schedule": {"class": _qualname(self.scheduler), "milestones": sorted(self.scheduler.milestones),
+                            "gamma": self.scheduler.gamma, "stepped": "once per epoch, after it"},
+            "batches": {"batch_size": cfg.batch_size, **BATCHES},
+            "loss": UFM_LOSS if cfg.ufm else LOSS,
+        }
+
     # ------------------------------------------------------------------ checkpoints, plain format per run
 
     def checkpoint_state(self, k: int) -> dict[str, Any]:
@@ -129,3 +154,12 @@ class Engine:
             self.net.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+
+
+def _qualname(obj) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+def _plain(value) -> bool:
+    """A value JSON writes as it is (the optimizer's settings; not its tensors)."""
+    return value is None or isinstance(value, (bool, int, float, str))

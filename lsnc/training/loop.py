@@ -107,7 +107,7 @@ class _Training:
             if r.resume_state is not None:
                 self.engine.load_checkpoint_state(k, r.resume_state)
                 log(f"{r.folder}: resuming after epoch {self.start_epoch}")
-            r.start(self.data[k], self.device)
+            r.start(self.data[k], self.device, self.engine.describe(k))
         self.snap_idx = [snapshot_indices(d.train.y) for d in self.data]
         self.theory = [ufm_theory_norms(c, d) if c.ufm else {} for c, d in zip(cfgs, self.data)]
         self.epoch_seconds: list[float] = []   # whole epochs (checkpoint included), less their evaluation

@@ -25,6 +25,23 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+#: The incomplete last batch of an epoch is dropped (the paper's loaders).
+DROP_LAST = True
+
+#: How an epoch's batches are drawn (provenance.json's ``training.batches``, next to the code that does it).
+BATCHES = {
+    "drop_last": DROP_LAST,
+    "order": "torch.randperm(N) from a CPU torch.Generator seeded with epoch_seed(seed, epoch) = "
+             "(seed * 1000003 + epoch) mod (2^63 - 1): a new permutation every epoch, the same on every device",
+    "augmentation": "none (the stored tensors, normalized once when the data are loaded)",
+}
+
+#: The loss of one run on one batch, as :func:`objective` computes it (provenance.json's ``training.loss``).
+LOSS = "F.cross_entropy(logits.float(), y, label_smoothing=delta), the mean over the batch"
+UFM_LOSS = (LOSS + " + lambda_w/2 ||W||^2 + lambda_b/2 ||b||^2 + lambda_h/2 (N/B) sum_batch ||h_i||^2 "
+            "(the UFM penalties, weight_decay 0)")
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     """Seed of epoch ``epoch``'s batch order: distinct per (seed, epoch), fixed so a resumed run replays it."""
     return (seed * 1_000_003 + epoch) % (2**63 - 1)
@@ -73,7 +90,8 @@ def train_epoch(engine, epoch: int) -> list[dict[str, Any]]:
     correct = torch.zeros(k, device=device, dtype=torch.int64)
     seen = 0
     engine.net.train()
-    streams = [d.train.batches(c.batch_size, shuffle=True, seed=epoch_seed(c.seed, epoch), drop_last=True)
+    streams = [d.train.batches(c.batch_size, shuffle=True, seed=epoch_seed(c.seed, epoch),
+                                 drop_last=DROP_LAST)
                for c, d in zip(cfgs, engine.data)]
     for batches in zip(*streams):
         ys = [y for _, y in batches]

@@ -73,6 +73,10 @@ class StreamedRuns:
     def member(self, k: int) -> torch.nn.Module:
         return self.runs[k].net
 
+    def describe(self, k: int) -> dict[str, Any]:
+        """Run k's :meth:`.engine.Engine.describe`, trained beside the others on its own CUDA stream."""
+        return {**self.runs[k].describe(0), "together": {"how": "streams", "runs": [c.name for c in self.configs]}}
+
     def checkpoint_state(self, k: int) -> dict[str, Any]:
         return self.runs[k].checkpoint_state(0)
 
