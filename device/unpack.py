@@ -23,7 +23,6 @@ Exit 1 when the archive cannot be read or holds no window/ folder, or the window
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -67,28 +66,21 @@ def window_id(window: Path, archive: Path, given: str | None = None) -> str:
 
 
 def status_of(run: Path) -> dict:
-    """The run's status.json ({} when it cannot be read)."""
+    """The run's status.json, read by lsnc.runs.format ({} when it is missing or damaged)."""
+    from lsnc.runs.format import RunError, read_status   # lsnc is imported where used: --help needs no pandas
     try:
-        status = json.loads((run / "status.json").read_text())
-    except (OSError, ValueError):
+        return read_status(run) or {}
+    except RunError:
         return {}
-    return status if isinstance(status, dict) else {}
 
 
-def last_metrics_epoch(run: Path) -> str | None:
-    """The epoch column of metrics.csv's last row, as written."""
+def metrics_epochs(run: Path) -> list:
+    """The epochs of the run's metrics.csv rows in order, read by lsnc.runs.format ([] when missing or damaged)."""
+    from lsnc.runs.format import METRICS_FILE, RunError, read_rows_csv
     try:
-        lines = (run / "metrics.csv").read_text().splitlines()
-    except OSError:
-        return None
-    return lines[-1].split(",")[0] if len(lines) > 1 else None
-
-
-def metrics_epochs(run: Path) -> set[str]:
-    try:
-        return {line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]}
-    except OSError:
-        return set()
+        return [row["epoch"] for row in read_rows_csv(run / METRICS_FILE)]
+    except RunError:
+        return []
 
 
 def extends(old: Path, new: Path) -> tuple[str | None, str]:
@@ -98,7 +90,7 @@ def extends(old: Path, new: Path) -> tuple[str | None, str]:
     if not (isinstance(old_epoch, int) and isinstance(new_epoch, int) and new_epoch > old_epoch):
         return None, ""
     try:
-        from lsnc.runs.compare import compare_folders   # lsnc is imported only here: --help needs no pandas
+        from lsnc.runs.compare import compare_folders
         pairs, _, _ = compare_folders(old, new)
         verdict = pairs[0].verdict if pairs else "nothing to compare"
         line = pairs[0].line() if pairs else verdict
@@ -109,7 +101,7 @@ def extends(old: Path, new: Path) -> tuple[str | None, str]:
     note = f" (extended: epochs 0-{old_epoch} -> 0-{new_epoch}; identical up to {old_epoch}"
     # A budget stop evaluates its last epoch even off the evaluation schedule; the continued run, like an
     # uninterrupted one, has no row there, so that evaluation was not compared and goes with the old folder.
-    if last_metrics_epoch(old) == str(old_epoch) and str(old_epoch) not in metrics_epochs(new):
+    if metrics_epochs(old)[-1:] == [old_epoch] and old_epoch not in metrics_epochs(new):
         note += f", but for the evaluation at {old_epoch}, off the schedule, which the continued run does not have"
     return note + ")", ""
 
