@@ -28,9 +28,18 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process umask, read without setting it (os.umask can only be read by setting it, process-wide: a thread
+    writing checkpoints behind the training loop would race with the loop's writes). /proc/self/status has it on
+    Linux; elsewhere, the umask at import."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return _UMASK_AT_IMPORT
+
+
+_UMASK_AT_IMPORT = os.umask(0)
+os.umask(_UMASK_AT_IMPORT)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

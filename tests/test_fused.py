@@ -169,6 +169,23 @@ def test_a_time_budget_stops_one_epoch_before_it_runs_out():
     assert rule(20, 0.0, stop_epoch=20, budget=None) == "stop epoch 20"
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_checkpoint_does_not_choose_how_the_optimizer_runs(k):
+    """A checkpoint saved with fused SGD (on a GPU) loads into this device's optimizer as it was built here."""
+    from lsnc.training.engine import make_engine
+    from lsnc.training.prepare import load_data, pick_device
+    cfgs = [TrainConfig(**BASE, delta=d, seed=s).resolved() for d, s in PAIRS[:k]]
+    device = pick_device("cpu")
+    data = [load_data(c, device) for c in cfgs]
+    source, target = make_engine(cfgs, data, device), make_engine(cfgs, data, device)
+    state = source.checkpoint_state(0)
+    for group in state["optimizer"]["param_groups"]:
+        group.update(fused=True, foreach=False, lr=0.123)
+    target.load_checkpoint_state(0, state)
+    group, = target.optimizer.param_groups
+    assert (group["fused"], group["foreach"], group["lr"]) == (None, None, 0.123)   # built here; the run's lr
+
+
 def test_runs_that_differ_in_more_than_delta_and_seed_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="width"):
         train_many([TrainConfig(**BASE), TrainConfig(**{**BASE, "width": 8}, delta=0.1)], tmp_path)

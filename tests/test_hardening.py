@@ -170,6 +170,31 @@ def test_run_files_are_readable_by_others_as_the_umask_allows(tmp_path):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o666 & ~mask
 
 
+def test_the_umask_is_read_without_being_changed_while_threads_write():
+    """Checkpoints are written by a thread beside the loop's writes: reading the umask must not set it (os.umask
+    can only be read by setting it, process-wide, and two threads doing so read 0 or leave it 0)."""
+    import sys
+    import threading
+    from lsnc.atomic import _umask
+    old, interval = os.umask(0o027), sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)   # threads switch as often as they can
+    try:
+        seen: set[int] = set()
+
+        def read():
+            for _ in range(30000):
+                seen.add(_umask())
+        threads = [threading.Thread(target=read) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert seen == {0o027} and os.umask(0o027) == 0o027
+    finally:
+        os.umask(old)
+        sys.setswitchinterval(interval)
+
+
 # --------------------------------------------------------------------------- a page that fails fails the book
 
 def test_lsnc_book_exits_non_zero_when_a_page_fails(tmp_path, monkeypatch, capsys):

@@ -138,6 +138,12 @@ def test_checkpoints_are_written_behind_the_training_and_a_failed_write_fails_th
     reference = load_run(train(cfg, tmp_path / "ref", progress=False))
     cols = [k for k in inline.metrics.columns if k not in TIMING_COLUMNS]
     pd.testing.assert_frame_equal(inline.metrics[cols], reference.metrics[cols])
+    # and the same checkpoint, down to the kinds of its containers (a Counter of milestones, a state_dict's metadata)
+    a, b = (torch.load(r.path / "checkpoint.pt", weights_only=True) for r in (inline, reference))
+    for key in ("model", "optimizer", "scheduler"):
+        assert type(a[key]) is type(b[key]) and a[key].keys() == b[key].keys()
+    assert type(b["scheduler"]["milestones"]) is type(a["scheduler"]["milestones"]) and b["model"]._metadata
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     with monkeypatch.context() as m:
         m.setenv("LSNC_CHECKPOINT_WRITES", "later")
         with pytest.raises(ConfigError, match="use auto, inline or behind"):

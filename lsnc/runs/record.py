@@ -238,15 +238,19 @@ class CheckpointWriter:
 
 def _copied(obj: Any) -> Any:
     """A copy of a checkpoint state in host memory: tensors copied to the CPU (a view becomes a tensor of its own;
-    torch.load's map_location puts them back on the run's device), dicts, lists and tuples rebuilt, other values
-    deep-copied."""
+    torch.load's map_location puts them back on the run's device), dicts, lists and tuples rebuilt as the same kind
+    (a scheduler's milestones stay a Counter, a state_dict an OrderedDict with its _metadata: the checkpoint is
+    the one an inline write makes), other values deep-copied."""
     import copy
 
     import torch
     if torch.is_tensor(obj):
         return obj.detach().to("cpu", copy=True)
     if isinstance(obj, dict):
-        return {k: _copied(v) for k, v in obj.items()}
+        out = copy.copy(obj)   # its kind and attributes; every value is replaced below
+        for k, v in obj.items():
+            out[k] = _copied(v)
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(_copied(v) for v in obj)
     return copy.deepcopy(obj)

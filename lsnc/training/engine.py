@@ -37,6 +37,11 @@ def check_fusable(cfgs: list[TrainConfig]) -> None:
         raise ConfigError(f"runs trained together need distinct names; got {names}")
 
 
+#: SGD param-group settings that say how the update runs on a device, not what it computes: chosen by
+#: :func:`_optimizer` for the device at hand, never taken from a checkpoint.
+OPTIMIZER_EXECUTION = ("fused", "foreach")
+
+
 def _optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
     # (UFM-style runs have weight_decay 0: the config refuses anything else, the penalties replace it.)
     kwargs: dict[str, Any] = {"lr": cfg.lr, "momentum": cfg.momentum, "weight_decay": cfg.weight_decay}
@@ -144,6 +149,10 @@ class Engine:
                 "scheduler": self.scheduler.state_dict()}
 
     def load_checkpoint_state(self, k: int, state: dict[str, Any]) -> None:
+        """Run k's network, momentum, lr and schedule from its checkpoint. How the optimizer runs (its
+        :data:`OPTIMIZER_EXECUTION` settings) stays as :func:`_optimizer` chose it for this device, not as the
+        checkpoint's device had it: a run begun on a CPU resumes on a GPU with fused SGD."""
+        chosen = [{key: g[key] for key in OPTIMIZER_EXECUTION if key in g} for g in self.optimizer.param_groups]
         if self.fused:
             self.net.load_member_state_dict(k, state["model"])
             self.net.load_member_optimizer_state(self.optimizer, k, state["optimizer"])
@@ -153,6 +162,8 @@ class Engine:
         else:
             self.net.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+        for group, how in zip(self.optimizer.param_groups, chosen):
+            group.update(how)
         self.scheduler.load_state_dict(state["scheduler"])
 
 

@@ -108,8 +108,9 @@ class FusedNet(nn.Module):
             raise ValueError("FusedNet members must share one architecture")
         self.k = len(models)
         self.channels_last = False  # set with to_channels_last(): inputs and members then use that layout
-        template = copy.deepcopy(models[0]).cpu()
-        self._template = [template]  # a plain list: not a submodule, not in state_dict
+        # on the members' device (evaluation builds a member from it at every evaluated epoch: no round trip through
+        # the host); a plain list: not a submodule, not in state_dict
+        self._template = [copy.deepcopy(models[0])]
         self.body = copy.deepcopy(models[0])
         self.feature_dim = getattr(models[0], "feature_dim", None)
         self._parts: dict[str, nn.Module] = {}
