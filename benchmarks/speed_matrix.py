@@ -226,8 +226,12 @@ def cell_streams(b: Bench, precision: str, k: int) -> dict:
 
 def graph_check(make_engine, batches: list) -> dict:
     """The graphed step against the eager one: ``make_engine(graphs)`` from the same initialisation, the same
-    batches (one list of per-member batches a step), eagerly twice and graphed once. ``max_rel_diff``: the largest
-    relative difference of the members' losses, graphed against eager, over the steps after the capture;
+    batches (one list of per-member batches a step), eagerly twice and graphed once, across an lr milestone: before
+    step ``milestone_step`` (the middle one) each engine's own lr schedule is stepped on to its next milestone, as
+    epoch ends would, so the graphed engine captures a second graph at the new lr, as a run does at epoch 150 (a
+    graph that kept the old lr goes on updating 10x too far). ``captures``: the graphs it captured.
+    ``max_rel_diff``: the largest relative difference of the members' losses, graphed against eager, over the steps
+    after the first capture;
     ``update_rel_diff``: ||θ_graphed − θ_eager|| / ||θ_eager − θ_0||, the parameters' difference against the size
     of the eager update itself (a graph that dropped the update or replayed a stale batch is near 1).
     ``eager_rel_diff`` / ``eager_update_rel_diff``: the same for the second eager run against the first, the
@@ -239,12 +243,19 @@ def graph_check(make_engine, batches: list) -> dict:
     def flat(engine):
         return torch.cat([p.detach().float().flatten() for p in engine.net.parameters()])
 
+    milestone_step = len(batches) // 2 + 1
     losses, params = [], []
     for graphs in (False, False, True):
         engine = make_engine(graphs)
         start = flat(engine)
-        losses.append(torch.stack([engine.step(step)[0].clone() for step in batches]))
+        run = []
+        for i, step in enumerate(batches):
+            if i == milestone_step:
+                _to_next_milestone(engine)
+            run.append(engine.step(step)[0].clone())
+        losses.append(torch.stack(run))
         params.append(flat(engine))
+        captures = engine.graph_captures
         del engine
     after = slice(GRAPH_WARMUP, len(batches))
 
@@ -259,7 +270,18 @@ def graph_check(make_engine, batches: list) -> dict:
                            f"{GRAPH_CHECK_RTOL:g}), parameters by {update:.2e} of the update (limit "
                            f"{GRAPH_CHECK_UPDATE:g}); eager against eager: {noise:.2e} and {noise_update:.2e}")
     return {"max_rel_diff": diff, "update_rel_diff": update, "eager_rel_diff": noise,
-            "eager_update_rel_diff": noise_update, "check_steps": len(batches)}
+            "eager_update_rel_diff": noise_update, "check_steps": len(batches), "milestone_step": milestone_step,
+            "captures": captures}
+
+
+def _to_next_milestone(engine, most: int = 10_000) -> None:
+    """Step the engine's lr schedule (once per epoch in training) until its lr changes."""
+    lr = engine.lr
+    for _ in range(most):
+        engine.scheduler.step()
+        if engine.lr != lr:
+            return
+    raise RuntimeError(f"the lr schedule has no milestone within {most} epochs")
 
 
 def cell_fused(b: Bench, precision: str, k: int) -> dict:

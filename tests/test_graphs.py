@@ -262,9 +262,25 @@ def test_the_matrix_graph_check_passes_a_correct_graph_and_catches_a_broken_one(
                for _ in range(8)]
     ok = sm.graph_check(factory(StandInGraph), batches)
     assert ok["max_rel_diff"] == 0 and ok["update_rel_diff"] == 0 and ok["check_steps"] == 8
+    assert ok["milestone_step"] == 5 and ok["captures"] == 2   # the lr changed before step 5: a second graph
     assert ok["eager_rel_diff"] == 0 and ok["eager_update_rel_diff"] == 0  # the CPU's eager step is deterministic
     with pytest.raises(RuntimeError, match="of the update"):
         sm.graph_check(factory(DropsTheUpdate), batches)
+
+    class KeepsTheOldLr(GraphedStep):   # never captures again at the milestone: replays the lr-0.05 graph
+        def __call__(self, batches):
+            if self.graph is not None:
+                self.graph_lr = self.engine.lr
+            return super().__call__(batches)
+
+    def keeps(graphs):
+        engine = _engine([(0.0, 0), (0.05, 1)])
+        if graphs:
+            engine.graphed = KeepsTheOldLr(engine, graph_factory=lambda: StandInGraph(engine.optimizer),
+                                           warmup_context=contextlib.nullcontext)
+        return engine
+    with pytest.raises(RuntimeError, match="graphed step differs"):
+        sm.graph_check(keeps, batches)
 
     # An eager step that is not reproducible run to run (as cuDNN's TF32 kernels on a GPU): the second eager run
     # is nudged a little before each step. The check reports that noise, and a failure names it.
