@@ -1,6 +1,7 @@
 """Tests of lsnc.data on data made on the spot (plus a few images of the shared CIFAR-10 JPEG copy if present)."""
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -98,13 +99,34 @@ def test_cifar10_jpeg_copy_detected_from_readme(tmp_path, cache):
     assert ds.description["normalization"]["std"] == list(CIFAR_STD)
     assert ds.train.x[0, 2, 2, 2].item() == pytest.approx((100 / 255 - CIFAR_MEAN[2]) / CIFAR_STD[2], abs=1e-6)
     assert load_dataset("imagefolder", root=root, cache_dir=cache, label="other").label == "other"
+    # a README.md that says nothing does not hide a README.txt that names the copy
+    (root / "README.md").rename(root / "README.txt")
+    (root / "README.md").write_text("notes\n")
+    assert load_dataset("imagefolder", root=root, cache_dir=cache).label == "CIFAR-10 (JPEG copy)"
+
+
+def test_a_folder_read_as_cifar10_jpeg_but_not_recognised_says_so(tmp_path, cache):
+    """Given as cifar10-jpeg, a folder with no README naming the copy is normalized as CIFAR-10 (the name asks for
+    it) but not labelled the copy; read as a plain image folder it keeps ImageNet's statistics."""
+    root = make_tree(tmp_path / "elsewhere")
+    ds = load_dataset("cifar10-jpeg", root=root, cache_dir=cache)
+    assert ds.label.startswith("image folder elsewhere (read as cifar10-jpeg")
+    assert "no README names it the CIFAR-10 JPEG copy" in ds.label and ds.description.get("copy_note") is None
+    assert ds.description["normalization"]["mean"] == list(CIFAR_MEAN)
+    plain = load_dataset("imagefolder", root=root, cache_dir=cache)
+    assert plain.label == "image folder elsewhere" and plain.description["normalization"]["mean"] == list(IMAGENET_MEAN)
+
+
+def test_fetch_dataset_refuses_an_unknown_name():
+    with pytest.raises(DataError, match="unknown dataset 'cifar-10'; valid choices: cifar10, cifar10-jpeg"):
+        fetch_dataset("cifar-10")
 
 
 def test_cache_hit_skips_decoding_and_tree_change_misses(tmp_path, cache, monkeypatch):
     root = make_tree(tmp_path / "tree")
     calls = []
-    real = D._decode_files
-    monkeypatch.setattr(D, "_decode_files", lambda paths, **kw: calls.append(len(paths)) or real(paths, **kw))
+    real = D.images._decode_files
+    monkeypatch.setattr(D.images, "_decode_files", lambda paths, **kw: calls.append(len(paths)) or real(paths, **kw))
     a = load_dataset("imagefolder", root=root, cache_dir=cache)
     assert calls == [18, 9]
     files = list(cache.iterdir())
@@ -119,6 +141,14 @@ def test_cache_hit_skips_decoding_and_tree_change_misses(tmp_path, cache, monkey
     c = load_dataset("imagefolder", root=root, cache_dir=cache)
     assert calls == [18, 9, 19, 9] and len(c.train) == 19
     assert len(list(cache.iterdir())) == 2
+    # an image replaced by another of the same size (same names, same sizes): a new key too
+    target = root / "train" / "ant" / "0099.png"
+    size, stamp = target.stat().st_size, target.stat().st_mtime_ns
+    _pixel_image(0, 98).save(target)
+    assert target.stat().st_size == size
+    os.utime(target, ns=(stamp + 10**9, stamp + 10**9))
+    d = load_dataset("imagefolder", root=root, cache_dir=cache)
+    assert calls == [18, 9, 19, 9, 19, 9] and not torch.equal(d.train.x, c.train.x)
 
 
 def test_corrupt_cache_is_rebuilt(tmp_path, cache):
@@ -133,8 +163,8 @@ def test_corrupt_cache_is_rebuilt(tmp_path, cache):
 def test_no_cache_decodes_only_selected(tmp_path, cache, monkeypatch):
     root = make_tree(tmp_path / "tree")
     calls = []
-    real = D._decode_files
-    monkeypatch.setattr(D, "_decode_files", lambda paths, **kw: calls.append(len(paths)) or real(paths, **kw))
+    real = D.images._decode_files
+    monkeypatch.setattr(D.images, "_decode_files", lambda paths, **kw: calls.append(len(paths)) or real(paths, **kw))
     ds = load_dataset("imagefolder", root=root, cache_dir=cache, cache=False, train_per_class=2, test_per_class=1)
     assert sorted(calls) == [3, 6] and not cache.exists()
     ref = load_dataset("imagefolder", root=root, cache_dir=cache, train_per_class=2, test_per_class=1)
@@ -144,9 +174,9 @@ def test_no_cache_decodes_only_selected(tmp_path, cache, monkeypatch):
 def test_parallel_decode_matches_serial(tmp_path, monkeypatch):
     root = make_tree(tmp_path / "tree", n_train=10)
     paths = sorted(str(p) for p in (root / "train").rglob("*.png"))
-    serial = D._decode_files(paths, workers=1)
-    monkeypatch.setattr(D, "_PARALLEL_MIN_FILES", 1)
-    assert np.array_equal(D._decode_files(paths, workers=2), serial)
+    serial = D.images._decode_files(paths, workers=1)
+    monkeypatch.setattr(D.images, "_PARALLEL_MIN_FILES", 1)
+    assert np.array_equal(D.images._decode_files(paths, workers=2), serial)
     assert serial.shape == (30, 4, 4, 3) and serial.dtype == np.uint8
 
 
@@ -431,7 +461,7 @@ def test_unreadable_image_is_named(tmp_path, cache, monkeypatch):
     (root / "train" / "bee" / "0002.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*0002.png"):
         load_dataset("imagefolder", root=root, cache_dir=cache)
-    monkeypatch.setattr(D, "_PARALLEL_MIN_FILES", 1)  # the error also crosses the process pool
+    monkeypatch.setattr(D.images, "_PARALLEL_MIN_FILES", 1)  # the error also crosses the process pool
     with pytest.raises(DataError, match="cannot read image .*0002.png"):
         load_dataset("imagefolder", root=root, cache_dir=cache, workers=2)
 

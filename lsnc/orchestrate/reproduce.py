@@ -29,9 +29,11 @@ def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None
         configs = [c for c in configs if only in run_key(c)]
     if download and not dry_run and not status_only:
         from ..data import fetch_dataset
+        from ..paths import resolve_data_root
         for dataset, root in dict.fromkeys((c.dataset, c.data_root) for c in configs):
             log(f"download: {dataset} into {root or 'the default data root'} (once, before any run starts)")
-            fetch_dataset(dataset, root)  # here, on this host: jobs find the files and never fetch concurrently
+            # here, on this host (jobs find the files and never fetch concurrently), into the folder the runs load from
+            fetch_dataset(dataset, resolve_data_root(root))
     if status_only or executor is not None:
         from . import cluster
         if executor is not None and not dry_run and not status_only:
