@@ -247,12 +247,12 @@ def test_the_matrix_graph_check_passes_a_correct_graph_and_catches_a_broken_one(
             finally:
                 self.optimizer.step = step
 
-    def factory(graph_cls):
+    def factory(graph_cls, step_cls=GraphedStep):
         def make(graphs):
             engine = _engine([(0.0, 0), (0.05, 1)])
             if graphs:
-                engine.graphed = GraphedStep(engine, graph_factory=lambda: graph_cls(engine.optimizer),
-                                             warmup_context=contextlib.nullcontext)
+                engine.graphed = step_cls(engine, graph_factory=lambda: graph_cls(engine.optimizer),
+                                          warmup_context=contextlib.nullcontext)
             return engine
         return make
 
@@ -273,14 +273,8 @@ def test_the_matrix_graph_check_passes_a_correct_graph_and_catches_a_broken_one(
                 self.graph_lr = self.engine.lr
             return super().__call__(batches)
 
-    def keeps(graphs):
-        engine = _engine([(0.0, 0), (0.05, 1)])
-        if graphs:
-            engine.graphed = KeepsTheOldLr(engine, graph_factory=lambda: StandInGraph(engine.optimizer),
-                                           warmup_context=contextlib.nullcontext)
-        return engine
     with pytest.raises(RuntimeError, match="graphed step differs"):
-        sm.graph_check(keeps, batches)
+        sm.graph_check(factory(StandInGraph, KeepsTheOldLr), batches)
 
     # An eager step that is not reproducible run to run (as cuDNN's TF32 kernels on a GPU): the second eager run
     # is nudged a little before each step. The check reports that noise, and a failure names it.
