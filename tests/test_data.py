@@ -420,6 +420,20 @@ def test_tinyimagenet_load_from_fake_tree(tmp_path, cache):
     assert torch.equal(again.test.x, ds.test.x)
 
 
+def test_tinyimagenet_partial_extraction_is_named(tmp_path, cache):
+    tiny = make_fake_tiny(tmp_path)
+    (tiny / "wnids.txt").write_text("n01\nn02\nn03\nn04\n")   # a class whose folders are missing
+    with pytest.raises(DataError, match=r"differ from wnids.txt \(missing: \['n04'\].*extract the archive again"):
+        load_dataset("tinyimagenet", root=tmp_path, cache_dir=cache)
+    (tiny / "wnids.txt").write_text("n01\nn02\nn03\n")
+    next((tiny / "train" / "n02" / "images").iterdir()).unlink()   # one image short
+    with pytest.raises(DataError, match=r"train: classes have unequal image counts \(most have 4; fewer in n02 \(3\)"):
+        load_dataset("tinyimagenet", root=tmp_path, cache_dir=cache)
+    (tiny / "wnids.txt").unlink()
+    with pytest.raises(DataError, match="wnids.txt is missing"):
+        load_dataset("tinyimagenet", root=tmp_path, cache_dir=cache)
+
+
 def test_tinyimagenet_missing_without_download(tmp_path, cache):
     with pytest.raises(DataError, match="--download"):
         load_dataset("tinyimagenet", root=tmp_path, cache_dir=cache)
@@ -464,6 +478,52 @@ def test_unreadable_image_is_named(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(D.images, "_PARALLEL_MIN_FILES", 1)  # the error also crosses the process pool
     with pytest.raises(DataError, match="cannot read image .*0002.png"):
         load_dataset("imagefolder", root=root, cache_dir=cache, workers=2)
+
+
+def test_too_large_image_is_named(tmp_path, cache, monkeypatch):
+    root = make_tree(tmp_path / "tree")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 4)  # 4x4 images are then over twice the limit: PIL refuses
+    with pytest.raises(DataError, match="image .*0000.png is too large to decode safely"):
+        load_dataset("imagefolder", root=root, cache_dir=cache)
+
+
+def test_symlink_loop_is_named(tmp_path, cache):
+    root = make_tree(tmp_path / "tree")
+    (root / "train" / "bee" / "again").symlink_to(root / "train")
+    with pytest.raises(DataError, match=r"links back to .*\(a symlink loop\); remove the link"):
+        load_dataset("imagefolder", root=root, cache_dir=cache)
+    (root / "train" / "bee" / "again").unlink()
+    (root / "train" / "bee" / "more").symlink_to(root / "test" / "bee")   # a link that is not a loop is read
+    assert len(load_dataset("imagefolder", root=root, cache_dir=cache).train) == 3 * 6 + 3
+
+
+def test_unwritable_cache_warns_and_loads(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the cache folder would go")
+    with pytest.warns(UserWarning, match="cannot be written .*Set LSNC_CACHE"):
+        ds = load_dataset("imagefolder", root=root, cache_dir=blocked / "cache")
+    assert torch.equal(ds.train.x, load_dataset("imagefolder", root=root, cache=False).train.x)
+    assert blocked.read_text().startswith("a file")
+
+
+@pytest.mark.parametrize("option, message", [
+    (dict(mean=(0.5, 0.5)), r"mean=\(0.5, 0.5\): give 3 numbers"),
+    (dict(std=(0.5, 0.0, 0.5)), r"std=.*: give 3 positive numbers"),
+    (dict(mean="abc"), r"mean='abc': give 3 numbers"),
+    (dict(std=(0.5, float("nan"), 0.5)), "std=.*one per RGB channel"),
+])
+def test_channel_statistics_checked(tmp_path, cache, option, message):
+    root = make_tree(tmp_path / "tree")
+    with pytest.raises(DataError, match=message):
+        load_dataset("imagefolder", root=root, cache_dir=cache, **option)
+
+
+def test_synthetic_drawn_in_blocks_is_the_same(cache, monkeypatch):
+    whole = load_dataset("synthetic", seed=3, train_per_class=10, test_per_class=4, cache=False)
+    monkeypatch.setattr(D.generated, "_SYNTHETIC_BLOCK_VALUES", 8 * 8 * 3 * 7)   # 7 images a block
+    blocks = load_dataset("synthetic", seed=3, train_per_class=10, test_per_class=4, cache=False)
+    assert torch.equal(whole.train.x, blocks.train.x) and torch.equal(whole.test.x, blocks.test.x)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

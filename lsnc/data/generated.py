@@ -43,6 +43,9 @@ def _read_mnist1d(req: Request) -> Pool:
 
 # --------------------------------------------------------------------------- synthetic
 
+_SYNTHETIC_BLOCK_VALUES = 1 << 22  # float64 values drawn at a time (32 MB)
+
+
 def _read_synthetic(req: Request) -> Pool:
     """Gaussian mixture of small uint8 images: class k = a fixed random pattern + iid noise."""
     o = req.options
@@ -59,10 +62,16 @@ def _read_synthetic(req: Request) -> Pool:
     centers = rng.uniform(48, 208, size=(k, s, s, c))
 
     def draw(n, stream):
+        # In blocks, so the float64 noise never holds more than a block: the size check above counts the uint8
+        # result. Consecutive blocks draw the same numbers as one call would.
         r = np.random.default_rng([req.seed, stream])
         y = np.repeat(np.arange(k, dtype=np.int64), n)
-        x = centers[y] + r.normal(0.0, noise, size=(len(y), s, s, c))
-        return np.clip(np.rint(x), 0, 255).astype(np.uint8), y
+        x = np.empty((len(y), s, s, c), np.uint8)
+        block = max(1, _SYNTHETIC_BLOCK_VALUES // (s * s * c))
+        for i in range(0, len(y), block):
+            part = centers[y[i:i + block]] + r.normal(0.0, noise, size=(len(y[i:i + block]), s, s, c))
+            x[i:i + block] = np.clip(np.rint(part), 0, 255)
+        return x, y
 
     (trx, tr_y), (tex, te_y) = draw(n_train, 1), draw(n_test, 2)
     return Pool(trx, tr_y, tex, te_y, [f"class{i}" for i in range(k)], label="synthetic Gaussian mixture",

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -31,6 +32,8 @@ def _decode_chunk(paths: list[str], image_size: int | None) -> np.ndarray:
                 out.append(np.asarray(im, dtype=np.uint8))
         except OSError as e:
             raise DataError(f"cannot read image {p} ({e}); replace or delete the file") from None
+        except Image.DecompressionBombError as e:
+            raise DataError(f"image {p} is too large to decode safely ({e}); shrink or delete the file") from None
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
         raise DataError(f"images of different sizes {sorted(shapes)} (e.g. in {os.path.dirname(paths[0])}); "
@@ -61,14 +64,19 @@ def _decode_files(paths: list[str], *, image_size: int | None = None, workers: i
     return np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
 
 
-def _list_images(folder: str, rel: str, out: list[tuple[str, int, int]]) -> None:
+def _list_images(folder: str, rel: str, out: list[tuple[str, int, int]], above: tuple[str, ...] = ()) -> None:
+    """Append the image files under ``folder`` (recursively, links followed); ``above``: the real paths of the
+    folders this one is inside, so a link back up (a loop) is an error instead of endless recursion."""
+    real = os.path.realpath(folder)
+    if real in above:
+        raise DataError(f"{folder} links back to {real}, a folder it is inside (a symlink loop); remove the link")
     with os.scandir(folder) as it:
         entries = sorted(it, key=lambda e: e.name)
     for e in entries:
         if e.name.startswith("."):
             continue
         if e.is_dir():
-            _list_images(e.path, rel + e.name + "/", out)
+            _list_images(e.path, rel + e.name + "/", out, above + (real,))
         elif e.name.lower().endswith(IMAGE_EXTENSIONS):
             st = e.stat()
             out.append((rel + e.name, st.st_size, st.st_mtime_ns))
@@ -181,15 +189,29 @@ def _read_imagefolder(req: Request, cifar: bool = False) -> Pool:
     workers = req.options.pop("workers", None)
     arrays, classes = read_image_tree(root, root / "train", root / "test", req.cache_dir, image_size, workers)
     copy = _is_cifar10_jpeg_copy(root)
-    mean = req.options.pop("mean", None)
-    std = req.options.pop("std", None)
+    mean = _channel_statistic(req.options.pop("mean", None), "mean", positive=False)
+    std = _channel_statistic(req.options.pop("std", None), "std", positive=True)
     label = ("CIFAR-10 (JPEG copy)" if copy else f"image folder {root.name}"
              + (" (read as cifar10-jpeg; no README names it the CIFAR-10 JPEG copy)" if cifar else ""))
     return Pool(arrays["train_x"], arrays["train_y"], arrays["test_x"], arrays["test_y"], classes,
                 label=label, source=str(root),
-                mean=tuple(mean) if mean else (CIFAR_MEAN if copy or cifar else IMAGENET_MEAN),
-                std=tuple(std) if std else (CIFAR_STD if copy or cifar else IMAGENET_STD),
+                mean=mean or (CIFAR_MEAN if copy or cifar else IMAGENET_MEAN),
+                std=std or (CIFAR_STD if copy or cifar else IMAGENET_STD),
                 copy_note=_CIFAR_JPEG_NOTE if copy else None)
+
+
+def _channel_statistic(value, name: str, positive: bool) -> tuple[float, ...] | None:
+    """A ``mean=`` / ``std=`` option: None, or one finite number per RGB channel (std above zero)."""
+    if value is None:
+        return None
+    try:
+        numbers = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) != 3 or not all(math.isfinite(v) and (v > 0 or not positive) for v in numbers):
+        raise DataError(f"{name}={value!r}: give 3 {'positive ' if positive else ''}numbers, one per RGB channel "
+                        f"(images are read as RGB), e.g. {name}={CIFAR_MEAN if name == 'mean' else CIFAR_STD}")
+    return numbers
 
 
 def _read_cifar10_jpeg(req: Request) -> Pool:

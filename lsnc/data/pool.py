@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -82,11 +83,15 @@ def cached(cache_dir: Path | None, prefix: str, parts: dict,
         except Exception:  # truncated / corrupt / unreadable: rebuild it below
             pass
     arrays = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: (torch.from_numpy(np.ascontiguousarray(v)) if v.dtype != np.str_ and v.dtype.kind != "U"
                    else [str(t) for t in v]) for k, v in arrays.items()}
     payload["_key"] = json.dumps(parts, sort_keys=True, default=str)
-    # Atomic: a reader never sees a half-written file; concurrent writers just race to os.replace.
-    write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Atomic: a reader never sees a half-written file; concurrent writers just race to os.replace.
+        write_atomic(path, lambda tmp: torch.save(payload, tmp))
+    except (OSError, RuntimeError) as e:  # read-only or full (torch.save says RuntimeError): the arrays are built, so go on without the cache, and say so
+        warnings.warn(f"the data cache {path.parent} cannot be written ({e}); continuing without it, so the data "
+                      "will be read again next time. Set LSNC_CACHE to a writable folder.", stacklevel=2)
     return arrays
 

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import write_atomic
 from ..paths import default_data_root
 from .images import read_image_tree
@@ -87,12 +89,35 @@ def _record_download(archive: Path, record: Path) -> None:
         {"url": TINYIMAGENET_URL, "md5_checked": TINYIMAGENET_MD5, "sha256": digest.hexdigest()}, indent=2)))
 
 
+def _check_complete(tiny: Path, classes: list[str], arrays: dict) -> None:
+    """The class folders are those of wnids.txt, and every class has as many images as the others in each split
+    (the archive is balanced: 500 train and 50 val images per class); anything else is a partial extraction."""
+    listing = tiny / "wnids.txt"
+    if not listing.is_file():
+        raise DataError(f"{listing} is missing: {tiny} is not a whole extracted tiny-imagenet-200 archive; extract "
+                        "the archive again")
+    wnids = sorted(set(listing.read_text().split()))
+    if classes != wnids:
+        missing, extra = sorted(set(wnids) - set(classes)), sorted(set(classes) - set(wnids))
+        raise DataError(f"{tiny}: the class folders differ from wnids.txt (missing: {missing[:10]}"
+                        f"{' ...' if len(missing) > 10 else ''}; not in wnids.txt: {extra[:10]}); a partial or mixed "
+                        "extraction: delete the folder and extract the archive again")
+    for split, folder in (("train", "train"), ("test", "val")):
+        counts = np.bincount(arrays[f"{split}_y"], minlength=len(classes))
+        if counts.min() != counts.max():
+            short = [f"{classes[k]} ({counts[k]})" for k in np.flatnonzero(counts < counts.max())[:10]]
+            raise DataError(f"{tiny / folder}: classes have unequal image counts (most have {counts.max()}; "
+                            f"fewer in {', '.join(short)}); a partial extraction: delete the folder and extract "
+                            "the archive again")
+
+
 def _read_tinyimagenet(req: Request) -> Pool:
     tiny = prepare_tinyimagenet(req.root or default_data_root(), req.download)
     image_size = req.options.pop("image_size", None)
     workers = req.options.pop("workers", None)
     # The official test/ has no labels, so the (reorganised) validation set is the test split.
     arrays, classes = read_image_tree(tiny, tiny / "train", tiny / "val", req.cache_dir, image_size, workers)
+    _check_complete(tiny, classes, arrays)
     extra = {}
     if (tiny / "download.json").is_file():
         extra["download"] = json.loads((tiny / "download.json").read_text())
