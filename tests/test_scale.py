@@ -179,3 +179,27 @@ def test_machines_table_groups_runs_by_the_machine_that_computed_them(tmp_path):
     assert table["machine"].iloc[0].endswith(f"({runs[0].provenance['device']['cpu_capability']}), 1 thread")
     assert table["machine"].iloc[1] == "cpu (processor not recorded), 1 thread"
     assert machines_table([]).empty
+
+
+def test_recipe_table_reads_the_built_recipe_and_checks_it_against_the_config(tmp_path):
+    from lsnc.book.scale import NOT_RECORDED, built_recipe, recipe_table
+    from lsnc.presets import preset_config
+    from lsnc.runs import load_run
+    from lsnc.training import train_many
+    folders = train_many([preset_config("smoke", threads=1, delta=d, seed=3) for d in (0.0, 0.1)], tmp_path,
+                         progress=False)
+    runs = [load_run(p) for p in folders]
+    table = recipe_table(runs)
+    assert len(table) == 1 and table["runs"].iloc[0] == 2 and table["seeds"].iloc[0] == "3"
+    row = table.iloc[0]
+    assert row["trained"] == "fused (K=2)" and row["agrees with config.json"] == "yes"
+    assert row["optimizer"] == "SGD lr 0.05, momentum 0.9, weight decay 0.0005 on 14 of 14 parameter tensors"
+    assert row["lr schedule"].startswith("×0.1 at epochs 2, stepped once per epoch")
+    assert row["batches"].startswith("16, the incomplete last one dropped")
+    runs[0].config["lr"], runs[0].config["milestones"] = 0.1, [5]   # a config that says what was not built
+    assert built_recipe(runs[0])["agrees with config.json"] == ("lr 0.05 built, 0.1 in config.json; "
+                                                                 "milestones [2] built, [5] in config.json")
+    assert len(recipe_table(runs)) == 2
+    del runs[1].provenance["training"]            # a run trained before the block: no row, and it says so
+    assert len(recipe_table(runs)) == 1 and set(built_recipe(runs[1]).values()) == {NOT_RECORDED}
+    assert recipe_table([]).empty

@@ -25,7 +25,7 @@ from ..runs import default_runs_dir
 from . import interactive, scale
 from .captions import caption, show, show_caption
 from .notebook import ParameterError, check_params, glue_markdown, glue_values, or_note, setup, start
-from .scale import machines_table, scales_table
+from .scale import machines_table, recipe_table, scales_table
 from .select import Selection, UnknownDataset, group_lines, resolve_datasets, select
 from .summary import (calibration_gain, calibration_gain_lines, calibration_gain_runs, calibration_lines,
                       compare_sentence, final_calibration_table, final_collapse_table, final_epoch_text, page_table,
@@ -37,6 +37,6 @@ __all__ = ["ParameterError", "Selection", "UnknownDataset", "calibration_gain", 
            "calibration_gain_runs", "calibration_lines", "caption", "check_params", "closed_form_explorer",
            "compare_sentence", "default_runs_dir", "final_calibration_table", "final_collapse_table", "final_epoch_text", "glue_markdown",
            "glue_values", "group_lines", "interactive", "or_note", "page_table", "precision_comparison",
-           "precision_page_table", "resolve_datasets", "machines_table", "run_browser", "scale", "scales_table", "select", "setup",
+           "precision_page_table", "resolve_datasets", "machines_table", "recipe_table", "run_browser", "scale", "scales_table", "select", "setup",
            "show", "show_caption", "start", "summary_by_loss", "ufm_dynamics_explorer", "ufm_error_maxima",
            "ufm_error_table", "windows_table"]

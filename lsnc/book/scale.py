@@ -10,7 +10,9 @@ runs' config.json, provenance.json and status.json (never by parsing another des
   each δ has);
 * :func:`provenance_line`: one dataset of a figure caption (sizes, classes, model, epochs, recipe, δ values,
   seeds, lsnc commit, device);
-* :func:`scales_table`: the runs page's table, one row per run group and kind of run.
+* :func:`scales_table`: the runs page's table, one row per run group and kind of run;
+* :func:`machines_table` and :func:`recipe_table`: the runs page's machines, and the recipe as the code built it
+  (provenance.json's ``training`` block, checked against config.json).
 
 A finished run that stopped before its recipe's last epoch (a *prefix*, see ``lsnc.runs.Run.is_prefix``) is
 always described as "epochs 0–E of the N-epoch recipe", never as an E-epoch run: its learning-rate schedule is
@@ -457,6 +459,69 @@ def machines_table(runs) -> pd.DataFrame:
             .agg(runs=("seed", "size"), seeds=("seed", seeds_text),
                  commits=("commit", lambda s: len(set(s)))).reset_index()
             .rename(columns={"commits": "lsnc commits"}))
+
+
+NOT_RECORDED = "not recorded (trained before lsnc recorded how)"
+
+
+def built_recipe(run) -> dict[str, str]:
+    """The recipe as the code built it, from provenance.json's ``training`` block (``lsnc.runs.record``: read off
+    the model, optimizer and schedule objects, not the config): model, optimizer, lr schedule, batches, loss,
+    how the run was trained (alone, fused, on streams), and ``agrees with config.json`` (the settings both
+    record: "yes", or what differs). Every value is :data:`NOT_RECORDED` for a run trained before the block
+    existed."""
+    block = run.provenance.get("training")
+    if not block:
+        return dict.fromkeys(("model built", "optimizer", "lr schedule", "batches", "loss", "trained",
+                              "agrees with config.json"), NOT_RECORDED)
+    model, opt, sched, batches = block["model"], block["optimizer"], block["lr_schedule"], block["batches"]
+    groups = opt["param_groups"]
+    optimizer = "; ".join(
+        f"{opt['class'].rsplit('.', 1)[-1]} lr {g.get('initial_lr', g.get('lr')):g}, momentum {g['momentum']:g}"
+        f"{' (Nesterov)' if g.get('nesterov') else ''}, weight decay {g['weight_decay']:g} on "
+        f"{g['parameter_tensors']} of {sum(model['parameter_tensors'].values())} parameter tensors" for g in groups)
+    together = block.get("together", {})
+    trained = together.get("how", "alone") + (f" (K={len(together['runs'])})" if together.get("how") not in
+                                              (None, "alone") else "")
+    if block.get("earlier"):
+        trained += "; before epoch " + str(block["since_epoch"]) + ": " + ", ".join(
+            e.get("together", {}).get("how", "?") for e in block["earlier"])
+    return {"model built": f"{model['class'].rsplit('.', 1)[-1]}, {model['parameters']:,} parameters, "
+                           f"features {model['feature_dim']}",
+            "optimizer": optimizer,
+            "lr schedule": f"×{sched['gamma']:g} at epochs {fmt_list(sched['milestones'])}, stepped {sched['stepped']}",
+            "batches": f"{batches['batch_size']}" + (", the incomplete last one dropped" if batches["drop_last"] else
+                                                     ", the incomplete last one kept")
+                       + f"; augmentation: {batches.get('augmentation', 'not recorded')}",
+            "loss": block.get("loss", "not recorded"),
+            "trained": trained,
+            "agrees with config.json": _config_disagreements(run.config, groups, sched, batches) or "yes"}
+
+
+def _config_disagreements(config: dict, groups: list[dict], sched: dict, batches: dict) -> str:
+    """What config.json says that the built objects do not do ("" when they agree): lr, momentum, weight decay (of
+    standard runs: a UFM-style run puts its penalties in the loss), milestones, gamma, batch size."""
+    built = {"lr": [g.get("initial_lr", g.get("lr")) for g in groups], "momentum": [g["momentum"] for g in groups],
+             "milestones": [sorted(sched["milestones"])], "gamma": [sched["gamma"]],
+             "batch_size": [batches["batch_size"]]}
+    if not config.get("ufm"):
+        built["weight_decay"] = [g["weight_decay"] for g in groups]
+    wrong = [f"{k} {fmt_list(sorted(set(map(str, v))))} built, {config.get(k)} in config.json"
+             for k, v in built.items()
+             if any(b != (sorted(config.get(k) or []) if k == "milestones" else config.get(k)) for b in v)]
+    return "; ".join(wrong)
+
+
+def recipe_table(runs) -> pd.DataFrame:
+    """One row per run group and recipe as the code built it (:func:`built_recipe`): how many runs, their seeds.
+    Only runs that record it (trained since lsnc writes provenance.json's ``training`` block); empty if none does."""
+    rows = [{"label": r.label, "dataset": r.dataset, **built_recipe(r), "seed": r.config["seed"]}
+            for r in as_runs(runs) if r.provenance.get("training")]
+    if not rows:
+        return pd.DataFrame()
+    keys = [k for k in rows[0] if k != "seed"]
+    return (pd.DataFrame(rows).groupby(keys, sort=False).agg(runs=("seed", "size"), seeds=("seed", seeds_text))
+            .reset_index())
 
 
 def scales_table(runs) -> pd.DataFrame:
