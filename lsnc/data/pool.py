@@ -90,7 +90,8 @@ def cached(cache_dir: Path | None, prefix: str, parts: dict,
         path.parent.mkdir(parents=True, exist_ok=True)
         # Atomic: a reader never sees a half-written file; concurrent writers just race to os.replace.
         write_atomic(path, lambda tmp: torch.save(payload, tmp))
-    except (OSError, RuntimeError) as e:  # read-only or full (torch.save says RuntimeError): the arrays are built, so go on without the cache, and say so
+    except (OSError, RuntimeError) as e:
+        # read-only or full (torch.save says RuntimeError): the arrays are built, so go on without the cache
         warnings.warn(f"the data cache {path.parent} cannot be written ({e}); continuing without it, so the data "
                       "will be read again next time. Set LSNC_CACHE to a writable folder.", stacklevel=2)
     return arrays
