@@ -153,6 +153,17 @@ def compare(first: str, second: str, rtol: float, atol: float) -> int:
     return 1 if counts["differs"] or counts["incomplete"] else 0
 
 
+def _nothing_to_resume(cfgs: list[TrainConfig], runs_dir: str) -> None:
+    """Say so when ``--resume`` names a run that has no folder yet (a mistyped --runs-dir, --group or --name would
+    otherwise start a new run from epoch 0 without a word)."""
+    from .runs.lifecycle import run_folder
+    for cfg in cfgs:
+        folder = run_folder(runs_dir, cfg.resolved())
+        if not folder.exists():
+            print(f"lsnc: {folder} does not exist, so there is nothing to resume: training it from epoch 0 "
+                  "(check --runs-dir, --group and --name if you meant an existing run)", file=sys.stderr)
+
+
 def _executor_options(args: argparse.Namespace):
     if args.executor == "inline":
         return None
@@ -220,7 +231,10 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
             return compare(args.first, args.second, args.rtol, args.atol)
         if args.command == "book":
             return build_book(args.preset, train_missing=not args.no_train, progress=not args.quiet)
-        folders = train_many(configs_from_args(args), args.runs_dir, resume=args.resume, overwrite=args.overwrite,
+        cfgs = configs_from_args(args)
+        if args.resume:
+            _nothing_to_resume(cfgs, args.runs_dir)
+        folders = train_many(cfgs, args.runs_dir, resume=args.resume, overwrite=args.overwrite,
                              progress=not args.quiet, started=started)
         print("\n".join(map(str, folders)))
         return 0

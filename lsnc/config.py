@@ -40,6 +40,8 @@ PAPER_RECIPE: dict[str, Any] = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, ba
 #: How several runs train together in one process (``--together``): one fused network, or a network each on its own
 #: CUDA stream (lsnc.training.streams).
 TOGETHER = ("fused", "streams")
+#: Seeds are below this (numpy's seed sequences and torch.manual_seed both take them).
+SEED_LIMIT = 2**32
 
 DATA, MODEL, OPTIM, EVAL, UFM, EXEC, STOP, NAMING = ("data", "model and loss", "optimisation (the paper's recipe)",
                                                     "evaluation", "UFM-style training",
@@ -140,6 +142,8 @@ class TrainConfig:
             raise ConfigError(f"--delta must be in [0, 1) (0 = cross-entropy); got {self.delta}")
         _at_least(self.epochs, "--epochs", 1)
         _at_least(self.batch_size, "--batch-size", 1)
+        if not (0 <= self.seed < SEED_LIMIT):  # numpy's generators take no negative seed
+            raise ConfigError(f"--seed must be an integer in [0, 2**32); got {self.seed}")
         if self.lr <= 0:
             raise ConfigError(f"--lr must be positive; got {self.lr}")
         if self.weight_decay < 0 or self.momentum < 0:
@@ -170,8 +174,9 @@ class TrainConfig:
             raise ConfigError(f"--together must be one of {', '.join(TOGETHER)}; got {self.together!r}")
         if self.cuda_graphs and self.compile:
             raise ConfigError("--cuda-graphs and --compile cannot be combined; choose one")
-        if self.cuda_graphs and self.device in ("cpu", "mps"):
-            raise ConfigError(f"--cuda-graphs needs a CUDA device; got --device {self.device}. Drop --cuda-graphs")
+        for flag, on in (("--cuda-graphs", self.cuda_graphs), ("--tf32", self.tf32)):
+            if on and self.device in ("cpu", "mps"):
+                raise ConfigError(f"{flag} needs a CUDA device; got --device {self.device}. Drop {flag}")
         if self.time_budget_s is not None and not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
             raise ConfigError(f"--time-budget-s must be a positive number of seconds; got {self.time_budget_s}")
         if self.stop_epoch is not None and self.eval_epochs is not None and self.stop_epoch not in self.eval_epochs:

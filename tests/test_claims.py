@@ -370,7 +370,7 @@ def test_claims_on_tiny_trained_runs(tmp_path):
     assert set(table["verdict"]) <= ALLOWED
     assert (table["n_seeds"].dropna() <= 2).all()
     assert claims.claims_table(tmp_path, "synthetic").equals(table)
-    with pytest.raises(book.UnknownDataset, match=r"'cifar10'.*Datasets with runs: synthetic"):
+    with pytest.raises(book.UnknownDataset, match=r"'cifar10'.*Datasets with runs: synthetic \(synthetic Gaussian"):
         claims.selection_problem(tmp_path, "cifar10")
     line = book.group_lines(book.select(None, tmp_path, ufm=None, amp=None))["synthetic"]
     assert "CE seeds 0, 1" in line and "3 epochs" in line and "4 finished runs" in line

@@ -146,6 +146,8 @@ def test_exact_resume_requires_the_same_thread_count(tmp_path, capsys):
     (["--momentum", "nan"], "--momentum"), (["--weight-decay", "inf"], "--weight-decay"),
     (["--ufm", "--weight-decay", "0.1"], "--weight-decay 0"), (["--train-per-class", "100000000"], "200 MB"),
     (["--time-budget-s", "0"], "--time-budget-s"), (["--stop-epoch", "7"], "not an evaluated epoch"),
+    (["--seed", "-1"], "--seed must be an integer in [0, 2**32)"), (["--seed", "0", str(2**32)], "--seed"),
+    (["--tf32", "--device", "cpu"], "--tf32 needs a CUDA device"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, args, words):
     assert _cli(tmp_path / "runs", *args) == 2

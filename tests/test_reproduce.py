@@ -81,3 +81,11 @@ def test_reproduce_trains_fusable_runs_on_streams_from_the_cli(tmp_path):
     configs = [json.loads(p.read_text()) for p in tmp_path.rglob("config.json")]
     assert len(configs) == 3 and {c["together"] for c in configs} == {"streams"}
     assert main(["reproduce", "--preset", "smoke", "--runs-dir", str(tmp_path), "--together", "vmap"]) == 2
+
+
+def test_only_matching_no_run_is_an_error_that_names_the_keys(tmp_path, capsys):
+    from lsnc.cli import main
+    assert main(["reproduce", "--preset", "smoke", "--runs-dir", str(tmp_path), "--only", "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--only 'no-such-run' matches none" in err and "synthetic/" in err and "--dry-run" in err
+    assert not any(tmp_path.iterdir())

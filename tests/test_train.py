@@ -229,6 +229,14 @@ def test_cli_existing_run_not_overwritten_unless_asked(tmp_path, capsys):
     assert _cli(tmp_path, "--preset", "smoke", "--overwrite") == 0
 
 
+def test_resume_of_a_run_that_does_not_exist_says_so_and_starts_it(tmp_path, capsys):
+    assert _cli(tmp_path, "--preset", "smoke", "--resume", "--stop-epoch", "1") == 0
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "ce-mlpw32-s0" in err
+    assert _cli(tmp_path, "--preset", "smoke", "--resume") == 0  # an existing run: resumed without the note
+    assert "nothing to resume" not in capsys.readouterr().err
+
+
 def test_nonfinite_loss_marks_run_failed_and_exits_1(tmp_path, capsys):
     assert _cli(tmp_path, "--preset", "smoke", "--lr", "1e30", "--name", "diverge") == 1
     assert "epoch" in capsys.readouterr().err

@@ -265,12 +265,15 @@ def available_datasets(runs: Sequence[Run]) -> str:
     """One line naming the datasets that have runs and their groups: ``cifar10 (CIFAR-10 (JPEG copy):
     runs/cifar10-jpeg), mnist1d (MNIST-1D: runs/mnist1d)``; "none" when there are no runs."""
     fams: dict[str, list[str]] = {}
+    typed: dict[str, str] = {}  # the shortest name that selects the family's runs: its own, or a dataset key
     for r in runs:
+        fam = _norm(family(str(r.label)))
+        key = str(r.config.get("dataset", fam))
+        typed[fam] = min(typed.get(fam, fam), key, key=len)
         entry = f"{r.label}: {shown_path(r.path.parent)}"
-        fams.setdefault(_norm(family(str(r.label))), [])
-        if entry not in fams[_norm(family(str(r.label)))]:
-            fams[_norm(family(str(r.label)))].append(entry)
-    return ", ".join(f"{f} ({'; '.join(groups)})" for f, groups in fams.items()) or "none"
+        if entry not in fams.setdefault(fam, []):
+            fams[fam].append(entry)
+    return ", ".join(f"{typed[f]} ({'; '.join(groups)})" for f, groups in fams.items()) or "none"
 
 
 def resolve_datasets(runs_dir: str | Path, dataset, present: Sequence[str] | None = None,

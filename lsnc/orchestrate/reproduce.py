@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..config import ConfigError
 from .inline import log_outcome, train_configs
 from .matrix import reproduction_runs
 from ..runs.lifecycle import run_key
@@ -26,7 +27,12 @@ def reproduce(name: str, runs_dir: str | Path = "runs", *, data_root: str | None
     """
     configs = [dataclasses.replace(s.config(data_root, download), together=together) for s in reproduction_runs(name)]
     if only:
-        configs = [c for c in configs if only in run_key(c)]
+        chosen = [c for c in configs if only in run_key(c)]
+        if not chosen:
+            raise ConfigError(f"--only {only!r} matches none of the {len(configs)} runs of preset {name!r} (their "
+                              f"keys look like {run_key(configs[0])!r}; `lsnc reproduce --preset {name} --dry-run` "
+                              "lists them)")
+        configs = chosen
     if download and not dry_run and not status_only:
         from ..data import fetch_dataset
         from ..paths import resolve_data_root
