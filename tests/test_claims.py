@@ -102,6 +102,29 @@ def test_judge_single_seed_and_missing():
         judge({0: 1}, {0: 2}, better="smaller")
 
 
+def test_judge_names_the_sign_test_and_the_seeds_it_left_out():
+    assert claims.sign_test_p(2, 2) == 0.25 and claims.sign_test_p(3, 3) == 0.125
+    assert claims.sign_test_p(9, 10) == 11 / 1024 and claims.sign_test_p(0, 0) == 1.0
+    v, n, note = judge({0: 5, 1: 6, 2: 1}, {0: 3, 1: 4, 3: 0})
+    assert (v, n) == ("supported", 2) and "one-sided sign test p = 0.25 (the paper's way)" in note
+    assert "s2 CE only, s3 LS only: no seed pair, left out" in note
+    v, _, note = judge({0: 5, 1: 6, 2: 7}, {0: 6, 1: 7, 2: 6})
+    assert v == "inconclusive" and "p = 0.5 (against the paper)" in note
+    assert "sign test" not in judge({0: 5, 1: 6}, {0: 4, 1: 7})[2]  # one each way: no majority to test
+
+
+def test_judge_one_seed_pair_goes_by_the_pair_not_the_means():
+    v, n, note = judge({0: 5, 1: 100}, {0: 6})  # the means say LS lower; the one pair says LS higher
+    assert (v, n) == ("inconclusive", 1) and "seed pair s0: LS higher than CE (against" in note
+    assert "s1 CE only" in note
+    v, n, note = judge({0: 5, 1: 100}, {0: 6, 2: 50})  # one pair, two seeds a side: the ranges, noted
+    assert v == "inconclusive" and "unpaired (2 CE, 2 LS seeds, 1 common)" in note
+    _, _, note = judge({0: math.inf, 1: 3}, {2: math.inf})  # means inf and inf: equal, not NaN
+    assert "no seed pair" in note and "LS equal to CE" in note
+    _, _, note = judge({0: 0.05}, {0: 0.01}, names=("the gap before TS", "the gap after TS"))
+    assert "the gap after TS lower than the gap before TS (the paper's direction)" in note and "CE" not in note
+
+
 # ---------------------------------------------------------------- measurements
 def test_epoch_measurements():
     r = fake_run(0.0, 0, fast=2.0)
@@ -171,6 +194,9 @@ def test_paper_like_runs_support_every_claim():
     assert set(table["claim"]) == {"C1", "C2", "C3", "C4", "C5"}
     assert set(table["verdict"]) == {"supported"}, table[["test", "verdict", "note"]].to_string()
     assert set(table["n_seeds"]) == {3}
+    assert table["note"].str.contains("one-sided sign test p = 0.12").all()  # 3 of 3 pairs: 1/8
+    c4 = table.loc[table["claim"] == "C4", "note"].item()
+    assert "each pair compared on the NC1 range both its runs pass through (together" in c4, c4
     assert claims.verdict_counts(table) == {"supported": len(table), "not supported": 0, "inconclusive": 0,
                                             "prefix": 0}
 

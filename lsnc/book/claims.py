@@ -13,11 +13,15 @@ One row of :func:`claims_table` is one test::
 
 Verdict rules (:func:`judge`), for a test where the paper predicts LS "lower" (or "higher") than CE:
 
-* ``supported``: at least 2 seed pairs and every pair goes the paper's way; without pairs (no common seeds)
-  but at least 2 seeds per side: the full min-max ranges of the two sides do not overlap, in the paper's way.
+* ``supported``: at least 2 seed pairs and every pair goes the paper's way; with fewer than 2 pairs (common
+  seeds) but at least 2 seeds per side: the full min-max ranges of the two sides do not overlap, in the paper's way.
 * ``not supported``: the same, every pair (or the non-overlapping ranges) the other way.
 * ``inconclusive``: mixed pairs or ties, overlapping ranges, or fewer than 2 seeds on a side; with one seed the
-  note says "1 seed: direction only" and which way that seed goes.
+  note says "1 seed: direction only" and which way it goes (the seed pair's way; without a pair, the means').
+
+With seed pairs, the note also gives the one-sided sign test's p for the direction most untied pairs go
+(:func:`sign_test_p`: 0.25 for 2 of 2 pairs, 0.001 for 10 of 10), and names the seeds only one side has, which are
+left out of the pairs.
 * ``inconclusive (missing runs)``: no finished CE or no finished LS run (or the measurement is undefined).
 * ``prefix: the paper's way`` / ``prefix: against the paper`` (:func:`as_prefix`): what would be ``supported`` /
   ``not supported`` when the compared runs stopped before the end of their recipe (GPU windows): the paper's claims
@@ -108,42 +112,77 @@ def _clean(values: Mapping[Any, Any] | None) -> dict[Any, float]:
     return out
 
 
-def _direction_word(diff: float, better: str) -> str:
-    if diff == 0 or math.isnan(diff):
-        return "LS equal to CE"
-    lower = diff < 0
-    agrees = lower == (better == "lower")
-    return f"LS {'lower' if lower else 'higher'} than CE ({'the paper' if agrees else 'against the paper'}'s direction)"
+def _order(a: float, b: float) -> int:
+    """-1, 0 or 1 as ``a`` is below, equal to or above ``b``; two infinities of one sign are equal (never NaN)."""
+    return (a > b) - (a < b)
 
 
-def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower") -> tuple[str, int, str]:
+def _direction_word(order: int, better: str, names: tuple[str, str] = ("CE", "LS")) -> str:
+    """``LS lower than CE (the paper's direction)`` for ``order`` = the sign of LS - CE (``names``: what the two
+    sides are)."""
+    first, second = names
+    if order == 0:
+        return f"{second} equal to {first}"
+    agrees = (order < 0) == (better == "lower")
+    return (f"{second} {'lower' if order < 0 else 'higher'} than {first} "
+            f"({'the paper' if agrees else 'against the paper'}'s direction)")
+
+
+def sign_test_p(k: int, n: int) -> float:
+    """One-sided sign test: the chance that at least ``k`` of ``n`` untied seed pairs go one way when the two
+    sides do not differ (each pair either way with probability 1/2)."""
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n if n else 1.0
+
+
+def _sign_text(good: int, bad: int) -> str:
+    """``one-sided sign test p = 0.031`` for the direction most pairs go (nothing when no pair is untied)."""
+    if good == bad:
+        return ""
+    way = "the paper's way" if good > bad else "against the paper"
+    return f"one-sided sign test p = {sign_test_p(max(good, bad), good + bad):.2g} ({way})"
+
+
+def _left_out(ce: Mapping[Any, float], ls: Mapping[Any, float], names: tuple[str, str]) -> str:
+    """``s3 CE only, s4 LS only: no seed pair, left out`` for the seeds only one side has."""
+    parts = [f"{', '.join(f's{k}' for k in sorted(set(a) - set(b), key=str))} {name} only"
+             for a, b, name in ((ce, ls, names[0]), (ls, ce, names[1])) if set(a) - set(b)]
+    return f"{', '.join(parts)}: no seed pair, left out" if parts else ""
+
+
+def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower",
+          names: tuple[str, str] = ("CE", "LS")) -> tuple[str, int, str]:
     """Verdict on "LS is ``better`` (lower / higher) than CE" from per-seed values (``{seed: value}``).
 
     Returns ``(verdict, n_seeds, note)``; n_seeds is the number of seed pairs compared (the smaller side when
     unpaired). None / NaN values count as missing; +inf is a value ("never reached") that compares normally,
-    and two infinities tie. See the module docstring for the rules."""
+    and two infinities tie. With seed pairs, the note gives the one-sided sign test's p for the direction most
+    pairs go and names the seeds of one side only, which are left out. ``names``: the two sides in the note
+    (``("before TS", "after TS")`` for a test whose sides are not CE and LS). See the module docstring for the
+    rules."""
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
-    sign = 1.0 if better == "lower" else -1.0
+    sign = 1 if better == "lower" else -1
     ce, ls = _clean(ce), _clean(ls)
     if not ce or not ls:
-        missing = " and ".join(side for side, vals in (("CE", ce), ("LS", ls)) if not vals)
+        missing = " and ".join(side for side, vals in ((names[0], ce), (names[1], ls)) if not vals)
         return "inconclusive (missing runs)", 0, f"no finished {missing} run with this measurement"
     paired = sorted(set(ce) & set(ls), key=str)
+    left_out = _left_out(ce, ls, names)
     if len(paired) >= 2:
-        diffs = [sign * (ls[s] - ce[s]) for s in paired]  # < 0: the paper's direction
-        n = len(paired)
-        good = sum(d < 0 for d in diffs)
-        bad = sum(d > 0 for d in diffs)
+        ways = [sign * _order(ls[s], ce[s]) for s in paired]  # -1: the paper's direction
+        n, good, bad = len(paired), ways.count(-1), ways.count(1)
         if good == n:
-            return "supported", n, f"all {n} seed pairs go the paper's way"
-        if bad == n:
-            return "not supported", n, f"all {n} seed pairs go against the paper"
-        return "inconclusive", n, f"seed pairs: {good} the paper's way, {bad} against, {n - good - bad} tied"
+            verdict, note = "supported", f"all {n} seed pairs go the paper's way"
+        elif bad == n:
+            verdict, note = "not supported", f"all {n} seed pairs go against the paper"
+        else:
+            verdict, note = "inconclusive", f"seed pairs: {good} the paper's way, {bad} against, {n - good - bad} tied"
+        return verdict, n, "; ".join(t for t in (note, _sign_text(good, bad), left_out) if t)
     n_ce, n_ls = len(ce), len(ls)
     if min(n_ce, n_ls) >= 2:
         lo_ce, hi_ce, lo_ls, hi_ls = min(ce.values()), max(ce.values()), min(ls.values()), max(ls.values())
-        unpaired = f"unpaired ({n_ce} CE, {n_ls} LS seeds): "
+        common = f", {len(paired)} common" if paired else ""
+        unpaired = f"unpaired ({n_ce} {names[0]}, {n_ls} {names[1]} seeds{common}): "
         ls_below = hi_ls < lo_ce
         ls_above = lo_ls > hi_ce
         if (ls_below and better == "lower") or (ls_above and better == "higher"):
@@ -151,9 +190,13 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
         if ls_below or ls_above:
             return "not supported", min(n_ce, n_ls), unpaired + "min-max ranges do not overlap, against the paper"
         return "inconclusive", min(n_ce, n_ls), unpaired + "min-max ranges overlap"
-    diff = float(np.mean(list(ls.values())) - np.mean(list(ce.values()))) if not (
-        all(math.isinf(v) for v in ce.values()) and all(math.isinf(v) for v in ls.values())) else 0.0
-    return "inconclusive", min(n_ce, n_ls), f"1 seed: direction only ({_direction_word(diff, better)})"
+    if paired:  # one seed pair: its own direction, not the means of unequal sides
+        (s,) = paired
+        word = f"seed pair s{s}: {_direction_word(_order(ls[s], ce[s]), better, names)}"
+        return "inconclusive", 1, "; ".join(t for t in (f"1 seed: direction only ({word})", left_out) if t)
+    order = _order(float(np.mean(list(ls.values()))), float(np.mean(list(ce.values()))))
+    return "inconclusive", min(n_ce, n_ls), (f"1 seed: direction only, no seed pair ({n_ce} {names[0]}, {n_ls} "
+                                             f"{names[1]} seeds; means: {_direction_word(order, better, names)})")
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -573,8 +616,8 @@ def _c4_row(comp: Comparison) -> dict[str, Any]:
             ranges.append(rng)
     note = ""
     if fracs:
-        note = (f"LS lower on {', '.join(fracs)} of the NC1 grid; common NC1 range "
-                f"{_num(min(r[0] for r in ranges))} to {_num(max(r[1] for r in ranges))}")
+        note = (f"LS lower on {', '.join(fracs)} of the NC1 grid; each pair compared on the NC1 range both its "
+                f"runs pass through (together {_num(min(r[0] for r in ranges))} to {_num(max(r[1] for r in ranges))})")
     elif comp.ce and comp.ls:
         note = "no seed pair with an overlapping NC1 range"
     return _row(comp, "C4", f"mean NC2 over {C4_GRID} NC1 values both runs pass through (NC2 interpolated "
@@ -597,7 +640,7 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str, hold
                    f"{len(pairs)} seed pairs: no LS advantage in every pair for TS to narrow")
         note = "ce / ls columns: ECE after TS"
     elif pairs:
-        verdict = judge(before, after, "lower")
+        verdict = judge(before, after, "lower", names=("the gap before TS", "the gap after TS"))
         note = (f"CE - LS ECE before TS -> |LS - CE| after TS: {format_spread(before)} -> {format_spread(after)}; "
                 f"ce / ls columns: ECE after TS")
         flipped = [s for s in pairs if (ece[1][s] - ece[0][s]) * (ts[1][s] - ts[0][s]) < 0]
