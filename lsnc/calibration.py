@@ -2,7 +2,7 @@
 temperature scaling, as the paper defines them.
 
 ECE = sum_b (|B_b|/n) |acc(B_b) - conf(B_b)| with the top-1 softmax confidence. Equal-width bins are
-(lower, upper] with edges linspace(0, 1, B+1); a confidence of exactly 0 goes to the first bin and exactly 1.0
+(lower, upper] with edges b/B (b = 0..B, each the float64 nearest to it); a confidence of exactly 0 goes to the first bin and exactly 1.0
 to the last. All computations are in float64.
 """
 
@@ -49,6 +49,28 @@ CALIBRATION_FORMULAS = {
 }
 
 
+def _checked_labels(logits: Tensor, labels: Tensor, what: str = "labels") -> Tensor:
+    """``labels`` as int64 on the logits' device, after checking they are class indices of these logits."""
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ValueError(f"{what}: expected logits (n, K) and labels (n,), got {tuple(logits.shape)} and "
+                         f"{tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{what} must be integer class indices, got dtype {labels.dtype}")
+    y = labels.to(logits.device, torch.long)
+    if y.numel():
+        lo, hi = (int(v) for v in torch.stack([y.min(), y.max()]).cpu())
+        if lo < 0 or hi >= logits.shape[1]:
+            raise ValueError(f"{what} must lie in [0, {logits.shape[1]}) for {logits.shape[1]} classes of logits; "
+                             f"got values from {lo} to {hi}")
+    return y
+
+
+def _edges(num_bins: int, device=None) -> Tensor:
+    """The equal-width bin edges b / B, b = 0..B: each the float64 nearest to b / B, as a literal such as 0.55 is
+    (linspace's are not always: its edge 11 of 20 is 0.5499999999999999)."""
+    return torch.arange(num_bins + 1, dtype=torch.float64, device=device) / num_bins
+
+
 def confidence_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Top-1 softmax confidence (float64) and whether the top-1 prediction is right."""
     probs = F.softmax(logits.detach().to(torch.float64), dim=1)
@@ -57,13 +79,13 @@ def confidence_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tens
 
 
 def equal_width_bin_index(confidences: Tensor, num_bins: int) -> Tensor:
-    """Bin b in [0, num_bins) with edges e_b < conf <= e_{b+1}, e = linspace(0, 1, num_bins+1); 0 -> bin 0.
+    """Bin b in [0, num_bins) with edges e_b < conf <= e_{b+1}, e_b = b / num_bins (:func:`_edges`); 0 -> bin 0.
 
     ``bucketize`` against the float64 edges (rather than ceil(conf * B) - 1) puts a confidence equal to an
     edge in the bin the edge closes, without rounding surprises such as 0.15 * 20 = 3.0000000000000004.
     """
     c = confidences.to(torch.float64)
-    inner_edges = torch.linspace(0.0, 1.0, num_bins + 1, dtype=torch.float64, device=c.device)[1:-1]
+    inner_edges = _edges(num_bins, c.device)[1:-1]
     return torch.bucketize(c, inner_edges, right=False)
 
 
@@ -109,7 +131,7 @@ def reliability_diagram(confidences: Tensor, correct: Tensor, num_bins: int = EC
     """Per equal-width bin: lower and upper edge, mean confidence, accuracy (NaN for empty bins), count."""
     index = equal_width_bin_index(confidences, num_bins)
     counts, conf_sums, correct_sums = _per_bin(index, confidences, correct, num_bins)
-    edges = torch.linspace(0.0, 1.0, num_bins + 1, dtype=torch.float64)
+    edges = _edges(num_bins)
     safe = counts.clamp_min(1.0)
     empty = counts == 0
     return {
@@ -124,7 +146,7 @@ def reliability_diagram(confidences: Tensor, correct: Tensor, num_bins: int = EC
 def mean_nll(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> float:
     """Mean cross-entropy of logits / temperature."""
     z = logits.detach().to(torch.float64) / temperature
-    return float(F.cross_entropy(z, labels.to(z.device, torch.long)))
+    return float(F.cross_entropy(z, _checked_labels(z, labels)))
 
 
 def fit_temperature(logits: Tensor, labels: Tensor, *, t_min: float = 1e-2, t_max: float = 1e2,
@@ -138,7 +160,7 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, t_min: float = 1e-2, t_ma
     all predictions right, where the NLL decreases forever as T -> 0).
     """
     z = logits.detach().to(torch.float64)
-    y = labels.to(z.device).long()
+    y = _checked_labels(z, labels)
     z_true = z.gather(1, y.unsqueeze(1)).squeeze(1)
 
     def slope_and_curvature(beta: float) -> tuple[float, float]:
@@ -187,6 +209,9 @@ def calibration_metrics(logits: Tensor, labels: Tensor, *, holdout_logits: Tenso
           T fitted on ``holdout_logits`` (a held-out split of the training data), scored here; NaN when no
           held-out split is given (the columns stay, so every log row has the same keys).
     """
+    _checked_labels(logits, labels)
+    if holdout_logits is not None and holdout_labels is not None:
+        _checked_labels(holdout_logits, holdout_labels, "holdout labels")
     confidence, correct = confidence_and_correct(logits, labels)
     out = {f"ece{b}": ece_equal_width(confidence, correct, b) for b in bins}
     out[f"ece{ECE_DEFAULT_BINS}_equal_mass"] = ece_equal_mass(confidence, correct, ECE_DEFAULT_BINS)

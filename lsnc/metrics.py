@@ -269,9 +269,13 @@ def equiangularity(rows: Tensor) -> Tensor:
 
 
 def nearest_class_centre_predictions(features: Tensor, class_means: Tensor) -> Tensor:
-    """argmin_k ||h - mu_k||, from ||h||^2 - 2 h.mu_k + ||mu_k||^2 (||h||^2 dropped: constant in k)."""
-    h = features.to(torch.float64)
+    """argmin_k ||h - mu_k||, from ||h||^2 - 2 h.mu_k + ||mu_k||^2 (||h||^2 dropped: constant in k), with h and
+    mu_k first centred on the mean of the class means (distances unchanged): a large offset common to every
+    feature would otherwise cancel most digits of the difference."""
     mu = class_means.to(torch.float64)
+    centre = mu.mean(0)
+    h = features.to(torch.float64) - centre
+    mu = mu - centre
     return (mu.square().sum(1) - 2.0 * h @ mu.T).argmin(1)
 
 

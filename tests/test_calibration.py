@@ -137,3 +137,25 @@ def test_integer_labels_of_any_dtype():
 def test_empty_input_raises():
     with pytest.raises(ValueError):
         ece_equal_width(torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.bool))
+
+
+def test_bin_edges_are_the_nearest_doubles_to_b_over_B():
+    """A confidence equal to b/B (as a literal: the double nearest to it) is in the bin that edge closes, for every
+    edge (linspace's edges 0.15000000000000002 or 0.5499999999999999 put some on the wrong side)."""
+    for bins in (15, 20, 25):
+        conf = torch.tensor([b / bins for b in range(1, bins + 1)], dtype=torch.float64)
+        assert equal_width_bin_index(conf, bins).tolist() == list(range(bins))
+    assert equal_width_bin_index(torch.tensor([0.15, 0.2, 0.55], dtype=torch.float64), 20).tolist() == [2, 3, 10]
+    assert reliability_diagram(torch.tensor([0.5]), torch.tensor([True]), 20)["upper"][10].item() == 0.55
+
+
+@pytest.mark.parametrize("bad", [-100, -1, 3])
+def test_labels_that_are_not_class_indices_are_refused(bad):
+    logits = torch.randn(6, 3)
+    labels = torch.tensor([0, 1, 2, 0, 1, bad])
+    for call in (lambda: mean_nll(logits, labels), lambda: fit_temperature(logits, labels),
+                 lambda: calibration_metrics(logits, labels)):
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+            call()
+    with pytest.raises(ValueError, match=r"holdout labels must lie in \[0, 3\)"):
+        calibration_metrics(logits, labels.clamp(0, 2), holdout_logits=logits, holdout_labels=labels)

@@ -488,3 +488,21 @@ def test_prediction_split_rejects_nonfinite_features():
     acc.update(H, y, logits)
     with pytest.raises(ValueError, match="non-finite"):
         acc.compute()
+
+
+def test_nc4_survives_a_large_offset_common_to_every_feature():
+    """||h||^2 - 2 h.mu + ||mu||^2 on uncentred features cancels most digits when all features share a large offset
+    (1e5 here, class scale 1e-3: half the predictions were wrong before the centring)."""
+    from lsnc.metrics import nearest_class_centre_predictions
+    g = np.random.default_rng(0)
+    K, d, n = 4, 8, 50
+    mu = g.normal(size=(K, d)) * 1e-3 + 1e5
+    y = np.repeat(np.arange(K), n)
+    H = mu[y] + 1e-3 * g.normal(size=(K * n, d))
+    direct = np.linalg.norm(H[:, None, :] - mu[None], axis=2).argmin(1)
+    got = nearest_class_centre_predictions(torch.tensor(H), torch.tensor(mu)).numpy()
+    assert (got == direct).all()
+    means = np.stack([H[y == k].mean(0) for k in range(K)])  # what the metrics use: the features' class means
+    expected = np.mean(np.linalg.norm(H[:, None, :] - means[None], axis=2).argmin(1) == y)
+    out = collapse_metrics_from_features(torch.tensor(H), torch.tensor(y), torch.tensor(mu - mu.mean(0)), None)
+    assert out["nc4_ncc_accuracy"] == pytest.approx(float(expected)) and expected > 0.8
