@@ -876,3 +876,16 @@ def test_styled_matrix_keeps_each_claims_cell_on_one_line():
     ce, ls = paper_like()
     html = claims.styled_matrix(claims.evaluate_claims(ce + ls), ce + ls).to_html()
     assert "white-space: nowrap" in html and "runs compared" in html and ">group<" in html
+
+
+def test_paired_table_reports_ls_minus_ce_per_seed_pair_with_its_sign_test():
+    ce, ls = paper_like(seeds=(0, 1, 2, 3))
+    for i, r in enumerate(ce + ls):  # LS 0.02 above CE in seeds 0-2, 0.01 below in seed 3
+        loss_ls, seed = r.config["delta"] > 0, r.config["seed"]
+        r.metrics["test_error"] = 0.3 + (0.0 if not loss_ls else (0.02 if seed < 3 else -0.01))
+    table = claims.paired_table(ce + ls + [fake_run(0.0, 9, fast=4.0)])  # seed 9 has no LS twin: left out
+    (row,) = table.to_dict("records")
+    assert row["pairs: LS lower / higher / tied"] == "1 / 3 / 0" and row["CE"] == "0.3 [0.3, 0.3] (4 seeds)"
+    assert row["LS - CE per seed pair"].startswith("0.0125 [-0.01, 0.02] (4 seeds)")
+    assert row["sign test"] == "one-sided sign test p = 0.31 (LS higher)"
+    assert claims.paired_table(ce).empty  # no LS run: no row

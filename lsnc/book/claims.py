@@ -134,11 +134,12 @@ def sign_test_p(k: int, n: int) -> float:
     return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n if n else 1.0
 
 
-def _sign_text(good: int, bad: int) -> str:
-    """``one-sided sign test p = 0.031`` for the direction most pairs go (nothing when no pair is untied)."""
+def _sign_text(good: int, bad: int, ways: tuple[str, str] = ("the paper's way", "against the paper")) -> str:
+    """``one-sided sign test p = 0.031 (the paper's way)`` for the direction most untied pairs go (``ways``: the
+    words for ``good`` and ``bad``); nothing when as many go each way."""
     if good == bad:
         return ""
-    way = "the paper's way" if good > bad else "against the paper"
+    way = ways[0] if good > bad else ways[1]
     return f"one-sided sign test p = {sign_test_p(max(good, bad), good + bad):.2g} ({way})"
 
 
@@ -701,6 +702,30 @@ def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> pd.Dat
     if not frames:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     return pd.concat(frames, ignore_index=True)
+
+
+def paired_table(runs: Iterable[Any], column: str = "test_error", ls_delta: float = MAIN_DELTA) -> pd.DataFrame:
+    """A final value of CE against LS, one row per dataset group, over the seed pairs the claims compare
+    (:func:`select_comparison`: one setting, prefixes cut to a common epoch; a seed of one side only is left out):
+    the runs compared, the CE and LS values (``mean [min, max] (n seeds)``), LS - CE per pair (the same form), how many pairs have LS lower /
+    higher / tied, and the one-sided sign test's p for the direction most untied pairs go (:func:`_sign_text`).
+    Not a verdict: the paper claims nothing about test error, but a reader weighing LS wants it beside the
+    claims."""
+    rows = []
+    for group, group_runs in sorted(by_dataset(list(runs)).items()):
+        comp = select_comparison(group_runs, ls_delta)
+        ce, ls = (_clean(v) for v in _both(comp, lambda r: final_value(r, column)))
+        pairs = sorted(set(ce) & set(ls))
+        if not pairs:
+            continue
+        diff = {s: ls[s] - ce[s] for s in pairs}
+        lower, higher = sum(d < 0 for d in diff.values()), sum(d > 0 for d in diff.values())
+        rows.append({"group": group, "runs compared": describe_setting(comp.runs),
+                     "CE": format_spread({s: ce[s] for s in pairs}), "LS": format_spread({s: ls[s] for s in pairs}),
+                     "LS - CE per seed pair": format_spread(diff),
+                     "pairs: LS lower / higher / tied": f"{lower} / {higher} / {len(pairs) - lower - higher}",
+                     "sign test": _sign_text(lower, higher, ("LS lower", "LS higher")) or "no majority"})
+    return pd.DataFrame(rows)
 
 
 def selection_problem(runs_dir: str | Path | None = None, dataset: str | None = None) -> str | None:
