@@ -2,8 +2,8 @@
 temperature scaling, as the paper defines them.
 
 ECE = sum_b (|B_b|/n) |acc(B_b) - conf(B_b)| with the top-1 softmax confidence. Equal-width bins are
-(lower, upper] with edges b/B (b = 0..B, each the float64 nearest to it); a confidence of exactly 0 goes to the first bin and exactly 1.0
-to the last. All computations are in float64.
+(lower, upper] with edges b/B (b = 0..B, each the float64 nearest to it); a confidence of exactly 0 goes to the
+first bin and exactly 1.0 to the last. All computations are in float64.
 """
 
 from __future__ import annotations

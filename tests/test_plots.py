@@ -587,5 +587,6 @@ def test_a_row_label_says_the_groups_scale_and_a_prefix_as_one():
     rows = dict(dataset="g", label="CIFAR-10 (JPEG copy)", model="resnet18")
     df = pd.DataFrame([{**rows, "width": 16, "train_per_class": 500, "epochs": 150, "epoch": e} for e in (0, 150)])
     assert group_label(df, "g") == "CIFAR-10 (JPEG copy)\n(g)\nresnet18 w16\n500/class\n150 epochs"
-    gpu = pd.DataFrame([{**rows, "width": None, "train_per_class": None, "epochs": 800, "epoch": e} for e in (0, 20, 75)])
+    gpu = pd.DataFrame([{**rows, "width": None, "train_per_class": None, "epochs": 800, "epoch": e}
+                        for e in (0, 20, 75)])
     assert group_label(gpu, "g").endswith("\nresnet18 w64\nall train images\nepochs 0–75 of 800")

@@ -707,8 +707,9 @@ def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> pd.Dat
 def paired_table(runs: Iterable[Any], column: str = "test_error", ls_delta: float = MAIN_DELTA) -> pd.DataFrame:
     """A final value of CE against LS, one row per dataset group, over the seed pairs the claims compare
     (:func:`select_comparison`: one setting, prefixes cut to a common epoch; a seed of one side only is left out):
-    the runs compared, the CE and LS values (``mean [min, max] (n seeds)``), LS - CE per pair (the same form), how many pairs have LS lower /
-    higher / tied, and the one-sided sign test's p for the direction most untied pairs go (:func:`_sign_text`).
+    the runs compared, the CE and LS values (``mean [min, max] (n seeds)``), LS - CE per pair (the same form), how
+    many pairs have LS lower / higher / tied, and the one-sided sign test's p for the direction most untied pairs
+    go (:func:`_sign_text`).
     Not a verdict: the paper claims nothing about test error, but a reader weighing LS wants it beside the
     claims."""
     rows = []
