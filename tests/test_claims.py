@@ -887,5 +887,5 @@ def test_paired_table_reports_ls_minus_ce_per_seed_pair_with_its_sign_test():
     (row,) = table.to_dict("records")
     assert row["pairs: LS lower / higher / tied"] == "1 / 3 / 0" and row["CE"] == "0.3 [0.3, 0.3] (4 seeds)"
     assert row["LS - CE per seed pair"].startswith("0.0125 [-0.01, 0.02] (4 seeds)")
-    assert row["sign test"] == "one-sided sign test p = 0.31 (LS higher)"
+    assert row["one-sided sign test"] == "p = 0.31, LS higher"
     assert claims.paired_table(ce).empty  # no LS run: no row

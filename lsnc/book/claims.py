@@ -709,7 +709,7 @@ def paired_table(runs: Iterable[Any], column: str = "test_error", ls_delta: floa
     (:func:`select_comparison`: one setting, prefixes cut to a common epoch; a seed of one side only is left out):
     the runs compared, the CE and LS values (``mean [min, max] (n seeds)``), LS - CE per pair (the same form), how
     many pairs have LS lower / higher / tied, and the one-sided sign test's p for the direction most untied pairs
-    go (:func:`_sign_text`).
+    go (:func:`sign_test_p`).
     Not a verdict: the paper claims nothing about test error, but a reader weighing LS wants it beside the
     claims."""
     rows = []
@@ -725,7 +725,9 @@ def paired_table(runs: Iterable[Any], column: str = "test_error", ls_delta: floa
                      "CE": format_spread({s: ce[s] for s in pairs}), "LS": format_spread({s: ls[s] for s in pairs}),
                      "LS - CE per seed pair": format_spread(diff),
                      "pairs: LS lower / higher / tied": f"{lower} / {higher} / {len(pairs) - lower - higher}",
-                     "sign test": _sign_text(lower, higher, ("LS lower", "LS higher")) or "no majority"})
+                     "one-sided sign test": (f"p = {sign_test_p(max(lower, higher), lower + higher):.2g}, LS "
+                                             f"{'lower' if lower > higher else 'higher'}" if lower != higher
+                                             else "no majority")})
     return pd.DataFrame(rows)
 
 
