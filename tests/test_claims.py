@@ -220,14 +220,12 @@ def test_prefixes_give_directions_not_verdicts():
 def test_reversed_runs_support_no_claim():
     ce, ls = paper_like()
     swapped = []
-    for r in ce:
-        swapped.append(FakeRun(dict(r.config, delta=0.05), r.metrics, epochs=r.epochs))
-    for r in ls:
-        m = r.metrics.copy()
-        # keep the TS gap widening so that that row flips too
-        m["test_ece20_ts_holdout"] = 0.2
-        m["test_ece20_ts_testfit"] = 0.2
-        swapped.append(FakeRun(dict(r.config, delta=0.0), m, epochs=r.epochs))
+    # after TS the new LS (the old CE) stays the worse calibrated, so that "LS still better after TS" flips too
+    for old, delta, after_ts in ((ce, 0.05, 0.3), (ls, 0.0, 0.2)):
+        for r in old:
+            m = r.metrics.copy()
+            m["test_ece20_ts_holdout"] = m["test_ece20_ts_testfit"] = after_ts
+            swapped.append(FakeRun(dict(r.config, delta=delta), m, epochs=r.epochs))
     table = claims.evaluate_claims(swapped)
     ts = table["test"].str.startswith("TS narrows")
     assert set(table.loc[~ts, "verdict"]) == {"not supported"}, table[["test", "verdict", "note"]].to_string()
@@ -254,6 +252,27 @@ def test_ts_narrowing_is_judged_only_where_ls_is_better_calibrated_before_ts():
         r.config = dict(r.config, holdout_per_class=0)
     row = claims.evaluate_claims(ce + ls).set_index("test").filter(like="held-out", axis=0).iloc[0]
     assert row["verdict"] == "inconclusive" and "holdout_per_class 0" in row["note"], row.to_dict()
+
+
+def test_ls_still_better_after_ts_says_which_side_ts_leaves_ahead():
+    """A gap TS turns around counts as narrowed on the "TS narrows" row, and against the paper on this one."""
+    ce, ls = paper_like()
+    row = lambda t: t.set_index("test").filter(like="LS still better calibrated after TS", axis=0).iloc[0]
+    first = row(claims.evaluate_claims(ce + ls))
+    assert first["verdict"] == "supported" and first["claim"] == "C5", first.to_dict()
+    for r in ls:   # after TS LS ends a little worse than CE: |gap| 0.15 - 0.05 = 0.1 -> 0.005
+        r.metrics = r.metrics.copy()
+        r.metrics["test_ece20_ts_holdout"] = 0.045
+    table = claims.evaluate_claims(ce + ls)
+    assert row(table)["verdict"] == "not supported"
+    narrows = table.set_index("test").filter(like="held-out", axis=0)
+    assert narrows.loc[narrows.index.str.startswith("TS narrows"), "verdict"].iloc[0] == "supported"
+    assert "changes sign in 3 of 3 seed pairs" in narrows["note"].iloc[0]
+    for r in ce + ls:
+        r.metrics = r.metrics.drop(columns=["test_ece20_ts_holdout"])
+        r.config = dict(r.config, holdout_per_class=0)
+    last = row(claims.evaluate_claims(ce + ls))
+    assert last["verdict"] == "inconclusive" and "holdout_per_class 0" in last["note"], last.to_dict()
 
 
 def test_overlapping_seeds_give_inconclusive():
