@@ -275,6 +275,28 @@ def test_ls_still_better_after_ts_says_which_side_ts_leaves_ahead():
     assert last["verdict"] == "inconclusive" and "holdout_per_class 0" in last["note"], last.to_dict()
 
 
+def test_glance_lines_put_each_group_under_its_verdict_with_the_ls_ce_ratio():
+    ce, ls = paper_like()
+    other = (  # the same runs with LS and CE swapped, in a group "other"
+        [FakeRun(dict(r.config, delta=0.0), r.metrics, dataset="other") for r in ls]
+             + [FakeRun(dict(r.config, delta=0.05), r.metrics, dataset="other") for r in ce])
+    table = claims.evaluate_claims(ce + ls + other)
+    lines = dict(line.split("** (", 1) for line in claims.glance_lines(table).splitlines())
+    assert len(lines) == len(claims.GLANCE)
+    # final NC1 ends at 2.0 (LS) against 4.0 (CE) where epochs are long enough for the decay to vanish
+    nc1 = lines["* **C3, final NC1"]
+    assert nc1.startswith("2 groups): the paper's way in 1: `fake` ×0.5") and "against in 1: `other` ×2" in nc1
+    row = table[(table["dataset"] == "fake") & table["test"].str.startswith("final NC1")].iloc[0]
+    assert claims.ls_ce_ratio(row) == pytest.approx(np.mean([r.metrics["train_nc1_within_between"].iloc[-1]
+                                                             for r in ls]) / np.mean(
+        [r.metrics["train_nc1_within_between"].iloc[-1] for r in ce]))
+    assert math.isnan(claims.ls_ce_ratio({"ce_values": {0: math.inf}, "ls_values": {0: 3.0}}))
+    assert "(CE never, some seeds)" in claims.glance_lines(pd.DataFrame([dict(
+        table.iloc[0], claim="C1", test="first epoch with running train error = 0", verdict="supported",
+        ce_values={0: math.inf}, ls_values={0: 3.0})]))
+    assert claims.glance_lines(table.iloc[:0]) == ""
+
+
 def test_overlapping_seeds_give_inconclusive():
     ce, ls = paper_like()
     # seed 2 of LS is slower and less collapsed than its CE partner: mixed pairs

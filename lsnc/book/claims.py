@@ -250,6 +250,54 @@ def verdict_matrix(table: pd.DataFrame, runs: Iterable[Any] | None = None) -> pd
     return out
 
 
+#: The claims at a glance (:func:`glance_lines`): one measurement per part of a claim, ``(claim, what, the start of
+#: its test)``. C2 by each run's own pace (its tests at shared levels follow where the runs end, C3), C1 at the
+#: every-epoch resolution, C5's TS by which side is ahead after a held-out fit.
+GLANCE = (("C1", "epochs to zero running train error", "first epoch with running train error = 0"),
+          *(("C2", f"epochs to {C2_OWN_FRACTION:.0%} of its own {nc} decline", f"epoch from which {nc} stays <= "
+             f"{C2_OWN_FRACTION:.0%} of the way (log scale) from the run's own") for nc in NC_COLUMNS),
+          ("C3", "final NC1", "final NC1"), ("C3", "final NC2", "final NC2"),
+          ("C4", "NC2 at the same NC1", "mean NC2 over"),
+          ("C5", "test ECE before TS", "final test ECE"), ("C5", "test ECE after TS (held-out T)", "LS still better"),
+          ("C5", "class-mean norm", "final mean class-mean norm"), ("C5", "classifier-row norm",
+                                                                     "final mean classifier-row norm"))
+
+
+def ls_ce_ratio(row: Mapping[str, Any]) -> float:
+    """The LS / CE ratio of a claims row's means, over its seed pairs (over every seed when no seed pairs); NaN when
+    a side has no finite value (an epoch never reached, a missing measurement)."""
+    ce, ls = _clean(row["ce_values"]), _clean(row["ls_values"])
+    pairs = set(ce) & set(ls)
+    ce, ls = ([v[s] for s in pairs] if pairs else list(v.values()) for v in (ce, ls))
+    if not ce or not ls or not np.all(np.isfinite(ce + ls)) or np.mean(ce) == 0:
+        return math.nan
+    return float(np.mean(ls) / np.mean(ce))
+
+
+def glance_lines(table: pd.DataFrame) -> str:
+    """Markdown bullets, one per measurement of :data:`GLANCE`: in which groups it goes the paper's way, against it,
+    or neither, each group with the LS / CE ratio of its means (:func:`ls_ce_ratio`; "×0.58": LS's mean is 0.58 of
+    CE's), a prefix's groups marked "(so far)". Empty when ``table`` has none of the measurements."""
+    lines = []
+    for claim, what, start in GLANCE:
+        rows = table[(table["claim"] == claim) & table["test"].str.startswith(start)]
+        if rows.empty:
+            continue
+        buckets: dict[str, list[str]] = {"the paper's way": [], "against": [], "undecided": []}
+        for _, row in rows.sort_values("dataset").iterrows():
+            v, ratio = str(row["verdict"]), ls_ce_ratio(row)
+            bucket = ("the paper's way" if v in ("supported", PREFIX_VERDICTS["supported"]) else
+                      "against" if v in ("not supported", PREFIX_VERDICTS["not supported"]) else "undecided")
+            never = [name for name, side in (("CE", "ce_values"), ("LS", "ls_values"))
+                     if any(math.isinf(v) for v in _clean(row[side]).values())]
+            effect = f" ×{ratio:.2g}" if not math.isnan(ratio) else f" ({' and '.join(never)} never, some seeds)" \
+                if never else ""
+            buckets[bucket].append(f"`{row['dataset']}`{' (so far)' if v in PREFIX_VERDICTS.values() else ''}{effect}")
+        parts = [f"{name} in {len(groups)}: {', '.join(groups)}" for name, groups in buckets.items() if groups]
+        lines.append(f"* **{claim}, {what}** ({len(rows)} groups): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
 def _compared_text(runs: Sequence[Any]) -> str:
     """"CIFAR-10 (JPEG copy) [...], resnet18 (width 64), epochs 0–20 of the 800-epoch recipe; 2 seed pairs": what
     :func:`select_comparison` compares in a group."""
