@@ -157,6 +157,16 @@ def test_ufm_norms(runs_dir):
     assert len(lines_with_data(fig.axes[0])) == 2  # one per delta
     err = book.summary.ufm_errors(ufm.runs)
     assert (err["rel_err_w"] >= 0).all()
+    # LS / CE of the final norms, measured and closed form, from the same end-of-training means
+    ratios = book.ufm_ratio_table(ufm.runs)
+    means = book.ufm_error_table(ufm.runs).droplevel("label")
+    assert len(ratios) == len(means) - means.index.get_level_values("dataset").nunique()
+    for (_, dataset, delta), row in ratios.iterrows():
+        ls, ce = means.loc[(dataset, delta)], means.loc[(dataset, 0.0)]
+        assert row["classifier-row norm ‖w‖: LS / CE"] == round(ls.train_mean_classifier_norm
+                                                               / ce.train_mean_classifier_norm, 3)
+        assert row["‖h‖: closed form"] == round(ls.ufm_theory_h_norm / ce.ufm_theory_h_norm, 3) < 1
+    assert book.ufm_ratio_table([r for r in ufm.runs if r.config["delta"] > 0]).empty
 
 
 def test_missing_metric_is_annotated(sel):

@@ -29,7 +29,8 @@ from .scale import machines_table, recipe_table, scales_table
 from .select import Selection, UnknownDataset, group_lines, resolve_datasets, select
 from .summary import (calibration_gain, calibration_gain_lines, calibration_gain_runs, calibration_lines,
                       compare_sentence, final_calibration_table, final_collapse_table, final_epoch_text, page_table,
-                      precision_comparison, precision_page_table, summary_by_loss, ufm_error_maxima, ufm_error_table)
+                      precision_comparison, precision_page_table, summary_by_loss, ufm_error_maxima, ufm_error_table,
+                      ufm_ratio_table)
 from .widgets import closed_form_explorer, run_browser, ufm_dynamics_explorer
 from .windows import windows_table
 
@@ -39,4 +40,4 @@ __all__ = ["ParameterError", "Selection", "UnknownDataset", "calibration_gain", 
            "glue_values", "group_lines", "interactive", "or_note", "page_table", "precision_comparison",
            "precision_page_table", "resolve_datasets", "machines_table", "recipe_table", "run_browser", "scale", "scales_table", "select", "setup",
            "show", "show_caption", "start", "summary_by_loss", "ufm_dynamics_explorer", "ufm_error_maxima",
-           "ufm_error_table", "windows_table"]
+           "ufm_error_table", "ufm_ratio_table", "windows_table"]

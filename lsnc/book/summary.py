@@ -277,6 +277,32 @@ def ufm_error_maxima(runs) -> dict[str, float]:
     return {f"max_rel_err_{w}": float(last[f"rel_err_{w}"].max()) for w in ("w", "h", "h_centred")}
 
 
+#: ufm_ratio_table: (measured column, its closed form) -> their columns in the table
+UFM_RATIO_COLUMNS = {(CLASSIFIER_NORM, UFM_THEORY_W_NORM): ("classifier-row norm ‖w‖: LS / CE", "‖w‖: closed form"),
+                     (CLASS_MEAN_NORM, UFM_THEORY_H_NORM): ("centred class-mean norm: LS / CE", "‖h‖: closed form")}
+
+
+def ufm_ratio_table(runs) -> pd.DataFrame:
+    """How much LS shrinks the norms, measured against the closed form: per run group and δ > 0, the mean over
+    seeds of each final norm of :data:`UFM_RATIO_COLUMNS` divided by the same mean at δ = 0 (the group's CE), beside
+    the closed form's ratio. The closed form's ‖w_k‖ and ‖h_i‖ shrink by one factor; the measured feature norm is
+    the centred class-mean norm (the minimizer's features are collapsed and centred). Empty without a CE run."""
+    means = ufm_error_table(runs)
+    rows = []
+    for (label, dataset), group in means.groupby(level=["label", "dataset"], sort=False):
+        group = group.droplevel(["label", "dataset"])
+        if 0.0 not in group.index:
+            continue
+        ce = group.loc[0.0]
+        for delta, ls in group.drop(index=0.0).iterrows():
+            row = {"label": label, "dataset": dataset, "delta": delta, "mean of": f"{ls['mean of']} / {ce['mean of']}"}
+            for (measured, theory), (measured_name, theory_name) in UFM_RATIO_COLUMNS.items():
+                row[measured_name] = round(ls[measured] / ce[measured], 3)
+                row[theory_name] = round(ls[theory] / ce[theory], 3)
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["label", "dataset", "delta"]) if rows else pd.DataFrame()
+
+
 # ------------------------------------------------------------------------------------------------
 # CE against LS
 # ------------------------------------------------------------------------------------------------
