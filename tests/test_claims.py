@@ -618,7 +618,7 @@ def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():
     assert "all compared at epoch 20 of the 40-epoch recipe" in text and "; 2 CE / 2 LS seeds." in text
     # headed by the group and what its runs are, as compared: a prefix of which recipe
     assert text.startswith(f"- **`{runs[0].dataset}`**: ") and "epochs 0–20 of the 40-epoch recipe;" in text
-    nc1_at_20 = np.median([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
+    nc1_at_20 = np.mean([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])
                            for r in runs if r.config["delta"] == 0])
     assert f"NC1 {nc1_at_20:.3g} vs" in text
 

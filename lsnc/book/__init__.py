@@ -6,7 +6,7 @@ One module per concept:
 - :mod:`.scale`: the one home for describing runs: data, copy and subset, model and width, loss, epochs
   (or "epochs 0–E of the N-epoch recipe" for a prefix), seeds, recipe, provenance;
 - :mod:`.captions`: the caption under every figure, and :func:`show`;
-- :mod:`.summary`: numbers the pages print or glue (medians per loss, end-of-training tables, bf16 vs fp32);
+- :mod:`.summary`: numbers the pages print or glue (means per loss, end-of-training tables, bf16 vs fp32);
 - :mod:`.claims`: the paper's claims C1-C6 as tests with verdicts;
 - :mod:`.windows`: the GPU windows that trained a group (what each brought back, from ``speed/<window-id>/``);
 - :mod:`.nc3`: where NC3 comes from (the disagreement with C2 taken apart), CE against LS;

@@ -1,4 +1,4 @@
-"""Numbers the pages print or glue: end-of-training tables, medians per loss, CE-vs-LS sentences, bf16 vs fp32.
+"""Numbers the pages print or glue: end-of-training tables, means per loss, CE-vs-LS sentences, bf16 vs fp32.
 
 Every function takes runs (a list, or a Selection) already chosen by :func:`lsnc.book.select`; the figures in
 :mod:`lsnc.book.plots` draw from the same tables (:func:`metrics_table`, :func:`final_rows`, :func:`ufm_errors`).
@@ -308,26 +308,27 @@ def ufm_ratio_table(runs) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 def summary_by_loss(runs, dataset: str, deltas: Sequence[float] = CE_VS_LS,
                     error_threshold: float = 0.0) -> pd.DataFrame:
-    """For one dataset, per delta (rows), medians over seeds of: the first evaluated epoch with train error <=
-    threshold, and the end-of-training NC1, NC2, NC3, test error, ECE (20 bins), number of seeds."""
+    """For one dataset, per delta (rows), means over seeds (as the figures draw them) of: the first evaluated epoch
+    with train error <= threshold (over the seeds that reached it), and the end-of-training NC1, NC2, NC3, test
+    error, ECE (20 bins); and the number of seeds."""
     runs = [r for r in as_runs(runs) if r.dataset == dataset and in_deltas(r.config["delta"], deltas)]
     df = runs_table(runs)
     if df.empty:
         return pd.DataFrame()
     last = last_rows(df).set_index("run")
-    # inf (never reached) is shown as "never"; NaN keeps the medians well defined.
+    # inf (never reached) is shown as "never"; NaN keeps the means over the seeds that reached it finite.
     last["first_zero_error_epoch"] = pd.Series({r.name: epochs_to_zero_error(r, error_threshold)
                                                 for r in runs}).replace(np.inf, np.nan)
     out = (last[list(SUMMARY_COLUMNS) + ["delta"]].rename(columns=SUMMARY_COLUMNS)
            .apply(pd.to_numeric, errors="coerce"))
-    res = out.groupby("delta").median()
+    res = out.groupby("delta").mean()
     res["seeds"] = out.groupby("delta").size()
     return res
 
 
 def zero_error_epochs_text(runs, dataset: str, delta: float, threshold: float = 0.0) -> str:
-    """When each seed first reached zero training error, in evaluated epochs only (a median of two seeds could
-    be an epoch that was never evaluated): ``epoch 10`` when the seeds agree, ``epochs 15, 20 (seeds 0, 1)``
+    """When each seed first reached zero training error, in evaluated epochs only (a mean over seeds could be an
+    epoch that was never evaluated): ``epoch 10`` when the seeds agree, ``epochs 15, 20 (seeds 0, 1)``
     for up to three seeds, else the range ``epochs 10–20 over 5 seeds``; "never" for seeds that did not."""
     rs = sorted((r for r in as_runs(runs) if r.dataset == dataset and is_delta(r.config["delta"], delta)),
                 key=lambda r: r.config["seed"])
@@ -354,13 +355,13 @@ def _compare_bullet(runs, dataset: str, delta: float, ce: pd.Series, ls: pd.Seri
     zero = ", ".join(f"{loss_label(d)} {'never' if text == 'never' else 'at ' + text}" for d, text in reached.items())
     shown = [r for r in runs if r.dataset == dataset]
     return (f"- **`{dataset}`**: {describe_setting(shown)}; {int(ce['seeds'])} CE / {int(ls['seeds'])} LS "
-            f"seeds. Zero training error: {zero}; final values, medians over seeds, CE vs LS: {pairs}; test error "
+            f"seeds. Zero training error: {zero}; final values, means over seeds, CE vs LS: {pairs}; test error "
             f"{ce['test_error']:.3g} vs {ls['test_error']:.3g}; ECE {ce[ece]:.3g} vs {ls[ece]:.3g}.")
 
 
 def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
     """Markdown, one bullet per dataset: when each seed reached zero train error (evaluated epochs only), and
-    end-of-training NC1/NC2/NC3, test error, CE vs LS (medians over seeds), generated from the runs."""
+    end-of-training NC1/NC2/NC3, test error, CE vs LS (means over seeds), generated from the runs."""
     runs = as_runs(runs)
     lines = []
     for ds in dict.fromkeys(r.dataset for r in runs):
