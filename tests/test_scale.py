@@ -81,6 +81,12 @@ def test_caption_and_table_of_a_prefix_run():
     assert scales_table([hand_run()])["epochs"].tolist() == [800]
 
 
+def test_scales_table_names_the_seeds_of_each_delta_where_they_differ():
+    runs = [hand_run(d, s) for d in (0.0, 0.05) for s in range(4)] + [hand_run(0.1, s) for s in (0, 1, 3)]
+    assert scales_table(runs)["seeds"].tolist() == ["{0–3} (δ 0, 0.05), {0, 1, 3} (δ 0.1)"]
+    assert scales_table(runs[:8])["seeds"].tolist() == ["{0–3}"]
+
+
 @pytest.mark.skipif(not (REPO_ROOT / "runs" / "mnist1d").is_dir(), reason="needs the committed MNIST-1D runs")
 def test_prefix_from_an_edited_status_json(tmp_path):
     """A committed run whose status.json says it stopped at an evaluated epoch before the recipe's last."""

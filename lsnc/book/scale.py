@@ -440,7 +440,7 @@ def _scale_row(run) -> dict[str, Any]:
             "held-out": sizes.get("holdout"), "model": model_text(run.config),
             "epochs": x.text if x.prefix else x.epochs, "delta": float(run.config["delta"]),
             "seed": run.config["seed"], "device": run.provenance.get("device", {}).get("type"),
-            "train minutes": (run.status.get("train_seconds") or np.nan) / 60}
+            "train minutes": (run.status.get("train_seconds") or np.nan) / 60, "run": run}
 
 
 def machines_table(runs) -> pd.DataFrame:
@@ -534,6 +534,6 @@ def scales_table(runs) -> pd.DataFrame:
     keys = ["label", "dataset", "kind", "classes", "train", "test", "held-out", "model", "epochs"]
     out = pd.DataFrame(rows).groupby(keys, sort=False, dropna=False).agg(
         runs=("seed", "size"), deltas=("delta", lambda s: fmt_list(sorted(set(s)))),
-        seeds=("seed", seeds_text), device=("device", lambda s: fmt_list(sorted(set(s)))),
+        seeds=("run", lambda rs: seeds_by_delta(list(rs)).removeprefix("seeds ")), device=("device", lambda s: fmt_list(sorted(set(s)))),
         minutes_per_run=("train minutes", "median")).reset_index()
     return out.rename(columns={"deltas": "δ values", "minutes_per_run": "median training minutes per run"})
