@@ -479,6 +479,23 @@ def _stopped(run, epoch):
     return scale.UpTo(run, epoch)
 
 
+def test_furthest_pairs_reads_the_pair_that_went_furthest_when_the_claims_cut_it_short():
+    ce, ls = paper_like()
+    runs = [_stopped(r, 30 if r.config["seed"] == 0 else 20) for r in ce + ls]
+    assert set(claims.evaluate_claims(runs)["note"].str.extract(r"(epochs 0–\d+)")[0]) == {"epochs 0–20"}
+    furthest = claims.furthest_pairs(runs)
+    assert list(furthest) == ["fake"] and sorted(r.name for r in furthest["fake"]) == ["ce-s0", "ls0.05-s0"]
+    assert all(scale.reach(r).reached == 30 for r in furthest["fake"])
+    table = claims.evaluate_claims(furthest["fake"])
+    assert table["note"].str.contains("epochs 0–30 are a prefix", regex=False).all()
+    assert table["note"].str.contains("1 seed: direction only").any()
+    assert claims.compared_text(furthest["fake"]).endswith("; 1 seed pair")
+    # compared at their furthest epoch already (every pair as long), or complete runs: nothing further
+    assert claims.furthest_pairs([_stopped(r, 20) for r in ce + ls]) == {} == claims.furthest_pairs(ce + ls)
+    # an LS run without its CE partner does not make a pair
+    assert claims.furthest_pairs(runs[1:]) == {}
+
+
 def test_upto_is_the_run_cut_at_an_epoch():
     full = fake_run(0.05, 0, 3.0)
     cut = scale.UpTo(full, 15)

@@ -245,7 +245,7 @@ def verdict_matrix(table: pd.DataFrame, runs: Iterable[Any] | None = None) -> pd
     out = out[sorted(out.columns)]
     if runs is not None:
         groups = by_dataset(list(runs))
-        out.insert(0, "runs compared", [_compared_text(groups.get(g, [])) for g in out.index])
+        out.insert(0, "runs compared", [compared_text(groups.get(g, [])) for g in out.index])
     out.index.name = "group"
     return out
 
@@ -298,13 +298,14 @@ def glance_lines(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _compared_text(runs: Sequence[Any]) -> str:
+def compared_text(runs: Sequence[Any]) -> str:
     """"CIFAR-10 (JPEG copy) [...], resnet18 (width 64), epochs 0–20 of the 800-epoch recipe; 2 seed pairs": what
     :func:`select_comparison` compares in a group."""
     comp = select_comparison(runs)
     if not comp.runs:
         return "no CE or LS run"
-    return f"{describe_setting(comp.runs)}; {len(set(comp.ce) & set(comp.ls))} seed pairs"
+    n = len(set(comp.ce) & set(comp.ls))
+    return f"{describe_setting(comp.runs)}; {n} seed pair{'' if n == 1 else 's'}"
 
 
 def prefix_epoch(runs: Sequence[Any]) -> tuple[int, int] | None:
@@ -750,6 +751,31 @@ def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
         df["note"] = df["note"] + "; " + ", ".join(comp.notes)
     df["n_seeds"] = df["n_seeds"].astype("Int64")
     return as_prefix(df, comp.runs)
+
+
+def furthest_pairs(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> dict[str, list]:
+    """Per group whose claims compare prefixes cut short for the sake of more seed pairs (:func:`select_comparison`),
+    the runs of the seed pair(s) that reached furthest, uncut: ``{group: [CE and LS runs of those seeds]}``.
+    :func:`evaluate_claims` on them reads the longest stretch of the recipe the group has, with fewer pairs (one
+    pair: directions only). Groups compared at their furthest epoch already are not in it."""
+    out = {}
+    for group, group_runs in sorted(by_dataset(list(runs)).items()):
+        comp = select_comparison(group_runs, ls_delta)
+        at = prefix_epoch(comp.runs)
+        if at is None:
+            continue
+        setting = {setting_key(r) for r in comp.runs}
+        pairs: dict[Any, dict[float, Any]] = {}
+        for r in standard_runs(group_runs):
+            if setting_key(r) in setting and in_deltas(r.config["delta"], (0.0, ls_delta)):
+                pairs.setdefault(r.config["seed"], {})[0.0 if float(r.config["delta"]) == 0 else ls_delta] = r
+        pair_reach = {seed: min(reach(r).reached for r in pair.values())
+                      for seed, pair in pairs.items() if len(pair) == 2}
+        furthest = max(pair_reach.values(), default=0)
+        if furthest > at[0]:
+            out[group] = [r for seed, pair in sorted(pairs.items()) if pair_reach.get(seed) == furthest
+                          for r in pair.values()]
+    return out
 
 
 def evaluate_claims(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> pd.DataFrame:
