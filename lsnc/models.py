@@ -7,6 +7,8 @@ ResNets), not normalized: exactly what the neural-collapse metrics are computed 
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
@@ -63,10 +65,14 @@ class CifarResNet(nn.Module):
         return self.classifier(features), features
 
 
+#: hidden layers of the MLP (``build_model("mlp", ...)``)
+MLP_DEPTH = 3
+
+
 class MLP(nn.Module):
     """Fully connected net for vector inputs (mnist1d): [Linear-BatchNorm-ReLU] x depth, then the classifier."""
 
-    def __init__(self, in_features: int, num_classes: int, width: int = 256, depth: int = 3):
+    def __init__(self, in_features: int, num_classes: int, width: int = 256, depth: int = MLP_DEPTH):
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(depth):
@@ -101,6 +107,14 @@ def feature_dim(name: str, width: int | None = None) -> int:
         raise ValueError(f"width must be a positive integer, got {width}")
     width = model_width(name, width)
     return width if name == "mlp" else width * 8 * _RESNETS[name][0].expansion
+
+
+@functools.lru_cache(maxsize=None)
+def parameter_count(name: str, num_classes: int, input_shape: tuple[int, ...], width: int | None = None) -> int:
+    """How many parameters ``build_model`` gives (weights, biases, BatchNorm's affine ones; not its running
+    statistics), counted on the meta device without allocating them."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in build_model(name, num_classes, tuple(input_shape), width).parameters())
 
 
 def build_model(name: str, num_classes: int, input_shape: tuple[int, ...], width: int | None = None) -> nn.Module:

@@ -667,7 +667,7 @@ def test_scale_table_compares_one_setting_trained_for_two_lengths():
     np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.1], atol=1e-3)
     assert table["ECE20"].notna().all() and (table["setting"].str.contains("SGD lr 0.05")).all()
     lines = summary.scale_lines(table)
-    assert lines.count("\n") == 0 and "mlp (width 8)" in lines and "(seeds 0, 1)" in lines
+    assert lines.count("\n") == 0 and "mlp (3 hidden layers, width 8)" in lines and "(seeds 0, 1)" in lines
     assert "NC3: the order changes with length (LS / CE 2 at 40 epochs, 0.5 at 80 epochs)" in lines
     assert "NC1: LS lower at every length" in lines
     assert "test error: LS equal to CE at every length" in lines

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from lsnc.models import build_model, feature_dim
+from lsnc.models import build_model, feature_dim, parameter_count
 
 
 def _paper_torchvision(name: str, num_classes: int) -> torch.nn.Module:
@@ -58,3 +58,9 @@ def test_bad_model_input():
 def test_feature_dim_without_building(name, width):
     shape = (40,) if name == "mlp" else (3, 32, 32)
     assert feature_dim(name, width) == build_model(name, 10, shape, width=width).feature_dim
+
+
+@pytest.mark.parametrize("name,shape,width", [("resnet18", (3, 32, 32), 16), ("mlp", (40,), 64)])
+def test_parameter_count_without_building(name, shape, width):
+    built = build_model(name, 7, shape, width=width)
+    assert parameter_count(name, 7, shape, width) == sum(p.numel() for p in built.parameters())

@@ -32,7 +32,7 @@ def hand_run(delta=0.0, seed=0, *, epochs=800, reached=None, ufm=False, width=25
 def test_describe_run_complete_and_prefix():
     full = hand_run(0.05, 3)
     assert not full.is_prefix
-    assert scale.describe_run(full) == ("MNIST-1D [train 4000, test 1000, holdout 200], mlp (width 256), LS δ=0.05, "
+    assert scale.describe_run(full) == ("MNIST-1D [train 4000, test 1000, holdout 200], mlp (3 hidden layers, width 256), LS δ=0.05, "
                                         "800 epochs, seed 3")
     prefix = hand_run(0.0, 1, reached=40)
     assert prefix.is_prefix and prefix.epochs_reached == 40
@@ -42,6 +42,10 @@ def test_describe_run_complete_and_prefix():
     assert scale.model_text({"model": "resnet18", "width": None}) == "resnet18 (width 64)"  # the paper's default
     assert scale.model_text({"model": "resnet50"}) == "resnet50 (width 64)"
     assert scale.model_text({"model": "vgg11", "width": None}) == "vgg11"
+    # with a run whose provenance recorded the classes and input shape: the parameter count of what was built
+    cifar = type("R", (), {"provenance": {"dataset": {"num_classes": 10, "input_shape": [3, 32, 32]}}})()
+    assert scale.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 0.70M parameters)"
+    assert scale.model_text({"model": "resnet18", "width": 16}, hand_run()) == "resnet18 (width 16)"
     # a running run at epoch 40 is not a finished prefix
     assert scale.reach(hand_run(reached=40, status="running")).text == "800 epochs"
 
@@ -59,7 +63,7 @@ def test_epochs_and_seeds_text():
 def test_group_line_names_data_model_epochs_and_seeds():
     ce, ls = paper_like()
     line = scale.group_line(ce + ls + [fake_run(0.1, 0, 2.0), fake_run(0.05, 0, 2.0, ufm=True)])
-    assert line.startswith("Fake data [train 100], mlp (width 8), 40 epochs")
+    assert line.startswith("Fake data [train 100], mlp (3 hidden layers, width 8), 40 epochs")
     assert "CE seeds 0–2" in line and "LS δ=0.05 seeds 0–2" in line
     assert "δ sweep {0, 0.05, 0.1}, its other δ on seeds {0}" in line and "UFM-style δ {0.05}" in line
     assert "8 finished runs" in line
@@ -74,7 +78,7 @@ def test_group_line_names_data_model_epochs_and_seeds():
 def test_caption_and_table_of_a_prefix_run():
     runs = [hand_run(0.0, 0, reached=40), hand_run(0.05, 0, reached=40)]
     text = caption(runs, "test")
-    assert "mlp (width 256), epochs 0–40 of the 800-epoch recipe, SGD lr 0.05" in text
+    assert "mlp (3 hidden layers, width 256), epochs 0–40 of the 800-epoch recipe, SGD lr 0.05" in text
     assert "seeds {0}" in text and "δ ∈ {0, 0.05}" in text
     table = scales_table(runs)
     assert table["epochs"].tolist() == ["epochs 0–40 of the 800-epoch recipe"] and table["runs"].tolist() == [2]
@@ -139,7 +143,7 @@ def test_pool_text_tells_subsets_of_different_pools_apart():
     assert scale.pool_text(run) == ""  # the whole pool: nothing to say
     run.provenance = sub
     assert scale.pool_text(run) == "drawn from 20000 train / 5000 test"
-    assert "holdout 200] drawn from 20000 train / 5000 test, mlp (width 256)" in scale.describe_setting([run])
+    assert "holdout 200] drawn from 20000 train / 5000 test, mlp (3 hidden layers, width 256)" in scale.describe_setting([run])
     assert "holdout 200 samples, drawn from 20000 train / 5000 test; " in scale.provenance_line([run])
 
 

@@ -3,7 +3,7 @@
 Every sentence or table cell that tells the reader what something was computed from is built here, from the
 runs' config.json, provenance.json and status.json (never by parsing another description):
 
-* :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (width 256), CE, 150 epochs,
+* :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), CE, 150 epochs,
   seed 0" (figure titles);
 * :func:`describe_setting`: what the runs of one group share (data, model, epochs);
 * :func:`group_line` (and ``select.group_lines``): one dataset group of the claims page (its setting, and which seeds
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..models import model_width
+from ..models import MLP_DEPTH, model_width, parameter_count
 from ..vocab import MAIN_DELTA, in_deltas, is_delta, loss_label
 
 
@@ -292,11 +292,21 @@ def data_text(run) -> str:
     return f"{run.label} [{sizes_text(run)}]"
 
 
-def model_text(config: dict) -> str:
-    """``resnet18 (width 16)``; a config without a width is the model's default one (``resnet18 (width 64)``);
-    the model name alone for a model lsnc does not know."""
-    width = model_width(config["model"], config.get("width"))
-    return config["model"] + (f" (width {width})" if width else "")
+def model_text(config: dict, run=None) -> str:
+    """``resnet18 (width 16)``, ``mlp (3 hidden layers, width 256)``; a config without a width is the model's default
+    one (``resnet18 (width 64)``); the model name alone for a model lsnc does not know. With ``run``, whose
+    provenance recorded the data's classes and input shape, also the parameter count (``resnet18 (width 16,
+    0.70M parameters)``)."""
+    name = config["model"]
+    width = model_width(name, config.get("width"))
+    if not width:
+        return name
+    words = ([f"{MLP_DEPTH} hidden layers"] if name == "mlp" else []) + [f"width {width}"]
+    info = dataset_info(run) if run is not None else {}
+    if info.get("num_classes") and info.get("input_shape"):
+        n = parameter_count(name, int(info["num_classes"]), tuple(info["input_shape"]), width)
+        words.append(f"{n / 1e6:.2f}M parameters")
+    return f"{name} ({', '.join(words)})"
 
 
 def run_loss(run) -> str:
@@ -306,7 +316,7 @@ def run_loss(run) -> str:
 
 def describe_run(run) -> str:
     """One line saying what this run is: data (copy, subset), model, loss, epochs, seed."""
-    return f"{data_text(run)}, {model_text(run.config)}, {run_loss(run)}, {reach(run).text}, seed {run.config['seed']}"
+    return f"{data_text(run)}, {model_text(run.config, run)}, {run_loss(run)}, {reach(run).text}, seed {run.config['seed']}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -323,11 +333,11 @@ def epochs_text(runs: Sequence) -> str:
 
 
 def models_text(runs: Sequence) -> str:
-    return fmt_list(sorted({model_text(r.config) for r in runs}))
+    return fmt_list(sorted({model_text(r.config, r) for r in runs}))
 
 
 def describe_setting(runs: Sequence) -> str:
-    """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (width 256), 150 epochs`` (data of the
+    """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), 150 epochs`` (data of the
     first run: the runs of one dataset group share it), and the precision where it is not fp32 (``, bf16
     autocast``)."""
     runs = list(runs)
@@ -437,7 +447,7 @@ def _scale_row(run) -> dict[str, Any]:
         kind += f", {precision_text(run)}"
     return {"dataset": run.dataset, "label": run.label, "kind": kind,
             "classes": info.get("num_classes"), "train": sizes.get("train"), "test": sizes.get("test"),
-            "held-out": sizes.get("holdout"), "model": model_text(run.config),
+            "held-out": sizes.get("holdout"), "model": model_text(run.config, run),
             "epochs": x.text if x.prefix else x.epochs, "delta": float(run.config["delta"]),
             "seed": run.config["seed"], "device": run.provenance.get("device", {}).get("type"),
             "train minutes": (run.status.get("train_seconds") or np.nan) / 60, "run": run}
