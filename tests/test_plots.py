@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -121,6 +123,16 @@ def test_nc1_vs_nc2(sel):
     assert ax.get_yscale() == "log"
     assert len(ax.collections) == 2  # CE '+' and LS '^'
     assert len(fig.axes) == 2  # panel + colour bar
+
+
+def test_nc1_vs_nc2_wraps_many_groups_into_rows(tmp_path, runs_dir):
+    group = next(p for p in runs_dir.iterdir() if p.is_dir())
+    for i in range(4):
+        shutil.copytree(group, tmp_path / f"g{i}")
+    fig = T.plot_nc1_vs_nc2(book.select(None, tmp_path).runs)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>"]
+    assert len(panels) == 4 and len({round(ax.get_position().y0, 3) for ax in panels}) == 2  # 3 + 1
+    assert sum(not ax.get_visible() for ax in fig.axes) == 2
 
 
 def test_loss_convergence(sel):
@@ -329,7 +341,6 @@ def test_nc3_decomposition_reads_the_seed_pairs_and_names_groups_without_it(tmp_
     values; a group whose runs predate the columns is named, not read; the figure draws the pairs' runs."""
     import json
     import math
-    import shutil
 
     import pandas as pd
 
@@ -400,7 +411,6 @@ def test_nc3_decomposition_against_delta_keeps_seeds_logged_at_every_delta(tmp_p
     """Across δ: every δ of a group on the same seeds, those whose run at each δ logged the columns; a seed whose
     run at one δ predates them is left out at every δ, and a group with no such seed is named."""
     import json
-    import shutil
 
     import pandas as pd
 

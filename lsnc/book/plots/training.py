@@ -9,6 +9,7 @@ gives an annotated panel ("not logged"), never a silently empty one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -232,14 +233,17 @@ def plot_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS):
 # ------------------------------------------------------------------------------------------------
 # fig3: NC1 vs NC2
 # ------------------------------------------------------------------------------------------------
-def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS):
-    """One panel per dataset: NC1 (log y) against NC2 (x), one point per evaluated epoch and run; CE '+',
-    LS '^'; colour = test error at that epoch."""
+def plot_nc1_vs_nc2(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, columns: int = 3):
+    """One panel per dataset group, ``columns`` to a row: NC1 (log y) against NC2 (x), one point per evaluated
+    epoch and run; CE '+', LS '^'; colour = test error at that epoch."""
     df = _select(metrics_table(runs), deltas)
     datasets = _datasets(df)
-    fig, axes = grid(1, len(datasets), width=4.6, height=3.8)
+    ncols = max(1, min(columns, len(datasets)))
+    fig, axes = grid(max(1, math.ceil(len(datasets) / ncols)), ncols, width=4.6, height=3.8)
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
     markers = {True: "+", False: "^"}
-    for ax, ds in zip(axes[0], datasets):
+    for ax, ds in zip(axes.flat, datasets):
         sub = df[df["dataset"] == ds]
         sub = sub[(sub["epoch"] > 0)] if (sub["epoch"] > 0).any() else sub
         norm = plt.Normalize(sub["test_error"].min(), sub["test_error"].max())
