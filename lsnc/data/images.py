@@ -178,13 +178,14 @@ def _read_imagefolder(req: Request, cifar: bool = False) -> Pool:
     so in its label instead of passing for it."""
     if req.root is None:
         hint = shared_cifar10_jpeg_dir()
-        raise DataError("imagefolder needs --data-root (root=) <folder with train/<class>/ and test/<class>/>"
+        raise DataError("imagefolder needs --data-root (root= from Python) <folder with train/<class>/ and "
+                        "test/<class>/>"
                         + (f" (the CIFAR-10 JPEG copy is at {hint}, or use the name 'cifar10-jpeg')"
                            if hint.exists() else ""))
     root = Path(req.root).expanduser().absolute()
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist; pass --data-root (root=) a folder with train/ and "
-                        "test/")
+        raise DataError(f"image folder {root} does not exist; pass --data-root (root= from Python) a folder with "
+                        "train/ and test/")
     image_size = req.options.pop("image_size", None)
     workers = req.options.pop("workers", None)
     arrays, classes = read_image_tree(root, root / "train", root / "test", req.cache_dir, image_size, workers)
@@ -218,7 +219,7 @@ def _read_cifar10_jpeg(req: Request) -> Pool:
     if req.root is None:
         req.root = shared_cifar10_jpeg_dir()
         if not req.root.is_dir():
-            raise DataError(f"the CIFAR-10 JPEG copy is not at {req.root}; pass --data-root (root=) the folder holding "
-                            "its train/ and test/")
+            raise DataError(f"the CIFAR-10 JPEG copy is not at {req.root}; pass --data-root (root= from Python) the "
+                            "folder holding its train/ and test/")
     return _read_imagefolder(req, cifar=True)
 

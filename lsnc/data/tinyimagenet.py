@@ -63,8 +63,8 @@ def prepare_tinyimagenet(root: str | Path, download: bool = False) -> Path:
     if not (tiny / "train").is_dir():
         if not download:
             raise DataError(f"Tiny ImageNet not found: expected {tiny}/train, val, wnids.txt (the extracted "
-                            f"{TINYIMAGENET_URL}). Pass --download (download=True) to fetch it, or --data-root "
-                            "(root=) the folder that holds tiny-imagenet-200/.")
+                            f"{TINYIMAGENET_URL}). Pass --download (download=True from Python) to fetch it, or "
+                            "--data-root (root= from Python) the folder that holds tiny-imagenet-200/.")
         from torchvision.datasets.utils import download_and_extract_archive
 
         try:

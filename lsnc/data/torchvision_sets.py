@@ -25,7 +25,8 @@ def _read_torchvision(req: Request) -> Pool:
     root = Path(req.root or default_data_root()).expanduser().absolute()
     if not req.download and not (root / folder).is_dir():
         raise DataError(f"{label} not found: the files must be in {root / folder}/ (from {url}). Pass --download "
-                        f"(download=True) to fetch them, or --data-root (root=) the folder that holds {folder}/.")
+                        f"(download=True from Python) to fetch them, or --data-root (root= from Python) the folder "
+                        f"that holds {folder}/.")
     cls = getattr(tvd, cls_name)
     splits = {}
     for split, kw in (("train", {"train": True}), ("test", {"train": False})):
@@ -37,7 +38,7 @@ def _read_torchvision(req: Request) -> Pool:
             if req.download:
                 raise DataError(f"downloading {label} into {root} failed ({e}); check network access") from e
             raise DataError(f"{label} files in {root / folder} are incomplete or corrupted ({e}); delete them and "
-                            "pass --download (download=True) to fetch them again") from e
+                            "pass --download (download=True from Python) to fetch them again") from e
         if req.name == "stl10":
             x = np.ascontiguousarray(ds.data.transpose(0, 2, 3, 1))  # N x 3 x 96 x 96 -> N x 96 x 96 x 3
             y = np.asarray(ds.labels, dtype=np.int64)

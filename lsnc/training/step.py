@@ -28,11 +28,15 @@ class NonFiniteLoss(RuntimeError):
 #: The incomplete last batch of an epoch is dropped (the paper's loaders).
 DROP_LAST = True
 
+#: :func:`epoch_seed` = (seed * EPOCH_SEED_STRIDE + epoch) mod EPOCH_SEED_MODULUS
+EPOCH_SEED_STRIDE, EPOCH_SEED_MODULUS = 1_000_003, 2**63 - 1
+
 #: How an epoch's batches are drawn (provenance.json's ``training.batches``, next to the code that does it).
 BATCHES = {
     "drop_last": DROP_LAST,
     "order": "torch.randperm(N) from a CPU torch.Generator seeded with epoch_seed(seed, epoch) = "
-             "(seed * 1000003 + epoch) mod (2^63 - 1): a new permutation every epoch, the same on every device",
+             f"(seed * {EPOCH_SEED_STRIDE} + epoch) mod (2^63 - 1): a new permutation every epoch, the same on "
+             "every device",
     "augmentation": "none (the stored tensors, normalized once when the data are loaded)",
 }
 
@@ -44,7 +48,7 @@ UFM_LOSS = (LOSS + " + lambda_w/2 ||W||^2 + lambda_b/2 ||b||^2 + lambda_h/2 (N/B
 
 def epoch_seed(seed: int, epoch: int) -> int:
     """Seed of epoch ``epoch``'s batch order: distinct per (seed, epoch), fixed so a resumed run replays it."""
-    return (seed * 1_000_003 + epoch) % (2**63 - 1)
+    return (seed * EPOCH_SEED_STRIDE + epoch) % EPOCH_SEED_MODULUS
 
 
 def ufm_penalty(classifier_weight: Tensor, classifier_bias: Tensor, feats: Tensor, cfg: TrainConfig,
