@@ -285,16 +285,29 @@ def test_glance_lines_put_each_group_under_its_verdict_with_the_ls_ce_ratio():
     assert len(lines) == len(claims.GLANCE)
     # final NC1 ends at 2.0 (LS) against 4.0 (CE) where epochs are long enough for the decay to vanish
     nc1 = lines["* **C3, final NC1"]
-    assert nc1.startswith("2 groups): the paper's way in 1: `fake` ×0.5") and "against in 1: `other` ×2" in nc1
+    assert nc1.startswith("2 groups): the paper's way in 1: `fake` ×0.50") and "against in 1: `other` ×2.00" in nc1
     row = table[(table["dataset"] == "fake") & table["test"].str.startswith("final NC1")].iloc[0]
     assert claims.ls_ce_ratio(row) == pytest.approx(np.mean([r.metrics["train_nc1_within_between"].iloc[-1]
                                                              for r in ls]) / np.mean(
         [r.metrics["train_nc1_within_between"].iloc[-1] for r in ce]))
+    # an epoch never reached leaves its pair out of the ratio, and the line counts it
     assert math.isnan(claims.ls_ce_ratio({"ce_values": {0: math.inf}, "ls_values": {0: 3.0}}))
-    assert "(CE never, some seeds)" in claims.glance_lines(pd.DataFrame([dict(
-        table.iloc[0], claim="C1", test="first epoch with running train error = 0", verdict="supported",
-        ce_values={0: math.inf}, ls_values={0: 3.0})]))
-    assert claims.glance_lines(table.iloc[:0]) == ""
+    c1 = dict(table.iloc[0], claim="C1", test="first epoch with running train error = 0", verdict="supported",
+              ce_values={0: math.inf, 1: 10.0, 2: 20.0}, ls_values={0: 3.0, 1: 5.0, 2: 5.0})
+    assert claims.ls_ce_ratio(c1) == pytest.approx(1 / 3)
+    assert "`fake` ×0.33 (2 of 3 pairs), CE never in 1 of 3 seeds." in claims.glance_lines(pd.DataFrame([c1]))
+    # undecided: how the pairs split; a prefix: where it stopped; no measurement: why, apart from the verdicts
+    mixed = dict(c1, verdict="inconclusive", note="seed pairs: 1 the paper's way, 1 against, 1 tied; x")
+    prefix = dict(c1, dataset="gpu", verdict="prefix: the paper's way",
+                  note="all 3 seed pairs go the paper's way; epochs 0–20 are a prefix of the 800-epoch recipe: ...")
+    none = dict(c1, dataset="none", verdict="inconclusive (missing runs)", n_seeds=0,
+                note="no finished LS run with this measurement", ls_values={})
+    line = claims.glance_lines(pd.DataFrame([mixed, prefix, none]))
+    assert "the paper's way in 1: `gpu` (epochs 0–20 of 800) ×0.33" in line
+    assert "undecided in 1: `fake` ×0.33 (2 of 3 pairs), CE never in 1 of 3 seeds (pairs: 1 the paper's way, " \
+           "1 against, 1 tied)" in line
+    assert line.endswith("not measured in 1: `none` (no finished LS run with this measurement).")
+    assert claims.glance_lines(table.iloc[:0]) == "" == claims.glance_lines(pd.DataFrame())
 
 
 def test_overlapping_seeds_give_inconclusive():

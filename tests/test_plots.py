@@ -177,7 +177,9 @@ def test_ufm_norms(runs_dir):
         ls, ce = means.loc[(dataset, delta)], means.loc[(dataset, 0.0)]
         assert row["classifier-row norm ‖w‖: LS / CE"] == round(ls.train_mean_classifier_norm
                                                                / ce.train_mean_classifier_norm, 3)
-        assert row["‖h‖: closed form"] == round(ls.ufm_theory_h_norm / ce.ufm_theory_h_norm, 3) < 1
+        theory = row[book.summary.UFM_RATIO_THEORY]
+        assert theory == round(ls.ufm_theory_h_norm / ce.ufm_theory_h_norm, 3) < 1  # one factor for ‖w‖ and ‖h‖
+        assert theory == pytest.approx(ls.ufm_theory_w_norm / ce.ufm_theory_w_norm, abs=1e-3)
     assert book.ufm_ratio_table([r for r in ufm.runs if r.config["delta"] > 0]).empty
 
 

@@ -32,8 +32,8 @@ def hand_run(delta=0.0, seed=0, *, epochs=800, reached=None, ufm=False, width=25
 def test_describe_run_complete_and_prefix():
     full = hand_run(0.05, 3)
     assert not full.is_prefix
-    assert scale.describe_run(full) == ("MNIST-1D [train 4000, test 1000, holdout 200], mlp (3 hidden layers, width 256), LS δ=0.05, "
-                                        "800 epochs, seed 3")
+    assert scale.describe_run(full) == ("MNIST-1D [train 4000, test 1000, holdout 200], mlp (3 hidden layers, "
+                                        "width 256), LS δ=0.05, 800 epochs, seed 3")
     prefix = hand_run(0.0, 1, reached=40)
     assert prefix.is_prefix and prefix.epochs_reached == 40
     text = scale.describe_run(prefix)
@@ -143,7 +143,8 @@ def test_pool_text_tells_subsets_of_different_pools_apart():
     assert scale.pool_text(run) == ""  # the whole pool: nothing to say
     run.provenance = sub
     assert scale.pool_text(run) == "drawn from 20000 train / 5000 test"
-    assert "holdout 200] drawn from 20000 train / 5000 test, mlp (3 hidden layers, width 256)" in scale.describe_setting([run])
+    assert ("holdout 200] drawn from 20000 train / 5000 test, mlp (3 hidden layers, width 256)"
+            in scale.describe_setting([run]))
     assert "holdout 200 samples, drawn from 20000 train / 5000 test; " in scale.provenance_line([run])
 
 

@@ -50,6 +50,7 @@ The tests (``test`` column; the exact definitions are in each function's docstri
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -251,48 +252,96 @@ def verdict_matrix(table: pd.DataFrame, runs: Iterable[Any] | None = None) -> pd
 
 
 #: The claims at a glance (:func:`glance_lines`): one measurement per part of a claim, ``(claim, what, the start of
-#: its test)``. C2 by each run's own pace (its tests at shared levels follow where the runs end, C3), C1 at the
-#: every-epoch resolution, C5's TS by which side is ahead after a held-out fit.
-GLANCE = (("C1", "epochs to zero running train error", "first epoch with running train error = 0"),
+#: its test, whether an LS / CE ratio of its values says how large the effect is)``. C2 by each run's own pace (its
+#: tests at shared levels follow where the runs end, C3), C1 at the every-epoch resolution; C5's TS by the paper's
+#: "narrows the gap" and by which side is ahead after TS, both with T fitted on a held-out split.
+GLANCE = (("C1", "epochs to zero running train error", "first epoch with running train error = 0", True),
           *(("C2", f"epochs to {C2_OWN_FRACTION:.0%} of its own {nc} decline", f"epoch from which {nc} stays <= "
-             f"{C2_OWN_FRACTION:.0%} of the way (log scale) from the run's own") for nc in NC_COLUMNS),
-          ("C3", "final NC1", "final NC1"), ("C3", "final NC2", "final NC2"),
-          ("C4", "NC2 at the same NC1", "mean NC2 over"),
-          ("C5", "test ECE before TS", "final test ECE"), ("C5", "test ECE after TS (held-out T)", "LS still better"),
-          ("C5", "class-mean norm", "final mean class-mean norm"), ("C5", "classifier-row norm",
-                                                                     "final mean classifier-row norm"))
+             f"{C2_OWN_FRACTION:.0%} of the way (log scale) from the run's own", True) for nc in NC_COLUMNS),
+          ("C3", "final NC1", "final NC1", True), ("C3", "final NC2", "final NC2", True),
+          ("C4", "NC2 at the same NC1", "mean NC2 over", True),
+          ("C5", "test ECE before TS", "final test ECE", True),
+          ("C5", "TS narrows the CE-LS ECE gap (held-out T)", "TS narrows the CE-LS ECE gap (T fitted on a held-out",
+           False),
+          ("C5", "LS still better calibrated after TS (held-out T; this book's check, not the paper's claim)",
+           "LS still better", True),
+          ("C5", "class-mean norm", "final mean class-mean norm", True),
+          ("C5", "classifier-row norm", "final mean classifier-row norm", True))
+
+
+def _finite_pairs(row: Mapping[str, Any]) -> tuple[list[float], list[float], int]:
+    """A claims row's CE and LS values over its seed pairs (every seed when it has no pairs) where both are finite,
+    and how many pairs (seeds) there were."""
+    ce, ls = _clean(row["ce_values"]), _clean(row["ls_values"])
+    pairs = sorted(set(ce) & set(ls), key=str)
+    if not pairs:
+        ce_v, ls_v = [v for v in ce.values() if math.isfinite(v)], [v for v in ls.values() if math.isfinite(v)]
+        return ce_v, ls_v, max(len(ce), len(ls))
+    keep = [s for s in pairs if math.isfinite(ce[s]) and math.isfinite(ls[s])]
+    return [ce[s] for s in keep], [ls[s] for s in keep], len(pairs)
 
 
 def ls_ce_ratio(row: Mapping[str, Any]) -> float:
-    """The LS / CE ratio of a claims row's means, over its seed pairs (over every seed when no seed pairs); NaN when
-    a side has no finite value (an epoch never reached, a missing measurement)."""
-    ce, ls = _clean(row["ce_values"]), _clean(row["ls_values"])
-    pairs = set(ce) & set(ls)
-    ce, ls = ([v[s] for s in pairs] if pairs else list(v.values()) for v in (ce, ls))
-    if not ce or not ls or not np.all(np.isfinite(ce + ls)) or np.mean(ce) == 0:
+    """The LS / CE ratio of a claims row's means over its seed pairs where both values are finite (every seed when
+    it has no pairs; an epoch never reached is infinite and leaves its pair out); NaN without such a pair."""
+    ce, ls, _ = _finite_pairs(row)
+    if not ce or not ls or np.mean(ce) == 0:
         return math.nan
     return float(np.mean(ls) / np.mean(ce))
 
 
+_PREFIX_NOTE = re.compile(r"epochs 0–(\d+) are a prefix of the (\d+)-epoch recipe")
+_PAIRS_NOTE = re.compile(r"seed pairs: (\d+) the paper's way, (\d+) against, (\d+) tied")
+
+
+def _glance_entry(row: Mapping[str, Any], ratio: bool) -> str:
+    """One group in a :func:`glance_lines` bullet: its name, "(epochs 0–E of N)" for a prefix, the LS / CE ratio
+    (with how many pairs it is over when some never reached the level), the seeds that never did, and for an
+    undecided row how its pairs split."""
+    note = str(row["note"])
+    text = f"`{row['dataset']}`"
+    prefix = _PREFIX_NOTE.search(note)
+    if prefix:
+        text += f" (epochs 0–{prefix[1]} of {prefix[2]})"
+    ce, ls, n = _finite_pairs(row)
+    value = ls_ce_ratio(row) if ratio else math.nan
+    if not math.isnan(value):
+        text += f" ×{value:.2f}" + (f" ({len(ce)} of {n} pairs)" if len(ce) < n else "")
+    for name, side in (("CE", "ce_values"), ("LS", "ls_values")):
+        values = _clean(row[side]).values()
+        never = sum(math.isinf(v) for v in values)
+        if never:
+            text += f", {name} never in {never} of {len(values)} seeds"
+    split = _PAIRS_NOTE.search(note)
+    if split and not str(row["verdict"]).startswith(("supported", "not supported", "prefix")):
+        text += " (pairs: " + ", ".join(f"{n} {way}" for n, way in zip(split.groups(), (
+            "the paper's way", "against", "tied")) if n != "0") + ")"
+    elif str(row["verdict"]) == "inconclusive" and note.startswith("1 seed"):
+        text += " (1 seed pair: " + ("the paper's way" if "(the paper's direction)" in note else "against" if
+                                    "(against the paper's direction)" in note else "no difference") + ")"
+    return text
+
+
 def glance_lines(table: pd.DataFrame) -> str:
     """Markdown bullets, one per measurement of :data:`GLANCE`: in which groups it goes the paper's way, against it,
-    or neither, each group with the LS / CE ratio of its means (:func:`ls_ce_ratio`; "×0.58": LS's mean is 0.58 of
-    CE's), a prefix's groups marked "(so far)". Empty when ``table`` has none of the measurements."""
+    neither, or could not be measured, each group as :func:`_glance_entry` writes it ("×0.58": LS's mean is 0.58 of
+    CE's). Empty when ``table`` has none of the measurements."""
     lines = []
-    for claim, what, start in GLANCE:
+    if table is None or table.empty:
+        return ""
+    for claim, what, start, ratio in GLANCE:
         rows = table[(table["claim"] == claim) & table["test"].str.startswith(start)]
         if rows.empty:
             continue
-        buckets: dict[str, list[str]] = {"the paper's way": [], "against": [], "undecided": []}
+        buckets: dict[str, list[str]] = {"the paper's way": [], "against": [], "undecided": [], "not measured": []}
         for _, row in rows.sort_values("dataset").iterrows():
-            v, ratio = str(row["verdict"]), ls_ce_ratio(row)
+            v = str(row["verdict"])
+            if v == "inconclusive (missing runs)" or not row["n_seeds"]:
+                buckets["not measured"].append(f"`{row['dataset']}` ({str(row['note']).split(';')[0]})")
+                continue
             bucket = ("the paper's way" if v in ("supported", PREFIX_VERDICTS["supported"]) else
                       "against" if v in ("not supported", PREFIX_VERDICTS["not supported"]) else "undecided")
-            never = [name for name, side in (("CE", "ce_values"), ("LS", "ls_values"))
-                     if any(math.isinf(v) for v in _clean(row[side]).values())]
-            effect = f" ×{ratio:.2g}" if not math.isnan(ratio) else f" ({' and '.join(never)} never, some seeds)" \
-                if never else ""
-            buckets[bucket].append(f"`{row['dataset']}`{' (so far)' if v in PREFIX_VERDICTS.values() else ''}{effect}")
+            buckets[bucket].append(_glance_entry(row, ratio))
         parts = [f"{name} in {len(groups)}: {', '.join(groups)}" for name, groups in buckets.items() if groups]
         lines.append(f"* **{claim}, {what}** ({len(rows)} groups): " + "; ".join(parts) + ".")
     return "\n".join(lines)

@@ -3,8 +3,8 @@
 Every sentence or table cell that tells the reader what something was computed from is built here, from the
 runs' config.json, provenance.json and status.json (never by parsing another description):
 
-* :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), CE, 150 epochs,
-  seed 0" (figure titles);
+* :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), CE,
+  150 epochs, seed 0" (figure titles);
 * :func:`describe_setting`: what the runs of one group share (data, model, epochs);
 * :func:`group_line` (and ``select.group_lines``): one dataset group of the claims page (its setting, and which seeds
   each δ has);
@@ -316,7 +316,8 @@ def run_loss(run) -> str:
 
 def describe_run(run) -> str:
     """One line saying what this run is: data (copy, subset), model, loss, epochs, seed."""
-    return f"{data_text(run)}, {model_text(run.config, run)}, {run_loss(run)}, {reach(run).text}, seed {run.config['seed']}"
+    return (f"{data_text(run)}, {model_text(run.config, run)}, {run_loss(run)}, {reach(run).text}, "
+            f"seed {run.config['seed']}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -337,8 +338,8 @@ def models_text(runs: Sequence) -> str:
 
 
 def describe_setting(runs: Sequence) -> str:
-    """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), 150 epochs`` (data of the
-    first run: the runs of one dataset group share it), and the precision where it is not fp32 (``, bf16
+    """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), 150 epochs``
+    (data of the first run: the runs of one dataset group share it), and the precision where it is not fp32 (``, bf16
     autocast``)."""
     runs = list(runs)
     pool = pool_text(runs[0])
@@ -544,6 +545,7 @@ def scales_table(runs) -> pd.DataFrame:
     keys = ["label", "dataset", "kind", "classes", "train", "test", "held-out", "model", "epochs"]
     out = pd.DataFrame(rows).groupby(keys, sort=False, dropna=False).agg(
         runs=("seed", "size"), deltas=("delta", lambda s: fmt_list(sorted(set(s)))),
-        seeds=("run", lambda rs: seeds_by_delta(list(rs)).removeprefix("seeds ")), device=("device", lambda s: fmt_list(sorted(set(s)))),
+        seeds=("run", lambda rs: seeds_by_delta(list(rs)).removeprefix("seeds ")),
+        device=("device", lambda s: fmt_list(sorted(set(s)))),
         minutes_per_run=("train minutes", "median")).reset_index()
     return out.rename(columns={"deltas": "δ values", "minutes_per_run": "median training minutes per run"})
