@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .config import PAPER_RECIPE, ConfigError, TrainConfig
+from .config import PAPER_RECIPE, ConfigError, TrainConfig, recipe_milestones
 from .paths import CIFAR10_JPEG
 
 # The paper's recipe (lsnc.config.PAPER_RECIPE: optimizer, batch, 800 epochs, decays at 150 and 350), CE.
@@ -21,9 +21,10 @@ _PAPER_SCHEDULE: dict[str, Any] = dict(epochs=PAPER_RECIPE["epochs"], milestones
 # The CPU-scale settings the cpu-* presets start from (each of those changes one thing: length, width or data).
 _CPU_CIFAR10: dict[str, Any] = dict(_PAPER_COMMON, dataset="cifar10-jpeg", data_root=CIFAR10_JPEG, model="resnet18",
                                     width=16, train_per_class=500, test_per_class=100, holdout_per_class=50,
-                                    epochs=50, milestones=[9, 22], eval_batch_size=500, channels_last=True)
+                                    epochs=50, milestones=recipe_milestones(50), eval_batch_size=500,
+                                    channels_last=True)
 _CPU_MNIST1D: dict[str, Any] = dict(_PAPER_COMMON, dataset="mnist1d", model="mlp", width=256, holdout_per_class=20,
-                                    epochs=150, milestones=[28, 66], eval_batch_size=2000)
+                                    epochs=150, milestones=recipe_milestones(150), eval_batch_size=2000)
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper-cifar10": dict(_PAPER_COMMON, dataset="cifar10", model="resnet18"),
@@ -41,7 +42,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-cifar10": dict(_CPU_CIFAR10),
     # The cpu-cifar10 runs trained 3x longer: 150 epochs, lr decays at the same fractions (28, 66), their own group.
     # 33 min of training a run, two runs side by side on the 2-core machine (measured, runs/cifar10-jpeg-150ep).
-    "cpu-cifar10-150": dict(_CPU_CIFAR10, epochs=150, milestones=[28, 66], group="cifar10-jpeg-150ep"),
+    "cpu-cifar10-150": dict(_CPU_CIFAR10, epochs=150, milestones=recipe_milestones(150), group="cifar10-jpeg-150ep"),
     # The cpu-cifar10 runs at twice the base width (32; the paper's is 64), same data, schedule and 50 epochs, in
     # their own group: what a wider network changes at the same data and length. 41-43 min of training a run, two
     # runs side by side on the 2-core machine (measured, runs/cifar10-jpeg-w32).

@@ -329,3 +329,13 @@ def test_a_window_records_the_commit_prepare_sh_sent_not_the_device_copys_git(mo
         assert lifecycle.git_commit()["lsnc_modified"] is None
     finally:
         lifecycle.git_commit.cache_clear()
+
+
+def test_shorter_recipes_put_the_lr_decays_at_the_papers_fractions():
+    from lsnc.config import recipe_milestones
+    from lsnc.presets import PRESETS
+    assert recipe_milestones(800) == [150, 350] and recipe_milestones(50) == [9, 22]
+    assert recipe_milestones(150) == [28, 66]
+    # the committed CPU groups were trained with these (their config.json)
+    for preset in ("cpu-cifar10", "cpu-cifar10-150", "cpu-mnist1d"):
+        assert PRESETS[preset]["milestones"] == recipe_milestones(PRESETS[preset]["epochs"])
