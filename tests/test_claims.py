@@ -310,6 +310,20 @@ def test_glance_lines_put_each_group_under_its_verdict_with_the_ls_ce_ratio():
     assert claims.glance_lines(table.iloc[:0]) == "" == claims.glance_lines(pd.DataFrame())
 
 
+def test_the_glance_finds_its_tests_and_reads_the_notes_judge_and_as_prefix_write():
+    """The glance finds each test by its title's start and reads pair splits, prefixes and one pair's direction back
+    from the notes: a reworded title or note must fail here, not drop a detail from the page."""
+    ce, ls = paper_like()
+    table = claims.evaluate_claims(ce + ls)
+    for claim, what, start, _ in claims.GLANCE:
+        assert ((table["claim"] == claim) & table["test"].str.startswith(start)).sum() == 1, what
+    assert claims._PAIRS_NOTE.search(judge({0: 5, 1: 6, 2: 7}, {0: 3, 1: 8, 2: 7})[2]).groups() == ("1", "1", "1")
+    assert "(the paper's direction)" in judge({0: 5}, {0: 3})[2]
+    assert "(against the paper's direction)" in judge({0: 5}, {0: 9})[2]
+    cut = claims.evaluate_claims([_stopped(r, 20) for r in ce + ls])
+    assert cut["note"].map(lambda n: claims._PREFIX_NOTE.search(n).groups() == ("20", "40")).all()
+
+
 def test_overlapping_seeds_give_inconclusive():
     ce, ls = paper_like()
     # seed 2 of LS is slower and less collapsed than its CE partner: mixed pairs

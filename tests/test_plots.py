@@ -612,3 +612,28 @@ def test_a_row_label_says_the_groups_scale_and_a_prefix_as_one():
     gpu = pd.DataFrame([{**rows, "width": None, "train_per_class": None, "epochs": 800, "epoch": e}
                         for e in (0, 20, 75)])
     assert group_label(gpu, "g").endswith("\nresnet18 w64\nall train images\nepochs 0–75 of 800")
+
+
+@pytest.mark.parametrize("page,expected", [
+    *((f"fig{i}", {"deltas": "CE_VS_LS"}) for i in (1, 2, 3, 4)),
+    ("fig8", {"deltas": "CE_VS_LS", "bins": "ECE_DEFAULT_BINS"}),
+    ("fig7", {"bins": "ECE_DEFAULT_BINS"}),
+    ("fig9", {"deltas": "UFM_DELTAS"}),
+])
+def test_figure_page_parameters_are_the_library_defaults(page, expected):
+    """A figure page's papermill defaults write out the library's: CE against LS at the main δ, the UFM-style
+    δ values, the default ECE bins. Changing the library without the page fails here."""
+    import json
+    from pathlib import Path
+
+    from lsnc import vocab
+    from lsnc.calibration import ECE_DEFAULT_BINS
+
+    nb = json.loads((Path(__file__).parents[1] / "book" / f"{page}.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    params: dict = {}
+    exec("".join(cell["source"]), {}, params)
+    library = {"CE_VS_LS": list(vocab.CE_VS_LS), "UFM_DELTAS": list(vocab.UFM_DELTAS),
+               "ECE_DEFAULT_BINS": ECE_DEFAULT_BINS}
+    for key, name in expected.items():
+        assert params[key] == library[name], f"{page}: {key} = {params[key]}, the library's {name} is {library[name]}"
