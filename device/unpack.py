@@ -33,7 +33,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# lsnc's names, copied since this script runs without lsnc (tests/test_device_window.py checks them)
 WINDOW_ID = re.compile(r"^[0-9]{8}T[0-9]{4}Z$")
+CHECKPOINT_FILE = "checkpoint.pt"
 DATE_LINE = re.compile(r"^date: ([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})")
 GROUP_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 SPEED_FILES = ("speed/speed.md", "speed/speed.json", "speed/plan.env", "env.txt", "summary.txt")
@@ -194,7 +196,7 @@ def unpack(archive: Path, runs_dir: Path, given_id: str | None = None, force: bo
                     if why_not:
                         print(f"unpack:   {why_not}")
                     continue
-            put_folder(run, dest, ignore=shutil.ignore_patterns("checkpoint.pt"))
+            put_folder(run, dest, ignore=shutil.ignore_patterns(CHECKPOINT_FILE))
             print(f"unpack: {dest}{note}")
             copied += 1
             if group not in groups:

@@ -124,7 +124,11 @@ def test_window_end_to_end_on_cpu(tmp_path, mode):
 
     w, names = _extract(out / "window.tar.gz", tmp_path / "x")
     assert not [n for n in names if n.endswith("checkpoint.pt") or n.endswith(".lock")], names
-    logs = ("logs/train.log",) if mode == "plan" else ("logs/train-d0-s0.log", "logs/train-d0.05-s0.log")
+    # the matrix's plan trains the set in one process, or as processes where its timings (on a loaded machine, say)
+    # find that fusion does not pay
+    planned = (w / "speed" / "plan.env").read_text()
+    one_process = mode == "plan" and 'PLAN_MODE="concurrent"' not in planned
+    logs = ("logs/train.log",) if one_process else ("logs/train-d0-s0.log", "logs/train-d0.05-s0.log")
     for f in ("env.txt", "summary.txt", "speed/speed.md", "speed/speed.json", "speed/plan.env", "logs/matrix.log",
               *logs):
         assert (w / f).is_file(), f
@@ -870,3 +874,31 @@ def _check_plan(per_model, eval_s, expect, single=None):
     env = sm.plan_env(plan)
     assert all(line.startswith("PLAN_") for line in env.splitlines())
     return plan
+
+
+def test_the_device_scripts_copies_of_lsnc_names_are_lsncs():
+    """device/ runs without lsnc, so it copies a few of its names; each copy must be lsnc's."""
+    import next_seeds
+    import unpack
+    from stages import data, files
+
+    from lsnc.book import windows
+    from lsnc.config import TrainConfig, default_run_name
+    from lsnc.paths import CIFAR10_JPEG
+    from lsnc.runs.format import CHECKPOINT_FILE
+    from lsnc.vocab import CE_VS_LS
+    from training_plan import PLAN_SETS
+
+    assert files.WINDOW_ID_RE.pattern == unpack.WINDOW_ID.pattern == windows.WINDOW_ID.pattern
+    assert files.CHECKPOINT_FILE == unpack.CHECKPOINT_FILE == CHECKPOINT_FILE
+    assert data.JPEG_ROOT == CIFAR10_JPEG
+    assert [float(d) for d in files.DEFAULT_PLAN["PLAN_DELTAS"].split()] == list(CE_VS_LS)
+    assert PLAN_SETS[2][0] == CE_VS_LS
+    # next_seeds reads (δ, seed, autocast) back from lsnc's default run names
+    for delta, seed, amp, ufm in ((0.0, 0, "none", False), (0.05, 12, "bf16", False), (0.1, 3, "none", True),
+                                  (1e-5, 1, "none", False)):
+        cfg = TrainConfig(dataset="cifar10-jpeg", model="resnet18", delta=delta, seed=seed, amp=amp, ufm=ufm)
+        name = default_run_name(cfg)
+        m = next_seeds.NAME.match(name)
+        assert m and float(m["delta"] or 0.0) == delta and int(m["seed"]) == seed, name
+        assert ("-bf16-" in name) == (amp == "bf16")

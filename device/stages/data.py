@@ -15,6 +15,8 @@ from .call import Exit, Window, command_output
 from .settings import REPO
 
 TARBALL = ".device/cifar10-jpeg.tar.gz"
+#: where the paper-cifar10-jpeg preset reads the images (lsnc.paths.CIFAR10_JPEG; a test checks the copy)
+JPEG_ROOT = "../shared/data/cifar10-jpeg"
 SHA256_FILE = REPO / "device" / "cifar10-jpeg.sha256"   # `sha256sum -c` format: the one home of the hash
 
 
@@ -82,8 +84,8 @@ def find_data(w: Window) -> None:
         root = str(w.work / "data" / "images")
     elif data:
         root = data
-    elif os.path.isdir("../shared/data/cifar10-jpeg/train"):
-        root = "../shared/data/cifar10-jpeg"   # the preset's own data_root: config.json as on any machine
+    elif os.path.isdir(f"{JPEG_ROOT}/train"):
+        root = JPEG_ROOT   # the preset's own data_root: config.json as on any machine
     else:
         if not os.path.isfile(TARBALL):
             w.log(f"error: no {TARBALL} (run device/prepare.sh and carry .device)")
@@ -98,9 +100,9 @@ def find_data(w: Window) -> None:
             raise Exit(2)
         # Beside the checkout as on the development machines, so the runs record the same relative data_root;
         # inside .device/ where that folder cannot be made.
-        root = "../shared/data/cifar10-jpeg"
+        root = JPEG_ROOT
         try:
-            os.makedirs("../shared/data", exist_ok=True)
+            os.makedirs(os.path.dirname(JPEG_ROOT), exist_ok=True)
             beside = unpack(w, TARBALL, root)
         except OSError:
             beside = False

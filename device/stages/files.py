@@ -8,7 +8,10 @@ import json
 import re
 from pathlib import Path
 
-WINDOW_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{4}Z$")   # device/unpack.sh's speed folder names
+# Copies of lsnc's names, since the window runs its stages without lsnc; tests/test_device_window.py checks each
+# against lsnc (and device/unpack.py's own copies, which runs without this package too).
+WINDOW_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{4}Z$")   # device/unpack.sh's speed folder names (lsnc.book.windows)
+CHECKPOINT_FILE = "checkpoint.pt"   # lsnc.runs.format.CHECKPOINT_FILE: never packed, never committed
 PLAN_LINE = re.compile(r'^PLAN_[A-Z]+="[0-9a-z. ]*"$')   # plan.env: numbers and plain words only
 KEEP_LINE = re.compile(r'^CONT_[A-Z_]+="[0-9A-Za-z. _-]*"$')   # keep.env: the same, and names
 #: The plan when no matrix gives one (benchmarks/training_plan.py writes the same keys)

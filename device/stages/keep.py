@@ -16,7 +16,7 @@ import os
 import shutil
 
 from .call import Window
-from .files import KEEP_LINE, read_assignments, stopped_after
+from .files import CHECKPOINT_FILE, KEEP_LINE, read_assignments, stopped_after
 from .settings import REPO
 
 
@@ -46,7 +46,7 @@ def continue_kept(w: Window) -> bool:
         why = f"lsnc/ differs from the code that trained them (sha256 {get('CODE')}, here {code})"
     elif get("GROUP") != s.group or get("WIDTH") != s.width or get("RUN_GROUP") not in s.both_groups:
         why = f"group {get('GROUP')} ({get('RUN_GROUP')}) width {get('WIDTH')}, not {s.group} width {s.width}"
-    elif not list((keep / "runs" / get("RUN_GROUP")).glob("*/checkpoint.pt")):
+    elif not list((keep / "runs" / get("RUN_GROUP")).glob(f"*/{CHECKPOINT_FILE}")):
         why = "no checkpoints"
     elif not (get("DELTAS").strip() and get("SEEDS").strip()):
         why = "no δ or no seed in keep.env"
@@ -96,7 +96,7 @@ def keep_runs(w: Window) -> None:
     except OSError:
         return
     for r in sorted(p for p in (w.runs / w.run_group).glob("*") if p.is_dir()):
-        if not (r / "checkpoint.pt").is_file():
+        if not (r / CHECKPOINT_FILE).is_file():
             continue
         # a bf16 set's tf32 twin (no -bf16 in its name) is not part of the set
         if w.plan["PLAN_AMP"] == "bf16" and "-bf16-" not in r.name:

@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 
 from .call import Window
-from .files import human_size
+from .files import CHECKPOINT_FILE, human_size
 from .keep import keep_runs
 
 
@@ -45,7 +45,7 @@ def pack(w: Window, rc: int) -> int:
     # run folders without checkpoints (and without lock or temporary files)
     try:
         shutil.copytree(w.runs, w.stage / "runs", dirs_exist_ok=True,
-                        ignore=shutil.ignore_patterns("checkpoint.pt", ".*.lock", ".*.tmp"))
+                        ignore=shutil.ignore_patterns(CHECKPOINT_FILE, ".*.lock", ".*.tmp"))
     except (OSError, shutil.Error) as e:
         w.log(f"error: copying the run folders into the archive: {e}")
     try:

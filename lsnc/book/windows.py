@@ -25,7 +25,7 @@ from ..runs import default_runs_dir
 
 __all__ = ["windows_table", "read_window"]
 
-WINDOW_ID = re.compile(r"^\d{8}T\d{4}Z$")
+WINDOW_ID = re.compile(r"^[0-9]{8}T[0-9]{4}Z$")   # device/unpack.py names the speed folders so
 GPU_NAME = re.compile(r"^\|\s+\d+\s+(NVIDIA[^|]*?)\s{2,}", re.M)
 
 
