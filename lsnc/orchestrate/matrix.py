@@ -48,8 +48,8 @@ def reproduction_runs(name: str) -> list[RunSpec]:
         # the δ sweep on seeds 0-9 (MNIST-1D at 150 and 800 epochs, and on 1600 per class): seeds 5-9 log the NC3
         # decomposition at every δ
         return (_matrix("cpu-mnist1d", main_seeds=range(10), sweep_seeds=range(10))
-                # CIFAR's δ sweep on seeds 4-8 too: the CE / LS pairs of cifar10-jpeg that log the NC3 decomposition
-                # (seeds 5-8 also A against M, nc3_means_whitened_sq)
+                # CIFAR's δ sweep on seeds 0-8 (4-8: the CE / LS pairs of cifar10-jpeg that log the NC3 decomposition,
+                # at every δ; 5-8 also A against M, nc3_means_whitened_sq)
                 + _matrix("cpu-cifar10", main_seeds=range(9), sweep_seeds=range(9)) + bf16
                 + _matrix("cpu-mnist1d-800", main_seeds=range(10), sweep_seeds=range(10))
                 + _matrix("cpu-cifar10-150", main_seeds=range(7), sweep_seeds=(), ufm_seeds=())
