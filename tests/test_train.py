@@ -339,3 +339,10 @@ def test_shorter_recipes_put_the_lr_decays_at_the_papers_fractions():
     # the committed CPU groups were trained with these (their config.json)
     for preset in ("cpu-cifar10", "cpu-cifar10-150", "cpu-mnist1d"):
         assert PRESETS[preset]["milestones"] == recipe_milestones(PRESETS[preset]["epochs"])
+
+
+def test_epochs_csv_has_the_format_modules_columns(tmp_path):
+    from lsnc.runs.format import EPOCHS_COLUMNS, EPOCHS_FILE
+    folder = train(preset_config("smoke", threads=1), tmp_path, progress=False)
+    header = (folder / EPOCHS_FILE).read_text().splitlines()[0].split(",")
+    assert tuple(header) == EPOCHS_COLUMNS

@@ -36,10 +36,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig
-from .format import CONFIG_FILE, Run, RunError, find_runs, load_run
+from .format import CONFIG_FILE, TIMING_COLUMNS, Run, RunError, find_runs, load_run
 
-#: Columns that measure the wall clock, not the run: they differ between any two machines.
-TIMING_COLUMNS = frozenset({"seconds", "train_seconds", "eval_seconds"})
 #: config.json keys that do not change a run's numbers: where the data lives, the folder's name and group, the
 #: preset it came from, and when it stops (a prefix's rows are the full run's rows).
 NOT_THE_RUN = frozenset({"data_root", "download", "group", "name", "preset", "time_budget_s", "stop_epoch"})
