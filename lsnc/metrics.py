@@ -252,6 +252,14 @@ def nc3_decomposition(weight: Tensor, centred_means: Tensor, eigenvalues: Tensor
             "nc3_means_whitened_sq": nc3_duality_sq(whitened, m)}
 
 
+def nc3_in_span_against_whitened(nc3_whitened_means_sq, classifier_mean_span_fraction):
+    """|| W P/||W P|| - A/||A|| ||^2, the part of W in the span of the means against A, from two logged keys of
+    :func:`nc3_decomposition` (tensors, arrays or pandas columns alike): A lies in that span, as M does, so
+    cos(W, A) = fraction x cos(W P, A), i.e. 2 - (W P against A) = (2 - (W against A)) / fraction. Not logged;
+    at rank K - 1 it is 0 exactly when NC2 is."""
+    return 2 - (2 - nc3_whitened_means_sq) / classifier_mean_span_fraction
+
+
 def norm_coefficient_of_variation(rows: Tensor) -> Tensor:
     """std/mean of the row norms (std with Bessel's correction, as ``torch.std``)."""
     norms = torch.linalg.vector_norm(rows.to(torch.float64), dim=1)

@@ -12,6 +12,7 @@ from lsnc.metrics import (
     FeatureAccumulator,
     PredictedClassAccumulator,
     collapse_metrics_from_features,
+    nc3_in_span_against_whitened,
 )
 
 
@@ -217,6 +218,13 @@ def test_nc3_decomposition():
     assert got["classifier_mean_span_fraction"] == pytest.approx(1.0, rel=1e-12)
     assert got["nc3_duality_sq"] > 0.01 and got["nc2_means_etf"] > 0.01
     assert got["nc3_means_whitened_sq"] == pytest.approx(got["nc3_duality_sq"], rel=1e-12)
+    # W P against A, derived from two logged keys, is the distance computed from W P itself
+    got = collapse_metrics_from_features(H, y, W, b)
+    basis = U[:4]   # the span of the means (rank K - 1 = 4)
+    in_span = (W @ basis.T) @ basis
+    direct = float(((in_span / torch.linalg.matrix_norm(in_span) - A / torch.linalg.matrix_norm(A)) ** 2).sum())
+    derived = nc3_in_span_against_whitened(got["nc3_whitened_means_sq"], got["classifier_mean_span_fraction"])
+    assert float(derived) == pytest.approx(direct, rel=1e-9)
 
 
 @pytest.mark.parametrize("K,d", [(3, 5), (10, 16)])

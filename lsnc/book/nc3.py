@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..metrics import nc3_in_span_against_whitened
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, is_delta, loss_label
 from .claims import final_value, paired_comparisons
 from .scale import align_prefixes, as_runs, by_dataset, describe_setting, seeds_text, setting_key, standard_runs
@@ -37,8 +38,7 @@ from .summary import final_rows
 #: the metrics.csv columns read here -> their names on the page
 SPAN_FRACTION, NC3_IN_SPAN, NC3_WHITENED = (TRAIN_PREFIX + k for k in (
     "classifier_mean_span_fraction", "nc3_in_mean_span_sq", "nc3_whitened_means_sq"))
-#: derived here, not logged: the distance of W P from A, from 1 - (W against A)/2 = fraction x (1 - (WP against A)/2)
-#: (A lies in the span, as M does)
+#: derived, not logged: the distance of W P from A (lsnc.metrics.nc3_in_span_against_whitened)
 NC3_IN_SPAN_WHITENED = "nc3_in_mean_span_whitened_sq"
 #: A against M: the NC3 of the least-norm classifier with NC2 = 0 (logged by newer runs only)
 MEANS_WHITENED = TRAIN_PREFIX + "nc3_means_whitened_sq"
@@ -123,11 +123,11 @@ def final_vs_delta(runs, min_deltas: int = 3) -> tuple[pd.DataFrame, list, list[
 
 
 def with_in_span_whitened(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` (final values or every evaluated epoch) with :data:`NC3_IN_SPAN_WHITENED` = 2 - (2 - W against A)
-    / fraction, the distance of W P from A (A lies in the span, so cos(W, A) = fraction x cos(W P, A))."""
+    """``table`` (final values or every evaluated epoch) with :data:`NC3_IN_SPAN_WHITENED`, the distance of W P from
+    A (:func:`lsnc.metrics.nc3_in_span_against_whitened`)."""
     out = table.copy()
-    out[NC3_IN_SPAN_WHITENED] = 2 - (2 - pd.to_numeric(out[NC3_WHITENED], errors="coerce")) / pd.to_numeric(
-        out[SPAN_FRACTION], errors="coerce")
+    out[NC3_IN_SPAN_WHITENED] = nc3_in_span_against_whitened(pd.to_numeric(out[NC3_WHITENED], errors="coerce"),
+                                                             pd.to_numeric(out[SPAN_FRACTION], errors="coerce"))
     return out
 
 
