@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lsnc import book
-from lsnc.book import claims, scale
+from lsnc.book import claims, comparable, scale
 from lsnc.book.claims import ClaimsError, judge
 
 ALLOWED = set(claims.VERDICTS)
@@ -503,7 +503,7 @@ def test_styled_table_renders_html_without_index():
 # ---------------------------------------------------------------------------------------------------------
 def _stopped(run, epoch):
     """The run as a prefix that stopped at ``epoch`` (what a shorter window of the same recipe records)."""
-    return scale.UpTo(run, epoch)
+    return comparable.UpTo(run, epoch)
 
 
 def test_furthest_pairs_reads_the_pair_that_went_furthest_when_the_claims_cut_it_short():
@@ -512,7 +512,7 @@ def test_furthest_pairs_reads_the_pair_that_went_furthest_when_the_claims_cut_it
     assert set(claims.evaluate_claims(runs)["note"].str.extract(r"(epochs 0–\d+)")[0]) == {"epochs 0–20"}
     furthest = claims.furthest_pairs(runs)
     assert list(furthest) == ["fake"] and sorted(r.name for r in furthest["fake"]) == ["ce-s0", "ls0.05-s0"]
-    assert all(scale.reach(r).reached == 30 for r in furthest["fake"])
+    assert all(comparable.reach(r).reached == 30 for r in furthest["fake"])
     table = claims.evaluate_claims(furthest["fake"])
     assert table["note"].str.contains("epochs 0–30 are a prefix", regex=False).all()
     assert table["note"].str.contains("1 seed: direction only").any()
@@ -525,8 +525,8 @@ def test_furthest_pairs_reads_the_pair_that_went_furthest_when_the_claims_cut_it
 
 def test_upto_is_the_run_cut_at_an_epoch():
     full = fake_run(0.05, 0, 3.0)
-    cut = scale.UpTo(full, 15)
-    assert cut.epochs_reached == 15 and cut.is_prefix and scale.reach(cut).text == "epochs 0–15 of the 40-epoch recipe"
+    cut = comparable.UpTo(full, 15)
+    assert cut.epochs_reached == 15 and cut.is_prefix and comparable.reach(cut).text == "epochs 0–15 of the 40-epoch recipe"
     assert list(cut.metrics.epoch) == [e for e in EPOCHS if e <= 15] and cut.epochs.epoch.max() == 15
     assert cut.config is full.config and cut.name == full.name and len(full.metrics) == len(EPOCHS)
     assert claims.final_value(cut, "train_nc1_within_between") == pytest.approx(
@@ -543,7 +543,7 @@ def test_prefixes_of_different_lengths_are_compared_at_the_latest_epoch_that_kee
     # epochs reached: 40 (2 pairs), 20 (3 pairs), 15 (4 pairs), 2 (4 pairs): the latest epoch that keeps at least
     # half the best count (4) and at least two pairs is 40
     assert sorted(comp.ce) == [0, 1] and sorted(comp.ls) == [0, 1]
-    assert {scale.reach(r).reached for r in comp.runs} == {40}
+    assert {comparable.reach(r).reached for r in comp.runs} == {40}
     note = "; ".join(comp.notes)
     assert "skipped ce-s4 (stopped at epoch 2)" in note and "all compared at epoch 40 of the 40-epoch recipe" in note
     table = claims.evaluate_claims(runs)
@@ -553,9 +553,9 @@ def test_prefixes_of_different_lengths_are_compared_at_the_latest_epoch_that_kee
     assert c3.ce_values == pytest.approx(truth) and c3.n_seeds == 2 and c3.verdict == "supported"
     # a single long pair does not outweigh shorter ones: 1 pair at 40, 2 at 20, 3 at 15 -> 20
     short = [r for r in runs if r.config["seed"] != 1]
-    assert {scale.reach(r).reached for r in claims.select_comparison(short).runs} == {20}
+    assert {comparable.reach(r).reached for r in claims.select_comparison(short).runs} == {20}
     # ... nor one short pair two longer ones (the GPU windows: seeds 0 and 2 at epoch 75, seed 1 at 20)
-    assert scale.align_prefixes([_stopped(fake_run(d, s, 6.0), stop) for s, stop in ((0, 30), (1, 10), (2, 30))
+    assert comparable.align_prefixes([_stopped(fake_run(d, s, 6.0), stop) for s, stop in ((0, 30), (1, 10), (2, 30))
                                  for d in (0.0, 0.05)], per_seed=2).epoch == 30
 
 
@@ -565,23 +565,23 @@ def test_a_prefix_stopped_off_the_evaluation_schedule_is_compared_at_an_epoch_al
     off = [*[e for e in EPOCHS if e <= 15], 17, *[e for e in EPOCHS if e > 15]]
     runs = [_stopped(fake_run(d, 0, 6.0, epochs=off), 17) for d in (0.0, 0.05)]
     runs += [_stopped(fake_run(d, 1, 6.0), 20) for d in (0.0, 0.05)]
-    aligned = scale.align_prefixes(runs, per_seed=2)
+    aligned = comparable.align_prefixes(runs, per_seed=2)
     assert aligned.epoch == 15 and not aligned.skipped
     assert [int(r.metrics.epoch.iloc[-1]) for r in aligned.runs] == [15] * 4
     assert "all compared at epoch 15 of the 40-epoch recipe, the last evaluated epoch" in aligned.note
-    assert scale.common_epoch(runs[:2], 17) == 17 and scale.common_epoch(runs, 40) == 15
+    assert comparable.common_epoch(runs[:2], 17) == 17 and comparable.common_epoch(runs, 40) == 15
     # a pair that stopped between the scheduled 15 and the 17 compared first is compared too, not skipped
     sixteen = [*[e for e in EPOCHS if e <= 15], 16, *[e for e in EPOCHS if e > 15]]
     runs += [_stopped(fake_run(d, 2, 6.0, epochs=off), 17) for d in (0.0, 0.05)]
     runs += [_stopped(fake_run(d, 3, 6.0, epochs=sixteen), 16) for d in (0.0, 0.05)]
-    aligned = scale.align_prefixes(runs, per_seed=2)
+    aligned = comparable.align_prefixes(runs, per_seed=2)
     assert aligned.epoch == 15 and not aligned.skipped and len(aligned.runs) == 8
 
 
 def test_runs_that_all_reached_the_same_epoch_are_not_cut():
     runs = [_stopped(fake_run(d, s, f), 20) for s in range(2) for d, f in ((0.0, 6.0), (0.05, 3.0))]
     comp = claims.select_comparison(runs)
-    assert all(isinstance(r, scale.UpTo) and r.epochs_reached == 20 for r in comp.runs)
+    assert all(isinstance(r, comparable.UpTo) and r.epochs_reached == 20 for r in comp.runs)
     assert not any("compared at epoch" in n for n in comp.notes)
 
 
@@ -599,7 +599,7 @@ def test_bf16_runs_are_compared_with_their_twin_at_the_last_epoch_both_reached(t
     for name, run, stop in (("ce-bf16-s0", bf16, None), ("ce-s0", twin, 15)):
         folder = write_run_folder(tmp_path, run).rename(tmp_path / run.dataset / name)
         if stop is not None:  # the twin: a prefix that stopped at epoch 15 of the 40-epoch recipe
-            cut = scale.UpTo(run, stop).metrics.assign(train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)
+            cut = comparable.UpTo(run, stop).metrics.assign(train_loss_ce=0.1, test_error=0.2, test_loss_ce_all=0.5)
             write_rows_csv(folder / "metrics.csv", cut.to_dict("records"))
             write_status(folder, "done", stop)
     from lsnc import book
@@ -657,7 +657,7 @@ def test_the_ce_ls_summary_uses_one_epoch_for_prefixes_of_different_lengths():
         for r in runs[-2:]:
             r.metrics = r.metrics.assign(test_error=0.2)
         if stop:
-            runs[-2:] = [scale.UpTo(r, stop) for r in runs[-2:]]
+            runs[-2:] = [comparable.UpTo(r, stop) for r in runs[-2:]]
     text = compare_sentence(runs)
     assert "all compared at epoch 20 of the 40-epoch recipe" in text and "; 2 CE / 2 LS seeds." in text
     # headed by the group and what its runs are, as compared: a prefix of which recipe
@@ -705,8 +705,8 @@ def test_scale_table_leaves_out_prefixes_and_says_what_is_missing():
     from lsnc.book import summary
 
     short, long = _length_group("fake-short", EPOCHS, 0.3, 0.6), _length_group("fake-long", EPOCHS + [80], 0.2, 0.1)
-    stopped = [scale.UpTo(r, 40) for r in _length_group("fake-long", EPOCHS + [80], 0.2, 0.1, seeds=(5,))]
-    assert all(scale.reach(r).prefix for r in stopped)
+    stopped = [comparable.UpTo(r, 40) for r in _length_group("fake-long", EPOCHS + [80], 0.2, 0.1, seeds=(5,))]
+    assert all(comparable.reach(r).prefix for r in stopped)
     assert summary.scale_table(short + stopped).empty  # a prefix of the 80-epoch recipe is not a 40-epoch run
     for r in long:
         r.metrics = r.metrics.drop(columns=["test_ece20"])
@@ -813,8 +813,8 @@ def test_a_group_trained_in_bf16_is_read_in_bf16_and_its_tf32_twin_is_left_to_th
         return r
     gpu = [run("gpu", d, s, "bf16") for d in (0.0, 0.05) for s in (0, 1)] + [run("gpu", 0.0, 0, tf32=True)]
     cpu = [run("cpu", d, s) for d in (0.0, 0.05) for s in (0, 1)] + [run("cpu", 0.0, 0, "bf16")]
-    assert scale.main_precision(gpu + cpu) == {"gpu": "bf16", "cpu": "none"}
-    standard = scale.standard_runs(gpu + cpu)
+    assert comparable.main_precision(gpu + cpu) == {"gpu": "bf16", "cpu": "none"}
+    standard = comparable.standard_runs(gpu + cpu)
     assert standard == gpu[:4] + cpu[:4]
     comp = claims.select_comparison(gpu)
     assert sorted(comp.ce) == sorted(comp.ls) == [0, 1]
@@ -849,9 +849,9 @@ def test_the_main_precision_is_the_one_that_trained_the_most_epochs():
         r.epochs_reached, r.is_prefix = reached, True
         return r
     tf32 = [run(d, s, "none", reached) for d in (0.0, 0.05) for s, reached in ((0, 75), (1, 20))]
-    assert scale.main_precision(tf32 + [run(d, 0, "bf16", 170) for d in (0.0, 0.05)]) == {"gpu": "bf16"}
-    assert scale.main_precision(tf32 + [run(d, 0, "bf16", 40) for d in (0.0, 0.05)]) == {"gpu": "none"}
-    assert scale.main_precision(tf32 + [run(d, 0, "bf16", 95) for d in (0.0, 0.05)]) == {"gpu": "none"}
+    assert comparable.main_precision(tf32 + [run(d, 0, "bf16", 170) for d in (0.0, 0.05)]) == {"gpu": "bf16"}
+    assert comparable.main_precision(tf32 + [run(d, 0, "bf16", 40) for d in (0.0, 0.05)]) == {"gpu": "none"}
+    assert comparable.main_precision(tf32 + [run(d, 0, "bf16", 95) for d in (0.0, 0.05)]) == {"gpu": "none"}
 
 
 def test_final_rows_cut_prefixes_of_one_group_at_one_epoch():
@@ -862,7 +862,7 @@ def test_final_rows_cut_prefixes_of_one_group_at_one_epoch():
     runs = []
     for seed, stop in ((0, None), (1, 20)):
         pair = [fake_run(0.0, seed, 6.0), fake_run(0.05, seed, 3.0)]
-        runs += [scale.UpTo(r, stop) for r in pair] if stop else pair
+        runs += [comparable.UpTo(r, stop) for r in pair] if stop else pair
     other = fake_run(0.0, 0, 6.0, epochs=EPOCHS[:-2])  # a 20-epoch recipe, complete: another setting
     other.dataset = "fake-20ep"
     final = final_rows(runs + [other])
@@ -872,11 +872,11 @@ def test_final_rows_cut_prefixes_of_one_group_at_one_epoch():
         at20, float(other.metrics["train_nc1_within_between"].iloc[-1])]
     assert list(final["dataset"]) == ["fake"] * 4 + ["fake-20ep"]  # in the order given
     # a third seed that stopped at epoch 10, CE only: it does not hold the others back, it is left out
-    late = final_rows(runs + [scale.UpTo(fake_run(0.0, 2, 6.0), 10)])
+    late = final_rows(runs + [comparable.UpTo(fake_run(0.0, 2, 6.0), 10)])
     assert len(late) == 4 and set(late["epoch"]) == {20}
     # the caption of a page's final values says which epoch, and which run it left out
     from lsnc.book.summary import final_epoch_text
-    text = final_epoch_text(runs + [scale.UpTo(fake_run(0.0, 2, 6.0), 10), other])
+    text = final_epoch_text(runs + [comparable.UpTo(fake_run(0.0, 2, 6.0), 10), other])
     assert text.startswith("last evaluated epoch of each run; `fake`: epoch 20, the last one all its compared runs")
     assert text.count("epoch 20") == 1 and "left out, stopped earlier: " in text and " at epoch 10)" in text
     assert "fake-20ep" not in text  # complete runs of one length: nothing to say
@@ -893,7 +893,7 @@ def test_final_tables_say_what_each_mean_is_over():
         pair = [fake_run(0.0, seed, 6.0), fake_run(0.05, seed, 3.0)]
         for r in pair:
             r.metrics = r.metrics.assign(test_error=0.2)
-        runs += [scale.UpTo(r, stop) for r in pair] if stop else pair
+        runs += [comparable.UpTo(r, stop) for r in pair] if stop else pair
     table = final_collapse_table(runs)
     assert table["mean of"].tolist() == ["3 seeds", "3 seeds"] and table["epoch"].tolist() == ["20", "20"]
     nc1 = np.mean([float(r.metrics.set_index("epoch").loc[20, "train_nc1_within_between"])

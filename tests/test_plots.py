@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from lsnc import book  # noqa: E402
-from lsnc.book import scale  # noqa: E402
+from lsnc.book import comparable  # noqa: E402
 from lsnc.book.plots import theory as TP  # noqa: E402
 from lsnc.book.plots import training as T  # noqa: E402
 from lsnc.presets import preset_config  # noqa: E402
@@ -102,7 +102,7 @@ def test_geometry(sel):
     assert f"at epochs {', '.join(map(str, saved))}" in text
     assert T.snapshot_epochs_text(pair, last=True).startswith(f"drawn at epoch {saved[-1]} ")
     # a prefix that stopped after its last snapshot says so
-    cut = [scale.UpTo(r, saved[-1] + 1) for r in pair]
+    cut = [comparable.UpTo(r, saved[-1] + 1) for r in pair]
     assert T.snapshot_epochs_text(cut).endswith(f"none after epoch {saved[-1]} up to epoch {saved[-1] + 1}, where the "
                                                 "runs stopped")
 

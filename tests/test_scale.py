@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lsnc import book
-from lsnc.book import caption, scale, scales_table
+from lsnc.book import caption, comparable, scale, scales_table
 from lsnc.paths import REPO_ROOT
 from lsnc.runs import Run, find_runs, load_run
 
@@ -47,7 +47,7 @@ def test_describe_run_complete_and_prefix():
     assert scale.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 0.70M parameters)"
     assert scale.model_text({"model": "resnet18", "width": 16}, hand_run()) == "resnet18 (width 16)"
     # a running run at epoch 40 is not a finished prefix
-    assert scale.reach(hand_run(reached=40, status="running")).text == "800 epochs"
+    assert comparable.reach(hand_run(reached=40, status="running")).text == "800 epochs"
 
 
 def test_epochs_and_seeds_text():
@@ -151,31 +151,31 @@ def test_pool_text_tells_subsets_of_different_pools_apart():
 def test_setting_key_leaves_out_only_what_varies():
     """Runs compare when everything but δ, seed, group and how far they got is equal; ``vary`` frees one axis."""
     base = hand_run(0.0, 0)
-    assert scale.setting_key(base) == scale.setting_key(hand_run(0.05, 3, reached=100))  # δ, seed, prefix
+    assert comparable.setting_key(base) == comparable.setting_key(hand_run(0.05, 3, reached=100))  # δ, seed, prefix
     elsewhere = hand_run()
     elsewhere.path = Path("runs/another-group") / elsewhere.path.name
-    assert elsewhere.dataset == "another-group" and scale.setting_key(elsewhere) == scale.setting_key(base)
+    assert elsewhere.dataset == "another-group" and comparable.setting_key(elsewhere) == comparable.setting_key(base)
     sparse = hand_run()
     sparse.config["eval_epochs"] = [0, 400, 800]  # evaluated at other epochs: compared only along the length
-    assert scale.setting_key(sparse) != scale.setting_key(base)
-    assert scale.setting_key(sparse, vary="epochs") == scale.setting_key(base, vary="epochs")
+    assert comparable.setting_key(sparse) != comparable.setting_key(base)
+    assert comparable.setting_key(sparse, vary="epochs") == comparable.setting_key(base, vary="epochs")
     longer = hand_run(epochs=1600)
     longer.config["milestones"] = [560, 1320]  # the decays at the same fractions of training
-    assert scale.setting_key(longer) != scale.setting_key(base)
-    assert scale.setting_key(longer, vary="epochs") == scale.setting_key(base, vary="epochs")
+    assert comparable.setting_key(longer) != comparable.setting_key(base)
+    assert comparable.setting_key(longer, vary="epochs") == comparable.setting_key(base, vary="epochs")
     wider = hand_run(width=1024)
-    assert scale.setting_key(wider) != scale.setting_key(base)
-    assert scale.setting_key(wider, vary="width") == scale.setting_key(base, vary="width")
-    assert scale.setting_key(wider, vary="epochs") != scale.setting_key(base, vary="epochs")
+    assert comparable.setting_key(wider) != comparable.setting_key(base)
+    assert comparable.setting_key(wider, vary="width") == comparable.setting_key(base, vary="width")
+    assert comparable.setting_key(wider, vary="epochs") != comparable.setting_key(base, vary="epochs")
     twin = hand_run()
     twin.config.update(amp="bf16")
-    assert scale.setting_key(twin) != scale.setting_key(base)
-    assert scale.setting_key(twin, vary="precision") == scale.setting_key(base, vary="precision")
+    assert comparable.setting_key(twin) != comparable.setting_key(base)
+    assert comparable.setting_key(twin, vary="precision") == comparable.setting_key(base, vary="precision")
     other_lr = hand_run()
     other_lr.config["lr"] = 0.1
-    assert all(scale.setting_key(other_lr, vary=a) != scale.setting_key(base, vary=a) for a in scale.SETTING_AXES)
+    assert all(comparable.setting_key(other_lr, vary=a) != comparable.setting_key(base, vary=a) for a in comparable.SETTING_AXES)
     with pytest.raises(ValueError, match="vary must be"):
-        scale.setting_key(base, vary="delta")
+        comparable.setting_key(base, vary="delta")
 
 
 def test_machines_table_groups_runs_by_the_machine_that_computed_them(tmp_path):

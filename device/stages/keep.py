@@ -5,7 +5,7 @@ call's pack moves its set's run folders, checkpoints included, to KEEP (LSNC_WIN
 each call's carried .device/ replaces that folder) with keep.env, what the set was. A later call of the same source
 commit, lsnc/ code, group and width trains those runs on (--resume) for its own budget, with the same plan and the
 graphs that call trained with, instead of new seeds: a longer prefix of the same runs beats a short extra seed,
-which would pull the group's compared epoch back (lsnc.book.scale.align_prefixes). LSNC_WINDOW_CONTINUE=0, or
+which would pull the group's compared epoch back (lsnc.book.comparable.align_prefixes). LSNC_WINDOW_CONTINUE=0, or
 LSNC_WINDOW_SEEDS, starts new seeds instead.
 """
 

@@ -5,6 +5,8 @@ One module per concept:
 - :mod:`.select`: :func:`select` the runs of a page (a :class:`Selection`; never raises for unknown data);
 - :mod:`.scale`: the one home for describing runs: data, copy and subset, model and width, loss, epochs
   (or "epochs 0–E of the N-epoch recipe" for a prefix), seeds, recipe, provenance;
+- :mod:`.comparable`: which runs can be compared, and at which epoch (prefixes cut to one epoch, the setting two
+  runs must share, each group's main precision);
 - :mod:`.captions`: the caption under every figure, and :func:`show`;
 - :mod:`.summary`: numbers the pages print or glue (means per loss, end-of-training tables, bf16 vs fp32);
 - :mod:`.claims`: the paper's claims C1-C6 as tests with verdicts;

@@ -3,7 +3,7 @@
 Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (``vocab.MAIN_DELTA``) inside
 one dataset group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. Runs that are prefixes of one
 recipe but stopped at different epochs (GPU windows of different lengths) are compared at one epoch they all
-reached, the latest that keeps enough seed pairs (:func:`select_comparison`, :func:`.scale.align_prefixes`); the note says which.
+reached, the latest that keeps enough seed pairs (:func:`select_comparison`, :func:`.comparable.align_prefixes`); the note says which.
 One row of :func:`claims_table` is one test::
 
     dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values
@@ -61,7 +61,8 @@ import pandas as pd
 from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, in_deltas, loss_label
-from .scale import align_prefixes, as_runs, by_dataset, describe_setting, reach, setting_key, standard_runs
+from .comparable import align_prefixes, reach, setting_key, standard_runs
+from .scale import as_runs, by_dataset, describe_setting
 from .select import finished_runs
 
 #: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
@@ -434,13 +435,13 @@ class Comparison:
 
 def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comparison:
     """CE (δ = 0) and LS (δ = ``ls_delta``) runs of one dataset group, non-UFM, in the group's main precision
-    (:func:`.scale.standard_runs`: fp32 or TF32, or bf16 where a GPU window trained in it), with metrics, one per
+    (:func:`.comparable.standard_runs`: fp32 or TF32, or bf16 where a GPU window trained in it), with metrics, one per
     seed.
 
-    When runs of several settings (:func:`.scale.setting_key`: data, model and width, recipe, optimizer,
+    When runs of several settings (:func:`.comparable.setting_key`: data, model and width, recipe, optimizer,
     precision) are present, the setting with the most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed is
     skipped (noted). Runs of the setting that stopped at different epochs of the recipe (prefixes from different
-    GPU windows, say) are compared at one epoch they reached (:func:`.scale.align_prefixes`), and ``notes`` says
+    GPU windows, say) are compared at one epoch they reached (:func:`.comparable.align_prefixes`), and ``notes`` says
     so."""
     # The claims are about the paper's recipe: UFM-style runs and precision twins are compared elsewhere.
     runs = [r for r in standard_runs(runs) if r.metrics is not None and not r.metrics.empty]

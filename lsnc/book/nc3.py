@@ -32,7 +32,8 @@ import pandas as pd
 from ..metrics import nc3_in_span_against_whitened
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, is_delta, loss_label
 from .claims import final_value, paired_comparisons
-from .scale import align_prefixes, as_runs, by_dataset, describe_setting, seeds_text, setting_key, standard_runs
+from .comparable import align_prefixes, setting_key, standard_runs
+from .scale import as_runs, by_dataset, describe_setting, seeds_text
 from .summary import final_rows
 
 #: the metrics.csv columns read here -> their names on the page
@@ -82,8 +83,8 @@ def final_decomposition(runs, delta: float = MAIN_DELTA) -> tuple[pd.DataFrame, 
 
 def _sweep(group: list) -> list:
     """One standard run per (δ, seed) of a group's δ sweep: the setting with the most runs
-    (:func:`lsnc.book.scale.setting_key`, as the claims pick theirs), the first run of each (δ, seed), and prefixes
-    that stopped at different epochs cut at one epoch they reached (:func:`lsnc.book.scale.align_prefixes`)."""
+    (:func:`lsnc.book.comparable.setting_key`, as the claims pick theirs), the first run of each (δ, seed), and prefixes
+    that stopped at different epochs cut at one epoch they reached (:func:`lsnc.book.comparable.align_prefixes`)."""
     main = pd.Series([setting_key(r) for r in group]).value_counts().index[0]
     picked: dict[tuple[float, int], object] = {}
     for r in group:

@@ -14,18 +14,15 @@ runs' config.json, provenance.json and status.json (never by parsing another des
 * :func:`machines_table` and :func:`recipe_table`: the runs page's machines, and the recipe as the code built it
   (provenance.json's ``training`` block, checked against config.json).
 
-A finished run that stopped before its recipe's last epoch (a *prefix*, see ``lsnc.runs.Run.is_prefix``) is
-always described as "epochs 0–E of the N-epoch recipe", never as an E-epoch run: its learning-rate schedule is
-that of the N-epoch recipe. Run-like objects without a status (tests, the claims' inputs) count as complete.
+A finished run that stopped before its recipe's last epoch (a *prefix*, see ``lsnc.runs.Run.is_prefix`` and
+:func:`.comparable.reach`) is always described as "epochs 0–E of the N-epoch recipe", never as an E-epoch run: its
+learning-rate schedule is that of the N-epoch recipe. Run-like objects without a status (tests, the claims' inputs)
+count as complete. Which runs are compared, and at which epoch, is :mod:`.comparable`'s.
 """
 
 from __future__ import annotations
 
-import math
-
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +30,7 @@ import pandas as pd
 
 from ..models import MLP_DEPTH, model_width, parameter_count
 from ..vocab import MAIN_DELTA, in_deltas, is_delta, loss_label
+from .comparable import align_prefixes, reach, standard_runs
 
 
 # ------------------------------------------------------------------------------------------------
@@ -70,186 +68,6 @@ def by_dataset(runs: Sequence) -> dict[str, list]:
 # ------------------------------------------------------------------------------------------------
 # one run
 # ------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Reach:
-    """How far a run went in its recipe: ``reached`` of ``epochs`` (equal for a complete run)."""
-
-    reached: int
-    epochs: int
-    prefix: bool
-
-    @property
-    def text(self) -> str:
-        if self.prefix:
-            return f"epochs 0–{self.reached} of the {self.epochs}-epoch recipe"
-        return f"{self.epochs} epochs"
-
-
-def reach(run) -> Reach:
-    """The run's :class:`Reach`, from ``Run.epochs_reached`` / ``Run.is_prefix`` (complete when absent)."""
-    epochs = int(run.config["epochs"])
-    return Reach(int(getattr(run, "epochs_reached", epochs)), epochs, bool(getattr(run, "is_prefix", False)))
-
-
-class UpTo:
-    """A run seen as it was at an earlier evaluated ``epoch`` of its recipe: its tables cut there. A prefix of a
-    recipe *is* the recipe's run up to its last epoch, so this is exactly the state a shorter run of the same
-    recipe, seed and δ records at that epoch. Everything else reads through to the run."""
-
-    def __init__(self, run, epoch: int):
-        self.run, self.epochs_reached = run, int(epoch)
-        self.is_prefix = self.epochs_reached < int(run.config["epochs"])
-        self.metrics = _cut(run.metrics, epoch)
-        self.epochs = _cut(getattr(run, "epochs", None), epoch)
-
-    def __getattr__(self, name):
-        if name == "run":  # not set yet (copying, unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.run, name)
-
-
-def _cut(table: pd.DataFrame | None, epoch: int) -> pd.DataFrame | None:
-    if table is None or table.empty or "epoch" not in table.columns:
-        return table
-    return table[pd.to_numeric(table["epoch"], errors="coerce") <= epoch].reset_index(drop=True)
-
-
-@dataclass
-class Aligned:
-    """Runs of one recipe cut to one epoch (:func:`align_prefixes`)."""
-
-    runs: list            # the kept runs, each seen up to ``epoch`` (:class:`UpTo` where it went further)
-    skipped: list         # the runs that stopped before ``epoch``
-    epoch: int | None     # None when every run reached the same epoch (nothing was cut)
-    reached: tuple[int, int] = (0, 0)   # the earliest and latest epochs the runs reached
-
-    @property
-    def note(self) -> str:
-        """What was done, for a caption or a claims note ("" when nothing was cut)."""
-        if self.epoch is None:
-            return ""
-        epochs = int(self.runs[0].config["epochs"]) if self.runs else 0
-        skipped = "".join(f"; skipped {r.name} (stopped at epoch {reach(r).reached})" for r in self.skipped)
-        return (f"all compared at epoch {self.epoch} of the {epochs}-epoch recipe, the last evaluated epoch every "
-                f"compared run reached (the runs reached epochs {self.reached[0]}-{self.reached[1]}){skipped}")
-
-
-def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
-    """Runs that are prefixes of one recipe and stopped at different epochs (GPU windows of different lengths),
-    made comparable: each is cut at one epoch they reached (a prefix *is* the recipe's run up to its end, so
-    the cut is what a shorter run records there). A seed is complete at an epoch when ``per_seed`` of its runs
-    reached it (e.g. 2 for a CE-LS pair). The epoch is the latest one that keeps at least half of the complete
-    seeds the best epoch keeps, and at least two where any epoch has two: the paper's claims are about the end of
-    training, so a short pair (a GPU window's last minutes) does not hold two longer ones back, while many seeds
-    are not given up for a single long one. A run without its partners does not hold the others back. Runs that
-    stopped earlier are skipped."""
-    reached = {id(r): reach(r).reached for r in runs}
-    if len(set(reached.values())) <= 1:
-        return Aligned(list(runs), [], None, (min(reached.values(), default=0), max(reached.values(), default=0)))
-    by_seed: dict[Any, list] = {}
-    for r in runs:
-        by_seed.setdefault(r.config.get("seed"), []).append(r)
-
-    def complete(h):
-        return sum(1 for rs in by_seed.values() if sum(reached[id(r)] >= h for r in rs) >= per_seed)
-    best = max(complete(h) for h in reached.values())
-    need = max(min(2, best), math.ceil(best / 2))
-    h = max(h for h in set(reached.values()) if complete(h) >= need)
-    # where a time budget stopped a run off the evaluation schedule, h may be an epoch the longer runs have no row
-    # for: cut at the latest epoch every run that reaches it evaluated (which may take in runs that stopped
-    # between the two, so again until it holds)
-    cut = h
-    while True:
-        longer = [r for r in runs if reached[id(r)] >= cut]
-        again = common_epoch(longer, cut)
-        if again == cut:
-            break
-        cut = again
-    kept = [UpTo(r, cut) if reached[id(r)] > cut else r for r in longer]
-    return Aligned(kept, [r for r in runs if reached[id(r)] < cut], cut,
-                   (min(reached.values()), max(reached.values())))
-
-
-def common_epoch(runs: Sequence[Any], upto: int) -> int:
-    """Where to cut ``runs`` at epoch ``upto`` so that all end on the same metrics row: ``upto`` where their last
-    rows up to it agree (or a run has no table), else the latest epoch before it at which every run has a row.
-    The rows are the evaluated epochs (config.json's ``eval_epochs``) and, for a prefix a time budget stopped, its
-    last epoch, on the schedule or not (lsnc.runs.format)."""
-    rows = []
-    for r in runs:
-        table = getattr(r, "metrics", None)
-        if table is None or table.empty or "epoch" not in table.columns:
-            return int(upto)
-        rows.append({int(e) for e in pd.to_numeric(table["epoch"], errors="coerce").dropna() if e <= upto})
-    if len({max(e, default=-1) for e in rows}) <= 1:
-        return int(upto)
-    common = set.intersection(*rows)
-    return max(common) if common else int(upto)
-
-
-#: the axes :func:`setting_key` can leave out: a scale axis of the claims page, or the precision (bf16 twins)
-SETTING_AXES = ("epochs", "width", "train images", "precision")
-
-
-def setting_key(run, vary: str | None = None) -> tuple:
-    """What two runs must share, besides δ and seed, to be compared (in any run group: the group's name is not
-    part of it): the data (dataset, its label, which names an image folder's or copy's source, its options,
-    subset sizes), the model and its width, the recipe (epochs, lr schedule, evaluated epochs, optimizer, weight
-    decay, batch), UFM-style or not (and its penalties), and the precision (autocast, TF32). How far a run got in
-    its recipe is not part of it (a prefix is compared at an epoch all reached, :func:`align_prefixes`); neither
-    is how it executed (fused, CUDA graphs, channels-last).
-
-    ``vary`` leaves one thing out (:data:`SETTING_AXES`): ``"epochs"`` (the length; the lr decays then count as
-    fractions of training, to one decimal, and the evaluated epochs are left out), ``"width"``,
-    ``"train images"`` (training images per class) or ``"precision"`` (autocast and TF32: a bf16-autocast run and
-    its fp32 or TF32 twin). The claims compare CE and LS on one key; the scale comparisons and the precision table
-    vary one thing."""
-    if vary not in (None, *SETTING_AXES):
-        raise ValueError(f"vary must be None or one of {SETTING_AXES}; got {vary!r}")
-    c = run.config
-    milestones = tuple(c.get("milestones") or ())
-    # along the length axis the decays sit at about the same fractions of training (the CPU presets round them to
-    # whole epochs: 9/50 and 28/150 are both 0.2)
-    schedule = tuple(round(m / c["epochs"], 1) for m in milestones) if vary == "epochs" else milestones
-    axes = {"epochs": (int(c["epochs"]), tuple(c.get("eval_epochs") or ())),
-            "width": (c.get("model"), model_width(c.get("model"), c.get("width"))),
-            "train images": c.get("train_per_class"),
-            "precision": (c.get("amp", "none"), bool(c.get("tf32")))}
-    return (c.get("dataset"), run.label, repr(c.get("data_options")), c.get("test_per_class"),
-            c.get("holdout_per_class"), c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"),
-            c.get("batch_size"), c.get("gamma"), schedule, bool(c.get("ufm")), c.get("lambda_w"), c.get("lambda_h"),
-            c.get("lambda_b"), *(value for axis, value in axes.items() if axis != vary))
-
-
-def main_precision(runs: Iterable) -> dict[str, str]:
-    """Per run group, the autocast (``config["amp"]``: "none" or "bf16") that trained the most epochs over its
-    standard (not UFM-style) runs (each run counts the epochs it reached, :func:`reach`); on a tie, and for a group
-    without standard runs, "none". A CPU group's bf16 runs are a few twins of its fp32 runs (complete runs of one
-    length, so fewer epochs). (The GPU windows put a bf16 set in a group of its own, ``…-gpu-bf16``, so both
-    precisions are shown there; its twins are in the TF32 group, device/README.md.)"""
-    epochs: dict[str, Counter] = {}
-    for r in runs:
-        if not r.config.get("ufm"):
-            epochs.setdefault(r.dataset, Counter())[r.config.get("amp", "none")] += reach(r).reached
-    return {group: max(c, key=lambda amp: (c[amp], amp == "none")) for group, c in epochs.items()}
-
-
-def in_main_precision(runs: Iterable) -> list:
-    """The runs in their group's :func:`main_precision` (UFM-style runs: fp32, as they are trained); the other
-    precision's runs are twins, compared with them (``vary="precision"`` of :func:`setting_key`) on the runs page."""
-    runs = list(runs)
-    main = main_precision(runs)
-    return [r for r in runs if r.config.get("amp", "none") ==
-            ("none" if r.config.get("ufm") else main.get(r.dataset, "none"))]
-
-
-def standard_runs(runs: Iterable) -> list:
-    """The paper's kind of training, which the figures, the claims and the scale comparisons compare: not UFM-style
-    (no explicit feature penalty; those have their own figure), in its group's main precision
-    (:func:`in_main_precision`)."""
-    return [r for r in in_main_precision(runs) if not r.config.get("ufm")]
-
-
 def precision_text(run) -> str:
     """How the run's training computed: "bf16 autocast", "TF32" (fp32 with TF32 matmuls and convolutions, on a GPU)
     or "fp32"; from its provenance (what the device did), else its config."""

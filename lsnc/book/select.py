@@ -24,7 +24,8 @@ from ..paths import portable_paths
 from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, find_runs, read_json, runs_table
 from ..runs.format import CONFIG_FILE, read_status
 from ..vocab import CE_VS_LS, in_deltas, is_delta
-from .scale import as_runs, by_dataset, fmt_list, group_line, in_main_precision, seeds_text
+from .comparable import in_main_precision
+from .scale import as_runs, by_dataset, fmt_list, group_line, seeds_text
 
 
 class UnknownDataset(ValueError):
@@ -128,7 +129,7 @@ def select(dataset: str | Sequence[str] | None = None, runs_dir: str | Path | No
     """Finished runs under ``runs_dir`` (None: the repository's runs/) for ``dataset`` (None: every run group
     present; a name a reader types, see the module, or a list of names), UFM-style or not (``ufm=None``: both),
     optionally only some deltas and seeds. Groups with fewer than ``min_deltas`` distinct deltas are left out
-    (e.g. a sweep figure). ``amp``: "main" keeps each group's main precision (:func:`.scale.main_precision`: fp32,
+    (e.g. a sweep figure). ``amp``: "main" keeps each group's main precision (:func:`.comparable.main_precision`: fp32,
     or bf16 where a GPU window trained in it), None every precision (the runs page, the claims), or one autocast
     value ("none", "bf16"). Raises :class:`UnknownDataset` when no run group holds ``dataset``; otherwise an
     empty Selection carries a message naming what is available."""

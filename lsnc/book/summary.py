@@ -19,8 +19,8 @@ from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, F
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, column_names, ece_column, in_deltas, is_delta, loss_label,
                      temperature_column)
 from .claims import epochs_to_zero_error, final_value, paired_comparisons
-from .scale import (UpTo, align_prefixes, as_runs, common_epoch, data_text, describe_setting, fmt_list, model_text,
-                    pool_text, reach, seeds_text, setting_key, standard_runs)
+from .comparable import UpTo, align_prefixes, common_epoch, reach, setting_key, standard_runs
+from .scale import as_runs, data_text, describe_setting, fmt_list, model_text, pool_text, seeds_text
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -59,7 +59,7 @@ def last_rows(table: pd.DataFrame) -> pd.DataFrame:
 def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
     """The last evaluated epoch of every run (one row per run), ``epoch`` saying which. Prefixes of one recipe
     that stopped at different epochs (GPU windows of different lengths; per group and
-    :func:`.scale.setting_key`) are first cut at one epoch they reached (:func:`.scale.align_prefixes`: the latest
+    :func:`.comparable.setting_key`) are first cut at one epoch they reached (:func:`.comparable.align_prefixes`: the latest
     one at which enough seeds have every δ of the group), so the "final" values of one group are never from
     different epochs; its runs that stopped before that epoch are left out."""
     seen = {}  # id of a run given -> the run as read (itself, or cut by align_prefixes)
@@ -71,7 +71,7 @@ def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def _final_cuts(runs: Sequence[Run]) -> list[tuple[list, Any]]:
-    """(runs, :func:`.scale.align_prefixes` of them) per group and setting: how :func:`final_rows` reads them."""
+    """(runs, :func:`.comparable.align_prefixes` of them) per group and setting: how :func:`final_rows` reads them."""
     sets: dict[tuple, list] = {}
     for r in runs:
         sets.setdefault((r.dataset, setting_key(r)), []).append(r)
@@ -384,7 +384,7 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
 # ------------------------------------------------------------------------------------------------
 def _twin_key(r: Run) -> tuple:
     """What a bf16 run and its full-precision twin share: δ, seed, TF32 or not, and everything but the autocast
-    (:func:`.scale.setting_key`, the data's label included; not how far each got), in the same group or another:
+    (:func:`.comparable.setting_key`, the data's label included; not how far each got), in the same group or another:
     the GPU windows put bf16 sets in a group of their own (``…-gpu-bf16``) beside the TF32 group."""
     return (float(r.config["delta"]), int(r.config["seed"]), bool(r.config.get("tf32")),
             setting_key(r, vary="precision"))
@@ -503,7 +503,7 @@ SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "w
 
 
 def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
-    """What must be equal for runs to differ only along ``axis`` (:func:`.scale.setting_key`), and how a page
+    """What must be equal for runs to differ only along ``axis`` (:func:`.comparable.setting_key`), and how a page
     names it."""
     c = run.config
     milestones = c.get("milestones") or []
@@ -556,7 +556,7 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
 def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
     """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
     length; ``width``, the model's base width; ``train images``, training images per class): complete (not
-    prefix) runs in their group's main precision, no UFM-style ones (:func:`.scale.standard_runs`), that share
+    prefix) runs in their group's main precision, no UFM-style ones (:func:`.comparable.standard_runs`), that share
     everything else (``_setting``). Per setting, value and
     loss (CE, then LS at ``deltas[1]``): the group(s), the lr decays, and the mean over seeds of the final NC1,
     NC2, NC3, test error and ECE (20 bins), on the seeds that every value has for both losses. Column ``axis``
