@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lsnc import book
-from lsnc.book import claims, comparable, scale
+from lsnc.book import claims, comparable, measures, scale
 from lsnc.book.claims import ClaimsError, judge
 
 ALLOWED = set(claims.VERDICTS)
@@ -128,20 +128,20 @@ def test_judge_one_seed_pair_goes_by_the_pair_not_the_means():
 # ---------------------------------------------------------------- measurements
 def test_epoch_measurements():
     r = fake_run(0.0, 0, fast=2.0)
-    assert claims.epochs_to_zero_error(r) == 6  # first evaluated epoch >= 3 * 2
-    assert claims.epochs_to_zero_error(r, threshold=2.0) == 0
+    assert measures.epochs_to_zero_error(r) == 6  # first evaluated epoch >= 3 * 2
+    assert measures.epochs_to_zero_error(r, threshold=2.0) == 0
     m = r.metrics.copy()
     m["train_error"] = 0.5
-    assert claims.epochs_to_zero_error(FakeRun(r.config, m)) == math.inf
+    assert measures.epochs_to_zero_error(FakeRun(r.config, m)) == math.inf
     # "stays below": a dip and a rise do not count
     m["train_nc2_wh_etf"] = [1.0, 0.2, 0.9, 0.5, 0.4, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]
     run = FakeRun(r.config, m)
-    assert claims.epochs_to_level(run, "train_nc2_wh_etf", 0.5) == 3
-    assert claims.epochs_to_level(run, "train_nc2_wh_etf", 0.1) == math.inf
-    level, start, worst = claims.c2_level([run], "train_nc2_wh_etf", 1.0)
+    assert measures.epochs_to_level(run, "train_nc2_wh_etf", 0.5) == 3
+    assert measures.epochs_to_level(run, "train_nc2_wh_etf", 0.1) == math.inf
+    level, start, worst = measures.c2_level([run], "train_nc2_wh_etf", 1.0)
     assert (start, worst) == (1.0, 0.3) and level == pytest.approx(0.3)
     m["train_nc2_wh_etf"] = np.linspace(1, 2, len(m))  # increases: level undefined
-    assert math.isnan(claims.c2_level([FakeRun(r.config, m)], "train_nc2_wh_etf", 0.5)[0])
+    assert math.isnan(measures.c2_level([FakeRun(r.config, m)], "train_nc2_wh_etf", 0.5)[0])
 
 
 def with_running_error(run, errors):
@@ -154,36 +154,36 @@ def with_running_error(run, errors):
 
 def test_running_error_measurement():
     r = fake_run(0.0, 0, fast=2.0)
-    assert claims.epochs_to_zero_running_error(r) == 6  # every epoch: the first one >= 3 * 2
+    assert measures.epochs_to_zero_running_error(r) == 6  # every epoch: the first one >= 3 * 2
     run = with_running_error(r, [0.5, 0.01, 0.0008, 0.001, 0.0, 0.002, 0.0])
-    assert claims.epochs_to_zero_running_error(run) == 5  # first touch, not "stays"
-    assert claims.epochs_to_zero_running_error(run, claims.C1_LOOSE_ERROR) == 3
+    assert measures.epochs_to_zero_running_error(run) == 5  # first touch, not "stays"
+    assert measures.epochs_to_zero_running_error(run, claims.C1_LOOSE_ERROR) == 3
     never = with_running_error(r, [0.5, 0.01, 0.002])
-    assert claims.epochs_to_zero_running_error(never) == math.inf
-    assert claims.epochs_to_zero_running_error(never, claims.C1_LOOSE_ERROR) == math.inf
+    assert measures.epochs_to_zero_running_error(never) == math.inf
+    assert measures.epochs_to_zero_running_error(never, claims.C1_LOOSE_ERROR) == math.inf
     # missing measurements, never a crash: no table, an empty one, no accuracy column, a gap before the answer,
     # rows that stop before the run's last epoch
-    assert math.isnan(claims.epochs_to_zero_running_error(FakeRun(r.config, r.metrics)))
-    assert math.isnan(claims.epochs_to_zero_running_error(FakeRun(r.config, r.metrics, epochs=pd.DataFrame())))
-    assert math.isnan(claims.epochs_to_zero_running_error(
+    assert math.isnan(measures.epochs_to_zero_running_error(FakeRun(r.config, r.metrics)))
+    assert math.isnan(measures.epochs_to_zero_running_error(FakeRun(r.config, r.metrics, epochs=pd.DataFrame())))
+    assert math.isnan(measures.epochs_to_zero_running_error(
         FakeRun(r.config, r.metrics, epochs=run.epochs.drop(columns=["train_acc_running"]))))
     gap = run.epochs.drop(index=2)  # epoch 3 missing: 0.1 % first reached at 3 or 4
-    assert math.isnan(claims.epochs_to_zero_running_error(FakeRun(run.config, r.metrics, epochs=gap),
+    assert math.isnan(measures.epochs_to_zero_running_error(FakeRun(run.config, r.metrics, epochs=gap),
                                                          claims.C1_LOOSE_ERROR))
-    assert claims.epochs_to_zero_running_error(FakeRun(run.config, r.metrics, epochs=run.epochs.drop(index=5))) == 5
+    assert measures.epochs_to_zero_running_error(FakeRun(run.config, r.metrics, epochs=run.epochs.drop(index=5))) == 5
     short = FakeRun(dict(never.config, epochs=10), r.metrics, epochs=never.epochs)
-    assert math.isnan(claims.epochs_to_zero_running_error(short))
+    assert math.isnan(measures.epochs_to_zero_running_error(short))
 
 
 def test_nc2_at_matched_nc1_uses_the_common_range():
     ce, ls = paper_like(seeds=(0,))
-    a, b, frac, (lo, hi) = claims.nc2_at_matched_nc1(ce[0], ls[0])
+    a, b, frac, (lo, hi) = measures.nc2_at_matched_nc1(ce[0], ls[0])
     assert b < a and frac == 1.0
     assert lo == pytest.approx(4.0 + 100 * math.exp(-40 / 4.0)) and hi == pytest.approx(102.0)  # LS starts at 100 + 2
     # no overlap in NC1: NaN
     far = fake_run(0.05, 0, fast=2.0, nc_final=(500.0, 0.1, 0.1))
     far.metrics["train_nc1_within_between"] = np.linspace(1000, 900, len(far.metrics))
-    assert math.isnan(claims.nc2_at_matched_nc1(ce[0], far)[0])
+    assert math.isnan(measures.nc2_at_matched_nc1(ce[0], far)[0])
 
 
 # ---------------------------------------------------------------- whole table
@@ -526,10 +526,11 @@ def test_furthest_pairs_reads_the_pair_that_went_furthest_when_the_claims_cut_it
 def test_upto_is_the_run_cut_at_an_epoch():
     full = fake_run(0.05, 0, 3.0)
     cut = comparable.UpTo(full, 15)
-    assert cut.epochs_reached == 15 and cut.is_prefix and comparable.reach(cut).text == "epochs 0–15 of the 40-epoch recipe"
+    assert cut.epochs_reached == 15 and cut.is_prefix
+    assert comparable.reach(cut).text == "epochs 0–15 of the 40-epoch recipe"
     assert list(cut.metrics.epoch) == [e for e in EPOCHS if e <= 15] and cut.epochs.epoch.max() == 15
     assert cut.config is full.config and cut.name == full.name and len(full.metrics) == len(EPOCHS)
-    assert claims.final_value(cut, "train_nc1_within_between") == pytest.approx(
+    assert measures.final_value(cut, "train_nc1_within_between") == pytest.approx(
         float(full.metrics.set_index("epoch").loc[15, "train_nc1_within_between"]))
 
 
@@ -925,11 +926,11 @@ def test_c2_against_each_runs_own_end():
     high, low = Curve(0.1), Curve(0.01)
     col = "train_nc1_within_between"
     # 0.9 e^-t <= 0.026 from t = 3.54; 0.99 e^-t <= 0.0058 from t = 5.14
-    assert claims.epochs_to_own_level(high, col, 0.9) == 4 and claims.epochs_to_own_level(low, col, 0.9) == 6
-    assert claims.epochs_to_level(low, col, 0.126) < claims.epochs_to_level(high, col, 0.126) == 4
+    assert measures.epochs_to_own_level(high, col, 0.9) == 4 and measures.epochs_to_own_level(low, col, 0.9) == 6
+    assert measures.epochs_to_level(low, col, 0.126) < measures.epochs_to_level(high, col, 0.126) == 4
     rising = Curve(0.1)
     rising.metrics[col] = rising.metrics[col][::-1].to_numpy()
-    assert math.isnan(claims.epochs_to_own_level(rising, col, 0.9))
+    assert math.isnan(measures.epochs_to_own_level(rising, col, 0.9))
     # in the claims table, a run whose NC1 rises is left out of the own-end row, and its note says so
     ce, ls = paper_like()
     ce[0].metrics = ce[0].metrics.assign(**{col: ce[0].metrics[col][::-1].to_numpy()})

@@ -173,7 +173,8 @@ def test_setting_key_leaves_out_only_what_varies():
     assert comparable.setting_key(twin, vary="precision") == comparable.setting_key(base, vary="precision")
     other_lr = hand_run()
     other_lr.config["lr"] = 0.1
-    assert all(comparable.setting_key(other_lr, vary=a) != comparable.setting_key(base, vary=a) for a in comparable.SETTING_AXES)
+    assert all(comparable.setting_key(other_lr, vary=a) != comparable.setting_key(base, vary=a)
+               for a in comparable.SETTING_AXES)
     with pytest.raises(ValueError, match="vary must be"):
         comparable.setting_key(base, vary="delta")
 

@@ -9,6 +9,7 @@ One module per concept:
   runs must share, each group's main precision);
 - :mod:`.captions`: the caption under every figure, and :func:`show`;
 - :mod:`.summary`: numbers the pages print or glue (means per loss, end-of-training tables, bf16 vs fp32);
+- :mod:`.measures`: what the claims measure on each run (final values, epochs to a level, NC2 at matched NC1);
 - :mod:`.claims`: the paper's claims C1-C6 as tests with verdicts;
 - :mod:`.windows`: the GPU windows that trained a group (what each brought back, from ``speed/<window-id>/``);
 - :mod:`.nc3`: where NC3 comes from (the disagreement with C2 taken apart), CE against LS;

@@ -3,7 +3,8 @@
 Every claim compares cross entropy (CE, δ = 0) with label smoothing at the main δ (``vocab.MAIN_DELTA``) inside
 one dataset group (``runs/<group>/``), UFM-style runs excluded, runs paired by seed. Runs that are prefixes of one
 recipe but stopped at different epochs (GPU windows of different lengths) are compared at one epoch they all
-reached, the latest that keeps enough seed pairs (:func:`select_comparison`, :func:`.comparable.align_prefixes`); the note says which.
+reached, the latest that keeps enough seed pairs (:func:`select_comparison`, :func:`.comparable.align_prefixes`);
+the note says which.
 One row of :func:`claims_table` is one test::
 
     dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values
@@ -27,18 +28,18 @@ left out of the pairs.
   ``not supported`` when the compared runs stopped before the end of their recipe (GPU windows): the paper's claims
   are about the end of training, so a prefix says only which way LS goes so far.
 
-The tests (``test`` column; the exact definitions are in each function's docstring):
+The tests (``test`` column; the exact definitions are in each measurement's docstring, :mod:`.measures`):
 
-* C1 :func:`epochs_to_zero_error`: first evaluated epoch with train error = 0, and with train error <= 0.1 %
+* C1 :func:`.measures.epochs_to_zero_error`: first evaluated epoch with train error = 0, and with train error <= 0.1 %
   (the paper's definition: eval mode, at the evaluated epochs of ``metrics.csv``);
-  :func:`epochs_to_zero_running_error`: the same two levels on the running training error of every epoch
+  :func:`.measures.epochs_to_zero_running_error`: the same two levels on the running training error of every epoch
   (``epochs.csv``: train mode, averaged over the epoch's batches while the model changes), one-epoch
   resolution where the evaluated epochs often tie.
-* C2 :func:`epochs_to_level`: epoch from which NC1 / NC2 / NC3 stay at or below a level set per dataset (which
-  depends on where the runs end); :func:`epochs_to_own_level`: the same at each run's own level, 90 % of the way
-  to its own final value (how fast a run approaches where it ends, apart from where that is).
+* C2 :func:`.measures.epochs_to_level`: epoch from which NC1 / NC2 / NC3 stay at or below a level set per dataset
+  (which depends on where the runs end); :func:`.measures.epochs_to_own_level`: the same at each run's own level,
+  90 % of the way to its own final value (how fast a run approaches where it ends, apart from where that is).
 * C3 final NC1 and NC2 (last evaluated epoch).
-* C4 :func:`nc2_at_matched_nc1`: mean NC2 over a grid of NC1 values both trajectories pass through.
+* C4 :func:`.measures.nc2_at_matched_nc1`: mean NC2 over a grid of NC1 values both trajectories pass through.
 * C5 final test ECE (20 bins) before temperature scaling; whether TS (held-out fit, and the test-fit variant
   of the paper's code, labelled) narrows the CE-LS gap; whether LS is still the better calibrated after TS (held-out
   fit); final mean class-mean norm and classifier-row norm.
@@ -62,6 +63,8 @@ from ..runs import default_runs_dir
 from ..calibration import ECE_DEFAULT_BINS
 from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ece_column, in_deltas, loss_label
 from .comparable import align_prefixes, reach, setting_key, standard_runs
+from .measures import (C4_GRID, c2_level, epochs_to_level, epochs_to_own_level, epochs_to_zero_error,
+                       epochs_to_zero_running_error, final_value, nc2_at_matched_nc1, series)
 from .scale import as_runs, by_dataset, describe_setting
 from .select import finished_runs
 
@@ -83,8 +86,6 @@ C2_FRACTIONS = (0.5, 0.9)
 C2_OWN_FRACTION = 0.9
 #: C1 looser variant: train error at or below this
 C1_LOOSE_ERROR = 0.001
-#: C4: number of NC1 levels in the common range
-C4_GRID = 25
 
 #: A comparison of prefixes (runs stopped before the recipe's last epoch, GPU windows) is no verdict on a claim about
 #: the end of training: where every pair goes one way, the row says only which way, at that epoch.
@@ -480,154 +481,6 @@ def paired_comparisons(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> lis
 
 
 # ----------------------------------------------------------------------------------------------
-# per-run measurements
-# ----------------------------------------------------------------------------------------------
-def _series(run, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(epochs, values) of one metric column, rows with a missing value dropped, sorted by epoch."""
-    m = run.metrics
-    if column not in m.columns:
-        return np.array([]), np.array([])
-    df = m[["epoch", column]].dropna().sort_values("epoch")
-    return df["epoch"].to_numpy(dtype=float), df[column].to_numpy(dtype=float)
-
-
-def final_value(run, column: str) -> float:
-    """The value at the run's last evaluated epoch; NaN when the column is absent or has no value there (never
-    an earlier epoch's value: a seed without the final measurement does not count for the claim)."""
-    m = run.metrics
-    if column not in m.columns or m.empty:
-        return float("nan")
-    last = pd.to_numeric(m.sort_values("epoch")[column], errors="coerce").iloc[-1]
-    return float(last)
-
-
-def epochs_to_zero_error(run, threshold: float = 0.0, column: str = "train_error") -> float:
-    """First evaluated epoch with ``column`` <= ``threshold`` (+inf if never; NaN if not logged).
-
-    The resolution is that of the evaluation schedule (every epoch early on, sparser later)."""
-    e, v = _series(run, column)
-    if not len(v):
-        return float("nan")
-    hit = np.nonzero(v <= threshold + 1e-12)[0]
-    return float(e[hit[0]]) if len(hit) else float("inf")
-
-
-def epochs_to_zero_running_error(run, threshold: float = 0.0, column: str = "train_acc_running") -> float:
-    """First epoch whose running training error ``1 - column`` in ``run.epochs`` (``epochs.csv``, one row per
-    trained epoch, epochs numbered from 1) is <= ``threshold``: one-epoch resolution.
-
-    The running error is measured during the epoch, in train mode (batch norm normalises with each batch's
-    statistics), averaged over the epoch's batches while the weights change: not the eval-mode train error of
-    :func:`epochs_to_zero_error`. Returns +inf when the run never reaches it; NaN (a missing measurement) when
-    the run has no epochs table or no ``column``, or the table does not hold every epoch up to the answer
-    (a gap before the first hit, or, never reached, rows that stop before the last epoch the run reached)."""
-    nan = float("nan")
-    table = getattr(run, "epochs", None)
-    if not isinstance(table, pd.DataFrame) or table.empty or "epoch" not in table.columns \
-            or column not in table.columns:
-        return nan
-    df = table[["epoch", column]].apply(pd.to_numeric, errors="coerce").dropna().sort_values("epoch")
-    if df.empty:
-        return nan
-    epochs, error = df["epoch"].to_numpy(dtype=float), 1.0 - df[column].to_numpy(dtype=float)
-    hit = np.nonzero(error <= threshold + 1e-12)[0]
-    upto = hit[0] + 1 if len(hit) else len(epochs)
-    if not np.array_equal(epochs[:upto], np.arange(1, upto + 1)):
-        return nan  # a missing epoch before the answer: the first epoch is not known
-    if len(hit):
-        return float(epochs[hit[0]])
-    return float("inf") if epochs[-1] >= reach(run).reached else nan
-
-
-def epochs_to_level(run, column: str, level: float) -> float:
-    """First evaluated epoch from which ``column`` stays at or below ``level`` until the end of the run
-    (+inf if the final value is above it; NaN if not logged or the level is undefined).
-
-    "Stays" rather than "first touches" so that a transient dip does not count as convergence."""
-    e, v = _series(run, column)
-    if not len(v) or level is None or not np.isfinite(level):
-        return float("nan")
-    above = np.nonzero(v > level)[0]
-    if not len(above):
-        return float(e[0])
-    last_above = above[-1]
-    return float(e[last_above + 1]) if last_above + 1 < len(e) else float("inf")
-
-
-def epochs_to_own_level(run, column: str, fraction: float) -> float:
-    """:func:`epochs_to_level` at the run's own level: ``fraction`` of the way (log scale) from its first evaluated
-    value (epoch 0 in lsnc's runs) to its final value, so how fast the run approaches where it ends, whatever that is
-    (NaN where the metric does not decrease over the run or a value is not positive)."""
-    _, v = _series(run, column)
-    if len(v) < 2 or v[0] <= 0 or v[-1] <= 0 or not v[-1] < v[0]:
-        return float("nan")
-    return epochs_to_level(run, column, float(np.exp(np.log(v[0]) + fraction * (np.log(v[-1]) - np.log(v[0])))))
-
-
-def c2_level(runs: Sequence[Any], column: str, fraction: float) -> tuple[float, float, float]:
-    """The C2 level of one metric for one comparison (CE and LS runs together).
-
-    ``start`` = geometric mean of the epoch-0 values over the runs, ``worst`` = the largest final value over
-    the runs (so every run ends at or below it), and the level is ``fraction`` of the way from ``start`` to
-    ``worst`` in log space: ``exp(log start + fraction (log worst - log start))``. ``fraction = 1`` is the
-    worst final value itself. Returns ``(level, start, worst)``; the level is NaN when the metric does not
-    decrease (``worst >= start``) or a value is not positive."""
-    starts, finals = [], []
-    for r in runs:
-        _, v = _series(r, column)
-        if len(v):
-            starts.append(v[0])
-            finals.append(v[-1])
-    if not starts:
-        return float("nan"), float("nan"), float("nan")
-    starts, finals = np.asarray(starts), np.asarray(finals)
-    if np.any(starts <= 0) or np.any(finals <= 0):
-        return float("nan"), float("nan"), float("nan")
-    start, worst = float(np.exp(np.mean(np.log(starts)))), float(finals.max())
-    if worst >= start:
-        return float("nan"), start, worst
-    return float(np.exp(np.log(start) + fraction * (np.log(worst) - np.log(start)))), start, worst
-
-
-def record_trajectory(run, x_column: str = NC_COLUMNS["NC1"], y_column: str = NC_COLUMNS["NC2"]):
-    """(log x, y) at the evaluated epochs where x sets a new low (the trajectory's first passage through each
-    x level), in increasing log x (for interpolation)."""
-    m = run.metrics
-    if x_column not in m.columns or y_column not in m.columns:
-        return np.array([]), np.array([])
-    df = m[["epoch", x_column, y_column]].dropna().sort_values("epoch")
-    x, y = df[x_column].to_numpy(dtype=float), df[y_column].to_numpy(dtype=float)
-    keep = x > 0
-    x, y = x[keep], y[keep]
-    if not len(x):
-        return np.array([]), np.array([])
-    is_record = x < np.minimum.accumulate(np.concatenate([[np.inf], x[:-1]]))
-    lx, yy = np.log(x[is_record]), y[is_record]
-    return lx[::-1], yy[::-1]
-
-
-def nc2_at_matched_nc1(ce_run, ls_run, grid: int = C4_GRID) -> tuple[float, float, float, tuple[float, float]]:
-    """NC2 of the two runs compared at the same NC1.
-
-    Each trajectory is reduced to its first passage through each NC1 value (the evaluated epochs where NC1
-    sets a new low); NC2 is interpolated linearly in log NC1 between them, on ``grid`` log-spaced NC1 values
-    spanning the range both runs pass through. Returns ``(mean CE NC2, mean LS NC2, fraction of the grid where
-    LS is lower, (NC1 low, NC1 high))``; NaNs when the ranges do not overlap."""
-    xc, yc = record_trajectory(ce_run)
-    xl, yl = record_trajectory(ls_run)
-    nan = (float("nan"),) * 3 + ((float("nan"), float("nan")),)
-    if len(xc) < 2 or len(xl) < 2:
-        return nan
-    lo, hi = max(xc[0], xl[0]), min(xc[-1], xl[-1])
-    if not hi > lo:
-        return nan
-    g = np.linspace(lo, hi, grid)
-    nc2_ce, nc2_ls = np.interp(g, xc, yc), np.interp(g, xl, yl)
-    return (float(nc2_ce.mean()), float(nc2_ls.mean()), float(np.mean(nc2_ls < nc2_ce)),
-            (float(np.exp(lo)), float(np.exp(hi))))
-
-
-# ----------------------------------------------------------------------------------------------
 # the claims on one comparison
 # ----------------------------------------------------------------------------------------------
 def _row(comp: Comparison, claim: str, test: str, ce: Mapping, ls: Mapping, better: str = "lower",
@@ -691,7 +544,7 @@ def _c2_own_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
     test = (f"epoch from which {nc} stays <= {frac:.0%} of the way (log scale) from the run's own epoch-0 value to "
             "its own final value")
     rising = sorted(f"{loss_label(float(r.config['delta']))} s{r.config['seed']}" for r in comp.runs
-                    if math.isnan(epochs_to_own_level(r, col, frac)) and len(_series(r, col)[1]) >= 2)
+                    if math.isnan(epochs_to_own_level(r, col, frac)) and len(series(r, col)[1]) >= 2)
     note = "each run against its own end, so apart from where the runs end (C3)"
     if rising:
         note += f"; {nc} does not decrease (or is not positive) over {', '.join(rising)}: left out"

@@ -31,7 +31,8 @@ import pandas as pd
 
 from ..metrics import nc3_in_span_against_whitened
 from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, is_delta, loss_label
-from .claims import final_value, paired_comparisons
+from .claims import paired_comparisons
+from .measures import final_value
 from .comparable import align_prefixes, setting_key, standard_runs
 from .scale import as_runs, by_dataset, describe_setting, seeds_text
 from .summary import final_rows

@@ -18,7 +18,8 @@ from ..runs import Run, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, column_names, ece_column, in_deltas, is_delta, loss_label,
                      temperature_column)
-from .claims import epochs_to_zero_error, final_value, paired_comparisons
+from .claims import paired_comparisons
+from .measures import epochs_to_zero_error, final_value
 from .comparable import UpTo, align_prefixes, common_epoch, reach, setting_key, standard_runs
 from .scale import as_runs, data_text, describe_setting, fmt_list, model_text, pool_text, seeds_text
 
@@ -59,8 +60,8 @@ def last_rows(table: pd.DataFrame) -> pd.DataFrame:
 def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
     """The last evaluated epoch of every run (one row per run), ``epoch`` saying which. Prefixes of one recipe
     that stopped at different epochs (GPU windows of different lengths; per group and
-    :func:`.comparable.setting_key`) are first cut at one epoch they reached (:func:`.comparable.align_prefixes`: the latest
-    one at which enough seeds have every δ of the group), so the "final" values of one group are never from
+    :func:`.comparable.setting_key`) are first cut at one epoch they reached
+    (:func:`.comparable.align_prefixes`: the latest one at which enough seeds have every δ of the group), so the "final" values of one group are never from
     different epochs; its runs that stopped before that epoch are left out."""
     seen = {}  # id of a run given -> the run as read (itself, or cut by align_prefixes)
     for rs, aligned in _final_cuts(runs):
