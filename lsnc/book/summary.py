@@ -61,8 +61,9 @@ def final_rows(runs: Sequence[Run]) -> pd.DataFrame:
     """The last evaluated epoch of every run (one row per run), ``epoch`` saying which. Prefixes of one recipe
     that stopped at different epochs (GPU windows of different lengths; per group and
     :func:`.comparable.setting_key`) are first cut at one epoch they reached
-    (:func:`.comparable.align_prefixes`: the latest one at which enough seeds have every δ of the group), so the "final" values of one group are never from
-    different epochs; its runs that stopped before that epoch are left out."""
+    (:func:`.comparable.align_prefixes`: the latest one at which enough seeds have every δ of the group), so the
+    "final" values of one group are never from different epochs; its runs that stopped before that epoch are left
+    out."""
     seen = {}  # id of a run given -> the run as read (itself, or cut by align_prefixes)
     for rs, aligned in _final_cuts(runs):
         for a in aligned.runs:
