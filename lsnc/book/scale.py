@@ -155,6 +155,26 @@ def models_text(runs: Sequence) -> str:
     return fmt_list(sorted({model_text(r.config, r) for r in runs}))
 
 
+def scale_words(rows: pd.DataFrame) -> list[str]:
+    """The short words of a figure row's label (``lsnc.book.plots.style.group_label``), from rows of a runs table
+    (:func:`lsnc.runs.runs_table`) rather than runs: ``["resnet18 w16", "500/class", "50 epochs"]``, model and width,
+    training images per class ("all train images" for the whole training set), and the recipe's epochs,
+    ``epochs 0–75 of 800`` where the runs stopped early (prefixes); the parts whose columns the rows lack are left
+    out."""
+    parts = []
+    if "model" in rows.columns:
+        widths = rows["width"] if "width" in rows.columns else pd.Series(None, index=rows.index)
+        models = {f"{m} w{model_width(m, None if pd.isna(w) else int(w))}" for m, w in zip(rows["model"], widths)}
+        parts.append(fmt_list(sorted(models)))
+    if "train_per_class" in rows.columns:
+        counts = {None if pd.isna(n) else int(n) for n in rows["train_per_class"]}
+        parts.append(fmt_list(sorted(f"{n}/class" if n is not None else "all train images" for n in counts)))
+    if "epochs" in rows.columns and "epoch" in rows.columns:
+        recipe, reached = int(rows["epochs"].max()), int(rows["epoch"].max())
+        parts.append(f"epochs 0–{reached} of {recipe}" if reached < recipe else f"{recipe} epochs")
+    return parts
+
+
 def describe_setting(runs: Sequence) -> str:
     """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), 150 epochs``
     (data of the first run: the runs of one dataset group share it), and the precision where it is not fp32 (``, bf16

@@ -11,9 +11,8 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ...metrics import PAPER_TEX
-from ...models import model_width
 from ...vocab import NC_COLUMNS, column_names, loss_label
-from ..scale import fmt_list
+from ..scale import scale_words
 
 #: the book's CE blue and LS red (matplotlib's tab:blue and tab:red, as hex so plotly draws the same colours)
 CE_COLOUR = "#1f77b4"
@@ -82,29 +81,10 @@ def has(df: pd.DataFrame, col: str) -> bool:
 # groups and seeds: a row's label; a mean line with a min-max band, or dots and a mean line against δ
 # ------------------------------------------------------------------------------------------------
 def group_label(df: pd.DataFrame, dataset: str) -> str:
-    """The group's dataset label, its folder name (``runs/<group>``) and its scale (:func:`scale_words`): a row
+    """The group's dataset label, its folder name (``runs/<group>``) and its scale (:func:`lsnc.book.scale.scale_words`): a row
     copied out of its page still says which runs it shows, and at what scale."""
     rows = df.loc[df["dataset"] == dataset]
     return "\n".join([str(rows["label"].iloc[0]), f"({dataset})", *scale_words(rows)])
-
-
-def scale_words(rows: pd.DataFrame) -> list[str]:
-    """``["resnet18 w16", "500/class", "50 epochs"]`` for rows of a runs table (:func:`lsnc.runs.runs_table`): model and
-    width, training images per class ("all train images" for the whole training set), and the recipe's epochs,
-    ``epochs 0–75 of 800`` where the runs stopped early (prefixes); the parts whose columns the rows lack are left
-    out."""
-    parts = []
-    if "model" in rows.columns:
-        widths = rows["width"] if "width" in rows.columns else pd.Series(None, index=rows.index)
-        models = {f"{m} w{model_width(m, None if pd.isna(w) else int(w))}" for m, w in zip(rows["model"], widths)}
-        parts.append(fmt_list(sorted(models)))
-    if "train_per_class" in rows.columns:
-        counts = {None if pd.isna(n) else int(n) for n in rows["train_per_class"]}
-        parts.append(fmt_list(sorted(f"{n}/class" if n is not None else "all train images" for n in counts)))
-    if "epochs" in rows.columns and "epoch" in rows.columns:
-        recipe, reached = int(rows["epochs"].max()), int(rows["epoch"].max())
-        parts.append(f"epochs 0–{reached} of {recipe}" if reached < recipe else f"{recipe} epochs")
-    return parts
 
 
 def seed_stats(df: pd.DataFrame, col: str, x: str = "epoch") -> pd.DataFrame:
