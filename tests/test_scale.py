@@ -215,3 +215,39 @@ def test_recipe_table_reads_the_built_recipe_and_checks_it_against_the_config(tm
     del runs[1].provenance["training"]            # a run trained before the block: no row, and it says so
     assert len(recipe_table(runs)) == 1 and set(built_recipe(runs[1]).values()) == {NOT_RECORDED}
     assert recipe_table([]).empty
+
+
+def test_every_config_field_is_in_the_setting_key_or_known_not_to_change_the_setting():
+    """A TrainConfig field added later must either change setting_key (runs that differ in it are not compared) or
+    be named here as one two compared runs may differ in: δ and seed, where the data lives and the folder's name,
+    how the run executed (the execution section of `lsnc train --help`), and when it stopped."""
+    import dataclasses
+
+    from lsnc.config import EXEC, NAMING, STOP, TrainConfig
+    from lsnc.presets import preset_config
+
+    base = preset_config("cpu-cifar10").to_dict()
+    run = type("R", (), {"label": "CIFAR-10 (JPEG copy)", "dataset": "g"})
+
+    def changed(value):
+        if isinstance(value, bool):
+            return not value
+        if isinstance(value, (int, float)):
+            return value * 2 + 1
+        if isinstance(value, str):
+            return value + "x"
+        if isinstance(value, list):
+            return [1, 2] if not value or value == sorted(value) else value[::-1]
+        return {**value, "x": 1} if isinstance(value, dict) else [1, 2]   # None: e.g. eval_epochs given
+
+    def key(config):
+        r = run()
+        r.config = config
+        return comparable.setting_key(r)
+    outside = {f.name for f in dataclasses.fields(TrainConfig)
+               if key({**base, f.name: changed(base.get(f.name))}) == key(base)}
+    may_differ = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("section") in (EXEC, STOP, NAMING)}
+    may_differ |= {"delta", "seed", "data_root", "download", "group", "preset", "eval_batch_size"}
+    # amp and tf32 are in the execution section but change the arithmetic: the key keeps them (precision twins
+    # are compared with vary="precision")
+    assert outside == may_differ - {"amp", "tf32"}, (sorted(outside - may_differ), sorted(may_differ - outside))
