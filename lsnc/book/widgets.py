@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import TrainConfig
 from ..vocab import MAIN_DELTA, is_delta
 
 
@@ -76,9 +77,10 @@ def _int_slider(value: int, lo: int, hi: int, description: str):
                        layout=w.Layout(width="420px"))
 
 
-def closed_form_explorer(num_classes: int = 10, n_per_class: int = 380, lambda_w: float = 1e-3,
-                         lambda_h: float = 1e-6, delta: float = MAIN_DELTA):
-    """Sliders for δ, log10 λ_W, log10 λ_H, K and n driving :func:`lsnc.book.plots.theory.plot_closed_form`."""
+def closed_form_explorer(num_classes: int = 10, n_per_class: int = 380, lambda_w: float = TrainConfig.lambda_w,
+                         lambda_h: float = TrainConfig.lambda_h, delta: float = MAIN_DELTA):
+    """Sliders for δ, log10 λ_W, log10 λ_H, K and n driving :func:`lsnc.book.plots.theory.plot_closed_form`; the
+    penalties start at UFM-style training's defaults (``lsnc train --ufm``)."""
     from .plots.theory import plot_closed_form
 
     sliders = {
