@@ -37,6 +37,7 @@ def _opt(default: Any = None, section: str = "", help: str = "", *, factory=None
 PAPER_RECIPE: dict[str, Any] = dict(lr=0.05, momentum=0.9, weight_decay=5e-4, batch_size=128, epochs=800,
                                     milestones=[150, 350], gamma=0.1)
 
+
 def recipe_milestones(epochs: int) -> list[int]:
     """The paper's lr decays (epochs 150 and 350 of 800) moved to the same fractions of a shorter recipe, each
     rounded to the nearest epoch: [9, 22] for 50 epochs, [28, 66] for 150 (the CPU presets). A recipe of the paper's

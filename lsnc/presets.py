@@ -40,7 +40,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # lr decays at the same fractions of training as the paper's 150/350 of 800 (rounded). 8-13 min of
     # training a run on one core (measured, runs/cifar10-jpeg).
     "cpu-cifar10": dict(_CPU_CIFAR10),
-    # The cpu-cifar10 runs trained 3x longer: 150 epochs, lr decays at the same fractions (28, 66), their own group.
+    # The cpu-cifar10 runs trained 3x longer: 150 epochs, lr decays at the same fractions of training, their own group.
     # 33 min of training a run, two runs side by side on the 2-core machine (measured, runs/cifar10-jpeg-150ep).
     "cpu-cifar10-150": dict(_CPU_CIFAR10, epochs=150, milestones=recipe_milestones(150), group="cifar10-jpeg-150ep"),
     # The cpu-cifar10 runs at twice the base width (32; the paper's is 64), same data, schedule and 50 epochs, in

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lsnc import book
-from lsnc.book import claims
+from lsnc.book import claims, measures
 from lsnc.paths import REPO_ROOT, default_runs_dir
 
 MNIST = default_runs_dir() / "mnist1d"
@@ -90,7 +90,7 @@ def test_claims_count_the_seeds_each_claim_uses(damaged_dir):
     last = ls1.metrics["epoch"].idxmax()
     ls1.metrics.loc[last, "test_ece20_ts_holdout"] = np.nan
     ls1.metrics.loc[last, "train_mean_class_mean_norm"] = np.nan
-    assert math.isnan(claims.final_value(ls1, "train_mean_class_mean_norm"))  # not an earlier epoch's value
+    assert math.isnan(measures.final_value(ls1, "train_mean_class_mean_norm"))  # not an earlier epoch's value
     table = claims.evaluate_claims(runs)
     norm = table[table["test"].str.contains("class-mean norm")].iloc[0]
     assert "(3 seeds)" in norm["ls"] and norm["n_seeds"] == 3 and "3 seed pairs" in norm["note"]

@@ -521,6 +521,13 @@ def test_furthest_pairs_reads_the_pair_that_went_furthest_when_the_claims_cut_it
     assert claims.furthest_pairs([_stopped(r, 20) for r in ce + ls]) == {} == claims.furthest_pairs(ce + ls)
     # an LS run without its CE partner does not make a pair
     assert claims.furthest_pairs(runs[1:]) == {}
+    # runs chosen as the claims choose them: a duplicate of a (δ, seed) after the first is skipped, a run without
+    # metrics is no partner
+    duplicate = _stopped(ls[0], 10)
+    empty = FakeRun(dict(ls[0].config, seed=5), ls[0].metrics.iloc[:0])
+    again = claims.furthest_pairs(runs + [duplicate, fake_run(0.0, 5, fast=4.0), empty])
+    assert sorted(r.name for r in again["fake"]) == ["ce-s0", "ls0.05-s0"]
+    assert all(comparable.reach(r).reached == 30 for r in again["fake"])
 
 
 def test_upto_is_the_run_cut_at_an_epoch():

@@ -154,6 +154,7 @@ def test_delta_figures(sel):
 
 
 def test_calibration_dynamics(sel):
+    assert set(T.CALIBRATION_PART_WORDS) == set(T.CALIBRATION_PARTS)   # each part has its caption words
     fig = T.plot_calibration_dynamics(sel.runs)
     assert len(fig.axes) == 5
     loss, entropy, nc1, error, ece = fig.axes

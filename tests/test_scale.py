@@ -46,6 +46,8 @@ def test_describe_run_complete_and_prefix():
     cifar = type("R", (), {"provenance": {"dataset": {"num_classes": 10, "input_shape": [3, 32, 32]}}})()
     assert scale.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 0.70M parameters)"
     assert scale.model_text({"model": "resnet18", "width": 16}, hand_run()) == "resnet18 (width 16)"
+    cifar.provenance = {**cifar.provenance, "training": {"model": {"parameters": 1_234_567}}}   # as built, recorded
+    assert scale.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 1.23M parameters)"
     # a running run at epoch 40 is not a finished prefix
     assert comparable.reach(hand_run(reached=40, status="running")).text == "800 epochs"
 

@@ -350,7 +350,8 @@ def glance_lines(table: pd.DataFrame) -> str:
 
 
 def compared_text(runs: Sequence[Any]) -> str:
-    """"CIFAR-10 (JPEG copy) [...], resnet18 (width 64), epochs 0–20 of the 800-epoch recipe; 2 seed pairs": what
+    """"CIFAR-10 (JPEG copy) [...], resnet18 (width 64, 11.17M parameters), epochs 0–20 of the 800-epoch recipe;
+    2 seed pairs": what
     :func:`select_comparison` compares in a group."""
     comp = select_comparison(runs)
     if not comp.runs:
@@ -440,10 +441,22 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
     seed.
 
     When runs of several settings (:func:`.comparable.setting_key`: data, model and width, recipe, optimizer,
-    precision) are present, the setting with the most CE + LS runs is used and the others are named in ``notes``. A second run with the same δ and seed is
-    skipped (noted). Runs of the setting that stopped at different epochs of the recipe (prefixes from different
-    GPU windows, say) are compared at one epoch they reached (:func:`.comparable.align_prefixes`), and ``notes`` says
-    so."""
+    precision) are present, the setting with the most CE + LS runs is used and the others are named in ``notes``.
+    A second run with the same δ and seed is skipped (noted). Runs of the setting that stopped at different epochs
+    of the recipe (prefixes from different GPU windows, say) are compared at one epoch they reached
+    (:func:`.comparable.align_prefixes`), and ``notes`` says so."""
+    comp = _pick(runs, ls_delta)
+    aligned = align_prefixes(comp.runs, per_seed=2)
+    if aligned.epoch is not None:
+        comp.ce = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) == 0}
+        comp.ls = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) != 0}
+        comp.notes.append(aligned.note)
+    return comp
+
+
+def _pick(runs: Iterable[Any], ls_delta: float) -> Comparison:
+    """:func:`select_comparison` before its prefixes are cut to one epoch: the runs of one setting, one per δ and
+    seed."""
     # The claims are about the paper's recipe: UFM-style runs and precision twins are compared elsewhere.
     runs = [r for r in standard_runs(runs) if r.metrics is not None and not r.metrics.empty]
     if not runs:
@@ -465,11 +478,6 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
             comp.notes.append(f"skipped {r.name} (duplicate of seed {seed})")
             continue
         side[seed] = r
-    aligned = align_prefixes(comp.runs, per_seed=2)
-    if aligned.epoch is not None:
-        comp.ce = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) == 0}
-        comp.ls = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) != 0}
-        comp.notes.append(aligned.note)
     return comp
 
 
@@ -538,7 +546,8 @@ def _c2_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
 
 
 def _c2_own_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
-    """C2 with each run against its own end (:func:`epochs_to_own_level`): apart from where the runs end (C3)."""
+    """C2 with each run against its own end (:func:`.measures.epochs_to_own_level`): apart from where the runs end
+    (C3)."""
     col = NC_COLUMNS[nc]
     ce, ls = _both(comp, lambda r: epochs_to_own_level(r, col, frac))
     test = (f"epoch from which {nc} stays <= {frac:.0%} of the way (log scale) from the run's own epoch-0 value to "
@@ -586,13 +595,20 @@ def _holds_out_none(comp: Comparison) -> bool:
     return bool(comp.runs) and not any(int(r.config.get("holdout_per_class") or 0) > 0 for r in comp.runs)
 
 
-def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str, holdout: bool) -> dict[str, Any]:
+def _no_split(comp: Comparison, ts: tuple[dict, dict]) -> tuple[str, int, str] | None:
+    """The verdict of an after-TS row whose runs hold out no split to fit T on (no after-TS value on either side
+    and no such split in their recipe); None otherwise."""
+    return ("inconclusive", 0, NO_HOLDOUT) if not (_clean(ts[0]) or _clean(ts[1])) and _holds_out_none(comp) else None
+
+
+def _ts_row(comp: Comparison, ece: tuple[dict, dict], ts: tuple[dict, dict], label: str,
+            holdout: bool) -> dict[str, Any]:
     """C5, "temperature scaling narrows the gap": the gap LS's better calibration opens before TS (CE ECE - LS ECE,
     > 0) against the |LS - CE| ECE gap after TS, per seed pair. The claim presupposes that advantage: where LS is
     not better calibrated before TS in every seed pair, the row is inconclusive and says in how many it is (a
     |gap| that TS shrinks where CE is the better calibrated is CE's advantage, not LS's). ``holdout``: T is fitted on
-    a held-out split, which runs whose recipe holds out none do not have (the row says so)."""
-    ts = _both(comp, lambda r: final_value(r, col))
+    a held-out split, which runs whose recipe holds out none do not have (the row says so). ``ece`` / ``ts``: the
+    final test ECE before / after TS, per side and seed."""
     pairs = sorted(set(_clean(ece[0])) & set(_clean(ece[1])) & set(_clean(ts[0])) & set(_clean(ts[1])))
     better = [s for s in pairs if ece[1][s] < ece[0][s]]
     before = {s: ece[0][s] - ece[1][s] for s in pairs}
@@ -610,8 +626,8 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str, hold
             note += (f"; the gap changes sign in {len(flipped)} of {len(pairs)} seed pairs ("
                      + ", ".join(f"s{s}: LS {'higher' if ts[1][s] > ts[0][s] else 'lower'} than CE after TS"
                                  for s in flipped) + ")")
-    elif holdout and not (_clean(ts[0]) or _clean(ts[1])) and _holds_out_none(comp):
-        verdict, note = ("inconclusive", 0, NO_HOLDOUT), "ce / ls columns: ECE after TS"
+    elif holdout and _no_split(comp, ts):
+        verdict, note = _no_split(comp, ts), "ce / ls columns: ECE after TS"
     else:
         verdict = judge(*ts) if not (_clean(ts[0]) and _clean(ts[1])) else (
             "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")
@@ -619,24 +635,22 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], col: str, label: str, hold
     return _row(comp, "C5", f"TS narrows the CE-LS ECE gap ({label})", *ts, "lower", note, verdict=verdict)
 
 
-def _after_ts_row(comp: Comparison) -> dict[str, Any]:
+def _after_ts_row(comp: Comparison, ts: tuple[dict, dict]) -> dict[str, Any]:
     """C5, read as "LS is better calibrated" after TS too: the final test ECE after TS with T fitted on a held-out
     split, LS lower than CE per seed pair. The "TS narrows" rows judge |LS - CE|, so a gap that TS turns around
-    (CE better calibrated after TS) still counts there as narrowed; this row says which side is ahead after TS."""
-    ts = _both(comp, lambda r: final_value(r, ece_column("holdout")))
-    verdict = ("inconclusive", 0, NO_HOLDOUT) if not (_clean(ts[0]) or _clean(ts[1])) and _holds_out_none(comp) \
-        else None
+    (CE better calibrated after TS) still counts there as narrowed; this row says which side is ahead after TS.
+    ``ts``: the final test ECE after TS (held-out T), per side and seed."""
     return _row(comp, "C5", "LS still better calibrated after TS: final test ECE after TS (T fitted on a held-out "
-                "split)", *ts, "lower", verdict=verdict)
+                "split)", *ts, "lower", verdict=_no_split(comp, ts))
 
 
 def _c5_rows(comp: Comparison) -> list[dict[str, Any]]:
     ece = _both(comp, lambda r: final_value(r, ece_column()))
     rows = [_row(comp, "C5", f"final test ECE ({ECE_DEFAULT_BINS} bins), before temperature scaling", *ece, "lower")]
-    for col, label, holdout in ((ece_column("holdout"), "T fitted on a held-out split", True),
-                                (ece_column("testfit"), "T fitted on the test set, as in the paper's code", False)):
-        rows.append(_ts_row(comp, ece, col, label, holdout))
-    rows.append(_after_ts_row(comp))
+    held_out, test_fit = (_both(comp, lambda r, c=ece_column(fit): final_value(r, c)) for fit in ("holdout", "testfit"))
+    rows.append(_ts_row(comp, ece, held_out, "T fitted on a held-out split", holdout=True))
+    rows.append(_ts_row(comp, ece, test_fit, "T fitted on the test set, as in the paper's code", holdout=False))
+    rows.append(_after_ts_row(comp, held_out))
     for col, what in ((CLASS_MEAN_NORM, "mean class-mean norm ||mu_k - mu_G||"),
                       (CLASSIFIER_NORM, "mean classifier-row norm ||w_k||")):
         rows.append(_row(comp, "C5", f"final {what} (train)", *_both(comp, lambda r: final_value(r, col)), "lower"))
@@ -658,26 +672,20 @@ def claims_for_comparison(comp: Comparison) -> pd.DataFrame:
 
 def furthest_pairs(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> dict[str, list]:
     """Per group whose claims compare prefixes cut short for the sake of more seed pairs (:func:`select_comparison`),
-    the runs of the seed pair(s) that reached furthest, uncut: ``{group: [CE and LS runs of those seeds]}``.
-    :func:`evaluate_claims` on them reads the longest stretch of the recipe the group has, with fewer pairs (one
-    pair: directions only). Groups compared at their furthest epoch already are not in it."""
+    the runs of the seed pair(s) that reached furthest, uncut, chosen as :func:`select_comparison` chooses:
+    ``{group: [CE and LS runs of those seeds]}``. :func:`evaluate_claims` on them reads the longest stretch of the
+    recipe the group has, with fewer pairs (one pair: directions only). Groups compared at their furthest epoch
+    already are not in it."""
     out = {}
     for group, group_runs in sorted(by_dataset(list(runs)).items()):
-        comp = select_comparison(group_runs, ls_delta)
-        at = prefix_epoch(comp.runs)
-        if at is None:
-            continue
-        setting = {setting_key(r) for r in comp.runs}
-        pairs: dict[Any, dict[float, Any]] = {}
-        for r in standard_runs(group_runs):
-            if setting_key(r) in setting and in_deltas(r.config["delta"], (0.0, ls_delta)):
-                pairs.setdefault(r.config["seed"], {})[0.0 if float(r.config["delta"]) == 0 else ls_delta] = r
-        pair_reach = {seed: min(reach(r).reached for r in pair.values())
-                      for seed, pair in pairs.items() if len(pair) == 2}
+        at = prefix_epoch(select_comparison(group_runs, ls_delta).runs)
+        picked = _pick(group_runs, ls_delta)
+        pair_reach = {s: min(reach(picked.ce[s]).reached, reach(picked.ls[s]).reached)
+                      for s in set(picked.ce) & set(picked.ls)}
         furthest = max(pair_reach.values(), default=0)
-        if furthest > at[0]:
-            out[group] = [r for seed, pair in sorted(pairs.items()) if pair_reach.get(seed) == furthest
-                          for r in pair.values()]
+        if at is not None and furthest > at[0]:
+            out[group] = [side[s] for s in sorted(pair_reach) if pair_reach[s] == furthest
+                          for side in (picked.ce, picked.ls)]
     return out
 
 

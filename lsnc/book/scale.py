@@ -3,8 +3,8 @@
 Every sentence or table cell that tells the reader what something was computed from is built here, from the
 runs' config.json, provenance.json and status.json (never by parsing another description):
 
-* :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), CE,
-  150 epochs, seed 0" (figure titles);
+* :func:`describe_run`: one run, e.g. "MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256, 0.15M
+  parameters), CE, 150 epochs, seed 0" (figure titles);
 * :func:`describe_setting`: what the runs of one group share (data, model, epochs);
 * :func:`group_line` (and ``select.group_lines``): one dataset group of the claims page (its setting, and which seeds
   each δ has);
@@ -112,17 +112,20 @@ def data_text(run) -> str:
 
 def model_text(config: dict, run=None) -> str:
     """``resnet18 (width 16)``, ``mlp (3 hidden layers, width 256)``; a config without a width is the model's default
-    one (``resnet18 (width 64)``); the model name alone for a model lsnc does not know. With ``run``, whose
-    provenance recorded the data's classes and input shape, also the parameter count (``resnet18 (width 16,
-    0.70M parameters)``)."""
+    one (``resnet18 (width 64)``); the model name alone for a model lsnc does not know. With ``run``, also the
+    parameter count (``resnet18 (width 16, 0.70M parameters)``): the one its provenance.json recorded from the built
+    network, else :func:`lsnc.models.parameter_count` of its model and recorded data (classes, input shape)."""
     name = config["model"]
     width = model_width(name, config.get("width"))
     if not width:
         return name
     words = ([f"{MLP_DEPTH} hidden layers"] if name == "mlp" else []) + [f"width {width}"]
     info = dataset_info(run) if run is not None else {}
-    if info.get("num_classes") and info.get("input_shape"):
+    built = ((getattr(run, "provenance", None) or {}).get("training") or {}).get("model") or {}
+    n = built.get("parameters")   # what the code built, where provenance.json recorded it
+    if n is None and info.get("num_classes") and info.get("input_shape"):
         n = parameter_count(name, int(info["num_classes"]), tuple(info["input_shape"]), width)
+    if n is not None:
         words.append(f"{n / 1e6:.2f}M parameters")
     return f"{name} ({', '.join(words)})"
 
@@ -176,7 +179,8 @@ def scale_words(rows: pd.DataFrame) -> list[str]:
 
 
 def describe_setting(runs: Sequence) -> str:
-    """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256), 150 epochs``
+    """What the runs share: ``MNIST-1D [train 4000, test 1000], mlp (3 hidden layers, width 256, 0.15M parameters),
+    150 epochs``
     (data of the first run: the runs of one dataset group share it), and the precision where it is not fp32 (``, bf16
     autocast``)."""
     runs = list(runs)
@@ -223,26 +227,27 @@ def provenance_line(runs: Sequence) -> str:
     return line
 
 
-def seeds_by_delta(runs: Sequence) -> str:
+def seeds_by_delta(runs: Sequence, word: str = "seeds ") -> str:
     """``seeds {0–4}`` when every δ of ``runs`` has the same seeds, else each seed set with its δ values:
-    ``seeds {0–4} (δ 0), {0, 1, 2, 4} (δ 0.05)`` (the runs actually there, never the recipe's seed list)."""
+    ``seeds {0–4} (δ 0), {0, 1, 2, 4} (δ 0.05)`` (the runs actually there, never the recipe's seed list); ``word``
+    opens it ("" in a table's seeds column)."""
     per: dict[float, frozenset[int]] = {}
     for r in runs:
         per[float(r.config["delta"])] = per.get(float(r.config["delta"]), frozenset()) | {int(r.config["seed"])}
     if len(set(per.values())) <= 1:
-        return f"seeds {{{seeds_text(r.config['seed'] for r in runs)}}}"
+        return f"{word}{{{seeds_text(r.config['seed'] for r in runs)}}}"
     groups: dict[frozenset[int], list[float]] = {}
     for d, seeds in sorted(per.items()):
         groups.setdefault(seeds, []).append(d)
-    return "seeds " + ", ".join(f"{{{seeds_text(s)}}} (δ {fmt_list(ds)})" for s, ds in groups.items())
+    return word + ", ".join(f"{{{seeds_text(s)}}} (δ {fmt_list(ds)})" for s, ds in groups.items())
 
 
 def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
-    """One line saying the scale of one dataset group: its setting (data, model, epochs, precision when not fp32),
-    the seeds of the main CE / LS comparison (:func:`standard_runs`) and, for prefixes that stopped at different
-    epochs, the epoch those comparisons read (:func:`align_prefixes` of the CE-LS pairs, as the claims do), the δ
-    sweep (with the seeds of its other δ values), the UFM-style δ values and the precision twins when present, the
-    number of finished runs."""
+    """One line saying the scale of one dataset group: its setting (data, model, epochs, precision when not fp32), the
+    seeds of the main CE / LS comparison (:func:`.comparable.standard_runs`) and, for prefixes that stopped at
+    different epochs, the epoch those comparisons read (:func:`.comparable.align_prefixes` of the CE-LS pairs, as
+    the claims do), the δ sweep (with the seeds of its other δ values), the UFM-style δ values and the precision
+    twins when present, the number of finished runs."""
     runs = list(runs)
     if not runs:
         return "no finished runs"
@@ -383,7 +388,7 @@ def scales_table(runs) -> pd.DataFrame:
     keys = ["label", "dataset", "kind", "classes", "train", "test", "held-out", "model", "epochs"]
     out = pd.DataFrame(rows).groupby(keys, sort=False, dropna=False).agg(
         runs=("seed", "size"), deltas=("delta", lambda s: fmt_list(sorted(set(s)))),
-        seeds=("run", lambda rs: seeds_by_delta(list(rs)).removeprefix("seeds ")),
+        seeds=("run", lambda rs: seeds_by_delta(list(rs), word="")),
         device=("device", lambda s: fmt_list(sorted(set(s)))),
         minutes_per_run=("train minutes", "median")).reset_index()
     return out.rename(columns={"deltas": "δ values", "minutes_per_run": "median training minutes per run"})

@@ -88,7 +88,7 @@ def final_epoch_text(runs) -> str:
     text = "last evaluated epoch of each run"
     for first, aligned in cuts:
         several = sum(r.dataset == first.dataset for r, _ in cuts) > 1  # the group has two settings cut: say which
-        setting = f" ({data_text(first)}, {model_text(first.config)})" if several else ""
+        setting = f" ({data_text(first)}, {model_text(first.config, first)})" if several else ""
         text += f"; `{first.dataset}`{setting}: epoch {aligned.epoch}, the last one all its compared runs reached"
         if aligned.skipped:
             text += " (left out, stopped earlier: " + ", ".join(
@@ -288,7 +288,7 @@ UFM_RATIO_THEORY = "closed form ‖w‖ and ‖h‖: LS / CE"
 def ufm_ratio_table(runs) -> pd.DataFrame:
     """How much LS shrinks the norms, measured against the closed form: per run group and δ > 0, the mean over
     seeds of each final norm of :data:`UFM_RATIO_COLUMNS` divided by the same mean at δ = 0 (the group's CE), beside
-    the closed form's ratio, which is one for ‖w_k‖ and ‖h_i‖; the measured feature norm is the centred class-mean
+    the closed form's ratio, a single one for ‖w_k‖ and ‖h_i‖; the measured feature norm is the centred class-mean
     norm (the minimizer's features are collapsed and centred). Empty without a CE run."""
     means = ufm_error_table(runs)
     rows = []
@@ -514,7 +514,7 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
             f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
     pool = pool_text(run)
     data += f" {pool}" if pool else ""
-    model = model_text(c) if axis != "width" else c["model"]
+    model = model_text(c, run) if axis != "width" else c["model"]
     if axis != "epochs":
         model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"
     name = (f"{data}, {model}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "

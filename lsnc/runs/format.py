@@ -51,8 +51,6 @@ METRICS_FILE, EPOCHS_FILE = "metrics.csv", "epochs.csv"
 SNAPSHOTS_FILE, CHECKPOINT_FILE = "snapshots.npz", "checkpoint.pt"
 
 STATUSES = ("running", "done", "failed")
-#: epochs.csv's columns (lsnc.training.loop writes them; the running loss and accuracy come from step.train_epoch)
-EPOCHS_COLUMNS = ("epoch", "lr", "train_loss_running", "train_acc_running", "seconds")
 #: Columns that measure the wall clock, not the run (epochs.csv's seconds, metrics.csv's train_seconds and
 #: eval_seconds): they differ between any two machines.
 TIMING_COLUMNS = frozenset({"seconds", "train_seconds", "eval_seconds"})

@@ -81,8 +81,9 @@ def has(df: pd.DataFrame, col: str) -> bool:
 # groups and seeds: a row's label; a mean line with a min-max band, or dots and a mean line against δ
 # ------------------------------------------------------------------------------------------------
 def group_label(df: pd.DataFrame, dataset: str) -> str:
-    """The group's dataset label, its folder name (``runs/<group>``) and its scale (:func:`lsnc.book.scale.scale_words`): a row
-    copied out of its page still says which runs it shows, and at what scale."""
+    """The group's dataset label, its folder name (``runs/<group>``) and its scale
+    (:func:`lsnc.book.scale.scale_words`): a row copied out of its page still says which runs it shows, and at what
+    scale."""
     rows = df.loc[df["dataset"] == dataset]
     return "\n".join([str(rows["label"].iloc[0]), f"({dataset})", *scale_words(rows)])
 

@@ -458,6 +458,10 @@ def plot_calibration_vs_delta(runs: Sequence[Run], bins: int = ECE_DEFAULT_BINS)
 # ------------------------------------------------------------------------------------------------
 #: plot_calibration_dynamics: the panels of each part (a page draws them as two figures that fit its width)
 CALIBRATION_PARTS = {"all": (0, 1, 2, 3, 4), "entropy": (0, 1, 2), "calibration": (3, 4)}
+#: what each part of plot_calibration_dynamics draws, for its caption
+CALIBRATION_PART_WORDS = {"all": "test loss, predictive entropy, NC1 by predicted class, error and ECE over training",
+                          "entropy": "test loss, predictive entropy and NC1 by predicted class",
+                          "calibration": "training and test error, test ECE before and after TS"}
 
 
 def plot_calibration_dynamics(runs: Sequence[Run], deltas: Sequence[float] = CE_VS_LS, bins: int = ECE_DEFAULT_BINS,
