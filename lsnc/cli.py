@@ -11,12 +11,11 @@ import dataclasses
 import json
 import sys
 
-from .config import TOGETHER, ConfigError, TrainConfig
-from .training.engine import FUSABLE_FIELDS
+from .config import TOGETHER, ConfigError, TrainConfig, fields_with
 
 
-#: Fields that take several values on the command line: the fields fused runs may differ in (but the name).
-MULTI = tuple(f for f in FUSABLE_FIELDS if f != "name")
+#: Fields that take several values on the command line: δ and seed (the role ``identity``), trained together.
+MULTI = fields_with("identity")
 _CHOICES = {"amp": ("none", "bf16")}
 
 

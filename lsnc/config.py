@@ -23,9 +23,30 @@ def dense_then_sparse_epochs(epochs: int) -> list[int]:
     return sorted(chosen)
 
 
-def _opt(default: Any = None, section: str = "", help: str = "", *, factory=None) -> Any:
-    """A config field with its command-line section and help (``lsnc train`` is generated from these)."""
-    meta = {"section": section, "help": help}
+#: What each TrainConfig field is to a run: the ``role`` in its metadata. Which fields may differ where (resuming a
+#: run, comparing two, training several together, the claims' setting key) is derived from it (:func:`fields_with`),
+#: so a field added later is placed by declaring its role once.
+ROLES = {
+    "setting": "what the run computes: the data, the model, the recipe, the evaluated epochs, UFM-style training and "
+               "the precision. Runs compared with each other share it (lsnc.book.comparable.setting_key), runs "
+               "trained together too, and a run resumes only with the same",
+    "identity": "δ and seed: what tells compared runs apart, and what runs trained together differ in",
+    "execution": "how the run executes (device, threads, compiled, graphed, fused, memory layout, deterministic "
+                 "kernels, evaluation batch): it may change when a run resumes; where it rounds differently, "
+                 "provenance.json records the machine and `lsnc compare` names it",
+    "where": "where the data and the run folder live and what they are called (the preset names where the options "
+             "came from)",
+    "stop": "when training stops: a run stopped early is a finished prefix, the full run up to its last epoch",
+}
+
+
+def _opt(default: Any = None, section: str = "", help: str = "", *, role: str, axis: str = "", factory=None) -> Any:
+    """A config field with its role (:data:`ROLES`), its command-line section and help (``lsnc train`` is generated
+    from these) and, for a setting field on one of the scale axes the book varies (lsnc.book.comparable), that
+    axis."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    meta = {"section": section, "help": help, "role": role, "axis": axis}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -59,54 +80,69 @@ DATA, MODEL, OPTIM, EVAL, UFM, EXEC, STOP, NAMING = (
 
 @dataclass
 class TrainConfig:
-    dataset: str = _opt("synthetic", DATA, "dataset key (see the list of choices)")
-    data_root: str | None = _opt(None, DATA, "folder holding (or receiving, with --download) the dataset")
-    download: bool = _opt(False, DATA, "fetch the dataset into --data-root if it is missing (never done implicitly)")
-    train_per_class: int | None = _opt(None, DATA, "balanced, seeded training subset: images per class (default all)")
-    test_per_class: int | None = _opt(None, DATA, "balanced, seeded test subset: images per class (default all)")
-    holdout_per_class: int = _opt(0, DATA, "images per class held out of the training pool to fit the temperature")
-    data_options: dict[str, Any] = _opt(section="", factory=dict)  # loader options (Python API only)
-    group: str | None = _opt(None, DATA, "folder under the runs folder for these runs (default: the dataset key)")
-    model: str = _opt("resnet18", MODEL, "network")
-    width: int | None = _opt(None, MODEL, "ResNet base width (64 = the paper's) or MLP hidden width")
-    delta: float = _opt(0.0, MODEL, "label smoothing δ in [0, 1); 0 = cross-entropy "
-                                    "(several values: trained together as one fused network)")
-    epochs: int = _opt(PAPER_RECIPE["epochs"], OPTIM, "epochs of the recipe")
-    lr: float = _opt(PAPER_RECIPE["lr"], OPTIM, "SGD learning rate")
-    momentum: float = _opt(PAPER_RECIPE["momentum"], OPTIM, "SGD momentum")
-    weight_decay: float = _opt(PAPER_RECIPE["weight_decay"], OPTIM, "SGD weight decay")
+    """One run's options. Each field's metadata gives its role (:data:`ROLES`), its ``lsnc train`` section and help,
+    and for a setting field on a scale axis, the axis."""
+
+    dataset: str = _opt("synthetic", DATA, "dataset key (see the list of choices)", role="setting")
+    data_root: str | None = _opt(None, DATA, "folder holding (or receiving, with --download) the dataset",
+                                 role="where")
+    download: bool = _opt(False, DATA, "fetch the dataset into --data-root if it is missing (never done implicitly)",
+                          role="where")
+    train_per_class: int | None = _opt(None, DATA, "balanced, seeded training subset: images per class (default "
+                                                   "all)", role="setting", axis="train images")
+    test_per_class: int | None = _opt(None, DATA, "balanced, seeded test subset: images per class (default all)",
+                                      role="setting")
+    holdout_per_class: int = _opt(0, DATA, "images per class held out of the training pool to fit the temperature",
+                                  role="setting")
+    data_options: dict[str, Any] = _opt(section="", factory=dict, role="setting")  # loader options (Python API only)
+    group: str | None = _opt(None, DATA, "folder under the runs folder for these runs (default: the dataset key)",
+                             role="where")
+    model: str = _opt("resnet18", MODEL, "network", role="setting")
+    width: int | None = _opt(None, MODEL, "ResNet base width (64 = the paper's) or MLP hidden width",
+                             role="setting", axis="width")
+    delta: float = _opt(0.0, MODEL, "label smoothing δ in [0, 1); 0 = cross-entropy (several values: trained "
+                                    "together as one fused network)", role="identity")
+    epochs: int = _opt(PAPER_RECIPE["epochs"], OPTIM, "epochs of the recipe", role="setting", axis="epochs")
+    lr: float = _opt(PAPER_RECIPE["lr"], OPTIM, "SGD learning rate", role="setting")
+    momentum: float = _opt(PAPER_RECIPE["momentum"], OPTIM, "SGD momentum", role="setting")
+    weight_decay: float = _opt(PAPER_RECIPE["weight_decay"], OPTIM, "SGD weight decay", role="setting")
     batch_size: int = _opt(PAPER_RECIPE["batch_size"], OPTIM, "training batch size (the incomplete last batch is "
-                                                              "dropped)")
+                                                              "dropped)", role="setting")
     milestones: list[int] = _opt(section=OPTIM, help="epochs at which the lr is multiplied by --gamma",
-                                 factory=lambda: list(PAPER_RECIPE["milestones"]))
-    gamma: float = _opt(PAPER_RECIPE["gamma"], OPTIM, "lr decay factor at each milestone")
-    seed: int = _opt(0, OPTIM, "initialisation and batch-order seed (several values: trained together)")
+                                 factory=lambda: list(PAPER_RECIPE["milestones"]), role="setting")
+    gamma: float = _opt(PAPER_RECIPE["gamma"], OPTIM, "lr decay factor at each milestone", role="setting")
+    seed: int = _opt(0, OPTIM, "initialisation and batch-order seed (several values: trained together)",
+                     role="identity")
     eval_epochs: list[int] | None = _opt(None, EVAL, "epochs with a metrics row (0 and the last always; default "
                                                      "every epoch to 10, every 5 to 50, 10 to 200, every multiple of "
-                                                     "25)")
-    eval_batch_size: int = _opt(1024, EVAL, "batch size of the evaluation passes")
-    ufm: bool = _opt(False, UFM, "no weight decay; explicit penalties on W, b and the features instead")
-    lambda_w: float = _opt(1e-3, UFM, "penalty λ_W on the classifier weights")
-    lambda_h: float = _opt(1e-6, UFM, "penalty λ_H on the features")
-    lambda_b: float = _opt(1e-2, UFM, "penalty λ_b on the classifier bias")
-    device: str = _opt("auto", EXEC, "auto | cpu | cuda | cuda:N")
-    amp: str = _opt("none", EXEC, "none (fp32, the paper's) | bf16 (autocast in training; evaluation stays fp32)")
-    compile: bool = _opt(False, EXEC, "torch.compile the training step")
+                                                     "25)", role="setting", axis="epochs")
+    eval_batch_size: int = _opt(1024, EVAL, "batch size of the evaluation passes", role="execution")
+    ufm: bool = _opt(False, UFM, "no weight decay; explicit penalties on W, b and the features instead",
+                     role="setting")
+    lambda_w: float = _opt(1e-3, UFM, "penalty λ_W on the classifier weights", role="setting")
+    lambda_h: float = _opt(1e-6, UFM, "penalty λ_H on the features", role="setting")
+    lambda_b: float = _opt(1e-2, UFM, "penalty λ_b on the classifier bias", role="setting")
+    device: str = _opt("auto", EXEC, "auto | cpu | cuda | cuda:N", role="execution")
+    amp: str = _opt("none", EXEC, "none (fp32, the paper's) | bf16 (autocast in training; evaluation stays fp32)",
+                    role="setting", axis="precision")
+    compile: bool = _opt(False, EXEC, "torch.compile the training step", role="execution")
     cuda_graphs: bool = _opt(False, EXEC, "CUDA: capture the whole training step as one CUDA graph and replay it "
-                                          "(same arithmetic, fewer kernel launches)")
+                                          "(same arithmetic, fewer kernel launches)", role="execution")
     together: str = _opt("fused", EXEC, "how several runs (several --delta/--seed) train together: fused (one "
                                         "network of grouped layers) | streams (a network each, each run's step on its "
-                                        "own CUDA stream, overlapping on the GPU; the same arithmetic as separate runs)")
-    channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images")
-    deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels")
-    tf32: bool = _opt(False, EXEC, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)")
-    threads: int | None = _opt(None, EXEC, "CPU threads for torch")
+                                        "own CUDA stream, overlapping on the GPU; the same arithmetic as separate "
+                                        "runs)", role="execution")
+    channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images", role="execution")
+    deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels", role="execution")
+    tf32: bool = _opt(False, EXEC, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)",
+                      role="setting", axis="precision")
+    threads: int | None = _opt(None, EXEC, "CPU threads for torch", role="execution")
     time_budget_s: float | None = _opt(None, STOP, ("stop at the last epoch that fits in this many seconds "
                                                         "(from the start of the lsnc command), evaluated there (on "
-                                                        "the schedule or not)"))
-    stop_epoch: int | None = _opt(None, STOP, "stop after this evaluated epoch")
-    name: str | None = _opt(None, NAMING, "run folder name (default: from loss, model and seed)")
-    preset: str | None = _opt(None, "", "")  # set by lsnc.presets
+                                                        "the schedule or not)"), role="stop")
+    stop_epoch: int | None = _opt(None, STOP, "stop after this evaluated epoch", role="stop")
+    name: str | None = _opt(None, NAMING, "run folder name (default: from loss, model and seed)", role="where")
+    preset: str | None = _opt(None, "", "", role="where")  # set by lsnc.presets
 
     def resolved(self) -> "TrainConfig":
         """A copy with derived fields filled in (eval epochs, run name), validated."""
@@ -202,6 +238,14 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config keys: {sorted(unknown)}")
         return cls(**d)
+
+
+def fields_with(*roles: str) -> tuple[str, ...]:
+    """The TrainConfig fields with one of ``roles`` (:data:`ROLES`), in declaration order."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; choose from {', '.join(ROLES)}")
+    return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] in roles)
 
 
 def _at_least(value: int | None, option: str, minimum: int) -> None:

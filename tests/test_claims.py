@@ -74,8 +74,9 @@ def test_judge_paired_both_directions_and_mixed():
     assert judge({0: 5, 1: 6}, {0: 3, 1: 4})[0] == "supported"
     assert judge({0: 5, 1: 6}, {0: 7, 1: 8})[0] == "not supported"
     assert judge({0: 5, 1: 6}, {0: 7, 1: 8}, better="higher")[0] == "supported"
-    v, n, note = judge({0: 5, 1: 6, 2: 7}, {0: 3, 1: 8, 2: 7})
-    assert (v, n) == ("inconclusive", 3) and "1 the paper's way, 1 against, 1 tied" in note
+    v, n, note, pairs = judge({0: 5, 1: 6, 2: 7}, {0: 3, 1: 8, 2: 7})
+    assert (v, n, pairs) == ("inconclusive", 3, (1, 1, 1)) and "1 the paper's way, 1 against, 1 tied" in note
+    assert judge({0: 5, 1: 6}, {0: 7, 1: 8}, better="higher").pairs == (2, 0, 0)
 
 
 def test_judge_infinity_means_never_reached():
@@ -86,17 +87,18 @@ def test_judge_infinity_means_never_reached():
 def test_judge_unpaired_uses_full_ranges():
     assert judge({0: 5, 1: 6}, {2: 3, 3: 4})[0] == "supported"
     assert judge({0: 5, 1: 6}, {2: 7, 3: 9})[0] == "not supported"
-    v, n, note = judge({0: 5, 1: 8}, {2: 4, 3: 6})  # means go the paper's way, ranges overlap
-    assert v == "inconclusive" and "overlap" in note and n == 2
+    v, n, note, pairs = judge({0: 5, 1: 8}, {2: 4, 3: 6})  # means go the paper's way, ranges overlap
+    assert v == "inconclusive" and "overlap" in note and n == 2 and pairs is None
 
 
 def test_judge_single_seed_and_missing():
-    v, n, note = judge({0: 5}, {0: 3})
+    v, n, note, pairs = judge({0: 5}, {0: 3})
     assert v == "inconclusive" and n == 1 and note.startswith("1 seed: direction only") and "LS lower" in note
-    v, _, note = judge({0: 5, 1: 6}, {0: 9})
+    assert pairs == (1, 0, 0) and judge({0: 5}, {0: 9}).pairs == (0, 1, 0) and judge({0: 5}, {1: 3}).pairs is None
+    v, _, note, _ = judge({0: 5, 1: 6}, {0: 9})
     assert v == "inconclusive" and "1 seed: direction only" in note and "against" in note
     assert judge({0: 5}, {})[0] == "inconclusive (missing runs)"
-    v, n, note = judge({0: float("nan")}, {0: 1.0})
+    v, n, note, _ = judge({0: float("nan")}, {0: 1.0})
     assert v == "inconclusive (missing runs)" and n == 0 and "CE" in note
     with pytest.raises(ValueError):
         judge({0: 1}, {0: 2}, better="smaller")
@@ -105,23 +107,23 @@ def test_judge_single_seed_and_missing():
 def test_judge_names_the_sign_test_and_the_seeds_it_left_out():
     assert claims.sign_test_p(2, 2) == 0.25 and claims.sign_test_p(3, 3) == 0.125
     assert claims.sign_test_p(9, 10) == 11 / 1024 and claims.sign_test_p(0, 0) == 1.0
-    v, n, note = judge({0: 5, 1: 6, 2: 1}, {0: 3, 1: 4, 3: 0})
+    v, n, note, _ = judge({0: 5, 1: 6, 2: 1}, {0: 3, 1: 4, 3: 0})
     assert (v, n) == ("supported", 2) and "one-sided sign test p = 0.25 (the paper's way)" in note
     assert "s2 CE only, s3 LS only: no seed pair, left out" in note
-    v, _, note = judge({0: 5, 1: 6, 2: 7}, {0: 6, 1: 7, 2: 6})
+    v, _, note, _ = judge({0: 5, 1: 6, 2: 7}, {0: 6, 1: 7, 2: 6})
     assert v == "inconclusive" and "p = 0.5 (against the paper)" in note
     assert "sign test" not in judge({0: 5, 1: 6}, {0: 4, 1: 7})[2]  # one each way: no majority to test
 
 
 def test_judge_one_seed_pair_goes_by_the_pair_not_the_means():
-    v, n, note = judge({0: 5, 1: 100}, {0: 6})  # the means say LS lower; the one pair says LS higher
+    v, n, note, _ = judge({0: 5, 1: 100}, {0: 6})  # the means say LS lower; the one pair says LS higher
     assert (v, n) == ("inconclusive", 1) and "seed pair s0: LS higher than CE (against" in note
     assert "s1 CE only" in note
-    v, n, note = judge({0: 5, 1: 100}, {0: 6, 2: 50})  # one pair, two seeds a side: the ranges, noted
+    v, n, note, _ = judge({0: 5, 1: 100}, {0: 6, 2: 50})  # one pair, two seeds a side: the ranges, noted
     assert v == "inconclusive" and "unpaired (2 CE, 2 LS seeds, 1 common)" in note
-    _, _, note = judge({0: math.inf, 1: 3}, {2: math.inf})  # means inf and inf: equal, not NaN
+    _, _, note, _ = judge({0: math.inf, 1: 3}, {2: math.inf})  # means inf and inf: equal, not NaN
     assert "no seed pair" in note and "LS equal to CE" in note
-    _, _, note = judge({0: 0.05}, {0: 0.01}, names=("the gap before TS", "the gap after TS"))
+    _, _, note, _ = judge({0: 0.05}, {0: 0.01}, names=("the gap before TS", "the gap after TS"))
     assert "the gap after TS lower than the gap before TS (the paper's direction)" in note and "CE" not in note
 
 
@@ -292,36 +294,38 @@ def test_glance_lines_put_each_group_under_its_verdict_with_the_ls_ce_ratio():
         [r.metrics["train_nc1_within_between"].iloc[-1] for r in ce]))
     # an epoch never reached leaves its pair out of the ratio, and the line counts it
     assert math.isnan(claims.ls_ce_ratio({"ce_values": {0: math.inf}, "ls_values": {0: 3.0}}))
-    c1 = dict(table.iloc[0], claim="C1", test="first epoch with running train error = 0", verdict="supported",
+    c1 = dict(table.iloc[0], claim="C1", test_id="c1-running-zero", verdict="supported", pairs=(2, 0, 0),
               ce_values={0: math.inf, 1: 10.0, 2: 20.0}, ls_values={0: 3.0, 1: 5.0, 2: 5.0})
     assert claims.ls_ce_ratio(c1) == pytest.approx(1 / 3)
     assert "`fake` ×0.33 (2 of 3 pairs), CE never in 1 of 3 seeds." in claims.glance_lines(pd.DataFrame([c1]))
     # undecided: how the pairs split; a prefix: where it stopped; no measurement: why, apart from the verdicts
-    mixed = dict(c1, verdict="inconclusive", note="seed pairs: 1 the paper's way, 1 against, 1 tied; x")
-    prefix = dict(c1, dataset="gpu", verdict="prefix: the paper's way",
-                  note="all 3 seed pairs go the paper's way; epochs 0–20 are a prefix of the 800-epoch recipe: ...")
-    none = dict(c1, dataset="none", verdict="inconclusive (missing runs)", n_seeds=0,
+    mixed = dict(c1, verdict="inconclusive", pairs=(1, 1, 1))
+    prefix = dict(c1, dataset="gpu", verdict="prefix: the paper's way", prefix_at=(20, 800))
+    one = dict(c1, dataset="one", verdict="inconclusive", pairs=(0, 1, 0), ce_values={0: 2.0}, ls_values={0: 3.0})
+    none = dict(c1, dataset="none", verdict="inconclusive (missing runs)", n_seeds=0, pairs=None,
                 note="no finished LS run with this measurement", ls_values={})
-    line = claims.glance_lines(pd.DataFrame([mixed, prefix, none]))
+    line = claims.glance_lines(pd.DataFrame([mixed, prefix, one, none]))
     assert "the paper's way in 1: `gpu` (epochs 0–20 of 800) ×0.33" in line
-    assert "undecided in 1: `fake` ×0.33 (2 of 3 pairs), CE never in 1 of 3 seeds (pairs: 1 the paper's way, " \
-           "1 against, 1 tied)" in line
+    assert "undecided in 2: `fake` ×0.33 (2 of 3 pairs), CE never in 1 of 3 seeds (pairs: 1 the paper's way, " \
+           "1 against, 1 tied), `one` ×1.50 (1 seed pair: against)" in line
     assert line.endswith("not measured in 1: `none` (no finished LS run with this measurement).")
     assert claims.glance_lines(table.iloc[:0]) == "" == claims.glance_lines(pd.DataFrame())
 
 
-def test_the_glance_finds_its_tests_and_reads_the_notes_judge_and_as_prefix_write():
-    """The glance finds each test by its title's start and reads pair splits, prefixes and one pair's direction back
-    from the notes: a reworded title or note must fail here, not drop a detail from the page."""
+def test_the_glance_reads_the_tables_ids_pair_splits_and_prefixes():
+    """Each glance line reads one test by its id (one row per group), the pair split judge records and the prefix
+    as_prefix records: the same facts the notes state in words."""
     ce, ls = paper_like()
     table = claims.evaluate_claims(ce + ls)
-    for claim, what, start, _ in claims.GLANCE:
-        assert ((table["claim"] == claim) & table["test"].str.startswith(start)).sum() == 1, what
-    assert claims._PAIRS_NOTE.search(judge({0: 5, 1: 6, 2: 7}, {0: 3, 1: 8, 2: 7})[2]).groups() == ("1", "1", "1")
-    assert "(the paper's direction)" in judge({0: 5}, {0: 3})[2]
-    assert "(against the paper's direction)" in judge({0: 5}, {0: 9})[2]
+    assert table["test_id"].is_unique and table["prefix_at"].isna().all()
+    assert set(table["claim"]) == {"C1", "C2", "C3", "C4", "C5"}
+    for what, test_id, _ in claims.GLANCE:
+        assert (table["test_id"] == test_id).sum() == 1, what
+    nc1 = table.set_index("test_id").loc["c3-final-nc1"]
+    assert nc1["pairs"] == (3, 0, 0) and "all 3 seed pairs go the paper's way" in nc1["note"]
     cut = claims.evaluate_claims([_stopped(r, 20) for r in ce + ls])
-    assert cut["note"].map(lambda n: claims._PREFIX_NOTE.search(n).groups() == ("20", "40")).all()
+    assert cut["prefix_at"].map(lambda at: at == (20, 40)).all()
+    assert cut["note"].str.contains("epochs 0–20 are a prefix of the 40-epoch recipe").all()
 
 
 def test_overlapping_seeds_give_inconclusive():

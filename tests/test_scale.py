@@ -29,6 +29,21 @@ def hand_run(delta=0.0, seed=0, *, epochs=800, reached=None, ufm=False, width=25
                pd.DataFrame())
 
 
+def test_at_paper_scale_names_the_groups_with_the_papers_network_on_a_whole_training_set():
+    def resnet(width, per_class=None, group="g", ufm=False):
+        run = hand_run(reached=20, width=width, ufm=ufm)
+        run.config.update(model="resnet18", train_per_class=per_class)
+        run.path = Path("runs") / group / run.name
+        return run
+    runs = [resnet(None), resnet(64, group="h"), resnet(16, group="narrow"), resnet(64, 500, group="subset"),
+            resnet(64, group="ufm", ufm=True), hand_run()]
+    assert sorted(scale.at_paper_scale(runs)) == ["g", "h"]
+    text = scale.paper_scale_text(runs)
+    assert "`g` (" in text and "resnet18 (width 64)" in text and "epochs 0–20 of the 800-epoch recipe" in text
+    assert "narrow" not in text and "subset" not in text and "ufm" not in text
+    assert scale.paper_scale_text(runs[2:4]).startswith("No group here")
+
+
 def test_describe_run_complete_and_prefix():
     full = hand_run(0.05, 3)
     assert not full.is_prefix
@@ -219,13 +234,13 @@ def test_recipe_table_reads_the_built_recipe_and_checks_it_against_the_config(tm
     assert recipe_table([]).empty
 
 
-def test_every_config_field_is_in_the_setting_key_or_known_not_to_change_the_setting():
-    """A TrainConfig field added later must either change setting_key (runs that differ in it are not compared) or
-    be named here as one two compared runs may differ in: δ and seed, where the data lives and the folder's name,
-    how the run executed (the execution section of `lsnc train --help`), and when it stopped."""
+def test_exactly_the_setting_fields_change_the_setting_key():
+    """setting_key changes with every TrainConfig field of the role "setting" and with no other (δ and seed, how the
+    run executed, where things live, when it stopped): a field added later is compared or not by its declared
+    role. Leaving out an axis leaves out exactly that axis's fields."""
     import dataclasses
 
-    from lsnc.config import EXEC, NAMING, STOP, TrainConfig
+    from lsnc.config import TrainConfig, fields_with
     from lsnc.presets import preset_config
 
     base = preset_config("cpu-cifar10").to_dict()
@@ -242,14 +257,22 @@ def test_every_config_field_is_in_the_setting_key_or_known_not_to_change_the_set
             return [1, 2] if not value or value == sorted(value) else value[::-1]
         return {**value, "x": 1} if isinstance(value, dict) else [1, 2]   # None: e.g. eval_epochs given
 
-    def key(config):
+    def key(config, vary=None):
         r = run()
         r.config = config
-        return comparable.setting_key(r)
-    outside = {f.name for f in dataclasses.fields(TrainConfig)
-               if key({**base, f.name: changed(base.get(f.name))}) == key(base)}
-    may_differ = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("section") in (EXEC, STOP, NAMING)}
-    may_differ |= {"delta", "seed", "data_root", "download", "group", "preset", "eval_batch_size"}
-    # amp and tf32 are in the execution section but change the arithmetic: the key keeps them (precision twins
-    # are compared with vary="precision")
-    assert outside == may_differ - {"amp", "tf32"}, (sorted(outside - may_differ), sorted(may_differ - outside))
+        return comparable.setting_key(r, vary)
+
+    def changing(vary=None):
+        return {f.name for f in dataclasses.fields(TrainConfig)
+                if key({**base, f.name: changed(base.get(f.name))}, vary) != key(base, vary)}
+
+    setting = set(fields_with("setting"))
+    assert changing() == setting
+    assert {"delta", "seed", "device", "name", "stop_epoch"}.isdisjoint(setting) and {"tf32", "amp"} <= setting
+    axis_of = {f.name: f.metadata["axis"] for f in dataclasses.fields(TrainConfig)}
+    for axis in comparable.SETTING_AXES:
+        left_out = {n for n in setting if axis_of[n] == axis}
+        # along the length axis the lr decays count as fractions of the epochs, so a new length with the same
+        # decay epochs is still another schedule
+        assert changing(axis) == setting - left_out | ({"epochs"} if axis == "epochs" else set()), axis
+    assert {axis_of["epochs"], axis_of["eval_epochs"], axis_of["train_per_class"]} == {"epochs", "train images"}

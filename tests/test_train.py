@@ -177,6 +177,31 @@ def test_resume_with_a_different_recipe_is_refused(tmp_path):
         train(_smoke(lr=0.1, name="ce-mlpw32-s0"), tmp_path, resume=True, progress=False)
 
 
+def test_a_fields_role_decides_where_runs_may_differ_in_it(tmp_path):
+    """One role per TrainConfig field (lsnc.config.ROLES): a run resumes with another execution, data folder or stop,
+    never another setting (precision included), δ or seed; `lsnc compare` leaves out the folders and the stop but
+    lists the execution; runs trained together differ only in δ, seed and name."""
+    import dataclasses
+
+    from lsnc.config import fields_with
+    from lsnc.runs.compare import NOT_THE_RUN
+    from lsnc.runs.lifecycle import check_resumable
+    from lsnc.training.engine import check_fusable
+
+    cfg = _smoke().resolved()
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    check_resumable(tmp_path, dataclasses.replace(cfg, device="cpu", threads=3, channels_last=True, together="streams",
+                                                  data_root="/elsewhere", preset=None, time_budget_s=5.0))
+    for field, value in (("tf32", True), ("amp", "bf16"), ("seed", 1), ("delta", 0.1), ("eval_epochs", [0, 1]),
+                         ("test_per_class", 3)):
+        with pytest.raises(RunError, match=f"different configuration \\({field} differ"):
+            check_resumable(tmp_path, dataclasses.replace(cfg, **{field: value}))
+    assert NOT_THE_RUN == set(fields_with("where", "stop")) and {"device", "tf32"}.isdisjoint(NOT_THE_RUN)
+    check_fusable([cfg, dataclasses.replace(cfg, delta=0.05, seed=2, name="other")])
+    with pytest.raises(ConfigError, match="also differs in threads"):
+        check_fusable([cfg, dataclasses.replace(cfg, delta=0.05, name="other", threads=2)])
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(delta=1.0), "delta"), (dict(delta=-0.1), "delta"), (dict(milestones=[5]), "milestones"),
     (dict(milestones=[2, 1]), "milestones"), (dict(epochs=0), "epochs"), (dict(lr=0.0), "lr"),

@@ -7,10 +7,13 @@ reached, the latest that keeps enough seed pairs (:func:`select_comparison`, :fu
 the note says which.
 One row of :func:`claims_table` is one test::
 
-    dataset, label, claim, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values
+    dataset, label, claim, test_id, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values, pairs, prefix_at
 
+``test_id`` names the test for code ("c3-final-nc1": stable, unlike ``test``, the words for the reader).
 ``ce`` / ``ls`` are the numbers in readable form (per seed for epoch counts, ``mean [min, max]`` otherwise),
-``ce_values`` / ``ls_values`` the same numbers as ``{seed: value}`` dicts.
+``ce_values`` / ``ls_values`` the same numbers as ``{seed: value}`` dicts. ``pairs`` is how the seed pairs the
+verdict reads split, (the paper's way, against, tied) (:class:`Judgement`); ``prefix_at`` is (E, recipe epochs) for
+runs compared at epoch E of a longer recipe (:func:`as_prefix`), else None.
 
 Verdict rules (:func:`judge`), for a test where the paper predicts LS "lower" (or "higher") than CE:
 
@@ -51,10 +54,9 @@ The tests (``test`` column; the exact definitions are in each measurement's docs
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -91,8 +93,8 @@ C1_LOOSE_ERROR = 0.001
 #: the end of training: where every pair goes one way, the row says only which way, at that epoch.
 PREFIX_VERDICTS = {"supported": "prefix: the paper's way", "not supported": "prefix: against the paper"}
 VERDICTS = ("supported", "not supported", "inconclusive", "inconclusive (missing runs)", *PREFIX_VERDICTS.values())
-TABLE_COLUMNS = ["dataset", "label", "claim", "test", "ce", "ls", "verdict", "n_seeds", "note",
-                 "ce_values", "ls_values"]
+TABLE_COLUMNS = ["dataset", "label", "claim", "test_id", "test", "ce", "ls", "verdict", "n_seeds", "note",
+                 "ce_values", "ls_values", "pairs", "prefix_at"]
 DISPLAY_COLUMNS = ["claim", "test", "ce", "ls", "verdict", "n_seeds", "note"]
 THEORY_GROUP = "ufm-theory"
 
@@ -154,13 +156,24 @@ def _left_out(ce: Mapping[Any, float], ls: Mapping[Any, float], names: tuple[str
     return f"{', '.join(parts)}: no seed pair, left out" if parts else ""
 
 
+class Judgement(NamedTuple):
+    """A verdict on one test (:func:`judge`), and what the claims table keeps of it beside the note."""
+
+    verdict: str
+    n_seeds: int  # seed pairs compared (the smaller side when unpaired; 0 for a deterministic row)
+    note: str
+    #: the seed pairs the verdict reads: how many go the paper's way, against it, tied; None when it reads none (no
+    #: pair, or fewer than two pairs but two seeds a side: the min-max ranges)
+    pairs: tuple[int, int, int] | None = None
+
+
 def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower",
-          names: tuple[str, str] = ("CE", "LS")) -> tuple[str, int, str]:
+          names: tuple[str, str] = ("CE", "LS")) -> Judgement:
     """Verdict on "LS is ``better`` (lower / higher) than CE" from per-seed values (``{seed: value}``).
 
-    Returns ``(verdict, n_seeds, note)``; n_seeds is the number of seed pairs compared (the smaller side when
-    unpaired). None / NaN values count as missing; +inf is a value ("never reached") that compares normally,
-    and two infinities tie. With seed pairs, the note gives the one-sided sign test's p for the direction most
+    Returns a :class:`Judgement`: the verdict, the number of seed pairs compared (the smaller side when
+    unpaired), the note, and how the seed pairs split. None / NaN values count as missing; +inf is a value ("never
+    reached") that compares normally, and two infinities tie. With seed pairs, the note gives the one-sided sign test's p for the direction most
     pairs go and names the seeds of one side only, which are left out. ``names``: the two sides in the note
     (``("before TS", "after TS")`` for a test whose sides are not CE and LS). See the module docstring for the
     rules."""
@@ -170,19 +183,20 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
     ce, ls = _clean(ce), _clean(ls)
     if not ce or not ls:
         missing = " and ".join(side for side, vals in ((names[0], ce), (names[1], ls)) if not vals)
-        return "inconclusive (missing runs)", 0, f"no finished {missing} run with this measurement"
+        return Judgement("inconclusive (missing runs)", 0, f"no finished {missing} run with this measurement")
     paired = sorted(set(ce) & set(ls), key=str)
     left_out = _left_out(ce, ls, names)
-    if len(paired) >= 2:
-        ways = [sign * _order(ls[s], ce[s]) for s in paired]  # -1: the paper's direction
-        n, good, bad = len(paired), ways.count(-1), ways.count(1)
+    ways = [sign * _order(ls[s], ce[s]) for s in paired]  # -1: the paper's direction
+    n, good, bad = len(paired), ways.count(-1), ways.count(1)
+    pairs = (good, bad, n - good - bad) if paired else None
+    if n >= 2:
         if good == n:
             verdict, note = "supported", f"all {n} seed pairs go the paper's way"
         elif bad == n:
             verdict, note = "not supported", f"all {n} seed pairs go against the paper"
         else:
             verdict, note = "inconclusive", f"seed pairs: {good} the paper's way, {bad} against, {n - good - bad} tied"
-        return verdict, n, "; ".join(t for t in (note, _sign_text(good, bad), left_out) if t)
+        return Judgement(verdict, n, "; ".join(t for t in (note, _sign_text(good, bad), left_out) if t), pairs)
     n_ce, n_ls = len(ce), len(ls)
     if min(n_ce, n_ls) >= 2:
         lo_ce, hi_ce, lo_ls, hi_ls = min(ce.values()), max(ce.values()), min(ls.values()), max(ls.values())
@@ -191,17 +205,20 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
         ls_below = hi_ls < lo_ce
         ls_above = lo_ls > hi_ce
         if (ls_below and better == "lower") or (ls_above and better == "higher"):
-            return "supported", min(n_ce, n_ls), unpaired + "min-max ranges do not overlap, the paper's way"
+            return Judgement("supported", min(n_ce, n_ls), unpaired + "min-max ranges do not overlap, the paper's way")
         if ls_below or ls_above:
-            return "not supported", min(n_ce, n_ls), unpaired + "min-max ranges do not overlap, against the paper"
-        return "inconclusive", min(n_ce, n_ls), unpaired + "min-max ranges overlap"
+            return Judgement("not supported", min(n_ce, n_ls),
+                             unpaired + "min-max ranges do not overlap, against the paper")
+        return Judgement("inconclusive", min(n_ce, n_ls), unpaired + "min-max ranges overlap")
     if paired:  # one seed pair: its own direction, not the means of unequal sides
         (s,) = paired
         word = f"seed pair s{s}: {_direction_word(_order(ls[s], ce[s]), better, names)}"
-        return "inconclusive", 1, "; ".join(t for t in (f"1 seed: direction only ({word})", left_out) if t)
+        return Judgement("inconclusive", 1, "; ".join(t for t in (f"1 seed: direction only ({word})", left_out) if t),
+                         pairs)
     order = _order(float(np.mean(list(ls.values()))), float(np.mean(list(ce.values()))))
-    return "inconclusive", min(n_ce, n_ls), (f"1 seed: direction only, no seed pair ({n_ce} {names[0]}, {n_ls} "
-                                             f"{names[1]} seeds; means: {_direction_word(order, better, names)})")
+    return Judgement("inconclusive", min(n_ce, n_ls), (f"1 seed: direction only, no seed pair ({n_ce} {names[0]}, "
+                                                       f"{n_ls} {names[1]} seeds; means: "
+                                                       f"{_direction_word(order, better, names)})"))
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -253,22 +270,21 @@ def verdict_matrix(table: pd.DataFrame, runs: Iterable[Any] | None = None) -> pd
     return out
 
 
-#: The claims at a glance (:func:`glance_lines`): one measurement per part of a claim, ``(claim, what, the start of
-#: its test, whether an LS / CE ratio of its values says how large the effect is)``. C2 by each run's own pace (its
-#: tests at shared levels follow where the runs end, C3), C1 at the every-epoch resolution; C5's TS by the paper's
-#: "narrows the gap" and by which side is ahead after TS, both with T fitted on a held-out split.
-GLANCE = (("C1", "epochs to zero running train error", "first epoch with running train error = 0", True),
-          *(("C2", f"epochs to {C2_OWN_FRACTION:.0%} of its own {nc} decline", f"epoch from which {nc} stays <= "
-             f"{C2_OWN_FRACTION:.0%} of the way (log scale) from the run's own", True) for nc in NC_COLUMNS),
-          ("C3", "final NC1", "final NC1", True), ("C3", "final NC2", "final NC2", True),
-          ("C4", "NC2 at the same NC1", "mean NC2 over", True),
-          ("C5", "test ECE before TS", "final test ECE", True),
-          ("C5", "TS narrows the CE-LS ECE gap (held-out T)", "TS narrows the CE-LS ECE gap (T fitted on a held-out",
-           False),
-          ("C5", "LS still better calibrated after TS (held-out T; this book's check, not the paper's claim)",
-           "LS still better", True),
-          ("C5", "class-mean norm", "final mean class-mean norm", True),
-          ("C5", "classifier-row norm", "final mean classifier-row norm", True))
+#: The claims at a glance (:func:`glance_lines`): one measurement per part of a claim, ``(what, its test_id, whether
+#: an LS / CE ratio of its values says how large the effect is)``. C2 by each run's own pace (its tests at shared
+#: levels follow where the runs end, C3), C1 at the every-epoch resolution; C5's TS by the paper's "narrows the gap"
+#: and by which side is ahead after TS, both with T fitted on a held-out split.
+GLANCE = (("epochs to zero running train error", "c1-running-zero", True),
+          *((f"epochs to {C2_OWN_FRACTION:.0%} of its own {nc} decline", f"c2-own-{nc.lower()}", True)
+            for nc in NC_COLUMNS),
+          ("final NC1", "c3-final-nc1", True), ("final NC2", "c3-final-nc2", True),
+          ("NC2 at the same NC1", "c4-nc2-at-nc1", True),
+          ("test ECE before TS", "c5-ece", True),
+          ("TS narrows the CE-LS ECE gap (held-out T)", "c5-ts-narrows-holdout", False),
+          ("LS still better calibrated after TS (held-out T; this book's check, not the paper's claim)", "c5-after-ts",
+           True),
+          ("class-mean norm", "c5-class-mean-norm", True),
+          ("classifier-row norm", "c5-classifier-norm", True))
 
 
 def _finite_pairs(row: Mapping[str, Any]) -> tuple[list[float], list[float], int]:
@@ -292,19 +308,13 @@ def ls_ce_ratio(row: Mapping[str, Any]) -> float:
     return float(np.mean(ls) / np.mean(ce))
 
 
-_PREFIX_NOTE = re.compile(r"epochs 0–(\d+) are a prefix of the (\d+)-epoch recipe")
-_PAIRS_NOTE = re.compile(r"seed pairs: (\d+) the paper's way, (\d+) against, (\d+) tied")
-
-
 def _glance_entry(row: Mapping[str, Any], ratio: bool) -> str:
     """One group in a :func:`glance_lines` bullet: its name, "(epochs 0–E of N)" for a prefix, the LS / CE ratio
     (with how many pairs it is over when some never reached the level), the seeds that never did, and for an
-    undecided row how its pairs split."""
-    note = str(row["note"])
+    undecided row how its seed pairs split."""
     text = f"`{row['dataset']}`"
-    prefix = _PREFIX_NOTE.search(note)
-    if prefix:
-        text += f" (epochs 0–{prefix[1]} of {prefix[2]})"
+    if row.get("prefix_at"):
+        text += " (epochs 0–{} of {})".format(*row["prefix_at"])
     ce, ls, n = _finite_pairs(row)
     value = ls_ce_ratio(row) if ratio else math.nan
     if not math.isnan(value):
@@ -314,13 +324,10 @@ def _glance_entry(row: Mapping[str, Any], ratio: bool) -> str:
         never = sum(math.isinf(v) for v in values)
         if never:
             text += f", {name} never in {never} of {len(values)} seeds"
-    split = _PAIRS_NOTE.search(note)
-    if split and not str(row["verdict"]).startswith(("supported", "not supported", "prefix")):
-        text += " (pairs: " + ", ".join(f"{n} {way}" for n, way in zip(split.groups(), (
-            "the paper's way", "against", "tied")) if n != "0") + ")"
-    elif str(row["verdict"]) == "inconclusive" and note.startswith("1 seed"):
-        text += " (1 seed pair: " + ("the paper's way" if "(the paper's direction)" in note else "against" if
-                                    "(against the paper's direction)" in note else "no difference") + ")"
+    pairs = row.get("pairs")
+    if pairs and str(row["verdict"]) == "inconclusive":
+        split = ", ".join(f"{k} {way}" for k, way in zip(pairs, ("the paper's way", "against", "tied")) if k)
+        text += f" (1 seed pair: {split[2:]})" if sum(pairs) == 1 else f" (pairs: {split})"
     return text
 
 
@@ -331,8 +338,8 @@ def glance_lines(table: pd.DataFrame) -> str:
     lines = []
     if table is None or table.empty:
         return ""
-    for claim, what, start, ratio in GLANCE:
-        rows = table[(table["claim"] == claim) & table["test"].str.startswith(start)]
+    for what, test_id, ratio in GLANCE:
+        rows = table[table["test_id"] == test_id]
         if rows.empty:
             continue
         buckets: dict[str, list[str]] = {"the paper's way": [], "against": [], "undecided": [], "not measured": []}
@@ -345,7 +352,7 @@ def glance_lines(table: pd.DataFrame) -> str:
                       "against" if v in ("not supported", PREFIX_VERDICTS["not supported"]) else "undecided")
             buckets[bucket].append(_glance_entry(row, ratio))
         parts = [f"{name} in {len(groups)}: {', '.join(groups)}" for name, groups in buckets.items() if groups]
-        lines.append(f"* **{claim}, {what}** ({len(rows)} groups): " + "; ".join(parts) + ".")
+        lines.append(f"* **{rows['claim'].iloc[0]}, {what}** ({len(rows)} groups): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
@@ -371,13 +378,15 @@ def prefix_epoch(runs: Sequence[Any]) -> tuple[int, int] | None:
 
 
 def as_prefix(table: pd.DataFrame, runs: Sequence[Any]) -> pd.DataFrame:
-    """``table`` (rows of one comparison) with the verdicts of a prefix comparison made :data:`PREFIX_VERDICTS`, and
-    its notes saying so; unchanged when the runs ran their recipe to the end."""
+    """``table`` (rows of one comparison) with the verdicts of a prefix comparison made :data:`PREFIX_VERDICTS`, its
+    ``prefix_at`` the (last epoch, recipe epochs) of :func:`prefix_epoch`, and its notes saying so; unchanged when the
+    runs ran their recipe to the end."""
     at = prefix_epoch(runs)
     if at is None:
         return table
     table = table.copy()
     table["verdict"] = table["verdict"].map(lambda v: PREFIX_VERDICTS.get(v, v))
+    table["prefix_at"] = [at] * len(table)
     why = (f"epochs 0–{at[0]} are a prefix of the {at[1]}-epoch recipe: which way LS goes so far, not a verdict on "
            "a claim about the end of training")
     table["note"] = [f"{note}; {why}" if note else why for note in table["note"]]
@@ -491,15 +500,18 @@ def paired_comparisons(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> lis
 # ----------------------------------------------------------------------------------------------
 # the claims on one comparison
 # ----------------------------------------------------------------------------------------------
-def _row(comp: Comparison, claim: str, test: str, ce: Mapping, ls: Mapping, better: str = "lower",
-         note: str = "", per_seed: bool = False, verdict: tuple[str, int, str] | None = None,
+def _row(comp: Comparison, test_id: str, test: str, ce: Mapping, ls: Mapping, better: str = "lower",
+         note: str = "", per_seed: bool = False, verdict: Judgement | None = None,
          ce_text: str | None = None, ls_text: str | None = None) -> dict[str, Any]:
-    v, n, why = verdict if verdict is not None else judge(ce, ls, better)
+    """One row of the claims table. ``test_id`` ("c3-final-nc1") names the test for code (the glance, tests) and
+    gives the claim ("C3"); ``test`` describes it for the reader, and may be reworded."""
+    v, n, why, pairs = verdict if verdict is not None else judge(ce, ls, better)
     fmt = format_per_seed if per_seed else format_spread
-    return dict(dataset=comp.dataset, label=comp.label, claim=claim, test=test,
-                ce=ce_text if ce_text is not None else fmt(ce), ls=ls_text if ls_text is not None else fmt(ls),
-                verdict=v, n_seeds=n, note="; ".join(s for s in (why, note) if s),
-                ce_values=dict(ce), ls_values=dict(ls))
+    return dict(dataset=comp.dataset, label=comp.label, claim=test_id.split("-")[0].upper(), test_id=test_id,
+                test=test, ce=ce_text if ce_text is not None else fmt(ce),
+                ls=ls_text if ls_text is not None else fmt(ls), verdict=v, n_seeds=n,
+                note="; ".join(s for s in (why, note) if s), ce_values=dict(ce), ls_values=dict(ls), pairs=pairs,
+                prefix_at=None)
 
 
 def _per_seed(side: Mapping[int, Any], fn) -> dict[int, float]:
@@ -513,13 +525,14 @@ def _both(comp: Comparison, fn) -> tuple[dict[int, float], dict[int, float]]:
 
 def _c1_rows(comp: Comparison) -> list[dict[str, Any]]:
     rows = []
-    for thr, name in ((0.0, "= 0"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}")):
+    for thr, name, level in ((0.0, "= 0", "zero"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}", "loose")):
         ce, ls = _both(comp, lambda r: epochs_to_zero_error(r, thr))
-        rows.append(_row(comp, "C1", f"first evaluated epoch with train error {name}", ce, ls, "lower",
+        rows.append(_row(comp, f"c1-evaluated-{level}", f"first evaluated epoch with train error {name}", ce, ls,
+                         "lower",
                          "resolution = the evaluation schedule", per_seed=True))
-    for thr, name in ((0.0, "= 0"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}")):
+    for thr, name, level in ((0.0, "= 0", "zero"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}", "loose")):
         ce, ls = _both(comp, lambda r: epochs_to_zero_running_error(r, thr))
-        rows.append(_row(comp, "C1", f"first epoch with running train error {name} (every epoch, epochs.csv: "
+        rows.append(_row(comp, f"c1-running-{level}", f"first epoch with running train error {name} (every epoch, epochs.csv: "
                          "train mode, averaged over the epoch's batches as the model trains)", ce, ls, "lower",
                          "resolution = one epoch; running error, not the evaluated (eval-mode) train error",
                          per_seed=True))
@@ -530,6 +543,7 @@ def _c2_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
     col = NC_COLUMNS[nc]
     level, start, worst = c2_level(comp.runs, col, frac)
     ce, ls = _both(comp, lambda r: epochs_to_level(r, col, level))
+    test_id = f"c2-{nc.lower()}-{frac:.0%}".rstrip("%")
     test = (f"epoch from which {nc} stays <= its level at {frac:.0%} of the way (log scale) from the "
             f"epoch-0 value to the worst final value")
     if math.isnan(level):
@@ -537,12 +551,12 @@ def _c2_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
                f"{_num(worst)}): level undefined") if not math.isnan(start) else ""
         verdict = ("inconclusive (missing runs)", 0, "no finished CE or LS run") if not comp.runs \
             else ("inconclusive", 0, why)
-        return _row(comp, "C2", test, ce, ls, "lower", per_seed=True, verdict=verdict)
+        return _row(comp, test_id, test, ce, ls, "lower", per_seed=True, verdict=Judgement(*verdict))
     note = f"level {_num(level)} (epoch 0: {_num(start)}, worst final: {_num(worst)})"
     if nc == "NC3":
         fin_ce, fin_ls = _both(comp, lambda r: final_value(r, col))
         note += f"; final NC3 CE {format_spread(fin_ce)}, LS {format_spread(fin_ls)}"
-    return _row(comp, "C2", test, ce, ls, "lower", note, per_seed=True)
+    return _row(comp, test_id, test, ce, ls, "lower", note, per_seed=True)
 
 
 def _c2_own_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
@@ -557,7 +571,7 @@ def _c2_own_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
     note = "each run against its own end, so apart from where the runs end (C3)"
     if rising:
         note += f"; {nc} does not decrease (or is not positive) over {', '.join(rising)}: left out"
-    return _row(comp, "C2", test, ce, ls, "lower", note, per_seed=True)
+    return _row(comp, f"c2-own-{nc.lower()}", test, ce, ls, "lower", note, per_seed=True)
 
 
 def _c3_rows(comp: Comparison) -> list[dict[str, Any]]:
@@ -565,7 +579,8 @@ def _c3_rows(comp: Comparison) -> list[dict[str, Any]]:
     for nc in ("NC1", "NC2"):
         col = NC_COLUMNS[nc]
         ce, ls = _both(comp, lambda r: final_value(r, col))
-        rows.append(_row(comp, "C3", f"final {nc} ({col}, last evaluated epoch)", ce, ls, "lower"))
+        rows.append(_row(comp, f"c3-final-{nc.lower()}", f"final {nc} ({col}, last evaluated epoch)", ce, ls,
+                         "lower"))
     return rows
 
 
@@ -583,7 +598,7 @@ def _c4_row(comp: Comparison) -> dict[str, Any]:
                 f"runs pass through (together {_num(min(r[0] for r in ranges))} to {_num(max(r[1] for r in ranges))})")
     elif comp.ce and comp.ls:
         note = "no seed pair with an overlapping NC1 range"
-    return _row(comp, "C4", f"mean NC2 over {C4_GRID} NC1 values both runs pass through (NC2 interpolated "
+    return _row(comp, "c4-nc2-at-nc1", f"mean NC2 over {C4_GRID} NC1 values both runs pass through (NC2 interpolated "
                 "in log NC1 at first passage), per seed pair", ce4, ls4, "lower", note)
 
 
@@ -595,10 +610,10 @@ def _holds_out_none(comp: Comparison) -> bool:
     return bool(comp.runs) and not any(int(r.config.get("holdout_per_class") or 0) > 0 for r in comp.runs)
 
 
-def _no_split(comp: Comparison, ts: tuple[dict, dict]) -> tuple[str, int, str] | None:
+def _no_split(comp: Comparison, ts: tuple[dict, dict]) -> Judgement | None:
     """The verdict of an after-TS row whose runs hold out no split to fit T on (no after-TS value on either side
     and no such split in their recipe); None otherwise."""
-    return ("inconclusive", 0, NO_HOLDOUT) if not (_clean(ts[0]) or _clean(ts[1])) and _holds_out_none(comp) else None
+    return Judgement("inconclusive", 0, NO_HOLDOUT) if not (_clean(ts[0]) or _clean(ts[1])) and _holds_out_none(comp) else None
 
 
 def _ts_row(comp: Comparison, ece: tuple[dict, dict], ts: tuple[dict, dict], label: str,
@@ -614,7 +629,7 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], ts: tuple[dict, dict], lab
     before = {s: ece[0][s] - ece[1][s] for s in pairs}
     after = {s: abs(ts[1][s] - ts[0][s]) for s in pairs}
     if pairs and len(better) < len(pairs):
-        verdict = ("inconclusive", len(pairs), f"LS is better calibrated than CE before TS in {len(better)} of "
+        verdict = Judgement("inconclusive", len(pairs), f"LS is better calibrated than CE before TS in {len(better)} of "
                    f"{len(pairs)} seed pairs: no LS advantage in every pair for TS to narrow")
         note = "ce / ls columns: ECE after TS"
     elif pairs:
@@ -626,13 +641,14 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], ts: tuple[dict, dict], lab
             note += (f"; the gap changes sign in {len(flipped)} of {len(pairs)} seed pairs ("
                      + ", ".join(f"s{s}: LS {'higher' if ts[1][s] > ts[0][s] else 'lower'} than CE after TS"
                                  for s in flipped) + ")")
-    elif holdout and _no_split(comp, ts):
-        verdict, note = _no_split(comp, ts), "ce / ls columns: ECE after TS"
+    elif holdout and (no_split := _no_split(comp, ts)):
+        verdict, note = no_split, "ce / ls columns: ECE after TS"
     else:
-        verdict = judge(*ts) if not (_clean(ts[0]) and _clean(ts[1])) else (
+        verdict = judge(*ts) if not (_clean(ts[0]) and _clean(ts[1])) else Judgement(
             "inconclusive", 0, "no CE-LS seed pair with ECE before and after TS")
         note = "ce / ls columns: ECE after TS"
-    return _row(comp, "C5", f"TS narrows the CE-LS ECE gap ({label})", *ts, "lower", note, verdict=verdict)
+    return _row(comp, f"c5-ts-narrows-{'holdout' if holdout else 'testfit'}", f"TS narrows the CE-LS ECE gap "
+                f"({label})", *ts, "lower", note, verdict=verdict)
 
 
 def _after_ts_row(comp: Comparison, ts: tuple[dict, dict]) -> dict[str, Any]:
@@ -640,20 +656,21 @@ def _after_ts_row(comp: Comparison, ts: tuple[dict, dict]) -> dict[str, Any]:
     split, LS lower than CE per seed pair. The "TS narrows" rows judge |LS - CE|, so a gap that TS turns around
     (CE better calibrated after TS) still counts there as narrowed; this row says which side is ahead after TS.
     ``ts``: the final test ECE after TS (held-out T), per side and seed."""
-    return _row(comp, "C5", "LS still better calibrated after TS: final test ECE after TS (T fitted on a held-out "
+    return _row(comp, "c5-after-ts", "LS still better calibrated after TS: final test ECE after TS (T fitted on a held-out "
                 "split)", *ts, "lower", verdict=_no_split(comp, ts))
 
 
 def _c5_rows(comp: Comparison) -> list[dict[str, Any]]:
     ece = _both(comp, lambda r: final_value(r, ece_column()))
-    rows = [_row(comp, "C5", f"final test ECE ({ECE_DEFAULT_BINS} bins), before temperature scaling", *ece, "lower")]
+    rows = [_row(comp, "c5-ece", f"final test ECE ({ECE_DEFAULT_BINS} bins), before temperature scaling", *ece, "lower")]
     held_out, test_fit = (_both(comp, lambda r, c=ece_column(fit): final_value(r, c)) for fit in ("holdout", "testfit"))
     rows.append(_ts_row(comp, ece, held_out, "T fitted on a held-out split", holdout=True))
     rows.append(_ts_row(comp, ece, test_fit, "T fitted on the test set, as in the paper's code", holdout=False))
     rows.append(_after_ts_row(comp, held_out))
-    for col, what in ((CLASS_MEAN_NORM, "mean class-mean norm ||mu_k - mu_G||"),
-                      (CLASSIFIER_NORM, "mean classifier-row norm ||w_k||")):
-        rows.append(_row(comp, "C5", f"final {what} (train)", *_both(comp, lambda r: final_value(r, col)), "lower"))
+    for col, key, what in ((CLASS_MEAN_NORM, "class-mean", "mean class-mean norm ||mu_k - mu_G||"),
+                           (CLASSIFIER_NORM, "classifier", "mean classifier-row norm ||w_k||")):
+        rows.append(_row(comp, f"c5-{key}-norm", f"final {what} (train)",
+                         *_both(comp, lambda r: final_value(r, col)), "lower"))
     return rows
 
 
@@ -822,12 +839,12 @@ def theory_claims(*, sizes: Sequence[Any] | None = None, **settings: Any) -> pd.
     comp = Comparison(dataset=THEORY_GROUP, label=label, ls_delta=deltas[1])
     with ufm.single_thread():
         rows = _closed_form_rows(comp, problem, deltas) + _hessian_rows(comp, problem, deltas)
-        for rule, step, what in (("same", lr, f"common step {lr:g}"),
-                                 ("inverse_max_curvature", lr_over_max_curvature,
-                                  f"step {lr_over_max_curvature:g} / λ_max(δ) per δ")):
+        for rule, step, what, test_id in (("same", lr, f"common step {lr:g}", "c6-gd-common-step"),
+                                          ("inverse_max_curvature", lr_over_max_curvature,
+                                           f"step {lr_over_max_curvature:g} / λ_max(δ) per δ", "c6-gd-step-per-delta")):
             cmp_ = ufm.compare_convergence(problem, [0.0, deltas[1]], list(seeds), lr=step, steps=steps,
                                            loose=loose, tight=tight, lr_rule=rule, record_every=1)
-            rows.append(_gd_row(comp, cmp_, what, steps))
+            rows.append(_gd_row(comp, test_id, cmp_, what, steps))
         rows += _gd_classes_rows(s, deltas[1])
         rows += _size_rows(deltas, sizes)
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -835,7 +852,7 @@ def theory_claims(*, sizes: Sequence[Any] | None = None, **settings: Any) -> pd.
     return df
 
 
-def _deterministic_row(comp: Comparison, deltas: Sequence[float], test: str, ce_val: float,
+def _deterministic_row(comp: Comparison, deltas: Sequence[float], test_id: str, test: str, ce_val: float,
                        ls_vals: Sequence[float], note: str = "") -> dict[str, Any]:
     """A C6 row without seeds: LS (every δ > 0) against CE, judged on the exact values."""
     from ..ufm import ls_against_ce
@@ -844,7 +861,7 @@ def _deterministic_row(comp: Comparison, deltas: Sequence[float], test: str, ce_
     word = ls_against_ce(ce_val, ls_vals)
     v = {"lower": "supported", "higher": "not supported"}.get(word, "inconclusive")
     why = f"deterministic: LS {word} than CE for every δ in " + ", ".join(f"{d:g}" for d in deltas[1:])
-    row = _row(comp, "C6", test, {"δ=0": ce_val}, ls_map, verdict=(v, 0, why), note=note,
+    row = _row(comp, test_id, test, {"δ=0": ce_val}, ls_map, verdict=Judgement(v, 0, why), note=note,
                ce_text=_num(ce_val), ls_text=format_per_seed(ls_map))
     row["n_seeds"] = None
     return row
@@ -854,8 +871,9 @@ def _closed_form_rows(comp: Comparison, problem, deltas: Sequence[float]) -> lis
     sols = [problem.with_delta(d).solution() for d in deltas]
     note = ("the closed form evaluated: true of the formula at any size, not a measurement (fig9 sets it against "
             "trained UFM-style runs)")
-    return [_deterministic_row(comp, deltas, f"closed-form {what} at the global minimizer",
-                               getattr(sols[0], key), [getattr(s, key) for s in sols[1:]], note)
+    return [_deterministic_row(comp, deltas, f"c6-closed-form-{key.replace('_', '-')}",
+                               f"closed-form {what} at the global minimizer", getattr(sols[0], key),
+                               [getattr(s, key) for s in sols[1:]], note)
             for key, what in (("w_norm", "classifier-row norm ||w_k||"), ("h_norm", "feature norm ||h_i||"))]
 
 
@@ -864,12 +882,14 @@ def _hessian_rows(comp: Comparison, problem, deltas: Sequence[float]) -> list[di
 
     spectrum = ufm.condition_numbers_vs_delta(problem, deltas)
     return [
-        _deterministic_row(comp, deltas, "condition number of the full UFM Hessian at the minimizer (symmetry "
+        _deterministic_row(comp, deltas, "c6-kappa-full", "condition number of the full UFM Hessian at the "
+                           "minimizer (symmetry "
                            "directions removed): the one that governs GD", spectrum["kappa_restricted"][0],
                            list(spectrum["kappa_restricted"][1:]),
                            note=f"smallest curvature CE {_num(spectrum['restricted_min'][0])}, LS up to "
                                 f"{_num(spectrum['restricted_min'][1:].max())}"),
-        _deterministic_row(comp, deltas, "condition number of the softmax Hessian diag(p) - pp^T in logit space",
+        _deterministic_row(comp, deltas, "c6-kappa-softmax",
+                           "condition number of the softmax Hessian diag(p) - pp^T in logit space",
                            spectrum["kappa_softmax"][0], list(spectrum["kappa_softmax"][1:])),
     ]
 
@@ -890,7 +910,7 @@ def _gd_classes_rows(settings: Mapping[str, Any], ls_delta: float) -> list[dict[
     for r in table.to_dict("records"):
         K = r["K"]
         comp = Comparison(dataset=THEORY_GROUP, label=f"UFM (K={K}, {r['UFM']})", ls_delta=ls_delta)
-        row = _gd_row(comp, comparisons[K], f"step {settings['lr_over_max_curvature']:g} / λ_max(δ) per δ, "
+        row = _gd_row(comp, f"c6-gd-step-per-delta-K{K}", comparisons[K], f"step {settings['lr_over_max_curvature']:g} / λ_max(δ) per δ, "
                       f"K = {K}, κ(LS)/κ(CE) = {r['κ LS / CE']:.3g}",
                       settings["gd_classes_steps"])
         row["note"] += f"; gradient descent against κ: {r['GD vs κ']}"
@@ -912,8 +932,9 @@ def _size_rows(deltas: Sequence[float], sizes: Sequence[Any] | None) -> list[dic
         if len(sub) != len(deltas):
             raise ValueError(f"UFM {label}: no nonzero minimizer at some δ in {list(deltas)} (s + δ >= 1)")
         comp = Comparison(dataset=THEORY_GROUP, label=f"UFM ({label})", ls_delta=deltas[1])
+        size = f"K{problem.num_classes}-n{problem.n_per_class}-d{problem.dim}"
         rows.append(_deterministic_row(
-            comp, deltas, f"condition number of the full UFM Hessian at the minimizer (symmetry directions removed), "
+            comp, deltas, f"c6-kappa-full-{size}", f"condition number of the full UFM Hessian at the minimizer (symmetry directions removed), "
             f"UFM of {label} ({int(sub['parameters'].iloc[0]):,} parameters; exact, from the Hessian's blocks)",
             float(sub["κ"].iloc[0]), [float(v) for v in sub["κ"].iloc[1:]],
             note=f"smallest curvature CE {_num(sub['λ_min'].iloc[0])} ({sub['λ_min from'].iloc[0]}), LS from "
@@ -921,12 +942,12 @@ def _size_rows(deltas: Sequence[float], sizes: Sequence[Any] | None) -> list[dic
     return rows
 
 
-def _gd_row(comp: Comparison, result, what: str, steps: int) -> dict[str, Any]:
+def _gd_row(comp: Comparison, test_id: str, result, what: str, steps: int) -> dict[str, Any]:
     """Iterations to the tight distance, CE against LS per seed (never arrived: +inf)."""
     it = np.where(np.isfinite(result.iters_tight), result.iters_tight, np.inf)
     ce = {int(s): float(it[0, j]) for j, s in enumerate(result.seeds)}
     ls = {int(s): float(it[1, j]) for j, s in enumerate(result.seeds)}
     diverged = int(result.diverged.sum())
-    return _row(comp, "C6", f"GD iterations to logit distance {result.tight:g}, same start, {what} "
+    return _row(comp, test_id, f"GD iterations to logit distance {result.tight:g}, same start, {what} "
                 f"({loss_label(0)} vs {loss_label(result.deltas[1])})", ce, ls, "lower",
                 (f"{diverged} runs diverged; " if diverged else "") + f"budget {steps} iterations", per_seed=True)

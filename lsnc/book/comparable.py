@@ -15,6 +15,7 @@ Describing the runs in words is :mod:`.scale`'s job; the claims' CE / LS pairs a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..config import TrainConfig
 from ..models import model_width
 
 
@@ -143,38 +145,47 @@ def common_epoch(runs: Sequence[Any], upto: int) -> int:
     return max(common) if common else int(upto)
 
 
-#: the axes :func:`setting_key` can leave out: a scale axis of the claims page, or the precision (bf16 twins)
-SETTING_AXES = ("epochs", "width", "train images", "precision")
+#: the axes :func:`setting_key` can leave out: a scale axis of the claims page, or the precision (bf16 twins). Each
+#: is the ``axis`` of some setting fields in lsnc.config.TrainConfig.
+SETTING_AXES = tuple(dict.fromkeys(f.metadata["axis"] for f in dataclasses.fields(TrainConfig) if f.metadata["axis"]))
+_SETTING = [(f.name, f.metadata["axis"], f.default_factory() if f.default is dataclasses.MISSING else f.default)
+            for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == "setting"]
 
 
 def setting_key(run, vary: str | None = None) -> tuple:
     """What two runs must share, besides δ and seed, to be compared (in any run group: the group's name is not
-    part of it): the data (dataset, its label, which names an image folder's or copy's source, its options,
-    subset sizes), the model and its width, the recipe (epochs, lr schedule, evaluated epochs, optimizer, weight
-    decay, batch), UFM-style or not (and its penalties), and the precision (autocast, TF32). How far a run got in
-    its recipe is not part of it (a prefix is compared at an epoch all reached, :func:`align_prefixes`); neither
-    is how it executed (fused, CUDA graphs, channels-last).
+    part of it): the run's data label (which names an image folder's or copy's source) and every field of the role
+    ``setting`` (lsnc.config.ROLES): the data and its subsets, the model and its width, the recipe (epochs, lr
+    schedule, evaluated epochs, optimizer, weight decay, batch), UFM-style or not (and its penalties), and the
+    precision (autocast, TF32). A field an older run's config.json lacks counts as its default, which is what that
+    run did. How far a run got in its recipe is not part of it (a prefix is compared at an epoch all reached,
+    :func:`align_prefixes`); neither is how it executed (fused, CUDA graphs, channels-last).
 
-    ``vary`` leaves one thing out (:data:`SETTING_AXES`): ``"epochs"`` (the length; the lr decays then count as
-    fractions of training, to one decimal, and the evaluated epochs are left out), ``"width"``,
-    ``"train images"`` (training images per class) or ``"precision"`` (autocast and TF32: a bf16-autocast run and
-    its fp32 or TF32 twin). The claims compare CE and LS on one key; the scale comparisons and the precision table
-    vary one thing."""
+    ``vary`` leaves out the fields of one axis (:data:`SETTING_AXES`): ``"epochs"`` (the length and the evaluated
+    epochs; the lr decays then count as fractions of training, to one decimal), ``"width"``, ``"train images"``
+    (training images per class) or ``"precision"`` (autocast and TF32: a bf16-autocast run and its fp32 or TF32
+    twin). The claims compare CE and LS on one key; the scale comparisons and the precision table vary one
+    thing."""
     if vary not in (None, *SETTING_AXES):
         raise ValueError(f"vary must be None or one of {SETTING_AXES}; got {vary!r}")
     c = run.config
-    milestones = tuple(c.get("milestones") or ())
-    # along the length axis the decays sit at about the same fractions of training (the CPU presets round them to
-    # whole epochs: 9/50 and 28/150 are both 0.2)
-    schedule = tuple(round(m / c["epochs"], 1) for m in milestones) if vary == "epochs" else milestones
-    axes = {"epochs": (int(c["epochs"]), tuple(c.get("eval_epochs") or ())),
-            "width": (c.get("model"), model_width(c.get("model"), c.get("width"))),
-            "train images": c.get("train_per_class"),
-            "precision": (c.get("amp", "none"), bool(c.get("tf32")))}
-    return (c.get("dataset"), run.label, repr(c.get("data_options")), c.get("test_per_class"),
-            c.get("holdout_per_class"), c.get("model"), c.get("lr"), c.get("momentum"), c.get("weight_decay"),
-            c.get("batch_size"), c.get("gamma"), schedule, bool(c.get("ufm")), c.get("lambda_w"), c.get("lambda_h"),
-            c.get("lambda_b"), *(value for axis, value in axes.items() if axis != vary))
+    return (run.label, *(_setting_value(c, name, default, vary) for name, axis, default in _SETTING if axis != vary))
+
+
+def _setting_value(config: dict, name: str, default, vary: str | None):
+    """One setting field of ``config`` as :func:`setting_key` compares it."""
+    value = config.get(name, default)
+    if name == "milestones":
+        # along the length axis the decays sit at about the same fractions of training (the CPU presets round them
+        # to whole epochs: 9/50 and 28/150 are both 0.2)
+        return tuple(round(m / config["epochs"], 1) for m in value or ()) if vary == "epochs" else tuple(value or ())
+    if name == "width":
+        return model_width(config.get("model"), value)  # None is the model's default width
+    if isinstance(value, dict):
+        return repr(value)
+    if isinstance(value, list):
+        return tuple(value)
+    return bool(value) if isinstance(default, bool) else value
 
 
 def main_precision(runs: Iterable) -> dict[str, str]:

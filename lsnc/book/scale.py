@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..models import MLP_DEPTH, model_width, parameter_count
+from ..models import DEFAULT_WIDTH, MLP_DEPTH, model_width, parameter_count
 from ..vocab import MAIN_DELTA, in_deltas, is_delta, loss_label
 from .comparable import align_prefixes, reach, standard_runs
 
@@ -277,6 +277,30 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
                      f"{'s' if len(twins) != 1 else ''} (the runs page compares them)")
     parts.append(f"{len(runs)} finished runs")
     return "; ".join(parts)
+
+
+def at_paper_scale(runs: Sequence) -> dict[str, list]:
+    """Per group, its standard runs (:func:`.comparable.standard_runs`) that train a paper's network at the paper's
+    width (a ResNet at lsnc's default width, 64) on the whole training set of their data (no per-class subset):
+    the model and data scale of the paper's experiments, whatever their length. Groups without such runs are left
+    out."""
+    out: dict[str, list] = {}
+    for r in standard_runs(runs):
+        c = r.config
+        if str(c["model"]).startswith("resnet") and model_width(c["model"], c.get("width")) == DEFAULT_WIDTH[
+                c["model"]] and c.get("train_per_class") is None:
+            out.setdefault(r.dataset, []).append(r)
+    return out
+
+
+def paper_scale_text(runs: Sequence) -> str:
+    """Markdown naming the groups at the paper's model and data scale (:func:`at_paper_scale`), each with its setting
+    (:func:`describe_setting`: data, model, epochs of which recipe); a sentence saying there is none otherwise."""
+    groups = at_paper_scale(runs)
+    if not groups:
+        return "No group here trains the paper's network at its width on a whole training set."
+    return "At the paper's model and data scale: " + "; ".join(
+        f"`{g}` ({describe_setting(rs)})" for g, rs in sorted(groups.items())) + "."
 
 
 # ------------------------------------------------------------------------------------------------

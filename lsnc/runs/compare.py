@@ -35,12 +35,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import TrainConfig
+from ..config import TrainConfig, fields_with
 from .format import CONFIG_FILE, TIMING_COLUMNS, Run, RunError, find_runs, load_run
 
 #: config.json keys that do not change a run's numbers: where the data lives, the folder's name and group, the
-#: preset it came from, and when it stops (a prefix's rows are the full run's rows).
-NOT_THE_RUN = frozenset({"data_root", "download", "group", "name", "preset", "time_budget_s", "stop_epoch"})
+#: preset it came from, and when it stops (a prefix's rows are the full run's rows): the roles ``where`` and
+#: ``stop`` of lsnc.config.ROLES. How it executed is compared and listed (another device rounds differently).
+NOT_THE_RUN = frozenset(fields_with("where", "stop"))
 #: A config key an older run lacks took the default of the option added later.
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 

@@ -15,14 +15,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import TrainConfig
+from ..config import TrainConfig, fields_with
 from ..paths import REPO_ROOT, portable_paths
 from .format import CONFIG_FILE, STATUS_FILE, RunError, read_json, read_status
 
-#: Options that change how fast a run goes, not what it computes: they may differ when a run is resumed.
-#: (tf32 is not among them: it changes the numbers, so a run keeps the precision it started with.)
-EXECUTION_ONLY = frozenset({"device", "threads", "compile", "cuda_graphs", "together", "eval_batch_size", "download", "data_root", "group",
-                            "time_budget_s", "stop_epoch"})
+#: The options a run may be resumed with changed: how it executes, where things live, when it stops (the roles
+#: ``execution``, ``where`` and ``stop`` of lsnc.config.ROLES). The setting (precision included: amp and tf32 change
+#: the numbers) and δ and seed stay as the run started.
+RESUME_MAY_CHANGE = frozenset(fields_with("execution", "where", "stop"))
 
 
 def run_key(cfg: TrainConfig) -> str:
@@ -51,9 +51,9 @@ def run_status(runs_dir: str | Path, cfg: TrainConfig) -> str | None:
 
 
 def check_resumable(folder: Path, cfg: TrainConfig) -> None:
-    """Refuse to resume a folder started with another recipe (execution-only options may change)."""
+    """Refuse to resume a folder started with another setting, δ or seed (:data:`RESUME_MAY_CHANGE` may change)."""
     stored, mine = read_json(folder / CONFIG_FILE), cfg.to_dict()
-    diff = sorted(k for k in set(stored) | set(mine) if k not in EXECUTION_ONLY and stored.get(k) != mine.get(k))
+    diff = sorted(k for k in set(stored) | set(mine) if k not in RESUME_MAY_CHANGE and stored.get(k) != mine.get(k))
     if diff:
         raise RunError(f"{folder} was started with a different configuration ({', '.join(diff)} differ); "
                        "resume it with the same options, or choose another --name / --runs-dir.")

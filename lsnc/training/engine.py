@@ -14,15 +14,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..config import ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig, fields_with
 from ..data import Dataset
 from .fused import FusedNet
 from .graphs import GraphedStep
 from .prepare import build_net
 from .step import BATCHES, LOSS, UFM_LOSS, autocast_for, objective, sgd_step
 
-#: The fields fused runs may differ in; everything else (data, model, recipe, execution) must be shared.
-FUSABLE_FIELDS = ("delta", "seed", "name")
+#: The fields fused runs may differ in: δ and seed (the role ``identity`` of lsnc.config.ROLES) and the run's name;
+#: everything else (the setting, the execution, the data's and the runs' folders) is shared.
+FUSABLE_FIELDS = (*fields_with("identity"), "name")
 
 
 def check_fusable(cfgs: list[TrainConfig]) -> None:
