@@ -173,10 +173,10 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
 
     Returns a :class:`Judgement`: the verdict, the number of seed pairs compared (the smaller side when
     unpaired), the note, and how the seed pairs split. None / NaN values count as missing; +inf is a value ("never
-    reached") that compares normally, and two infinities tie. With seed pairs, the note gives the one-sided sign test's p for the direction most
-    pairs go and names the seeds of one side only, which are left out. ``names``: the two sides in the note
-    (``("before TS", "after TS")`` for a test whose sides are not CE and LS). See the module docstring for the
-    rules."""
+    reached") that compares normally, and two infinities tie. With seed pairs, the note gives the one-sided sign
+    test's p for the direction most pairs go and names the seeds of one side only, which are left out. ``names``:
+    the two sides in the note (``("before TS", "after TS")`` for a test whose sides are not CE and LS). See the
+    module docstring for the rules."""
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
     sign = 1 if better == "lower" else -1
@@ -532,8 +532,9 @@ def _c1_rows(comp: Comparison) -> list[dict[str, Any]]:
                          "resolution = the evaluation schedule", per_seed=True))
     for thr, name, level in ((0.0, "= 0", "zero"), (C1_LOOSE_ERROR, f"<= {C1_LOOSE_ERROR:.1%}", "loose")):
         ce, ls = _both(comp, lambda r: epochs_to_zero_running_error(r, thr))
-        rows.append(_row(comp, f"c1-running-{level}", f"first epoch with running train error {name} (every epoch, epochs.csv: "
-                         "train mode, averaged over the epoch's batches as the model trains)", ce, ls, "lower",
+        rows.append(_row(comp, f"c1-running-{level}", f"first epoch with running train error {name} (every epoch, "
+                         "epochs.csv: train mode, averaged over the epoch's batches as the model trains)", ce, ls,
+                         "lower",
                          "resolution = one epoch; running error, not the evaluated (eval-mode) train error",
                          per_seed=True))
     return rows
@@ -613,7 +614,9 @@ def _holds_out_none(comp: Comparison) -> bool:
 def _no_split(comp: Comparison, ts: tuple[dict, dict]) -> Judgement | None:
     """The verdict of an after-TS row whose runs hold out no split to fit T on (no after-TS value on either side
     and no such split in their recipe); None otherwise."""
-    return Judgement("inconclusive", 0, NO_HOLDOUT) if not (_clean(ts[0]) or _clean(ts[1])) and _holds_out_none(comp) else None
+    if not (_clean(ts[0]) or _clean(ts[1])) and _holds_out_none(comp):
+        return Judgement("inconclusive", 0, NO_HOLDOUT)
+    return None
 
 
 def _ts_row(comp: Comparison, ece: tuple[dict, dict], ts: tuple[dict, dict], label: str,
@@ -629,8 +632,8 @@ def _ts_row(comp: Comparison, ece: tuple[dict, dict], ts: tuple[dict, dict], lab
     before = {s: ece[0][s] - ece[1][s] for s in pairs}
     after = {s: abs(ts[1][s] - ts[0][s]) for s in pairs}
     if pairs and len(better) < len(pairs):
-        verdict = Judgement("inconclusive", len(pairs), f"LS is better calibrated than CE before TS in {len(better)} of "
-                   f"{len(pairs)} seed pairs: no LS advantage in every pair for TS to narrow")
+        verdict = Judgement("inconclusive", len(pairs), f"LS is better calibrated than CE before TS in {len(better)} "
+                            f"of {len(pairs)} seed pairs: no LS advantage in every pair for TS to narrow")
         note = "ce / ls columns: ECE after TS"
     elif pairs:
         verdict = judge(before, after, "lower", names=("the gap before TS", "the gap after TS"))
@@ -656,13 +659,14 @@ def _after_ts_row(comp: Comparison, ts: tuple[dict, dict]) -> dict[str, Any]:
     split, LS lower than CE per seed pair. The "TS narrows" rows judge |LS - CE|, so a gap that TS turns around
     (CE better calibrated after TS) still counts there as narrowed; this row says which side is ahead after TS.
     ``ts``: the final test ECE after TS (held-out T), per side and seed."""
-    return _row(comp, "c5-after-ts", "LS still better calibrated after TS: final test ECE after TS (T fitted on a held-out "
-                "split)", *ts, "lower", verdict=_no_split(comp, ts))
+    return _row(comp, "c5-after-ts", "LS still better calibrated after TS: final test ECE after TS (T fitted on a "
+                "held-out split)", *ts, "lower", verdict=_no_split(comp, ts))
 
 
 def _c5_rows(comp: Comparison) -> list[dict[str, Any]]:
     ece = _both(comp, lambda r: final_value(r, ece_column()))
-    rows = [_row(comp, "c5-ece", f"final test ECE ({ECE_DEFAULT_BINS} bins), before temperature scaling", *ece, "lower")]
+    rows = [_row(comp, "c5-ece", f"final test ECE ({ECE_DEFAULT_BINS} bins), before temperature scaling", *ece,
+                 "lower")]
     held_out, test_fit = (_both(comp, lambda r, c=ece_column(fit): final_value(r, c)) for fit in ("holdout", "testfit"))
     rows.append(_ts_row(comp, ece, held_out, "T fitted on a held-out split", holdout=True))
     rows.append(_ts_row(comp, ece, test_fit, "T fitted on the test set, as in the paper's code", holdout=False))
@@ -910,8 +914,9 @@ def _gd_classes_rows(settings: Mapping[str, Any], ls_delta: float) -> list[dict[
     for r in table.to_dict("records"):
         K = r["K"]
         comp = Comparison(dataset=THEORY_GROUP, label=f"UFM (K={K}, {r['UFM']})", ls_delta=ls_delta)
-        row = _gd_row(comp, f"c6-gd-step-per-delta-K{K}", comparisons[K], f"step {settings['lr_over_max_curvature']:g} / λ_max(δ) per δ, "
-                      f"K = {K}, κ(LS)/κ(CE) = {r['κ LS / CE']:.3g}",
+        row = _gd_row(comp, f"c6-gd-step-per-delta-K{K}", comparisons[K],
+                      f"step {settings['lr_over_max_curvature']:g} / λ_max(δ) per δ, K = {K}, "
+                      f"κ(LS)/κ(CE) = {r['κ LS / CE']:.3g}",
                       settings["gd_classes_steps"])
         row["note"] += f"; gradient descent against κ: {r['GD vs κ']}"
         rows.append(row)
@@ -934,8 +939,9 @@ def _size_rows(deltas: Sequence[float], sizes: Sequence[Any] | None) -> list[dic
         comp = Comparison(dataset=THEORY_GROUP, label=f"UFM ({label})", ls_delta=deltas[1])
         size = f"K{problem.num_classes}-n{problem.n_per_class}-d{problem.dim}"
         rows.append(_deterministic_row(
-            comp, deltas, f"c6-kappa-full-{size}", f"condition number of the full UFM Hessian at the minimizer (symmetry directions removed), "
-            f"UFM of {label} ({int(sub['parameters'].iloc[0]):,} parameters; exact, from the Hessian's blocks)",
+            comp, deltas, f"c6-kappa-full-{size}", f"condition number of the full UFM Hessian at the minimizer "
+            f"(symmetry directions removed), UFM of {label} ({int(sub['parameters'].iloc[0]):,} parameters; exact, "
+            "from the Hessian's blocks)",
             float(sub["κ"].iloc[0]), [float(v) for v in sub["κ"].iloc[1:]],
             note=f"smallest curvature CE {_num(sub['λ_min'].iloc[0])} ({sub['λ_min from'].iloc[0]}), LS from "
                  f"{_num(sub['λ_min'].iloc[1:].min())} to {_num(sub['λ_min'].iloc[1:].max())}"))
