@@ -30,12 +30,18 @@ ROLES = {
     "setting": "what the run computes: the data, the model, the recipe, the evaluated epochs, UFM-style training and "
                "the precision. Runs compared with each other share it (lsnc.book.comparable.setting_key), runs "
                "trained together too, and a run resumes only with the same",
-    "identity": "δ and seed: what tells compared runs apart, and what runs trained together differ in",
-    "execution": "how the run executes (device, threads, compiled, graphed, fused, memory layout, deterministic "
-                 "kernels, evaluation batch): it may change when a run resumes; where it rounds differently, "
-                 "provenance.json records the machine and `lsnc compare` names it",
+    "identity": "δ and seed: what tells compared runs apart, and (with the run's name) what runs trained together "
+                "differ in",
+    "execution": "how the run executes (device, threads, compiled, graphed, fused or on streams, evaluation batch): "
+                 "compared runs may differ in it, and it may change when a run resumes (CPU threads excepted: an "
+                 "exact CPU resume needs the same number, and lsnc refuses another). config.json keeps what the run "
+                 "started with; provenance.json records the device and, for a resumed run, what changed "
+                 "(execution_changes)",
+    "kernels": "which kernels compute it (channels-last memory layout, deterministic algorithms): compared runs may "
+               "differ in it, but a run keeps it for life (a checkpoint's momentum has the memory layout it was "
+               "saved in)",
     "where": "where the data and the run folder live and what they are called (the preset names where the options "
-             "came from)",
+             "came from); a run's name and group pick its folder",
     "stop": "when training stops: a run stopped early is a finished prefix, the full run up to its last epoch",
 }
 
@@ -72,9 +78,10 @@ TOGETHER = ("fused", "streams")
 #: Seeds are below this (numpy's seed sequences and torch.manual_seed both take them).
 SEED_LIMIT = 2**32
 
-DATA, MODEL, OPTIM, EVAL, UFM, EXEC, STOP, NAMING = (
+DATA, MODEL, OPTIM, EVAL, UFM, PRECISION, EXEC, STOP, NAMING = (
     "data", "model and loss", "optimisation (the paper's recipe)", "evaluation", "UFM-style training",
-    "execution (the recipe is unchanged; --amp and --tf32 change the arithmetic)",
+    "precision (it changes the arithmetic: runs are compared and resumed in the precision they started in)",
+    "execution (the numbers are the recipe's, up to rounding)",
     "stopping early (a finished prefix of the recipe)", "naming")
 
 
@@ -123,7 +130,8 @@ class TrainConfig:
     lambda_h: float = _opt(1e-6, UFM, "penalty λ_H on the features", role="setting")
     lambda_b: float = _opt(1e-2, UFM, "penalty λ_b on the classifier bias", role="setting")
     device: str = _opt("auto", EXEC, "auto | cpu | cuda | cuda:N", role="execution")
-    amp: str = _opt("none", EXEC, "none (fp32, the paper's) | bf16 (autocast in training; evaluation stays fp32)",
+    amp: str = _opt("none", PRECISION, "none (fp32, the paper's) | bf16 (autocast in training; evaluation stays "
+                                       "fp32)",
                     role="setting", axis="precision")
     compile: bool = _opt(False, EXEC, "torch.compile the training step", role="execution")
     cuda_graphs: bool = _opt(False, EXEC, "CUDA: capture the whole training step as one CUDA graph and replay it "
@@ -132,9 +140,9 @@ class TrainConfig:
                                         "network of grouped layers) | streams (a network each, each run's step on its "
                                         "own CUDA stream, overlapping on the GPU; the same arithmetic as separate "
                                         "runs)", role="execution")
-    channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images", role="execution")
-    deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels", role="execution")
-    tf32: bool = _opt(False, EXEC, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)",
+    channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images", role="kernels")
+    deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels", role="kernels")
+    tf32: bool = _opt(False, PRECISION, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)",
                       role="setting", axis="precision")
     threads: int | None = _opt(None, EXEC, "CPU threads for torch", role="execution")
     time_budget_s: float | None = _opt(None, STOP, ("stop at the last epoch that fits in this many seconds "

@@ -76,7 +76,7 @@ def test_judge_paired_both_directions_and_mixed():
     assert judge({0: 5, 1: 6}, {0: 7, 1: 8}, better="higher")[0] == "supported"
     v, n, note, pairs = judge({0: 5, 1: 6, 2: 7}, {0: 3, 1: 8, 2: 7})
     assert (v, n, pairs) == ("inconclusive", 3, (1, 1, 1)) and "1 the paper's way, 1 against, 1 tied" in note
-    assert judge({0: 5, 1: 6}, {0: 7, 1: 8}, better="higher").pairs == (2, 0, 0)
+    assert judge({0: 5, 1: 6}, {0: 7, 1: 8}, better="higher").pair_split == (2, 0, 0)
 
 
 def test_judge_infinity_means_never_reached():
@@ -94,7 +94,8 @@ def test_judge_unpaired_uses_full_ranges():
 def test_judge_single_seed_and_missing():
     v, n, note, pairs = judge({0: 5}, {0: 3})
     assert v == "inconclusive" and n == 1 and note.startswith("1 seed: direction only") and "LS lower" in note
-    assert pairs == (1, 0, 0) and judge({0: 5}, {0: 9}).pairs == (0, 1, 0) and judge({0: 5}, {1: 3}).pairs is None
+    assert pairs == (1, 0, 0) and judge({0: 5}, {0: 9}).pair_split == (0, 1, 0)
+    assert judge({0: 5}, {1: 3}).pair_split is None
     v, _, note, _ = judge({0: 5, 1: 6}, {0: 9})
     assert v == "inconclusive" and "1 seed: direction only" in note and "against" in note
     assert judge({0: 5}, {})[0] == "inconclusive (missing runs)"
@@ -294,15 +295,15 @@ def test_glance_lines_put_each_group_under_its_verdict_with_the_ls_ce_ratio():
         [r.metrics["train_nc1_within_between"].iloc[-1] for r in ce]))
     # an epoch never reached leaves its pair out of the ratio, and the line counts it
     assert math.isnan(claims.ls_ce_ratio({"ce_values": {0: math.inf}, "ls_values": {0: 3.0}}))
-    c1 = dict(table.iloc[0], claim="C1", test_id="c1-running-zero", verdict="supported", pairs=(2, 0, 0),
+    c1 = dict(table.iloc[0], claim="C1", test_id="c1-running-zero", verdict="supported", pair_split=(2, 0, 0),
               ce_values={0: math.inf, 1: 10.0, 2: 20.0}, ls_values={0: 3.0, 1: 5.0, 2: 5.0})
     assert claims.ls_ce_ratio(c1) == pytest.approx(1 / 3)
     assert "`fake` ×0.33 (2 of 3 pairs), CE never in 1 of 3 seeds." in claims.glance_lines(pd.DataFrame([c1]))
     # undecided: how the pairs split; a prefix: where it stopped; no measurement: why, apart from the verdicts
-    mixed = dict(c1, verdict="inconclusive", pairs=(1, 1, 1))
+    mixed = dict(c1, verdict="inconclusive", pair_split=(1, 1, 1))
     prefix = dict(c1, dataset="gpu", verdict="prefix: the paper's way", prefix_at=(20, 800))
-    one = dict(c1, dataset="one", verdict="inconclusive", pairs=(0, 1, 0), ce_values={0: 2.0}, ls_values={0: 3.0})
-    none = dict(c1, dataset="none", verdict="inconclusive (missing runs)", n_seeds=0, pairs=None,
+    one = dict(c1, dataset="one", verdict="inconclusive", pair_split=(0, 1, 0), ce_values={0: 2.0}, ls_values={0: 3.0})
+    none = dict(c1, dataset="none", verdict="inconclusive (missing runs)", n_seeds=0, pair_split=None,
                 note="no finished LS run with this measurement", ls_values={})
     line = claims.glance_lines(pd.DataFrame([mixed, prefix, one, none]))
     assert "the paper's way in 1: `gpu` (epochs 0–20 of 800) ×0.33" in line
@@ -322,7 +323,7 @@ def test_the_glance_reads_the_tables_ids_pair_splits_and_prefixes():
     for what, test_id, _ in claims.GLANCE:
         assert (table["test_id"] == test_id).sum() == 1, what
     nc1 = table.set_index("test_id").loc["c3-final-nc1"]
-    assert nc1["pairs"] == (3, 0, 0) and "all 3 seed pairs go the paper's way" in nc1["note"]
+    assert nc1["pair_split"] == (3, 0, 0) and "all 3 seed pairs go the paper's way" in nc1["note"]
     cut = claims.evaluate_claims([_stopped(r, 20) for r in ce + ls])
     assert cut["prefix_at"].map(lambda at: at == (20, 40)).all()
     assert cut["note"].str.contains("epochs 0–20 are a prefix of the 40-epoch recipe").all()

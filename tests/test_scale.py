@@ -35,12 +35,14 @@ def test_at_paper_scale_names_the_groups_with_the_papers_network_on_a_whole_trai
         run.config.update(model="resnet18", train_per_class=per_class)
         run.path = Path("runs") / group / run.name
         return run
+    held_out = resnet(64, group="held-out")
+    held_out.config["holdout_per_class"] = 100
     runs = [resnet(None), resnet(64, group="h"), resnet(16, group="narrow"), resnet(64, 500, group="subset"),
-            resnet(64, group="ufm", ufm=True), hand_run()]
+            resnet(64, group="ufm", ufm=True), held_out, hand_run()]
     assert sorted(scale.at_paper_scale(runs)) == ["g", "h"]
     text = scale.paper_scale_text(runs)
     assert "`g` (" in text and "resnet18 (width 64)" in text and "epochs 0–20 of the 800-epoch recipe" in text
-    assert "narrow" not in text and "subset" not in text and "ufm" not in text
+    assert "narrow" not in text and "subset" not in text and "ufm" not in text and "held-out" not in text
     assert scale.paper_scale_text(runs[2:4]).startswith("No group here")
 
 
@@ -276,3 +278,5 @@ def test_exactly_the_setting_fields_change_the_setting_key():
         # decay epochs is still another schedule
         assert changing(axis) == setting - left_out | ({"epochs"} if axis == "epochs" else set()), axis
     assert {axis_of["epochs"], axis_of["eval_epochs"], axis_of["train_per_class"]} == {"epochs", "train images"}
+    from lsnc.book.summary import SCALE_AXES
+    assert all(axis_of[field] == axis for axis, (field, *_) in SCALE_AXES.items())   # each page axis: its field

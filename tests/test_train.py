@@ -179,8 +179,8 @@ def test_resume_with_a_different_recipe_is_refused(tmp_path):
 
 def test_a_fields_role_decides_where_runs_may_differ_in_it(tmp_path):
     """One role per TrainConfig field (lsnc.config.ROLES): a run resumes with another execution, data folder or stop,
-    never another setting (precision included), δ or seed; `lsnc compare` leaves out the folders and the stop but
-    lists the execution; runs trained together differ only in δ, seed and name."""
+    never another setting (precision included), δ, seed or kernels; `lsnc compare` leaves out the folders and the
+    stop but lists the execution; runs trained together differ only in δ, seed and name."""
     import dataclasses
 
     from lsnc.config import fields_with
@@ -190,16 +190,28 @@ def test_a_fields_role_decides_where_runs_may_differ_in_it(tmp_path):
 
     cfg = _smoke().resolved()
     (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
-    check_resumable(tmp_path, dataclasses.replace(cfg, device="cpu", threads=3, channels_last=True, together="streams",
+    check_resumable(tmp_path, dataclasses.replace(cfg, device="cpu", threads=3, together="streams", compile=True,
                                                   data_root="/elsewhere", preset=None, time_budget_s=5.0))
     for field, value in (("tf32", True), ("amp", "bf16"), ("seed", 1), ("delta", 0.1), ("eval_epochs", [0, 1]),
-                         ("test_per_class", 3)):
+                         ("test_per_class", 3), ("channels_last", True), ("deterministic", True)):
         with pytest.raises(RunError, match=f"different configuration \\({field} differ"):
             check_resumable(tmp_path, dataclasses.replace(cfg, **{field: value}))
     assert NOT_THE_RUN == set(fields_with("where", "stop")) and {"device", "tf32"}.isdisjoint(NOT_THE_RUN)
     check_fusable([cfg, dataclasses.replace(cfg, delta=0.05, seed=2, name="other")])
     with pytest.raises(ConfigError, match="also differs in threads"):
         check_fusable([cfg, dataclasses.replace(cfg, delta=0.05, name="other", threads=2)])
+
+
+def test_a_run_resumed_with_other_execution_options_records_them(tmp_path):
+    """config.json keeps the options a run started with; provenance.json's execution_changes says what each resume
+    changed, from which epoch."""
+    folder = train(_smoke(stop_epoch=1), tmp_path, progress=False)
+    assert "execution_changes" not in json.loads((folder / "provenance.json").read_text())
+    train(_smoke(eval_batch_size=7), tmp_path, resume=True, progress=False)
+    prov = json.loads((folder / "provenance.json").read_text())
+    assert prov["execution_changes"] == [{"since_epoch": 1, "changed": {"eval_batch_size": [256, 7]}}]
+    assert json.loads((folder / "config.json").read_text())["eval_batch_size"] == 256
+    assert load_run(folder).status["status"] == "done" and load_run(folder).epochs_reached == 3
 
 
 @pytest.mark.parametrize("kw, match", [

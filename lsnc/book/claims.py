@@ -7,11 +7,11 @@ reached, the latest that keeps enough seed pairs (:func:`select_comparison`, :fu
 the note says which.
 One row of :func:`claims_table` is one test::
 
-    dataset, label, claim, test_id, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values, pairs, prefix_at
+    dataset, label, claim, test_id, test, ce, ls, verdict, n_seeds, note, ce_values, ls_values, pair_split, prefix_at
 
 ``test_id`` names the test for code ("c3-final-nc1": stable, unlike ``test``, the words for the reader).
 ``ce`` / ``ls`` are the numbers in readable form (per seed for epoch counts, ``mean [min, max]`` otherwise),
-``ce_values`` / ``ls_values`` the same numbers as ``{seed: value}`` dicts. ``pairs`` is how the seed pairs the
+``ce_values`` / ``ls_values`` the same numbers as ``{seed: value}`` dicts. ``pair_split`` is how the seed pairs the
 verdict reads split, (the paper's way, against, tied) (:class:`Judgement`); ``prefix_at`` is (E, recipe epochs) for
 runs compared at epoch E of a longer recipe (:func:`as_prefix`), else None.
 
@@ -94,7 +94,7 @@ C1_LOOSE_ERROR = 0.001
 PREFIX_VERDICTS = {"supported": "prefix: the paper's way", "not supported": "prefix: against the paper"}
 VERDICTS = ("supported", "not supported", "inconclusive", "inconclusive (missing runs)", *PREFIX_VERDICTS.values())
 TABLE_COLUMNS = ["dataset", "label", "claim", "test_id", "test", "ce", "ls", "verdict", "n_seeds", "note",
-                 "ce_values", "ls_values", "pairs", "prefix_at"]
+                 "ce_values", "ls_values", "pair_split", "prefix_at"]
 DISPLAY_COLUMNS = ["claim", "test", "ce", "ls", "verdict", "n_seeds", "note"]
 THEORY_GROUP = "ufm-theory"
 
@@ -160,11 +160,11 @@ class Judgement(NamedTuple):
     """A verdict on one test (:func:`judge`), and what the claims table keeps of it beside the note."""
 
     verdict: str
-    n_seeds: int  # seed pairs compared (the smaller side when unpaired; 0 for a deterministic row)
+    n_seeds: int  # seed pairs compared (the smaller side when unpaired; a deterministic C6 row has none)
     note: str
     #: the seed pairs the verdict reads: how many go the paper's way, against it, tied; None when it reads none (no
     #: pair, or fewer than two pairs but two seeds a side: the min-max ranges)
-    pairs: tuple[int, int, int] | None = None
+    pair_split: tuple[int, int, int] | None = None
 
 
 def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower",
@@ -188,7 +188,7 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
     left_out = _left_out(ce, ls, names)
     ways = [sign * _order(ls[s], ce[s]) for s in paired]  # -1: the paper's direction
     n, good, bad = len(paired), ways.count(-1), ways.count(1)
-    pairs = (good, bad, n - good - bad) if paired else None
+    split = (good, bad, n - good - bad) if paired else None
     if n >= 2:
         if good == n:
             verdict, note = "supported", f"all {n} seed pairs go the paper's way"
@@ -196,7 +196,7 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
             verdict, note = "not supported", f"all {n} seed pairs go against the paper"
         else:
             verdict, note = "inconclusive", f"seed pairs: {good} the paper's way, {bad} against, {n - good - bad} tied"
-        return Judgement(verdict, n, "; ".join(t for t in (note, _sign_text(good, bad), left_out) if t), pairs)
+        return Judgement(verdict, n, "; ".join(t for t in (note, _sign_text(good, bad), left_out) if t), split)
     n_ce, n_ls = len(ce), len(ls)
     if min(n_ce, n_ls) >= 2:
         lo_ce, hi_ce, lo_ls, hi_ls = min(ce.values()), max(ce.values()), min(ls.values()), max(ls.values())
@@ -214,7 +214,7 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
         (s,) = paired
         word = f"seed pair s{s}: {_direction_word(_order(ls[s], ce[s]), better, names)}"
         return Judgement("inconclusive", 1, "; ".join(t for t in (f"1 seed: direction only ({word})", left_out) if t),
-                         pairs)
+                         split)
     order = _order(float(np.mean(list(ls.values()))), float(np.mean(list(ce.values()))))
     return Judgement("inconclusive", min(n_ce, n_ls), (f"1 seed: direction only, no seed pair ({n_ce} {names[0]}, "
                                                        f"{n_ls} {names[1]} seeds; means: "
@@ -313,8 +313,9 @@ def _glance_entry(row: Mapping[str, Any], ratio: bool) -> str:
     (with how many pairs it is over when some never reached the level), the seeds that never did, and for an
     undecided row how its seed pairs split."""
     text = f"`{row['dataset']}`"
-    if row.get("prefix_at"):
-        text += " (epochs 0–{} of {})".format(*row["prefix_at"])
+    prefix_at = row.get("prefix_at")
+    if isinstance(prefix_at, tuple):
+        text += " (epochs 0–{} of {})".format(*prefix_at)
     ce, ls, n = _finite_pairs(row)
     value = ls_ce_ratio(row) if ratio else math.nan
     if not math.isnan(value):
@@ -324,10 +325,13 @@ def _glance_entry(row: Mapping[str, Any], ratio: bool) -> str:
         never = sum(math.isinf(v) for v in values)
         if never:
             text += f", {name} never in {never} of {len(values)} seeds"
-    pairs = row.get("pairs")
-    if pairs and str(row["verdict"]) == "inconclusive":
-        split = ", ".join(f"{k} {way}" for k, way in zip(pairs, ("the paper's way", "against", "tied")) if k)
-        text += f" (1 seed pair: {split[2:]})" if sum(pairs) == 1 else f" (pairs: {split})"
+    split = row.get("pair_split")
+    if isinstance(split, tuple) and str(row["verdict"]) == "inconclusive":
+        ways = [(k, way) for k, way in zip(split, ("the paper's way", "against", "tied")) if k]
+        if sum(split) == 1:
+            text += f" (1 seed pair: {ways[0][1]})"
+        else:
+            text += " (pairs: " + ", ".join(f"{k} {way}" for k, way in ways) + ")"
     return text
 
 
@@ -505,12 +509,12 @@ def _row(comp: Comparison, test_id: str, test: str, ce: Mapping, ls: Mapping, be
          ce_text: str | None = None, ls_text: str | None = None) -> dict[str, Any]:
     """One row of the claims table. ``test_id`` ("c3-final-nc1") names the test for code (the glance, tests) and
     gives the claim ("C3"); ``test`` describes it for the reader, and may be reworded."""
-    v, n, why, pairs = verdict if verdict is not None else judge(ce, ls, better)
+    v, n, why, split = verdict if verdict is not None else judge(ce, ls, better)
     fmt = format_per_seed if per_seed else format_spread
     return dict(dataset=comp.dataset, label=comp.label, claim=test_id.split("-")[0].upper(), test_id=test_id,
                 test=test, ce=ce_text if ce_text is not None else fmt(ce),
                 ls=ls_text if ls_text is not None else fmt(ls), verdict=v, n_seeds=n,
-                note="; ".join(s for s in (why, note) if s), ce_values=dict(ce), ls_values=dict(ls), pairs=pairs,
+                note="; ".join(s for s in (why, note) if s), ce_values=dict(ce), ls_values=dict(ls), pair_split=split,
                 prefix_at=None)
 
 

@@ -16,6 +16,7 @@ Describing the runs in words is :mod:`.scale`'s job; the claims' CE / LS pairs a
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -175,14 +176,17 @@ def setting_key(run, vary: str | None = None) -> tuple:
 def _setting_value(config: dict, name: str, default, vary: str | None):
     """One setting field of ``config`` as :func:`setting_key` compares it."""
     value = config.get(name, default)
+    if name == "epochs":
+        return int(value)
     if name == "milestones":
         # along the length axis the decays sit at about the same fractions of training (the CPU presets round them
         # to whole epochs: 9/50 and 28/150 are both 0.2)
-        return tuple(round(m / config["epochs"], 1) for m in value or ()) if vary == "epochs" else tuple(value or ())
+        epochs = config.get("epochs", TrainConfig.epochs)
+        return tuple(round(m / epochs, 1) for m in value or ()) if vary == "epochs" else tuple(value or ())
     if name == "width":
-        return model_width(config.get("model"), value)  # None is the model's default width
+        return model_width(config.get("model", TrainConfig.model), value)  # None is the model's default width
     if isinstance(value, dict):
-        return repr(value)
+        return json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, list):
         return tuple(value)
     return bool(value) if isinstance(default, bool) else value

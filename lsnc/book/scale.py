@@ -281,14 +281,14 @@ def group_line(runs: Sequence, ls_delta: float = MAIN_DELTA) -> str:
 
 def at_paper_scale(runs: Sequence) -> dict[str, list]:
     """Per group, its standard runs (:func:`.comparable.standard_runs`) that train a paper's network at the paper's
-    width (a ResNet at lsnc's default width, 64) on the whole training set of their data (no per-class subset):
-    the model and data scale of the paper's experiments, whatever their length. Groups without such runs are left
-    out."""
+    width (a ResNet at lsnc's default width, 64) on the whole training set of their data (no per-class subset, no
+    held-out split): the model and data scale of the paper's experiments, whatever their length. Groups without such
+    runs are left out."""
     out: dict[str, list] = {}
     for r in standard_runs(runs):
         c = r.config
         if str(c["model"]).startswith("resnet") and model_width(c["model"], c.get("width")) == DEFAULT_WIDTH[
-                c["model"]] and c.get("train_per_class") is None:
+                c["model"]] and c.get("train_per_class") is None and not c.get("holdout_per_class"):
             out.setdefault(r.dataset, []).append(r)
     return out
 

@@ -8,7 +8,10 @@ one)::
                      "training": how the code trained it, read from the objects it built (the runs it trained with
                      and how: alone, fused or streams; network class and parameter count; the optimizer's and lr
                      schedule's settings as torch holds them; batches; loss), with "since_epoch" and, for a run
-                     resumed another way, the "earlier" ways (runs trained before this was recorded lack it)
+                     resumed another way, the "earlier" ways (runs trained before this was recorded lack it);
+                     "execution_changes": for a run resumed with other execution options than config.json's (the
+                     role "execution" of lsnc.config.ROLES: device, threads, compile, ...), each resume's
+                     {"since_epoch", "changed": {option: [as started, then]}}
     status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...;
                      done: "train_seconds"}; a "done" run whose epoch is below config.json's "epochs" is a
                      finished *prefix* of its recipe (stopped by a time budget or --stop-epoch at an evaluated

@@ -21,7 +21,7 @@ from .format import CONFIG_FILE, STATUS_FILE, RunError, read_json, read_status
 
 #: The options a run may be resumed with changed: how it executes, where things live, when it stops (the roles
 #: ``execution``, ``where`` and ``stop`` of lsnc.config.ROLES). The setting (precision included: amp and tf32 change
-#: the numbers) and δ and seed stay as the run started.
+#: the numbers), δ and seed, and the kernels (memory layout, deterministic algorithms) stay as the run started.
 RESUME_MAY_CHANGE = frozenset(fields_with("execution", "where", "stop"))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic, write_json_atomic
-from ..config import TrainConfig
+from ..config import TrainConfig, fields_with
 from ..snapshots import load_snapshots, save_snapshots
 from .format import (CHECKPOINT_FILE, CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, PROVENANCE_FILE, SNAPSHOTS_FILE, RunError,
                      read_json, read_rows_csv, read_status, write_rows_csv, write_status)
@@ -38,6 +38,9 @@ class RunRecord:
     #: the processors the run's earlier epochs were trained on, where a resume runs on another one
     earlier_cpus: list[dict[str, Any]] = field(default_factory=list)
     earlier_training: dict[str, Any] | None = None   # provenance.json's "training" before a resume
+    #: provenance.json's "execution_changes" before a resume, and the config.json the run started with
+    earlier_changes: list[dict[str, Any]] = field(default_factory=list)
+    started_config: dict[str, Any] | None = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -97,6 +100,8 @@ class RunRecord:
         earlier = read_json(folder / PROVENANCE_FILE) if (folder / PROVENANCE_FILE).exists() else {}
         recorded = earlier.get("device", {})
         self.earlier_training = earlier.get("training")
+        self.earlier_changes = list(earlier.get("execution_changes", []))
+        self.started_config = read_json(folder / CONFIG_FILE)
         if device.type == "cpu" and recorded.get("type") == "cpu" and recorded.get("threads") not in (
                 None, torch.get_num_threads()):
             raise RunError(f"{folder} was trained with {recorded['threads']} CPU threads and this process has "
@@ -140,8 +145,21 @@ class RunRecord:
                     prov["training"]["earlier"] = kept
         if self.earlier_cpus:
             prov["device"]["earlier_cpus"] = self.earlier_cpus
+        changes = self.earlier_changes + self._execution_changed()
+        if changes:
+            prov["execution_changes"] = changes
         write_json_atomic(self.folder / PROVENANCE_FILE, prov)
         write_status(self.folder, "running", self.start_epoch)
+
+    def _execution_changed(self) -> list[dict[str, Any]]:
+        """For a resumed run whose execution options (lsnc.config.ROLES) differ from those it started with
+        (config.json keeps those): ``[{"since_epoch": E, "changed": {option: [as started, now]}}]``; else []."""
+        if self.started_config is None:
+            return []
+        now = self.cfg.to_dict()
+        started = {k: self.started_config.get(k, getattr(TrainConfig, k)) for k in fields_with("execution")}
+        changed = {k: [v, now[k]] for k, v in started.items() if v != now[k]}
+        return [{"since_epoch": self.start_epoch, "changed": changed}] if changed else []
 
     # ------------------------------------------------------------------ while training
 

@@ -22,7 +22,7 @@ from .prepare import build_net
 from .step import BATCHES, LOSS, UFM_LOSS, autocast_for, objective, sgd_step
 
 #: The fields fused runs may differ in: δ and seed (the role ``identity`` of lsnc.config.ROLES) and the run's name;
-#: everything else (the setting, the execution, the data's and the runs' folders) is shared.
+#: every other field (the setting, the execution and kernels, the folders, when to stop) is shared.
 FUSABLE_FIELDS = (*fields_with("identity"), "name")
 
 
