@@ -178,6 +178,7 @@ def test_ufm_norms(runs_dir):
         ls, ce = means.loc[(dataset, delta)], means.loc[(dataset, 0.0)]
         assert row["classifier-row norm ‖w‖: LS / CE"] == round(ls.train_mean_classifier_norm
                                                                / ce.train_mean_classifier_norm, 3)
+        assert row["epoch"] == ls.epoch == ce.epoch
         theory = row[book.summary.UFM_RATIO_THEORY]
         assert theory == round(ls.ufm_theory_h_norm / ce.ufm_theory_h_norm, 3) < 1  # one factor for ‖w‖ and ‖h‖
         assert theory == pytest.approx(ls.ufm_theory_w_norm / ce.ufm_theory_w_norm, abs=1e-3)

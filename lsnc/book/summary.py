@@ -289,7 +289,8 @@ def ufm_ratio_table(runs) -> pd.DataFrame:
     """How much LS shrinks the norms, measured against the closed form: per run group and δ > 0, the mean over
     seeds of each final norm of :data:`UFM_RATIO_COLUMNS` divided by the same mean at δ = 0 (the group's CE), beside
     the closed form's ratio, a single one for ‖w_k‖ and ‖h_i‖; the measured feature norm is the centred class-mean
-    norm (the minimizer's features are collapsed and centred). Empty without a CE run."""
+    norm (the minimizer's features are collapsed and centred). ``epoch``: the final epoch the means are at (LS / CE
+    where they differ). Empty without a CE run."""
     means = ufm_error_table(runs)
     rows = []
     for (label, dataset), group in means.groupby(level=["label", "dataset"], sort=False):
@@ -298,7 +299,8 @@ def ufm_ratio_table(runs) -> pd.DataFrame:
             continue
         ce = group.loc[0.0]
         for delta, ls in group.drop(index=0.0).iterrows():
-            row = {"label": label, "dataset": dataset, "delta": delta, "mean of": f"{ls['mean of']} / {ce['mean of']}"}
+            row = {"label": label, "dataset": dataset, "delta": delta, "mean of": f"{ls['mean of']} / {ce['mean of']}",
+                   "epoch": ls["epoch"] if ls["epoch"] == ce["epoch"] else f"{ls['epoch']} / {ce['epoch']}"}
             for measured, name in UFM_RATIO_COLUMNS.items():
                 row[name] = round(ls[measured] / ce[measured], 3)
             # the closed form scales ‖w‖ and ‖h‖ by one factor (lsnc.ufm.closed_form): one column, from ‖w‖
