@@ -1,4 +1,5 @@
-"""Command line: ``lsnc train``, ``lsnc reproduce``, ``lsnc book``, ``lsnc compare``, ``lsnc presets``.
+"""Command line: ``lsnc train``, ``lsnc reproduce``, ``lsnc book``, ``lsnc claims``, ``lsnc compare``,
+``lsnc presets``.
 
 Errors in the input (unknown dataset, missing data, bad options, an existing run) print one readable line
 and exit with status 2; a run that fails while training exits with status 1 and is marked failed.
@@ -122,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-train", action="store_true", help="build from the runs present; train nothing")
     p.add_argument("--quiet", action="store_true")
 
+    p = sub.add_parser("claims", help="test the paper's claims C1-C5 on finished runs: the verdicts per group and "
+                                      "claim, then each measured part at a glance (the book's claims page, as text)")
+    p.add_argument("--runs-dir", default="runs", help="the runs folder to read (default: runs/ in the working "
+                                                      "directory)")
+    p.add_argument("--group", help="a run group (a folder under the runs folder, e.g. cifar10-jpeg-w32) or a dataset "
+                                   "(mnist1d: every group of its runs), as the book's pages take it (default: all)")
+    p.add_argument("--csv", help="also write the whole claims table (one row per group and test, with its "
+                                 "test_id, values per seed and note) to this CSV file")
+
     p = sub.add_parser("compare", help="compare runs with their namesakes elsewhere (a rerun against runs/); exit 1 "
                                        "when a pair differs beyond the tolerance or a run is unfinished")
     p.add_argument("first", help="a run folder, a group folder (runs/mnist1d) or a runs folder")
@@ -150,6 +160,28 @@ def compare(first: str, second: str, rtol: float, atol: float) -> int:
     counts = {v: sum(c.verdict == v for c in pairs) for v in ("identical", "close", "differs", "incomplete")}
     print(f"{len(pairs)} pair{'s' if len(pairs) != 1 else ''}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
     return 1 if counts["differs"] or counts["incomplete"] else 0
+
+
+def claims(runs_dir: str, group: str | None, csv: str | None) -> int:
+    """``lsnc claims``: the verdict counts per group and claim (+ supported, − not supported, ? inconclusive, (+) / (−)
+    a prefix's direction), then one line per measured part of C1-C5 (``lsnc.book.claims.glance_lines``); with
+    ``csv``, the whole table too. The theory's C6 is on the book's claims page (it computes, it reads no runs)."""
+    from .atomic import write_text_atomic
+    from .book import claims as tested
+    from .runs.format import RunError
+    try:
+        table = tested.claims_table(runs_dir, group)
+    except ValueError as exc:   # nothing to read, or a group no run holds: the message names what there is
+        raise RunError(str(exc)) from exc
+    if csv:
+        try:
+            write_text_atomic(csv, table.to_csv(index=False))
+        except OSError as exc:
+            raise RunError(f"cannot write {csv} ({exc.strerror}); give a --csv path in a writable folder") from exc
+    print(tested.verdict_matrix(table).to_string())
+    print()
+    print(tested.glance_lines(table).replace("**", "").replace("`", ""))
+    return 0
 
 
 def _nothing_to_resume(cfgs: list[TrainConfig], runs_dir: str) -> None:
@@ -228,6 +260,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
                              fuse=args.fuse, together=args.together)
         if args.command == "compare":
             return compare(args.first, args.second, args.rtol, args.atol)
+        if args.command == "claims":
+            return claims(args.runs_dir, args.group, args.csv)
         if args.command == "book":
             return build_book(args.preset, train_missing=not args.no_train, progress=not args.quiet)
         cfgs = configs_from_args(args)

@@ -987,3 +987,32 @@ def test_paired_table_reports_ls_minus_ce_per_seed_pair_with_its_sign_test():
     assert row["LS - CE per seed pair"].startswith("0.0125 [-0.01, 0.02] (4 seeds)")
     assert row["one-sided sign test"] == "p = 0.31, LS higher"
     assert claims.paired_table(ce).empty  # no LS run: no row
+
+
+def test_lsnc_claims_prints_the_verdicts_and_the_glance_and_writes_the_table(tmp_path, capsys):
+    """`lsnc claims` on a copy of a committed group: the verdict counts and the glance, as the claims page has them
+    for that group; --csv writes the table; a group no run holds, or a CSV it cannot write, exits 2 and says why."""
+    import shutil
+    from pathlib import Path
+
+    from lsnc.cli import main
+    from lsnc.runs import find_runs
+
+    group = "mnist1d-w1024"
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "runs" / group, runs_dir / group)
+    table = claims.evaluate_claims(find_runs(runs_dir))
+    out_csv = tmp_path / "claims.csv"
+    assert main(["claims", "--runs-dir", str(runs_dir), "--csv", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    matrix = claims.verdict_matrix(table)
+    assert matrix.to_string() in out and group in matrix.index
+    assert claims.glance_lines(table).replace("**", "").replace("`", "") in out
+    written = pd.read_csv(out_csv)
+    assert list(written.columns) == claims.TABLE_COLUMNS and list(written["verdict"]) == list(table["verdict"])
+    assert main(["claims", "--runs-dir", str(runs_dir), "--group", "nope"]) == 2
+    assert "Unknown dataset 'nope'" in capsys.readouterr().err
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    assert main(["claims", "--runs-dir", str(runs_dir), "--csv", str(blocked / "x.csv")]) == 2
+    assert "give a --csv path in a writable folder" in capsys.readouterr().err

@@ -356,7 +356,8 @@ def glance_lines(table: pd.DataFrame) -> str:
                       "against" if v in ("not supported", PREFIX_VERDICTS["not supported"]) else "undecided")
             buckets[bucket].append(_glance_entry(row, ratio))
         parts = [f"{name} in {len(groups)}: {', '.join(groups)}" for name, groups in buckets.items() if groups]
-        lines.append(f"* **{rows['claim'].iloc[0]}, {what}** ({len(rows)} groups): " + "; ".join(parts) + ".")
+        groups = f"{len(rows)} group{'' if len(rows) == 1 else 's'}"
+        lines.append(f"* **{rows['claim'].iloc[0]}, {what}** ({groups}): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
