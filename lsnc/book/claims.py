@@ -781,12 +781,13 @@ def claims_table(runs_dir: str | Path | None = None, dataset: str | None = None,
     those ``dataset`` names. Raises :class:`ClaimsError` (naming what is available) when there is nothing to
     use."""
     from .select import resolve_datasets
-    problem = selection_problem(runs_dir, dataset)
+    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    runs = finished_runs(root)   # read once (a few seconds for a few hundred runs)
+    problem = selection_problem(root, dataset) if not runs else None
     if problem:
         raise ClaimsError(problem)
-    root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    groups = resolve_datasets(root, dataset)
-    return evaluate_claims([r for r in finished_runs(root) if r.dataset in groups], ls_delta)
+    groups = resolve_datasets(root, dataset, runs=runs)
+    return evaluate_claims([r for r in runs if r.dataset in groups], ls_delta)
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
