@@ -164,23 +164,38 @@ def compare(first: str, second: str, rtol: float, atol: float) -> int:
 
 def claims(runs_dir: str, group: str | None, csv: str | None) -> int:
     """``lsnc claims``: the verdict counts per group and claim (+ supported, − not supported, ? inconclusive, (+) / (−)
-    a prefix's direction), then one line per measured part of C1-C5 (``lsnc.book.claims.glance_lines``); with
-    ``csv``, the whole table too. The theory's C6 is on the book's claims page (it computes, it reads no runs)."""
+    a prefix's direction), then one line per measured part of C1-C5 (``lsnc.book.claims.glance_lines``), then the
+    runs it could not read (still running, damaged); with ``csv``, the whole table too. The theory's C6 is on the
+    book's claims page (it computes, it reads no runs)."""
+    import warnings
+
     from .atomic import write_text_atomic
     from .book import claims as tested
-    from .runs.format import RunError
+    from .book.select import UnknownDataset
+    from .runs.format import RunDamaged, RunError, find_runs
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunDamaged)
+        every = find_runs(runs_dir, status=None)
+    damaged = [str(w.message) for w in caught if issubclass(w.category, RunDamaged)]
+    unfinished = [f"{r.dataset}/{r.name} ({r.status.get('status')})" for r in every
+                  if r.status.get("status") != "done"]
     try:
-        table = tested.claims_table(runs_dir, group)
-    except ValueError as exc:   # nothing to read, or a group no run holds: the message names what there is
-        raise RunError(str(exc)) from exc
+        table = tested.claims_table(runs_dir, group, runs=[r for r in every if r.status.get("status") == "done"])
+    except (tested.ClaimsError, UnknownDataset) as exc:   # nothing to read, or a group no run holds
+        raise RunError(str(exc) + (f" Not finished: {', '.join(unfinished)}." if unfinished else "")) from exc
     if csv:
         try:
             write_text_atomic(csv, table.to_csv(index=False))
         except OSError as exc:
             raise RunError(f"cannot write {csv} ({exc.strerror}); give a --csv path in a writable folder") from exc
+    print("Tests per group and claim by verdict: + supported, − not supported, ? inconclusive, (+) / (−) which way "
+          "runs stopped early in their recipe go so far.")
     print(tested.verdict_matrix(table).to_string())
-    print()
+    print("\nEach measured part at a glance (×r: LS / CE, the ratio of the means over the seed pairs):")
     print(tested.glance_lines(table).replace("**", "").replace("`", ""))
+    for what, items in (("not finished, not read", unfinished), ("damaged, not read", damaged)):
+        if items:
+            print(f"\n{len(items)} run{'s' if len(items) != 1 else ''} {what}: " + "; ".join(items))
     return 0
 
 

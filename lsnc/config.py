@@ -140,8 +140,9 @@ class TrainConfig:
                                         "network of grouped layers) | streams (a network each, each run's step on its "
                                         "own CUDA stream, overlapping on the GPU; the same arithmetic as separate "
                                         "runs)", role="execution")
-    channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images", role="kernels")
-    deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels", role="kernels")
+    channels_last: bool = _opt(False, EXEC, "channels-last memory layout for images (kept for the run's life: a "
+                                            "resume refuses a change)", role="kernels")
+    deterministic: bool = _opt(False, EXEC, "bit-reproducible kernels (kept for the run's life)", role="kernels")
     tf32: bool = _opt(False, PRECISION, "CUDA: TF32 matmuls and convolutions (what an Ampere GPU's fp32 code ran)",
                       role="setting", axis="precision")
     threads: int | None = _opt(None, EXEC, "CPU threads for torch", role="execution")

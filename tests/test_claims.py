@@ -1010,6 +1010,10 @@ def test_lsnc_claims_prints_the_verdicts_and_the_glance_and_writes_the_table(tmp
     assert claims.glance_lines(table).replace("**", "").replace("`", "") in out
     written = pd.read_csv(out_csv)
     assert list(written.columns) == claims.TABLE_COLUMNS and list(written["verdict"]) == list(table["verdict"])
+    status = runs_dir / group / "ls0.05-mlpw1024-s9" / "status.json"   # a run still training is not read, and said
+    status.write_text(status.read_text().replace('"done"', '"running"'))
+    assert main(["claims", "--runs-dir", str(runs_dir)]) == 0
+    assert f"1 run not finished, not read: {group}/ls0.05-mlpw1024-s9 (running)" in capsys.readouterr().out
     assert main(["claims", "--runs-dir", str(runs_dir), "--group", "nope"]) == 2
     assert "Unknown dataset 'nope'" in capsys.readouterr().err
     blocked = tmp_path / "a-file"

@@ -205,12 +205,18 @@ def test_a_fields_role_decides_where_runs_may_differ_in_it(tmp_path):
 def test_a_run_resumed_with_other_execution_options_records_them(tmp_path):
     """config.json keeps the options a run started with; provenance.json's execution_changes says what each resume
     changed, from which epoch."""
+    def changes():
+        return json.loads((folder / "provenance.json").read_text()).get("execution_changes")
+
     folder = train(_smoke(stop_epoch=1), tmp_path, progress=False)
-    assert "execution_changes" not in json.loads((folder / "provenance.json").read_text())
-    train(_smoke(eval_batch_size=7), tmp_path, resume=True, progress=False)
-    prov = json.loads((folder / "provenance.json").read_text())
-    assert prov["execution_changes"] == [{"since_epoch": 1, "changed": {"eval_batch_size": [256, 7]}}]
+    assert changes() is None
+    train(_smoke(stop_epoch=2, eval_batch_size=7), tmp_path, resume=True, progress=False)
+    assert changes() == [{"since_epoch": 1, "device": "cpu", "changed": {"eval_batch_size": [256, 7]}}]
+    train(_smoke(stop_epoch=2, eval_batch_size=7), tmp_path, resume=True, progress=False)  # done: nothing to add
     assert json.loads((folder / "config.json").read_text())["eval_batch_size"] == 256
+    train(_smoke(), tmp_path, resume=True, progress=False)   # back to the options it started with, from epoch 2
+    assert changes() == [{"since_epoch": 1, "device": "cpu", "changed": {"eval_batch_size": [256, 7]}},
+                         {"since_epoch": 2, "device": "cpu", "changed": {}}]
     assert load_run(folder).status["status"] == "done" and load_run(folder).epochs_reached == 3
 
 

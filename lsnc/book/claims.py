@@ -776,13 +776,14 @@ def selection_problem(runs_dir: str | Path | None = None, dataset: str | None = 
 
 
 def claims_table(runs_dir: str | Path | None = None, dataset: str | None = None,
-                 ls_delta: float = MAIN_DELTA) -> pd.DataFrame:
+                 ls_delta: float = MAIN_DELTA, runs: Sequence[Any] | None = None) -> pd.DataFrame:
     """C1-C5 for the finished runs under ``runs_dir`` (default: the repository's runs/), all dataset groups or
-    those ``dataset`` names. Raises :class:`ClaimsError` (naming what is available) when there is nothing to
-    use."""
+    those ``dataset`` names (``runs``: those finished runs, already read). Raises :class:`ClaimsError` (naming what
+    is available) when there is nothing to use, :class:`lsnc.book.select.UnknownDataset` for a name no group
+    holds."""
     from .select import resolve_datasets
     root = Path(runs_dir) if runs_dir is not None else default_runs_dir()
-    runs = finished_runs(root)   # read once (a few seconds for a few hundred runs)
+    runs = finished_runs(root) if runs is None else list(runs)   # read once (seconds for a few hundred runs)
     problem = selection_problem(root, dataset) if not runs else None
     if problem:
         raise ClaimsError(problem)

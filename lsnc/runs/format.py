@@ -10,8 +10,9 @@ one)::
                      schedule's settings as torch holds them; batches; loss), with "since_epoch" and, for a run
                      resumed another way, the "earlier" ways (runs trained before this was recorded lack it);
                      "execution_changes": for a run resumed with other execution options than config.json's (the
-                     role "execution" of lsnc.config.ROLES: device, threads, compile, ...), each resume's
-                     {"since_epoch", "changed": {option: [as started, then]}}
+                     role "execution" of lsnc.config.ROLES: device, threads, compile, ...) or on another kind of
+                     device, one entry per start that changed them, in effect from its epoch on: {"since_epoch",
+                     "device": the device type, "changed": {option: [as started, then]}} ({}: back to the start's)
     status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...;
                      done: "train_seconds"}; a "done" run whose epoch is below config.json's "epochs" is a
                      finished *prefix* of its recipe (stopped by a time budget or --stop-epoch at an evaluated

@@ -51,7 +51,8 @@ def run_status(runs_dir: str | Path, cfg: TrainConfig) -> str | None:
 
 
 def check_resumable(folder: Path, cfg: TrainConfig) -> None:
-    """Refuse to resume a folder started with another setting, δ or seed (:data:`RESUME_MAY_CHANGE` may change)."""
+    """Refuse to resume a folder started with another setting, δ, seed or kernels (:data:`RESUME_MAY_CHANGE` may
+    change)."""
     stored, mine = read_json(folder / CONFIG_FILE), cfg.to_dict()
     diff = sorted(k for k in set(stored) | set(mine) if k not in RESUME_MAY_CHANGE and stored.get(k) != mine.get(k))
     if diff:

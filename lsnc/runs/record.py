@@ -38,9 +38,11 @@ class RunRecord:
     #: the processors the run's earlier epochs were trained on, where a resume runs on another one
     earlier_cpus: list[dict[str, Any]] = field(default_factory=list)
     earlier_training: dict[str, Any] | None = None   # provenance.json's "training" before a resume
-    #: provenance.json's "execution_changes" before a resume, and the config.json the run started with
+    #: provenance.json's "execution_changes" before a resume, the config.json the run started with, and the device
+    #: type its previous start trained on
     earlier_changes: list[dict[str, Any]] = field(default_factory=list)
     started_config: dict[str, Any] | None = None
+    earlier_device: str | None = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -102,6 +104,7 @@ class RunRecord:
         self.earlier_training = earlier.get("training")
         self.earlier_changes = list(earlier.get("execution_changes", []))
         self.started_config = read_json(folder / CONFIG_FILE)
+        self.earlier_device = recorded.get("type")
         if device.type == "cpu" and recorded.get("type") == "cpu" and recorded.get("threads") not in (
                 None, torch.get_num_threads()):
             raise RunError(f"{folder} was trained with {recorded['threads']} CPU threads and this process has "
@@ -145,21 +148,29 @@ class RunRecord:
                     prov["training"]["earlier"] = kept
         if self.earlier_cpus:
             prov["device"]["earlier_cpus"] = self.earlier_cpus
-        changes = self.earlier_changes + self._execution_changed()
+        changes = self._execution_changes(device)
         if changes:
             prov["execution_changes"] = changes
         write_json_atomic(self.folder / PROVENANCE_FILE, prov)
         write_status(self.folder, "running", self.start_epoch)
 
-    def _execution_changed(self) -> list[dict[str, Any]]:
-        """For a resumed run whose execution options (lsnc.config.ROLES) differ from those it started with
-        (config.json keeps those): ``[{"since_epoch": E, "changed": {option: [as started, now]}}]``; else []."""
+    def _execution_changes(self, device) -> list[dict[str, Any]]:
+        """provenance.json's ``execution_changes``: for a resumed run, one entry per start that changed how it
+        executes, each in effect from its epoch on: ``{"since_epoch": E, "device": the device type it trained on,
+        "changed": {option: [as started, then]}}``, the execution options (lsnc.config.ROLES) that differ from
+        config.json's, which keeps those it started with (``{}``: back to them). A start that changes nothing adds
+        nothing; entries of a resume killed before its first checkpoint (from this start's epoch on) are dropped,
+        as its epochs are."""
         if self.started_config is None:
             return []
+        kept = [c for c in self.earlier_changes if c.get("since_epoch", 0) < self.start_epoch]
         now = self.cfg.to_dict()
         started = {k: self.started_config.get(k, getattr(TrainConfig, k)) for k in fields_with("execution")}
         changed = {k: [v, now[k]] for k, v in started.items() if v != now[k]}
-        return [{"since_epoch": self.start_epoch, "changed": changed}] if changed else []
+        in_effect = kept[-1]["changed"] if kept else {}
+        if changed != in_effect or (self.earlier_device is not None and device.type != self.earlier_device):
+            kept.append({"since_epoch": self.start_epoch, "device": device.type, "changed": changed})
+        return kept
 
     # ------------------------------------------------------------------ while training
 
