@@ -180,3 +180,7 @@ def test_every_book_notebook_is_valid_nbformat_with_cell_ids():
             nb = nbformat.read(path, as_version=4)
             nbformat.validate(nb)
         assert all("id" in cell for cell in nb.cells), path.name
+        if path.stem != "explorer":   # the explorer shows its code: a reader is meant to run and change it
+            hidden = {"hide-input", "remove-input", "hide-cell", "remove-cell"}
+            shown = [c.id for c in nb.cells if c.cell_type == "code" and not hidden & set(c.metadata.get("tags", []))]
+            assert not shown, f"{path.name}: code cells shown (a page shows results; its code hides, hide-input)"
