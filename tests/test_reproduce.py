@@ -49,7 +49,7 @@ def test_cpu_reproduction_matrix():
     # the 1600 with the paper's δ sweep on seeds 0-9, and over the paper's 800 epochs)
     def ce_and_ls(model, seeds):
         return sorted(f"{loss}-{model}-s{s}" for loss in ("ce", "ls0.05") for s in seeds)
-    assert sorted(groups["cifar10-jpeg-w32"]) == ce_and_ls("resnet18w32", range(6))
+    assert sorted(groups["cifar10-jpeg-w32"]) == ce_and_ls("resnet18w32", range(8))
     assert sorted(groups["cifar10-jpeg-1000pc"]) == ce_and_ls("resnet18w16", range(6))
     assert sorted(groups["cifar10-jpeg-150ep"]) == ce_and_ls("resnet18w16", range(7))
     assert sorted(groups["mnist1d-w1024"]) == ce_and_ls("mlpw1024", range(10))
