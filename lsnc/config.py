@@ -257,6 +257,13 @@ def fields_with(*roles: str) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["role"] in roles)
 
 
+def field_defaults() -> dict[str, Any]:
+    """Every TrainConfig field's default (a fresh list or dict where a factory makes it): what a run whose
+    config.json lacks the field, written before the field existed, did."""
+    return {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+            for f in dataclasses.fields(TrainConfig)}
+
+
 def _at_least(value: int | None, option: str, minimum: int) -> None:
     if value is not None and value < minimum:
         raise ConfigError(f"{option} must be at least {minimum}; got {value}")

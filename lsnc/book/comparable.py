@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import TrainConfig
+from ..config import TrainConfig, field_defaults, fields_with
 from ..models import model_width
 
 
@@ -148,9 +148,10 @@ def common_epoch(runs: Sequence[Any], upto: int) -> int:
 
 #: the axes :func:`setting_key` can leave out: a scale axis of the claims page, or the precision (bf16 twins). Each
 #: is the ``axis`` of some setting fields in lsnc.config.TrainConfig.
-SETTING_AXES = tuple(dict.fromkeys(f.metadata["axis"] for f in dataclasses.fields(TrainConfig) if f.metadata["axis"]))
-_SETTING = [(f.name, f.metadata["axis"], f.default_factory() if f.default is dataclasses.MISSING else f.default)
-            for f in dataclasses.fields(TrainConfig) if f.metadata["role"] == "setting"]
+_AXIS = {f.name: f.metadata["axis"] for f in dataclasses.fields(TrainConfig)}
+SETTING_AXES = tuple(dict.fromkeys(axis for axis in _AXIS.values() if axis))
+_DEFAULTS = field_defaults()
+_SETTING = [(name, _AXIS[name], _DEFAULTS[name]) for name in fields_with("setting")]
 
 
 def setting_key(run, vary: str | None = None) -> tuple:
@@ -181,10 +182,10 @@ def _setting_value(config: dict, name: str, default, vary: str | None):
     if name == "milestones":
         # along the length axis the decays sit at about the same fractions of training (the CPU presets round them
         # to whole epochs: 9/50 and 28/150 are both 0.2)
-        epochs = config.get("epochs", TrainConfig.epochs)
+        epochs = config.get("epochs", _DEFAULTS["epochs"])
         return tuple(round(m / epochs, 1) for m in value or ()) if vary == "epochs" else tuple(value or ())
     if name == "width":
-        return model_width(config.get("model", TrainConfig.model), value)  # None is the model's default width
+        return model_width(config.get("model", _DEFAULTS["model"]), value)  # None is the model's default width
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True, default=str)
     if isinstance(value, list):

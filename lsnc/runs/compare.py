@@ -27,7 +27,6 @@ where they differ, with the epochs each trained fused (provenance.json's ``devic
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import TrainConfig, fields_with
+from ..config import field_defaults, fields_with
 from .format import CONFIG_FILE, TIMING_COLUMNS, Run, RunError, find_runs, load_run
 
 #: config.json keys that do not change a run's numbers: where the data lives, the folder's name and group, the
@@ -43,7 +42,7 @@ from .format import CONFIG_FILE, TIMING_COLUMNS, Run, RunError, find_runs, load_
 #: ``stop`` of lsnc.config.ROLES. How it executed is compared and listed (another device rounds differently).
 NOT_THE_RUN = frozenset(fields_with("where", "stop"))
 #: A config key an older run lacks took the default of the option added later.
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+_DEFAULTS = field_defaults()
 
 
 @dataclass

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_atomic, write_json_atomic
-from ..config import TrainConfig, fields_with
+from ..config import TrainConfig, field_defaults, fields_with
 from ..snapshots import load_snapshots, save_snapshots
 from .format import (CHECKPOINT_FILE, CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, PROVENANCE_FILE, SNAPSHOTS_FILE, RunError,
                      read_json, read_rows_csv, read_status, write_rows_csv, write_status)
@@ -165,7 +165,8 @@ class RunRecord:
             return []
         kept = [c for c in self.earlier_changes if c.get("since_epoch", 0) < self.start_epoch]
         now = self.cfg.to_dict()
-        started = {k: self.started_config.get(k, getattr(TrainConfig, k)) for k in fields_with("execution")}
+        defaults = field_defaults()
+        started = {k: self.started_config.get(k, defaults[k]) for k in fields_with("execution")}
         changed = {k: [v, now[k]] for k, v in started.items() if v != now[k]}
         in_effect = kept[-1]["changed"] if kept else {}
         if changed != in_effect or (self.earlier_device is not None and device.type != self.earlier_device):
