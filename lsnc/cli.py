@@ -164,7 +164,8 @@ def compare(first: str, second: str, rtol: float, atol: float) -> int:
 
 def claims(runs_dir: str, group: str | None, csv: str | None) -> int:
     """``lsnc claims``: the verdict counts per group and claim (+ supported, − not supported, ? inconclusive, (+) / (−)
-    a prefix's direction), then one line per measured part of C1-C5 (``lsnc.book.claims.glance_lines``), then the
+    a prefix's direction) and what each group compares (data, model, epochs, seed pairs), then one line per measured
+    part of C1-C5 (``lsnc.book.claims.glance_lines``), then the
     runs it could not read (still running, damaged); with ``csv``, the whole table too. The theory's C6 is on the
     book's claims page (it computes, it reads no runs)."""
     import warnings
@@ -179,8 +180,9 @@ def claims(runs_dir: str, group: str | None, csv: str | None) -> int:
     damaged = [str(w.message) for w in caught if issubclass(w.category, RunDamaged)]
     unfinished = [f"{r.dataset}/{r.name} ({r.status.get('status')})" for r in every
                   if r.status.get("status") != "done"]
+    done = [r for r in every if r.status.get("status") == "done"]
     try:
-        table = tested.claims_table(runs_dir, group, runs=[r for r in every if r.status.get("status") == "done"])
+        table = tested.claims_table(runs_dir, group, runs=done)
     except (tested.ClaimsError, UnknownDataset) as exc:   # nothing to read, or a group no run holds
         raise RunError(str(exc) + (f" Not finished: {', '.join(unfinished)}." if unfinished else "")) from exc
     if csv:
@@ -191,6 +193,8 @@ def claims(runs_dir: str, group: str | None, csv: str | None) -> int:
     print("Tests per group and claim by verdict: + supported, − not supported, ? inconclusive, (+) / (−) which way "
           "runs stopped early in their recipe go so far.")
     print(tested.verdict_matrix(table).to_string())
+    print("\nWhat each group compares:")
+    print(tested.compared_lines(table, done))
     print("\nEach measured part at a glance (×r: LS / CE, the ratio of the means over the seed pairs):")
     print(tested.glance_lines(table).replace("**", "").replace("`", ""))
     for what, items in (("not finished, not read", unfinished), ("damaged, not read", damaged)):

@@ -101,7 +101,10 @@ class TrainConfig:
                                       role="setting")
     holdout_per_class: int = _opt(0, DATA, "images per class held out of the training pool to fit the temperature",
                                   role="setting")
-    data_options: dict[str, Any] = _opt(section="", factory=dict, role="setting")  # loader options (Python API only)
+    # load_dataset's options (Python API only): which data (image_size, mean/std, generator arguments) in
+    # data_options; how they are read (lsnc.data.READ_OPTIONS: decoding workers, the decode cache) in read_options
+    data_options: dict[str, Any] = _opt(section="", factory=dict, role="setting")
+    read_options: dict[str, Any] = _opt(section="", factory=dict, role="execution")
     group: str | None = _opt(None, DATA, "folder under the runs folder for these runs (default: the dataset key)",
                              role="where")
     model: str = _opt("resnet18", MODEL, "network", role="setting")
@@ -155,7 +158,8 @@ class TrainConfig:
 
     def resolved(self) -> "TrainConfig":
         """A copy with derived fields filled in (eval epochs, run name), validated."""
-        cfg = dataclasses.replace(self, milestones=list(self.milestones), data_options=dict(self.data_options))
+        cfg = dataclasses.replace(self, milestones=list(self.milestones), data_options=dict(self.data_options),
+                                  read_options=dict(self.read_options))
         if cfg.eval_epochs is None:
             cfg.eval_epochs = dense_then_sparse_epochs(cfg.epochs)
         else:
@@ -172,10 +176,18 @@ class TrainConfig:
         self._validate_execution()
 
     def _validate_data_and_model(self) -> None:
-        from .data import DATASETS
+        from .data import DATASETS, READ_OPTIONS
         from .models import MODELS
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
+        misplaced = sorted(set(self.data_options) & set(READ_OPTIONS))
+        if misplaced:
+            raise ConfigError(f"data_options {misplaced} choose how the data are read, not which data: pass them in "
+                              "read_options (an execution option: runs reading the data otherwise are the same runs)")
+        unknown = sorted(set(self.read_options) - set(READ_OPTIONS))
+        if unknown:
+            raise ConfigError(f"unknown read_options {unknown}; read_options takes {', '.join(READ_OPTIONS)} (what "
+                              "the data are goes in data_options)")
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
         _at_least(self.width, "--width", 1)

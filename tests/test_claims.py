@@ -1008,6 +1008,8 @@ def test_lsnc_claims_prints_the_verdicts_and_the_glance_and_writes_the_table(tmp
     matrix = claims.verdict_matrix(table)
     assert matrix.to_string() in out and group in matrix.index
     assert claims.glance_lines(table).replace("**", "").replace("`", "") in out
+    compares = claims.verdict_matrix(table, find_runs(runs_dir))["runs compared"][group]
+    assert f"What each group compares:\n* {group}: {compares}\n" in out and "10 seed pairs" in compares
     written = pd.read_csv(out_csv)
     assert list(written.columns) == claims.TABLE_COLUMNS and list(written["verdict"]) == list(table["verdict"])
     status = runs_dir / group / "ls0.05-mlpw1024-s9" / "status.json"   # a run still training is not read, and said

@@ -220,6 +220,52 @@ def test_a_run_resumed_with_other_execution_options_records_them(tmp_path):
     assert load_run(folder).status["status"] == "done" and load_run(folder).epochs_reached == 3
 
 
+def test_a_run_resumed_on_another_gpu_model_records_it(tmp_path, monkeypatch):
+    """A resume on another GPU model (a window's H100 after an H200) is an execution change even with the same
+    options; resuming on the same model again adds nothing. (The GPU is simulated: the CPU run reports a model.)"""
+    import lsnc.runs.lifecycle as lifecycle
+    import lsnc.runs.record as record
+
+    def on(model):
+        for module in (lifecycle, record):
+            monkeypatch.setattr(module, "gpu_model", lambda device: model)
+
+    def changes():
+        return json.loads((folder / "provenance.json").read_text()).get("execution_changes")
+
+    on("GPU A")
+    folder = train(_smoke(stop_epoch=1), tmp_path, progress=False)
+    on("GPU B")
+    train(_smoke(stop_epoch=2), tmp_path, resume=True, progress=False)
+    assert changes() == [{"since_epoch": 1, "device": "cpu", "gpu": "GPU B", "changed": {}}]
+    assert json.loads((folder / "provenance.json").read_text())["device"]["name"] == "GPU B"
+    train(_smoke(), tmp_path, resume=True, progress=False)
+    assert changes() == [{"since_epoch": 1, "device": "cpu", "gpu": "GPU B", "changed": {}}]
+
+
+def test_how_the_data_are_read_is_not_which_data(tmp_path):
+    """read_options (decoding workers, the decode cache) are execution options: a run resumes with other ones, runs
+    share one loaded copy of the data across them; data_options are the data, and misplaced options are refused."""
+    import dataclasses
+
+    from lsnc.runs.lifecycle import check_resumable
+    from lsnc.training.prepare import data_key
+
+    cfg = _smoke().resolved()
+    (tmp_path / "config.json").write_text(json.dumps(cfg.to_dict()))
+    check_resumable(tmp_path, dataclasses.replace(cfg, read_options={"workers": 2, "cache": False}))
+    with pytest.raises(RunError, match="data_options differ"):
+        check_resumable(tmp_path, dataclasses.replace(cfg, data_options={**cfg.data_options, "noise": 0.5}))
+    same = [dataclasses.replace(cfg, read_options={"workers": 2}), dataclasses.replace(cfg, download=True)]
+    assert {data_key(c) for c in same} == {data_key(cfg)}
+    assert data_key(dataclasses.replace(cfg, data_options={**cfg.data_options, "noise": 0.5})) != data_key(cfg)
+    assert data_key(dataclasses.replace(cfg, seed=cfg.seed + 1)) != data_key(cfg)   # synthetic: drawn from the seed
+    for kw, match in ((dict(data_options={"workers": 2}), r"pass them in read_options"),
+                      (dict(read_options={"image_size": 8}), r"unknown read_options \['image_size'\]")):
+        with pytest.raises(ConfigError, match=match):
+            _smoke(**kw).resolved()
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(delta=1.0), "delta"), (dict(delta=-0.1), "delta"), (dict(milestones=[5]), "milestones"),
     (dict(milestones=[2, 1]), "milestones"), (dict(epochs=0), "epochs"), (dict(lr=0.0), "lr"),

@@ -361,6 +361,13 @@ def glance_lines(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def compared_lines(table: pd.DataFrame, runs: Iterable[Any]) -> str:
+    """One line per group of ``table``, in its order: ``"* group: what it compares"`` (:func:`compared_text`), the
+    verdict matrix's first column as text lines for a terminal (``lsnc claims``)."""
+    groups = by_dataset(list(runs))
+    return "\n".join(f"* {g}: {compared_text(groups.get(g, []))}" for g in dict.fromkeys(table["dataset"]))
+
+
 def compared_text(runs: Sequence[Any]) -> str:
     """"CIFAR-10 (JPEG copy) [...], resnet18 (width 64, 11.17M parameters), epochs 0–20 of the 800-epoch recipe;
     2 seed pairs": what

@@ -20,6 +20,11 @@ from .tinyimagenet import _read_tinyimagenet, prepare_tinyimagenet
 from .torchvision_sets import _TORCHVISION, _read_torchvision
 
 
+#: Options of :func:`load_dataset` that choose how the data are read, not which data: ``workers`` (image-folder
+#: decoding processes) and ``cache`` (False: skip the decode cache). A run keeps them in its config's
+#: ``read_options`` (an execution option), apart from ``data_options`` (what the data are).
+READ_OPTIONS = ("workers", "cache")
+
 DATASETS: dict[str, Callable[[Request], Pool]] = {
     "cifar10": _read_torchvision,
     "cifar100": _read_torchvision,

@@ -11,8 +11,9 @@ one)::
                      resumed another way, the "earlier" ways (runs trained before this was recorded lack it);
                      "execution_changes": for a run resumed with other execution options than config.json's (the
                      role "execution" of lsnc.config.ROLES: device, threads, compile, ...) or on another kind of
-                     device, one entry per start that changed them, in effect from its epoch on: {"since_epoch",
-                     "device": the device type, "changed": {option: [as started, then]}} ({}: back to the start's)
+                     device or GPU model, one entry per start that changed them, in effect from its epoch on:
+                     {"since_epoch", "device": the device type, "gpu": its model (CUDA only), "changed": {option:
+                     [as started, then]}} ({}: back to the start's)
     status.json      {"status": "running" | "done" | "failed", "epoch": last completed epoch, "error": ...;
                      done: "train_seconds"}; a "done" run whose epoch is below config.json's "epochs" is a
                      finished *prefix* of its recipe (stopped by a time budget or --stop-epoch at an evaluated

@@ -99,6 +99,12 @@ def cpu_description() -> dict[str, str]:
     return {"cpu": name or platform.processor() or "unknown", "cpu_capability": capability}
 
 
+def gpu_model(device) -> str | None:
+    """The GPU's model name on CUDA (provenance.json's ``device.name``, e.g. "NVIDIA H200"), else None."""
+    import torch
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else None
+
+
 def provenance(cfg: TrainConfig, data_description: dict[str, Any], label: str, device) -> dict[str, Any]:
     """What a run was made with: lsnc commit, package versions, device and precision, dataset description."""
     import numpy
@@ -107,8 +113,9 @@ def provenance(cfg: TrainConfig, data_description: dict[str, Any], label: str, d
 
     from .. import __version__
     dev: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads(), **cpu_description()}
+    if gpu_model(device):
+        dev["name"] = gpu_model(device)
     if device.type == "cuda":
-        dev["name"] = torch.cuda.get_device_name(device)
         dev["cuda"] = torch.version.cuda
     return {
         "lsnc": {"version": __version__, **git_commit()},

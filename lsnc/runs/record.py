@@ -22,7 +22,7 @@ from ..config import TrainConfig, field_defaults, fields_with
 from ..snapshots import load_snapshots, save_snapshots
 from .format import (CHECKPOINT_FILE, CONFIG_FILE, EPOCHS_FILE, METRICS_FILE, PROVENANCE_FILE, SNAPSHOTS_FILE, RunError,
                      read_json, read_rows_csv, read_status, write_rows_csv, write_status)
-from .lifecycle import check_resumable, cpu_description, is_run_folder, provenance, run_folder
+from .lifecycle import check_resumable, cpu_description, gpu_model, is_run_folder, provenance, run_folder
 
 
 @dataclass
@@ -39,10 +39,10 @@ class RunRecord:
     earlier_cpus: list[dict[str, Any]] = field(default_factory=list)
     earlier_training: dict[str, Any] | None = None   # provenance.json's "training" before a resume
     #: provenance.json's "execution_changes" before a resume, the config.json the run started with, and the device
-    #: type its previous start trained on
+    #: its previous start trained on
     earlier_changes: list[dict[str, Any]] = field(default_factory=list)
     started_config: dict[str, Any] | None = None
-    earlier_device: str | None = None
+    earlier_device: tuple[str, str | None] | None = None  # (type, GPU model) of the start before this one
 
     @property
     def checkpoint_path(self) -> Path:
@@ -104,7 +104,7 @@ class RunRecord:
         self.earlier_training = earlier.get("training")
         self.earlier_changes = list(earlier.get("execution_changes", []))
         self.started_config = read_json(folder / CONFIG_FILE)
-        self.earlier_device = recorded.get("type")
+        self.earlier_device = (recorded["type"], recorded.get("name")) if "type" in recorded else None
         if device.type == "cpu" and recorded.get("type") == "cpu" and recorded.get("threads") not in (
                 None, torch.get_num_threads()):
             raise RunError(f"{folder} was trained with {recorded['threads']} CPU threads and this process has "
@@ -157,10 +157,10 @@ class RunRecord:
     def _execution_changes(self, device) -> list[dict[str, Any]]:
         """provenance.json's ``execution_changes``: for a resumed run, one entry per start that changed how it
         executes, each in effect from its epoch on: ``{"since_epoch": E, "device": the device type it trained on,
-        "changed": {option: [as started, then]}}``, the execution options (lsnc.config.ROLES) that differ from
-        config.json's, which keeps those it started with (``{}``: back to them). A start that changes nothing adds
-        nothing; entries of a resume killed before its first checkpoint (from this start's epoch on) are dropped,
-        as its epochs are."""
+        ("gpu": its model, on CUDA), "changed": {option: [as started, then]}}``, the execution options
+        (lsnc.config.ROLES) that differ from config.json's, which keeps those it started with (``{}``: back to them).
+        A start that changes nothing (options, device type, GPU model) adds nothing; entries of a resume killed before
+        its first checkpoint (from this start's epoch on) are dropped, as its epochs are."""
         if self.started_config is None:
             return []
         kept = [c for c in self.earlier_changes if c.get("since_epoch", 0) < self.start_epoch]
@@ -169,8 +169,10 @@ class RunRecord:
         started = {k: self.started_config.get(k, defaults[k]) for k in fields_with("execution")}
         changed = {k: [v, now[k]] for k, v in started.items() if v != now[k]}
         in_effect = kept[-1]["changed"] if kept else {}
-        if changed != in_effect or (self.earlier_device is not None and device.type != self.earlier_device):
-            kept.append({"since_epoch": self.start_epoch, "device": device.type, "changed": changed})
+        here = (device.type, gpu_model(device))
+        if changed != in_effect or (self.earlier_device is not None and here != self.earlier_device):
+            gpu = {"gpu": here[1]} if here[1] else {}
+            kept.append({"since_epoch": self.start_epoch, "device": device.type, **gpu, "changed": changed})
         return kept
 
     # ------------------------------------------------------------------ while training

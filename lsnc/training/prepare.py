@@ -11,7 +11,7 @@ import os
 import torch
 
 from ..config import ConfigError, TrainConfig
-from ..data import Dataset, load_dataset
+from ..data import READ_OPTIONS, Dataset, load_dataset
 from ..models import build_model
 from ..paths import resolve_data_root
 
@@ -48,23 +48,31 @@ def configure_backends(cfg: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = cfg.tf32
 
 
-def data_key(cfg: TrainConfig) -> tuple:
-    """What determines a run's data: the seed matters only when it selects a subset or a held-out split, or
+def data_request(cfg: TrainConfig) -> dict:
+    """The arguments of :func:`lsnc.data.load_dataset` for this run (all but the device): the one place that maps a
+    config to its data."""
+    return dict(name=cfg.dataset, root=resolve_data_root(cfg.data_root), download=cfg.download,
+                train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class,
+                holdout_per_class=cfg.holdout_per_class, seed=cfg.seed, **cfg.data_options, **cfg.read_options)
+
+
+def data_key(cfg: TrainConfig) -> str:
+    """What determines a run's data: its :func:`data_request` less what only says how to read them (``download``,
+    :data:`lsnc.data.READ_OPTIONS`). The seed matters only when it selects a subset or a held-out split, or
     generates the data (the synthetic test dataset: lsnc.data draws it from the seed)."""
+    request = {k: v for k, v in data_request(cfg).items() if k not in ("download", *READ_OPTIONS)}
     seeded = (cfg.train_per_class is not None or cfg.test_per_class is not None or cfg.holdout_per_class > 0
               or cfg.dataset == "synthetic")
-    return (cfg.dataset, cfg.data_root, cfg.train_per_class, cfg.test_per_class, cfg.holdout_per_class,
-            repr(sorted(cfg.data_options.items())), cfg.seed if seeded else None)
+    if not seeded:
+        request["seed"] = None
+    return repr(sorted(request.items()))
 
 
 def load_data(cfg: TrainConfig, device: torch.device, cache: dict | None = None) -> Dataset:
     key = data_key(cfg)
     if cache is not None and key in cache:
         return cache[key]
-    data = load_dataset(cfg.dataset, root=resolve_data_root(cfg.data_root), download=cfg.download,
-                        train_per_class=cfg.train_per_class, test_per_class=cfg.test_per_class,
-                        holdout_per_class=cfg.holdout_per_class, seed=cfg.seed, device=device,
-                        **cfg.data_options)
+    data = load_dataset(**data_request(cfg), device=device)
     if len(data.train) < cfg.batch_size:
         raise ConfigError(f"--batch-size {cfg.batch_size} exceeds the {len(data.train)} training samples; with the "
                           "incomplete last batch dropped no step would be taken. Lower --batch-size.")
