@@ -19,8 +19,10 @@ import time
 import torch
 import torch.nn.functional as F
 
+from bench_training import SGD_OPTIONS
 from lsnc.models import build_model
 from lsnc.training.fused import FusedNet
+from lsnc.vocab import MAIN_DELTA
 
 
 def _sync(device):
@@ -40,7 +42,7 @@ def _timed(step, steps: int, device) -> float:
 
 
 def _sgd(params):
-    return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4)
+    return torch.optim.SGD(params, **SGD_OPTIONS)
 
 
 def separate_step(models, xs, ys):
@@ -48,7 +50,7 @@ def separate_step(models, xs, ys):
 
     def step():
         for m, o, x, y in zip(models, opts, xs, ys):
-            loss = F.cross_entropy(m(x)[0], y, label_smoothing=0.05)
+            loss = F.cross_entropy(m(x)[0], y, label_smoothing=MAIN_DELTA)
             o.zero_grad(set_to_none=True)
             loss.backward()
             o.step()
@@ -61,7 +63,7 @@ def fused_step(models, xs, ys):
 
     def step():
         logits, _ = net(xs)
-        loss = sum(F.cross_entropy(logits[k], ys[k], label_smoothing=0.05) for k in range(len(models)))
+        loss = sum(F.cross_entropy(logits[k], ys[k], label_smoothing=MAIN_DELTA) for k in range(len(models)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -76,7 +78,7 @@ def vmap_step(models, xs, ys):
 
     def loss_fn(p, b, x, y):
         logits, _ = functional_call(base, (p, b), (x,))
-        return F.cross_entropy(logits, y, label_smoothing=0.05)
+        return F.cross_entropy(logits, y, label_smoothing=MAIN_DELTA)
 
     grads_of = vmap(grad(loss_fn), in_dims=(0, 0, 0, 0))
 
@@ -84,9 +86,9 @@ def vmap_step(models, xs, ys):
         g = grads_of(params, buffers, xs, ys)
         with torch.no_grad():
             for k in params:
-                d = g[k] + 5e-4 * params[k]
-                momentum[k].mul_(0.9).add_(d)
-                params[k].sub_(0.05 * momentum[k])
+                d = g[k] + SGD_OPTIONS["weight_decay"] * params[k]
+                momentum[k].mul_(SGD_OPTIONS["momentum"]).add_(d)
+                params[k].sub_(SGD_OPTIONS["lr"] * momentum[k])
     return step
 
 

@@ -24,11 +24,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pipeline as ref  # noqa: E402
 
-from lsnc.config import TrainConfig  # noqa: E402
+from lsnc.config import PAPER_RECIPE, TrainConfig  # noqa: E402
 from lsnc.data import load_dataset  # noqa: E402
 from lsnc.training.engine import Engine  # noqa: E402
 from lsnc.training.step import train_epoch  # noqa: E402
 from lsnc.training.evaluate import evaluate_model  # noqa: E402
+from lsnc.vocab import MAIN_DELTA  # noqa: E402
+
+#: the paper's SGD (lsnc.config.PAPER_RECIPE), for every benchmark's optimizer
+SGD_OPTIONS = {k: PAPER_RECIPE[k] for k in ("lr", "momentum", "weight_decay")}
 from lsnc.models import build_model  # noqa: E402
 from lsnc.paths import CIFAR10_JPEG, resolve_data_root  # noqa: E402
 
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
                         train_per_class=a.train_per_class, test_per_class=a.test_per_class, device=device)
     mean, std = data.description["normalization"]["mean"], data.description["normalization"]["std"]
     K = data.num_classes
-    delta = 0.05
+    delta = MAIN_DELTA
 
     def fresh_model(channels_last=False):
         torch.manual_seed(0)
@@ -104,7 +108,7 @@ def main(argv=None) -> int:
 
     def sgd(m):
         kw = {"fused": True} if device.type == "cuda" else {}
-        return torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, **kw)
+        return torch.optim.SGD(m.parameters(), **SGD_OPTIONS, **kw)
 
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
               "threads": torch.get_num_threads(), "torch": torch.__version__, "dataset": data.label,

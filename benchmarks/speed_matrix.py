@@ -10,7 +10,7 @@ the reference cell does the same through reference_pipeline.py (DataLoader worke
 Normalize, one-hot targets on the CPU, torch's default precision). Cells, in the order they run:
 
   lsnc fp32 / tf32 / bf16        one model, channels-last, eager (fp32 = TF32 off for matmuls and cuDNN), lsnc's
-                                 own training step (lsnc.training.Engine)
+                                 own training step (lsnc.training.engine.Engine)
   reference                      the paper-style pipeline
   fused tf32 K=1,2,4,8, bf16 ... K models as one FusedNet (lsnc.training.fused), one forward/backward a step,
                                  through lsnc's Engine as `lsnc train` runs them (K = 1 is the plain network:
@@ -58,7 +58,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pipeline as ref  # noqa: E402
-from bench_training import bare_forward, sync, to_uint8_hwc  # noqa: E402
+from bench_training import SGD_OPTIONS, bare_forward, sync, to_uint8_hwc  # noqa: E402
 from training_plan import KS, plan_env, plan_text, training_plan  # noqa: E402,F401  (the plan rule's home; re-exported)
 
 from lsnc.data import load_dataset  # noqa: E402
@@ -68,8 +68,9 @@ from lsnc.config import TrainConfig  # noqa: E402
 from lsnc.training.engine import make_engine  # noqa: E402
 from lsnc.training.evaluate import evaluate_model  # noqa: E402
 from lsnc.training.graphs import WARMUP as GRAPH_WARMUP  # noqa: E402
+from lsnc.vocab import MAIN_DELTA  # noqa: E402
 
-DELTA = 0.05
+DELTA = MAIN_DELTA
 FUSED_DELTAS = (0.0, 0.05, 0.1, 0.2)  # the members' δ in fused cells, cycled (costs do not depend on δ)
 GRAPH_CHECK_RTOL = 1e-2  # ... and the graphed step's losses match the eager step's to this relative difference
 GRAPH_CHECK_UPDATE = 0.1  # ... and its parameters differ from the eager step's by < this fraction of the update
@@ -131,7 +132,7 @@ class Bench:
 
     def sgd(self, params):
         kw = {"fused": True} if self.device.type == "cuda" else {}
-        return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=5e-4, **kw)
+        return torch.optim.SGD(params, **SGD_OPTIONS, **kw)
 
     def indices(self, *shape):
         g = torch.Generator().manual_seed(0)
@@ -160,7 +161,7 @@ def rates(timing: dict, batch: int, k: int = 1) -> dict:
 # --------------------------------------------------------------------------- cells
 
 def cell_lsnc(b: Bench, precision: str, compiled: bool = False) -> dict:
-    """One model trained by lsnc's own step (``lsnc.training.Engine``: the loss, autocast and fused SGD that
+    """One model trained by lsnc's own step (``lsnc.training.engine.Engine``: the loss, autocast and fused SGD that
     ``lsnc train`` runs), eager or with the forward under torch.compile (``--compile``)."""
     return _engine_cell(b, precision, 1, compiled=compiled)
 

@@ -260,6 +260,10 @@ def test_how_the_data_are_read_is_not_which_data(tmp_path):
     assert {data_key(c) for c in same} == {data_key(cfg)}
     assert data_key(dataclasses.replace(cfg, data_options={**cfg.data_options, "noise": 0.5})) != data_key(cfg)
     assert data_key(dataclasses.replace(cfg, seed=cfg.seed + 1)) != data_key(cfg)   # synthetic: drawn from the seed
+    whole = preset_config("cpu-mnist1d", holdout_per_class=0).resolved()   # files (here: generated from their own
+    assert data_key(dataclasses.replace(whole, seed=5)) == data_key(whole)  # seed), no subset: one copy for all seeds
+    assert data_key(dataclasses.replace(whole, seed=5, holdout_per_class=1)) != data_key(
+        dataclasses.replace(whole, holdout_per_class=1))
     for kw, match in ((dict(data_options={"workers": 2}), r"pass them in read_options"),
                       (dict(read_options={"image_size": 8}), r"unknown read_options \['image_size'\]")):
         with pytest.raises(ConfigError, match=match):

@@ -35,6 +35,18 @@ DATASETS: dict[str, Callable[[Request], Pool]] = {
     "mnist1d": _read_mnist1d,
     "synthetic": _read_synthetic,
 }
+#: The sources whose reader draws the data from the run's seed (``Request.seed``); the others read files, or generate
+#: them from options of their own (mnist1d's ``mnist1d_seed``).
+SEEDED_SOURCES = frozenset({"synthetic"})
+
+
+def seed_changes_data(name: str, train_per_class: int | None, test_per_class: int | None,
+                      holdout_per_class: int) -> bool:
+    """Whether :func:`load_dataset`'s ``seed`` changes the data it returns: it draws the balanced subsets and the
+    held-out split, and seeded sources (:data:`SEEDED_SOURCES`) generate from it. Runs of other seeds may share one
+    loaded copy where it does not."""
+    return (name in SEEDED_SOURCES or train_per_class is not None or test_per_class is not None
+            or holdout_per_class > 0)
 
 
 def fetch_dataset(name: str, root: str | Path | None = None) -> None:

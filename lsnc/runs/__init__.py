@@ -1,4 +1,6 @@
-"""Run folders: the on-disk format (:mod:`.format`) and a run's life cycle (:mod:`.lifecycle`)."""
+"""Run folders: the on-disk format (:mod:`.format`), a run's life cycle (:mod:`.lifecycle`: folders, resume checks,
+provenance), what one training writes into its folder (:mod:`.record`) and whether two folders hold the same run
+(:mod:`.compare`, ``lsnc compare``)."""
 
 from ..paths import default_runs_dir
 from .format import (CONFIG_COLUMNS, REQUIRED_FINITE, STATUSES, Run, RunDamaged, RunError, damaged_runs, find_runs,

@@ -237,7 +237,7 @@ def _run_paths(runs_dir: str | Path, dataset: str | None) -> list[Path]:
 
 
 CONFIG_COLUMNS = ("delta", "seed", "model", "width", "ufm", "epochs", "lambda_w", "lambda_h", "lambda_b",
-                  "weight_decay", "train_per_class")
+                  "weight_decay", "train_per_class", "amp", "tf32")
 
 
 def runs_table(runs: Iterable[Run], table: str = "metrics") -> pd.DataFrame:

@@ -11,7 +11,7 @@ import os
 import torch
 
 from ..config import ConfigError, TrainConfig
-from ..data import READ_OPTIONS, Dataset, load_dataset
+from ..data import READ_OPTIONS, Dataset, load_dataset, seed_changes_data
 from ..models import build_model
 from ..paths import resolve_data_root
 
@@ -30,7 +30,8 @@ def pick_device(name: str, cuda_graphs: bool = False) -> torch.device:
 
 
 def configure_backends(cfg: TrainConfig, device: torch.device) -> None:
-    """Threads, determinism and TF32: execution settings that never change the recipe."""
+    """CPU threads (execution), deterministic kernels (kept for a run's life) and TF32 (a setting: it changes the
+    arithmetic), as lsnc.config.ROLES places them."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.deterministic:
@@ -58,12 +59,10 @@ def data_request(cfg: TrainConfig) -> dict:
 
 def data_key(cfg: TrainConfig) -> str:
     """What determines a run's data: its :func:`data_request` less what only says how to read them (``download``,
-    :data:`lsnc.data.READ_OPTIONS`). The seed matters only when it selects a subset or a held-out split, or
-    generates the data (the synthetic test dataset: lsnc.data draws it from the seed)."""
+    :data:`lsnc.data.READ_OPTIONS`), and less the seed where it changes nothing
+    (:func:`lsnc.data.seed_changes_data`)."""
     request = {k: v for k, v in data_request(cfg).items() if k not in ("download", *READ_OPTIONS)}
-    seeded = (cfg.train_per_class is not None or cfg.test_per_class is not None or cfg.holdout_per_class > 0
-              or cfg.dataset == "synthetic")
-    if not seeded:
+    if not seed_changes_data(cfg.dataset, cfg.train_per_class, cfg.test_per_class, cfg.holdout_per_class):
         request["seed"] = None
     return repr(sorted(request.items()))
 
