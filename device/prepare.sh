@@ -24,6 +24,9 @@ fi
     else
         echo "source_lsnc_modified: "
     fi
+    # lsnc/ itself (device/stages/keep.py's code_digest): the window checks it, so a commit made after this is noticed
+    echo "source_lsnc_digest: $(python3 -c 'import sys; sys.path.insert(0, "device")
+from stages.keep import code_digest; print(code_digest())' 2>/dev/null || true)"
 } >.device/source.txt
 # What travels to the device: tracked and untracked-not-ignored files plus the carried .device/, 64 MiB at most.
 LIMIT_MIB=64
@@ -44,5 +47,7 @@ echo "prepare: .device/ ready ($(du -sh .device | cut -f1)): carry [\".device\"]
 python3 device/window.py --preview || echo "prepare: could not preview the window's plan (above)" >&2
 echo "prepare: then run(command=\"bash device/window.sh\", carry=[\".device\"], timeout_s=600); at once after it (the machine" \
      "goes back after 30 s idle), with budget_left_s from its reply: run(command=\"LSNC_WINDOW_BUDGET_S=<budget_left_s - 110>" \
-     "bash device/window.sh\", carry=[\".device\"], timeout_s=<budget_left_s - 30>), which continues the same runs;" \
+     "bash device/window.sh\", carry=[\".device\"], timeout_s=<budget_left_s - 30>), which continues the same runs" \
+     "(more than ~20 s after the first returned: status first; not warm: <budget_left_s - 240> and timeout_s=" \
+     "<budget_left_s - 150>, only where budget_left_s >= 360, after unpacking the first archive);" \
      "then device/unpack.sh each archive, the first first (device/README.md)"

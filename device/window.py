@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # device/stages, also
 
 from stages.call import Exit, Window  # noqa: E402
 from stages.data import describe_machine, find_data  # noqa: E402
-from stages.keep import continue_kept  # noqa: E402
+from stages.keep import continue_kept, sent_source  # noqa: E402
 from stages.pack import pack  # noqa: E402
 from stages.plan import plan_new_set  # noqa: E402
 from stages.preview import preview  # noqa: E402
@@ -75,11 +75,10 @@ def main() -> int:
     os.environ["PYTHONUNBUFFERED"] = "1"
     # The device's copy has no .git, or one at the session's base commit (not what was sent): the runs' provenance
     # takes the commit that prepare.sh recorded, and whether lsnc/ had uncommitted changes then.
-    source = Path(".device/source.txt")
-    if source.is_file():
-        fields = dict(x.split(": ", 1) for x in source.read_text().splitlines() if ": " in x)
-        os.environ["LSNC_SOURCE_COMMIT"] = fields.get("source_commit", "")
-        os.environ["LSNC_SOURCE_LSNC_MODIFIED"] = fields.get("source_lsnc_modified", "")
+    source, warning = sent_source(Path(".device/source.txt"))
+    os.environ.update(source)
+    if warning:
+        window.log(warning)
     window.source_commit = os.environ.get("LSNC_SOURCE_COMMIT") or "unknown"
 
     def stop(signum, frame):

@@ -605,8 +605,8 @@ def test_a_second_call_continues_the_first_calls_runs_and_unpack_extends_them(tm
     replace the first's when unpacked (identical up to epoch 2, then on to 4). A keep folder from another source
     commit is not continued: that call trains new seeds."""
     _tiny_tar(tmp_path)
-    # KEEP on another filesystem where there is one (on the device it is under $TMPDIR, the checkout elsewhere): the
-    # second call moves the kept runs across it
+    # KEEP on another filesystem where there is one (LSNC_WINDOW_KEEP may name any folder; the device's default is in
+    # the checkout): the second call moves the kept runs across it
     shm = Path("/dev/shm")
     other_fs = shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != tmp_path.stat().st_dev
     keep = Path(tempfile.mkdtemp(prefix="lsnc-keep-", dir=shm)) / "keep" if other_fs else tmp_path / "keep"
@@ -734,12 +734,19 @@ def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
     assert files.cell_status(tmp_path / "none.json", "cudagraph check bf16 K=2") == "not run"
     (tmp_path / "s.json").write_text(json.dumps({"cells": [{"name": "a", "status": "ok"}]}))
     assert [files.cell_status(tmp_path / "s.json", n) for n in ("a", "b")] == ["ok", "missing"]
-    for bad, message in (({"LSNC_WINDOW_BUDGET_S": "8m"}, "LSNC_WINDOW_BUDGET_S must be whole seconds"),
+    for bad, message in (({"LSNC_WINDOW_BUDGET_S": "8m"}, "LSNC_WINDOW_BUDGET_S must be seconds"),
                          ({"LSNC_WINDOW_GRAPHS": "yes"}, "LSNC_WINDOW_GRAPHS must be 0 or 1"),
-                         ({"LSNC_WINDOW_KEEP": str(REPO / ".device" / "keep")}, "LSNC_WINDOW_KEEP must lie outside")):
+                         ({"LSNC_WINDOW_KEEP": str(REPO / ".device" / "keep")},
+                          "LSNC_WINDOW_KEEP must lie outside .device/")):
         with pytest.raises(SystemExit) as stop:
             settings.Settings(bad)
         assert stop.value.code == 2 and message in capsys.readouterr().err
+    # budget_left_s - 110 may be fractional: whole seconds of it
+    assert settings.Settings({"LSNC_WINDOW_BUDGET_S": "173.4", "TMPDIR": str(tmp_path)}).budget_s == 173
+    # runs kept for a second call: in the checkout, where the device tool keeps ignored files between calls
+    default = settings.Settings({"TMPDIR": str(tmp_path)}).keep
+    assert default == REPO / settings.KEEP_DIR and subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "-q", str(default / "keep.env")]).returncode == 0
     proc = subprocess.run([sys.executable, str(REPO / "device" / "window.py"), "--budget", "60"], capture_output=True,
                           text=True, env={**os.environ, "OUT": str(tmp_path / "never")})
     assert proc.returncode == 2 and "unknown arguments" in proc.stderr and not (tmp_path / "never").exists()
@@ -764,6 +771,20 @@ def test_a_signal_while_a_child_starts_is_raised_once_the_child_is_recorded(tmp_
             child.kill()
             child.wait()
         shutil.rmtree(w.work, ignore_errors=True)
+
+
+def test_the_runs_record_lsnc_as_modified_when_it_changed_after_prepare_sh(tmp_path):
+    """.device/source.txt (prepare.sh) gives the runs their commit; where lsnc/ is no longer what prepare.sh hashed
+    (a commit made after it), the window says so and the runs record lsnc/ as modified."""
+    from stages.keep import code_digest, sent_source
+    assert sent_source(tmp_path / "none.txt") == ({}, "")
+    source = tmp_path / "source.txt"
+    for digest, modified in ((code_digest(), "0"), ("0" * 16, "1"), ("", "0")):   # "": an older prepare.sh
+        source.write_text(f"source_commit: 0123abc\nsource_lsnc_modified: 0\nsource_lsnc_digest: {digest}\n")
+        env, warning = sent_source(source)
+        assert env == {"LSNC_SOURCE_COMMIT": "0123abc", "LSNC_SOURCE_LSNC_MODIFIED": modified}
+        assert (warning != "") == (modified == "1")
+        assert not warning or "run prepare.sh right before a window" in warning
 
 
 def test_next_seeds(tmp_path):

@@ -1,8 +1,9 @@
 """A second call of the session continues the first call's runs.
 
 A session may make a second call on the same warm machine with the device time its first call left. The first
-call's pack moves its set's run folders, checkpoints included, to KEEP (LSNC_WINDOW_KEEP, outside the checkout:
-each call's carried .device/ replaces that folder) with keep.env, what the set was. A later call of the same source
+call's pack moves its set's run folders, checkpoints included, to KEEP (LSNC_WINDOW_KEEP, default .window-keep/ in
+the checkout: git-ignored, so the device tool keeps it between calls; never under .device/, which each call's carry
+replaces) with keep.env, what the set was. A later call of the same source
 commit, lsnc/ code, group and width trains those runs on (--resume) for its own budget, with the same plan and the
 graphs that call trained with, instead of new seeds: a longer prefix of the same runs beats a short extra seed,
 which would pull the group's compared epoch back (lsnc.book.comparable.align_prefixes). LSNC_WINDOW_CONTINUE=0, or
@@ -29,6 +30,24 @@ def code_digest() -> str:
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 
+def sent_source(path) -> tuple[dict[str, str], str]:
+    """prepare.sh's record of the checkout it sent (``path``: .device/source.txt) as the environment lsnc's
+    provenance reads (LSNC_SOURCE_COMMIT, LSNC_SOURCE_LSNC_MODIFIED; {} without the file), and a warning ("" when
+    none): where lsnc/ is not what prepare.sh recorded (a commit made after it), the runs record lsnc/ as modified."""
+    if not os.path.isfile(path):
+        return {}, ""
+    with open(path) as f:
+        fields = dict(x.split(": ", 1) for x in f.read().splitlines() if ": " in x)
+    env = {"LSNC_SOURCE_COMMIT": fields.get("source_commit", ""),
+           "LSNC_SOURCE_LSNC_MODIFIED": fields.get("source_lsnc_modified", "")}
+    sent, here = fields.get("source_lsnc_digest", ""), code_digest()
+    if not sent or sent == here:
+        return env, ""
+    env["LSNC_SOURCE_LSNC_MODIFIED"] = "1"
+    return env, (f"lsnc/ is not what prepare.sh recorded with commit {env['LSNC_SOURCE_COMMIT']} (sha256 {sent}, here "
+                 f"{here}; run prepare.sh right before a window): the runs record lsnc/ as modified")
+
+
 def continue_kept(w: Window) -> bool:
     """Take over the runs an earlier call kept; False (and why, in the log) where they do not fit this call."""
     s, keep = w.s, w.s.keep
@@ -51,8 +70,8 @@ def continue_kept(w: Window) -> bool:
     elif not (get("DELTAS").strip() and get("SEEDS").strip()):
         why = "no δ or no seed in keep.env"
     else:
-        # (renamed; KEEP, under $TMPDIR, may be another filesystem than the checkout: copied then, and KEEP
-        # removed below only once the copy is whole)
+        # (renamed; a KEEP elsewhere may be another filesystem than the checkout: copied then, and KEEP removed
+        # below only once the copy is whole)
         src, dst = keep / "runs" / get("RUN_GROUP"), w.runs / get("RUN_GROUP")
         try:
             w.runs.mkdir(parents=True, exist_ok=True)

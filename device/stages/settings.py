@@ -5,7 +5,7 @@ Settings (environment; defaults are the GPU window's):
   OUT                      where the archive goes (default $TMPDIR/lsnc-window-out, TMPDIR default /tmp)
   PYTHON                   the python that runs lsnc and the benchmarks (default python3), from this checkout
                            via PYTHONPATH
-  LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 520)
+  LSNC_WINDOW_BUDGET_S     wall seconds from start to the end of training (default 520; a fraction is dropped)
   LSNC_WINDOW_MATRIX       auto | full | skip (default auto): auto skips the matrix where an earlier window ran one
                            (LSNC_WINDOW_KNOWN_RUNS/<group>[-bf16]/speed/<window-id>/speed.json: its plan re-derived by
                            today's rule; else the newest plan.env), else runs it; full always runs it; skip never
@@ -35,8 +35,9 @@ Settings (environment; defaults are the GPU window's):
   LSNC_WINDOW_CONTINUE     1 | 0 (default 1): continue the runs an earlier call of this session kept (same source
                            commit, lsnc/ code, group and width) instead of training new seeds; LSNC_WINDOW_SEEDS
                            also turns it off
-  LSNC_WINDOW_KEEP         where a call keeps its set's runs for the next one (default $TMPDIR/lsnc-window-keep,
-                           outside the checkout: the next call's carried .device/ replaces that folder)
+  LSNC_WINDOW_KEEP         where a call keeps its set's runs for the next one (default .window-keep/ in the
+                           checkout, git-ignored: the device tool keeps a checkout's ignored files between calls on a
+                           warm machine, and replaces only the carried .device/, so never inside that)
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+#: the default LSNC_WINDOW_KEEP, in the checkout (git-ignored)
+KEEP_DIR = ".window-keep"
 
 
 def fail_setting(message: str) -> None:
@@ -74,13 +77,13 @@ class Settings:
         self.data = absolute(get("LSNC_WINDOW_DATA")) if get("LSNC_WINDOW_DATA") else ""
         self.runs_dir = absolute(get("LSNC_WINDOW_RUNS_DIR")) if get("LSNC_WINDOW_RUNS_DIR") else ""
         self.known = absolute(get("LSNC_WINDOW_KNOWN_RUNS")) if get("LSNC_WINDOW_KNOWN_RUNS") else str(REPO / "runs")
-        self.keep = Path(absolute(get("LSNC_WINDOW_KEEP", f"{tmp}/lsnc-window-keep")))
+        self.keep = Path(absolute(get("LSNC_WINDOW_KEEP", str(REPO / KEEP_DIR))))
         self.python = get("PYTHON", "python3")
-        for key in ("LSNC_WINDOW_BUDGET_S", "LSNC_WINDOW_MATRIX_S"):
-            if not get(key, "0").isdigit():
-                fail_setting(f"{key} must be whole seconds (e.g. 520)")
-        self.budget_s = int(get("LSNC_WINDOW_BUDGET_S", "520"))
-        self.matrix_s = int(get("LSNC_WINDOW_MATRIX_S", "90"))
+        for key in ("LSNC_WINDOW_BUDGET_S", "LSNC_WINDOW_MATRIX_S"):   # whole seconds (a fraction is dropped)
+            if not re.fullmatch(r"[0-9]+(\.[0-9]*)?", get(key, "0")):
+                fail_setting(f"{key} must be seconds (e.g. 520)")
+        self.budget_s = int(float(get("LSNC_WINDOW_BUDGET_S", "520")))
+        self.matrix_s = int(float(get("LSNC_WINDOW_MATRIX_S", "90")))
         self.width = get("LSNC_WINDOW_WIDTH", "64")
         self.group = get("LSNC_WINDOW_GROUP", "cifar10-jpeg-full-resnet18-gpu")
         self.matrix = get("LSNC_WINDOW_MATRIX", "auto")
@@ -97,8 +100,8 @@ class Settings:
             fail_setting("LSNC_WINDOW_GRAPHS must be 0 or 1")
         if self.seeds and not re.fullmatch(r" *[0-9]+( +[0-9]+)* *", self.seeds):
             fail_setting('LSNC_WINDOW_SEEDS must be seeds separated by spaces (e.g. "3 4")')
-        if (str(self.keep) + "/").startswith(str(REPO) + "/"):
-            fail_setting("LSNC_WINDOW_KEEP must lie outside the checkout (each call's copy replaces it)")
+        if (str(self.keep) + "/").startswith(str(REPO / ".device") + "/"):
+            fail_setting("LSNC_WINDOW_KEEP must lie outside .device/ (each call's carry replaces it)")
         if not self.twins_enough.isdigit():
             fail_setting("LSNC_WINDOW_TWINS must be a whole number (e.g. 2)")
         self.twins_enough = int(self.twins_enough)
