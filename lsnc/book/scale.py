@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import field_defaults
 from ..models import DEFAULT_WIDTH, MLP_DEPTH, model_width, parameter_count
 from ..vocab import MAIN_DELTA, in_deltas, is_delta, loss_label
 from .comparable import align_prefixes, reach, standard_runs
@@ -190,17 +191,18 @@ def describe_setting(runs: Sequence) -> str:
             + ("" if precision == "fp32" else f", {precision}"))
 
 
-def recipe_text(runs: Sequence) -> str:
-    """The optimiser settings of the first run: SGD, penalties (weight decay or the UFM-style ones), batch,
-    learning-rate decay."""
-    opt = runs[0].config
+def recipe_text(runs: Sequence, decays: bool = True) -> str:
+    """The optimiser settings of the first run: SGD, penalties (weight decay or the UFM-style ones), batch and (with
+    ``decays``) the learning-rate decays; a key its config lacks is the option's default (what an older run did)."""
+    opt = {**field_defaults(), **runs[0].config}
     if {bool(r.config.get("ufm")) for r in runs} == {True}:
         penalty = (f"UFM-style penalties λ_W {opt.get('lambda_w'):g}, λ_H {opt.get('lambda_h'):g}, "
                    f"λ_b {opt.get('lambda_b'):g}")
     else:
         penalty = f"weight decay {opt.get('weight_decay'):g}"
-    return (f"SGD lr {opt.get('lr'):g}, momentum {opt.get('momentum'):g}, {penalty}, batch {opt.get('batch_size')}, "
-            f"lr ×{opt.get('gamma', 0.1):g} at epochs {fmt_list(opt.get('milestones') or [])}")
+    text = f"SGD lr {opt.get('lr'):g}, momentum {opt.get('momentum'):g}, {penalty}, batch {opt.get('batch_size')}"
+    return text + (f", lr ×{opt.get('gamma', 0.1):g} at epochs {fmt_list(opt.get('milestones') or [])}" if decays
+                   else "")
 
 
 def _commit(run) -> str:

@@ -21,7 +21,7 @@ from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, F
 from .claims import paired_comparisons
 from .measures import epochs_to_zero_error, final_value
 from .comparable import UpTo, align_prefixes, common_epoch, reach, setting_key, standard_runs
-from .scale import as_runs, data_text, describe_setting, fmt_list, model_text, pool_text, seeds_text
+from .scale import as_runs, data_text, describe_setting, fmt_list, model_text, pool_text, recipe_text, seeds_text
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -519,9 +519,8 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
     model = model_text(c, run) if axis != "width" else c["model"]
     if axis != "epochs":
         model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"
-    name = (f"{data}, {model}, SGD lr {c.get('lr')}, momentum {c.get('momentum')}, "
-            f"weight decay {c.get('weight_decay')}, batch {c.get('batch_size')}")
-    return key, name
+    # the lr decays are in the model part (they vary along the length axis)
+    return key, f"{data}, {model}, {recipe_text([run], decays=False)}"
 
 
 def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str, dict[int, list], list[int]]]:
