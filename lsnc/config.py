@@ -107,7 +107,7 @@ class TrainConfig:
     read_options: dict[str, Any] = _opt(section="", factory=dict, role="execution")
     group: str | None = _opt(None, DATA, "folder under the runs folder for these runs (default: the dataset key)",
                              role="where")
-    model: str = _opt("resnet18", MODEL, "network", role="setting")
+    model: str = _opt("resnet18", MODEL, "network", role="setting", axis="depth")
     width: int | None = _opt(None, MODEL, "ResNet base width (64 = the paper's) or MLP hidden width",
                              role="setting", axis="width")
     delta: float = _opt(0.0, MODEL, "label smoothing δ in [0, 1); 0 = cross-entropy (several values: trained "

@@ -92,6 +92,12 @@ MODELS = ("resnet18", "resnet50", "mlp")
 DEFAULT_WIDTH = {"resnet18": 64, "resnet50": 64, "mlp": 256}
 
 
+def model_depth(name: str) -> int | None:
+    """Layers with weights from input to logits: 18 and 50 for the ResNets (their names), the MLP's hidden layers plus
+    its classifier; None for an unknown model. The book's depth axis compares networks by it."""
+    return {"resnet18": 18, "resnet50": 50, "mlp": MLP_DEPTH + 1}.get(name)
+
+
 def model_width(name: str, width: int | None = None) -> int | None:
     """The width ``build_model(name, ..., width=width)`` builds: ``width``, or the model's default when it is
     None (a config of the paper's presets leaves it None: ResNet base width 64). None for an unknown model."""

@@ -728,7 +728,7 @@ def test_scale_table_leaves_out_prefixes_and_says_what_is_missing():
     with pytest.raises(ValueError, match="CE first"):
         summary.scale_table(short + long, deltas=(0.0, 0.05, 0.1))
     with pytest.raises(ValueError, match="axis must be one of epochs, width"):
-        summary.scale_table(short + long, "depth")
+        summary.scale_table(short + long, "layers")
     # the same lengths with the lr decays at other fractions of training: another setting, never pooled
     late = _length_group("fake-late", EPOCHS + [80], 0.2, 0.1)
     for r in late:
@@ -754,6 +754,25 @@ def test_scale_table_compares_one_setting_at_two_widths():
     assert "NC3: LS higher at every width (LS / CE 2 at width 8, 2.5 at width 16)" in lines
     assert summary.scale_table(narrow + longer, "width").empty  # the wide runs trained longer
     assert summary.scale_lines(summary.scale_table(narrow, "width")) == ""
+
+
+def test_scale_table_compares_one_setting_with_two_networks_by_depth():
+    """ResNet-18 against ResNet-50 at one base width and recipe: the depth axis (lsnc.models.model_depth); another
+    width is another setting."""
+    from lsnc.book import summary
+
+    r18, r50, r50_wide = (_length_group(g, EPOCHS, 0.3, 0.6 * k) for g, k in (("r18", 1), ("r50", 2), ("r50w", 1)))
+    for runs, model, width in ((r18, "resnet18", 16), (r50, "resnet50", 16), (r50_wide, "resnet50", 32)):
+        for r in runs:
+            r.config.update(model=model, width=width)
+    table = summary.scale_table(r18 + r50 + r50_wide, "depth")
+    assert list(table["depth"]) == ["18 layers"] * 2 + ["50 layers"] * 2 and set(table["group"]) == {"r18", "r50"}
+    assert table["setting"].str.contains("width 16, 40 epochs").all() and not table["setting"].str.contains(
+        "resnet").any()
+    assert "NC3: LS higher at every depth (LS / CE 2 at 18 layers, 4 at 50 layers)" in summary.scale_lines(table)
+    ratios = summary.scale_ratios(r18 + r50, "depth")
+    assert sorted(set(ratios["factor"].round(3))) == [1.0, round(50 / 18, 3)]
+    assert summary.scale_table(r18 + r50_wide, "depth").empty and summary.scale_table(r18 + r50, "width").empty
 
 
 def test_scale_table_compares_one_setting_at_two_training_set_sizes():

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..calibration import ECE_BINS, ECE_DEFAULT_BINS
-from ..models import model_width
+from ..models import model_depth, model_width
 from ..runs import Run, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, column_names, ece_column, in_deltas, is_delta, loss_label,
@@ -498,12 +498,14 @@ def page_table(table: pd.DataFrame, digits: int = 3):
 
 
 # ------------------------------------------------------------------------------------------------
-# one setting at several scales: trained for different lengths, at different widths, on more or fewer images
+# one setting at several scales: trained for different lengths, at different widths, on more or fewer images, with
+# a deeper network
 # ------------------------------------------------------------------------------------------------
 #: the scale axes :func:`scale_table` compares along: the config key that varies, how a value is written, and the
 #: word a sentence uses for the axis
 SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "width {}", "width"),
-              "train images": ("train_per_class", "{} per class", "training-set size")}
+              "train images": ("train_per_class", "{} per class", "training-set size"),
+              "depth": ("model", "{} layers", "depth")}
 
 
 def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
@@ -516,7 +518,8 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
             f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
     pool = pool_text(run)
     data += f" {pool}" if pool else ""
-    model = model_text(c, run) if axis != "width" else c["model"]
+    model = (model_text(c, run) if axis not in ("width", "depth") else c["model"] if axis == "width" else
+             f"width {model_width(c['model'], c.get('width'))}")
     if axis != "epochs":
         model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"
     # the lr decays are in the model part (they vary along the length axis)
@@ -545,7 +548,7 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
     out = []
     for key, rs in settings.items():
         value_of = {id(r): int(model_width(r.config.get("model"), r.config.get("width")) if axis == "width"
-                               else r.config[field]) for r in rs}
+                               else model_depth(r.config["model"]) if axis == "depth" else r.config[field]) for r in rs}
         values = sorted(set(value_of.values()))
         if len(values) < 2:
             continue
@@ -558,8 +561,8 @@ def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str,
 
 def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
     """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
-    length; ``width``, the model's base width; ``train images``, training images per class): complete (not
-    prefix) runs in their group's main precision, no UFM-style ones (:func:`.comparable.standard_runs`), that share
+    length; ``width``, the model's base width; ``train images``, training images per class; ``depth``, the network's
+    layers, :func:`lsnc.models.model_depth`: ResNet-18 against ResNet-50 at one base width): complete (not prefix) runs in their group's main precision, no UFM-style ones (:func:`.comparable.standard_runs`), that share
     everything else (``_setting``). Per setting, value and
     loss (CE, then LS at ``deltas[1]``): the group(s), the lr decays, and the mean over seeds of the final NC1,
     NC2, NC3, test error and ECE (20 bins), on the seeds that every value has for both losses. Column ``axis``
