@@ -166,8 +166,8 @@ def setting_key(run, vary: str | None = None) -> tuple:
     ``vary`` leaves out the fields of one axis (:data:`SETTING_AXES`): ``"epochs"`` (the length and the evaluated
     epochs; the lr decays then count as fractions of training, to one decimal), ``"width"``, ``"train images"``
     (training images per class), ``"depth"`` (the network: ResNet-18 against ResNet-50) or ``"precision"``
-    (autocast and TF32: a bf16-autocast run and its fp32 or TF32 twin). The claims compare CE and LS on one key; the scale comparisons and the precision table vary one
-    thing."""
+    (autocast and TF32: a bf16-autocast run and its fp32 or TF32 twin). The claims compare CE and LS on one key; the
+    scale comparisons and the precision table vary one thing."""
     if vary not in (None, *SETTING_AXES):
         raise ValueError(f"vary must be None or one of {SETTING_AXES}; got {vary!r}")
     c = run.config
