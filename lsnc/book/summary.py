@@ -566,7 +566,8 @@ def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) 
     runs in their group's main precision, no UFM-style ones (:func:`.comparable.standard_runs`), that share
     everything else (``_setting``). Per setting, value and loss (CE, then LS at ``deltas[1]``): the group(s), the lr
     decays, and the mean over seeds of the final NC1, NC2, NC3, test error and ECE (20 bins), on the seeds that every
-    value has for both losses. Column ``axis`` holds the value as a page writes it. Empty when no setting was trained at two values."""
+    value has for both losses. Column ``axis`` holds the value as a page writes it. Empty when no setting was
+    trained at two values."""
     settings = _scale_settings(runs, axis, deltas)
     fmt = SCALE_AXES[axis][1]
     rows = []
