@@ -518,8 +518,12 @@ def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
             f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
     pool = pool_text(run)
     data += f" {pool}" if pool else ""
-    model = (model_text(c, run) if axis not in ("width", "depth") else c["model"] if axis == "width" else
-             f"width {model_width(c['model'], c.get('width'))}")
+    if axis == "width":   # the network without its width
+        model = c["model"]
+    elif axis == "depth":   # the width without the network
+        model = f"width {model_width(c['model'], c.get('width'))}"
+    else:
+        model = model_text(c, run)
     if axis != "epochs":
         model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"
     # the lr decays are in the model part (they vary along the length axis)
