@@ -113,8 +113,9 @@ def provenance(cfg: TrainConfig, data_description: dict[str, Any], label: str, d
 
     from .. import __version__
     dev: dict[str, Any] = {"type": device.type, "threads": torch.get_num_threads(), **cpu_description()}
-    if gpu_model(device):
-        dev["name"] = gpu_model(device)
+    name = gpu_model(device)
+    if name:
+        dev["name"] = name
     if device.type == "cuda":
         dev["cuda"] = torch.version.cuda
     return {
