@@ -43,7 +43,8 @@ def test_cpu_reproduction_matrix():
     groups = {g: [n for gg, n in keys if gg == g] for g, _ in keys}
     assert set(groups) == {"mnist1d", "cifar10-jpeg", "mnist1d-800ep", "cifar10-jpeg-150ep", "cifar10-jpeg-w32",
                            "cifar10-jpeg-1000pc", "mnist1d-w1024", "mnist1d-400pc", "mnist1d-1600pc",
-                           "mnist1d-1600pc-800ep", "cifar10-jpeg-resnet50"}
+                           "mnist1d-1600pc-800ep", "cifar10-jpeg-resnet50",
+                           "cifar10-jpeg-resnet50-150ep"}
     # the scale axes: CIFAR at 150 epochs (seeds 0-6) and on 1000 images per class (seeds 0-5), at width 32 (seeds 0-4);
     # MNIST-1D 4x wider, and 400 against 1600 training samples per class of a larger generated set (seeds 0-9;
     # the 1600 with the paper's δ sweep on seeds 0-9, and over the paper's 800 epochs)
@@ -52,6 +53,7 @@ def test_cpu_reproduction_matrix():
     assert sorted(groups["cifar10-jpeg-w32"]) == ce_and_ls("resnet18w32", range(8))
     assert sorted(groups["cifar10-jpeg-1000pc"]) == ce_and_ls("resnet18w16", range(6))
     assert sorted(groups["cifar10-jpeg-resnet50"]) == ce_and_ls("resnet50w16", range(3))
+    assert sorted(groups["cifar10-jpeg-resnet50-150ep"]) == ce_and_ls("resnet50w16", range(1))
     assert sorted(groups["cifar10-jpeg-150ep"]) == ce_and_ls("resnet18w16", range(7))
     assert sorted(groups["mnist1d-w1024"]) == ce_and_ls("mlpw1024", range(10))
     assert sorted(groups["mnist1d-400pc"]) == ce_and_ls("mlpw256", range(10))
