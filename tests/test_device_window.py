@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -280,31 +281,43 @@ def test_window_concurrent_pairs_fall_back_one_by_one_and_reused_graphs_are_chec
     assert _done(w2) == {(0.0, 0), (0.05, 0)}
 
 
-def test_window_unfuses_a_fused_set_that_fails(tmp_path):
+@pytest.mark.parametrize("how", ["fails", "hangs"])
+def test_window_unfuses_a_fused_set_that_fails_or_hangs(tmp_path, how):
     """A fused network has never trained on a GPU before the first window: if the fused stage fails, the same set
     trains again as concurrent tf32 processes with --resume. Here a PYTHON wrapper makes every fused `lsnc train`
-    (several δ in one command) exit 1, as a CUDA-only failure of the fused network would."""
+    (several δ in one command) exit 1, as a CUDA-only failure of the fused network would; or hang without a word,
+    as a graph replay that never returns would: the watchdog (LSNC_WINDOW_STALL_S) stops it long before its hard
+    limit, and the fallback gets the time."""
     _tiny_tar(tmp_path)
     wrapper = tmp_path / "python-no-fusion"
+    act = ('echo "simulated: fused training failed" >&2; exit 1' if how == "fails" else "exec sleep 300")
     wrapper.write_text("#!/bin/bash\n"
                        'if [[ " $* " == *" lsnc train "* && " $* " == *" --delta 0 0.05 "* ]]; then\n'
-                       '    echo "simulated: fused training failed" >&2; exit 1\n'
+                       f"    {act}\n"
                        "fi\n"
                        f'exec "{sys.executable}" "$@"\n')
     wrapper.chmod(0o755)
-    proc, wall = _window(_env(tmp_path, LSNC_WINDOW_MATRIX="skip", PYTHON=str(wrapper)))
+    proc, wall = _window(_env(tmp_path, LSNC_WINDOW_MATRIX="skip", PYTHON=str(wrapper), LSNC_WINDOW_STALL_S="30"))
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     log = (w / "logs" / "window.log").read_text()
     summary = (w / "summary.txt").read_text()
-    assert "simulated: fused training failed" in (w / "logs" / "train.log").read_text()
-    assert "fused training failed (exit 1): the set again as concurrent tf32 processes (--resume)" in log, log
-    assert "fallback: concurrent after fused exit 1" in summary and "stage train-concurrent: exit 0" in log
-    assert "stage_rc.train: 1" in summary and "stage_rc.train-concurrent: 0" in summary, summary
+    rc = 1 if how == "fails" else 143
+    if how == "fails":
+        assert "simulated: fused training failed" in (w / "logs" / "train.log").read_text()
+        assert "stalled" not in summary and "stopped as hung" not in log
+    else:
+        assert "stage train: no progress for 30s (no run file or log line written): stopped as hung" in log, log
+        assert "stalled: train" in summary, summary
+        stage_s = float(re.search(r"stage_s\.train: ([0-9.]+)", summary).group(1))
+        assert stage_s < 60, summary   # not its hard limit (200 s)
+    assert f"fused training failed (exit {rc}): the set again as concurrent tf32 processes (--resume)" in log, log
+    assert f"fallback: concurrent after fused exit {rc}" in summary and "stage train-concurrent: exit 0" in log
+    assert f"stage_rc.train: {rc}" in summary and "stage_rc.train-concurrent: 0" in summary, summary
     assert "stage_s.train: " in summary and "stage_s.train-concurrent: " in summary, summary   # wall seconds
     for d in ("0", "0.05"):
         assert f"--delta {d} --seed 0 --resume" in summary, summary
     assert _done(w) == {(0.0, 0), (0.05, 0)}
-    print(f"window.sh with the fused fallback: {wall:.0f} s")
+    print(f"window.sh with the fused fallback ({how}): {wall:.0f} s")
 
 
 def test_window_reuses_newest_valid_plan_and_new_seeds(tmp_path):
@@ -736,6 +749,7 @@ def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
     assert [files.cell_status(tmp_path / "s.json", n) for n in ("a", "b")] == ["ok", "missing"]
     for bad, message in (({"LSNC_WINDOW_BUDGET_S": "8m"}, "LSNC_WINDOW_BUDGET_S must be seconds"),
                          ({"LSNC_WINDOW_GRAPHS": "yes"}, "LSNC_WINDOW_GRAPHS must be 0 or 1"),
+                         ({"LSNC_WINDOW_STALL_S": "-1"}, "LSNC_WINDOW_STALL_S must be seconds"),
                          ({"LSNC_WINDOW_KEEP": str(REPO / ".device" / "keep")},
                           "LSNC_WINDOW_KEEP must lie outside .device/")):
         with pytest.raises(SystemExit) as stop:
@@ -743,6 +757,7 @@ def test_window_reads_plan_files_and_refuses_bad_settings(tmp_path, capsys):
         assert stop.value.code == 2 and message in capsys.readouterr().err
     # budget_left_s - 110 may be fractional: whole seconds of it
     assert settings.Settings({"LSNC_WINDOW_BUDGET_S": "173.4", "TMPDIR": str(tmp_path)}).budget_s == 173
+    assert settings.Settings({"TMPDIR": str(tmp_path)}).stall_s == 150   # the hang watchdog's default
     # runs kept for a second call: in the checkout, where the device tool keeps ignored files between calls
     default = settings.Settings({"TMPDIR": str(tmp_path)}).keep
     assert default == REPO / settings.KEEP_DIR and subprocess.run(

@@ -120,15 +120,23 @@ class Window:
             raise Exit(143)
         return proc
 
-    def run_stage(self, name: str, limit: int, cmd: list[str]) -> int:
+    def run_stage(self, name: str, limit: int, cmd: list[str], watched: bool = False) -> int:
         """``cmd`` under a hard timeout, its output in logs/NAME.log, its exit status in rc[NAME], its wall seconds
-        in wall[NAME]."""
+        in wall[NAME]. ``watched`` (training): stopped early if it makes no progress (:class:`Watchdog`)."""
         self.log(f"stage {name} (hard limit {limit}s): {' '.join(cmd)}")
         path = self.stage / "logs" / f"{name}.log"
         t0 = time.monotonic()
         with open(path, "w") as f:
             proc = self.spawn(["timeout", "-k", "10", str(limit), *cmd], f)
-            rc = signal_rc(proc.wait())
+            watch = Watchdog(self) if watched else None
+            while True:
+                try:
+                    rc = signal_rc(proc.wait(timeout=Watchdog.POLL_S))
+                    break
+                except subprocess.TimeoutExpired:
+                    if watch and watch.stalled():
+                        watch.stop(name, [proc])
+                        watch = None
             self.children = []
         self.rc[name], self.wall[name] = rc, round(time.monotonic() - t0, 1)
         self.log(f"stage {name}: exit {rc}")
@@ -136,3 +144,53 @@ class Window:
             for line in path.read_text(errors="replace").splitlines()[-20:]:
                 print(f"  [{name}] {line}", flush=True)
         return rc
+
+
+class Watchdog:
+    """Stops a training stage that has hung (a CUDA graph replay or a stream that never returns, say) instead of
+    letting it hold the GPU until its hard limit, so that the stage's fallback gets the time left. Progress is any
+    write under the runs folder (an epoch's row, a checkpoint, metrics, status.json) or to a stage log other than
+    window.log; none for LSNC_WINDOW_STALL_S (0: never) is a hang. The default, 150 s, is over twice all the time
+    outside training epochs (start-up and evaluations together) of each H200 window so far: 43 s and 70 s.
+    In a concurrent stage it watches the stage as a whole: a pair that hangs while another trains is not seen."""
+
+    POLL_S = 2
+
+    def __init__(self, w: "Window"):
+        self.w = w
+        self.reset()
+
+    def mark(self) -> int:
+        """The newest write (ns) under the runs folder and to the training logs."""
+        newest = 0
+        logs = [p for p in (self.w.stage / "logs").glob("*.log") if p.name != "window.log"]
+        for path in [*self.w.runs.rglob("*"), *logs]:
+            try:
+                newest = max(newest, path.stat().st_mtime_ns)
+            except OSError:   # a temporary file renamed meanwhile
+                continue
+        return newest
+
+    def reset(self) -> None:
+        self.last, self.since = self.mark(), time.monotonic()
+        self.checked = self.since
+
+    def stalled(self) -> bool:
+        if time.monotonic() - self.checked < self.POLL_S:   # (a concurrent stage asks every 0.2 s)
+            return False
+        self.checked = time.monotonic()
+        now = self.mark()
+        if now != self.last:
+            self.last, self.since = now, time.monotonic()
+            return False
+        return self.w.s.stall_s > 0 and time.monotonic() - self.since >= self.w.s.stall_s
+
+    def stop(self, name: str, procs: list) -> None:
+        """Stop ``procs`` (each a `timeout` wrapper: it passes SIGTERM on to its command, SIGKILL 10 s later)."""
+        self.w.log(f"stage {name}: no progress for {self.w.s.stall_s}s (no run file or log line written): "
+                   "stopped as hung")
+        self.w.summary(f"stalled: {name}")
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        self.reset()

@@ -30,6 +30,8 @@ Settings (environment; defaults are the GPU window's):
   LSNC_WINDOW_TRAIN_ARGS   extra `lsnc train` options
   LSNC_WINDOW_MODE         fused | streams | concurrent: override the plan's way of training the set together
                            (streams: `lsnc train --together streams`, K networks on K CUDA streams)
+  LSNC_WINDOW_STALL_S      a training stage that writes no run file and no log line for this long is stopped as
+                           hung and its fallback trains for the time left (default 150; 0: never; call.Watchdog)
   LSNC_WINDOW_TWINS        a bf16 set trains its tf32 twin (CE, first seed) only while the group holds fewer seeds
                            than this with CE runs in both precisions (default 2), and not where that seed has one
   LSNC_WINDOW_CONTINUE     1 | 0 (default 1): continue the runs an earlier call of this session kept (same source
@@ -79,11 +81,13 @@ class Settings:
         self.known = absolute(get("LSNC_WINDOW_KNOWN_RUNS")) if get("LSNC_WINDOW_KNOWN_RUNS") else str(REPO / "runs")
         self.keep = Path(absolute(get("LSNC_WINDOW_KEEP", str(REPO / KEEP_DIR))))
         self.python = get("PYTHON", "python3")
-        for key in ("LSNC_WINDOW_BUDGET_S", "LSNC_WINDOW_MATRIX_S"):   # whole seconds (a fraction is dropped)
+        # whole seconds (a fraction is dropped)
+        for key in ("LSNC_WINDOW_BUDGET_S", "LSNC_WINDOW_MATRIX_S", "LSNC_WINDOW_STALL_S"):
             if not re.fullmatch(r"[0-9]+(\.[0-9]*)?", get(key, "0")):
                 fail_setting(f"{key} must be seconds (e.g. 520)")
         self.budget_s = int(float(get("LSNC_WINDOW_BUDGET_S", "520")))
         self.matrix_s = int(float(get("LSNC_WINDOW_MATRIX_S", "90")))
+        self.stall_s = int(float(get("LSNC_WINDOW_STALL_S", "150")))
         self.width = get("LSNC_WINDOW_WIDTH", "64")
         self.group = get("LSNC_WINDOW_GROUP", "cifar10-jpeg-full-resnet18-gpu")
         self.matrix = get("LSNC_WINDOW_MATRIX", "auto")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from .call import Exit, Window, signal_rc
+from .call import Exit, Watchdog, Window, signal_rc
 
 PACK_RESERVE_S = 10   # kept at the end of the budget for packing
 
@@ -28,7 +28,8 @@ def train_command(w: Window) -> list[str]:
 def train_for(w: Window, name: str, secs: int, args: list[str]) -> int:
     """One `lsnc train` stage: lsnc stops itself within ``secs`` (after the last epoch that fits, evaluated)."""
     w.summary(f"train.{name}: {w.s.python} {' '.join(w.train_cmd)} --time-budget-s {secs} {' '.join(args)}")
-    return w.run_stage(name, secs + 60, [w.s.python, *w.train_cmd, "--time-budget-s", str(secs), *args])
+    return w.run_stage(name, secs + 60, [w.s.python, *w.train_cmd, "--time-budget-s", str(secs), *args],
+                       watched=True)
 
 
 def train_stage(w: Window, name: str, secs: int, args: list[str]) -> int:
@@ -67,8 +68,11 @@ def train_concurrent(w: Window, name: str, secs: int, extra: list[str]) -> int:
         _start_pair(w, job, secs, ["--cuda-graphs"] if job["graphs"] else [], extra)
         jobs.append(job)
     w.log(f"stage {name} (concurrent, {len(jobs)} processes, budget {secs}s, graphs={w.graphs})")
+    watch = Watchdog(w)
     while any(j["rc"] is None for j in jobs):
         time.sleep(0.2)
+        if watch.stalled():   # all of them at once (a hung pair beside a training one is not seen)
+            watch.stop(name, [j["proc"] for j in jobs if j["rc"] is None])
         for job in jobs:
             if job["rc"] is not None or job["proc"].poll() is None:
                 continue
