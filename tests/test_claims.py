@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lsnc import book
-from lsnc.book import claims, comparable, measures, scale
+from lsnc.book import claims, comparable, describe, measures, scale
 from lsnc.book.claims import ClaimsError, judge
 
 ALLOWED = set(claims.VERDICTS)
@@ -16,7 +16,7 @@ EPOCHS = [0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 40]
 
 @dataclass
 class FakeRun:
-    """What lsnc.book.claims and lsnc.book.scale read from a Run: dataset, label, name, config, metrics,
+    """What lsnc.book.claims and lsnc.book.describe read from a Run: dataset, label, name, config, metrics,
     provenance, epochs (None: no epochs table; no status: a complete run)."""
 
     config: dict
@@ -691,14 +691,13 @@ def _length_group(name, epochs, nc3_ce, nc3_ls, seeds=(0, 1)):
 
 
 def test_scale_table_compares_one_setting_trained_for_two_lengths():
-    from lsnc.book import summary
 
     short = _length_group("fake-short", EPOCHS, 0.3, 0.6, seeds=(0, 1, 2))
     long = _length_group("fake-long", EPOCHS + [60, 80], 0.2, 0.1)
     other = _length_group("other-lr", EPOCHS + [60], 0.2, 0.1)
     for r in other:
         r.config["lr"] = 0.1  # another setting: not compared with the two above
-    table = summary.scale_table(short + long + other)
+    table = scale.scale_table(short + long + other)
     assert list(table["group"]) == ["fake-short", "fake-short", "fake-long", "fake-long"]
     assert list(table["epochs"]) == ["40 epochs", "40 epochs", "80 epochs", "80 epochs"]
     assert list(table["loss"]) == ["CE", "LS δ=0.05", "CE", "LS δ=0.05"]
@@ -706,99 +705,94 @@ def test_scale_table_compares_one_setting_trained_for_two_lengths():
     assert set(table["seeds"]) == {"0, 1"} and set(table["lr decays at"]) == {"20", "40"}
     np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.1], atol=1e-3)
     assert table["ECE20"].notna().all() and (table["setting"].str.contains("SGD lr 0.05")).all()
-    lines = summary.scale_lines(table)
+    lines = scale.scale_lines(table)
     assert lines.count("\n") == 0 and "mlp (3 hidden layers, width 8)" in lines and "(seeds 0, 1)" in lines
     assert "NC3: the order changes with length (LS / CE 2 at 40 epochs, 0.5 at 80 epochs)" in lines
     assert "NC1: LS lower at every length" in lines
     assert "test error: LS equal to CE at every length" in lines
-    assert summary.scale_table(short + other).empty  # no setting trained for two lengths
+    assert scale.scale_table(short + other).empty  # no setting trained for two lengths
 
 
 def test_scale_table_leaves_out_prefixes_and_says_what_is_missing():
-    from lsnc.book import summary
 
     short, long = _length_group("fake-short", EPOCHS, 0.3, 0.6), _length_group("fake-long", EPOCHS + [80], 0.2, 0.1)
     stopped = [comparable.UpTo(r, 40) for r in _length_group("fake-long", EPOCHS + [80], 0.2, 0.1, seeds=(5,))]
     assert all(comparable.reach(r).prefix for r in stopped)
-    assert summary.scale_table(short + stopped).empty  # a prefix of the 80-epoch recipe is not a 40-epoch run
+    assert scale.scale_table(short + stopped).empty  # a prefix of the 80-epoch recipe is not a 40-epoch run
     for r in long:
         r.metrics = r.metrics.drop(columns=["test_ece20"])
-    lines = summary.scale_lines(summary.scale_table(short + long + stopped))
+    lines = scale.scale_lines(scale.scale_table(short + long + stopped))
     assert "ECE20: not recorded at every length" in lines and "(seeds 0, 1)" in lines
     with pytest.raises(ValueError, match="CE first"):
-        summary.scale_table(short + long, deltas=(0.0, 0.05, 0.1))
+        scale.scale_table(short + long, deltas=(0.0, 0.05, 0.1))
     with pytest.raises(ValueError, match="axis must be one of epochs, width"):
-        summary.scale_table(short + long, "layers")
+        scale.scale_table(short + long, "layers")
     # the same lengths with the lr decays at other fractions of training: another setting, never pooled
     late = _length_group("fake-late", EPOCHS + [80], 0.2, 0.1)
     for r in late:
         r.config["milestones"] = [70]
-    assert summary.scale_table(short + late).empty
-    assert set(summary.scale_table(short + long + late)["group"]) == {"fake-short", "fake-long"}
+    assert scale.scale_table(short + late).empty
+    assert set(scale.scale_table(short + long + late)["group"]) == {"fake-short", "fake-long"}
 
 
 def test_scale_table_compares_one_setting_at_two_widths():
-    from lsnc.book import summary
 
     narrow = _length_group("fake-w8", EPOCHS, 0.3, 0.6)
     wide = _length_group("fake-w16", EPOCHS, 0.2, 0.5, seeds=(0, 1, 3))
     longer = _length_group("fake-long", EPOCHS + [80], 0.2, 0.1)  # another length: not a width comparison
     for r in wide + longer:
         r.config["width"] = 16
-    table = summary.scale_table(narrow + wide + longer, "width")
+    table = scale.scale_table(narrow + wide + longer, "width")
     assert list(table["width"]) == ["width 8", "width 8", "width 16", "width 16"]
     assert list(table["group"]) == ["fake-w8", "fake-w8", "fake-w16", "fake-w16"]
     assert set(table["seeds"]) == {"0, 1"} and table["setting"].str.contains("mlp, 40 epochs").all()
     np.testing.assert_allclose(table["NC3"], [0.3, 0.6, 0.2, 0.5], atol=1e-3)
-    lines = summary.scale_lines(table)
+    lines = scale.scale_lines(table)
     assert "NC3: LS higher at every width (LS / CE 2 at width 8, 2.5 at width 16)" in lines
-    assert summary.scale_table(narrow + longer, "width").empty  # the wide runs trained longer
-    assert summary.scale_lines(summary.scale_table(narrow, "width")) == ""
+    assert scale.scale_table(narrow + longer, "width").empty  # the wide runs trained longer
+    assert scale.scale_lines(scale.scale_table(narrow, "width")) == ""
 
 
 def test_scale_table_compares_one_setting_with_two_networks_by_depth():
     """ResNet-18 against ResNet-50 at one base width and recipe: the depth axis (lsnc.models.model_depth); another
     width is another setting."""
-    from lsnc.book import summary
 
     r18, r50, r50_wide = (_length_group(g, EPOCHS, 0.3, 0.6 * k) for g, k in (("r18", 1), ("r50", 2), ("r50w", 1)))
     for runs, model, width in ((r18, "resnet18", 16), (r50, "resnet50", 16), (r50_wide, "resnet50", 32)):
         for r in runs:
             r.config.update(model=model, width=width)
-    table = summary.scale_table(r18 + r50 + r50_wide, "depth")
+    table = scale.scale_table(r18 + r50 + r50_wide, "depth")
     assert list(table["depth"]) == ["18 layers"] * 2 + ["50 layers"] * 2 and set(table["group"]) == {"r18", "r50"}
     assert table["setting"].str.contains("width 16, 40 epochs").all() and not table["setting"].str.contains(
         "resnet").any()
-    assert "NC3: LS higher at every depth (LS / CE 2 at 18 layers, 4 at 50 layers)" in summary.scale_lines(table)
-    ratios = summary.scale_ratios(r18 + r50, "depth")
+    assert "NC3: LS higher at every depth (LS / CE 2 at 18 layers, 4 at 50 layers)" in scale.scale_lines(table)
+    ratios = scale.scale_ratios(r18 + r50, "depth")
     assert sorted(set(ratios["factor"].round(3))) == [1.0, round(50 / 18, 3)]
-    assert summary.scale_table(r18 + r50_wide, "depth").empty and summary.scale_table(r18 + r50, "width").empty
+    assert scale.scale_table(r18 + r50_wide, "depth").empty and scale.scale_table(r18 + r50, "width").empty
 
 
 def test_scale_table_compares_one_setting_at_two_training_set_sizes():
-    from lsnc.book import summary
 
     small, large = _length_group("fake-500", EPOCHS, 0.3, 0.6), _length_group("fake-1000", EPOCHS, 0.3, 0.3)
     for runs, n in ((small, 500), (large, 1000)):
         for r in runs:
             r.config.update(train_per_class=n, test_per_class=100, holdout_per_class=50)
-    table = summary.scale_table(small + large, "train images")
+    table = scale.scale_table(small + large, "train images")
     assert list(table["train images"]) == ["500 per class"] * 2 + ["1000 per class"] * 2
     assert table["setting"].str.contains("subset: 100 test, 50 holdout per class").all()
-    lines = summary.scale_lines(table)
+    lines = scale.scale_lines(table)
     assert "NC3: LS higher at every training-set size" not in lines
     assert "NC3: the order changes with training-set size (LS / CE 2 at 500 per class, 1 at 1000 per class)" in lines
-    assert summary.scale_table(small + large, "width").empty
+    assert scale.scale_table(small + large, "width").empty
 
 
 def test_scale_ratios_give_the_mean_ratio_and_the_seed_pairs_spread():
-    from lsnc.book import summary
 
     short = _length_group("fake-short", EPOCHS, 0.3, 0.6, seeds=(0, 1, 2))
     long = _length_group("fake-long", EPOCHS + [60, 80], 0.2, 0.1)
     ls_seed1 = next(r for r in long if r.config["delta"] == 0.05 and r.config["seed"] == 1)
     ls_seed1.metrics["train_nc3_duality_sq"] *= 3  # final NC3 0.3: this seed pair's ratio is 1.5, seed 0's 0.5
-    ratios = summary.scale_ratios(short + long)
+    ratios = scale.scale_ratios(short + long)
     nc3 = ratios[ratios["metric"] == "NC3"].set_index("value")
     assert list(nc3.index) == [40, 80] and list(nc3["factor"]) == [1.0, 2.0]
     assert list(nc3["groups"]) == ["fake-short", "fake-long"] and set(nc3["seeds"]) == {2}  # seed 2: one length
@@ -806,18 +800,18 @@ def test_scale_ratios_give_the_mean_ratio_and_the_seed_pairs_spread():
     np.testing.assert_allclose(nc3["ratio_min"], [2.0, 0.5], atol=1e-3)
     np.testing.assert_allclose(nc3["ratio_max"], [2.0, 1.5], atol=1e-3)
     # the ratio of means is the one the page's bullets state
-    lines = summary.scale_lines(summary.scale_table(short + long))
+    lines = scale.scale_lines(scale.scale_table(short + long))
     assert "NC3: the order changes with length (LS / CE 2 at 40 epochs, 1 at 80 epochs)" in lines
     # the runs behind the figure: the compared ones on the common seeds, not seed 2 or another setting
     other = _length_group("other-lr", EPOCHS, 0.2, 0.1)
     for r in other:
         r.config["lr"] = 0.1
-    compared = summary.scale_runs(short + long + other)
+    compared = scale.scale_runs(short + long + other)
     assert len(compared) == 8 and {r.config["seed"] for r in compared} == {0, 1}
-    assert summary.scale_ratios(short + other).empty and summary.scale_runs(short) == []
+    assert scale.scale_ratios(short + other).empty and scale.scale_runs(short) == []
     for r in long:
         r.metrics = r.metrics.drop(columns=["test_ece20"])
-    ratios = summary.scale_ratios(short + long)
+    ratios = scale.scale_ratios(short + long)
     assert set(ratios.loc[ratios["metric"] == "ECE20", "value"]) == {40}  # not recorded at 80 epochs: no row there
 
 
@@ -851,12 +845,12 @@ def test_a_group_trained_in_bf16_is_read_in_bf16_and_its_tf32_twin_is_left_to_th
     comp = claims.select_comparison(gpu)
     assert sorted(comp.ce) == sorted(comp.ls) == [0, 1]
     assert all(r.config["amp"] == "bf16" for r in [*comp.ce.values(), *comp.ls.values()])
-    line = scale.group_line(gpu)
+    line = describe.group_line(gpu)
     assert "40 epochs, bf16 autocast; CE seeds 0, 1, LS δ=0.05 seeds 0, 1" in line
     assert "1 TF32 twin run (the runs page compares them)" in line and "5 finished runs" in line
-    cpu_line = scale.group_line(cpu)
+    cpu_line = describe.group_line(cpu)
     assert "autocast;" not in cpu_line and "1 bf16 autocast twin run" in cpu_line
-    assert scale.precision_text(gpu[-1]) == "TF32" and scale.precision_text(cpu[0]) == "fp32"
+    assert describe.precision_text(gpu[-1]) == "TF32" and describe.precision_text(cpu[0]) == "fp32"
     # from run folders: a page's default selection holds each group's main precision
     root = tmp_path / "runs"
     for r in gpu + cpu:  # the twin and its bf16 run share δ and seed: written apart, then given their own names

@@ -236,7 +236,7 @@ def test_scale_ratio_figure():
     import pandas as pd
 
     from lsnc.book.plots.scale import plot_scale_ratios
-    from lsnc.book.summary import SCALE_COLUMNS
+    from lsnc.book.scale import SCALE_COLUMNS
 
     metrics = list(SCALE_COLUMNS.values())
     rows = [{"setting": "long name A", "groups": g, "value": v, "factor": v / 50, "metric": m, "ratio": r,

@@ -36,7 +36,7 @@ def test_smoke_run_writes_a_complete_run_folder(tmp_path):
     prov = run.provenance
     assert prov["packages"]["torch"] and prov["device"]["type"] == "cpu"
     assert prov["dataset"]["fingerprint" if "fingerprint" in prov["dataset"] else "label"]
-    from lsnc.book.scale import describe_run
+    from lsnc.book.describe import describe_run
     assert "synthetic" in describe_run(run) and "3 epochs" in describe_run(run)
     assert {"train_acc", "test_acc"} <= set(run.metrics.columns) or any("acc" in c for c in run.metrics.columns)
 

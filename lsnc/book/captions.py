@@ -1,9 +1,9 @@
-"""Captions: below every figure, what it was computed from (one :func:`lsnc.book.scale.provenance_line` per
+"""Captions: below every figure, what it was computed from (one :func:`lsnc.book.describe.provenance_line` per
 dataset), and the display helpers the notebooks call."""
 
 from __future__ import annotations
 
-from .scale import as_runs, by_dataset, provenance_line
+from .describe import as_runs, by_dataset, provenance_line
 
 
 def caption(runs, what: str = "") -> str:

@@ -67,7 +67,7 @@ from ..vocab import CLASS_MEAN_NORM, CLASSIFIER_NORM, MAIN_DELTA, NC_COLUMNS, ec
 from .comparable import align_prefixes, reach, setting_key, standard_runs
 from .measures import (C4_GRID, c2_level, epochs_to_level, epochs_to_own_level, epochs_to_zero_error,
                        epochs_to_zero_running_error, final_value, nc2_at_matched_nc1, series)
-from .scale import as_runs, by_dataset, describe_setting
+from .describe import as_runs, by_dataset, describe_setting
 from .select import finished_runs
 
 #: The paper's six claims as this book states them (the claims page's table; a test holds the page to these).
@@ -467,7 +467,7 @@ def select_comparison(runs: Iterable[Any], ls_delta: float = MAIN_DELTA) -> Comp
     of the recipe (prefixes from different GPU windows, say) are compared at one epoch they reached
     (:func:`.comparable.align_prefixes`), and ``notes`` says so."""
     comp = _pick(runs, ls_delta)
-    aligned = align_prefixes(comp.runs, per_seed=2)
+    aligned = align_prefixes(comp.runs)
     if aligned.epoch is not None:
         comp.ce = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) == 0}
         comp.ls = {int(r.config["seed"]): r for r in aligned.runs if float(r.config["delta"]) != 0}

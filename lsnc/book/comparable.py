@@ -93,16 +93,18 @@ class Aligned:
                 f"compared run reached (the runs reached epochs {self.reached[0]}-{self.reached[1]}){skipped}")
 
 
-def align_prefixes(runs: Sequence[Any], per_seed: int) -> Aligned:
-    """Runs that are prefixes of one recipe and stopped at different epochs (GPU windows of different lengths),
-    made comparable: each is cut at one epoch they reached (a prefix *is* the recipe's run up to its end, so
-    the cut is what a shorter run records there). A seed is complete at an epoch when ``per_seed`` of its runs
-    reached it (e.g. 2 for a CE-LS pair). The epoch is the latest one that keeps at least half of the complete
-    seeds the best epoch keeps, and at least two where any epoch has two: the paper's claims are about the end of
-    training, so a short pair (a GPU window's last minutes) does not hold two longer ones back, while many seeds
-    are not given up for a single long one. A run without its partners does not hold the others back. Runs that
-    stopped earlier are skipped."""
+def align_prefixes(runs: Sequence[Any], per_seed: int | None = None) -> Aligned:
+    """Runs that are prefixes of one recipe and stopped at different epochs (GPU windows of different lengths), made
+    comparable: each is cut at one epoch they reached (a prefix *is* the recipe's run up to its end, so the cut is what
+    a shorter run records there). A seed is complete at an epoch when ``per_seed`` of its runs reached it (default: one
+    run per δ among ``runs``, 2 for CE-LS pairs; every page uses the default). The epoch is the latest one that keeps
+    at least half of the complete seeds the best epoch keeps, and at least two where any epoch has two: the paper's
+    claims are about the end of training, so a short pair (a GPU window's last minutes) does not hold two longer ones
+    back, while many seeds are not given up for a single long one. A run without its partners does not hold the others
+    back. Runs that stopped earlier are skipped."""
     reached = {id(r): reach(r).reached for r in runs}
+    if per_seed is None:
+        per_seed = len({float(r.config["delta"]) for r in runs})
     if len(set(reached.values())) <= 1:
         return Aligned(list(runs), [], None, (min(reached.values(), default=0), max(reached.values(), default=0)))
     by_seed: dict[Any, list] = {}

@@ -34,7 +34,7 @@ from ..vocab import MAIN_DELTA, NC_COLUMNS, TRAIN_PREFIX, is_delta, loss_label
 from .claims import paired_comparisons
 from .measures import final_value
 from .comparable import align_prefixes, setting_key, standard_runs
-from .scale import as_runs, by_dataset, describe_setting, seeds_text
+from .describe import as_runs, by_dataset, describe_setting, seeds_text
 from .summary import final_rows
 
 #: the metrics.csv columns read here -> their names on the page
@@ -91,7 +91,7 @@ def _sweep(group: list) -> list:
     for r in group:
         if setting_key(r) == main:
             picked.setdefault((float(r.config["delta"]), int(r.config["seed"])), r)
-    return align_prefixes(list(picked.values()), per_seed=len({d for d, _ in picked})).runs
+    return align_prefixes(list(picked.values())).runs
 
 
 def final_vs_delta(runs, min_deltas: int = 3) -> tuple[pd.DataFrame, list, list[str]]:
@@ -216,14 +216,14 @@ def outside_share(final: pd.DataFrame) -> pd.Series:
 
 
 def _setting(rows: pd.DataFrame) -> str:
-    """The group's setting (:func:`lsnc.book.scale.describe_setting`) its rows carry; "" where they carry none."""
+    """The group's setting (:func:`lsnc.book.describe.describe_setting`) its rows carry; "" where they carry none."""
     setting = rows["setting"].dropna() if "setting" in rows.columns else rows.iloc[:0]
     return str(setting.iloc[0]) if len(setting) else ""
 
 
 def _header(dataset: str, rows: pd.DataFrame) -> str:
     """"`group`, its setting (seeds 5–9, epoch 150)": what a bullet's numbers were read from (the setting: data and
-    its copy, subset, model, epochs of which recipe, :func:`lsnc.book.scale.describe_setting`)."""
+    its copy, subset, model, epochs of which recipe, :func:`lsnc.book.describe.describe_setting`)."""
     setting = _setting(rows)
     where = f"`{dataset}`" + (f", {setting}" if setting else "")
     return (f"{where} (seeds {seeds_text(rows['seed'])}, epoch "

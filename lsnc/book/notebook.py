@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..calibration import ECE_BINS
-from .scale import fmt_list, seeds_text
+from .describe import fmt_list, seeds_text
 from .select import Selection, UnknownDataset, select, shown_path
 
 

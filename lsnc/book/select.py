@@ -25,7 +25,7 @@ from ..runs import Run, RunDamaged, RunError, damaged_runs, default_runs_dir, fi
 from ..runs.format import CONFIG_FILE, read_status
 from ..vocab import CE_VS_LS, in_deltas, is_delta
 from .comparable import in_main_precision
-from .scale import as_runs, by_dataset, fmt_list, group_line, seeds_text
+from .describe import as_runs, by_dataset, fmt_list, group_line, seeds_text
 
 
 class UnknownDataset(ValueError):

@@ -1,4 +1,5 @@
-"""Numbers the pages print or glue: end-of-training tables, means per loss, CE-vs-LS sentences, bf16 vs fp32.
+"""Numbers the pages print or glue: end-of-training tables, means per loss, CE-vs-LS sentences, bf16 vs fp32
+(one setting at several scales is :mod:`.scale`'s).
 
 Every function takes runs (a list, or a Selection) already chosen by :func:`lsnc.book.select`; the figures in
 :mod:`lsnc.book.plots` draw from the same tables (:func:`metrics_table`, :func:`final_rows`, :func:`ufm_errors`).
@@ -13,15 +14,14 @@ import numpy as np
 import pandas as pd
 
 from ..calibration import ECE_BINS, ECE_DEFAULT_BINS
-from ..models import model_depth, model_width
 from ..runs import Run, runs_table
 from ..vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, MAIN_DELTA, NC_COLUMNS,
                      UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, column_names, ece_column, in_deltas, is_delta, loss_label,
                      temperature_column)
 from .claims import paired_comparisons
 from .measures import epochs_to_zero_error, final_value
-from .comparable import UpTo, align_prefixes, common_epoch, reach, setting_key, standard_runs
-from .scale import as_runs, data_text, describe_setting, fmt_list, model_text, pool_text, recipe_text, seeds_text
+from .comparable import UpTo, align_prefixes, common_epoch, reach, setting_key
+from .describe import as_runs, data_text, describe_setting, fmt_list, model_text
 
 #: summary_by_loss: metric column -> its column in the summary
 SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
@@ -30,8 +30,6 @@ SUMMARY_COLUMNS = {"first_zero_error_epoch": "first_zero_error_epoch",
                    ece_column("holdout"): f"ece{ECE_DEFAULT_BINS}_ts_holdout"}
 #: precision_comparison: metric column -> its name in the table
 PRECISION_COLUMNS = column_names(*NC_COLUMNS.values(), "test_accuracy", ece_column())
-#: scale_table: metric column -> its name in the table
-SCALE_COLUMNS = column_names(*NC_COLUMNS.values(), "test_error", ece_column())
 #: the end-of-training collapse table (fig6)
 FINAL_COLLAPSE_COLUMNS = (*NC_COLUMNS.values(), CLASS_MEAN_NORM, CLASSIFIER_NORM, "test_error")
 #: the UFM-style table (fig9): closed form, measured, relative error
@@ -77,7 +75,7 @@ def _final_cuts(runs: Sequence[Run]) -> list[tuple[list, Any]]:
     sets: dict[tuple, list] = {}
     for r in runs:
         sets.setdefault((r.dataset, setting_key(r)), []).append(r)
-    return [(rs, align_prefixes(rs, per_seed=len({float(r.config["delta"]) for r in rs}))) for rs in sets.values()]
+    return [(rs, align_prefixes(rs)) for rs in sets.values()]
 
 
 def final_epoch_text(runs) -> str:
@@ -373,7 +371,7 @@ def compare_sentence(runs, deltas: Sequence[float] = CE_VS_LS) -> str:
     for ds in dict.fromkeys(r.dataset for r in runs):
         chosen = [r for r in runs if r.dataset == ds and in_deltas(r.config["delta"], deltas)]
         # prefixes that stopped at different epochs (GPU windows) are summarised at one epoch they all reached
-        aligned = align_prefixes(chosen, per_seed=len({float(r.config["delta"]) for r in chosen}))
+        aligned = align_prefixes(chosen)
         res = summary_by_loss(aligned.runs, ds, deltas)
         if len(res) < 2 or 0.0 not in res.index:
             continue
@@ -495,163 +493,3 @@ def page_table(table: pd.DataFrame, digits: int = 3):
             .set_table_styles([{"selector": "th", "props": "white-space: normal; font-size: 0.85em;"},
                                {"selector": "td", "props": "font-size: 0.85em; padding: 0.2em 0.5em;"}])
             .set_properties(**{"text-align": "right"}, subset=numeric))
-
-
-# ------------------------------------------------------------------------------------------------
-# one setting at several scales: trained for different lengths, at different widths, on more or fewer images, with
-# a deeper network
-# ------------------------------------------------------------------------------------------------
-#: the scale axes :func:`scale_table` compares along: the config key that varies, how a value is written, and the
-#: word a sentence uses for the axis
-SCALE_AXES = {"epochs": ("epochs", "{} epochs", "length"), "width": ("width", "width {}", "width"),
-              "train images": ("train_per_class", "{} per class", "training-set size"),
-              "depth": ("model", "{} layers", "depth")}
-
-
-def _setting(run, axis: str = "epochs") -> tuple[tuple, str]:
-    """What must be equal for runs to differ only along ``axis`` (:func:`.comparable.setting_key`), and how a page
-    names it."""
-    c = run.config
-    milestones = c.get("milestones") or []
-    key = setting_key(run, vary=axis)
-    data = (data_text(run) if axis != "train images" else
-            f"{run.label} [subset: {c.get('test_per_class')} test, {c.get('holdout_per_class')} holdout per class]")
-    pool = pool_text(run)
-    data += f" {pool}" if pool else ""
-    if axis == "width":   # the network without its width
-        model = c["model"]
-    elif axis == "depth":   # the width without the network
-        model = f"width {model_width(c['model'], c.get('width'))}"
-    else:
-        model = model_text(c, run)
-    if axis != "epochs":
-        model += f", {c.get('epochs')} epochs (lr decays at {fmt_list(milestones)})"
-    # the lr decays are in the model part (they vary along the length axis)
-    return key, f"{data}, {model}, {recipe_text([run], decays=False)}"
-
-
-def _scale_settings(runs, axis: str, deltas: Sequence[float]) -> list[tuple[str, dict[int, list], list[int]]]:
-    """The settings :func:`scale_table` and :func:`scale_ratios` compare: per setting trained at two or more
-    values of ``axis``, ``(its name, {value: its runs on the common seeds}, the common seeds)``; the common seeds
-    are those that every value has for both losses (``deltas``, CE first)."""
-    if axis not in SCALE_AXES:
-        raise ValueError(f"axis must be one of {', '.join(SCALE_AXES)}; got {axis!r}")
-    if len(deltas) != 2 or float(deltas[0]) != 0.0:
-        raise ValueError(f"deltas must be (0, one LS δ), CE first; got {list(deltas)}")
-    field = SCALE_AXES[axis][0]
-    runs = [r for r in standard_runs(as_runs(runs)) if not reach(r).prefix
-            and (r.config.get(field) is not None or axis == "width")
-            and in_deltas(r.config["delta"], deltas)]
-    settings: dict[tuple, list] = {}
-    names: dict[tuple, str] = {}
-    for r in runs:
-        key, names[key] = _setting(r, axis)
-        settings.setdefault(key, []).append(r)
-    shared = pd.Series(names).duplicated(keep=False)  # two settings a page would name alike: number them
-    names = {key: f"{name} (setting {i + 1})" if shared.iloc[i] else name for i, (key, name) in enumerate(names.items())}
-    out = []
-    for key, rs in settings.items():
-        value_of = {id(r): int(model_width(r.config.get("model"), r.config.get("width")) if axis == "width"
-                               else model_depth(r.config["model"]) if axis == "depth" else r.config[field]) for r in rs}
-        values = sorted(set(value_of.values()))
-        if len(values) < 2:
-            continue
-        seeds = set.intersection(*({int(r.config["seed"]) for r in rs if value_of[id(r)] == v
-                                    and is_delta(r.config["delta"], d)} for v in values for d in deltas))
-        at = {v: [r for r in rs if value_of[id(r)] == v and int(r.config["seed"]) in seeds] for v in values}
-        out.append((names[key], at, sorted(seeds)))
-    return out
-
-
-def scale_table(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
-    """Settings trained at several values of ``axis`` (a key of :data:`SCALE_AXES`: ``epochs``, the recipe's
-    length; ``width``, the model's base width; ``train images``, training images per class; ``depth``, the network's
-    layers, :func:`lsnc.models.model_depth`: ResNet-18 against ResNet-50 at one base width): complete (not prefix)
-    runs in their group's main precision, no UFM-style ones (:func:`.comparable.standard_runs`), that share
-    everything else (``_setting``). Per setting, value and loss (CE, then LS at ``deltas[1]``): the group(s), the lr
-    decays, and the mean over seeds of the final NC1, NC2, NC3, test error and ECE (20 bins), on the seeds that every
-    value has for both losses. Column ``axis`` holds the value as a page writes it. Empty when no setting was
-    trained at two values."""
-    settings = _scale_settings(runs, axis, deltas)
-    fmt = SCALE_AXES[axis][1]
-    rows = []
-    for setting, at, seeds in settings:
-        for value, value_runs in at.items():
-            final = final_rows(value_runs) if value_runs else pd.DataFrame()
-            for delta in deltas:
-                mine = [r for r in value_runs if is_delta(r.config["delta"], delta)]
-                row = {"setting": setting, axis: fmt.format(value),
-                       "group": fmt_list(sorted({r.dataset for r in mine})),
-                       "lr decays at": " / ".join(dict.fromkeys(fmt_list(r.config.get("milestones") or [])
-                                                                 for r in mine)),
-                       "loss": loss_label(delta), "seeds": seeds_text(seeds) if seeds else "none in common"}
-                sub = final[is_delta(final["delta"], delta)] if len(final) else final
-                row.update({name: (pd.to_numeric(sub[col], errors="coerce").mean() if len(sub) and col in sub
-                                   else np.nan) for col, name in SCALE_COLUMNS.items()})
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def scale_ratios(runs, axis: str = "epochs", deltas: Sequence[float] = CE_VS_LS) -> pd.DataFrame:
-    """The LS / CE ratios behind :func:`scale_table`, for a figure: one row per setting, value of ``axis`` and
-    metric (:data:`SCALE_COLUMNS`), with ``value`` (the axis value, a number), ``factor`` (value / the setting's
-    smallest value), ``groups`` (the run groups at that value), ``ratio`` (mean over seeds of LS's final value
-    / the same mean of CE's, the ratio :func:`scale_lines` states), ``ratio_min`` / ``ratio_max`` (the smallest
-    and largest ratio of one seed's LS run to the same seed's CE run) and ``seeds`` (how many pairs). A metric
-    not recorded at a value gives no row."""
-    rows = []
-    for name, at, seeds in _scale_settings(runs, axis, deltas):
-        smallest = min(at)
-        for value, value_runs in at.items():
-            if not value_runs:
-                continue
-            final = final_rows(value_runs)
-            final = final.assign(seed=[int(s) for s in final["seed"]])
-            for col, metric in SCALE_COLUMNS.items():
-                if col not in final:
-                    continue
-                ce, ls = (pd.to_numeric(final[is_delta(final["delta"], d)].set_index("seed")[col], errors="coerce")
-                          for d in deltas)
-                pairs = ls / ce
-                if not len(pairs) or not np.isfinite(pairs).all() or ce.mean() == 0:
-                    continue  # a metric missing, or zero for CE, at this value: no ratio to draw
-                rows.append({"setting": name, "groups": fmt_list(sorted({r.dataset for r in value_runs})),
-                             "value": value, "factor": value / smallest, "metric": metric,
-                             "ratio": ls.mean() / ce.mean(), "ratio_min": pairs.min(), "ratio_max": pairs.max(),
-                             "seeds": len(pairs)})
-    return pd.DataFrame(rows, columns=["setting", "groups", "value", "factor", "metric", "ratio", "ratio_min",
-                                       "ratio_max", "seeds"])
-
-
-def scale_runs(runs, deltas: Sequence[float] = CE_VS_LS) -> list:
-    """The runs that :func:`scale_table` compares along any axis (on their settings' common seeds), once each, in
-    the order of ``runs``: what a figure of the comparisons was computed from."""
-    compared = {id(r) for axis in SCALE_AXES for _, at, _ in _scale_settings(runs, axis, deltas)
-                for value_runs in at.values() for r in value_runs}
-    return [r for r in as_runs(runs) if id(r) in compared]
-
-
-def scale_lines(table: pd.DataFrame) -> str:
-    """Markdown bullets from :func:`scale_table`: per setting and metric, whether LS is below or above CE at
-    every value of the axis (or equal, or the order changes), with the LS / CE ratio at each value."""
-    if table.empty:
-        return ""
-    axis = next(a for a in SCALE_AXES if a in table.columns)
-    word = SCALE_AXES[axis][2]
-    lines = []
-    for setting, rows in table.groupby("setting", sort=False):
-        is_ce = rows["loss"] == loss_label(0.0)
-        ce, ls = rows[is_ce].set_index(axis), rows[~is_ce].set_index(axis)
-        parts = []
-        for name in SCALE_COLUMNS.values():
-            ratio = ls[name] / ce[name]
-            if ratio.isna().any():
-                parts.append(f"{name}: not recorded at every {word}")
-                continue
-            order = (f"LS lower at every {word}" if (ratio < 1).all() else
-                     f"LS higher at every {word}" if (ratio > 1).all() else
-                     f"LS equal to CE at every {word}" if (ratio == 1).all() else f"the order changes with {word}")
-            parts.append(f"{name}: {order} (LS / CE " + ", ".join(f"{v:.3g} at {e}" for e, v in ratio.items()) + ")")
-        lines.append(f"* **{setting}** (seeds {rows['seeds'].iloc[0]}), {ls['loss'].iloc[0]} against CE. "
-                     + "; ".join(parts) + ".")
-    return "\n".join(lines)

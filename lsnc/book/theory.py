@@ -19,7 +19,7 @@ from ..metrics import PAPER_NAMES, collapse_metrics_from_features
 from ..models import feature_dim
 from ..presets import PRESETS
 from ..vocab import MAIN_DELTA
-from .scale import fmt_list
+from .describe import fmt_list
 
 #: The theory page's small UFM (K classes, n per class, feature dimension d, λ_W, λ_H) and its gradient-descent
 #: settings: the δ grid (CE first), seeds, iterations, the common step ``lr``, the per-δ step

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ...vocab import MAIN_DELTA, loss_label
-from ..summary import SCALE_AXES, SCALE_COLUMNS
+from ..scale import SCALE_AXES, SCALE_COLUMNS
 from .style import grid
 
 _MARKERS = "osD^vP*X"
@@ -32,7 +32,7 @@ def _setting_label(rows: pd.DataFrame) -> str:
 
 
 def plot_scale_ratios(ratios: dict[str, pd.DataFrame]):
-    """``ratios``: {axis (a key of ``summary.SCALE_AXES``): ``summary.scale_ratios`` of it}. One column of panels
+    """``ratios``: {axis (a key of ``scale.SCALE_AXES``): ``scale.scale_ratios`` of it}. One column of panels
     per axis with data (its settings in the legend above it), one row per metric. Per setting, the LS / CE
     ratio of the means over seeds against how many times the setting's smallest value it was trained at
     (log-log), the bar from the smallest to the largest ratio of one seed pair; the dashed line is LS = CE

@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 
 from ...metrics import PAPER_TEX
 from ...vocab import NC_COLUMNS, column_names, loss_label
-from ..scale import scale_words
+from ..describe import scale_words
 
 #: the book's CE blue and LS red (matplotlib's tab:blue and tab:red, as hex so plotly draws the same colours)
 CE_COLOUR = "#1f77b4"
@@ -82,7 +82,7 @@ def has(df: pd.DataFrame, col: str) -> bool:
 # ------------------------------------------------------------------------------------------------
 def group_label(df: pd.DataFrame, dataset: str) -> str:
     """The group's dataset label, its folder name (``runs/<group>``) and its scale
-    (:func:`lsnc.book.scale.scale_words`): a row copied out of its page still says which runs it shows, and at what
+    (:func:`lsnc.book.describe.scale_words`): a row copied out of its page still says which runs it shows, and at what
     scale."""
     rows = df.loc[df["dataset"] == dataset]
     return "\n".join([str(rows["label"].iloc[0]), f"({dataset})", *scale_words(rows)])

@@ -23,7 +23,7 @@ from ...calibration import ECE_DEFAULT_BINS
 from ...vocab import (CE_VS_LS, CLASS_MEAN_NORM, CLASSIFIER_NORM, COLUMN_NAMES, FEATURE_NORM, NC_COLUMNS,
                       UFM_THEORY_H_NORM, UFM_THEORY_W_NORM, ece_column, is_delta, loss_label, temperature_column)
 from ..comparable import reach
-from ..scale import describe_run, epochs_text, fmt_list
+from ..describe import describe_run, epochs_text, fmt_list
 from ..summary import final_rows, metrics_table, ufm_errors
 from .style import (NC_LABELS, NC_TITLES, delta_colours, delta_legend, dots_vs_delta, grid,
                     group_label, has, line_band, loss_colour, not_logged, row_title, stop_rows_off_the_grid)

@@ -1,4 +1,4 @@
-"""lsnc.book.scale: the one description of what runs are (data, model, loss, epochs or prefix, seeds)."""
+"""lsnc.book.describe: the one description of what runs are (data, model, loss, epochs or prefix, seeds)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lsnc import book
-from lsnc.book import caption, comparable, scale, scales_table
+from lsnc.book import caption, comparable, describe, scales_table
 from lsnc.paths import REPO_ROOT
 from lsnc.runs import Run, find_runs, load_run
 
@@ -39,58 +39,58 @@ def test_at_paper_scale_names_the_groups_with_the_papers_network_on_a_whole_trai
     held_out.config["holdout_per_class"] = 100
     runs = [resnet(None), resnet(64, group="h"), resnet(16, group="narrow"), resnet(64, 500, group="subset"),
             resnet(64, group="ufm", ufm=True), held_out, hand_run()]
-    assert sorted(scale.at_paper_scale(runs)) == ["g", "h"]
-    text = scale.paper_scale_text(runs)
+    assert sorted(describe.at_paper_scale(runs)) == ["g", "h"]
+    text = describe.paper_scale_text(runs)
     assert "`g` (" in text and "resnet18 (width 64)" in text and "epochs 0–20 of the 800-epoch recipe" in text
     assert "narrow" not in text and "subset" not in text and "ufm" not in text and "held-out" not in text
-    assert scale.paper_scale_text(runs[2:4]).startswith("No group here")
+    assert describe.paper_scale_text(runs[2:4]).startswith("No group here")
 
 
 def test_describe_run_complete_and_prefix():
     full = hand_run(0.05, 3)
     assert not full.is_prefix
-    assert scale.describe_run(full) == ("MNIST-1D [train 4000, test 1000, holdout 200], mlp (3 hidden layers, "
+    assert describe.describe_run(full) == ("MNIST-1D [train 4000, test 1000, holdout 200], mlp (3 hidden layers, "
                                         "width 256), LS δ=0.05, 800 epochs, seed 3")
     prefix = hand_run(0.0, 1, reached=40)
     assert prefix.is_prefix and prefix.epochs_reached == 40
-    text = scale.describe_run(prefix)
+    text = describe.describe_run(prefix)
     assert "epochs 0–40 of the 800-epoch recipe" in text and "800 epochs" not in text and ", CE," in text
-    assert "UFM-style" in scale.describe_run(hand_run(0.1, ufm=True))
-    assert scale.model_text({"model": "resnet18", "width": None}) == "resnet18 (width 64)"  # the paper's default
-    assert scale.model_text({"model": "resnet50"}) == "resnet50 (width 64)"
-    assert scale.model_text({"model": "vgg11", "width": None}) == "vgg11"
+    assert "UFM-style" in describe.describe_run(hand_run(0.1, ufm=True))
+    assert describe.model_text({"model": "resnet18", "width": None}) == "resnet18 (width 64)"  # the paper's default
+    assert describe.model_text({"model": "resnet50"}) == "resnet50 (width 64)"
+    assert describe.model_text({"model": "vgg11", "width": None}) == "vgg11"
     # with a run whose provenance recorded the classes and input shape: the parameter count of what was built
     cifar = type("R", (), {"provenance": {"dataset": {"num_classes": 10, "input_shape": [3, 32, 32]}}})()
-    assert scale.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 0.70M parameters)"
-    assert scale.model_text({"model": "resnet18", "width": 16}, hand_run()) == "resnet18 (width 16)"
+    assert describe.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 0.70M parameters)"
+    assert describe.model_text({"model": "resnet18", "width": 16}, hand_run()) == "resnet18 (width 16)"
     cifar.provenance = {**cifar.provenance, "training": {"model": {"parameters": 1_234_567}}}   # as built, recorded
-    assert scale.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 1.23M parameters)"
+    assert describe.model_text({"model": "resnet18", "width": 16}, cifar) == "resnet18 (width 16, 1.23M parameters)"
     # a running run at epoch 40 is not a finished prefix
     assert comparable.reach(hand_run(reached=40, status="running")).text == "800 epochs"
 
 
 def test_epochs_and_seeds_text():
-    assert scale.epochs_text([hand_run(), hand_run(seed=1)]) == "800 epochs"
-    assert scale.epochs_text([hand_run(epochs=50), hand_run(epochs=150)]) == "50, 150 epochs"
-    mixed = scale.epochs_text([hand_run(), hand_run(reached=40), hand_run(seed=1, reached=40)])
+    assert describe.epochs_text([hand_run(), hand_run(seed=1)]) == "800 epochs"
+    assert describe.epochs_text([hand_run(epochs=50), hand_run(epochs=150)]) == "50, 150 epochs"
+    mixed = describe.epochs_text([hand_run(), hand_run(reached=40), hand_run(seed=1, reached=40)])
     assert mixed == "800 epochs and epochs 0–40 of the 800-epoch recipe"
-    assert scale.seeds_text([2, 0, 1, 3]) == "0–3"
-    assert scale.seeds_text([0, 1]) == "0, 1" and scale.seeds_text([0, 2, 5]) == "0, 2, 5"
-    assert scale.seeds_text([]) == "none"
+    assert describe.seeds_text([2, 0, 1, 3]) == "0–3"
+    assert describe.seeds_text([0, 1]) == "0, 1" and describe.seeds_text([0, 2, 5]) == "0, 2, 5"
+    assert describe.seeds_text([]) == "none"
 
 
 def test_group_line_names_data_model_epochs_and_seeds():
     ce, ls = paper_like()
-    line = scale.group_line(ce + ls + [fake_run(0.1, 0, 2.0), fake_run(0.05, 0, 2.0, ufm=True)])
+    line = describe.group_line(ce + ls + [fake_run(0.1, 0, 2.0), fake_run(0.05, 0, 2.0, ufm=True)])
     assert line.startswith("Fake data [train 100], mlp (3 hidden layers, width 8), 40 epochs")
     assert "CE seeds 0–2" in line and "LS δ=0.05 seeds 0–2" in line
     assert "δ sweep {0, 0.05, 0.1}, its other δ on seeds {0}" in line and "UFM-style δ {0.05}" in line
     assert "8 finished runs" in line
     # a sweep whose δ values have different seeds names each set
-    line = scale.group_line(ce + ls + [fake_run(d, s, 2.0) for d, seeds in ((0.1, (0, 1)), (0.5, (0,)))
+    line = describe.group_line(ce + ls + [fake_run(d, s, 2.0) for d, seeds in ((0.1, (0, 1)), (0.5, (0,)))
                                        for s in seeds])
     assert "δ sweep {0, 0.05, 0.1, 0.5}, its other δ on seeds {0, 1} (δ 0.1), {0} (δ 0.5)" in line
-    prefix = scale.group_line([hand_run(0.0, s, reached=40) for s in (0, 1)] + [hand_run(0.05, 0, reached=40)])
+    prefix = describe.group_line([hand_run(0.0, s, reached=40) for s in (0, 1)] + [hand_run(0.05, 0, reached=40)])
     assert "epochs 0–40 of the 800-epoch recipe" in prefix and "CE seeds 0, 1, LS δ=0.05 seeds 0" in prefix
 
 
@@ -125,7 +125,7 @@ def test_prefix_from_an_edited_status_json(tmp_path):
     run = load_run(dst)
     assert run.is_prefix and find_runs(tmp_path) != []
     wording = f"epochs 0–{recipe // 3} of the {recipe}-epoch recipe"
-    assert wording in scale.describe_run(run)
+    assert wording in describe.describe_run(run)
     assert wording in book.group_lines(find_runs(tmp_path))["mnist1d"]
     assert wording in caption(find_runs(tmp_path))
     assert f"{recipe} epochs" not in caption(find_runs(tmp_path))
@@ -154,17 +154,17 @@ def test_pool_text_tells_subsets_of_different_pools_apart():
     import copy
 
     run = hand_run()
-    assert scale.pool_text(run) == ""  # no pool recorded
+    assert describe.pool_text(run) == ""  # no pool recorded
     whole, sub = copy.deepcopy(PROVENANCE), copy.deepcopy(PROVENANCE)
     whole["dataset"].update(sizes={"train": 3800, "test": 1000, "holdout": 200}, pool_sizes={"train": 4000, "test": 1000})
     sub["dataset"].update(sizes={"train": 4000, "test": 1000, "holdout": 200}, pool_sizes={"train": 20000, "test": 5000})
     run.provenance = whole
-    assert scale.pool_text(run) == ""  # the whole pool: nothing to say
+    assert describe.pool_text(run) == ""  # the whole pool: nothing to say
     run.provenance = sub
-    assert scale.pool_text(run) == "drawn from 20000 train / 5000 test"
+    assert describe.pool_text(run) == "drawn from 20000 train / 5000 test"
     assert ("holdout 200] drawn from 20000 train / 5000 test, mlp (3 hidden layers, width 256)"
-            in scale.describe_setting([run]))
-    assert "holdout 200 samples, drawn from 20000 train / 5000 test; " in scale.provenance_line([run])
+            in describe.describe_setting([run]))
+    assert "holdout 200 samples, drawn from 20000 train / 5000 test; " in describe.provenance_line([run])
 
 
 def test_setting_key_leaves_out_only_what_varies():
@@ -199,7 +199,7 @@ def test_setting_key_leaves_out_only_what_varies():
 
 
 def test_machines_table_groups_runs_by_the_machine_that_computed_them(tmp_path):
-    from lsnc.book.scale import machines_table
+    from lsnc.book.describe import machines_table
     from lsnc.presets import preset_config
     from lsnc.runs import load_run
     from lsnc.training import train
@@ -213,7 +213,7 @@ def test_machines_table_groups_runs_by_the_machine_that_computed_them(tmp_path):
 
 
 def test_recipe_table_reads_the_built_recipe_and_checks_it_against_the_config(tmp_path):
-    from lsnc.book.scale import NOT_RECORDED, built_recipe, recipe_table
+    from lsnc.book.describe import NOT_RECORDED, built_recipe, recipe_table
     from lsnc.presets import preset_config
     from lsnc.runs import load_run
     from lsnc.training import train_many
@@ -278,5 +278,5 @@ def test_exactly_the_setting_fields_change_the_setting_key():
         # decay epochs is still another schedule
         assert changing(axis) == setting - left_out | ({"epochs"} if axis == "epochs" else set()), axis
     assert {axis_of["epochs"], axis_of["eval_epochs"], axis_of["train_per_class"]} == {"epochs", "train images"}
-    from lsnc.book.summary import SCALE_AXES
+    from lsnc.book.scale import SCALE_AXES
     assert all(axis_of[field] == axis for axis, (field, *_) in SCALE_AXES.items())   # each page axis: its field
