@@ -39,7 +39,11 @@ def test_one_row_per_window_with_the_epochs_it_added(tmp_path):
             {"ce-bf16-resnet18-s0": done(210, 500.0), "ls0.05-bf16-resnet18-s0": done(210, 500.0),
              "x-s9": {"epoch": 3, "status": "failed"}})
     # a reused plan, and a folder that is no window
-    _window(tmp_path, GROUP, "20270102T0900Z", ["matrix: reused 20270101T1000Z", "elapsed_s: 90"],
+    # (its fused stage hung: the watchdog stopped it, and the set trained on as concurrent processes)
+    _window(tmp_path, GROUP, "20270102T0900Z", ["matrix: reused 20270101T1000Z",
+                                                "train.train: python3 -m lsnc train --time-budget-s 80 --delta 0 0.05",
+                                                "stalled: train", "fallback: concurrent after fused exit 143",
+                                                "elapsed_s: 90"],
             {"ce-bf16-resnet18-s1": done(20, 60.0)}, env=None)
     (tmp_path / GROUP / "speed" / "notes").mkdir()
     table = windows_table(tmp_path)
@@ -51,6 +55,7 @@ def test_one_row_per_window_with_the_epochs_it_added(tmp_path):
     assert "x-s9" not in second["runs (epochs reached)"]
     assert "ce-bf16-resnet18-s0 0–210" in second["runs (epochs reached)"]
     assert third["plan"] == "plan from window 20270101T1000Z" and third["GPU"] == "" and pd.isna(third["budget s"])
+    assert third["trained as"] == "fused, TF32; train stopped as hung; concurrent after fused exit 143"
     assert windows_table(tmp_path, groups=[GROUP + "-bf16"])["window"].tolist() == ["20270101T1000Z",
                                                                                     "20270101T1010Z"]
     assert windows_table(tmp_path / "nothing").empty

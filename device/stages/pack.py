@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import signal
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -22,8 +23,11 @@ def pack(w: Window, rc: int) -> int:
     for proc in w.children:
         if proc.poll() is None:
             proc.terminate()
-    for proc in w.children:
-        proc.wait()
+    for proc in w.children:   # (with a timeout: a signal mid-wait elsewhere can leave Popen's wait lock held)
+        try:
+            proc.wait(timeout=20)   # timeout -k 10 kills what its SIGTERM did not stop
+        except subprocess.TimeoutExpired:
+            proc.kill()
     lines = [f"window_id: {w.window_id}", f"elapsed_s: {w.elapsed()}", f"budget_s: {w.s.budget_s}",
              f"matrix_cap_s: {w.s.matrix_s}", f"exit: {rc}"]
     lines += [f"stage_rc.{k}: {v}" for k, v in w.rc.items()]

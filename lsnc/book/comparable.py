@@ -9,7 +9,7 @@
   compare (the paper's kind of training in each group's main precision; UFM-style runs and precision twins are
   compared elsewhere).
 
-Describing the runs in words is :mod:`.scale`'s job; the claims' CE / LS pairs are :mod:`.claims`'
+Describing the runs in words is :mod:`.describe`'s job; the claims' CE / LS pairs are :mod:`.claims`'
 (``select_comparison``), built on these.
 """
 

@@ -49,6 +49,8 @@ def read_window(folder: Path) -> dict | None:
                 runs[key[4:]] = {}
         elif key == "fallback":
             fallbacks.append(value.strip())
+        elif key == "stalled":   # the window's watchdog stopped a training stage that wrote nothing
+            fallbacks.append(f"{value.strip()} stopped as hung")
         else:
             fields.setdefault(key, value.strip())
     try:
@@ -113,7 +115,7 @@ def trained_as(fields: dict[str, str], fallbacks=()) -> str:
     """How the window trained its set, read off the `lsnc train` commands its summary logs (``train.<stage>``; a
     bf16 set's tf32 twin, ``train.twin``, aside): fused, on CUDA streams or as concurrent processes, bf16 or TF32,
     with CUDA graphs, as its first command asked; then each stage that ran again without graphs (``<stage>-nographs``)
-    and each fallback (``fallback:`` lines, in order)."""
+    and each fallback (``fallback:`` and ``stalled:`` lines, in order)."""
     stages = {k[len("train."):]: v for k, v in fields.items() if k.startswith("train.") and k != "train.twin"}
     if not stages:
         return ""
