@@ -528,20 +528,21 @@ def test_a_second_call_continues_a_streams_set_and_falls_back_to_fused_graphs_if
     assert 'CONT_MODE="fused"' in (keep / "keep.env").read_text()
 
 
-@pytest.mark.parametrize("case", ["streams", "streams fail", "streams K=4"])
+@pytest.mark.parametrize("case", ["streams", "streams fail", "streams K=4", "streams K=4 fail"])
 def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_on_streams(tmp_path, case):
     """The earlier matrix plans bf16 + CUDA graphs, fused (no streams cells: it predates them). The check stage
     measures the graph check, the graphed fused set and the set on streams (K = 2 and 4) on this machine, the probe
     switches the set to streams (1.5x), and the set trains with --together streams. A CPU runs no CUDA graphs, so a
     PYTHON wrapper plays the GPU: it reports the asked-for cells (made-up rates) and drops --cuda-graphs from
     `lsnc train`. Where the streams stage fails (the wrapper fails it), the set trains again as one fused network,
-    --resume. Where four networks on streams keep each member's rate (K=4), the set is two seed pairs."""
+    --resume. Where four networks on streams keep each member's rate (K=4), the set is two seed pairs; if that
+    fails before the second pair trained an epoch, the fused network is the plan's K = 2 one, the first pair."""
     make_image_tree(tmp_path / "tiny")
     known = _earlier_graphed_bf16_matrix(tmp_path)
-    streams_fail = case == "streams fail"
+    streams_fail = case.endswith("fail")
     proc, _ = _window(_env(tmp_path, LSNC_WINDOW_DATA=str(tmp_path / "tiny"), LSNC_WINDOW_KNOWN_RUNS=str(known),
                            PYTHON=str(_fake_gpu_python(tmp_path, streams_fail)),
-                           FAKE_STREAMS_K4_RATE="150" if case == "streams K=4" else "90"))
+                           FAKE_STREAMS_K4_RATE="150" if "K=4" in case else "90"))
     out = proc.stdout
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     check_log = (w / "logs" / "graphcheck.log").read_text()
@@ -553,10 +554,18 @@ def test_a_reused_graphed_plan_probes_streams_on_the_machine_and_trains_the_set_
     summary = (w / "summary.txt").read_text()
     assert "probe: streams (on this machine streams bf16 K=2 / one graphed fused network = 1.50" in summary, summary
     assert "probe.mode: streams\n" in summary and "probe.streams_over_fused: 1.50\n" in summary, summary
-    if case == "streams K=4":
+    if "K=4" in case:
         assert "; epochs per member on streams here, K=4 vs K=2: " in summary and "-> K=4)\n" in summary, summary
         assert "--amp bf16 --together streams --cuda-graphs --delta 0 0.05 --seed 0 1" in summary, summary
         assert 'PLAN_K="4"' in (w / "speed" / "plan.env").read_text()
+        if streams_fail:   # no epoch on streams: the first pair alone, fused K=2, for the time left
+            assert "seed(s) 1 trained no epoch on streams: fused K=2, seed 0 only" in out, out
+            assert "fallback: fused K=2 after streams exit 1" in summary, summary
+            assert "--cuda-graphs --amp bf16 --resume --delta 0 0.05 --seed 0\n" in summary, summary
+            assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0)}
+            from lsnc.book.windows import read_window
+            assert read_window(w)["trained as"] == "streams, bf16 + CUDA graphs; fused K=2 after streams exit 1"
+            return
         assert _done(w, GROUP + "-bf16") == {(0.0, 0), (0.05, 0), (0.0, 1), (0.05, 1)}
         from lsnc.book.windows import read_window
         assert ", K=4 (K=4 keeps " in read_window(w)["plan"]
@@ -802,6 +811,31 @@ def test_the_runs_record_lsnc_as_modified_when_it_changed_after_prepare_sh(tmp_p
         assert env == {"LSNC_SOURCE_COMMIT": "0123abc", "LSNC_SOURCE_LSNC_MODIFIED": modified}
         assert (warning != "") == (modified == "1")
         assert not warning or "run prepare.sh right before a window" in warning
+
+
+def test_a_failed_streams_k4_set_goes_on_fused_with_every_run_that_trained_an_epoch(tmp_path):
+    """The probe raised K to 4 for streams alone: a fused fallback drops the second seed only where none of its
+    runs trained an epoch (then the plan's K = 2 pair gets ~2x the epochs); runs with epochs are never dropped."""
+    from types import SimpleNamespace
+
+    from stages.train import _fused_members
+    members = ["--delta", "0", "0.05", "--seed", "0", "1"]
+
+    def window(k_before, rows):
+        runs = tmp_path / f"runs-{k_before}-{rows}"
+        for seed in (0, 1):
+            run = runs / GROUP / f"ce-s{seed}"
+            run.mkdir(parents=True)
+            (run / "config.json").write_text(json.dumps({"seed": seed}))
+            (run / "epochs.csv").write_text("epoch,lr\n" + "".join(f"{e},0.05\n" for e in range(1, rows + 1)))
+        return SimpleNamespace(k_before_probe=k_before, plan={"PLAN_K": "4"}, seeds=["0", "1"], deltas=["0", "0.05"],
+                               runs=runs, log=lambda message: None)
+
+    w = window("2", 0)
+    assert _fused_members(w, members) == (["--delta", "0", "0.05", "--seed", "0"], " K=2")
+    assert w.seeds == ["0"] and w.plan["PLAN_K"] == "2"
+    for w in (window("2", 3), window("4", 0)):   # the second pair trained epochs; K=4 was the plan's own
+        assert _fused_members(w, members) == (members, "") and w.seeds == ["0", "1"] and w.plan["PLAN_K"] == "4"
 
 
 def test_next_seeds(tmp_path):

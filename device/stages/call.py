@@ -76,6 +76,7 @@ class Window:
         self.graphs = "0"
         self.set_graphs = ""   # the set's own graphs, for a continuation (a tf32 twin trains without)
         self.fused_check = ""   # the fused graph check here ("ok": a failed streams stage may retry fused graphed)
+        self.k_before_probe = ""   # the plan's K before this machine's streams probe (which may raise 2 to 4)
         self.cont_from = ""
         # training (train.py)
         self.train_cmd: list[str] = []   # `-m lsnc train ...` without the budget and the members

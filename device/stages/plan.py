@@ -210,6 +210,7 @@ def probe_streams(w: Window, reuse_json: Path, check_json: Path) -> None:
     if probed is None:
         w.log(f"the streams probe gave no plan (the plan stays {w.plan['PLAN_MODE']}): {last_line(txt)}")
         return
+    w.k_before_probe = w.plan["PLAN_K"]
     w.plan.update(probed)
     shutil.copy(w.work / "probe" / "plan.env", w.stage / "speed" / "plan.env")
     w.log(f"the plan with this machine's streams probe: {text.rstrip(chr(10))}")

@@ -4,11 +4,14 @@
 The set trains as the plan says: K models fused into one network, K networks on K CUDA streams, or one process per
 (δ, seed) at once on the one GPU; with CUDA graphs where the graph check passed. Each way has its fallback, with
 --resume for the time left (members stopped after an epoch continue from their checkpoints, the others start
-fresh): graphed → eager; streams → one fused network; fused or streams → concurrent processes. A bf16 set may also
+fresh): graphed → eager; streams → one fused network (the first seed's pair alone where the probe raised K to 4
+for streams and the second pair trained no epoch); fused or streams → concurrent processes. A stage that writes
+nothing for LSNC_WINDOW_STALL_S is stopped as hung (call.Watchdog) and falls back the same way. A bf16 set may also
 train its tf32 twin (the CE run of its first seed) in the last quarter of the budget."""
 
 from __future__ import annotations
 
+import json
 import time
 
 from .call import Exit, Watchdog, Window, signal_rc
@@ -110,6 +113,38 @@ def _start_pair(w: Window, job: dict, secs: int, options: list[str], extra: list
              "--delta", job["d"], "--seed", job["s"], *extra, *options], f)
 
 
+def _fused_members(w: Window, members: list[str]) -> tuple[list[str], str]:
+    """The members a failed streams set trains on as one fused network, and a note for the summary. Where this
+    machine's streams probe raised K from 2 to 4 (a second seed, for streams alone) and no run of the later seeds
+    trained an epoch, the fused network is the K = 2 one the plan chose: the first seed's pair, each member ~2x the
+    epochs of a fused K = 4 (the H200's graphed bf16: 20.9k against 11.5k img/s a member). Runs that trained
+    epochs are kept, all of them."""
+    if not (w.k_before_probe == "2" and w.plan["PLAN_K"] == "4" and len(w.seeds) > 1):
+        return members, ""
+    later = w.seeds[1:]
+    if any(_epochs_trained(w, seed) for seed in later):
+        w.log(f"seed(s) {' '.join(later)} trained epochs on streams: all four members go on fused (K=4)")
+        return members, ""
+    w.log(f"seed(s) {' '.join(later)} trained no epoch on streams: fused K=2, seed {w.seeds[0]} only (the plan's K "
+          "before the streams probe)")
+    w.seeds, w.plan["PLAN_K"] = w.seeds[:1], "2"   # and a continuation of these runs
+    return ["--delta", *w.deltas, "--seed", *w.seeds], " K=2"
+
+
+def _epochs_trained(w: Window, seed: str) -> bool:
+    """Whether a run of ``seed`` in the scratch runs folder has a row in its epochs.csv (a trained epoch)."""
+    for config in w.runs.glob("*/*/config.json"):
+        try:
+            if str(json.loads(config.read_text()).get("seed")) != seed:
+                continue
+            rows = (config.parent / "epochs.csv").read_text().splitlines()
+        except (OSError, ValueError):
+            continue
+        if len(rows) > 1:
+            return True
+    return False
+
+
 def unfuse(w: Window, rc: int) -> int:
     """The fused (or streams) set failed with ``rc`` (such a set never trained on this machine before): the same
     (δ, seed) set again as concurrent processes at the set's precision, for the time left, with --resume (members
@@ -159,7 +194,8 @@ def train_set(w: Window, continued: bool) -> int:
                 w.graphs = "0"
             w.log(f"streams training failed (exit {rc}): the set again as one fused network (--resume, "
                   f"graphs={w.graphs}), {end - w.elapsed()}s left")
-            w.summary(f"fallback: fused after streams exit {rc}")
+            members, fewer = _fused_members(w, members)
+            w.summary(f"fallback: fused{fewer} after streams exit {rc}")
             plan["PLAN_MODE"] = "fused"   # what a continuation of these runs does too
             rc = train_stage(w, "train-fused", end - w.elapsed(), [*w.amp, "--resume", *members])
     else:
