@@ -315,3 +315,23 @@ def test_fused_cells_that_failed_make_a_concurrent_tf32_plan():
     # a fused cell that only ran out of time says nothing about fusion: the default fused plan
     timed_out = [{**c, "status": "timeout"} for c in failed]
     assert sm.training_plan(timed_out + single, train_images=1000)["mode"] == "fused"
+
+
+def test_the_training_log_says_when_a_graph_is_captured(tmp_path, monkeypatch):
+    """`lsnc train`'s log names each epoch in which a graph was captured and its lr: in a GPU window's logs, the
+    capture after the first lr decay (epoch 151 of the recipe) shows that the step took the new lr."""
+    from lsnc.training import engine as engine_module
+    from lsnc.training.loop import train
+    init = engine_module.Engine.__init__
+
+    def graphed(self, *args, **kwargs):   # the loop's engine, graphed through the CPU stand-in
+        init(self, *args, **kwargs)
+        self.graphed = GraphedStep(self, graph_factory=lambda: StandInGraph(self.optimizer),
+                                   warmup_context=contextlib.nullcontext)
+
+    monkeypatch.setattr(engine_module.Engine, "__init__", graphed)
+    lines: list[str] = []
+    train(TrainConfig(**BASE, delta=0.05, seed=0), tmp_path, progress=False, log=lines.append)
+    assert [line for line in lines if "CUDA graph" in line] == [
+        "epoch 1: CUDA graph(s) captured at lr 0.05 (1 captures in this process)",
+        "epoch 3: CUDA graph(s) captured at lr 0.005 (2 captures in this process)"]

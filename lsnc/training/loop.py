@@ -133,8 +133,11 @@ class _Training:
                 t0 = time.perf_counter()
                 if self.engine.lr != lr:   # a CUDA graph is captured in this epoch (its first, or a new lr): with no
                     self.checkpoints.wait()   # checkpoint being written meanwhile
-                lr = self.engine.lr
+                lr, captures = self.engine.lr, self.engine.graph_captures
                 self.train_one_epoch(epoch)
+                if self.engine.graph_captures != captures:   # the log says a new lr got its own graph (epoch 151)
+                    self.log(f"epoch {epoch}: CUDA graph(s) captured at lr {lr:g} "
+                             f"({self.engine.graph_captures} captures in this process)")
                 stopped_by = self.stop_reason(epoch, time.perf_counter() - t0)
                 evaluated = epoch in cfg.eval_epochs or stopped_by is not None
                 if evaluated:  # a time budget's stop epoch is evaluated too (a prefix ends on a metrics row)
