@@ -247,17 +247,29 @@ def test_window_graphs_fall_back(tmp_path):
 
 def test_window_concurrent_pairs_fall_back_one_by_one_and_reused_graphs_are_checked_first(tmp_path):
     """Concurrent processes with LSNC_WINDOW_GRAPHS=1: each (δ, seed) is refused --cuda-graphs on the CPU and
-    trains again without it by itself (--resume). Then a window that reuses a plan with PLAN_GRAPHS=1 runs the
-    graph check on its own machine first; on the CPU the check cannot run, so it trains without CUDA graphs."""
+    trains again without it by itself (--resume); here the LS pair's graphed process hangs instead (a PYTHON
+    wrapper), and the watchdog stops that pair alone, by its own log and run folders. Then a window that reuses a
+    plan with PLAN_GRAPHS=1 runs the graph check on its own machine first; on the CPU the check cannot run, so it
+    trains without CUDA graphs."""
     _tiny_tar(tmp_path)
     keep = tmp_path / "keep"
+    wrapper = tmp_path / "python-ls-graphs-hang"
+    wrapper.write_text("#!/bin/bash\n"
+                       'if [[ " $* " == *" --delta 0.05 "* && " $* " == *" --cuda-graphs"* ]]; then\n'
+                       "    exec sleep 300\n"
+                       "fi\n"
+                       f'exec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
     _window(_env(tmp_path, LSNC_WINDOW_GRAPHS="1", LSNC_WINDOW_MATRIX="skip", LSNC_WINDOW_MODE="concurrent",
-                 LSNC_WINDOW_CONTINUE="1", LSNC_WINDOW_KEEP=str(keep)))
+                 LSNC_WINDOW_CONTINUE="1", LSNC_WINDOW_KEEP=str(keep), PYTHON=str(wrapper), LSNC_WINDOW_STALL_S="40"))
     w, _ = _extract(tmp_path / "out" / "window.tar.gz", tmp_path / "x")
     for d in ("0", "0.05"):
         pair_log = (w / "logs" / f"train-d{d}-s0.log").read_text()
         assert "--cuda-graphs" in pair_log and "again without CUDA graphs (--resume)" in pair_log, pair_log
-    assert "stage train: exit 0" in (w / "logs" / "window.log").read_text()
+    log = (w / "logs" / "window.log").read_text()
+    assert "stage train d0.05-s0: no progress for 40s (no run file or log line written): stopped as hung" in log, log
+    assert "stage train d0-s0: no progress" not in log and "stage train: exit 0" in log, log
+    assert "stalled: train d0.05-s0\n" in (w / "summary.txt").read_text()
     assert _done(w) == {(0.0, 0), (0.05, 0)}
     # the pairs fell back: a second call continues them without graphs, not through another failed capture
     kept = (keep / "keep.env").read_text()

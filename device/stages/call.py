@@ -4,6 +4,7 @@ keep.py or plan.py + seeds.py, changed by train.py's fallbacks; at pack, keep.py
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -153,19 +154,36 @@ class Watchdog:
     write under the runs folder (an epoch's row, a checkpoint, metrics, status.json) or to a stage log other than
     window.log; none for LSNC_WINDOW_STALL_S (0: never) is a hang. The default, 150 s, is over twice all the time
     outside training epochs (start-up and evaluations together) of each H200 window so far: 43 s and 70 s.
-    In a concurrent stage it watches the stage as a whole: a pair that hangs while another trains is not seen."""
+    ``pair`` (δ, seed) and ``log``: watch one process of a concurrent stage, by its own log and the run folders of
+    that δ and seed only, so a pair that hangs beside one that trains is seen too."""
 
     POLL_S = 2
 
-    def __init__(self, w: "Window"):
-        self.w = w
+    def __init__(self, w: "Window", pair: tuple[str, str] | None = None, log: Path | None = None):
+        self.w, self.pair, self.log = w, pair, log
+        self.folders: set[Path] = set()   # the pair's run folders found so far
         self.reset()
 
+    def _runs(self) -> list[Path]:
+        if self.pair is None:
+            return [self.w.runs]
+        for config in self.w.runs.glob("*/*/config.json"):
+            if config.parent in self.folders:
+                continue
+            try:
+                c = json.loads(config.read_text())
+                if (float(c["delta"]), int(c["seed"])) == (float(self.pair[0]), int(self.pair[1])):
+                    self.folders.add(config.parent)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return sorted(self.folders)
+
     def mark(self) -> int:
-        """The newest write (ns) under the runs folder and to the training logs."""
+        """The newest write (ns) under the watched run folders and to the watched logs."""
         newest = 0
-        logs = [p for p in (self.w.stage / "logs").glob("*.log") if p.name != "window.log"]
-        for path in [*self.w.runs.rglob("*"), *logs]:
+        logs = ([self.log] if self.log is not None else
+                [p for p in (self.w.stage / "logs").glob("*.log") if p.name != "window.log"])
+        for path in [*(f for folder in self._runs() for f in folder.rglob("*")), *logs]:
             try:
                 newest = max(newest, path.stat().st_mtime_ns)
             except OSError:   # a temporary file renamed meanwhile

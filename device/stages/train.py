@@ -71,11 +71,13 @@ def train_concurrent(w: Window, name: str, secs: int, extra: list[str]) -> int:
         _start_pair(w, job, secs, ["--cuda-graphs"] if job["graphs"] else [], extra)
         jobs.append(job)
     w.log(f"stage {name} (concurrent, {len(jobs)} processes, budget {secs}s, graphs={w.graphs})")
-    watch = Watchdog(w)
+    for job in jobs:   # each pair by its own log and run folders
+        job["watch"] = Watchdog(w, (job["d"], job["s"]), job["log"])
     while any(j["rc"] is None for j in jobs):
         time.sleep(0.2)
-        if watch.stalled():   # all of them at once (a hung pair beside a training one is not seen)
-            watch.stop(name, [j["proc"] for j in jobs if j["rc"] is None])
+        for job in jobs:
+            if job["rc"] is None and job["watch"].stalled():
+                job["watch"].stop(f"{name} d{job['d']}-s{job['s']}", [job["proc"]])
         for job in jobs:
             if job["rc"] is not None or job["proc"].poll() is None:
                 continue
