@@ -60,7 +60,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu-cifar10-resnet50": dict(_CPU_CIFAR10, model="resnet50", group="cifar10-jpeg-resnet50"),
     # The ResNet-50 runs trained 3x longer (150 epochs, lr decays at the same fractions of training), their own group:
     # whether ResNet-50's CE / LS picture at 50 epochs comes from its slower fitting (the length axis at depth 50, and
-    # the depth axis at 150 epochs beside cpu-cifar10-150).
+    # the depth axis at 150 epochs beside cpu-cifar10-150). 83 min of training a run, two side by side on the 2-core
+    # machine with tests beside them (about 26 s an epoch alone; measured, runs/cifar10-jpeg-resnet50-150ep).
     "cpu-cifar10-resnet50-150": dict(_CPU_CIFAR10, model="resnet50", epochs=150, milestones=recipe_milestones(150),
                                      group="cifar10-jpeg-resnet50-150ep"),
     # MNIST-1D (generated offline, 4000 train / 1000 test), MLP of width 256; ~1 min a run.
