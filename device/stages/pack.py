@@ -5,6 +5,7 @@ included, for a later call on the same machine (keep.py)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -27,7 +28,10 @@ def pack(w: Window, rc: int) -> int:
         try:
             proc.wait(timeout=20)   # timeout -k 10 kills what its SIGTERM did not stop
         except subprocess.TimeoutExpired:
-            proc.kill()
+            try:   # `timeout` leads its own process group: this takes its command along
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                proc.kill()
     lines = [f"window_id: {w.window_id}", f"elapsed_s: {w.elapsed()}", f"budget_s: {w.s.budget_s}",
              f"matrix_cap_s: {w.s.matrix_s}", f"exit: {rc}"]
     lines += [f"stage_rc.{k}: {v}" for k, v in w.rc.items()]
