@@ -54,6 +54,17 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
         g.add_argument(flag, **kw)
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (1 = each run alone), got {value}")
+    return value
+
+
 def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
     """The configs of ``lsnc train``: the preset (if any) with the options given, one per (δ, seed) pair."""
     from .presets import preset_config
@@ -66,11 +77,7 @@ def configs_from_args(args: argparse.Namespace) -> list[TrainConfig]:
     configs = []
     for seed in seeds:
         for delta in deltas:
-            one = {**overrides, "delta": delta, "seed": seed}
-            if args.preset:
-                configs.append(preset_config(args.preset, **one))
-            else:
-                configs.append(TrainConfig(**{k: v for k, v in one.items() if v is not None}))
+            configs.append(preset_config(args.preset, **overrides, delta=delta, seed=seed))
     return configs
 
 
@@ -97,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="train only runs whose group/name contains this text")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--status", action="store_true", help="only report the state of every run")
-    p.add_argument("--fuse", type=int, default=1, help="train up to this many runs that differ only in δ and seed "
+    p.add_argument("--fuse", type=_at_least_one, default=1, help="train up to this many runs that differ only in δ and seed "
                                                       "as one fused network (faster on a GPU)")
     p.add_argument("--together", choices=list(TOGETHER), default="fused",
                    help="how --fuse trains its runs together: one fused network, or a network each on its own CUDA "
@@ -283,6 +290,8 @@ def main(argv: list[str] | None = None, started: float | None = None) -> int:
             return claims(args.runs_dir, args.group, args.csv)
         if args.command == "book":
             return build_book(args.preset, train_missing=not args.no_train, progress=not args.quiet)
+        if args.resume and args.overwrite:
+            raise ConfigError("--resume continues a run and --overwrite deletes it first; give one of them")
         cfgs = configs_from_args(args)
         if args.resume:
             _nothing_to_resume(cfgs, args.runs_dir)

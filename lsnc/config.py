@@ -176,8 +176,8 @@ class TrainConfig:
         self._validate_execution()
 
     def _validate_data_and_model(self) -> None:
-        from .data import DATASETS, READ_OPTIONS
-        from .models import MODELS
+        from .data import DATASETS, GENERATED_SOURCES, READ_OPTIONS, VECTOR_SOURCES
+        from .models import IMAGE_MODELS, MODELS
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; choose one of: {', '.join(DATASETS)}")
         misplaced = sorted(set(self.data_options) & set(READ_OPTIONS))
@@ -190,6 +190,12 @@ class TrainConfig:
                               "the data are goes in data_options)")
         if self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.model in IMAGE_MODELS and self.dataset in VECTOR_SOURCES:
+            raise ConfigError(f"--model {self.model} needs images, and --dataset {self.dataset} gives vectors; "
+                              "use --model mlp")
+        if self.dataset in GENERATED_SOURCES and (self.data_root is not None or self.download):
+            raise ConfigError(f"--dataset {self.dataset} is generated on the spot and reads no files, so --data-root "
+                              "and --download would be recorded but not used; drop them")
         _at_least(self.width, "--width", 1)
         _at_least(self.train_per_class, "--train-per-class", 1)
         _at_least(self.test_per_class, "--test-per-class", 1)
@@ -245,6 +251,7 @@ class TrainConfig:
                 raise ConfigError(f"{flag} needs a CUDA device; got --device {self.device}. Drop {flag}")
         if self.time_budget_s is not None and not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
             raise ConfigError(f"--time-budget-s must be a positive number of seconds; got {self.time_budget_s}")
+        _at_least(self.stop_epoch, "--stop-epoch", 1)  # epoch 0 is the initial evaluation: nothing is trained
         if self.stop_epoch is not None and self.eval_epochs is not None and self.stop_epoch not in self.eval_epochs:
             raise ConfigError(f"--stop-epoch {self.stop_epoch} is not an evaluated epoch; choose one of "
                               f"{self.eval_epochs} (a prefix run ends on a metrics row)")

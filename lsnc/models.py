@@ -88,6 +88,8 @@ class MLP(nn.Module):
 
 _RESNETS = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet50": (Bottleneck, [3, 4, 6, 3])}
 MODELS = ("resnet18", "resnet50", "mlp")
+#: The models that need image inputs (C, H, W); the MLP takes images (flattened) and vectors alike.
+IMAGE_MODELS = frozenset(_RESNETS)
 #: the width a model has when none is given: the paper's ResNets' base width, the MLP's hidden width
 DEFAULT_WIDTH = {"resnet18": 64, "resnet50": 64, "mlp": 256}
 

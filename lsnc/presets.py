@@ -92,14 +92,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_config(preset: str, /, **overrides: Any) -> TrainConfig:
-    """The preset's TrainConfig with ``overrides`` (None values are ignored; data_options are merged)."""
-    if preset not in PRESETS:
+def preset_config(preset: str | None, /, **overrides: Any) -> TrainConfig:
+    """The preset's TrainConfig (``None``: no preset, TrainConfig's defaults) with ``overrides`` (None values are
+    ignored; data_options are merged). UFM-style runs (``ufm=True``) get weight decay 0 unless an override gives
+    one: the UFM penalties replace it."""
+    if preset is not None and preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    values = {**copy.deepcopy(PRESETS[preset]), **{k: v for k, v in overrides.items() if v is not None},
-              "preset": preset}
+    base = copy.deepcopy(PRESETS[preset]) if preset is not None else {}
+    values = {**base, **{k: v for k, v in overrides.items() if v is not None}, "preset": preset}
     if values.get("ufm") and overrides.get("weight_decay") is None:
-        values["weight_decay"] = 0.0  # UFM-style runs replace the preset's weight decay by the UFM penalties
+        values["weight_decay"] = 0.0
     if overrides.get("data_options") is not None:
-        values["data_options"] = {**PRESETS[preset].get("data_options", {}), **overrides["data_options"]}
+        values["data_options"] = {**base.get("data_options", {}), **overrides["data_options"]}
     return TrainConfig(**values)

@@ -44,11 +44,15 @@ def snapshot_indices(labels: torch.Tensor, per_class: int = SNAPSHOT_PER_CLASS) 
 
 
 @torch.no_grad()
-def take_snapshot(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int) -> dict[str, np.ndarray]:
+def take_snapshot(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, *,
+                  batch_size: int = 1024) -> dict[str, np.ndarray]:
+    """The features of ``x`` (eval mode, in batches of ``batch_size``: a large K x 20 images would not fit a GPU in
+    one) projected on the top 3 principal directions of their class means, with those means and the classifier rows
+    on the same basis."""
     was_training = model.training
     model.eval()
     try:
-        _, feats = model(x)
+        feats = torch.cat([model(x[i:i + batch_size])[1] for i in range(0, len(x), batch_size)])
     finally:
         model.train(was_training)
     h = feats.double().cpu()

@@ -148,12 +148,77 @@ def test_exact_resume_requires_the_same_thread_count(tmp_path, capsys):
     (["--time-budget-s", "0"], "--time-budget-s"), (["--stop-epoch", "7"], "not an evaluated epoch"),
     (["--seed", "-1"], "--seed must be an integer in [0, 2**32)"), (["--seed", "0", str(2**32)], "--seed"),
     (["--tf32", "--device", "cpu"], "--tf32 needs a CUDA device"),
+    (["--stop-epoch", "0"], "--stop-epoch must be at least 1"), (["--resume", "--overwrite"], "give one of them"),
+    (["--dataset", "mnist1d", "--model", "resnet18"], "use --model mlp"),
+    (["--data-root", "/nowhere"], "generated on the spot"), (["--download"], "generated on the spot"),
+    pytest.param(["--device", "mps"], "no MPS", marks=pytest.mark.skipif(torch.backends.mps.is_available(),
+                                                                        reason="this machine has MPS")),
+    pytest.param(["--device", "cuda:99"], "numbered from 0", marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason="needs CUDA (without it, any cuda device is refused as absent)")),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, capsys, args, words):
     assert _cli(tmp_path / "runs", *args) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("fuse", ["0", "-3", "two"])
+def test_reproduce_refuses_a_fuse_below_one(tmp_path, capsys, fuse):
+    assert main(["reproduce", "--preset", "smoke", "--runs-dir", str(tmp_path / "runs"), "--fuse", fuse,
+                 "--dry-run"]) == 2
+    assert "--fuse" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_ufm_replaces_the_default_weight_decay_with_or_without_a_preset():
+    from lsnc.cli import build_parser, configs_from_args
+    for args in (["--preset", "cpu-mnist1d"], ["--dataset", "mnist1d", "--model", "mlp"]):
+        (cfg,) = configs_from_args(build_parser().parse_args(["train", *args, "--ufm"]))
+        assert cfg.weight_decay == 0.0 and cfg.ufm
+        (cfg,) = configs_from_args(build_parser().parse_args(["train", *args]))
+        assert cfg.weight_decay > 0
+
+
+def test_a_reproduction_gives_its_data_root_only_to_runs_that_read_files():
+    from lsnc.orchestrate.matrix import RunSpec
+    assert RunSpec("cpu-mnist1d", {"seed": 0}).config("/data", download=True).data_root is None
+    cfg = RunSpec("paper-cifar10", {"seed": 0}).config("/data", download=True)
+    assert cfg.data_root == "/data" and cfg.download
+
+
+def test_weights_that_diverge_in_an_epoch_s_last_steps_fail_the_run_with_the_advice(tmp_path, monkeypatch, capsys):
+    """The epoch's loss was finite, but its last update left infinities in the weights: the evaluation's features
+    are not finite. The run fails as a divergence (exit 1, the advice, status failed), not with a traceback."""
+    import json
+
+    from lsnc.training import loop
+    real = loop.train_epoch
+
+    def poisoned(engine, epoch):
+        out = real(engine, epoch)
+        if epoch == 2:
+            with torch.no_grad():
+                next(engine.member(0).parameters()).fill_(float("inf"))
+        return out
+    monkeypatch.setattr(loop, "train_epoch", poisoned)
+    assert _cli(tmp_path / "runs", "--name", "late", "--eval-epochs", "1", "2") == 1
+    err = capsys.readouterr().err
+    assert "lower --lr" in err and "non-finite" in err and "after epoch 2" in err and "Traceback" not in err
+    status = json.loads((tmp_path / "runs" / "synthetic" / "late" / "status.json").read_text())
+    assert status["status"] == "failed" and "NonFiniteLoss" in status["error"]
+
+
+def test_snapshots_in_batches_are_the_snapshot_in_one(tmp_path):
+    from lsnc.models import build_model
+    from lsnc.snapshots import take_snapshot
+    torch.manual_seed(0)
+    net = build_model("resnet18", 3, (3, 8, 8), width=4)
+    x, y = torch.randn(30, 3, 8, 8), torch.arange(30) % 3
+    whole, parts = take_snapshot(net, x, y, 3), take_snapshot(net, x, y, 3, batch_size=7)
+    for key in whole:
+        assert whole[key].shape == parts[key].shape
+        assert abs(whole[key] - parts[key]).max() <= 1e-4 * (1 + abs(whole[key]).max()), key
 
 
 def test_an_unusable_runs_folder_is_refused(tmp_path, capsys):

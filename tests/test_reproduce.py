@@ -21,6 +21,8 @@ def test_download_fetches_each_dataset_once_before_any_run(tmp_path, monkeypatch
     folder); a failed download stops the call with no run folder written; a dry run fetches nothing."""
     import lsnc.data
 
+    # the smoke preset's synthetic data stand in for a dataset read from files (generated ones get no data root)
+    monkeypatch.setattr(lsnc.data, "GENERATED_SOURCES", frozenset())
     fetched = []
     monkeypatch.setattr(lsnc.data, "fetch_dataset", lambda name, root=None: fetched.append((name, root)))
     assert reproduce("smoke", tmp_path, download=True, dry_run=True, progress=False, log=lambda _: None) == 0

@@ -23,13 +23,14 @@ synthetic mixture), and :mod:`.load` (the registry :data:`DATASETS`, selection, 
 
 from __future__ import annotations
 
-from .load import DATASETS, READ_OPTIONS, fetch_dataset, load_dataset, seed_changes_data
+from .load import (DATASETS, GENERATED_SOURCES, READ_OPTIONS, VECTOR_SOURCES, fetch_dataset, load_dataset,
+                   seed_changes_data)
 from .pool import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, DataError
 from .split import Dataset, Split
 from .tinyimagenet import prepare_tinyimagenet, reorganize_tinyimagenet_val
 
 __all__ = [
-    "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD", "DATASETS", "DataError", "Dataset", "READ_OPTIONS",
-    "Split", "fetch_dataset", "load_dataset", "seed_changes_data", "prepare_tinyimagenet",
+    "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD", "DATASETS", "DataError", "Dataset", "GENERATED_SOURCES",
+    "READ_OPTIONS", "VECTOR_SOURCES", "Split", "fetch_dataset", "load_dataset", "seed_changes_data", "prepare_tinyimagenet",
     "reorganize_tinyimagenet_val",
 ]

@@ -38,6 +38,10 @@ DATASETS: dict[str, Callable[[Request], Pool]] = {
 #: The sources whose reader draws the data from the run's seed (``Request.seed``); the others read files, or generate
 #: them from options of their own (mnist1d's ``mnist1d_seed``).
 SEEDED_SOURCES = frozenset({"synthetic"})
+#: The sources made on the spot: they read no files, so a data root or a download means nothing for them.
+GENERATED_SOURCES = frozenset({"mnist1d", "synthetic"})
+#: The sources whose samples are vectors (the others give images, (C, H, W)): a ResNet cannot take them.
+VECTOR_SOURCES = frozenset({"mnist1d"})
 
 
 def seed_changes_data(name: str, train_per_class: int | None, test_per_class: int | None,

@@ -17,8 +17,11 @@ class RunSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
 
     def config(self, data_root: str | None = None, download: bool = False) -> TrainConfig:
-        from ..presets import preset_config
+        from ..data import GENERATED_SOURCES
+        from ..presets import PRESETS, preset_config
         extra: dict[str, Any] = {}
+        if self.overrides.get("dataset", PRESETS[self.preset].get("dataset")) in GENERATED_SOURCES:
+            data_root, download = None, False  # made on the spot: no files to read or fetch
         if data_root:
             extra["data_root"] = data_root
         if download:

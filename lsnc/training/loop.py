@@ -179,10 +179,17 @@ class _Training:
             net = self.engine.member(k)
             # full precision (fp32; TF32 where the run sets it), a bf16 run too: the metrics of a bf16 run and
             # its twin then differ by how they were trained only, and bf16's rounding puts no floor under NC1
-            row = evaluate_model(
-                net, data.train.batches(cfg.eval_batch_size), data.test.batches(cfg.eval_batch_size),
-                data.num_classes, delta=cfg.delta, device=self.device,
-                holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
+            try:
+                row = evaluate_model(
+                    net, data.train.batches(cfg.eval_batch_size), data.test.batches(cfg.eval_batch_size),
+                    data.num_classes, delta=cfg.delta, device=self.device,
+                    holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
+            except ValueError as exc:  # the accumulators refuse non-finite features: say why, when weights are
+                bad = non_finite_state(net)
+                if bad:
+                    raise NonFiniteLoss(f"{rec.folder.name}: {bad} after epoch {epoch} (diverged at the epoch's last "
+                                        "steps); lower --lr / --weight-decay or check the data") from exc
+                raise
             row.update(self.theory[k])
             problem = non_finite([{"epoch": epoch, **row}])
             if problem:
@@ -190,7 +197,8 @@ class _Training:
                                     "lower --lr / --weight-decay or check the data")
             if epoch in snapshot_epochs(cfg.epochs, cfg.eval_epochs):
                 idx = self.snap_idx[k]
-                rec.add_snapshot(epoch, take_snapshot(net, data.train.x[idx], data.train.y[idx], data.num_classes))
+                rec.add_snapshot(epoch, take_snapshot(net, data.train.x[idx], data.train.y[idx], data.num_classes,
+                                                      batch_size=cfg.eval_batch_size))
             rec.add_metrics({"epoch": epoch, "lr": self.engine.lr, "train_seconds": rec.train_seconds,
                              "eval_seconds": time.perf_counter() - t0, **row})
         self.eval_seconds.append(time.perf_counter() - t_all)
@@ -227,6 +235,15 @@ class _Training:
         if elapsed + needed > cfg.time_budget_s:
             return f"time budget {cfg.time_budget_s:g} s"
         return None
+
+
+def non_finite_state(net: torch.nn.Module) -> str:
+    """The network's parameters and buffers (BatchNorm statistics) that hold a NaN or an infinity, as words ('' when
+    none does)."""
+    bad = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if not bad:
+        return ""
+    return f"non-finite {', '.join(bad[:3])}" + (f" and {len(bad) - 3} more tensors" if len(bad) > 3 else "")
 
 
 def writes_behind(device: torch.device) -> bool:

@@ -21,6 +21,12 @@ def pick_device(name: str, cuda_graphs: bool = False) -> torch.device:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     elif name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu or auto")
+    elif name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from "
+                          "0; choose one of them, or --device cuda")
+    elif name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps was asked for but this torch build or machine has no MPS (Apple GPU); "
+                          "use --device cpu or auto")
     else:
         device = torch.device(name)
     if cuda_graphs and device.type != "cuda":
