@@ -104,8 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="train only runs whose group/name contains this text")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--status", action="store_true", help="only report the state of every run")
-    p.add_argument("--fuse", type=_at_least_one, default=1, help="train up to this many runs that differ only in δ and seed "
-                                                      "as one fused network (faster on a GPU)")
+    p.add_argument("--fuse", type=_at_least_one, default=1,
+                   help="train up to this many runs that differ only in δ and seed as one fused network (faster on a "
+                        "GPU)")
     p.add_argument("--together", choices=list(TOGETHER), default="fused",
                    help="how --fuse trains its runs together: one fused network, or a network each on its own CUDA "
                         "stream (the same arithmetic as separate runs)")

@@ -31,6 +31,6 @@ from .tinyimagenet import prepare_tinyimagenet, reorganize_tinyimagenet_val
 
 __all__ = [
     "CIFAR_MEAN", "CIFAR_STD", "IMAGENET_MEAN", "IMAGENET_STD", "DATASETS", "DataError", "Dataset", "GENERATED_SOURCES",
-    "READ_OPTIONS", "VECTOR_SOURCES", "Split", "fetch_dataset", "load_dataset", "seed_changes_data", "prepare_tinyimagenet",
-    "reorganize_tinyimagenet_val",
+    "READ_OPTIONS", "VECTOR_SOURCES", "Split", "fetch_dataset", "load_dataset", "seed_changes_data",
+    "prepare_tinyimagenet", "reorganize_tinyimagenet_val",
 ]
