@@ -120,6 +120,16 @@ def test_calibration_metrics_keys_and_holdout():
     # fitting on the same logits as the test set reproduces the test-fitted variant
     assert with_holdout["temperature_holdout"] == with_holdout["temperature_testfit"]
     assert with_holdout["ece20_ts_holdout"] == with_holdout["ece20_ts_testfit"]
+    # a different held-out split: its own temperature, applied to the test logits
+    hold_logits, hold_labels = random_logits(N=500, scale=6.0, seed=10)
+    apart = calibration_metrics(logits, labels, holdout_logits=hold_logits, holdout_labels=hold_labels)
+    t_hold = fit_temperature(hold_logits, hold_labels)
+    assert apart["temperature_holdout"] == t_hold and abs(t_hold - apart["temperature_testfit"]) > 0.1
+    assert apart["temperature_testfit"] == without["temperature_testfit"]
+    assert apart["ece20_ts_holdout"] == ece_equal_width(*confidence_and_correct(logits / t_hold, labels), 20)
+    assert apart["nll_ts_holdout"] == pytest.approx(mean_nll(logits, labels, t_hold))
+    empty = calibration_metrics(logits, labels, holdout_logits=hold_logits[:0], holdout_labels=hold_labels[:0])
+    assert math.isnan(empty["temperature_holdout"]) and math.isnan(empty["ece20_ts_holdout"])
     # scaling at the NLL-optimal temperature cannot increase the NLL
     assert without["nll_ts_testfit"] <= mean_nll(logits, labels) + 1e-12
 

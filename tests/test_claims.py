@@ -594,6 +594,7 @@ def test_a_prefix_stopped_off_the_evaluation_schedule_is_compared_at_an_epoch_al
 def test_runs_that_all_reached_the_same_epoch_are_not_cut():
     runs = [_stopped(fake_run(d, s, f), 20) for s in range(2) for d, f in ((0.0, 6.0), (0.05, 3.0))]
     comp = claims.select_comparison(runs)
+    assert len(comp.runs) == 4 and sorted(comp.ce) == sorted(comp.ls) == [0, 1]
     assert all(isinstance(r, comparable.UpTo) and r.epochs_reached == 20 for r in comp.runs)
     assert not any("compared at epoch" in n for n in comp.notes)
 

@@ -900,17 +900,19 @@ def test_cells_isolated_and_capped():
     def boom(b):
         raise ValueError("bad cell")
 
+    finished = []
+
     def slow(b):
         time.sleep(30)
+        finished.append("slow")
 
     cells = [{"name": "a", "kind": "lsnc", "pipeline": "lsnc", "precision": "fp32", "k": 1, "fn": boom},
              {"name": "b", "kind": "lsnc", "pipeline": "lsnc", "precision": "fp32", "k": 1,
               "fn": lambda b: {"img_s": 10.0, "img_s_per_model": 10.0}},
              {"name": "c", "kind": "lsnc", "pipeline": "lsnc", "precision": "fp32", "k": 1, "fn": slow},
              {"name": "d", "kind": "lsnc", "pipeline": "lsnc", "precision": "fp32", "k": 1, "fn": boom}]
-    t0 = time.perf_counter()
-    recs = sm.run_cells(cells, bench=None, deadline=time.perf_counter() + 3.0, log=lambda s: None)
-    assert time.perf_counter() - t0 < 10
+    recs = sm.run_cells(cells, bench=None, deadline=time.perf_counter() + 8.0, log=lambda s: None)
+    assert not finished  # the slow cell was cut at the wall cap, not waited for
     assert [r["status"] for r in recs] == ["error", "ok", "timeout", "skipped"]
     assert "bad cell" in recs[0]["error"] and "wall cap" in recs[3]["error"]
 

@@ -131,10 +131,17 @@ def test_evaluate_model_times_its_parts_only_when_asked(setup):
 
 def test_evaluate_model_under_bf16_autocast(setup):
     model, train, test, _ = setup
+    dtypes = set()
+    hook = model.register_forward_hook(lambda m, args, out: dtypes.add(out[1].dtype))
     row = evaluate_model(model, train, test, 4, autocast_dtype=torch.bfloat16)
+    assert dtypes == {torch.bfloat16}  # the forward passes ran under autocast
+    dtypes.clear()
     reference = evaluate_model(model, train, test, 4)
+    hook.remove()
+    assert dtypes == {torch.float32}
     assert math.isfinite(row["train_nc1_within_between"])
     assert row["train_nc1_within_between"] == pytest.approx(reference["train_nc1_within_between"], rel=0.1)
+    assert row["train_nc1_within_between"] != reference["train_nc1_within_between"]
 
 
 def test_single_predicted_class_gives_nan_test_nc1():

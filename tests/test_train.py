@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from lsnc.cli import main
 from lsnc.config import ConfigError, TrainConfig, dense_then_sparse_epochs
@@ -35,10 +36,10 @@ def test_smoke_run_writes_a_complete_run_folder(tmp_path):
     assert run.epochs["lr"].tolist() == pytest.approx([0.05, 0.05, 0.005])
     prov = run.provenance
     assert prov["packages"]["torch"] and prov["device"]["type"] == "cpu"
-    assert prov["dataset"]["fingerprint" if "fingerprint" in prov["dataset"] else "label"]
+    assert prov["dataset"]["label"] == "synthetic Gaussian mixture" and set(prov["dataset"]["sha256"]) >= {"train", "test"}
     from lsnc.book.describe import describe_run
     assert "synthetic" in describe_run(run) and "3 epochs" in describe_run(run)
-    assert {"train_acc", "test_acc"} <= set(run.metrics.columns) or any("acc" in c for c in run.metrics.columns)
+    assert {"train_accuracy", "test_accuracy", "train_nc1_within_between", "test_ece20"} <= set(run.metrics.columns)
 
 
 def test_same_seed_same_table_different_seed_differs(tmp_path):
@@ -347,6 +348,37 @@ def test_ufm_style_training_logs_theory_norms(tmp_path):
     assert run.config["ufm"] is True
 
 
+def test_the_training_objective_is_the_smoothed_loss_plus_the_ufm_penalties():
+    """objective() against the formulas written out: cross entropy with the smoothed target (1-δ) e_y + δ/K, plus,
+    for UFM-style runs, λ_W‖W‖²/2 + λ_b‖b‖²/2 + λ_H (N/B) Σ‖h_i‖²/2."""
+    import torch.nn.functional as F
+
+    from lsnc.training.step import objective
+    g = torch.Generator().manual_seed(0)
+    k, batch, n_train = 5, 8, 1000
+    logits, feats = torch.randn(batch, k, generator=g), torch.randn(batch, 3, generator=g)
+    y, w, b = torch.randint(0, k, (batch,), generator=g), torch.randn(k, 3, generator=g), torch.randn(k, generator=g)
+    for delta in (0.0, 0.2):
+        target = (1 - delta) * F.one_hot(y, k).double() + delta / k
+        smoothed = -(target * torch.log_softmax(logits.double(), 1)).sum(1).mean().item()
+        assert objective(logits, feats, y, _smoke(delta=delta), (w, b), n_train).item() == pytest.approx(smoothed)
+        cfg = _smoke(delta=delta, ufm=True, lambda_w=0.3, lambda_h=0.002, lambda_b=0.5)
+        penalty = (0.3 / 2 * w.double().pow(2).sum() + 0.5 / 2 * b.double().pow(2).sum()
+                   + 0.002 / 2 * n_train / batch * feats.double().pow(2).sum()).item()
+        assert objective(logits, feats, y, cfg, (w, b), n_train).item() == pytest.approx(smoothed + penalty)
+
+
+def test_delta_and_the_ufm_penalties_reach_the_training_loss(tmp_path):
+    """Same seed, same batches: the first epoch's running loss moves with δ, and again with the UFM penalties (a
+    path that dropped either would log the same loss)."""
+    first = {name: load_run(train(_smoke(epochs=1, milestones=[], name=name, **kw), tmp_path, progress=False)
+                            ).epochs["train_loss_running"].iloc[0]
+             for name, kw in (("ce", {}), ("ls", {"delta": 0.1}), ("ls-ufm", {"delta": 0.1, "ufm": True,
+                                                                         "lambda_h": 0.05}))}
+    assert first["ls"] != first["ce"]
+    assert first["ls-ufm"] != first["ls"]
+
+
 def test_runs_table_and_find_runs(tmp_path):
     train(_smoke(), tmp_path, progress=False)
     train(_smoke(delta=0.05), tmp_path, progress=False)
@@ -400,12 +432,14 @@ def test_a_bf16_run_is_evaluated_in_full_precision(tmp_path, monkeypatch):
     real = loop.evaluate_model
 
     def spy(*args, **kwargs):
-        seen.append(kwargs.get("autocast_dtype"))
+        # the keyword, and an autocast region the call might sit in
+        seen.append((kwargs.get("autocast_dtype"), torch.is_autocast_enabled("cpu")))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(loop, "evaluate_model", spy)
     run = load_run(train(_smoke(amp="bf16"), tmp_path, progress=False))
-    assert run.config["amp"] == "bf16" and len(seen) == len(run.metrics) and all(d is None for d in seen)
+    assert run.config["amp"] == "bf16" and len(seen) == len(run.metrics)
+    assert all(d is None and not inside for d, inside in seen)
 
 
 def test_a_window_records_the_commit_prepare_sh_sent_not_the_device_copys_git(monkeypatch):
