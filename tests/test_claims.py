@@ -112,7 +112,11 @@ def test_judge_names_the_sign_test_and_the_seeds_it_left_out():
     assert (v, n) == ("supported", 2) and "one-sided sign test p = 0.25 (the paper's way)" in note
     assert "s2 CE only, s3 LS only: no seed pair, left out" in note
     v, _, note, _ = judge({0: 5, 1: 6, 2: 7}, {0: 6, 1: 7, 2: 6})
-    assert v == "inconclusive" and "p = 0.5 (against the paper)" in note
+    assert v == "inconclusive" and "two-sided sign test p = 1 (most pairs against the paper)" in note
+    v, _, note, _ = judge({0: 5, 1: 6, 2: 7}, {0: 6, 1: 7, 2: 8})
+    assert v == "not supported" and "two-sided sign test p = 0.25 (most pairs against the paper)" in note
+    assert claims.two_sided_sign_test_p(0, 3) == claims.two_sided_sign_test_p(3, 3) == 0.25
+    assert claims.two_sided_sign_test_p(1, 2) == 1.0 and claims.two_sided_sign_test_p(0, 0) == 1.0
     assert "sign test" not in judge({0: 5, 1: 6}, {0: 4, 1: 7})[2]  # one each way: no majority to test
 
 
@@ -999,7 +1003,7 @@ def test_paired_table_reports_ls_minus_ce_per_seed_pair_with_its_sign_test():
     (row,) = table.to_dict("records")
     assert row["pairs: LS lower / higher / tied"] == "1 / 3 / 0" and row["CE"] == "0.3 [0.3, 0.3] (4 seeds)"
     assert row["LS - CE per seed pair"].startswith("0.0125 [-0.01, 0.02] (4 seeds)")
-    assert row["one-sided sign test"] == "p = 0.31, LS higher"
+    assert row["two-sided sign test"] == "p = 0.62, LS higher in most"  # 3 of 4 either way: 2 x 5/16
     assert claims.paired_table(ce).empty  # no LS run: no row
 
 
@@ -1036,3 +1040,10 @@ def test_lsnc_claims_prints_the_verdicts_and_the_glance_and_writes_the_table(tmp
     blocked.write_text("")
     assert main(["claims", "--runs-dir", str(runs_dir), "--csv", str(blocked / "x.csv")]) == 2
     assert "give a --csv path in a writable folder" in capsys.readouterr().err
+
+
+def test_c4_without_a_seed_pair_says_so_rather_than_missing_runs():
+    table = claims.evaluate_claims([fake_run(0.0, 0, 6.0), fake_run(0.05, 1, 3.0)])
+    row = table.loc[table["test_id"] == "c4-nc2-at-nc1"].iloc[0]
+    assert row["verdict"] == "inconclusive" and "no CE-LS seed pair (CE seeds [0], LS seeds [1])" in row["note"]
+    assert "no finished" not in row["note"]

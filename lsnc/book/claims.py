@@ -23,9 +23,10 @@ Verdict rules (:func:`judge`), for a test where the paper predicts LS "lower" (o
 * ``inconclusive``: mixed pairs or ties, overlapping ranges, or fewer than 2 seeds on a side; with one seed the
   note says "1 seed: direction only" and which way it goes (the seed pair's way; without a pair, the means').
 
-With seed pairs, the note also gives the one-sided sign test's p for the direction most untied pairs go
-(:func:`sign_test_p`: 0.25 for 2 of 2 pairs, 0.001 for 10 of 10), and names the seeds only one side has, which are
-left out of the pairs.
+With seed pairs, the note also gives the sign test's p for the direction most untied pairs go: one-sided when that
+is the paper's (:func:`sign_test_p`: 0.25 for 2 of 2 pairs, 0.001 for 10 of 10), two-sided when it is against the
+paper, a direction read off the pairs (:func:`two_sided_sign_test_p`: 0.5 for 2 of 2), and names the seeds only one
+side has, which are left out of the pairs.
 * ``inconclusive (missing runs)``: no finished CE or no finished LS run (or the measurement is undefined).
 * ``prefix: the paper's way`` / ``prefix: against the paper`` (:func:`as_prefix`): what would be ``supported`` /
   ``not supported`` when the compared runs stopped before the end of their recipe (GPU windows): the paper's claims
@@ -140,13 +141,23 @@ def sign_test_p(k: int, n: int) -> float:
     return sum(math.comb(n, i) for i in range(k, n + 1)) / 2 ** n if n else 1.0
 
 
-def _sign_text(good: int, bad: int, ways: tuple[str, str] = ("the paper's way", "against the paper")) -> str:
-    """``one-sided sign test p = 0.031 (the paper's way)`` for the direction most untied pairs go (``ways``: the
-    words for ``good`` and ``bad``); nothing when as many go each way."""
+def two_sided_sign_test_p(k: int, n: int) -> float:
+    """Two-sided sign test: the chance that at least as many of ``n`` untied seed pairs as the larger of ``k`` and
+    ``n - k`` go one way, either way, when the two sides do not differ. The p to give for a direction read off the
+    pairs rather than fixed beforehand."""
+    return min(1.0, 2 * sign_test_p(max(k, n - k), n)) if n else 1.0
+
+
+def _sign_text(good: int, bad: int) -> str:
+    """The sign test of a verdict's seed pairs, for the direction most untied pairs go: ``one-sided sign test
+    p = 0.031 (the paper's way)`` when it is the paper's (a direction fixed before the runs); ``two-sided sign test
+    p = 0.062 (most pairs against the paper)`` otherwise (a direction read off the pairs); nothing when as many go
+    each way."""
     if good == bad:
         return ""
-    way = ways[0] if good > bad else ways[1]
-    return f"one-sided sign test p = {sign_test_p(max(good, bad), good + bad):.2g} ({way})"
+    if good > bad:
+        return f"one-sided sign test p = {sign_test_p(good, good + bad):.2g} (the paper's way)"
+    return f"two-sided sign test p = {two_sided_sign_test_p(bad, good + bad):.2g} (most pairs against the paper)"
 
 
 def _left_out(ce: Mapping[Any, float], ls: Mapping[Any, float], names: tuple[str, str]) -> str:
@@ -173,8 +184,8 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
 
     Returns a :class:`Judgement`: the verdict, the number of seed pairs compared (the smaller side when
     unpaired), the note, and how the seed pairs split. None / NaN values count as missing; +inf is a value ("never
-    reached") that compares normally, and two infinities tie. With seed pairs, the note gives the one-sided sign
-    test's p for the direction most pairs go and names the seeds of one side only, which are left out. ``names``:
+    reached") that compares normally, and two infinities tie. With seed pairs, the note gives the sign test's p
+    for the direction most pairs go (:func:`_sign_text`) and names the seeds of one side only, which are left out. ``names``:
     the two sides in the note (``("before TS", "after TS")`` for a test whose sides are not CE and LS). See the
     module docstring for the rules."""
     if better not in ("lower", "higher"):
@@ -561,7 +572,8 @@ def _c2_row(comp: Comparison, nc: str, frac: float) -> dict[str, Any]:
             f"epoch-0 value to the worst final value")
     if math.isnan(level):
         why = (f"{nc} does not decrease from initialisation (start {_num(start)}, worst final "
-               f"{_num(worst)}): level undefined") if not math.isnan(start) else ""
+               f"{_num(worst)}): level undefined") if not math.isnan(start) else (
+            f"a run's {nc} has no value, or a value not positive, at epoch 0 or at its end: level undefined")
         verdict = ("inconclusive (missing runs)", 0, "no finished CE or LS run") if not comp.runs \
             else ("inconclusive", 0, why)
         return _row(comp, test_id, test, ce, ls, "lower", per_seed=True, verdict=Judgement(*verdict))
@@ -605,14 +617,17 @@ def _c4_row(comp: Comparison) -> dict[str, Any]:
         if not math.isnan(f):
             fracs.append(f"s{s}: {f:.0%}")
             ranges.append(rng)
-    note = ""
+    note, verdict = "", None
     if fracs:
         note = (f"LS lower on {', '.join(fracs)} of the NC1 grid; each pair compared on the NC1 range both its "
                 f"runs pass through (together {_num(min(r[0] for r in ranges))} to {_num(max(r[1] for r in ranges))})")
+    elif comp.ce and comp.ls and not set(comp.ce) & set(comp.ls):
+        verdict = Judgement("inconclusive", 0, f"no CE-LS seed pair (CE seeds {sorted(comp.ce)}, LS seeds "
+                                               f"{sorted(comp.ls)}): the measure compares the two runs of one seed")
     elif comp.ce and comp.ls:
         note = "no seed pair with an overlapping NC1 range"
     return _row(comp, "c4-nc2-at-nc1", f"mean NC2 over {C4_GRID} NC1 values both runs pass through (NC2 interpolated "
-                "in log NC1 at first passage), per seed pair", ce4, ls4, "lower", note)
+                "in log NC1 at first passage), per seed pair", ce4, ls4, "lower", note, verdict=verdict)
 
 
 NO_HOLDOUT = "these runs hold out no split to fit T on (holdout_per_class 0 in their recipe)"
@@ -744,8 +759,8 @@ def paired_table(runs: Iterable[Any], column: str = "test_error", ls_delta: floa
     """A final value of CE against LS, one row per dataset group, over the seed pairs the claims compare
     (:func:`select_comparison`: one setting, prefixes cut to a common epoch; a seed of one side only is left out):
     the runs compared, the CE and LS values (``mean [min, max] (n seeds)``), LS - CE per pair (the same form), how
-    many pairs have LS lower / higher / tied, and the one-sided sign test's p for the direction most untied pairs
-    go (:func:`sign_test_p`).
+    many pairs have LS lower / higher / tied, and the two-sided sign test's p (:func:`two_sided_sign_test_p`: no
+    direction is predicted).
     Not a verdict: the paper claims nothing about test error, but a reader weighing LS wants it beside the
     claims."""
     rows = []
@@ -761,8 +776,8 @@ def paired_table(runs: Iterable[Any], column: str = "test_error", ls_delta: floa
                      "CE": format_spread({s: ce[s] for s in pairs}), "LS": format_spread({s: ls[s] for s in pairs}),
                      "LS - CE per seed pair": format_spread(diff),
                      "pairs: LS lower / higher / tied": f"{lower} / {higher} / {len(pairs) - lower - higher}",
-                     "one-sided sign test": (f"p = {sign_test_p(max(lower, higher), lower + higher):.2g}, LS "
-                                             f"{'lower' if lower > higher else 'higher'}" if lower != higher
+                     "two-sided sign test": (f"p = {two_sided_sign_test_p(lower, lower + higher):.2g}, LS "
+                                             f"{'lower' if lower > higher else 'higher'} in most" if lower != higher
                                              else "no majority")})
     return pd.DataFrame(rows)
 
