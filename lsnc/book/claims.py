@@ -185,9 +185,9 @@ def judge(ce: Mapping[Any, float], ls: Mapping[Any, float], better: str = "lower
     Returns a :class:`Judgement`: the verdict, the number of seed pairs compared (the smaller side when
     unpaired), the note, and how the seed pairs split. None / NaN values count as missing; +inf is a value ("never
     reached") that compares normally, and two infinities tie. With seed pairs, the note gives the sign test's p
-    for the direction most pairs go (:func:`_sign_text`) and names the seeds of one side only, which are left out. ``names``:
-    the two sides in the note (``("before TS", "after TS")`` for a test whose sides are not CE and LS). See the
-    module docstring for the rules."""
+    for the direction most pairs go (:func:`_sign_text`) and names the seeds of one side only, which are left out.
+    ``names``: the two sides in the note (``("before TS", "after TS")`` for a test whose sides are not CE and LS).
+    See the module docstring for the rules."""
     if better not in ("lower", "higher"):
         raise ValueError(f"better must be 'lower' or 'higher', got {better!r}")
     sign = 1 if better == "lower" else -1
