@@ -55,7 +55,7 @@ def test_cpu_reproduction_matrix():
     assert sorted(groups["cifar10-jpeg-w32"]) == ce_and_ls("resnet18w32", range(8))
     assert sorted(groups["cifar10-jpeg-1000pc"]) == ce_and_ls("resnet18w16", range(6))
     assert sorted(groups["cifar10-jpeg-resnet50"]) == ce_and_ls("resnet50w16", range(3))
-    assert sorted(groups["cifar10-jpeg-resnet50-150ep"]) == ce_and_ls("resnet50w16", range(2))
+    assert sorted(groups["cifar10-jpeg-resnet50-150ep"]) == ce_and_ls("resnet50w16", range(3))
     assert sorted(groups["cifar10-jpeg-150ep"]) == ce_and_ls("resnet18w16", range(7))
     assert sorted(groups["mnist1d-w1024"]) == ce_and_ls("mlpw1024", range(10))
     assert sorted(groups["mnist1d-400pc"]) == ce_and_ls("mlpw256", range(10))

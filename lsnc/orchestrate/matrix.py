@@ -58,7 +58,7 @@ def reproduction_runs(name: str) -> list[RunSpec]:
                 + _matrix("cpu-cifar10-150", main_seeds=range(7), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-w32", main_seeds=range(8), sweep_seeds=(), ufm_seeds=())
                 + _matrix("cpu-cifar10-resnet50", main_seeds=range(3), sweep_seeds=(), ufm_seeds=())
-                + _matrix("cpu-cifar10-resnet50-150", main_seeds=range(2), sweep_seeds=(), ufm_seeds=())
+                + _matrix("cpu-cifar10-resnet50-150", main_seeds=range(3), sweep_seeds=(), ufm_seeds=())
                 # seed 5 of the 1000-per-class group: a second CE / LS pair that logs the NC3 decomposition (seeds
                 # 0-3 were trained before lsnc logged it)
                 + _matrix("cpu-cifar10-1000pc", main_seeds=range(6), sweep_seeds=(), ufm_seeds=())
