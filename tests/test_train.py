@@ -36,7 +36,8 @@ def test_smoke_run_writes_a_complete_run_folder(tmp_path):
     assert run.epochs["lr"].tolist() == pytest.approx([0.05, 0.05, 0.005])
     prov = run.provenance
     assert prov["packages"]["torch"] and prov["device"]["type"] == "cpu"
-    assert prov["dataset"]["label"] == "synthetic Gaussian mixture" and set(prov["dataset"]["sha256"]) >= {"train", "test"}
+    assert prov["dataset"]["label"] == "synthetic Gaussian mixture"
+    assert set(prov["dataset"]["sha256"]) >= {"train", "test"}
     from lsnc.book.describe import describe_run
     assert "synthetic" in describe_run(run) and "3 epochs" in describe_run(run)
     assert {"train_accuracy", "test_accuracy", "train_nc1_within_between", "test_ece20"} <= set(run.metrics.columns)
