@@ -184,7 +184,7 @@ class _Training:
                     net, data.train.batches(cfg.eval_batch_size), data.test.batches(cfg.eval_batch_size),
                     data.num_classes, delta=cfg.delta, device=self.device,
                     holdout_batches=data.holdout.batches(cfg.eval_batch_size) if data.holdout is not None else None)
-            except ValueError as exc:  # the accumulators refuse non-finite features: say why, when weights are
+            except ValueError as exc:  # the accumulators refuse non-finite features; non-finite weights: diverged
                 bad = non_finite_state(net)
                 if bad:
                     raise NonFiniteLoss(f"{rec.folder.name}: {bad} after epoch {epoch} (diverged at the epoch's last "
